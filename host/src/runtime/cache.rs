@@ -1,0 +1,88 @@
+//! The on-disk compile cache.
+//!
+//! An artifact is keyed by the wasm's sha256 and the engine's compatibility
+//! hash: a precompiled artifact only loads into an engine with the same
+//! settings, and the hash changes with the wasmtime version and config. A hit
+//! costs well under a millisecond instead of a Cranelift compile.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Whether a load compiled the component or found it in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Compiled,
+}
+
+pub(crate) struct CompileCache {
+    dir: Option<PathBuf>,
+    engine_hash: String,
+}
+
+/// Feeds `Hash` output into sha256, which, unlike `DefaultHasher`, is stable
+/// across processes and Rust versions.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish(&self) -> u64 {
+        unreachable!("only the digest is used")
+    }
+}
+
+impl CompileCache {
+    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
+        let mut h = Sha256Hasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let engine_hash = hex::encode(&h.0.finalize()[..8]);
+        CompileCache { dir, engine_hash }
+    }
+
+    fn path(&self, dir: &Path, sha256: &str) -> PathBuf {
+        dir.join(format!("{sha256}-{}.cwasm", self.engine_hash))
+    }
+
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        sha256: &str,
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
+        let Some(dir) = &self.dir else {
+            return Ok((Component::new(engine, wasm)?, CacheOutcome::Compiled));
+        };
+        let path = self.path(dir, sha256);
+        if path.exists() {
+            // SAFETY: the file was written by `Component::serialize` of an
+            // engine with this compatibility hash, into the daemon's own data
+            // dir. A corrupt or foreign file is refused by wasmtime's header
+            // checks and recompiled below.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile cache entry"),
+            }
+        }
+        let component = Component::new(engine, wasm)?;
+        if let Err(e) = self.store(dir, &path, &component) {
+            tracing::warn!(path = %path.display(), error = %e, "could not write compile cache entry");
+        }
+        Ok((component, CacheOutcome::Compiled))
+    }
+
+    /// Write to a temp file and rename, so a crash never leaves half an artifact.
+    fn store(&self, dir: &Path, path: &Path, component: &Component) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, &bytes)?;
+        tmp.persist(path)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,79 @@
+//! Checks a plugin's bytes before and after compiling: is it WebAssembly, is it
+//! a component, and does it import only what Kiln provides.
+
+use super::LoadError;
+
+/// Interfaces a plugin may import. Everything else is refused at load time
+/// with its name, before any instance exists.
+const ALLOWED: &[&str] = &[
+    "kiln:plugin/",
+    // What Rust std (and other languages' runtimes) need for stdio, clocks,
+    // randomness and exit. The environment and arguments are empty.
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/",
+];
+
+/// Interfaces refused with a reason a plugin author will understand.
+const FORBIDDEN: &[(&str, &str)] = &[
+    ("wasi:filesystem/", "plugins get no filesystem: read the object through `input` and write through `outputs`"),
+    ("wasi:sockets/", "plugins get no network access"),
+    ("wasi:http/", "plugins get no network access"),
+];
+
+/// The first bytes of every WebAssembly binary, then the version/layer field.
+const MAGIC: &[u8; 4] = b"\0asm";
+const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
+
+/// Cheap checks on the raw bytes, before spending time on compilation.
+pub fn check_bytes(wasm: &[u8], max_size: usize) -> Result<(), LoadError> {
+    if wasm.len() > max_size {
+        return Err(LoadError::TooLarge { size: wasm.len(), limit: max_size });
+    }
+    if wasm.len() < 8 || &wasm[..4] != MAGIC {
+        return Err(LoadError::NotWasm);
+    }
+    if wasm[4..8] == CORE_MODULE_VERSION {
+        return Err(LoadError::CoreModule);
+    }
+    Ok(())
+}
+
+/// Refuse any import outside [`ALLOWED`], naming it.
+pub fn check_imports<'a>(imports: impl IntoIterator<Item = &'a str>) -> Result<(), LoadError> {
+    for name in imports {
+        if let Some((_, why)) = FORBIDDEN.iter().find(|(prefix, _)| name.starts_with(prefix)) {
+            return Err(LoadError::ForbiddenImport { import: name.to_string(), reason: why.to_string() });
+        }
+        if !ALLOWED.iter().any(|prefix| name.starts_with(prefix)) {
+            return Err(LoadError::ForbiddenImport {
+                import: name.to_string(),
+                reason: format!("Kiln provides only {}", ALLOWED.join("*, ") + "*"),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_non_wasm_and_core_modules() {
+        assert!(matches!(check_bytes(b"hello world", 100), Err(LoadError::NotWasm)));
+        assert!(matches!(check_bytes(b"\0asm\x01\0\0\0", 100), Err(LoadError::CoreModule)));
+        assert!(matches!(check_bytes(&[0; 200], 100), Err(LoadError::TooLarge { size: 200, limit: 100 })));
+        assert!(check_bytes(b"\0asm\x0d\0\x01\0", 100).is_ok());
+    }
+
+    #[test]
+    fn names_the_forbidden_import() {
+        let err = check_imports(["wasi:io/streams@0.2.6", "wasi:filesystem/preopens@0.2.6"]).unwrap_err();
+        assert!(err.to_string().contains("wasi:filesystem/preopens@0.2.6"), "{err}");
+        let err = check_imports(["acme:evil/thing"]).unwrap_err();
+        assert!(err.to_string().contains("acme:evil/thing"), "{err}");
+        assert!(check_imports(["kiln:plugin/host@0.1.0", "wasi:cli/stderr@0.2.6"]).is_ok());
+    }
+}

@@ -1,0 +1,491 @@
+//! The WebAssembly runtime: one wasmtime [`Engine`] with a pooling allocator,
+//! the linker that grants plugins exactly the contract plus the bits of WASI
+//! that language runtimes need, the compile cache, and per-task limits.
+//!
+//! A [`Plugin`] is a loaded, checked and pre-instantiated component. Each task
+//! instantiates it afresh from its `InstancePre` (microseconds with the pool),
+//! streams the source through it, and commits its outputs only if it succeeds.
+
+pub mod bindings;
+mod cache;
+mod console;
+mod errors;
+mod host_impl;
+mod inspect;
+mod limits;
+mod streams;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use bindings::{Processor, ProcessorPre};
+pub use cache::CacheOutcome;
+use cache::CompileCache;
+use console::ConsoleTail;
+pub use errors::{LoadError, TaskError, TaskErrorKind};
+pub use limits::{LimitHit, Limits};
+use limits::TaskLimiter;
+use streams::{InputHandle, OutputsHandle};
+pub use streams::{InputSource, OutputTarget, OutputWriter};
+
+/// Engine-wide settings. Per-task [`Limits`] may be lowered per tenant, never raised above these.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Default per-task limits; `limits.max_memory` is also the pool's slot size.
+    pub limits: Limits,
+    /// WebAssembly call-stack size, in bytes.
+    pub max_stack: usize,
+    /// Plugin instances alive at once (the pool's size): the ceiling on tasks in flight.
+    pub max_instances: u32,
+    /// Largest plugin accepted, in bytes.
+    pub max_plugin_size: usize,
+    /// Where compiled artifacts are cached; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            limits: Limits::default(),
+            max_stack: 512 << 10,
+            max_instances: 64,
+            max_plugin_size: 64 << 20,
+            cache_dir: None,
+        }
+    }
+}
+
+/// Epoch tick: the granularity of deadlines, and how often a busy plugin
+/// yields to the async executor so it cannot starve other tasks.
+const TICK: Duration = Duration::from_millis(5);
+/// Bytes handed to the plugin per `input.read`, at most.
+const MAX_READ: u32 = 1 << 20;
+/// Outputs one task may open.
+const MAX_OUTPUTS: usize = 10_000;
+
+/// The host: engine, linker, compile cache and epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<TaskState>,
+    cache: Arc<CompileCache>,
+    config: RuntimeConfig,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A loaded plugin, ready to instantiate.
+#[derive(Clone)]
+pub struct Plugin {
+    /// Hex sha256 of the component bytes.
+    pub sha256: String,
+    /// What the plugin said of itself through `info()`.
+    pub info: PluginInfo,
+    /// Whether loading compiled the component or hit the cache.
+    pub cache: CacheOutcome,
+    /// Time to compile or load from the cache.
+    pub load_time: Duration,
+    pre: ProcessorPre<TaskState>,
+}
+
+/// A plugin's self-description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub reads: Vec<String>,
+    pub writes: Vec<String>,
+}
+
+/// What the host knows about the source object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub bucket: String,
+    pub key: String,
+    pub size: Option<u64>,
+    pub content_type: Option<String>,
+    pub etag: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub last_modified: Option<i64>,
+}
+
+/// One task to run: the plugin's parameters, the object, its bytes, where outputs go.
+pub struct Task {
+    pub params: String,
+    pub object: ObjectMeta,
+    pub input: InputSource,
+    pub target: Box<dyn OutputTarget>,
+    pub limits: Limits,
+}
+
+/// One committed output of a successful task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOutput {
+    /// `{index}`: 1-based.
+    pub index: u32,
+    /// `{autoext}`, as declared by the plugin.
+    pub extension: Option<String>,
+    /// Where it went: a key or a path.
+    pub location: String,
+    pub bytes: u64,
+}
+
+/// The result of a successful task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskOutcome {
+    pub outputs: Vec<CommittedOutput>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration: Duration,
+}
+
+/// Per-task store data: WASI context, resource table, limits and stream state.
+pub(crate) struct TaskState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: TaskLimiter,
+    /// A limit the host enforced (deadline, output); the memory one lives in `limiter`.
+    hit: Option<LimitHit>,
+    console: ConsoleTail,
+    input: Option<InputSource>,
+    target: Option<Box<dyn OutputTarget>>,
+    outputs: Vec<OpenOutput>,
+    bytes_out: u64,
+    max_output: u64,
+    /// An I/O failure on the host side (source read, upload): the task fails even
+    /// if the plugin ignores the error it was given.
+    host_error: Option<String>,
+    log_lines: u32,
+    plugin: Arc<str>,
+    key: Arc<str>,
+}
+
+struct OpenOutput {
+    writer: Option<Box<dyn OutputWriter>>,
+    extension: Option<String>,
+    bytes: u64,
+}
+
+impl wasmtime_wasi_io::IoView for TaskState {
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+impl WasiView for TaskState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true);
+        wasm.max_wasm_stack(config.max_stack);
+        wasm.wasm_component_model(true);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(&config)));
+        let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("configuring wasmtime: {e:#}"))?;
+
+        let mut linker: Linker<TaskState> = Linker::new(&engine);
+        add_allowed_wasi(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        Processor::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), ticker_stop.clone());
+        let cache = Arc::new(CompileCache::new(&engine, config.cache_dir.clone()));
+        Ok(Runtime { engine, linker, cache, config, ticker_stop })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Check, compile (or load from the cache) and pre-instantiate a plugin,
+    /// then ask it for its `info()`.
+    pub async fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
+        inspect::check_bytes(wasm, self.config.max_plugin_size)?;
+        let sha256 = hex::encode(Sha256::digest(wasm));
+        let started = Instant::now();
+        let (component, cache) = {
+            let (engine, cache, wasm, sha) = (self.engine.clone(), self.cache.clone(), wasm.to_vec(), sha256.clone());
+            // Compiling is CPU-bound for up to a second: keep it off the executor.
+            tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &wasm, &sha))
+                .await
+                .map_err(|e| LoadError::Invalid(e.to_string()))?
+                .map_err(|e| LoadError::Invalid(format!("{e:#}")))?
+        };
+        let load_time = started.elapsed();
+        let imports: Vec<String> =
+            component.component_type().imports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        inspect::check_imports(imports.iter().map(String::as_str))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = ProcessorPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+
+        let mut plugin = Plugin { sha256, info: PluginInfo::default_unknown(), cache, load_time, pre };
+        let limits = self.config.limits;
+        let mut store = self.new_store(&plugin, &limits, "(info)", None, None);
+        let call = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_info(&mut store).await
+        };
+        let info = tokio::time::timeout(limits.deadline + TICK * 20, call)
+            .await
+            .map_err(|_| LoadError::Info(LimitHit::Deadline(limits.deadline).to_string()))?
+            .map_err(|e| LoadError::Info(classify_trap(e, store.data(), &self.config).to_string()))?;
+        plugin.info = PluginInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            reads: info.reads,
+            writes: info.writes,
+        };
+        Ok(plugin)
+    }
+
+    /// Ask the plugin whether `params` are valid. `Ok(Err(msg))` is the plugin's refusal.
+    pub async fn validate(&self, plugin: &Plugin, params: &str) -> Result<Result<(), String>, TaskError> {
+        let limits = self.config.limits;
+        let mut store = self.new_store(plugin, &limits, "(validate)", None, None);
+        let call = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_validate(&mut store, params).await
+        };
+        match tokio::time::timeout(limits.deadline + TICK * 20, call).await {
+            Err(_) => Err(TaskError::limit(LimitHit::Deadline(limits.deadline), String::new())),
+            Ok(Ok(verdict)) => Ok(verdict),
+            Ok(Err(trap)) => Err(classify_trap(trap, store.data(), &self.config)),
+        }
+    }
+
+    /// Run one task: instantiate, stream the input through `process`, then
+    /// commit every output if it succeeded, or abort them all if it did not.
+    pub async fn run(&self, plugin: &Plugin, task: Task) -> Result<TaskOutcome, TaskError> {
+        let started = Instant::now();
+        let Task { params, object, input, target, limits } = task;
+        let limits = self.clamp(limits);
+        let mut store = self.new_store(plugin, &limits, &object.key, Some(input), Some(target));
+        let wit_object = bindings::ObjectInfo {
+            bucket: object.bucket,
+            key: object.key,
+            size: object.size,
+            content_type: object.content_type,
+            etag: object.etag,
+            last_modified: object.last_modified,
+        };
+        let call = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            let input: Resource<InputHandle> = store.data_mut().table.push(InputHandle)?;
+            let outputs: Resource<OutputsHandle> = store.data_mut().table.push(OutputsHandle)?;
+            instance
+                .call_process(
+                    &mut store,
+                    &params,
+                    &wit_object,
+                    Resource::new_borrow(input.rep()),
+                    Resource::new_borrow(outputs.rep()),
+                )
+                .await
+        };
+        // The epoch deadline stops guest code; this also bounds time spent
+        // awaiting host I/O (a stalled object store) on the plugin's behalf.
+        let result = tokio::time::timeout(limits.deadline + TICK * 20, call).await;
+        let state = store.data_mut();
+        let error = match result {
+            Err(_) => Some(TaskError::limit(LimitHit::Deadline(limits.deadline), state.console.text())),
+            Ok(Err(trap)) => Some(classify_trap(trap, state, &self.config)),
+            Ok(Ok(Err(process_error))) => Some(TaskError::from_plugin(process_error, state.console.text())),
+            Ok(Ok(Ok(()))) => state.host_error.clone().map(TaskError::Io),
+        };
+        let outputs = std::mem::take(&mut state.outputs);
+        if let Some(error) = error {
+            for out in outputs {
+                if let Some(writer) = out.writer {
+                    writer.abort().await;
+                }
+            }
+            return Err(error);
+        }
+        let mut committed = Vec::with_capacity(outputs.len());
+        let mut failed = None;
+        for (i, out) in outputs.into_iter().enumerate() {
+            let Some(writer) = out.writer else { continue };
+            if failed.is_some() {
+                writer.abort().await;
+                continue;
+            }
+            match writer.commit().await {
+                Ok(location) => committed.push(CommittedOutput {
+                    index: i as u32 + 1,
+                    extension: out.extension,
+                    location,
+                    bytes: out.bytes,
+                }),
+                Err(e) => failed = Some(TaskError::Io(format!("committing output {}: {e}", i + 1))),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let state = store.data();
+        Ok(TaskOutcome {
+            outputs: committed,
+            bytes_in: state.input.as_ref().map_or(0, |i| i.consumed),
+            bytes_out: state.bytes_out,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// Per-task limits never exceed the engine's: the pool's slots are sized by them.
+    fn clamp(&self, limits: Limits) -> Limits {
+        Limits { max_memory: limits.max_memory.min(self.config.limits.max_memory), ..limits }
+    }
+
+    fn new_store(
+        &self,
+        plugin: &Plugin,
+        limits: &Limits,
+        key: &str,
+        input: Option<InputSource>,
+        target: Option<Box<dyn OutputTarget>>,
+    ) -> Store<TaskState> {
+        let console = ConsoleTail::new(limits.max_console);
+        // No preopened dirs, no environment, no arguments, no network: the
+        // builder grants none of them unless asked.
+        let wasi = WasiCtxBuilder::new().stdout(console.clone()).stderr(console.clone()).build();
+        let state = TaskState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: TaskLimiter { max_memory: limits.max_memory, hit: None },
+            hit: None,
+            console,
+            input,
+            target,
+            outputs: Vec::new(),
+            bytes_out: 0,
+            max_output: limits.max_output,
+            host_error: None,
+            log_lines: 0,
+            plugin: Arc::from(plugin.info.name.as_str()),
+            key: Arc::from(key),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let deadline = Instant::now() + limits.deadline;
+        let budget = limits.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            if Instant::now() >= deadline {
+                ctx.data_mut().hit = Some(LimitHit::Deadline(budget));
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Yield to the executor at every tick so a spinning plugin
+                // shares the worker thread with other tasks.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+}
+
+impl PluginInfo {
+    fn default_unknown() -> Self {
+        PluginInfo { name: "(loading)".into(), version: String::new(), description: String::new(), reads: vec![], writes: vec![] }
+    }
+}
+
+/// Turn a trap into the task error a user can act on: the limit that was hit,
+/// or the trap with the tail of the plugin's stderr (where a panic's message is).
+fn classify_trap(err: wasmtime::Error, state: &TaskState, config: &RuntimeConfig) -> TaskError {
+    let console = state.console.text();
+    if let Some(hit) = state.hit.clone().or_else(|| state.limiter.hit.clone()) {
+        return TaskError::limit(hit, console);
+    }
+    if let Some(Trap::StackOverflow) = err.downcast_ref::<Trap>() {
+        return TaskError::limit(LimitHit::Stack(config.max_stack), console);
+    }
+    if let Some(io) = &state.host_error {
+        return TaskError::Io(io.clone());
+    }
+    let trap = match err.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{err:#}"),
+    };
+    TaskError::Crashed { trap, console }
+}
+
+fn pooling(config: &RuntimeConfig) -> PoolingAllocationConfig {
+    let n = config.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(n);
+    // A Rust component holds a handful of core instances (its module and the
+    // shims wasm-component-ld adds), one memory and a few tables.
+    pool.total_core_instances(n * 8);
+    pool.max_core_instances_per_component(16);
+    pool.total_memories(n * 2);
+    pool.max_memories_per_component(2);
+    pool.total_tables(n * 8);
+    pool.max_tables_per_component(8);
+    pool.max_memory_size(config.limits.max_memory as usize);
+    // Keep a few MiB of each slot resident: without it every task pays
+    // madvise and page faults for the guest's first megabyte (its shadow stack).
+    pool.linear_memory_keep_resident(4 << 20);
+    pool.table_keep_resident(64 << 10);
+    pool.decommit_batch_size(16);
+    pool
+}
+
+/// The WASI interfaces a plugin may use: io, clocks, random and cli (empty
+/// environment, captured stdio). Filesystem and sockets are never linked.
+fn add_allowed_wasi(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::random::WasiRandom;
+    type T = TaskState;
+    let l = linker;
+    wasmtime_wasi_io::add_to_linker_async(l)?;
+    clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+    random::random::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
+    random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
+    random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
+    cli::exit::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::environment::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_input::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_output::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    Ok(())
+}
+
+fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("kiln-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
