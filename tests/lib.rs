@@ -1,1 +1,2 @@
-//! End-to-end tests live in `tests/`; this crate has no code of its own.
+//! End-to-end tests of Kiln. Each `*.rs` beside this file is a test target
+//! (see Cargo.toml); `common/` holds their shared helpers.

@@ -19,8 +19,8 @@ pub enum LoadError {
     CoreModule,
     #[error("invalid WebAssembly component: {0}")]
     Invalid(String),
-    #[error("forbidden import `{import}`: {reason}")]
-    ForbiddenImport { import: String, reason: String },
+    #[error("forbidden imports: {0}")]
+    ForbiddenImports(String),
     #[error("plugin imports something Kiln cannot provide: {0}")]
     Link(String),
     #[error("plugin does not implement the `kiln:plugin/processor` world: {0}")]

@@ -40,20 +40,21 @@ pub fn check_bytes(wasm: &[u8], max_size: usize) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Refuse any import outside [`ALLOWED`], naming it.
+/// Refuse every import outside [`ALLOWED`], naming each with the reason.
 pub fn check_imports<'a>(imports: impl IntoIterator<Item = &'a str>) -> Result<(), LoadError> {
-    for name in imports {
-        if let Some((_, why)) = FORBIDDEN.iter().find(|(prefix, _)| name.starts_with(prefix)) {
-            return Err(LoadError::ForbiddenImport { import: name.to_string(), reason: why.to_string() });
-        }
-        if !ALLOWED.iter().any(|prefix| name.starts_with(prefix)) {
-            return Err(LoadError::ForbiddenImport {
-                import: name.to_string(),
-                reason: format!("Kiln provides only {}", ALLOWED.join("*, ") + "*"),
-            });
-        }
-    }
-    Ok(())
+    let refused: Vec<String> = imports
+        .into_iter()
+        .filter_map(|name| {
+            if let Some((_, why)) = FORBIDDEN.iter().find(|(prefix, _)| name.starts_with(prefix)) {
+                return Some(format!("`{name}` ({why})"));
+            }
+            if !ALLOWED.iter().any(|prefix| name.starts_with(prefix)) {
+                return Some(format!("`{name}` (Kiln provides only {}*)", ALLOWED.join("*, ")));
+            }
+            None
+        })
+        .collect();
+    if refused.is_empty() { Ok(()) } else { Err(LoadError::ForbiddenImports(refused.join(", "))) }
 }
 
 #[cfg(test)]

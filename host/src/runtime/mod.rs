@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -99,6 +100,12 @@ pub struct Plugin {
     /// Time to compile or load from the cache.
     pub load_time: Duration,
     pre: ProcessorPre<TaskState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("sha256", &self.sha256).field("info", &self.info).field("cache", &self.cache).finish()
+    }
 }
 
 /// A plugin's self-description.
@@ -231,8 +238,14 @@ impl Runtime {
                 .map_err(|e| LoadError::Invalid(format!("{e:#}")))?
         };
         let load_time = started.elapsed();
-        let imports: Vec<String> =
-            component.component_type().imports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        // Types and resources the world `use`s appear as imports too; only
+        // instances and functions give a plugin capabilities.
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .filter(|(_, ext)| !matches!(ext.ty, ComponentItem::Type(_) | ComponentItem::Resource(_)))
+            .map(|(name, _)| name.to_string())
+            .collect();
         inspect::check_imports(imports.iter().map(String::as_str))?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = ProcessorPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
@@ -423,6 +436,8 @@ fn classify_trap(err: wasmtime::Error, state: &TaskState, config: &RuntimeConfig
         return TaskError::Io(io.clone());
     }
     let trap = match err.downcast_ref::<Trap>() {
+        // Rust's panic handler prints its message, then aborts via `unreachable`.
+        Some(Trap::UnreachableCodeReached) if console.contains("panicked at") => "panic".to_string(),
         Some(trap) => trap.to_string(),
         None => format!("{err:#}"),
     };

@@ -1,1 +1,14 @@
+//! Paths of the test plugins, built from source by `build.rs`.
+//!
+//! - `ECHO`: well-behaved; copies its input to one output, or several with `repeat,n_N`;
+//!   fails on purpose for keys containing `fail-on,k_TEXT`.
+//! - `HOSTILE`: `loop`, `alloc`, `recurse`, `panic`, `flood` (huge output), `noise` (floods stderr then panics).
+//! - `FS_IMPORT`, `NET_IMPORT`: import `wasi:filesystem` / `wasi:sockets`, which Kiln refuses.
 
+include!(concat!(env!("OUT_DIR"), "/paths.rs"));
+
+/// Bytes that are not WebAssembly at all.
+pub const RANDOM_BYTES: &[u8] = b"\x13\x37not wasm at all \xff\xfe\x00\x01 just noise";
+
+/// A valid, empty core WebAssembly module: WebAssembly, but not a component.
+pub const CORE_MODULE: &[u8] = b"\0asm\x01\0\0\0";

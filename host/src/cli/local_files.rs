@@ -1,0 +1,92 @@
+//! Outputs written to the local filesystem for `kiln process`: each output goes
+//! to a temp file beside its destination and is renamed into place on commit,
+//! so a failed task leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+
+use crate::runtime::{OutputTarget, OutputWriter};
+
+/// Where `kiln process` puts outputs.
+pub enum Destination {
+    /// A folder: output 1 is `{barename}.{autoext}`, output N is `{barename}-N.{autoext}`.
+    Folder { dir: PathBuf, barename: String },
+    /// One file; a second output is an error.
+    File(PathBuf),
+    /// Standard output; a second output is an error.
+    Stdout,
+}
+
+pub struct LocalTarget {
+    pub destination: Destination,
+}
+
+#[async_trait::async_trait]
+impl OutputTarget for LocalTarget {
+    async fn open(&mut self, index: u32, extension: Option<&str>) -> Result<Box<dyn OutputWriter>, String> {
+        let path = match &self.destination {
+            Destination::Folder { dir, barename } => {
+                let ext = extension.map(|e| format!(".{e}")).unwrap_or_default();
+                if index == 1 { dir.join(format!("{barename}{ext}")) } else { dir.join(format!("{barename}-{index}{ext}")) }
+            }
+            Destination::File(_) | Destination::Stdout if index > 1 => {
+                return Err("the plugin writes several outputs: give `-o` a folder".into());
+            }
+            Destination::File(path) => path.clone(),
+            Destination::Stdout => return Ok(Box::new(StdoutWriter(tokio::io::stdout()))),
+        };
+        FileWriter::create(path).await.map(|w| Box::new(w) as Box<dyn OutputWriter>)
+    }
+}
+
+struct FileWriter {
+    file: tokio::fs::File,
+    temp: tempfile::TempPath,
+    path: PathBuf,
+}
+
+impl FileWriter {
+    async fn create(path: PathBuf) -> Result<Self, String> {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let named = tempfile::Builder::new()
+            .prefix(".kiln-")
+            .tempfile_in(&dir)
+            .map_err(|e| format!("creating a file in {}: {e}", dir.display()))?;
+        let (file, temp) = named.into_parts();
+        Ok(FileWriter { file: tokio::fs::File::from_std(file), temp, path })
+    }
+}
+
+#[async_trait::async_trait]
+impl OutputWriter for FileWriter {
+    async fn write(&mut self, bytes: Bytes) -> Result<(), String> {
+        self.file.write_all(&bytes).await.map_err(|e| format!("writing {}: {e}", self.path.display()))
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<String, String> {
+        self.file.flush().await.map_err(|e| e.to_string())?;
+        let path = self.path.clone();
+        self.temp.persist(&path).map_err(|e| format!("renaming into {}: {e}", path.display()))?;
+        Ok(path.display().to_string())
+    }
+
+    async fn abort(self: Box<Self>) {
+        // Dropping the TempPath deletes the partial file.
+    }
+}
+
+struct StdoutWriter(tokio::io::Stdout);
+
+#[async_trait::async_trait]
+impl OutputWriter for StdoutWriter {
+    async fn write(&mut self, bytes: Bytes) -> Result<(), String> {
+        self.0.write_all(&bytes).await.map_err(|e| format!("writing to stdout: {e}"))
+    }
+    async fn commit(mut self: Box<Self>) -> Result<String, String> {
+        self.0.flush().await.map_err(|e| e.to_string())?;
+        Ok("-".into())
+    }
+    async fn abort(self: Box<Self>) {}
+}

@@ -1,0 +1,78 @@
+//! `kiln process`: the real binary, bundled styles and plugin files.
+
+mod common;
+
+use common::kiln;
+use kiln_test_plugins as plugins;
+
+#[test]
+fn bundled_style_writes_into_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("notes.md");
+    std::fs::write(&input, "hello").unwrap();
+    let out = dir.path().join("out/");
+    let o = kiln(&["process", "--style", "copy", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(out.join("notes.md")).unwrap(), "hello");
+}
+
+#[test]
+fn plugin_file_with_several_outputs_numbers_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "abc").unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let o = kiln(&["process", "--plugin", plugins::ECHO, "--params", "repeat,n_3", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for name in ["in.txt", "in-2.txt", "in-3.txt"] {
+        assert_eq!(std::fs::read_to_string(out.join(name)).unwrap(), "abc", "{name}");
+    }
+}
+
+#[test]
+fn stdin_to_stdout() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(common::kiln_bin())
+        .args(["process", "--plugin", plugins::ECHO])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"piped bytes").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(o.stdout, b"piped bytes");
+}
+
+#[test]
+fn errors_name_the_plugin_the_parameter_and_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "abc").unwrap();
+    let input = input.to_str().unwrap();
+
+    let o = kiln(&["process", "--plugin", plugins::ECHO, "--params", "repeat,n_0", input]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("plugin `echo` refused the parameters") && err.contains("`n`"), "{err}");
+
+    let o = kiln(&["process", "--style", "nosuch/thing", input]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("unknown style `nosuch`"), "{err}");
+
+    let out = dir.path().join("out/");
+    let o = kiln(&["process", "--plugin", plugins::HOSTILE, "--params", "loop", "--deadline", "1s", input, "-o", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("plugin `hostile`") && err.contains("deadline of 1s exceeded"), "{err}");
+
+    let o = kiln(&["process", "--plugin", plugins::HOSTILE, "--params", "flood", "--max-output", "1MiB", input, "-o", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("output limit"), "{err}");
+    // A failed task leaves no file behind, not even a partial one.
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+
+    let o = kiln(&["process", "--plugin", plugins::FS_IMPORT, input]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("wasi:filesystem"), "{err}");
+}
