@@ -449,13 +449,15 @@ fn pooling(config: &RuntimeConfig) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(n);
     // A Rust component holds a handful of core instances (its module and the
-    // shims wasm-component-ld adds), one memory and a few tables.
-    pool.total_core_instances(n * 8);
-    pool.max_core_instances_per_component(16);
-    pool.total_memories(n * 2);
-    pool.max_memories_per_component(2);
-    pool.total_tables(n * 8);
-    pool.max_tables_per_component(8);
+    // shims wasm-component-ld adds), one memory and a few tables; a Python
+    // component from componentize-py holds ~40 core instances and several
+    // memories (libc, the interpreter, extension modules).
+    pool.total_core_instances((n * 16).max(128));
+    pool.max_core_instances_per_component(64);
+    pool.total_memories((n * 4).max(32));
+    pool.max_memories_per_component(16);
+    pool.total_tables((n * 16).max(128));
+    pool.max_tables_per_component(32);
     pool.max_memory_size(config.limits.max_memory as usize);
     // Keep a few MiB of each slot resident: without it every task pays
     // madvise and page faults for the guest's first megabyte (its shadow stack).
