@@ -36,10 +36,10 @@ impl Algorithm {
 fn parse(params: &str) -> Result<Algorithm, StyleError> {
     let style = Style::parse(params)?;
     let mut algorithm = Algorithm::Sha256;
-    if let Some(extra) = style.actions.get(1) {
-        return Err(StyleError::UnexpectedValue {
-            action: extra.name.clone(),
-            value: "a second algorithm (checksum takes one action)".into(),
+    if let [first, second, ..] = style.actions.as_slice() {
+        return Err(StyleError::UnknownAction {
+            action: second.name.clone(),
+            expected: format!("nothing after `{}` (checksum takes one action)", first.name),
         });
     }
     if let Some(action) = style.actions.first() {
@@ -188,7 +188,7 @@ mod tests {
         assert!(e.contains("sha512") && e.contains("sha256, sha1, md5, crc32c"), "{e}");
         assert!(Checksum::validate("sha256,x_1").unwrap_err().to_string().contains("`x`"));
         assert!(Checksum::validate("md5,upper").is_err());
-        assert!(Checksum::validate("md5/sha1").is_err());
+        assert!(Checksum::validate("md5/sha1").unwrap_err().to_string().contains("one action"));
         assert!(matches!(run::<Checksum>("nope", b"abc"), Err(ProcessError::InvalidParams(_))));
     }
 }
