@@ -1,5 +1,13 @@
 //! Kiln: batch processing of objects in buckets, with sandboxed WebAssembly plugins.
 
+pub mod api;
 pub mod bundled;
 pub mod cli;
+pub mod config;
+pub mod jobs;
+pub mod model;
+pub mod objects;
 pub mod runtime;
+pub mod select;
+pub mod store;
+pub mod template;

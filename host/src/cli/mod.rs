@@ -1,7 +1,10 @@
 //! The `kiln` command line: `serve`, `process`, and the client commands.
 
+mod bench;
+mod client;
 mod local_files;
 mod process;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -25,10 +28,40 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon: the HTTP control plane and the job scheduler.
+    Serve(serve::ServeArgs),
+    /// Jobs: create, list, get, suspend, resume, cancel, retry-failed, delete, wait.
+    Job {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: client::JobCommand,
+    },
+    /// A job's tasks: list (with filters and pagination) and get.
+    Task {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: client::TaskCommand,
+    },
+    /// Saved styles: create, list, get, delete.
+    Style {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: client::StyleCommand,
+    },
+    /// The daemon's buckets.
+    Buckets {
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
     /// Run one style over one local file (or stdin), writing its outputs locally.
     Process(process::ProcessArgs),
     /// List the plugins bundled in this binary.
     Plugins,
+    /// Benchmarks, reported as ratios against baselines from the same run.
+    Bench(bench::BenchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -44,6 +77,12 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Process(args) => process::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Job { client, command } => client::job(&client::Client::new(&client), command).await,
+            Command::Task { client, command } => client::task(&client::Client::new(&client), command).await,
+            Command::Style { client, command } => client::style(&client::Client::new(&client), command).await,
+            Command::Buckets { client } => client::buckets(&client::Client::new(&client)).await,
+            Command::Bench(args) => bench::run(args).await,
             Command::Plugins => {
                 for name in crate::bundled::names() {
                     println!("{name}");

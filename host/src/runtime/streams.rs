@@ -35,7 +35,7 @@ impl InputSource {
     }
 
     /// Up to `max` bytes; empty at the end.
-    pub(crate) async fn read(&mut self, max: usize) -> std::io::Result<Bytes> {
+    pub async fn read(&mut self, max: usize) -> std::io::Result<Bytes> {
         while self.leftover.is_empty() {
             match self.stream.next().await {
                 Some(chunk) => self.leftover = chunk?,

@@ -1,0 +1,204 @@
+//! Routes of the control plane. A list page costs time in proportion to the page.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::problem::{Json, Problem};
+use crate::model::{JobId, JobRecord, JobSpec, JobState, StyleRecord, TaskRecord, TaskState, now};
+use crate::objects::BucketInfo;
+use crate::store::TaskFilter;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .route("/v1/buckets", get(list_buckets))
+        .route("/v1/styles", get(list_styles).post(create_style))
+        .route("/v1/styles/{name}", get(get_style).delete(delete_style))
+        .route("/v1/jobs", get(list_jobs).post(create_job))
+        .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
+        .route("/v1/jobs/{id}/suspend", post(suspend))
+        .route("/v1/jobs/{id}/resume", post(resume))
+        .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/jobs/{id}/retry-failed", post(retry_failed))
+        .route("/v1/jobs/{id}/tasks", get(list_tasks))
+        .route("/v1/jobs/{id}/tasks/{seq}", get(get_task))
+}
+
+type ApiResult<T> = Result<Json<T>, Problem>;
+
+/// A page of a listing; `next` is the cursor of the following page, if any.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
+    match limit.unwrap_or(100) {
+        0 | 1001.. => Err(Problem::bad_request("limit must be between 1 and 1000").field("limit")),
+        n => Ok(n),
+    }
+}
+
+async fn list_buckets(State(s): State<AppState>) -> ApiResult<Vec<BucketInfo>> {
+    Ok(Json(s.jobs.buckets().list()))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewStyle {
+    /// Letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// The style string `PLUGIN/params`, e.g. `image/resize,w_256/format,webp`.
+    pub style: String,
+}
+
+async fn create_style(State(s): State<AppState>, Json(body): Json<NewStyle>) -> Result<(StatusCode, Json<StyleRecord>), Problem> {
+    let ok_name = !body.name.is_empty()
+        && body.name.len() <= 128
+        && body.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !ok_name {
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-style", format!("name `{}`: use letters, digits, `-`, `_` or `.`", body.name)).field("name"));
+    }
+    let (plugin_name, params) = crate::bundled::split_style(&body.style);
+    let Some(plugin) = s.jobs.plugins().get(plugin_name) else {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-style",
+            format!("unknown plugin `{plugin_name}`; installed: {}", s.jobs.plugins().names().join(", ")),
+        )
+        .field("style"));
+    };
+    match s.jobs.runtime().validate(&plugin, params).await {
+        Ok(Ok(())) => {}
+        Ok(Err(m)) => {
+            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-style", format!("plugin `{plugin_name}` refused `{params}`: {m}")).field("style"));
+        }
+        Err(e) => return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-style", e).field("style")),
+    }
+    let record = StyleRecord { name: body.name, plugin: plugin_name.to_string(), params: params.to_string(), created_at: now() };
+    let stored = record.clone();
+    s.jobs.store().call(move |st| st.put_style(&stored)).await?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+async fn list_styles(State(s): State<AppState>) -> ApiResult<Vec<StyleRecord>> {
+    Ok(Json(s.jobs.store().call(|st| st.list_styles()).await?))
+}
+
+async fn get_style(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StyleRecord> {
+    let n = name.clone();
+    s.jobs.store().call(move |st| st.get_style(&n)).await?.map(Json).ok_or_else(|| Problem::not_found(format!("style `{name}` not found")))
+}
+
+async fn delete_style(State(s): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, Problem> {
+    let n = name.clone();
+    if s.jobs.store().call(move |st| st.delete_style(&n)).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Problem::not_found(format!("style `{name}` not found")))
+    }
+}
+
+/// `POST /v1/jobs`: a [`JobSpec`] plus `start` (default true; false stores the job as Ready).
+async fn create_job(State(s): State<AppState>, Json(body): Json<serde_json::Value>) -> Result<(StatusCode, Json<JobRecord>), Problem> {
+    // Parsed in two steps: `flatten` and `deny_unknown_fields` do not mix in serde.
+    let mut body = body;
+    let start = match body.as_object_mut().and_then(|o| o.remove("start")) {
+        None => true,
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(_) => return Err(Problem::bad_request("start must be true or false").field("start")),
+    };
+    let spec: JobSpec = serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-job", format!("{path}: {}", e.inner())).field(&path)
+    })?;
+    let job = s.jobs.create(spec, start).await?;
+    Ok((StatusCode::CREATED, Json(job)))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct JobQuery {
+    state: Option<JobState>,
+    /// `NAME=VALUE`
+    tag: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_jobs(State(s): State<AppState>, Query(q): Query<JobQuery>) -> ApiResult<Page<JobRecord>> {
+    let limit = page_limit(q.limit)?;
+    let before = match &q.cursor {
+        None => None,
+        Some(c) => Some(c.parse::<JobId>().map_err(|_| Problem::bad_request(format!("invalid cursor `{c}`")).field("cursor"))?),
+    };
+    let tag = match &q.tag {
+        None => None,
+        Some(t) => Some(t.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| Problem::bad_request("tag must be NAME=VALUE").field("tag"))?),
+    };
+    let state = q.state;
+    let (items, next) = s
+        .jobs
+        .store()
+        .call(move |st| st.list_jobs(state, tag.as_ref().map(|(k, v)| (k.as_str(), v.as_str())), before, limit))
+        .await?;
+    Ok(Json(Page { items, next: next.map(|n| n.to_string()) }))
+}
+
+async fn get_job(State(s): State<AppState>, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+    Ok(Json(s.jobs.get(id).await?))
+}
+
+async fn delete_job(State(s): State<AppState>, Path(id): Path<JobId>) -> Result<StatusCode, Problem> {
+    s.jobs.delete(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn suspend(State(s): State<AppState>, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+    Ok(Json(s.jobs.suspend(id).await?))
+}
+async fn resume(State(s): State<AppState>, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+    Ok(Json(s.jobs.resume(id).await?))
+}
+async fn cancel(State(s): State<AppState>, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+    Ok(Json(s.jobs.cancel(id).await?))
+}
+async fn retry_failed(State(s): State<AppState>, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+    Ok(Json(s.jobs.retry_failed(id).await?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct TaskQuery {
+    state: Option<TaskState>,
+    /// Source keys starting with this.
+    prefix: Option<String>,
+    /// Source keys containing this.
+    search: Option<String>,
+    /// Error kind or message containing this.
+    error: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_tasks(State(s): State<AppState>, Path(id): Path<JobId>, Query(q): Query<TaskQuery>) -> ApiResult<Page<TaskRecord>> {
+    let limit = page_limit(q.limit)?;
+    s.jobs.get(id).await?;
+    let filter = TaskFilter { state: q.state, prefix: q.prefix, contains: q.search, error: q.error };
+    let cursor = q.cursor;
+    let (items, next) = s.jobs.store().call(move |st| st.list_tasks(id, &filter, cursor.as_deref(), limit)).await?;
+    Ok(Json(Page { items, next }))
+}
+
+async fn get_task(State(s): State<AppState>, Path((id, seq)): Path<(JobId, u64)>) -> ApiResult<TaskRecord> {
+    s.jobs
+        .store()
+        .call(move |st| st.get_task(id, seq))
+        .await?
+        .map(Json)
+        .ok_or_else(|| Problem::not_found(format!("task {seq} of job {id} not found")))
+}

@@ -1,0 +1,173 @@
+//! Daemon configuration: embedded defaults, overridden by a TOML file, then by
+//! environment variables and flags (`kiln serve --help` lists them).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::RuntimeConfig;
+
+/// The whole configuration. Every field has a default, so an empty file (or
+/// none) gives a working daemon on loopback with data in `./kiln-data`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP control plane.
+    pub listen: SocketAddr,
+    /// The redb file, the compile cache and the local buckets live here.
+    pub data_dir: PathBuf,
+    /// Tasks in flight across the whole daemon.
+    pub workers: usize,
+    /// Results committed per redb transaction, at most (group commit).
+    pub commit_batch: usize,
+    /// Longest a result waits for its group commit, in milliseconds.
+    pub commit_delay_ms: u64,
+    /// Attempts per task for transient (I/O) failures.
+    pub max_attempts: u32,
+    /// Buckets besides the local folders under `<data_dir>/buckets/`.
+    pub buckets: BTreeMap<String, BucketConfig>,
+    /// The WebAssembly runtime: default per-task limits, pool size, stack.
+    pub runtime: RuntimeConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:7878".parse().expect("valid default address"),
+            data_dir: PathBuf::from("kiln-data"),
+            workers: 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            commit_batch: 512,
+            commit_delay_ms: 5,
+            max_attempts: 3,
+            buckets: BTreeMap::new(),
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+/// One bucket. Every kind is reached through the `object_store` crate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BucketConfig {
+    /// A local folder (the default kind).
+    Local { path: PathBuf },
+    /// In memory; lost at exit. For trials and tests.
+    Memory,
+    /// S3 or any S3-compatible server.
+    S3 {
+        bucket: String,
+        #[serde(default)]
+        endpoint: Option<String>,
+        #[serde(default = "default_region")]
+        region: String,
+        #[serde(default)]
+        access_key_id: Option<String>,
+        #[serde(default)]
+        secret_access_key: Option<String>,
+        /// Path-style requests (`endpoint/bucket/key`), as most S3-compatible servers want.
+        #[serde(default)]
+        path_style: bool,
+        /// Allow a plain-HTTP endpoint.
+        #[serde(default)]
+        allow_http: bool,
+    },
+    /// Google Cloud Storage.
+    Gcs {
+        bucket: String,
+        #[serde(default)]
+        service_account_path: Option<PathBuf>,
+    },
+    /// Azure Blob Storage.
+    Azure {
+        account: String,
+        container: String,
+        #[serde(default)]
+        access_key: Option<String>,
+    },
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then the TOML file at `path` if given.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else { return Ok(Config::default()) };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    }
+
+    /// Checks that cannot be expressed in types.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.workers == 0 {
+            return Err(ConfigError::Invalid("`workers` must be at least 1".into()));
+        }
+        if self.commit_batch == 0 {
+            return Err(ConfigError::Invalid("`commit_batch` must be at least 1".into()));
+        }
+        for name in self.buckets.keys() {
+            crate::objects::check_bucket_name(name).map_err(|e| ConfigError::Invalid(format!("buckets.{name}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("kiln.redb")
+    }
+    pub fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache")
+    }
+    pub fn local_buckets_dir(&self) -> PathBuf {
+        self.data_dir.join("buckets")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_bucket_kind_and_refuses_unknown_fields() {
+        let cfg: Config = toml::from_str(
+            r#"
+            listen = "127.0.0.1:9000"
+            workers = 4
+            [runtime.limits]
+            deadline = "5s"
+            [buckets.in]
+            kind = "s3"
+            bucket = "photos"
+            endpoint = "http://127.0.0.1:5000"
+            path_style = true
+            allow_http = true
+            [buckets.scratch]
+            kind = "memory"
+            [buckets.disk]
+            kind = "local"
+            path = "/tmp/x"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.workers, 4);
+        assert_eq!(cfg.runtime.limits.deadline, std::time::Duration::from_secs(5));
+        assert!(matches!(cfg.buckets["in"], BucketConfig::S3 { path_style: true, .. }));
+        assert_eq!(cfg.buckets["scratch"], BucketConfig::Memory);
+
+        let err = toml::from_str::<Config>("listen_address = 1").unwrap_err().to_string();
+        assert!(err.contains("listen_address"), "{err}");
+    }
+}

@@ -1,0 +1,231 @@
+//! The records Kiln keeps: jobs, tasks and styles, as stored and as the API shows them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+pub type JobId = u64;
+
+/// Job states. Terminal: Succeeded, Failed, Cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Ready,
+    Running,
+    Suspended,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Ready => "ready",
+            JobState::Running => "running",
+            JobState::Suspended => "suspended",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Task states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 5] =
+        [TaskState::Pending, TaskState::Running, TaskState::Succeeded, TaskState::Failed, TaskState::Skipped];
+    /// Stable byte for the state index in the store.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Skipped => "skipped",
+        }
+    }
+}
+
+/// Which objects a job reads: a list of keys, or a prefix with an optional
+/// filter on file names (comma-separated lists, as in the cloud consoles).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub bucket: String,
+    /// Explicit keys. Exclusive with `prefix` and the filters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    /// Keys starting with this; empty means the whole bucket.
+    #[serde(default)]
+    pub prefix: String,
+    /// Keep file names ending with one of these, e.g. `.jpg,.png`.
+    #[serde(default, deserialize_with = "comma_list", skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub suffixes: Vec<String>,
+    /// Keep file names starting with one of these, e.g. `IMG_,DSC`.
+    #[serde(default, deserialize_with = "comma_list", skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub file_prefixes: Vec<String>,
+}
+
+/// Where outputs go.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub bucket: String,
+    /// e.g. `thumbs/{dirname}/{barename}.{autoext}`; see the README for variables and path rules.
+    pub template: String,
+}
+
+/// What a client asks for when creating a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub input: InputSpec,
+    /// A saved style's name, or an inline style `PLUGIN/params`.
+    pub style: String,
+    pub output: OutputSpec,
+    /// Tasks of this job in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Stop the job at its first failed task.
+    #[serde(default)]
+    pub fast_fail: bool,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_concurrency() -> u32 {
+    8
+}
+
+/// Accept `".jpg,.png"` or `[".jpg", ".png"]`.
+fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Either::deserialize(d)? {
+        Either::One(s) => s.split(',').map(str::to_string).collect(),
+        Either::Many(v) => v,
+    };
+    Ok(items.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+}
+
+/// Task counts and bytes of a job. Always adds up: total = pending + running +
+/// succeeded + failed + skipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Counters {
+    pub total: u64,
+    pub pending: u64,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Counters {
+    pub fn slot(&mut self, state: TaskState) -> &mut u64 {
+        match state {
+            TaskState::Pending => &mut self.pending,
+            TaskState::Running => &mut self.running,
+            TaskState::Succeeded => &mut self.succeeded,
+            TaskState::Failed => &mut self.failed,
+            TaskState::Skipped => &mut self.skipped,
+        }
+    }
+    pub fn moved(&mut self, from: TaskState, to: TaskState) {
+        *self.slot(from) -= 1;
+        *self.slot(to) += 1;
+    }
+}
+
+/// The planner's progress through the listing, committed with each batch of tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Planning {
+    /// The last key listed; planning resumes after it.
+    pub cursor: Option<String>,
+    pub done: bool,
+}
+
+/// A job as stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub spec: JobSpec,
+    pub state: JobState,
+    pub counters: Counters,
+    pub planning: Planning,
+    /// Why the job failed, when it did for a reason other than its tasks.
+    pub error: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// A task's error: its kind and message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TaskErrorRecord {
+    /// invalid-params, unsupported-input, failed, limit, crashed, io, not-found, template, grant
+    pub kind: String,
+    pub message: String,
+}
+
+/// One source object within one job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TaskRecord {
+    pub job: JobId,
+    /// Planning order, 1-based; the task's id within the job.
+    pub seq: u64,
+    pub source_key: String,
+    pub size: Option<u64>,
+    pub etag: Option<String>,
+    pub last_modified: Option<i64>,
+    pub state: TaskState,
+    pub attempts: u32,
+    pub outputs: Vec<String>,
+    pub error: Option<TaskErrorRecord>,
+    pub duration_ms: Option<u64>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub finished_at: Option<i64>,
+}
+
+/// A saved, named processing setting: a plugin and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StyleRecord {
+    pub name: String,
+    /// The plugin's name.
+    pub plugin: String,
+    pub params: String,
+    pub created_at: i64,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}

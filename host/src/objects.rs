@@ -1,0 +1,243 @@
+//! The bucket registry over `object_store`: streaming reads, listings in key
+//! order, and uploads that become visible only when a task succeeds.
+
+mod local_list;
+mod upload;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::Serialize;
+
+use crate::config::{BucketConfig, Config};
+use crate::runtime::{InputSource, ObjectMeta};
+pub use upload::{BucketTarget, RenderKey};
+
+/// Errors from buckets. `NotFound` and `UnknownBucket` are the caller's
+/// mistakes; `Store` may be transient.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ObjectsError {
+    #[error("unknown bucket `{name}`; known buckets: {known}")]
+    UnknownBucket { name: String, known: String },
+    #[error("bucket name `{0}` is invalid: use 1 to 63 letters, digits, `-`, `_` or `.`")]
+    BadBucketName(String),
+    #[error("object `{key}` not found in bucket `{bucket}`")]
+    NotFound { bucket: String, key: String },
+    #[error("invalid key `{key}`: {reason}")]
+    BadKey { key: String, reason: String },
+    #[error("bucket `{bucket}`: {message}")]
+    Store { bucket: String, message: String },
+}
+
+/// One configured bucket.
+#[derive(Clone)]
+pub struct Bucket {
+    pub name: String,
+    pub kind: &'static str,
+    store: Arc<dyn ObjectStore>,
+    /// For local buckets: the folder, listed by our own sorted walker.
+    local_root: Option<PathBuf>,
+}
+
+/// What `GET /v1/buckets` shows of a bucket.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BucketInfo {
+    pub name: String,
+    pub kind: String,
+}
+
+/// All buckets: those in the config, plus one per folder of `<data_dir>/buckets/`.
+pub struct Buckets {
+    configured: BTreeMap<String, Bucket>,
+    local_dir: PathBuf,
+}
+
+pub fn check_bucket_name(name: &str) -> Result<(), ObjectsError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !name.starts_with('.');
+    if ok { Ok(()) } else { Err(ObjectsError::BadBucketName(name.to_string())) }
+}
+
+impl Buckets {
+    pub fn new(config: &Config) -> anyhow::Result<Buckets> {
+        let local_dir = config.local_buckets_dir();
+        std::fs::create_dir_all(&local_dir)?;
+        let mut configured = BTreeMap::new();
+        for (name, cfg) in &config.buckets {
+            let bucket = build(name, cfg).map_err(|e| anyhow::anyhow!("bucket `{name}`: {e}"))?;
+            configured.insert(name.clone(), bucket);
+        }
+        Ok(Buckets { configured, local_dir })
+    }
+
+    pub fn get(&self, name: &str) -> Result<Bucket, ObjectsError> {
+        if let Some(b) = self.configured.get(name) {
+            return Ok(b.clone());
+        }
+        check_bucket_name(name)?;
+        let dir = self.local_dir.join(name);
+        if dir.is_dir() {
+            return build(name, &BucketConfig::Local { path: dir }).map_err(|e| ObjectsError::Store {
+                bucket: name.to_string(),
+                message: e.to_string(),
+            });
+        }
+        Err(ObjectsError::UnknownBucket {
+            name: name.to_string(),
+            known: self.list().into_iter().map(|b| b.name).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    pub fn list(&self) -> Vec<BucketInfo> {
+        let mut all: BTreeMap<String, String> =
+            self.configured.values().map(|b| (b.name.clone(), b.kind.to_string())).collect();
+        if let Ok(entries) = std::fs::read_dir(&self.local_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if entry.path().is_dir() && check_bucket_name(&name).is_ok() {
+                    all.entry(name).or_insert_with(|| "local".into());
+                }
+            }
+        }
+        all.into_iter().map(|(name, kind)| BucketInfo { name, kind }).collect()
+    }
+}
+
+fn build(name: &str, cfg: &BucketConfig) -> Result<Bucket, object_store::Error> {
+    let (kind, store, local_root): (&'static str, Arc<dyn ObjectStore>, _) = match cfg {
+        BucketConfig::Local { path } => {
+            std::fs::create_dir_all(path).map_err(|e| object_store::Error::Generic { store: "local", source: Box::new(e) })?;
+            let store = object_store::local::LocalFileSystem::new_with_prefix(path)?;
+            ("local", Arc::new(store), Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())))
+        }
+        BucketConfig::Memory => ("memory", Arc::new(object_store::memory::InMemory::new()), None),
+        BucketConfig::S3 { bucket, endpoint, region, access_key_id, secret_access_key, path_style, allow_http } => {
+            let mut b = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_region(region)
+                .with_virtual_hosted_style_request(!path_style)
+                .with_allow_http(*allow_http)
+                .with_retry(retry());
+            if let Some(e) = endpoint {
+                b = b.with_endpoint(e);
+            }
+            if let (Some(k), Some(s)) = (access_key_id, secret_access_key) {
+                b = b.with_access_key_id(k).with_secret_access_key(s);
+            }
+            ("s3", Arc::new(b.build()?), None)
+        }
+        BucketConfig::Gcs { bucket, service_account_path } => {
+            let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).with_retry(retry());
+            if let Some(p) = service_account_path {
+                b = b.with_service_account_path(p.to_string_lossy());
+            }
+            ("gcs", Arc::new(b.build()?), None)
+        }
+        BucketConfig::Azure { account, container, access_key } => {
+            let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_account(account)
+                .with_container_name(container)
+                .with_retry(retry());
+            if let Some(k) = access_key {
+                b = b.with_access_key(k);
+            }
+            ("azure", Arc::new(b.build()?), None)
+        }
+    };
+    Ok(Bucket { name: name.to_string(), kind, store, local_root })
+}
+
+/// Transient store errors are retried with exponential backoff by the cloud clients.
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 5,
+        retry_timeout: Duration::from_secs(60),
+        backoff: object_store::BackoffConfig::default(),
+    }
+}
+
+/// A key as an object_store path, refused if it would not round-trip.
+pub fn store_path(key: &str) -> Result<StorePath, ObjectsError> {
+    StorePath::parse(key).map_err(|e| ObjectsError::BadKey { key: key.to_string(), reason: e.to_string() })
+}
+
+impl Bucket {
+    fn err(&self, key: &str, e: object_store::Error) -> ObjectsError {
+        match e {
+            object_store::Error::NotFound { .. } => ObjectsError::NotFound { bucket: self.name.clone(), key: key.to_string() },
+            other => ObjectsError::Store { bucket: self.name.clone(), message: other.to_string() },
+        }
+    }
+
+    fn meta(&self, m: object_store::ObjectMeta) -> ObjectMeta {
+        ObjectMeta {
+            bucket: self.name.clone(),
+            key: m.location.to_string(),
+            size: Some(m.size),
+            content_type: None,
+            etag: m.e_tag.map(|e| e.trim_matches('"').to_string()),
+            last_modified: Some(m.last_modified.timestamp()),
+        }
+    }
+
+    /// The object's metadata and its bytes as a stream.
+    pub async fn open(&self, key: &str) -> Result<(ObjectMeta, InputSource), ObjectsError> {
+        let path = store_path(key)?;
+        let got = self.store.get(&path).await.map_err(|e| self.err(key, e))?;
+        let meta = self.meta(got.meta.clone());
+        let bucket = self.name.clone();
+        let stream = got.into_stream().map_err(move |e| std::io::Error::other(format!("bucket `{bucket}`: {e}"))).boxed();
+        Ok((meta, InputSource::new(stream)))
+    }
+
+    pub async fn head(&self, key: &str) -> Result<ObjectMeta, ObjectsError> {
+        let path = store_path(key)?;
+        self.store.head(&path).await.map(|m| self.meta(m)).map_err(|e| self.err(key, e))
+    }
+
+    /// Write a whole object (for uploads through the API and test fixtures).
+    pub async fn put(&self, key: &str, bytes: bytes::Bytes) -> Result<(), ObjectsError> {
+        let path = store_path(key)?;
+        self.store.put(&path, bytes.into()).await.map(|_| ()).map_err(|e| self.err(key, e))
+    }
+
+    pub async fn get_bytes(&self, key: &str) -> Result<bytes::Bytes, ObjectsError> {
+        let path = store_path(key)?;
+        let got = self.store.get(&path).await.map_err(|e| self.err(key, e))?;
+        got.bytes().await.map_err(|e| self.err(key, e))
+    }
+
+    /// Objects whose key starts with `prefix` and sorts after `after`, in
+    /// key order, streamed: memory does not grow with the listing.
+    pub fn list_from(&self, prefix: &str, after: Option<&str>) -> BoxStream<'static, Result<ObjectMeta, ObjectsError>> {
+        if let Some(root) = &self.local_root {
+            return local_list::sorted(root.clone(), self.name.clone(), prefix.to_string(), after.map(String::from));
+        }
+        // Cloud stores and the memory store list in key order already.
+        let dir = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        let dir_path = if dir.is_empty() { None } else { Some(StorePath::from(dir)) };
+        let prefix_owned = prefix.to_string();
+        let this = self.clone();
+        let stream = match after {
+            Some(a) => self.store.list_with_offset(dir_path.as_ref(), &StorePath::from(a)),
+            None => self.store.list(dir_path.as_ref()),
+        };
+        stream
+            .map(move |r| r.map(|m| this.meta(m)).map_err(|e| ObjectsError::Store { bucket: this.name.clone(), message: e.to_string() }))
+            .try_filter(move |m| futures::future::ready(m.key.starts_with(&prefix_owned)))
+            .boxed()
+    }
+
+    /// A target that uploads a task's outputs to this bucket, at keys from `render`.
+    pub fn target(&self, render: RenderKey) -> BucketTarget {
+        BucketTarget::new(self.name.clone(), self.store.clone(), render)
+    }
+}
