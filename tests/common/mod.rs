@@ -65,3 +65,127 @@ impl OutputWriter for MemoryWriter {
         self.record.lock().unwrap().aborted += 1;
     }
 }
+
+/// A real `kiln serve` on an ephemeral port and its own data dir.
+pub struct Daemon {
+    child: Option<std::process::Child>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    config: Option<PathBuf>,
+    pub http: reqwest::Client,
+}
+
+impl Daemon {
+    /// Start a daemon on `data_dir`, with an optional TOML config.
+    pub fn start(data_dir: &std::path::Path, config: Option<&str>) -> Daemon {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let config = config.map(|text| {
+            let path = data_dir.join("kiln.toml");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        let mut d = Daemon { child: None, url: String::new(), data_dir: data_dir.to_path_buf(), config, http: reqwest::Client::new() };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        use std::io::BufRead;
+        let mut cmd = Command::new(kiln_bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&self.data_dir).env("KILN_LOG", "warn");
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().expect("starting kiln serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(std::time::Duration::from_secs(120)).expect("kiln serve printed no address");
+        self.url = line.trim().strip_prefix("kiln listening on ").expect("address line").to_string();
+        self.child = Some(child);
+    }
+
+    /// `kill -9`, then start again on the same data dir.
+    pub fn kill9_and_restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL on unix
+            c.wait().unwrap();
+        }
+    }
+
+    /// A local bucket folder, created if missing.
+    pub fn bucket_dir(&self, name: &str) -> PathBuf {
+        let p = self.data_dir.join("buckets").join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self.http.get(format!("{}{path}", self.url)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self.http.post(format!("{}{path}", self.url)).json(&body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.http.delete(format!("{}{path}", self.url)).send().await.unwrap().status().as_u16()
+    }
+
+    /// Poll a job until it is in a terminal state (or `timeout` passes).
+    pub async fn wait_job(&self, id: u64, timeout: std::time::Duration) -> serde_json::Value {
+        let started = std::time::Instant::now();
+        loop {
+            let (_, job) = self.get(&format!("/v1/jobs/{id}")).await;
+            if matches!(job["state"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+                return job;
+            }
+            assert!(started.elapsed() < timeout, "job {id} did not end in {timeout:?}: {job}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every task of a job, following cursors.
+    pub async fn all_tasks(&self, id: u64, query: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let c = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
+            let (status, page) = self.get(&format!("/v1/jobs/{id}/tasks?limit=200{query}{c}")).await;
+            assert_eq!(status, 200, "{page}");
+            out.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next"].as_str() {
+                Some(n) => cursor = Some(n.to_string()),
+                None => return out,
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Counters must always add up.
+pub fn assert_counters_add_up(job: &serde_json::Value) {
+    let c = &job["counters"];
+    let n = |k: &str| c[k].as_u64().unwrap();
+    assert_eq!(n("total"), n("pending") + n("running") + n("succeeded") + n("failed") + n("skipped"), "{c}");
+}

@@ -72,10 +72,12 @@ pub async fn prepare(
     let input = buckets.get(&spec.input.bucket).map_err(|e| JobError::invalid("input.bucket", e))?;
     let output = buckets.get(&spec.output.bucket).map_err(|e| JobError::invalid("output.bucket", e))?;
     let template = Template::parse(&spec.output.template).map_err(|e| JobError::invalid("output.template", e))?;
+    // For explicit keys, their longest common prefix stands for the selection.
+    let keys_prefix = common_prefix(&spec.input.keys);
     let rules = RuleContext {
         input_bucket: &spec.input.bucket,
         output_bucket: &spec.output.bucket,
-        input_prefix: &spec.input.prefix,
+        input_prefix: if spec.input.keys.is_empty() { &spec.input.prefix } else { keys_prefix },
         tags: &spec.tags,
     };
     template.check_rules(&rules).map_err(|e| JobError::invalid("output.template", e))?;
@@ -97,4 +99,17 @@ pub async fn prepare(
         Err(e) => return Err(JobError::invalid("style", format!("plugin `{}` failed to validate: {e}", plugin.info.name))),
     }
     Ok(Arc::new(Prepared { plugin, params, template, input, output, spec: spec.clone() }))
+}
+
+/// The longest common prefix of `keys`, on a char boundary.
+fn common_prefix(keys: &[String]) -> &str {
+    let Some(first) = keys.first() else { return "" };
+    let mut len = first.len();
+    for k in &keys[1..] {
+        len = len.min(first.bytes().zip(k.bytes()).take_while(|(a, b)| a == b).count());
+    }
+    while !first.is_char_boundary(len) {
+        len -= 1;
+    }
+    &first[..len]
 }

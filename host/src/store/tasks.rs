@@ -128,7 +128,11 @@ impl Store {
     /// mark them Running. Nothing is claimed unless the job is Running, so
     /// suspend and cancel take effect at once.
     pub fn claim(&self, id: JobId, n: usize) -> Result<Vec<TaskRecord>> {
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        // A claim need not survive a crash: lost, its tasks are simply Pending
+        // again, which is what recovery does with Running tasks anyway. So no
+        // fsync here; the next group commit makes it durable.
+        txn.set_durability(redb::Durability::None).map_err(|e| super::StoreError::Db(e.to_string()))?;
         let claimed = {
             let Some(mut job) = load_job(&txn, id)? else { return Ok(vec![]) };
             if job.state != JobState::Running || n == 0 {

@@ -1,0 +1,299 @@
+//! The daemon end to end: the real `kiln serve` over real HTTP, local buckets,
+//! every selection mode, path rules, suspend/resume, cancel, retry-failed,
+//! honest end states, and pagination while a job runs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, assert_counters_add_up};
+use serde_json::json;
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// A daemon whose data dir has the echo test plugin's behaviour available
+/// through the bundled `copy` plugin, and a bucket `in` with `n` text files.
+fn daemon_with_files(n: usize) -> (tempfile::TempDir, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let input = data.join("buckets/in");
+    for i in 0..n {
+        let sub = input.join(format!("d{}", i % 3));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(format!("f{i:04}.txt")), format!("content {i}")).unwrap();
+    }
+    std::fs::create_dir_all(input.join("other")).unwrap();
+    std::fs::write(input.join("other/IMG_1.jpg"), "not really a jpeg").unwrap();
+    std::fs::write(input.join("other/IMG_2.png"), "png?").unwrap();
+    std::fs::write(input.join("other/DSC_3.jpg"), "jpeg?").unwrap();
+    std::fs::create_dir_all(data.join("buckets/out")).unwrap();
+    let d = Daemon::start(&data, None);
+    (dir, d)
+}
+
+async fn create(d: &Daemon, body: serde_json::Value) -> u64 {
+    let (status, job) = d.post("/v1/jobs", body).await;
+    assert_eq!(status, 201, "{job}");
+    job["id"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn prefix_and_suffix_selection_copies_every_object() {
+    let (_dir, d) = daemon_with_files(30);
+    let (status, buckets) = d.get("/v1/buckets").await;
+    assert_eq!(status, 200);
+    assert!(buckets.as_array().unwrap().iter().any(|b| b["name"] == "in"));
+
+    let id = create(&d, json!({
+        "input": {"bucket": "in", "prefix": "d1/", "suffixes": ".txt"},
+        "style": "copy",
+        "output": {"bucket": "out", "template": "copies/{dirname}/{barename}.{autoext}"},
+        "tags": {"team": "a"}
+    }))
+    .await;
+    let job = d.wait_job(id, LONG).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_counters_add_up(&job);
+    assert_eq!(job["counters"]["total"], 10);
+    assert_eq!(job["counters"]["succeeded"], 10);
+    for i in (1..30).step_by(3) {
+        let out = d.data_dir.join(format!("buckets/out/copies/d1/f{i:04}.txt"));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), format!("content {i}"), "{}", out.display());
+    }
+    let tasks = d.all_tasks(id, "").await;
+    assert_eq!(tasks.len(), 10);
+    assert!(tasks.iter().all(|t| t["state"] == "succeeded" && t["attempts"] == 1 && t["outputs"].as_array().unwrap().len() == 1));
+
+    // Filters by state and tag on the job list.
+    let (_, page) = d.get("/v1/jobs?state=succeeded&tag=team=a").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let (_, page) = d.get("/v1/jobs?tag=team=b").await;
+    assert!(page["items"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn file_prefix_filter_and_explicit_keys() {
+    let (_dir, d) = daemon_with_files(3);
+    let id = create(&d, json!({
+        "input": {"bucket": "in", "prefix": "other/", "file_prefixes": "IMG_", "suffixes": [".jpg", ".png"]},
+        "style": "copy",
+        "output": {"bucket": "out", "template": "img/{basename}"}
+    }))
+    .await;
+    let job = d.wait_job(id, LONG).await;
+    assert_eq!(job["counters"]["total"], 2, "{job}");
+    assert!(d.data_dir.join("buckets/out/img/IMG_1.jpg").exists());
+    assert!(!d.data_dir.join("buckets/out/img/DSC_3.jpg").exists());
+
+    // Explicit keys; a missing key fails its task, so the job cannot succeed.
+    let id = create(&d, json!({
+        "input": {"bucket": "in", "keys": ["d0/f0000.txt", "d1/f0001.txt", "nope/missing.txt"]},
+        "style": "copy",
+        "output": {"bucket": "out", "template": "keys/{key}"}
+    }))
+    .await;
+    let job = d.wait_job(id, LONG).await;
+    assert_eq!(job["state"], "failed", "a job never succeeds while a task failed: {job}");
+    assert_eq!(job["counters"]["succeeded"], 2);
+    assert_eq!(job["counters"]["failed"], 1);
+    assert_counters_add_up(&job);
+    let failed = d.all_tasks(id, "&state=failed").await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["source_key"], "nope/missing.txt");
+    assert_eq!(failed[0]["error"]["kind"], "not-found");
+    assert_eq!(std::fs::read_to_string(d.data_dir.join("buckets/out/keys/d1/f0001.txt")).unwrap(), "content 1");
+}
+
+#[tokio::test]
+async fn every_path_rule_and_bad_request_is_refused_naming_the_field() {
+    let (_dir, d) = daemon_with_files(1);
+    let base = |template: &str, out_bucket: &str, prefix: &str| {
+        json!({"input": {"bucket": "in", "prefix": prefix}, "style": "copy", "output": {"bucket": out_bucket, "template": template}})
+    };
+    let cases = [
+        (base("thumbs/", "out", ""), "output.template", "end with"),
+        (base("thumbs/fixed.jpg", "out", ""), "output.template", "variable"),
+        (base("{nope}.jpg", "out", ""), "output.template", "unknown variable `{nope}`"),
+        (base("d0/{barename}.x", "in", "d0/"), "output.template", "processed again"),
+        (base("{key}", "in", "d0/"), "output.template", "itself"),
+        (base("a//{key}", "out", ""), "output.template", ""),
+        (base("{key}", "nosuch", ""), "output.bucket", "unknown bucket `nosuch`"),
+        (json!({"input": {"bucket": "in"}, "style": "nosuch/x", "output": {"bucket": "out", "template": "{key}"}}), "style", "nosuch"),
+        (json!({"input": {"bucket": "in"}, "style": "copy/resize,w_1", "output": {"bucket": "out", "template": "{key}"}}), "style", "refused"),
+        (json!({"input": {"bucket": "in", "keys": ["a"], "prefix": "x/"}, "style": "copy", "output": {"bucket": "out", "template": "{key}"}}), "input", "keys"),
+        (json!({"input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "{key}"}, "colour": "red"}), "colour", "unknown field"),
+        (json!({"input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "{key}"}, "concurrency": 0}), "concurrency", "between"),
+    ];
+    for (body, field, needle) in cases {
+        let (status, problem) = d.post("/v1/jobs", body.clone()).await;
+        assert_eq!(status, 422, "{body} -> {problem}");
+        assert_eq!(problem["field"], field, "{body} -> {problem}");
+        assert!(problem["detail"].as_str().unwrap().contains(needle), "{body} -> {problem}");
+    }
+    // Nothing was stored, and the daemon goes on serving.
+    let (_, page) = d.get("/v1/jobs").await;
+    assert!(page["items"].as_array().unwrap().is_empty());
+    let (status, _) = d.get("/v1/jobs/999").await;
+    assert_eq!(status, 404);
+    let (status, _) = d.get("/v1/jobs?limit=0").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn suspend_stops_claims_and_resume_goes_on() {
+    let (_dir, d) = daemon_with_files(300);
+    let id = create(&d, json!({
+        "input": {"bucket": "in", "suffixes": ".txt"},
+        "style": "copy",
+        "output": {"bucket": "out", "template": "s/{key}"},
+        "concurrency": 1
+    }))
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, job) = d.post(&format!("/v1/jobs/{id}/suspend"), json!({})).await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["state"], "suspended");
+    // Running tasks finish; then nothing moves.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, settled) = d.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(settled["counters"]["running"], 0, "{settled}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, later) = d.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(settled["counters"]["succeeded"], later["counters"]["succeeded"], "no task may start while suspended");
+    assert!(later["counters"]["succeeded"].as_u64().unwrap() < 300, "suspended before the end: {later}");
+    assert_counters_add_up(&later);
+
+    let (status, problem) = d.post(&format!("/v1/jobs/{id}/suspend"), json!({})).await;
+    assert_eq!(status, 409, "{problem}");
+    let (status, _) = d.post(&format!("/v1/jobs/{id}/resume"), json!({})).await;
+    assert_eq!(status, 200);
+    let job = d.wait_job(id, LONG).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["counters"]["succeeded"], 300);
+    assert_eq!(d.all_tasks(id, "").await.len(), 300);
+}
+
+#[tokio::test]
+async fn cancel_stops_the_job_and_delete_needs_a_terminal_state() {
+    let (_dir, d) = daemon_with_files(300);
+    let id = create(&d, json!({
+        "input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "c/{key}"}, "concurrency": 1
+    }))
+    .await;
+    assert_eq!(d.delete(&format!("/v1/jobs/{id}")).await, 409);
+    let (status, job) = d.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["state"], "cancelled");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, a) = d.get(&format!("/v1/jobs/{id}")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, b) = d.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(a["counters"], b["counters"], "a cancelled job does not go on");
+    assert_eq!(b["state"], "cancelled");
+    assert_counters_add_up(&b);
+    let (status, _) = d.post(&format!("/v1/jobs/{id}/resume"), json!({})).await;
+    assert_eq!(status, 409);
+    assert_eq!(d.delete(&format!("/v1/jobs/{id}")).await, 204);
+    let (status, _) = d.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn retry_failed_re_drives_only_the_failed_tasks() {
+    let (_dir, d) = daemon_with_files(6);
+    // The key `d2/late.txt` does not exist yet: its task fails.
+    let id = create(&d, json!({
+        "input": {"bucket": "in", "keys": ["d0/f0000.txt", "d1/f0001.txt", "d2/late.txt"]},
+        "style": "copy",
+        "output": {"bucket": "out", "template": "r/{key}"}
+    }))
+    .await;
+    let job = d.wait_job(id, LONG).await;
+    assert_eq!(job["state"], "failed");
+    assert_eq!(job["counters"]["failed"], 1);
+
+    std::fs::write(d.data_dir.join("buckets/in/d2/late.txt"), "arrived").unwrap();
+    let (status, job) = d.post(&format!("/v1/jobs/{id}/retry-failed"), json!({})).await;
+    assert_eq!(status, 200, "{job}");
+    let job = d.wait_job(id, LONG).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["counters"]["succeeded"], 3);
+    let tasks = d.all_tasks(id, "").await;
+    let attempts: Vec<u64> = tasks.iter().map(|t| t["attempts"].as_u64().unwrap()).collect();
+    assert_eq!(attempts, vec![1, 1, 2], "only the failed task ran again");
+    assert_eq!(std::fs::read_to_string(d.data_dir.join("buckets/out/r/d2/late.txt")).unwrap(), "arrived");
+
+    // Nothing failed any more: nothing to retry.
+    let (status, _) = d.post(&format!("/v1/jobs/{id}/retry-failed"), json!({})).await;
+    assert_eq!(status, 409);
+}
+
+#[tokio::test]
+async fn task_pages_neither_skip_nor_repeat_while_the_job_runs() {
+    let (_dir, d) = daemon_with_files(600);
+    let id = create(&d, json!({
+        "input": {"bucket": "in", "suffixes": ".txt"}, "style": "copy", "output": {"bucket": "out", "template": "p/{key}"}, "concurrency": 2
+    }))
+    .await;
+    // Page through with a small limit while tasks are planned and finished.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let c = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
+        let (status, page) = d.get(&format!("/v1/jobs/{id}/tasks?limit=37{c}")).await;
+        assert_eq!(status, 200);
+        let items = page["items"].as_array().unwrap();
+        seen.extend(items.iter().map(|t| t["seq"].as_u64().unwrap()));
+        match page["next"].as_str() {
+            Some(n) => cursor = Some(n.to_string()),
+            None => {
+                let (_, job) = d.get(&format!("/v1/jobs/{id}")).await;
+                if job["planning"]["done"] == true && seen.len() as u64 == job["counters"]["total"].as_u64().unwrap() {
+                    break;
+                }
+                // More may be planned: go on from the last seq seen.
+                cursor = seen.last().map(|s| format!("s{s}"));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let expected: Vec<u64> = (1..=600).collect();
+    assert_eq!(seen, expected, "each task exactly once, in order");
+    let job = d.wait_job(id, LONG).await;
+    assert_eq!(job["state"], "succeeded");
+
+    // Search by source-key prefix and substring, and one task by id.
+    let by_prefix = d.all_tasks(id, "&prefix=d1/").await;
+    assert_eq!(by_prefix.len(), 200);
+    assert!(by_prefix.windows(2).all(|w| w[0]["source_key"].as_str() < w[1]["source_key"].as_str()));
+    let found = d.all_tasks(id, "&search=f0042").await;
+    assert_eq!(found.len(), 1);
+    let (status, task) = d.get(&format!("/v1/jobs/{id}/tasks/{}", found[0]["seq"])).await;
+    assert_eq!(status, 200);
+    assert_eq!(task["source_key"], "d0/f0042.txt");
+}
+
+#[tokio::test]
+async fn cli_client_creates_waits_and_lists() {
+    let (_dir, d) = daemon_with_files(5);
+    let run = |args: &[&str]| {
+        std::process::Command::new(common::kiln_bin()).args(args).env("KILN_URL", &d.url).env("KILN_LOG", "warn").output().unwrap()
+    };
+    let o = run(&["job", "create", "--bucket", "in", "--prefix", "d0/", "--suffix", ".txt", "--style", "copy", "--output-bucket", "out", "--output", "cli/{basename}", "--wait"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout} {}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("succeeded: 2 succeeded, 0 failed"), "{stdout}");
+
+    let o = run(&["job", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list["items"][0]["state"], "succeeded");
+    let o = run(&["task", "list", "1", "--state", "succeeded", "--search", "f0003"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("d0/f0003.txt -> cli/f0003.txt"));
+    let o = run(&["style", "create", "plain", "copy"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["style", "list"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("plain"));
+    let o = run(&["job", "create", "--bucket", "in", "--style", "copy", "--output-bucket", "out", "--output", "x/"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("output.template"));
+}
