@@ -1,0 +1,796 @@
+//! Reading a DOCX: the zip container, the XML parts, and the document model.
+
+use std::collections::HashMap;
+use std::io::{Cursor, Read};
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+
+use crate::MAX_PART;
+
+/// The document body, in order.
+#[derive(Debug, Default)]
+pub struct Document {
+    pub blocks: Vec<Block>,
+}
+
+#[derive(Debug)]
+pub enum Block {
+    Para(Para),
+    Table(Table),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ParaKind {
+    #[default]
+    Normal,
+    /// Level 1..=6.
+    Heading(u8),
+    /// Nesting level from 0, and the item's number for ordered lists.
+    ListItem { level: u8, number: Option<u32> },
+}
+
+#[derive(Debug, Default)]
+pub struct Para {
+    pub kind: ParaKind,
+    pub runs: Vec<Run>,
+    // Raw properties, resolved into `kind` once the whole body is read.
+    style: Option<String>,
+    num_id: Option<String>,
+    ilvl: Option<u8>,
+    outline: Option<u8>,
+}
+
+impl Para {
+    /// The text of all runs.
+    pub fn text(&self) -> String {
+        self.runs.iter().map(|r| r.text.as_str()).collect()
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Format {
+    pub bold: bool,
+    pub italic: bool,
+    pub strike: bool,
+    pub link: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Run {
+    pub text: String,
+    pub format: Format,
+}
+
+#[derive(Debug, Default)]
+pub struct Table {
+    pub rows: Vec<Vec<Cell>>,
+}
+
+#[derive(Debug)]
+pub struct Cell {
+    pub paras: Vec<Para>,
+    /// Grid columns covered (`w:gridSpan`).
+    pub span: u32,
+}
+
+const NS_W: &str = "http://schemas.openxmlformats.org/wordprocessingml/2006/main";
+const NS_W_STRICT: &str = "http://purl.oclc.org/ooxml/wordprocessingml/main";
+const NS_MC: &str = "http://schemas.openxmlformats.org/markup-compatibility/2006";
+
+/// Read a DOCX held in memory. Errors are messages for `unsupported-input`.
+pub fn read(bytes: Vec<u8>) -> Result<Document, String> {
+    if bytes.is_empty() {
+        return Err("the object is empty, not a DOCX".into());
+    }
+    if !bytes.starts_with(b"PK") {
+        return Err("not a DOCX: not a zip archive (no `PK` signature)".into());
+    }
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("not a DOCX: corrupt zip archive: {e}"))?;
+    let document = match part(&mut zip, "word/document.xml")? {
+        Some(xml) => xml,
+        None => return Err("not a DOCX: the zip archive has no word/document.xml".into()),
+    };
+    let styles = match part(&mut zip, "word/styles.xml")? {
+        Some(xml) => parse_styles(&xml)?,
+        None => HashMap::new(),
+    };
+    let numbering = match part(&mut zip, "word/numbering.xml")? {
+        Some(xml) => parse_numbering(&xml)?,
+        None => Numbering::default(),
+    };
+    let rels = match part(&mut zip, "word/_rels/document.xml.rels")? {
+        Some(xml) => parse_rels(&xml)?,
+        None => HashMap::new(),
+    };
+    let mut doc = parse_document(&document, &rels)?;
+    resolve(&mut doc, &styles, &numbering);
+    Ok(doc)
+}
+
+/// One XML part as text, or `None` if the archive lacks it. The size is
+/// capped whatever the zip headers claim.
+fn part(zip: &mut zip::ZipArchive<Cursor<Vec<u8>>>, name: &str) -> Result<Option<String>, String> {
+    let file = match zip.by_name(name) {
+        Ok(f) => f,
+        Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+        Err(e) => return Err(format!("cannot read {name} from the DOCX: {e}")),
+    };
+    if file.size() > MAX_PART {
+        return Err(format!("{name} is {} bytes uncompressed, over the limit of {MAX_PART} bytes", file.size()));
+    }
+    let mut bytes = Vec::with_capacity(file.size() as usize);
+    file.take(MAX_PART + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot decompress {name}: {e}"))?;
+    if bytes.len() as u64 > MAX_PART {
+        return Err(format!("{name} decompresses to more than {MAX_PART} bytes"));
+    }
+    // UTF-8 (with or without BOM) is what Word writes; UTF-16 is allowed by XML.
+    let text = if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        let le = bytes[0] == 0xff;
+        let units: Vec<u16> = bytes[2..]
+            .chunks_exact(2)
+            .map(|c| if le { u16::from_le_bytes([c[0], c[1]]) } else { u16::from_be_bytes([c[0], c[1]]) })
+            .collect();
+        String::from_utf16(&units).map_err(|_| format!("{name} is not valid UTF-16"))?
+    } else {
+        let s = String::from_utf8(bytes).map_err(|e| format!("{name} is not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to()))?;
+        match s.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_string(),
+            None => s,
+        }
+    };
+    // The XML declaration may name UTF-16 while we already decoded it: drop it.
+    Ok(Some(strip_declaration(text)))
+}
+
+fn strip_declaration(text: String) -> String {
+    if text.starts_with("<?xml") {
+        if let Some(end) = text.find("?>") {
+            return text[end + 2..].to_string();
+        }
+    }
+    text
+}
+
+/// Namespace class of an element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ns {
+    W,
+    Mc,
+    Other,
+}
+
+fn ns_of(r: &ResolveResult<'_>) -> Ns {
+    match r {
+        ResolveResult::Bound(ns) => {
+            let uri: &str = ns.as_ref();
+            if uri == NS_W || uri == NS_W_STRICT {
+                Ns::W
+            } else if uri == NS_MC {
+                Ns::Mc
+            } else {
+                Ns::Other
+            }
+        }
+        _ => Ns::Other,
+    }
+}
+
+/// The value of the attribute with this local name (any prefix).
+fn attr(e: &BytesStart<'_>, local: &str) -> Option<String> {
+    for a in e.attributes().with_checks(false).flatten() {
+        let key = a.key.local_name();
+        let k: &str = key.as_ref();
+        if k == local {
+            return a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok().map(|v| v.into_owned());
+        }
+    }
+    None
+}
+
+fn local(e: &BytesStart<'_>) -> String {
+    let name = e.local_name();
+    let s: &str = name.as_ref();
+    s.to_string()
+}
+
+fn xml_error(part: &str, reader_pos: u64, e: impl std::fmt::Display) -> String {
+    format!("malformed XML in {part} at byte {reader_pos}: {e}")
+}
+
+/// `w:val` of an on/off property: absent or true-ish means on.
+fn on_off(e: &BytesStart<'_>) -> bool {
+    !matches!(attr(e, "val").as_deref(), Some("0" | "false" | "off" | "none"))
+}
+
+/// Text of a general reference (`&amp;`, `&#169;`): quick-xml reports them apart from text.
+fn reference(name: &str) -> Option<char> {
+    match name {
+        "amp" => Some('&'),
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "quot" => Some('"'),
+        "apos" => Some('\''),
+        _ => {
+            let num = name.strip_prefix('#')?;
+            let code = match num.strip_prefix('x').or_else(|| num.strip_prefix('X')) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => num.parse::<u32>().ok()?,
+            };
+            char::from_u32(code).filter(|c| *c != '\0')
+        }
+    }
+}
+
+// ---------------------------------------------------------------- document.xml
+
+enum Container {
+    Para(ParaBuilder),
+    Table(TableBuilder),
+}
+
+#[derive(Default)]
+struct ParaBuilder {
+    para: Para,
+    /// Blocks met inside this paragraph (text boxes), written after it.
+    after: Vec<Block>,
+}
+
+#[derive(Default)]
+struct TableBuilder {
+    table: Table,
+    row: Option<Vec<Cell>>,
+    cell: Option<Cell>,
+}
+
+impl TableBuilder {
+    fn cell_mut(&mut self) -> &mut Cell {
+        self.cell.get_or_insert_with(|| Cell { paras: Vec::new(), span: 1 })
+    }
+}
+
+#[derive(Default)]
+struct DocParser<'a> {
+    rels: Option<&'a HashMap<String, String>>,
+    blocks: Vec<Block>,
+    stack: Vec<Container>,
+    links: Vec<Option<String>>,
+    in_run: bool,
+    run_format: Format,
+    in_rpr: bool,
+    in_ppr: bool,
+    in_numpr: bool,
+    in_tcpr: bool,
+    in_text: bool,
+}
+
+impl DocParser<'_> {
+    fn para(&mut self) -> Option<&mut ParaBuilder> {
+        match self.stack.last_mut() {
+            Some(Container::Para(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    fn table(&mut self) -> Option<&mut TableBuilder> {
+        match self.stack.last_mut() {
+            Some(Container::Table(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn push_text(&mut self, s: &str) {
+        if s.is_empty() {
+            return;
+        }
+        let in_run = self.in_run;
+        let format = self.run_format.clone();
+        if let Some(p) = self.para() {
+            match p.para.runs.last_mut() {
+                Some(run) if in_run && run.format == format => run.text.push_str(s),
+                _ => p.para.runs.push(Run { text: s.to_string(), format }),
+            }
+        }
+    }
+
+    /// Place a finished block in the innermost open container, or the body.
+    fn place(&mut self, block: Block) {
+        match self.stack.last_mut() {
+            Some(Container::Para(p)) => p.after.push(block),
+            Some(Container::Table(t)) => match block {
+                Block::Para(para) => t.cell_mut().paras.push(para),
+                // A nested table is flattened into the cell, one paragraph per row.
+                Block::Table(inner) => {
+                    for row in inner.rows {
+                        let mut para = Para::default();
+                        for (i, cell) in row.into_iter().enumerate() {
+                            let text = cell.paras.iter().map(Para::text).collect::<Vec<_>>().join(" ");
+                            let text = if i > 0 { format!(" | {text}") } else { text };
+                            para.runs.push(Run { text, format: Format::default() });
+                        }
+                        t.cell_mut().paras.push(para);
+                    }
+                }
+            },
+            None => self.blocks.push(block),
+        }
+    }
+
+    fn start(&mut self, ns: Ns, e: &BytesStart<'_>, empty: bool) {
+        if ns != Ns::W {
+            return;
+        }
+        match local(e).as_str() {
+            "p" => {
+                self.stack.push(Container::Para(ParaBuilder::default()));
+                if empty {
+                    self.end_para();
+                }
+            }
+            "pPr" if !empty => self.in_ppr = true,
+            "pStyle" if self.in_ppr => {
+                let v = attr(e, "val");
+                if let Some(p) = self.para() {
+                    p.para.style = v;
+                }
+            }
+            "numPr" if self.in_ppr && !empty => self.in_numpr = true,
+            "numId" if self.in_numpr => {
+                let v = attr(e, "val");
+                if let Some(p) = self.para() {
+                    p.para.num_id = v;
+                }
+            }
+            "ilvl" if self.in_numpr => {
+                let v = attr(e, "val").and_then(|v| v.parse::<u8>().ok());
+                if let Some(p) = self.para() {
+                    p.para.ilvl = v;
+                }
+            }
+            "outlineLvl" if self.in_ppr => {
+                let v = attr(e, "val").and_then(|v| v.parse::<u8>().ok());
+                if let Some(p) = self.para() {
+                    p.para.outline = v;
+                }
+            }
+            "r" if !empty => {
+                self.in_run = true;
+                self.run_format = Format { link: self.links.last().cloned().flatten(), ..Format::default() };
+                // Start a new run so formatting changes split runs.
+                let format = self.run_format.clone();
+                if let Some(p) = self.para() {
+                    p.para.runs.push(Run { text: String::new(), format });
+                }
+            }
+            "rPr" if self.in_run && !self.in_ppr && !empty => self.in_rpr = true,
+            "b" if self.in_rpr => self.set_format(|f| &mut f.bold, on_off(e)),
+            "i" if self.in_rpr => self.set_format(|f| &mut f.italic, on_off(e)),
+            "strike" | "dstrike" if self.in_rpr => self.set_format(|f| &mut f.strike, on_off(e)),
+            "t" if self.in_run && !empty => self.in_text = true,
+            "tab" if self.in_run && !self.in_rpr => self.push_text("\t"),
+            "br" | "cr" if self.in_run && !self.in_rpr => {
+                if attr(e, "type").as_deref() != Some("page") && attr(e, "type").as_deref() != Some("column") {
+                    self.push_text("\n");
+                }
+            }
+            "noBreakHyphen" if self.in_run => self.push_text("-"),
+            "hyperlink" if !empty => {
+                let target = match attr(e, "id") {
+                    Some(id) => self.rels.and_then(|r| r.get(&id)).cloned(),
+                    None => attr(e, "anchor").map(|a| format!("#{a}")),
+                };
+                self.links.push(target);
+            }
+            "tbl" if !empty => self.stack.push(Container::Table(TableBuilder::default())),
+            "tr" if !empty => {
+                if let Some(t) = self.table() {
+                    t.row = Some(Vec::new());
+                }
+            }
+            "tc" if !empty => {
+                if let Some(t) = self.table() {
+                    t.cell = Some(Cell { paras: Vec::new(), span: 1 });
+                }
+            }
+            "tcPr" if !empty => self.in_tcpr = true,
+            "gridSpan" if self.in_tcpr => {
+                let span = attr(e, "val").and_then(|v| v.parse::<u32>().ok()).unwrap_or(1).clamp(1, 64);
+                if let Some(t) = self.table() {
+                    t.cell_mut().span = span;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn set_format(&mut self, field: impl Fn(&mut Format) -> &mut bool, value: bool) {
+        *field(&mut self.run_format) = value;
+        let format = self.run_format.clone();
+        if let Some(p) = self.para() {
+            if let Some(run) = p.para.runs.last_mut() {
+                if run.text.is_empty() {
+                    run.format = format;
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, ns: Ns, name: &str) {
+        if ns != Ns::W {
+            return;
+        }
+        match name {
+            "p" => self.end_para(),
+            "pPr" => self.in_ppr = false,
+            "numPr" => self.in_numpr = false,
+            "r" => {
+                self.in_run = false;
+                self.in_text = false;
+            }
+            "rPr" => self.in_rpr = false,
+            "t" => self.in_text = false,
+            "hyperlink" => {
+                self.links.pop();
+            }
+            "tbl" => {
+                if matches!(self.stack.last(), Some(Container::Table(_))) {
+                    if let Some(Container::Table(mut t)) = self.stack.pop() {
+                        end_row(&mut t);
+                        self.place(Block::Table(t.table));
+                    }
+                }
+            }
+            "tr" => {
+                if let Some(t) = self.table() {
+                    end_row(t);
+                }
+            }
+            "tc" => {
+                if let Some(t) = self.table() {
+                    end_cell(t);
+                }
+            }
+            "tcPr" => self.in_tcpr = false,
+            _ => {}
+        }
+    }
+
+    fn end_para(&mut self) {
+        if !matches!(self.stack.last(), Some(Container::Para(_))) {
+            return;
+        }
+        if let Some(Container::Para(mut p)) = self.stack.pop() {
+            p.para.runs.retain(|r| !r.text.is_empty());
+            self.in_run = false;
+            self.in_text = false;
+            self.in_ppr = false;
+            self.in_numpr = false;
+            let after = std::mem::take(&mut p.after);
+            self.place(Block::Para(p.para));
+            for block in after {
+                self.place(block);
+            }
+        }
+    }
+
+    /// Close whatever is still open at the end of the XML (a truncated part).
+    fn finish(mut self) -> Vec<Block> {
+        while let Some(top) = self.stack.last() {
+            match top {
+                Container::Para(_) => self.end_para(),
+                Container::Table(_) => self.end(Ns::W, "tbl"),
+            }
+        }
+        self.blocks
+    }
+}
+
+fn end_cell(t: &mut TableBuilder) {
+    if let Some(cell) = t.cell.take() {
+        t.row.get_or_insert_with(Vec::new).push(cell);
+    }
+}
+
+fn end_row(t: &mut TableBuilder) {
+    end_cell(t);
+    if let Some(row) = t.row.take() {
+        t.table.rows.push(row);
+    }
+}
+
+/// Elements whose whole content is left out: deleted text, the fallback copy
+/// of alternate content, property-change history and content-control chrome.
+fn skipped(ns: Ns, name: &str) -> bool {
+    match ns {
+        Ns::W => matches!(
+            name,
+            "del" | "moveFrom" | "pPrChange" | "rPrChange" | "sdtPr" | "sdtEndPr" | "tblPr" | "tblGrid" | "trPr" | "instrText"
+        ),
+        Ns::Mc => name == "Fallback",
+        Ns::Other => false,
+    }
+}
+
+fn parse_document(xml: &str, rels: &HashMap<String, String>) -> Result<Document, String> {
+    let mut reader = NsReader::from_str(xml);
+    let mut p = DocParser { rels: Some(rels), ..Default::default() };
+    let mut skip_depth = 0usize;
+    loop {
+        let pos = reader.buffer_position();
+        let (resolved, event) = reader.read_resolved_event().map_err(|e| xml_error("word/document.xml", pos, e))?;
+        let ns = ns_of(&resolved);
+        match event {
+            Event::Eof => break,
+            Event::Start(e) => {
+                if skip_depth > 0 {
+                    skip_depth += 1;
+                } else if skipped(ns, &local(&e)) {
+                    skip_depth = 1;
+                } else {
+                    p.start(ns, &e, false);
+                }
+            }
+            Event::Empty(e) => {
+                if skip_depth == 0 && !skipped(ns, &local(&e)) {
+                    p.start(ns, &e, true);
+                }
+            }
+            Event::End(e) => {
+                if skip_depth > 0 {
+                    skip_depth -= 1;
+                } else {
+                    let name = e.local_name();
+                    let name: &str = name.as_ref();
+                    p.end(ns, name);
+                }
+            }
+            Event::Text(t) if skip_depth == 0 && p.in_text => {
+                let s = t.xml10_content();
+                p.push_text(&s);
+            }
+            Event::CData(t) if skip_depth == 0 && p.in_text => {
+                let s = t.xml10_content();
+                p.push_text(&s);
+            }
+            Event::GeneralRef(r) if skip_depth == 0 && p.in_text => {
+                let name = r.xml10_content();
+                if let Some(c) = reference(&name) {
+                    p.push_text(c.encode_utf8(&mut [0; 4]));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Document { blocks: p.finish() })
+}
+
+// ---------------------------------------------------------------- styles, numbering, relationships
+
+#[derive(Debug, Default, Clone)]
+struct StyleInfo {
+    name: Option<String>,
+    based_on: Option<String>,
+    outline: Option<u8>,
+    num_id: Option<String>,
+    ilvl: Option<u8>,
+}
+
+/// Walk the simple parts (styles, numbering, rels) element by element: only
+/// names, attributes and nesting matter there.
+fn walk(part: &str, xml: &str, mut f: impl FnMut(&[String], &BytesStart<'_>)) -> Result<(), String> {
+    let mut reader = NsReader::from_str(xml);
+    let mut path: Vec<String> = Vec::new();
+    loop {
+        let pos = reader.buffer_position();
+        match reader.read_event().map_err(|e| xml_error(part, pos, e))? {
+            Event::Eof => return Ok(()),
+            Event::Start(e) => {
+                f(&path, &e);
+                path.push(local(&e));
+            }
+            Event::Empty(e) => f(&path, &e),
+            Event::End(_) => {
+                path.pop();
+            }
+            _ => {}
+        }
+    }
+}
+
+fn parse_styles(xml: &str) -> Result<HashMap<String, StyleInfo>, String> {
+    let mut styles: HashMap<String, StyleInfo> = HashMap::new();
+    let mut current: Option<String> = None;
+    walk("word/styles.xml", xml, |path, e| {
+        let name = local(e);
+        if name == "style" {
+            current = attr(e, "styleId");
+            if let Some(id) = &current {
+                styles.entry(id.clone()).or_default();
+            }
+            return;
+        }
+        let Some(id) = &current else { return };
+        if !path.iter().any(|p| p == "style") {
+            return;
+        }
+        let Some(info) = styles.get_mut(id) else { return };
+        let parent = path.last().map(String::as_str);
+        match (parent, name.as_str()) {
+            (Some("style"), "name") => info.name = attr(e, "val"),
+            (Some("style"), "basedOn") => info.based_on = attr(e, "val"),
+            (Some("pPr"), "outlineLvl") => info.outline = attr(e, "val").and_then(|v| v.parse().ok()),
+            (Some("numPr"), "numId") => info.num_id = attr(e, "val"),
+            (Some("numPr"), "ilvl") => info.ilvl = attr(e, "val").and_then(|v| v.parse().ok()),
+            _ => {}
+        }
+    })?;
+    Ok(styles)
+}
+
+#[derive(Debug, Default)]
+struct Numbering {
+    /// `w:num` id → abstract numbering id.
+    nums: HashMap<String, String>,
+    /// (abstract id, level) → (ordered, start).
+    levels: HashMap<(String, u8), (bool, u32)>,
+    /// (num id, level) → start override.
+    overrides: HashMap<(String, u8), u32>,
+}
+
+fn parse_numbering(xml: &str) -> Result<Numbering, String> {
+    let mut n = Numbering::default();
+    let mut abstract_id: Option<String> = None;
+    let mut num_id: Option<String> = None;
+    let mut level: Option<u8> = None;
+    walk("word/numbering.xml", xml, |path, e| {
+        let parent = path.last().map(String::as_str);
+        match (parent, local(e).as_str()) {
+            (_, "abstractNum") => abstract_id = attr(e, "abstractNumId"),
+            (_, "num") => num_id = attr(e, "numId"),
+            (Some("abstractNum"), "lvl") | (Some("lvlOverride"), "lvl") => level = attr(e, "ilvl").and_then(|v| v.parse().ok()),
+            (Some("num"), "lvlOverride") => level = attr(e, "ilvl").and_then(|v| v.parse().ok()),
+            (Some("num"), "abstractNumId") => {
+                if let (Some(num), Some(abs)) = (&num_id, attr(e, "val")) {
+                    n.nums.insert(num.clone(), abs);
+                }
+            }
+            (Some("lvlOverride"), "startOverride") => {
+                if let (Some(num), Some(l), Some(v)) = (&num_id, level, attr(e, "val").and_then(|v| v.parse().ok())) {
+                    n.overrides.insert((num.clone(), l), v);
+                }
+            }
+            (Some("lvl"), "numFmt") if path.iter().any(|p| p == "abstractNum") => {
+                if let (Some(abs), Some(l)) = (&abstract_id, level) {
+                    let ordered = !matches!(attr(e, "val").as_deref(), Some("bullet" | "none") | None);
+                    n.levels.entry((abs.clone(), l)).or_insert((false, 1)).0 = ordered;
+                }
+            }
+            (Some("lvl"), "start") if path.iter().any(|p| p == "abstractNum") => {
+                if let (Some(abs), Some(l), Some(v)) = (&abstract_id, level, attr(e, "val").and_then(|v| v.parse().ok())) {
+                    n.levels.entry((abs.clone(), l)).or_insert((false, 1)).1 = v;
+                }
+            }
+            _ => {}
+        }
+    })?;
+    Ok(n)
+}
+
+fn parse_rels(xml: &str) -> Result<HashMap<String, String>, String> {
+    let mut rels = HashMap::new();
+    walk("word/_rels/document.xml.rels", xml, |_, e| {
+        if local(e) == "Relationship" {
+            let hyperlink = attr(e, "Type").is_some_and(|t| t.ends_with("/hyperlink"));
+            if let (true, Some(id), Some(target)) = (hyperlink, attr(e, "Id"), attr(e, "Target")) {
+                rels.insert(id, target);
+            }
+        }
+    })?;
+    Ok(rels)
+}
+
+// ---------------------------------------------------------------- resolving headings and lists
+
+/// Heading level of a style by its name or id (`heading 2`, `Heading2`, `Title`).
+fn heading_from_name(name: &str) -> Option<u8> {
+    let lower = name.to_ascii_lowercase();
+    if lower == "title" {
+        return Some(1);
+    }
+    let rest = lower.strip_prefix("heading")?.trim_start();
+    let n: u8 = rest.parse().ok()?;
+    (1..=9).contains(&n).then_some(n.min(6))
+}
+
+struct Resolver<'a> {
+    styles: &'a HashMap<String, StyleInfo>,
+    numbering: &'a Numbering,
+    counters: HashMap<String, [u32; 9]>,
+}
+
+impl Resolver<'_> {
+    /// The style and its ancestors (`basedOn`), loops cut.
+    fn chain(&self, id: &str) -> Vec<(&str, &StyleInfo)> {
+        let mut out: Vec<(&str, &StyleInfo)> = Vec::new();
+        let mut cur = Some(id);
+        while let Some(id) = cur {
+            if out.len() >= 16 || out.iter().any(|(seen, _)| *seen == id) {
+                break;
+            }
+            match self.styles.get_key_value(id) {
+                Some((k, info)) => {
+                    out.push((k.as_str(), info));
+                    cur = info.based_on.as_deref();
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    fn heading(&self, para: &Para) -> Option<u8> {
+        if let Some(o) = para.outline.filter(|o| *o < 9) {
+            return Some(o.min(5) + 1);
+        }
+        let style = para.style.as_deref()?;
+        if let Some(h) = heading_from_name(style) {
+            return Some(h);
+        }
+        for (id, info) in self.chain(style) {
+            if let Some(h) = info.name.as_deref().and_then(heading_from_name).or_else(|| heading_from_name(id)) {
+                return Some(h);
+            }
+            if let Some(o) = info.outline.filter(|o| *o < 9) {
+                return Some(o.min(5) + 1);
+            }
+        }
+        None
+    }
+
+    fn list(&mut self, para: &Para) -> Option<ParaKind> {
+        let chain = para.style.as_deref().map(|s| self.chain(s)).unwrap_or_default();
+        let num_id = para.num_id.clone().or_else(|| chain.iter().find_map(|(_, i)| i.num_id.clone()))?;
+        if num_id == "0" {
+            return None;
+        }
+        let level = para.ilvl.or_else(|| chain.iter().find_map(|(_, i)| i.ilvl)).unwrap_or(0).min(8);
+        let abs = self.numbering.nums.get(&num_id);
+        let (ordered, start) = abs.and_then(|a| self.numbering.levels.get(&(a.clone(), level)).copied()).unwrap_or((false, 1));
+        let start = self.numbering.overrides.get(&(num_id.clone(), level)).copied().unwrap_or(start);
+        let counters = self.counters.entry(num_id).or_insert([0; 9]);
+        let l = level as usize;
+        counters[l] = if counters[l] == 0 { start.max(1) } else { counters[l].saturating_add(1) };
+        for deeper in &mut counters[l + 1..] {
+            *deeper = 0;
+        }
+        Some(ParaKind::ListItem { level, number: ordered.then_some(counters[l].min(999_999_999)) })
+    }
+
+    fn para(&mut self, para: &mut Para) {
+        para.kind = match self.heading(para) {
+            Some(h) => ParaKind::Heading(h),
+            None => self.list(para).unwrap_or(ParaKind::Normal),
+        };
+    }
+
+    fn blocks(&mut self, blocks: &mut [Block]) {
+        for block in blocks {
+            match block {
+                Block::Para(p) => self.para(p),
+                Block::Table(t) => {
+                    for cell in t.rows.iter_mut().flatten() {
+                        for p in &mut cell.paras {
+                            self.para(p);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn resolve(doc: &mut Document, styles: &HashMap<String, StyleInfo>, numbering: &Numbering) {
+    let mut r = Resolver { styles, numbering, counters: HashMap::new() };
+    r.blocks(&mut doc.blocks);
+}
