@@ -463,6 +463,8 @@ fn pooling(config: &RuntimeConfig) -> PoolingAllocationConfig {
     // madvise and page faults for the guest's first megabyte (its shadow stack).
     pool.linear_memory_keep_resident(4 << 20);
     pool.table_keep_resident(64 << 10);
+    // Likewise for the fiber stacks of async calls: two calls per task.
+    pool.async_stack_keep_resident(128 << 10);
     pool.decommit_batch_size(16);
     pool
 }

@@ -1,0 +1,117 @@
+//! The first-party styles end to end through the runtime, as bundled in the
+//! `kiln` binary: real inputs made by the test, real content checked.
+
+mod common;
+
+use std::path::Path;
+
+use common::kiln;
+
+fn process(style: &str, input: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["process", "--style", style, input.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    kiln(&args)
+}
+
+fn ok(o: std::process::Output) -> Vec<u8> {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+#[test]
+fn compress_round_trips_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let original: Vec<u8> = (0..300_000u32).flat_map(|i| format!("line {} of a compressible log\n", i % 977).into_bytes()).collect();
+    let input = dir.path().join("app.log");
+    std::fs::write(&input, &original).unwrap();
+    for (style, ext) in [("compress/gzip,l_6", "gz"), ("compress/zstd,l_3", "zst"), ("compress/brotli", "br")] {
+        let out = dir.path().join(format!("out-{ext}/"));
+        ok(process(style, &input, &["-o", out.to_str().unwrap()]));
+        let packed = out.join(format!("app.{ext}"));
+        let size = std::fs::metadata(&packed).unwrap().len();
+        assert!(size < original.len() as u64 / 5, "{style}: {size} bytes is not compressed");
+        let back = ok(process("compress/decompress", &packed, &[]));
+        assert!(back == original, "{style}: round trip changed the bytes");
+    }
+    let garbage = dir.path().join("noise.gz");
+    std::fs::write(&garbage, b"definitely not gzip").unwrap();
+    let o = process("compress/decompress", &garbage, &[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unsupported input"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = process("compress/gzip,l_42", &input, &[]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`l`"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn checksum_gives_known_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("abc.txt");
+    std::fs::write(&input, "abc").unwrap();
+    let cases = [
+        ("checksum/sha256", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+        ("checksum/sha1", "a9993e364706816aba3e25717850c26c9cd0d89d"),
+        ("checksum/md5", "900150983cd24fb0d6963f7d28e17f72"),
+        ("checksum/crc32c", "364b3fb7"),
+    ];
+    for (style, hex) in cases {
+        let out: serde_json::Value = serde_json::from_slice(&ok(process(style, &input, &[]))).unwrap();
+        assert_eq!(out["hex"], hex, "{style}: {out}");
+        assert_eq!(out["size"], 3);
+    }
+    let o = process("checksum/sha3", &input, &[]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("sha3"));
+}
+
+#[test]
+fn markdown_renders_gfm_to_html() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("notes.md");
+    std::fs::write(&input, "# Release & notes\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- [x] done\n- [ ] todo\n\n~~old~~ new\n").unwrap();
+    let html = String::from_utf8(ok(process("markdown", &input, &[]))).unwrap();
+    assert!(html.contains("<table>") && html.contains("<td>1</td>"), "{html}");
+    assert!(html.contains("type=\"checkbox\""), "{html}");
+    assert!(html.contains("<del>old</del>"), "{html}");
+    assert!(!html.contains("<html"), "a fragment without page_1");
+    let page = String::from_utf8(ok(process("markdown/page_1", &input, &[]))).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(page.contains("<title>Release &amp; notes</title>"), "{page}");
+    let bad = dir.path().join("bin.md");
+    std::fs::write(&bad, [0xff, 0xfe, 0x00, 0x80]).unwrap();
+    let o = process("markdown", &bad, &[]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unsupported input"));
+}
+
+/// A small DOCX, built with Python's zipfile (the test machine has Python).
+fn make_docx(path: &Path) {
+    let document = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>
+<w:p><w:pPr><w:pStyle w:val="Heading1"/></w:pPr><w:r><w:t>Quarterly report</w:t></w:r></w:p>
+<w:p><w:r><w:t>Sales grew.</w:t></w:r></w:p>
+<w:p><w:pPr><w:numPr><w:ilvl w:val="0"/><w:numId w:val="1"/></w:numPr></w:pPr><w:r><w:t>First point</w:t></w:r></w:p>
+<w:tbl><w:tr><w:tc><w:p><w:r><w:t>Region</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>Total</w:t></w:r></w:p></w:tc></w:tr>
+<w:tr><w:tc><w:p><w:r><w:t>North</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>42</w:t></w:r></w:p></w:tc></w:tr></w:tbl>
+</w:body></w:document>"#;
+    let script = format!(
+        "import zipfile,sys\nz=zipfile.ZipFile(sys.argv[1],'w',zipfile.ZIP_DEFLATED)\nz.writestr('[Content_Types].xml','<Types/>')\nz.writestr('word/document.xml',{document:?})\nz.close()\n"
+    );
+    let st = std::process::Command::new("python3").args(["-c", &script]).arg(path).status().unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn doc_converts_docx_to_text_and_markdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("report.docx");
+    make_docx(&input);
+    let md = String::from_utf8(ok(process("doc/markdown", &input, &[]))).unwrap();
+    assert!(md.contains("# Quarterly report"), "{md}");
+    assert!(md.contains("Sales grew."), "{md}");
+    assert!(md.contains("- First point") || md.contains("1. First point"), "{md}");
+    assert!(md.contains("| Region | Total |") && md.contains("| North | 42 |"), "{md}");
+    let text = String::from_utf8(ok(process("doc/text", &input, &[]))).unwrap();
+    assert!(text.contains("Quarterly report") && text.contains("North\t42"), "{text}");
+    let bad = dir.path().join("broken.docx");
+    std::fs::write(&bad, b"PK\x03\x04 not really a zip").unwrap();
+    let o = process("doc/text", &bad, &[]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unsupported input"), "{}", String::from_utf8_lossy(&o.stderr));
+}
