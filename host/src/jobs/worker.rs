@@ -16,6 +16,16 @@ fn error(kind: &str, message: impl std::fmt::Display) -> TaskErrorRecord {
 }
 
 pub(super) async fn run(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord) -> TaskResult {
+    let attempts = task.attempts;
+    let result = attempt(inner, prepared, task).await;
+    if let TaskResult::Retry { .. } = result {
+        // Exponential backoff before the task is Pending again: 100 ms, 200 ms, 400 ms, ...
+        tokio::time::sleep(std::time::Duration::from_millis(100 << attempts.min(6))).await;
+    }
+    result
+}
+
+async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord) -> TaskResult {
     let started = Instant::now();
     let (job, seq) = (task.job, task.seq);
     let elapsed = || started.elapsed().as_millis() as u64;

@@ -266,3 +266,110 @@ impl Store {
         Ok(existed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{InputSpec, JobSpec, OutputSpec, TaskErrorRecord, TaskState};
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            name: None,
+            input: InputSpec { bucket: "in".into(), ..Default::default() },
+            style: "copy".into(),
+            output: OutputSpec { bucket: "out".into(), template: "o/{key}".into() },
+            concurrency: 2,
+            fast_fail: false,
+            tags: Default::default(),
+        }
+    }
+
+    fn planned(keys: &[&str]) -> Vec<PlannedObject> {
+        keys.iter().map(|k| PlannedObject { key: k.to_string(), size: Some(1), etag: None, last_modified: None }).collect()
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.redb");
+        Store::open(&path).unwrap().set_schema_version_for_tests(SCHEMA_VERSION + 1).unwrap();
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("newer than this Kiln supports"), "{err}");
+    }
+
+    #[test]
+    fn plans_claims_commits_and_settles_with_counters_that_add_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("k.redb")).unwrap();
+        let job = store.create_job(spec(), JobState::Running).unwrap();
+        assert_eq!(store.add_planned(job.id, &planned(&["a", "b", "c"]), Some("c"), false).unwrap(), 3);
+        // A page listed again after a crash adds nothing.
+        assert_eq!(store.add_planned(job.id, &planned(&["b", "c", "d"]), Some("d"), true).unwrap(), 1);
+        let claimed = store.claim(job.id, 3).unwrap();
+        assert_eq!(claimed.iter().map(|t| t.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        let err = TaskErrorRecord { kind: "failed".into(), message: "no".into() };
+        let results = vec![
+            TaskResult::Succeeded { job: job.id, seq: 1, outputs: vec!["o/a".into()], bytes_in: 1, bytes_out: 1, duration_ms: 1 },
+            TaskResult::Failed { job: job.id, seq: 2, error: err.clone(), duration_ms: 1, bytes_in: 0 },
+            TaskResult::Retry { job: job.id, seq: 3, error: err.clone() },
+            // A duplicate result counts once.
+            TaskResult::Succeeded { job: job.id, seq: 1, outputs: vec![], bytes_in: 9, bytes_out: 9, duration_ms: 1 },
+        ];
+        store.commit_results(&results).unwrap();
+        let j = store.get_job(job.id).unwrap().unwrap();
+        let c = j.counters;
+        assert_eq!((c.total, c.pending, c.running, c.succeeded, c.failed), (4, 2, 0, 1, 1));
+        assert_eq!(c.bytes_in, 1);
+        // Crash: claimed tasks come back as pending.
+        assert_eq!(store.claim(job.id, 10).unwrap().len(), 2);
+        assert_eq!(store.requeue_running().unwrap(), 2);
+        let rest = store.claim(job.id, 10).unwrap();
+        let done: Vec<TaskResult> = rest
+            .iter()
+            .map(|t| TaskResult::Succeeded { job: job.id, seq: t.seq, outputs: vec![], bytes_in: 0, bytes_out: 0, duration_ms: 0 })
+            .collect();
+        let touched = store.commit_results(&done).unwrap();
+        assert_eq!(touched[0].state, JobState::Failed, "one task failed: the job cannot succeed");
+        assert_eq!(store.retry_failed(job.id).unwrap(), 1);
+        let t = store.claim(job.id, 10).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].attempts, 2);
+        let touched = store
+            .commit_results(&[TaskResult::Succeeded { job: job.id, seq: t[0].seq, outputs: vec![], bytes_in: 0, bytes_out: 0, duration_ms: 0 }])
+            .unwrap();
+        assert_eq!(touched[0].state, JobState::Succeeded);
+    }
+
+    #[test]
+    fn suspended_jobs_give_no_tasks_and_listings_page_by_state_and_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("k.redb")).unwrap();
+        let job = store.create_job(spec(), JobState::Suspended).unwrap();
+        let keys: Vec<String> = (0..25).map(|i| format!("{}/k{i:02}", if i % 2 == 0 { "even" } else { "odd" })).collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        store.add_planned(job.id, &planned(&refs), None, true).unwrap();
+        assert!(store.claim(job.id, 5).unwrap().is_empty());
+
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let filter = TaskFilter { state: Some(TaskState::Pending), ..Default::default() };
+            let (page, next) = store.list_tasks(job.id, &filter, cursor.as_deref(), 7).unwrap();
+            seen.extend(page.iter().map(|t| t.seq));
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (1..=25).collect::<Vec<_>>());
+
+        let filter = TaskFilter { prefix: Some("odd/".into()), ..Default::default() };
+        let (page, next) = store.list_tasks(job.id, &filter, None, 5).unwrap();
+        assert_eq!(page.iter().map(|t| t.source_key.as_str()).collect::<Vec<_>>(), vec!["odd/k01", "odd/k03", "odd/k05", "odd/k07", "odd/k09"]);
+        let (page2, _) = store.list_tasks(job.id, &filter, next.as_deref(), 100).unwrap();
+        assert_eq!(page2.len(), 7);
+        assert_eq!(page2[0].source_key, "odd/k11");
+        assert!(store.delete_job(job.id).unwrap());
+        assert!(store.get_task(job.id, 1).unwrap().is_none());
+    }
+}
