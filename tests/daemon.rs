@@ -297,3 +297,55 @@ async fn cli_client_creates_waits_and_lists() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("output.template"));
 }
+
+#[tokio::test]
+async fn plugin_failing_on_chosen_keys_fast_fail_and_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for i in 0..40 {
+        let p = data.join(format!("buckets/in/k{i:02}{}.txt", if i % 10 == 3 { "-bad" } else { "" }));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, format!("v{i}")).unwrap();
+    }
+    std::fs::create_dir_all(data.join("buckets/out")).unwrap();
+    // Installed by dropping the component into <data_dir>/plugins/.
+    std::fs::create_dir_all(data.join("plugins")).unwrap();
+    std::fs::copy(kiln_test_plugins::ECHO, data.join("plugins/echo.wasm")).unwrap();
+    let d = Daemon::start(&data, None);
+
+    let body = |fast_fail: bool, concurrency: u32| json!({
+        "input": {"bucket": "in"}, "style": "echo/fail-on,k_bad", "output": {"bucket": "out", "template": "e/{barename}.{autoext}"},
+        "fast_fail": fast_fail, "concurrency": concurrency
+    });
+    let id = create(&d, body(false, 4)).await;
+    let job = d.wait_job(id, LONG).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["counters"]["failed"], 4);
+    assert_eq!(job["counters"]["succeeded"], 36);
+    let failed = d.all_tasks(id, "&error=on purpose").await;
+    assert_eq!(failed.len(), 4);
+    assert!(failed.iter().all(|t| t["error"]["kind"] == "failed" && t["source_key"].as_str().unwrap().contains("-bad")));
+    assert!(!d.data_dir.join("buckets/out/e/k03-bad.txt").exists(), "a failed task writes nothing");
+
+    // retry-failed runs exactly the failed ones again (they fail again: same style).
+    let (status, _) = d.post(&format!("/v1/jobs/{id}/retry-failed"), json!({})).await;
+    assert_eq!(status, 200);
+    let job = d.wait_job(id, LONG).await;
+    assert_eq!(job["state"], "failed");
+    let tasks = d.all_tasks(id, "").await;
+    for t in &tasks {
+        let bad = t["source_key"].as_str().unwrap().contains("-bad");
+        assert_eq!(t["attempts"], if bad { 2 } else { 1 }, "{t}");
+    }
+
+    // fast_fail: the job fails at its first failed task and claims no more.
+    let id = create(&d, body(true, 1)).await;
+    let job = d.wait_job(id, LONG).await;
+    assert_eq!(job["state"], "failed");
+    assert!(job["error"].as_str().unwrap().contains("fast-fail"), "{job}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, job) = d.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(job["counters"]["failed"], 1, "{job}");
+    assert!(job["counters"]["pending"].as_u64().unwrap() > 0, "{job}");
+    assert_counters_add_up(&job);
+}

@@ -131,6 +131,10 @@ impl Config {
     pub fn cache_dir(&self) -> PathBuf {
         self.data_dir.join("cache")
     }
+    /// Plugins installed by dropping a component here; loaded at start.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.data_dir.join("plugins")
+    }
     pub fn local_buckets_dir(&self) -> PathBuf {
         self.data_dir.join("buckets")
     }

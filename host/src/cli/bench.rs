@@ -22,18 +22,65 @@ pub struct BenchArgs {
     /// Tasks per round of the per-task overhead benchmark.
     #[arg(long, default_value_t = 20_000)]
     tasks: usize,
+    /// `copy-native`: the source folder.
+    #[arg(long)]
+    from: Option<std::path::PathBuf>,
+    /// `copy-native`: the destination folder.
+    #[arg(long)]
+    to: Option<std::path::PathBuf>,
+    /// `style`: the style to run, e.g. `image/resize,w_256`.
+    #[arg(long)]
+    style: Option<String>,
+    /// `style`: tasks in flight.
+    #[arg(long, default_value_t = 2)]
+    parallel: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Bench {
     /// Per-task overhead (instantiate + call over 1 KiB) and copy throughput (64 MiB), against native Rust.
     Runtime,
+    /// The native baseline of `scripts/bench-jobs`: copy every file under `--from` to `--to`
+    /// with a plain Rust loop (read, create folders, write), printing the seconds taken.
+    CopyNative,
+    /// Run a bundled style over every file under `--from` with both cores busy
+    /// (2 tasks in flight), discarding outputs; prints the seconds taken.
+    /// `scripts/bench-styles` compares it with ImageMagick, vips and gzip.
+    Style,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.bench {
         Bench::Runtime => runtime_bench(&args).await,
+        Bench::Style => style_bench(&args).await,
+        Bench::CopyNative => {
+            let (Some(from), Some(to)) = (&args.from, &args.to) else {
+                anyhow::bail!("copy-native needs --from DIR and --to DIR");
+            };
+            let started = Instant::now();
+            let n = copy_tree(from, from, to)?;
+            println!("{:.3}", started.elapsed().as_secs_f64());
+            eprintln!("copied {n} files");
+            Ok(())
+        }
     }
+}
+
+/// The native loop: walk, read each file whole, write it under `to`.
+fn copy_tree(root: &std::path::Path, dir: &std::path::Path, to: &std::path::Path) -> anyhow::Result<u64> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            n += copy_tree(root, &path, to)?;
+        } else {
+            let dest = to.join(path.strip_prefix(root)?);
+            std::fs::create_dir_all(dest.parent().expect("has a parent"))?;
+            std::fs::write(&dest, std::fs::read(&path)?)?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// Discards outputs, counting bytes: the benchmark measures the runtime, not a disk.
@@ -147,5 +194,53 @@ async fn runtime_bench(args: &BenchArgs) -> anyhow::Result<()> {
     println!("  kiln `copy` plugin: {:>8.2} GB/s", wasm / 1e9);
     println!("  native Rust loop:   {:>8.2} GB/s", native / 1e9);
     println!("  ratio kiln/native: {:.3}   goal: >= 0.5 (within 2x of native)", wasm / native);
+    Ok(())
+}
+
+/// Files under `dir`, recursively, sorted.
+fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(())
+}
+
+async fn style_bench(args: &BenchArgs) -> anyhow::Result<()> {
+    let (Some(from), Some(style)) = (&args.from, &args.style) else {
+        anyhow::bail!("style needs --from DIR and --style NAME/params");
+    };
+    let (name, params) = bundled::split_style(style);
+    let wasm = bundled::get(name).ok_or_else(|| anyhow::anyhow!("no bundled plugin `{name}`"))?;
+    let runtime = std::sync::Arc::new(Runtime::new(RuntimeConfig { max_instances: 8, ..RuntimeConfig::default() })?);
+    let plugin = runtime.load(wasm).await?;
+    let mut all = Vec::new();
+    files(from, &mut all)?;
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(all));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..args.parallel.max(1) {
+        let (runtime, plugin, queue, params) = (runtime.clone(), plugin.clone(), queue.clone(), params.to_string());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let Some(path) = queue.lock().unwrap().pop() else { return Ok::<u64, anyhow::Error>(0) };
+                let file = tokio::fs::File::open(&path).await?;
+                let object = ObjectMeta { key: path.to_string_lossy().into_owned(), ..Default::default() };
+                // Large inputs (1 GiB for gzip) need more than the default deadline.
+                let limits = Limits { deadline: std::time::Duration::from_secs(3600), max_output: u64::MAX, ..Limits::default() };
+                let task = Task { params: params.clone(), object, input: InputSource::from_reader(file), target: Box::new(Discard), limits };
+                runtime.run(&plugin, task).await.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            }
+        }));
+    }
+    for w in workers {
+        w.await??;
+    }
+    println!("{:.3}", started.elapsed().as_secs_f64());
     Ok(())
 }

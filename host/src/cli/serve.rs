@@ -53,6 +53,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..config.runtime.clone()
     })?);
     let plugins = Plugins::load_bundled(&runtime).await?;
+    plugins.load_dir(&runtime, &config.plugins_dir()).await?;
     // Each bundled plugin is also a style of the same name with no parameters.
     for name in plugins.names() {
         let n = name.clone();

@@ -22,6 +22,26 @@ impl Plugins {
         Ok(plugins)
     }
 
+    /// Load every `*.wasm` in `dir` (if it exists), named by its `info().name`.
+    /// A plugin that fails its checks is skipped with a warning naming the problem.
+    pub async fn load_dir(&self, runtime: &Runtime, dir: &std::path::Path) -> anyhow::Result<()> {
+        let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+        let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "wasm")).collect();
+        paths.sort();
+        for path in paths {
+            let wasm = std::fs::read(&path)?;
+            match runtime.load(&wasm).await {
+                Ok(plugin) => {
+                    tracing::info!(path = %path.display(), plugin = %plugin.info.name, "loaded plugin");
+                    let name = plugin.info.name.clone();
+                    self.insert(&name, plugin);
+                }
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipping plugin"),
+            }
+        }
+        Ok(())
+    }
+
     pub fn insert(&self, name: &str, plugin: Plugin) {
         self.by_name.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), plugin);
     }
