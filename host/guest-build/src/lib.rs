@@ -34,10 +34,14 @@ pub fn build_workspace(dir: &Path, target_dir: &Path, packages: &[&str]) -> Vec<
     for name in &names {
         cmd.args(["-p", name]);
     }
-    // The outer cargo's settings are for the host, not for the guests.
+    // The outer cargo's settings are for the host, not for the guests. The
+    // jobserver is not shared either: its file descriptors are not reliably
+    // inherited here, and a nested cargo that trusts CARGO_MAKEFLAGS can end up
+    // reading an unrelated pipe (seen under `cargo test --workspace`).
     for (key, _) in std::env::vars() {
-        let keep = key == "CARGO_HOME" || key == "CARGO_MAKEFLAGS" || key == "CARGO";
-        if (key.starts_with("CARGO_") && !keep) || key == "RUSTFLAGS" || key == "RUSTC" || key == "RUSTC_WORKSPACE_WRAPPER" {
+        let keep = key == "CARGO_HOME" || key == "CARGO";
+        let make = key == "MAKEFLAGS" || key == "MFLAGS";
+        if (key.starts_with("CARGO_") && !keep) || make || key == "RUSTFLAGS" || key == "RUSTC" || key == "RUSTC_WORKSPACE_WRAPPER" {
             cmd.env_remove(key);
         }
     }
