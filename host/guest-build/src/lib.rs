@@ -45,7 +45,7 @@ pub fn build_workspace(dir: &Path, target_dir: &Path, packages: &[&str]) -> Vec<
             cmd.env_remove(key);
         }
     }
-    let out = cmd.output().expect("running cargo to build the guest plugins");
+    let out = cmd.stdin(std::process::Stdio::null()).output().expect("running cargo to build the guest plugins");
     if !out.status.success() {
         panic!(
             "building guest plugins in {} failed (is the target installed? `rustup target add wasm32-wasip2`):\n{}",
