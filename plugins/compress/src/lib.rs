@@ -189,19 +189,17 @@ struct InfallibleWriter<W> {
 
 impl<W: Write> Write for InfallibleWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if !self.trap.tripped() {
-            if let Err(e) = self.inner.write_all(buf) {
+        if !self.trap.tripped()
+            && let Err(e) = self.inner.write_all(buf) {
                 self.trap.set(e);
             }
-        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        if !self.trap.tripped() {
-            if let Err(e) = self.inner.flush() {
+        if !self.trap.tripped()
+            && let Err(e) = self.inner.flush() {
                 self.trap.set(e);
             }
-        }
         Ok(())
     }
 }
@@ -383,13 +381,11 @@ impl<R: BufRead> Read for ZstdFrames<R> {
             if self.decoder.is_finished() && self.decoder.can_collect() == 0 {
                 if let (Some(stored), Some(computed)) =
                     (self.decoder.get_checksum_from_data(), self.decoder.get_calculated_checksum())
-                {
-                    if stored != computed {
+                    && stored != computed {
                         return Err(invalid(format!(
                             "content checksum mismatch (stored {stored:08x}, computed {computed:08x})"
                         )));
                     }
-                }
                 self.in_frame = false;
             }
         }
@@ -413,7 +409,7 @@ mod tests {
         while v.len() < len {
             x = x.wrapping_mul(1103515245).wrapping_add(12345);
             v.extend_from_slice(words[(x >> 16) as usize % words.len()].as_bytes());
-            if x % 7 == 0 {
+            if x.is_multiple_of(7) {
                 v.push((x >> 8) as u8);
             }
         }

@@ -145,11 +145,10 @@ fn part(zip: &mut zip::ZipArchive<Cursor<Vec<u8>>>, name: &str) -> Result<Option
 }
 
 fn strip_declaration(text: String) -> String {
-    if text.starts_with("<?xml") {
-        if let Some(end) = text.find("?>") {
+    if text.starts_with("<?xml")
+        && let Some(end) = text.find("?>") {
             return text[end + 2..].to_string();
         }
-    }
     text
 }
 
@@ -369,11 +368,10 @@ impl DocParser<'_> {
             "strike" | "dstrike" if self.in_rpr => self.set_format(|f| &mut f.strike, on_off(e)),
             "t" if self.in_run && !empty => self.in_text = true,
             "tab" if self.in_run && !self.in_rpr => self.push_text("\t"),
-            "br" | "cr" if self.in_run && !self.in_rpr => {
-                if attr(e, "type").as_deref() != Some("page") && attr(e, "type").as_deref() != Some("column") {
+            "br" | "cr" if self.in_run && !self.in_rpr
+                && attr(e, "type").as_deref() != Some("page") && attr(e, "type").as_deref() != Some("column") => {
                     self.push_text("\n");
                 }
-            }
             "noBreakHyphen" if self.in_run => self.push_text("-"),
             "hyperlink" if !empty => {
                 let target = match attr(e, "id") {
@@ -407,13 +405,11 @@ impl DocParser<'_> {
     fn set_format(&mut self, field: impl Fn(&mut Format) -> &mut bool, value: bool) {
         *field(&mut self.run_format) = value;
         let format = self.run_format.clone();
-        if let Some(p) = self.para() {
-            if let Some(run) = p.para.runs.last_mut() {
-                if run.text.is_empty() {
+        if let Some(p) = self.para()
+            && let Some(run) = p.para.runs.last_mut()
+                && run.text.is_empty() {
                     run.format = format;
                 }
-            }
-        }
     }
 
     fn end(&mut self, ns: Ns, name: &str) {
@@ -434,12 +430,11 @@ impl DocParser<'_> {
                 self.links.pop();
             }
             "tbl" => {
-                if matches!(self.stack.last(), Some(Container::Table(_))) {
-                    if let Some(Container::Table(mut t)) = self.stack.pop() {
+                if matches!(self.stack.last(), Some(Container::Table(_)))
+                    && let Some(Container::Table(mut t)) = self.stack.pop() {
                         end_row(&mut t);
                         self.place(Block::Table(t.table));
                     }
-                }
             }
             "tr" => {
                 if let Some(t) = self.table() {
@@ -531,11 +526,10 @@ fn parse_document(xml: &str, rels: &HashMap<String, String>) -> Result<Document,
                     p.start(ns, &e, false);
                 }
             }
-            Event::Empty(e) => {
-                if skip_depth == 0 && !skipped(ns, &local(&e)) {
+            Event::Empty(e)
+                if skip_depth == 0 && !skipped(ns, &local(&e)) => {
                     p.start(ns, &e, true);
                 }
-            }
             Event::End(e) => {
                 if skip_depth > 0 {
                     skip_depth -= 1;
