@@ -1,0 +1,125 @@
+//! `image`: resize, crop, rotate, convert and inspect images, with the style
+//! grammar of cloud image processing: `image/resize,w_256/format,webp`.
+//!
+//! Reads JPEG, PNG, WebP, GIF (first frame) and BMP, detected from their
+//! signature; writes the same or the format of a `format` action. Geometry
+//! actions (`resize`, `crop`, `rotate`) run in the order written; `format`,
+//! `quality`, `auto-orient` and `limits` are settings. See `plugins/README.md`.
+//!
+//! Speed: a JPEG that is to be reduced by its first action is decoded at 1/2,
+//! 1/4 or 1/8 scale in the DCT (the largest reduction that still gives at
+//! least the target size), and resampling is done by `fast_image_resize`,
+//! which uses SIMD128 in wasm.
+
+mod bmp;
+mod codec;
+mod jpeg_dc;
+mod ops;
+mod params;
+
+use std::io::Write;
+
+use kiln_plugin_sdk::{Input, ObjectInfo, Outputs, PluginInfo, ProcessError, Processor, StyleError};
+
+use params::{Op, OutFormat, Plan, Quality};
+
+pub struct ImagePlugin;
+
+/// Largest image file read.
+const MAX_INPUT: usize = 256 << 20;
+
+/// JPEG quality when no `quality` action is given (or the source's, if lower).
+const DEFAULT_QUALITY: u8 = 85;
+
+fn output_quality(q: Option<Quality>, source: Option<u8>) -> u8 {
+    let src = source.unwrap_or(100);
+    match q {
+        None => DEFAULT_QUALITY.min(src),
+        Some(Quality::Relative(q)) => ((u32::from(src) * u32::from(q) + 50) / 100).clamp(1, 100) as u8,
+        Some(Quality::Absolute(q)) => q.min(src),
+    }
+}
+
+fn info_json(header: &codec::Header, size: usize) -> String {
+    format!(
+        "{{\"width\":{},\"height\":{},\"format\":\"{}\",\"size\":{}}}\n",
+        header.width,
+        header.height,
+        header.format.name(),
+        size
+    )
+}
+
+fn run(plan: &Plan, bytes: &[u8], outputs: &mut Outputs<'_>) -> Result<(), ProcessError> {
+    let unsupported = ProcessError::UnsupportedInput;
+    if bytes.is_empty() {
+        return Err(ProcessError::unsupported("the object is empty, not an image"));
+    }
+    let format = codec::detect(bytes)
+        .ok_or_else(|| ProcessError::unsupported("not a JPEG, PNG, WebP, GIF or BMP image (unrecognised signature)"))?;
+    let header = codec::probe(bytes, format).map_err(unsupported)?;
+    let limits = &plan.limits;
+    ops::check_size(u64::from(header.width), u64::from(header.height), limits, "the image").map_err(unsupported)?;
+    if plan.info {
+        let mut out = outputs.open(Some("json"))?;
+        out.write_all(info_json(&header, bytes.len()).as_bytes())?;
+        return Ok(());
+    }
+
+    let orient = if plan.auto_orient { ops::orientation_transform(header.orientation) } else { None };
+    let swap = orient.is_some_and(|t| t.swaps_sides());
+    let upright = if swap { (header.height, header.width) } else { (header.width, header.height) };
+    // A JPEG whose first action shrinks it is decoded at reduced scale.
+    let jpeg_min = match plan.ops.first() {
+        Some(Op::Resize(r)) if format == OutFormat::Jpeg => {
+            ops::resize_geometry(r, upright.0, upright.1).map(|g| if swap { (g.scaled.1, g.scaled.0) } else { g.scaled })
+        }
+        _ => None,
+    };
+    let mut img = codec::decode(bytes, &header, jpeg_min, limits).map_err(unsupported)?;
+    if let Some(t) = orient {
+        img = ops::transform(&img, t);
+    }
+    let mut logical = ((img.w, img.h) != upright).then_some(upright);
+    for op in &plan.ops {
+        img = match op {
+            Op::Resize(r) => ops::resize(img, r, logical.take(), limits),
+            Op::Crop(c) => ops::crop(img, c),
+            Op::Rotate(deg) => ops::rotate(img, *deg, limits),
+        }
+        .map_err(unsupported)?;
+    }
+
+    let out_format = plan.format.unwrap_or(format);
+    let quality = output_quality(plan.quality, header.quality);
+    let encoded = codec::encode(&img, out_format, quality).map_err(unsupported)?;
+    let mut out = outputs.open(Some(out_format.extension()))?;
+    out.write_all(&encoded)?;
+    Ok(())
+}
+
+impl Processor for ImagePlugin {
+    fn info() -> PluginInfo {
+        PluginInfo::new("image", env!("CARGO_PKG_VERSION"), "Resize, crop, rotate, convert and inspect images")
+            .reads(&["jpg", "jpeg", "png", "webp", "gif", "bmp"])
+            .writes(&["jpg", "png", "webp", "gif", "bmp", "json"])
+    }
+
+    fn validate(params: &str) -> Result<(), StyleError> {
+        params::parse(params).map(|_| ())
+    }
+
+    fn process(params: &str, _object: &ObjectInfo, input: &mut Input<'_>, outputs: &mut Outputs<'_>) -> Result<(), ProcessError> {
+        let plan = params::parse(params)?;
+        let bytes = input.read_all(MAX_INPUT).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => ProcessError::unsupported(format!("image file too large: {e}")),
+            _ => ProcessError::failed(format!("reading the object: {e}")),
+        })?;
+        run(&plan, &bytes, outputs)
+    }
+}
+
+kiln_plugin_sdk::export!(ImagePlugin);
+
+#[cfg(test)]
+mod tests;
