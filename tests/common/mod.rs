@@ -13,7 +13,7 @@ pub fn kiln_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
     let bin = dir.join("kiln");
-    assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace`", bin.display());
+    assert!(bin.exists(), "{} is missing: build it first (`cargo build -p kiln`), as scripts/test does", bin.display());
     bin
 }
 
