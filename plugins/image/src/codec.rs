@@ -228,8 +228,11 @@ pub fn decode(d: &[u8], header: &Header, jpeg_min: Option<(u32, u32)>, limits: &
             let mut pixels = vec![0u8; fw as usize * fh as usize * 4];
             dec.read_into_buffer(&mut pixels).map_err(|e| format!("corrupt GIF: {e}"))?;
             let mut canvas = vec![0u8; sw as usize * sh as usize * 4];
+            let n = fw.min(sw.saturating_sub(left)) as usize * 4;
             for y in 0..fh.min(sh.saturating_sub(top)) as usize {
-                let n = fw.min(sw.saturating_sub(left)) as usize * 4;
+                if n == 0 {
+                    break; // the frame lies right of the screen
+                }
                 let s = y * fw as usize * 4;
                 let dst = ((top as usize + y) * sw as usize + left as usize) * 4;
                 canvas[dst..dst + n].copy_from_slice(&pixels[s..s + n]);

@@ -469,6 +469,12 @@ fn corrupt_and_unknown_inputs_are_unsupported() {
         }
     }
     assert!(unsupported("", b"\xff\xd8\xff\xe0\x00\x10JFIF").contains("corrupt JPEG"));
+    // A GIF frame placed right of its screen (found by fuzzing) gives an empty canvas, not a panic.
+    let mut gif = encoded(4, 4, OutFormat::Gif);
+    let desc = 13 + gif[13..].iter().position(|&b| b == 0x2c).unwrap();
+    gif[desc + 1..desc + 3].copy_from_slice(&100u16.to_le_bytes());
+    let (_, _, img) = process("format,png", &gif);
+    assert_eq!((img.w, img.h), (4, 4));
 }
 
 #[test]
@@ -605,6 +611,12 @@ fn fast_dc_decoder_matches_the_general_decoder() {
     compare(f, r, "restart interval");
     let (f, r) = check(200, 100, &|_| {}, ColorType::Luma);
     assert_eq!(compare(f, r, "greyscale").ch, 1);
+    // Heavy noise: blocks without an end-of-block code, runs to coefficient 63.
+    let noisy: Vec<u8> = (0..320 * 240 * 3).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let buf = jpeg(320, 240, &noisy, 95, None);
+    let mut dec = jpeg_decoder::Decoder::new(std::io::Cursor::new(&buf));
+    dec.scale(40, 30).unwrap();
+    compare(crate::jpeg_dc::decode(&buf), dec.decode().unwrap(), "noise");
     // Progressive JPEGs are left to the general decoder.
     let (f, _) = check(64, 64, &|e| e.set_progressive(true), ColorType::Rgb);
     assert!(f.is_none());
@@ -634,4 +646,62 @@ fn thumbnail_timing() {
     let thumb = crate::jpeg_dc::decode(&src).unwrap();
     eprintln!("encode jpeg {}x{}: {:.2} ms", thumb.w, thumb.h, best(&|| drop(std::hint::black_box(codec::encode(&thumb, OutFormat::Jpeg, 85).unwrap()))));
     eprintln!("whole resize,w_256: {:.2} ms", best(&|| drop(std::hint::black_box(run::<ImagePlugin>("resize,w_256", &src).unwrap()))));
+}
+
+/// A longer mutation run (`KILN_FUZZ_ITERS=20000 cargo test -- --ignored fuzz --nocapture`).
+#[test]
+#[ignore]
+fn fuzz_all_formats() {
+    let iters: usize = std::env::var("KILN_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut seeds: Vec<Vec<u8>> = [OutFormat::Jpeg, OutFormat::Png, OutFormat::Webp, OutFormat::Gif, OutFormat::Bmp]
+        .iter()
+        .map(|&f| encoded(40, 24, f))
+        .collect();
+    // A noisy baseline JPEG with restart markers, and a progressive one.
+    let mut noisy = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut noisy, 90);
+    enc.set_restart_interval(2);
+    let rgb: Vec<u8> = (0..64 * 48 * 3).map(|i| ((i * 7919) % 251) as u8).collect();
+    enc.encode(&rgb, 64, 48, jpeg_encoder::ColorType::Rgb).unwrap();
+    seeds.push(noisy);
+    let mut prog = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut prog, 80);
+    enc.set_progressive(true);
+    enc.encode(&rgb, 64, 48, jpeg_encoder::ColorType::Rgb).unwrap();
+    seeds.push(prog);
+    let styles = ["resize,w_8", "resize,w_30,h_30,m_fill", "info", "rotate,17/format,gif", "crop,w_5,h_5,g_se/format,bmp", "format,webp", "format,png"];
+    for i in 0..iters {
+        let mut d = seeds[i % seeds.len()].clone();
+        match next() % 4 {
+            0 => {
+                for _ in 0..1 + next() % 8 {
+                    let at = (next() as usize) % d.len();
+                    d[at] = next() as u8;
+                }
+            }
+            1 => d.truncate((next() as usize) % d.len()),
+            2 => {
+                let at = (next() as usize) % d.len();
+                let len = (next() as usize) % 16;
+                let chunk: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                d.splice(at..at, chunk);
+            }
+            _ => {
+                // Flip bits in a header-sized prefix.
+                for _ in 0..3 {
+                    let at = (next() as usize) % d.len().min(64);
+                    d[at] ^= 1 << (next() % 8);
+                }
+            }
+        }
+        let _ = run::<ImagePlugin>(styles[i % styles.len()], &d);
+        let _ = crate::jpeg_dc::decode(&d);
+    }
 }
