@@ -255,11 +255,17 @@ pub fn decode(d: &[u8], header: &Header, jpeg_min: Option<(u32, u32)>, limits: &
 }
 
 fn decode_jpeg(d: &[u8], header: &Header, min: Option<(u32, u32)>) -> OpResult<Image> {
-    if let Some((mw, mh)) = min
-        && header.width.div_ceil(8) >= mw && header.height.div_ceil(8) >= mh
-            && let Some(img) = crate::jpeg_dc::decode(d) {
-                return Ok(img);
+    if let Some((mw, mh)) = min {
+        // Baseline JPEGs at 1/8 or 1/4 take the fast path.
+        for per_block in [1u32, 2] {
+            if (header.width * per_block).div_ceil(8) >= mw && (header.height * per_block).div_ceil(8) >= mh {
+                if let Some(img) = crate::jpeg_dc::decode(d, per_block as usize) {
+                    return Ok(img);
+                }
+                break;
             }
+        }
+    }
     let mut dec = jpeg_decoder::Decoder::new(Cursor::new(d));
     dec.read_info().map_err(|e| format!("corrupt JPEG: {e}"))?;
     if let Some((mw, mh)) = min {

@@ -240,9 +240,10 @@ fn symbol(bits: &mut Bits<'_>, h: &Huffman) -> Option<u8> {
     }
 }
 
-/// Decode one block's DC difference and skip its AC coefficients.
+/// Decode one block: the DC difference, the AC coefficients up to zigzag
+/// index `LOW` (into `low[1..=LOW]`, not dequantised), and skip the rest.
 #[inline(always)]
-fn block(bits: &mut Bits<'_>, dc: &Huffman, ac: &Huffman) -> Option<i32> {
+fn block<const LOW: u32>(bits: &mut Bits<'_>, dc: &Huffman, ac: &Huffman, low: &mut [i32; 5]) -> Option<i32> {
     bits.refill();
     let s = u32::from(symbol(bits, dc)?);
     let diff = match s {
@@ -254,6 +255,29 @@ fn block(bits: &mut Bits<'_>, dc: &Huffman, ac: &Huffman) -> Option<i32> {
         _ => return None,
     };
     let mut k = 1u32;
+    if LOW > 0 {
+        low[1..].fill(0);
+        while k <= LOW {
+            bits.refill();
+            let sym = u32::from(symbol(bits, ac)?);
+            let (run, size) = (sym >> 4, sym & 15);
+            if size == 0 {
+                if run == 15 {
+                    k += 16;
+                    continue;
+                }
+                return Some(diff); // end of block
+            }
+            k += run;
+            bits.refill();
+            if k <= LOW {
+                low[k as usize] = bits.receive_extend(size);
+            } else {
+                bits.consume(size);
+            }
+            k += 1;
+        }
+    }
     while k < 64 {
         if bits.n < MULTI_BITS {
             bits.refill();
@@ -300,9 +324,14 @@ fn be16(d: &[u8], at: usize) -> Option<usize> {
     d.get(at..at + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
 }
 
-/// Decode a baseline JPEG at 1/8 scale, or `None` if this fast path does not apply.
-pub fn decode(d: &[u8]) -> Option<Image> {
-    let mut quant0 = [0u16; 4];
+/// Decode a baseline JPEG at 1/8 (`per_block` 1: one pixel per block) or
+/// 1/4 scale (`per_block` 2: 2x2 pixels per block, from the four lowest
+/// frequencies), or `None` if this fast path does not apply.
+pub fn decode(d: &[u8], per_block: usize) -> Option<Image> {
+    if !(per_block == 1 || per_block == 2) {
+        return None;
+    }
+    let mut quant = [[0u16; 5]; 4];
     let mut dc_tables: [Option<Huffman>; 4] = Default::default();
     let mut ac_tables: [Option<Huffman>; 4] = Default::default();
     let mut comps: Vec<Component> = Vec::new();
@@ -362,7 +391,9 @@ pub fn decode(d: &[u8]) -> Option<Image> {
                     if t > 3 {
                         return None;
                     }
-                    quant0[t] = if wide { u16::from_be_bytes([table[0], table[1]]) } else { u16::from(table[0]) };
+                    for (i, q) in quant[t].iter_mut().enumerate() {
+                        *q = if wide { u16::from_be_bytes([table[2 * i], table[2 * i + 1]]) } else { u16::from(table[i]) };
+                    }
                     s = &rest[n..];
                 }
             }
@@ -404,7 +435,8 @@ pub fn decode(d: &[u8]) -> Option<Image> {
                 if tail != [0, 63, 0] {
                     return None;
                 }
-                return scan(d, pos + len, width, height, &comps, &quant0, &dc_tables, &ac_tables, restart_interval);
+                let frame = Frame { width, height, comps: &comps, quant: &quant, restart_interval, per_block };
+                return scan(d, pos + len, &frame, &dc_tables, &ac_tables);
             }
             _ => {}
         }
@@ -412,18 +444,18 @@ pub fn decode(d: &[u8]) -> Option<Image> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn scan(
-    d: &[u8],
-    start: usize,
+struct Frame<'a> {
     width: usize,
     height: usize,
-    comps: &[Component],
-    quant0: &[u16; 4],
-    dc_tables: &[Option<Huffman>; 4],
-    ac_tables: &[Option<Huffman>; 4],
+    comps: &'a [Component],
+    /// Per table, the first five quantisers in zigzag order.
+    quant: &'a [[u16; 5]; 4],
     restart_interval: usize,
-) -> Option<Image> {
+    per_block: usize,
+}
+
+fn scan(d: &[u8], start: usize, f: &Frame<'_>, dc_tables: &[Option<Huffman>; 4], ac_tables: &[Option<Huffman>; 4]) -> Option<Image> {
+    let (width, height, comps, n) = (f.width, f.height, f.comps, f.per_block);
     let single = comps.len() == 1;
     let hmax = comps.iter().map(|c| c.h).max()?;
     let vmax = comps.iter().map(|c| c.v).max()?;
@@ -432,21 +464,23 @@ fn scan(
     } else {
         (width.div_ceil(8 * hmax), height.div_ceil(8 * vmax))
     };
-    // Per component: plane of block averages (dequantised DC / 8 + 128).
-    let dims: Vec<(usize, usize)> = comps.iter().map(|c| if single { (mcux, mcuy) } else { (mcux * c.h, mcuy * c.v) }).collect();
+    // Per component: a plane of `n`x`n` pixels per block.
+    let dims: Vec<(usize, usize)> =
+        comps.iter().map(|c| if single { (mcux * n, mcuy * n) } else { (mcux * c.h * n, mcuy * c.v * n) }).collect();
     let mut planes: Vec<Vec<u8>> = dims.iter().map(|&(w, h)| vec![0u8; w * h]).collect();
-    let tables: Vec<(&Huffman, &Huffman, i32)> = comps
+    let tables: Vec<(&Huffman, &Huffman, [i32; 5])> = comps
         .iter()
-        .map(|c| Some((dc_tables[c.td].as_ref()?, ac_tables[c.ta].as_ref()?, i32::from(quant0[c.tq]))))
+        .map(|c| Some((dc_tables[c.td].as_ref()?, ac_tables[c.ta].as_ref()?, f.quant[c.tq].map(i32::from))))
         .collect::<Option<_>>()?;
-    if tables.iter().any(|t| t.2 == 0) {
+    if tables.iter().any(|t| t.2.contains(&0)) {
         return None;
     }
     let mut bits = Bits::new(d, start);
     let mut pred = vec![0i32; comps.len()];
+    let mut low = [0i32; 5];
     let total = mcux * mcuy;
     for m in 0..total {
-        if restart_interval > 0 && m > 0 && m % restart_interval == 0 {
+        if f.restart_interval > 0 && m > 0 && m % f.restart_interval == 0 {
             if !bits.restart() {
                 return None;
             }
@@ -459,9 +493,27 @@ fn scan(
             let pw = dims[ci].0;
             for v in 0..bv {
                 for h in 0..bh {
-                    pred[ci] += block(&mut bits, dc, ac)?;
-                    let value = (pred[ci] * q + 4) / 8 + 128;
-                    planes[ci][(my * bv + v) * pw + mx * bh + h] = value.clamp(0, 255) as u8;
+                    let (x0, y0) = ((mx * bh + h) * n, (my * bv + v) * n);
+                    if n == 1 {
+                        pred[ci] += block::<0>(&mut bits, dc, ac, &mut low)?;
+                        let value = (pred[ci] * q[0] + 4) / 8 + 128;
+                        planes[ci][y0 * pw + x0] = value.clamp(0, 255) as u8;
+                    } else {
+                        pred[ci] += block::<4>(&mut bits, dc, ac, &mut low)?;
+                        // The 4x4 quadrant averages from the lowest frequencies:
+                        // F(0,0)/8 ± 0.1133 F(0,1) ± 0.1133 F(1,0) ± 0.1026 F(1,1),
+                        // in 1/1024 fixed point. Zigzag 1 is (0,1), 2 is (1,0), 4 is (1,1).
+                        let dcv = pred[ci] * q[0] * 128;
+                        let fx = low[1] * q[1] * 116;
+                        let fy = low[2] * q[2] * 116;
+                        let fxy = low[4] * q[4] * 105;
+                        for (dy, sy) in [(0, 1), (1, -1)] {
+                            for (dx, sx) in [(0, 1), (1, -1)] {
+                                let value = ((dcv + sx * fx + sy * fy + sx * sy * fxy + 512) >> 10) + 128;
+                                planes[ci][(y0 + dy) * pw + x0 + dx] = value.clamp(0, 255) as u8;
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -469,7 +521,7 @@ fn scan(
             return None; // ran into a marker or the end: damaged or truncated
         }
     }
-    let (ow, oh) = (width.div_ceil(8), height.div_ceil(8));
+    let (ow, oh) = ((width * n).div_ceil(8), (height * n).div_ceil(8));
     if single {
         let (pw, _) = dims[0];
         let mut out = Vec::with_capacity(ow * oh);

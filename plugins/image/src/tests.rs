@@ -584,10 +584,21 @@ fn fast_dc_decoder_matches_the_general_decoder() {
         let mut enc = Encoder::new(&mut buf, 90);
         setup(&mut enc);
         enc.encode(&data, w as u16, h as u16, color).unwrap();
-        let fast = crate::jpeg_dc::decode(&buf);
+        let fast = crate::jpeg_dc::decode(&buf, 1);
         let mut dec = jpeg_decoder::Decoder::new(std::io::Cursor::new(&buf));
         dec.scale(w.div_ceil(8) as u16, h.div_ceil(8) as u16).unwrap();
         let reference = dec.decode().unwrap();
+        // And at 1/4, against the general decoder's 2x2 IDCT.
+        if let Some(fast4) = crate::jpeg_dc::decode(&buf, 2) {
+            let mut dec = jpeg_decoder::Decoder::new(std::io::Cursor::new(&buf));
+            dec.scale(w.div_ceil(4) as u16, h.div_ceil(4) as u16).unwrap();
+            let reference4 = dec.decode().unwrap();
+            assert_eq!(fast4.data.len(), reference4.len());
+            let mean = fast4.data.iter().zip(&reference4).map(|(&a, &b)| (a as i32 - b as i32).abs()).sum::<i32>() as f64
+                / reference4.len() as f64;
+            eprintln!("1/4 scale of {w}x{h}: mean difference {mean:.2}");
+            assert!(mean < 4.0, "1/4 scale of {w}x{h}: mean difference {mean}");
+        }
         (fast, reference)
     };
     let compare = |fast: Option<Image>, reference: Vec<u8>, what: &str| {
@@ -595,6 +606,7 @@ fn fast_dc_decoder_matches_the_general_decoder() {
         assert_eq!(fast.data.len(), reference.len(), "{what}");
         let diff: Vec<i32> = fast.data.iter().zip(&reference).map(|(&a, &b)| (a as i32 - b as i32).abs()).collect();
         let mean = diff.iter().sum::<i32>() as f64 / diff.len() as f64;
+        eprintln!("{what}: mean difference {mean:.2}");
         assert!(mean < 2.5, "{what}: mean difference {mean}");
         fast
     };
@@ -616,13 +628,17 @@ fn fast_dc_decoder_matches_the_general_decoder() {
     let buf = jpeg(320, 240, &noisy, 95, None);
     let mut dec = jpeg_decoder::Decoder::new(std::io::Cursor::new(&buf));
     dec.scale(40, 30).unwrap();
-    compare(crate::jpeg_dc::decode(&buf), dec.decode().unwrap(), "noise");
+    compare(crate::jpeg_dc::decode(&buf, 1), dec.decode().unwrap(), "noise");
+    let mut dec = jpeg_decoder::Decoder::new(std::io::Cursor::new(&buf));
+    dec.scale(80, 60).unwrap();
+    compare(crate::jpeg_dc::decode(&buf, 2), dec.decode().unwrap(), "noise at 1/4");
     // Progressive JPEGs are left to the general decoder.
     let (f, _) = check(64, 64, &|e| e.set_progressive(true), ColorType::Rgb);
     assert!(f.is_none());
     // Truncated data is refused rather than guessed at.
     let full = jpeg(512, 384, &quadrants(512, 384), 90, None);
-    assert!(crate::jpeg_dc::decode(&full[..full.len() / 2]).is_none());
+    assert!(crate::jpeg_dc::decode(&full[..full.len() / 2], 1).is_none());
+    assert!(crate::jpeg_dc::decode(&full[..full.len() / 2], 2).is_none());
 }
 
 /// Timing of the thumbnail path (`cargo test --release -- --ignored thumbnail_timing --nocapture`).
@@ -642,8 +658,8 @@ fn thumbnail_timing() {
             })
             .fold(f64::MAX, f64::min)
     };
-    eprintln!("fast 1/8 decode: {:.2} ms", best(&|| drop(std::hint::black_box(crate::jpeg_dc::decode(&src).unwrap()))));
-    let thumb = crate::jpeg_dc::decode(&src).unwrap();
+    eprintln!("fast 1/8 decode: {:.2} ms", best(&|| drop(std::hint::black_box(crate::jpeg_dc::decode(&src, 1).unwrap()))));
+    let thumb = crate::jpeg_dc::decode(&src, 1).unwrap();
     eprintln!("encode jpeg {}x{}: {:.2} ms", thumb.w, thumb.h, best(&|| drop(std::hint::black_box(codec::encode(&thumb, OutFormat::Jpeg, 85).unwrap()))));
     eprintln!("whole resize,w_256: {:.2} ms", best(&|| drop(std::hint::black_box(run::<ImagePlugin>("resize,w_256", &src).unwrap()))));
 }
@@ -702,6 +718,7 @@ fn fuzz_all_formats() {
             }
         }
         let _ = run::<ImagePlugin>(styles[i % styles.len()], &d);
-        let _ = crate::jpeg_dc::decode(&d);
+        let _ = crate::jpeg_dc::decode(&d, 1);
+        let _ = crate::jpeg_dc::decode(&d, 2);
     }
 }
