@@ -35,7 +35,7 @@ fn python_component_runs_through_kiln_process() {
     let o = kiln(&["process", "--plugin", wasm, "--cache-dir", cache, text]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let counts: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(counts, serde_json::json!({"lines": 3, "words": 9, "bytes": 43}));
+    assert_eq!(counts, serde_json::json!({"lines": 3, "words": 9, "bytes": 44}));
 
     let o = kiln(&["process", "--plugin", wasm, "--params", "count,unit_words", "--cache-dir", cache, text]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
