@@ -115,3 +115,97 @@ fn doc_converts_docx_to_text_and_markdown() {
     let o = process("doc/text", &bad, &[]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unsupported input"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// A 24-bit BMP of `w`×`h` with a colour gradient, written by hand: the test
+/// needs no image library, and the plugin converts it into the other formats.
+fn bmp(w: u32, h: u32) -> Vec<u8> {
+    let row = (w * 3).div_ceil(4) * 4;
+    let size = 54 + row * h;
+    let mut b = Vec::with_capacity(size as usize);
+    b.extend_from_slice(b"BM");
+    for v in [size, 0, 54, 40] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&(w as i32).to_le_bytes());
+    b.extend_from_slice(&(h as i32).to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&24u16.to_le_bytes());
+    for v in [0u32, row * h, 2835, 2835, 0, 0] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    for y in 0..h {
+        for x in 0..w {
+            b.extend_from_slice(&[(x * 255 / w) as u8, (y * 255 / h) as u8, 128]);
+        }
+        b.resize(b.len() + (row - w * 3) as usize, 0);
+    }
+    b
+}
+
+fn info(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&ok(process("image/info", path, &[]))).unwrap()
+}
+
+#[test]
+fn image_converts_resizes_crops_rotates_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("grad.bmp");
+    std::fs::write(&src, bmp(640, 480)).unwrap();
+    let out = dir.path().join("out/");
+    let o = out.to_str().unwrap();
+    assert_eq!(info(&src)["width"], 640);
+
+    // Each output format, resized; {autoext} follows the format.
+    for (fmt, ext) in [("jpg", "jpg"), ("png", "png"), ("webp", "webp"), ("gif", "gif"), ("bmp", "bmp")] {
+        let style = format!("image/resize,w_160/format,{fmt}");
+        ok(process(&style, &src, &["-o", o]));
+        let i = info(&out.join(format!("grad.{ext}")));
+        assert_eq!((i["width"].as_u64(), i["height"].as_u64()), (Some(160), Some(120)), "{style}: {i}");
+        let expected = if fmt == "jpg" { "jpeg" } else { fmt };
+        assert_eq!(i["format"], expected, "{style}: {i}");
+    }
+    // A JPEG in, made smaller (the DCT-scaled path), fill mode crops to the box.
+    let jpg = out.join("grad.jpg");
+    let thumbs = dir.path().join("thumbs/");
+    ok(process("image/resize,w_64,h_64,m_fill/format,png", &jpg, &["-o", thumbs.to_str().unwrap()]));
+    let i = info(&thumbs.join("grad.png"));
+    assert_eq!((i["width"].as_u64(), i["height"].as_u64()), (Some(64), Some(64)), "{i}");
+
+    let crops = dir.path().join("crops/");
+    ok(process("image/crop,w_100,h_50,g_center/format,png", &src, &["-o", crops.to_str().unwrap()]));
+    let i = info(&crops.join("grad.png"));
+    assert_eq!((i["width"].as_u64(), i["height"].as_u64()), (Some(100), Some(50)), "{i}");
+
+    let rot = dir.path().join("rot/");
+    ok(process("image/rotate,90/format,png", &src, &["-o", rot.to_str().unwrap()]));
+    let i = info(&rot.join("grad.png"));
+    assert_eq!((i["width"].as_u64(), i["height"].as_u64()), (Some(480), Some(640)), "{i}");
+}
+
+#[test]
+fn image_refuses_bad_parameters_corrupt_input_and_bombs() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("grad.bmp");
+    std::fs::write(&src, bmp(64, 48)).unwrap();
+    let o = process("image/resize,m_stretch", &src, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("`resize`") && err.contains("`m`"), "{err}");
+    let o = process("image/format,tiff", &src, &[]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("tiff"));
+
+    let junk = dir.path().join("junk.jpg");
+    std::fs::write(&junk, b"\xff\xd8\xff\xe0 truncated jpeg").unwrap();
+    let o = process("image/resize,w_10", &junk, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("unsupported input"), "{err}");
+
+    // A header that claims 40000 x 40000 pixels: refused before decoding.
+    let mut bomb = bmp(4, 4);
+    bomb[18..22].copy_from_slice(&40_000i32.to_le_bytes());
+    bomb[22..26].copy_from_slice(&40_000i32.to_le_bytes());
+    let bomb_path = dir.path().join("bomb.bmp");
+    std::fs::write(&bomb_path, bomb).unwrap();
+    let o = process("image/resize,w_10", &bomb_path, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("unsupported input"), "{err}");
+}
