@@ -63,6 +63,33 @@ fn move_state(txn: &WriteTransaction, job: JobId, seq: u64, from: TaskState, to:
     Ok(())
 }
 
+/// Move every task of `job` in state `from` back to Pending (clearing a
+/// failure's error), keeping the job's counters in step. Returns how many.
+fn back_to_pending(txn: &WriteTransaction, job: &mut JobRecord, from: TaskState) -> Result<u64> {
+    let id = job.id;
+    let seqs: Vec<u64> = {
+        let idx = txn.open_table(TASK_STATE)?;
+        idx.range((id, from.code(), 0)..=(id, from.code(), u64::MAX))?
+            .map(|e| e.map(|(k, _)| k.value().2))
+            .collect::<std::result::Result<_, _>>()?
+    };
+    let mut tasks = txn.open_table(TASKS)?;
+    for seq in &seqs {
+        move_state(txn, id, *seq, from, TaskState::Pending)?;
+        let found = tasks.get((id, *seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()?;
+        if let Some(mut task) = found {
+            task.state = TaskState::Pending;
+            if from == TaskState::Failed {
+                task.error = None;
+                task.finished_at = None;
+            }
+            tasks.insert((id, *seq), encode(&task).as_slice())?;
+        }
+        job.counters.moved(from, TaskState::Pending);
+    }
+    Ok(seqs.len() as u64)
+}
+
 /// End a running job whose work is done: Succeeded only if no task failed.
 pub(super) fn settle(job: &mut JobRecord) {
     let c = &job.counters;
@@ -253,30 +280,13 @@ impl Store {
                 let jobs = txn.open_table(JOBS)?;
                 jobs.iter()?.map(|e| e.map(|(k, _)| k.value())).collect::<std::result::Result<_, _>>()?
             };
-            let running = TaskState::Running.code();
             for id in ids {
-                let seqs: Vec<u64> = {
-                    let idx = txn.open_table(TASK_STATE)?;
-                    idx.range((id, running, 0)..=(id, running, u64::MAX))?
-                        .map(|e| e.map(|(k, _)| k.value().2))
-                        .collect::<std::result::Result<_, _>>()?
-                };
-                if seqs.is_empty() {
-                    continue;
-                }
                 let Some(mut job) = load_job(&txn, id)? else { continue };
-                for seq in &seqs {
-                    move_state(&txn, id, *seq, TaskState::Running, TaskState::Pending)?;
-                    let mut tasks = txn.open_table(TASKS)?;
-                    let found = tasks.get((id, *seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()?;
-                    if let Some(mut task) = found {
-                        task.state = TaskState::Pending;
-                        tasks.insert((id, *seq), encode(&task).as_slice())?;
-                    }
-                    job.counters.moved(TaskState::Running, TaskState::Pending);
-                    moved += 1;
+                let n = back_to_pending(&txn, &mut job, TaskState::Running)?;
+                if n > 0 {
+                    save_job(&txn, &mut job)?;
+                    moved += n;
                 }
-                save_job(&txn, &mut job)?;
             }
         }
         txn.commit()?;
@@ -288,32 +298,14 @@ impl Store {
         let txn = self.db.begin_write()?;
         let moved = {
             let Some(mut job) = load_job(&txn, id)? else { return Ok(0) };
-            let failed = TaskState::Failed.code();
-            let seqs: Vec<u64> = {
-                let idx = txn.open_table(TASK_STATE)?;
-                idx.range((id, failed, 0)..=(id, failed, u64::MAX))?
-                    .map(|e| e.map(|(k, _)| k.value().2))
-                    .collect::<std::result::Result<_, _>>()?
-            };
-            for seq in &seqs {
-                move_state(&txn, id, *seq, TaskState::Failed, TaskState::Pending)?;
-                let mut tasks = txn.open_table(TASKS)?;
-                let found = tasks.get((id, *seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()?;
-                    if let Some(mut task) = found {
-                    task.state = TaskState::Pending;
-                    task.error = None;
-                    task.finished_at = None;
-                    tasks.insert((id, *seq), encode(&task).as_slice())?;
-                }
-                job.counters.moved(TaskState::Failed, TaskState::Pending);
-            }
-            if !seqs.is_empty() {
+            let n = back_to_pending(&txn, &mut job, TaskState::Failed)?;
+            if n > 0 {
                 job.state = JobState::Running;
                 job.error = None;
                 job.finished_at = None;
                 save_job(&txn, &mut job)?;
             }
-            seqs.len() as u64
+            n
         };
         txn.commit()?;
         Ok(moved)
