@@ -248,8 +248,12 @@ pub fn resample(src: &Image, crop: (f64, f64, f64, f64), w: u32, h: u32) -> OpRe
     let mut dst = fr::images::Image::new(w, h, pixel_type(src.ch));
     let options = fr::ResizeOptions::new()
         .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3))
-        .use_alpha(false)
-        .crop(crop.0, crop.1, crop.2, crop.3);
+        .use_alpha(false);
+    // Floating-point error must not push the box past the edge (fast_image_resize refuses that).
+    let (sw, sh) = (f64::from(src.w), f64::from(src.h));
+    let left = crop.0.clamp(0.0, sw - 1.0);
+    let top = crop.1.clamp(0.0, sh - 1.0);
+    let options = options.crop(left, top, crop.2.clamp(1e-3, sw - left), crop.3.clamp(1e-3, sh - top));
     let mut resizer = fr::Resizer::new();
     resizer.resize(&src_img, &mut dst, &options).map_err(|e| format!("resize failed: {e}"))?;
     let mut out = dst.into_vec();
@@ -276,7 +280,7 @@ pub fn resize(img: Image, r: &Resize, logical: Option<(u32, u32)>, limits: &Limi
     check_size(u64::from(g.scaled.0), u64::from(g.scaled.1), limits, "the resized image")?;
     // Scale from source pixels (of the possibly reduced decode) to scaled pixels.
     let (sx, sy) = (f64::from(g.scaled.0) / f64::from(img.w), f64::from(g.scaled.1) / f64::from(img.h));
-    if g.offset.0 <= 0 && g.offset.1 <= 0 {
+    if g.canvas.0 <= g.scaled.0 && g.canvas.1 <= g.scaled.1 {
         // Fill (or plain) resize: resample just the visible part of the source.
         let (vw, vh) = (g.canvas.0.min(g.scaled.0), g.canvas.1.min(g.scaled.1));
         let crop = ((-g.offset.0) as f64 / sx, (-g.offset.1) as f64 / sy, f64::from(vw) / sx, f64::from(vh) / sy);

@@ -128,6 +128,19 @@ fn resize_modes_and_sizes() {
     ] {
         assert_eq!(dims(style, &src), want, "{style}");
     }
+    // Fill and pad at many sizes: the crop box never strays past the edge.
+    for (sw, sh) in [(97u32, 61u32), (61, 97), (128, 128), (333, 7)] {
+        let src = png(sw, sh, 3, &quadrants(sw, sh));
+        for (w, h) in [(10u32, 10u32), (17, 3), (3, 17), (96, 60), (50, 1), (1, 50), (33, 33)] {
+            for m in ["fill", "pad", "fixed", "mfit", "lfit"] {
+                let style = format!("resize,w_{w},h_{h},m_{m},limit_0");
+                let (_, _, img) = process(&style, &src);
+                if matches!(m, "fill" | "pad" | "fixed") {
+                    assert_eq!((img.w, img.h), (w, h), "{style} on {sw}x{sh}");
+                }
+            }
+        }
+    }
     // Long and short sides follow the orientation of the picture.
     let portrait = png(300, 400, 3, &quadrants(300, 400));
     assert_eq!(dims("resize,l_200", &portrait), (150, 200));
