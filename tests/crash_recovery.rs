@@ -40,8 +40,10 @@ async fn job_survives_repeated_kill_9() {
         kills += 1;
         let (_, job) = d.get(&format!("/v1/jobs/{id}")).await;
         assert_counters_add_up(&job);
-        // Tasks left running were requeued; the new process may already have claimed a few.
-        assert!(job["counters"]["running"].as_u64().unwrap() <= 4, "{job}");
+        // Tasks left running were requeued; the new process may already have
+        // claimed some: at most `concurrency` in flight plus as many finished
+        // ones whose results wait for the group commit.
+        assert!(job["counters"]["running"].as_u64().unwrap() <= 8, "{job}");
     }
     assert!(kills >= 2, "the job ended too soon to test recovery ({kills} kills)");
 

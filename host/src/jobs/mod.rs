@@ -15,7 +15,7 @@ mod plugins;
 mod prepare;
 mod worker;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -354,7 +354,14 @@ async fn scheduler(inner: Arc<Inner>) {
                     tokio::spawn(async move {
                         let result = worker::run(&inner, &prepared, task).await;
                         drop(permit);
+                        // The slot is free as soon as the work is done: waiting
+                        // for the group commit here would cap throughput at
+                        // `concurrency` tasks per commit interval.
+                        if let Some(a) = inner.active.lock().unwrap().get_mut(&id) {
+                            a.in_flight = a.in_flight.saturating_sub(1);
+                        }
                         let _ = inner.results.send(result);
+                        inner.wake.notify_one();
                     });
                 }
             }
@@ -391,13 +398,6 @@ async fn committer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<TaskResult
                 _ => break,
             }
         }
-        let mut done_per_job: HashMap<JobId, usize> = HashMap::new();
-        for r in &batch {
-            let id = match r {
-                TaskResult::Succeeded { job, .. } | TaskResult::Failed { job, .. } | TaskResult::Retry { job, .. } => *job,
-            };
-            *done_per_job.entry(id).or_default() += 1;
-        }
         let batch = Arc::new(batch);
         let committed = {
             let batch = batch.clone();
@@ -406,14 +406,6 @@ async fn committer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<TaskResult
         if let Err(e) = committed {
             // The tasks stay Running in the store and are re-run after a restart.
             tracing::error!(error = %e, results = batch.len(), "group commit failed");
-        }
-        {
-            let mut active = inner.active.lock().unwrap();
-            for (id, n) in done_per_job {
-                if let Some(a) = active.get_mut(&id) {
-                    a.in_flight = a.in_flight.saturating_sub(n);
-                }
-            }
         }
         inner.wake.notify_one();
     }
