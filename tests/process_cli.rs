@@ -76,3 +76,15 @@ fn errors_name_the_plugin_the_parameter_and_the_limit() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("wasi:filesystem"), "{err}");
 }
+
+/// `-o /dev/null` writes into the device; it must never be replaced by a file.
+#[test]
+fn output_to_a_device_writes_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "abc").unwrap();
+    let o = kiln(&["process", "--style", "copy", input.to_str().unwrap(), "-o", "/dev/null"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device(), "/dev/null must stay a device");
+}

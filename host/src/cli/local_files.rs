@@ -37,6 +37,12 @@ impl OutputTarget for LocalTarget {
             Destination::File(path) => path.clone(),
             Destination::Stdout => return Ok(Box::new(StdoutWriter(tokio::io::stdout()))),
         };
+        // A device or a pipe (`-o /dev/null`) is written in place: renaming a
+        // temp file over it would replace the device with a regular file.
+        if std::fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            let file = tokio::fs::OpenOptions::new().write(true).open(&path).await.map_err(|e| format!("opening {}: {e}", path.display()))?;
+            return Ok(Box::new(SpecialFileWriter { file, path }));
+        }
         FileWriter::create(path).await.map(|w| Box::new(w) as Box<dyn OutputWriter>)
     }
 }
@@ -75,6 +81,24 @@ impl OutputWriter for FileWriter {
     async fn abort(self: Box<Self>) {
         // Dropping the TempPath deletes the partial file.
     }
+}
+
+/// A device or pipe, written in place (nothing to take back on abort).
+struct SpecialFileWriter {
+    file: tokio::fs::File,
+    path: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl OutputWriter for SpecialFileWriter {
+    async fn write(&mut self, bytes: Bytes) -> Result<(), String> {
+        self.file.write_all(&bytes).await.map_err(|e| format!("writing {}: {e}", self.path.display()))
+    }
+    async fn commit(mut self: Box<Self>) -> Result<String, String> {
+        self.file.flush().await.map_err(|e| e.to_string())?;
+        Ok(self.path.display().to_string())
+    }
+    async fn abort(self: Box<Self>) {}
 }
 
 struct StdoutWriter(tokio::io::Stdout);
