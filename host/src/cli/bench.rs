@@ -197,7 +197,7 @@ async fn runtime_bench(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Files under `dir`, recursively, sorted.
+/// Files under `dir`, recursively (the caller sorts once).
 fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -207,7 +207,6 @@ fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::R
             out.push(path);
         }
     }
-    out.sort();
     Ok(())
 }
 
@@ -221,6 +220,7 @@ async fn style_bench(args: &BenchArgs) -> anyhow::Result<()> {
     let plugin = runtime.load(wasm).await?;
     let mut all = Vec::new();
     files(from, &mut all)?;
+    all.sort();
     let queue = std::sync::Arc::new(std::sync::Mutex::new(all));
     let started = Instant::now();
     let mut workers = Vec::new();

@@ -81,15 +81,6 @@ pub async fn prepare(
         tags: &spec.tags,
     };
     template.check_rules(&rules).map_err(|e| JobError::invalid("output.template", e))?;
-    if !spec.input.keys.is_empty() && spec.input.bucket == spec.output.bucket {
-        let literal = template.literal_head();
-        if let Some(k) = spec.input.keys.iter().find(|k| !literal.is_empty() && k.starts_with(literal)) {
-            return Err(JobError::invalid(
-                "output.template",
-                format!("input key `{k}` lies under the output path `{literal}`: outputs would be processed again (recursion)"),
-            ));
-        }
-    }
     let (plugin, params) = resolve_style(store, plugins, &spec.style)?;
     match runtime.validate(&plugin, &params).await {
         Ok(Ok(())) => {}
