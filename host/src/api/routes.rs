@@ -74,13 +74,7 @@ async fn create_style(State(s): State<AppState>, Json(body): Json<NewStyle>) -> 
         )
         .field("style"));
     };
-    match s.jobs.runtime().validate(&plugin, params).await {
-        Ok(Ok(())) => {}
-        Ok(Err(m)) => {
-            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-style", format!("plugin `{plugin_name}` refused `{params}`: {m}")).field("style"));
-        }
-        Err(e) => return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-style", e).field("style")),
-    }
+    crate::jobs::check_params(s.jobs.runtime(), &plugin, params).await?;
     let record = StyleRecord { name: body.name, plugin: plugin_name.to_string(), params: params.to_string(), created_at: now() };
     let stored = record.clone();
     s.jobs.store().call(move |st| st.put_style(&stored)).await?;

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 pub use plugins::Plugins;
-pub use prepare::{JobError, Prepared, resolve_style};
+pub use prepare::{JobError, Prepared, check_params, resolve_style};
 
 use crate::config::Config;
 use crate::model::{JobId, JobRecord, JobSpec, JobState, now};

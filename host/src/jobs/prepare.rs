@@ -56,6 +56,17 @@ pub fn resolve_style(store: &Store, plugins: &Plugins, style: &str) -> Result<(P
     Ok((plugin, params.to_string()))
 }
 
+/// Ask the plugin's own `validate` whether `params` are acceptable.
+pub async fn check_params(runtime: &crate::runtime::Runtime, plugin: &Plugin, params: &str) -> Result<(), JobError> {
+    match runtime.validate(plugin, params).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(message)) => {
+            Err(JobError::RefusedParams { plugin: plugin.info.name.clone(), params: params.to_string(), message })
+        }
+        Err(e) => Err(JobError::invalid("style", format!("plugin `{}` failed to validate: {e}", plugin.info.name))),
+    }
+}
+
 /// Check the whole job: selection, buckets, template and path rules, style
 /// and the plugin's own `validate`. Nothing is stored if any check fails.
 pub async fn prepare(
@@ -82,13 +93,7 @@ pub async fn prepare(
     };
     template.check_rules(&rules).map_err(|e| JobError::invalid("output.template", e))?;
     let (plugin, params) = resolve_style(store, plugins, &spec.style)?;
-    match runtime.validate(&plugin, &params).await {
-        Ok(Ok(())) => {}
-        Ok(Err(message)) => {
-            return Err(JobError::RefusedParams { plugin: plugin.info.name.clone(), params, message });
-        }
-        Err(e) => return Err(JobError::invalid("style", format!("plugin `{}` failed to validate: {e}", plugin.info.name))),
-    }
+    check_params(runtime, &plugin, &params).await?;
     Ok(Arc::new(Prepared { plugin, params, template, input, output, spec: spec.clone() }))
 }
 
