@@ -276,9 +276,7 @@ async fn task_pages_neither_skip_nor_repeat_while_the_job_runs() {
 #[tokio::test]
 async fn cli_client_creates_waits_and_lists() {
     let (_dir, d) = daemon_with_files(5);
-    let run = |args: &[&str]| {
-        std::process::Command::new(common::kiln_bin()).args(args).env("KILN_URL", &d.url).env("KILN_LOG", "warn").output().unwrap()
-    };
+    let run = |args: &[&str]| d.cli(args);
     let o = run(&["job", "create", "--bucket", "in", "--prefix", "d0/", "--suffix", ".txt", "--style", "copy", "--output-bucket", "out", "--output", "cli/{basename}", "--wait"]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout} {}", String::from_utf8_lossy(&o.stderr));

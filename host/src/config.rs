@@ -30,6 +30,11 @@ pub struct Config {
     pub buckets: BTreeMap<String, BucketConfig>,
     /// The WebAssembly runtime: default per-task limits, pool size, stack.
     pub runtime: RuntimeConfig,
+    /// The admin's bearer token. If unset, one is generated at first start,
+    /// printed once, and kept only as its SHA-256.
+    pub admin_token: Option<String>,
+    /// The quotas each new tenant starts with.
+    pub tenant_quotas: crate::auth::Quotas,
 }
 
 impl Default for Config {
@@ -43,6 +48,8 @@ impl Default for Config {
             max_attempts: 3,
             buckets: BTreeMap::new(),
             runtime: RuntimeConfig::default(),
+            admin_token: None,
+            tenant_quotas: crate::auth::Quotas::default(),
         }
     }
 }
@@ -119,6 +126,10 @@ impl Config {
         if self.commit_batch == 0 {
             return Err(ConfigError::Invalid("`commit_batch` must be at least 1".into()));
         }
+        if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::Invalid("`admin_token` must be at least 16 characters".into()));
+        }
+        self.tenant_quotas.check().map_err(|(field, msg)| ConfigError::Invalid(format!("tenant_{field}: {msg}")))?;
         for name in self.buckets.keys() {
             crate::objects::check_bucket_name(name).map_err(|e| ConfigError::Invalid(format!("buckets.{name}: {e}")))?;
         }
@@ -134,6 +145,10 @@ impl Config {
     /// Plugins installed by dropping a component here; loaded at start.
     pub fn plugins_dir(&self) -> PathBuf {
         self.data_dir.join("plugins")
+    }
+    /// Uploaded plugins, each named by its SHA-256.
+    pub fn plugin_blobs_dir(&self) -> PathBuf {
+        self.data_dir.join("plugin-blobs")
     }
     pub fn local_buckets_dir(&self) -> PathBuf {
         self.data_dir.join("buckets")

@@ -1,6 +1,7 @@
 //! Kiln: batch processing of objects in buckets, with sandboxed WebAssembly plugins.
 
 pub mod api;
+pub mod auth;
 pub mod bundled;
 pub mod cli;
 pub mod config;

@@ -113,6 +113,10 @@ pub struct JobSpec {
     pub fast_fail: bool,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The role whose grants bound what the job reads and writes. Required
+    /// for a tenant's job when the tenant has more than one role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 fn default_concurrency() -> u32 {
@@ -176,6 +180,9 @@ pub struct Planning {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobRecord {
     pub id: JobId,
+    /// The owner; `None` for the admin's jobs.
+    #[serde(default)]
+    pub tenant: Option<String>,
     pub spec: JobSpec,
     pub state: JobState,
     pub counters: Counters,
@@ -220,9 +227,34 @@ pub struct TaskRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StyleRecord {
     pub name: String,
+    /// The owner; `None` for the admin's styles, which every tenant may use.
+    #[serde(default)]
+    pub owner: Option<String>,
     /// The plugin's name.
     pub plugin: String,
     pub params: String,
+    pub created_at: i64,
+}
+
+/// An installed plugin: uploaded, dropped into the plugins folder, or bundled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PluginRecord {
+    /// The name styles use, e.g. `image` in `image/resize,w_256`.
+    pub name: String,
+    /// The version given at upload.
+    pub version: String,
+    /// The owner; `None` for the admin's plugins and the bundled ones.
+    pub owner: Option<String>,
+    /// Usable by every tenant. Only the admin sets it.
+    pub public: bool,
+    /// Built into the binary; cannot be deleted.
+    #[serde(default)]
+    pub bundled: bool,
+    /// Hex SHA-256 of the component: where it is stored, and its compile-cache key.
+    pub sha256: String,
+    pub size: u64,
+    /// What the plugin says of itself through `info()`.
+    pub info: crate::runtime::PluginInfo,
     pub created_at: i64,
 }
 

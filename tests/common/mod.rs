@@ -66,13 +66,18 @@ impl OutputWriter for MemoryWriter {
     }
 }
 
-/// A real `kiln serve` on an ephemeral port and its own data dir.
+/// The admin token every test daemon is started with.
+pub const ADMIN_TOKEN: &str = "kiln-test-admin-token-0123456789";
+
+/// A real `kiln serve` on an ephemeral port and its own data dir. Its
+/// request helpers act as the admin; [`Daemon::as_token`] acts as someone else.
 pub struct Daemon {
     child: Option<std::process::Child>,
     pub url: String,
     pub data_dir: PathBuf,
     config: Option<PathBuf>,
     pub http: reqwest::Client,
+    pub token: String,
 }
 
 impl Daemon {
@@ -84,7 +89,14 @@ impl Daemon {
             std::fs::write(&path, text).unwrap();
             path
         });
-        let mut d = Daemon { child: None, url: String::new(), data_dir: data_dir.to_path_buf(), config, http: reqwest::Client::new() };
+        let mut d = Daemon {
+            child: None,
+            url: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            config,
+            http: reqwest::Client::new(),
+            token: ADMIN_TOKEN.to_string(),
+        };
         d.spawn();
         d
     }
@@ -92,7 +104,10 @@ impl Daemon {
     fn spawn(&mut self) {
         use std::io::BufRead;
         let mut cmd = Command::new(kiln_bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&self.data_dir).env("KILN_LOG", "warn");
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&self.data_dir)
+            .env("KILN_LOG", "warn")
+            .env("KILN_ADMIN_TOKEN", ADMIN_TOKEN);
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
@@ -131,20 +146,45 @@ impl Daemon {
         p
     }
 
-    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let r = self.http.get(format!("{}{path}", self.url)).send().await.unwrap();
+    /// The same daemon, called with another bearer token (a tenant's, or a bad one).
+    pub fn as_token(&self, token: &str) -> Daemon {
+        Daemon { child: None, url: self.url.clone(), data_dir: self.data_dir.clone(), config: None, http: self.http.clone(), token: token.to_string() }
+    }
+
+    /// `kiln ARGS` as a client of this daemon, with this token.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(kiln_bin()).args(args).env("KILN_URL", &self.url).env("KILN_TOKEN", &self.token).env("KILN_LOG", "warn").output().unwrap()
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+        let r = req.bearer_auth(&self.token).send().await.unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send(self.http.get(format!("{}{path}", self.url))).await
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let r = self.http.post(format!("{}{path}", self.url)).json(&body).send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+        self.send(self.http.post(format!("{}{path}", self.url)).json(&body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.send(self.http.patch(format!("{}{path}", self.url)).json(&body)).await
+    }
+
+    /// POST raw bytes (a plugin upload).
+    pub async fn post_bytes(&self, path: &str, bytes: Vec<u8>) -> (u16, serde_json::Value) {
+        self.send(self.http.post(format!("{}{path}", self.url)).header("content-type", "application/wasm").body(bytes)).await
     }
 
     pub async fn delete(&self, path: &str) -> u16 {
-        self.http.delete(format!("{}{path}", self.url)).send().await.unwrap().status().as_u16()
+        self.delete_with_body(path).await.0
+    }
+
+    pub async fn delete_with_body(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send(self.http.delete(format!("{}{path}", self.url))).await
     }
 
     /// Poll a job until it is in a terminal state (or `timeout` passes).

@@ -46,8 +46,13 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, [(header::CONTENT_TYPE, "application/problem+json")], serde_json::to_string(&self).unwrap_or_default())
-            .into_response()
+        let mut response =
+            (status, [(header::CONTENT_TYPE, "application/problem+json")], serde_json::to_string(&self).unwrap_or_default())
+                .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"kiln\""));
+        }
+        response
     }
 }
 
@@ -59,8 +64,22 @@ impl From<JobError> for Problem {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-style", &e).field("style")
             }
             JobError::NotFound(_) => Problem::not_found(&e),
+            JobError::Forbidden { field, .. } => Problem::new(StatusCode::FORBIDDEN, "forbidden", &e).field(field),
+            JobError::Quota(_) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "quota-exceeded", &e),
             JobError::WrongState { .. } => Problem::new(StatusCode::CONFLICT, "wrong-state", &e),
             JobError::Internal(_) => Problem::internal(&e),
+        }
+    }
+}
+
+impl From<crate::jobs::UploadError> for Problem {
+    fn from(e: crate::jobs::UploadError) -> Problem {
+        use crate::jobs::UploadError;
+        match &e {
+            UploadError::Invalid { field, .. } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-plugin", &e).field(field),
+            UploadError::Load(_) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-plugin", &e).field("body"),
+            UploadError::Quota(_) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "quota-exceeded", &e),
+            UploadError::Internal(_) => Problem::internal(&e),
         }
     }
 }
@@ -83,13 +102,18 @@ where
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| Problem::bad_request(e.body_text()))?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de).map(Json).map_err(|e| {
-            let path = e.path().to_string();
-            let p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", format!("{path}: {}", e.inner()));
-            if path == "." { p } else { p.field(&path) }
-        })
+        parse_json(&bytes).map(Json)
     }
+}
+
+/// Parse a JSON body; the error names the field at fault.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", format!("{path}: {}", e.inner()));
+        if path == "." { p } else { p.field(&path) }
+    })
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {

@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::auth::Caller;
 use super::problem::{Json, Problem};
 use crate::model::{JobId, JobRecord, JobSpec, JobState, StyleRecord, TaskRecord, TaskState, now};
 use crate::objects::BucketInfo;
@@ -14,8 +15,6 @@ use crate::store::TaskFilter;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
         .route("/v1/buckets", get(list_buckets))
         .route("/v1/styles", get(list_styles).post(create_style))
         .route("/v1/styles/{name}", get(get_style).delete(delete_style))
@@ -45,8 +44,23 @@ fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
     }
 }
 
-async fn list_buckets(State(s): State<AppState>) -> ApiResult<Vec<BucketInfo>> {
-    Ok(Json(s.jobs.buckets().list()))
+/// The admin sees every bucket; a tenant, those its roles grant.
+async fn list_buckets(State(s): State<AppState>, Caller(caller): Caller) -> ApiResult<Vec<BucketInfo>> {
+    let all = s.jobs.buckets().list();
+    let Some(t) = caller.tenant().map(str::to_string) else { return Ok(Json(all)) };
+    let granted: std::collections::BTreeSet<String> = s
+        .jobs
+        .store()
+        .call(move |st| -> crate::store::Result<_> {
+            let roles = st.get_tenant(&t)?.map(|t| t.roles).unwrap_or_default();
+            let mut buckets = std::collections::BTreeSet::new();
+            for r in roles {
+                buckets.extend(st.get_role(&r)?.into_iter().flat_map(|r| r.grants).map(|g| g.bucket));
+            }
+            Ok(buckets)
+        })
+        .await?;
+    Ok(Json(all.into_iter().filter(|b| granted.contains(&b.name)).collect()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -58,49 +72,72 @@ pub struct NewStyle {
     pub style: String,
 }
 
-async fn create_style(State(s): State<AppState>, Json(body): Json<NewStyle>) -> Result<(StatusCode, Json<StyleRecord>), Problem> {
-    let ok_name = !body.name.is_empty()
-        && body.name.len() <= 128
-        && body.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if !ok_name {
-        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-style", format!("name `{}`: use letters, digits, `-`, `_` or `.`", body.name)).field("name"));
-    }
+async fn create_style(State(s): State<AppState>, Caller(caller): Caller, Json(body): Json<NewStyle>) -> Result<(StatusCode, Json<StyleRecord>), Problem> {
+    crate::auth::check_name("style", &body.name).map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-style", e).field("name"))?;
+    let owner = caller.tenant().map(str::to_string);
     let (plugin_name, params) = crate::bundled::split_style(&body.style);
-    let Some(plugin) = s.jobs.plugins().get(plugin_name) else {
+    let Some(installed) = s.jobs.plugins().resolve(owner.as_deref(), plugin_name) else {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-style",
-            format!("unknown plugin `{plugin_name}`; installed: {}", s.jobs.plugins().names().join(", ")),
+            format!("unknown plugin `{plugin_name}`; available: {}", s.jobs.plugins().names(owner.as_deref()).join(", ")),
         )
         .field("style"));
     };
-    crate::jobs::check_params(s.jobs.runtime(), &plugin, params).await?;
-    let record = StyleRecord { name: body.name, plugin: plugin_name.to_string(), params: params.to_string(), created_at: now() };
+    crate::jobs::check_params(s.jobs.runtime(), &installed.plugin, params).await?;
+    let record = StyleRecord { name: body.name, owner, plugin: plugin_name.to_string(), params: params.to_string(), created_at: now() };
     let stored = record.clone();
     s.jobs.store().call(move |st| st.put_style(&stored)).await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 
-async fn list_styles(State(s): State<AppState>) -> ApiResult<Vec<StyleRecord>> {
-    Ok(Json(s.jobs.store().call(|st| st.list_styles()).await?))
+/// The admin's styles serve every tenant; a tenant's own are private to it.
+async fn list_styles(State(s): State<AppState>, Caller(caller): Caller) -> ApiResult<Vec<StyleRecord>> {
+    let owner = caller.tenant().map(str::to_string);
+    Ok(Json(
+        s.jobs
+            .store()
+            .call(move |st| -> crate::store::Result<_> {
+                match owner {
+                    None => st.list_styles(None),
+                    Some(t) => {
+                        let mut v = st.list_styles(Some(Some(&t)))?;
+                        v.extend(st.list_styles(Some(None))?);
+                        Ok(v)
+                    }
+                }
+            })
+            .await?,
+    ))
 }
 
-async fn get_style(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StyleRecord> {
-    let n = name.clone();
-    s.jobs.store().call(move |st| st.get_style(&n)).await?.map(Json).ok_or_else(|| Problem::not_found(format!("style `{name}` not found")))
+async fn get_style(State(s): State<AppState>, Caller(caller): Caller, Path(name): Path<String>) -> ApiResult<StyleRecord> {
+    let (n, owner) = (name.clone(), caller.tenant().map(str::to_string));
+    let found = s
+        .jobs
+        .store()
+        .call(move |st| -> crate::store::Result<_> {
+            Ok(match st.get_style(owner.as_deref(), &n)? {
+                Some(own) => Some(own),
+                None => st.get_style(None, &n)?,
+            })
+        })
+        .await?;
+    found.map(Json).ok_or_else(|| Problem::not_found(format!("style `{name}` not found")))
 }
 
-async fn delete_style(State(s): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, Problem> {
-    let n = name.clone();
-    if s.jobs.store().call(move |st| st.delete_style(&n)).await? {
+/// Delete one of the caller's own styles (the admin: a shared one).
+async fn delete_style(State(s): State<AppState>, Caller(caller): Caller, Path(name): Path<String>) -> Result<StatusCode, Problem> {
+    let (n, owner) = (name.clone(), caller.tenant().map(str::to_string));
+    if s.jobs.store().call(move |st| st.delete_style(owner.as_deref(), &n)).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(Problem::not_found(format!("style `{name}` not found")))
+        Err(Problem::not_found(format!("style `{name}` not found among your styles")))
     }
 }
 
 /// `POST /v1/jobs`: a [`JobSpec`] plus `start` (default true; false stores the job as Ready).
-async fn create_job(State(s): State<AppState>, Json(body): Json<serde_json::Value>) -> Result<(StatusCode, Json<JobRecord>), Problem> {
+async fn create_job(State(s): State<AppState>, Caller(caller): Caller, Json(body): Json<serde_json::Value>) -> Result<(StatusCode, Json<JobRecord>), Problem> {
     // Parsed in two steps: `flatten` and `deny_unknown_fields` do not mix in serde.
     let mut body = body;
     let start = match body.as_object_mut().and_then(|o| o.remove("start")) {
@@ -112,7 +149,7 @@ async fn create_job(State(s): State<AppState>, Json(body): Json<serde_json::Valu
         let path = e.path().to_string();
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-job", format!("{path}: {}", e.inner())).field(&path)
     })?;
-    let job = s.jobs.create(spec, start).await?;
+    let job = s.jobs.create(&caller, spec, start).await?;
     Ok((StatusCode::CREATED, Json(job)))
 }
 
@@ -125,7 +162,8 @@ pub struct JobQuery {
     limit: Option<usize>,
 }
 
-async fn list_jobs(State(s): State<AppState>, Query(q): Query<JobQuery>) -> ApiResult<Page<JobRecord>> {
+/// The admin lists every job; a tenant, its own.
+async fn list_jobs(State(s): State<AppState>, Caller(caller): Caller, Query(q): Query<JobQuery>) -> ApiResult<Page<JobRecord>> {
     let limit = page_limit(q.limit)?;
     let before = match &q.cursor {
         None => None,
@@ -136,34 +174,35 @@ async fn list_jobs(State(s): State<AppState>, Query(q): Query<JobQuery>) -> ApiR
         Some(t) => Some(t.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| Problem::bad_request("tag must be NAME=VALUE").field("tag"))?),
     };
     let state = q.state;
+    let owner = caller.tenant().map(str::to_string);
     let (items, next) = s
         .jobs
         .store()
-        .call(move |st| st.list_jobs(state, tag.as_ref().map(|(k, v)| (k.as_str(), v.as_str())), before, limit))
+        .call(move |st| st.list_jobs(owner.as_deref().map(Some), state, tag.as_ref().map(|(k, v)| (k.as_str(), v.as_str())), before, limit))
         .await?;
     Ok(Json(Page { items, next: next.map(|n| n.to_string()) }))
 }
 
-async fn get_job(State(s): State<AppState>, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
-    Ok(Json(s.jobs.get(id).await?))
+async fn get_job(State(s): State<AppState>, Caller(caller): Caller, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+    Ok(Json(s.jobs.get(&caller, id).await?))
 }
 
-async fn delete_job(State(s): State<AppState>, Path(id): Path<JobId>) -> Result<StatusCode, Problem> {
-    s.jobs.delete(id).await?;
+async fn delete_job(State(s): State<AppState>, Caller(caller): Caller, Path(id): Path<JobId>) -> Result<StatusCode, Problem> {
+    s.jobs.delete(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn suspend(State(s): State<AppState>, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
-    Ok(Json(s.jobs.suspend(id).await?))
+async fn suspend(State(s): State<AppState>, Caller(caller): Caller, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+    Ok(Json(s.jobs.suspend(&caller, id).await?))
 }
-async fn resume(State(s): State<AppState>, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
-    Ok(Json(s.jobs.resume(id).await?))
+async fn resume(State(s): State<AppState>, Caller(caller): Caller, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+    Ok(Json(s.jobs.resume(&caller, id).await?))
 }
-async fn cancel(State(s): State<AppState>, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
-    Ok(Json(s.jobs.cancel(id).await?))
+async fn cancel(State(s): State<AppState>, Caller(caller): Caller, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+    Ok(Json(s.jobs.cancel(&caller, id).await?))
 }
-async fn retry_failed(State(s): State<AppState>, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
-    Ok(Json(s.jobs.retry_failed(id).await?))
+async fn retry_failed(State(s): State<AppState>, Caller(caller): Caller, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+    Ok(Json(s.jobs.retry_failed(&caller, id).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -179,16 +218,17 @@ pub struct TaskQuery {
     limit: Option<usize>,
 }
 
-async fn list_tasks(State(s): State<AppState>, Path(id): Path<JobId>, Query(q): Query<TaskQuery>) -> ApiResult<Page<TaskRecord>> {
+async fn list_tasks(State(s): State<AppState>, Caller(caller): Caller, Path(id): Path<JobId>, Query(q): Query<TaskQuery>) -> ApiResult<Page<TaskRecord>> {
     let limit = page_limit(q.limit)?;
-    s.jobs.get(id).await?;
+    s.jobs.get(&caller, id).await?;
     let filter = TaskFilter { state: q.state, prefix: q.prefix, contains: q.search, error: q.error };
     let cursor = q.cursor;
     let (items, next) = s.jobs.store().call(move |st| st.list_tasks(id, &filter, cursor.as_deref(), limit)).await?;
     Ok(Json(Page { items, next }))
 }
 
-async fn get_task(State(s): State<AppState>, Path((id, seq)): Path<(JobId, u64)>) -> ApiResult<TaskRecord> {
+async fn get_task(State(s): State<AppState>, Caller(caller): Caller, Path((id, seq)): Path<(JobId, u64)>) -> ApiResult<TaskRecord> {
+    s.jobs.get(&caller, id).await?;
     s.jobs
         .store()
         .call(move |st| st.get_task(id, seq))

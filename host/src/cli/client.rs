@@ -13,6 +13,9 @@ pub struct ClientArgs {
     /// The daemon's address.
     #[arg(long, global = true, env = "KILN_URL", default_value = "http://127.0.0.1:7878")]
     pub url: String,
+    /// Bearer token: the admin's, or one issued to a tenant.
+    #[arg(long, global = true, env = "KILN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -81,6 +84,9 @@ pub struct CreateJob {
     /// Store the job as Ready without starting it.
     #[arg(long)]
     no_start: bool,
+    /// The role whose grants bound what the job reads and writes.
+    #[arg(long)]
+    role: Option<String>,
     /// Wait for the job to end, showing progress.
     #[arg(long)]
     wait: bool,
@@ -122,21 +128,29 @@ pub enum StyleCommand {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    token: Option<String>,
     pub json: bool,
 }
 
 impl Client {
     pub fn new(args: &ClientArgs) -> Client {
-        Client { base: args.url.trim_end_matches('/').to_string(), http: reqwest::Client::new(), json: args.json }
+        Client { base: args.url.trim_end_matches('/').to_string(), http: reqwest::Client::new(), token: args.token.clone(), json: args.json }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
         let resp = req.send().await.with_context(|| format!("cannot reach kiln at {} (is `kiln serve` running? set KILN_URL)", self.base))?;
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {
             let problem: Value = serde_json::from_str(&text).unwrap_or(json!({"detail": text}));
             let detail = problem["detail"].as_str().unwrap_or(&text).to_string();
+            if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
+                bail!("{status}: {detail}: set KILN_TOKEN (or --token) to your token");
+            }
             match problem["field"].as_str() {
                 Some(f) => bail!("{status}: {detail} (field `{f}`)"),
                 None => bail!("{status}: {detail}"),
@@ -151,11 +165,19 @@ impl Client {
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
-    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(self.http.delete(format!("{}{path}", self.base))).await
+    pub async fn delete(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.send(self.http.delete(format!("{}{path}", self.base)).query(query)).await
+    }
+    pub async fn patch(&self, path: &str, query: &[(&str, String)], body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.patch(format!("{}{path}", self.base)).query(query).json(body)).await
+    }
+    /// POST raw bytes, e.g. a plugin's component.
+    pub async fn post_bytes(&self, path: &str, query: &[(&str, String)], bytes: Vec<u8>) -> anyhow::Result<Value> {
+        let req = self.http.post(format!("{}{path}", self.base)).query(query).header(reqwest::header::CONTENT_TYPE, "application/wasm").body(bytes);
+        self.send(req).await
     }
 
-    fn print(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
+    pub fn print(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
         if self.json {
             println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
         } else {
@@ -211,6 +233,9 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
                 "tags": tags,
                 "start": !c.no_start,
             });
+            if let Some(r) = c.role {
+                body["role"] = json!(r);
+            }
             if let Some(n) = c.name {
                 body["name"] = json!(n);
             }
@@ -256,7 +281,7 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
         JobCommand::Cancel { id } => action(client, id, "cancel").await?,
         JobCommand::RetryFailed { id } => action(client, id, "retry-failed").await?,
         JobCommand::Delete { id } => {
-            client.delete(&format!("/v1/jobs/{id}")).await?;
+            client.delete(&format!("/v1/jobs/{id}"), &[]).await?;
             client.print(&json!({"deleted": id}), |_| format!("job {id} deleted"));
         }
         JobCommand::Wait { id } => wait(client, id).await?,
@@ -368,7 +393,7 @@ pub async fn style(client: &Client, cmd: StyleCommand) -> anyhow::Result<()> {
             client.print(&s, |s| serde_json::to_string_pretty(s).unwrap_or_default());
         }
         StyleCommand::Delete { name } => {
-            client.delete(&format!("/v1/styles/{name}")).await?;
+            client.delete(&format!("/v1/styles/{name}"), &[]).await?;
             client.print(&json!({"deleted": name}), |_| format!("style {name} deleted"));
         }
     }

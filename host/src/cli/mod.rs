@@ -1,5 +1,6 @@
 //! The `kiln` command line: `serve`, `process`, and the client commands.
 
+mod admin;
 mod bench;
 mod client;
 mod local_files;
@@ -56,10 +57,41 @@ enum Command {
         #[command(flatten)]
         client: client::ClientArgs,
     },
+    /// Plugins: upload (add), list, get, delete (rm), publish; and the bundled ones.
+    Plugin {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: admin::PluginCommand,
+    },
+    /// Tenants (admin): create, list, get, update roles and quotas, delete.
+    Tenant {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: admin::TenantCommand,
+    },
+    /// Tenants' bearer tokens (admin): create, list, revoke.
+    Token {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: admin::TokenCommand,
+    },
+    /// Roles, named sets of bucket/prefix grants (admin): create, list, get, delete.
+    Role {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: admin::RoleCommand,
+    },
+    /// Who your token names.
+    Whoami {
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
     /// Run one style over one local file (or stdin), writing its outputs locally.
     Process(process::ProcessArgs),
-    /// List the plugins bundled in this binary.
-    Plugins,
     /// Benchmarks, reported as ratios against baselines from the same run.
     Bench(bench::BenchArgs),
 }
@@ -83,12 +115,11 @@ pub fn main() -> ExitCode {
             Command::Style { client, command } => client::style(&client::Client::new(&client), command).await,
             Command::Buckets { client } => client::buckets(&client::Client::new(&client)).await,
             Command::Bench(args) => bench::run(args).await,
-            Command::Plugins => {
-                for name in crate::bundled::names() {
-                    println!("{name}");
-                }
-                Ok(())
-            }
+            Command::Plugin { client, command } => admin::plugin(&client::Client::new(&client), command).await,
+            Command::Tenant { client, command } => admin::tenant(&client::Client::new(&client), command).await,
+            Command::Token { client, command } => admin::token(&client::Client::new(&client), command).await,
+            Command::Role { client, command } => admin::role(&client::Client::new(&client), command).await,
+            Command::Whoami { client } => admin::whoami(&client::Client::new(&client)).await,
         }
     });
     match result {

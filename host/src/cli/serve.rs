@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Tasks in flight across the daemon.
     #[arg(long, env = "KILN_WORKERS")]
     workers: Option<usize>,
+    /// The admin's bearer token (at least 16 characters). Without it, one is
+    /// generated at first start and printed once.
+    #[arg(long, env = "KILN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -42,6 +46,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(w) = args.workers {
         config.workers = w;
     }
+    if let Some(t) = args.admin_token {
+        config.admin_token = Some(t);
+    }
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
 
@@ -52,16 +59,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_instances: (config.workers as u32 + 8).max(config.runtime.max_instances),
         ..config.runtime.clone()
     })?);
-    let plugins = Plugins::load_bundled(&runtime).await?;
+    let plugins = Plugins::new(config.plugin_blobs_dir());
+    plugins.load_bundled(&runtime).await?;
     plugins.load_dir(&runtime, &config.plugins_dir()).await?;
-    // Each bundled plugin is also a style of the same name with no parameters.
-    for name in plugins.names() {
+    plugins.load_uploaded(&runtime, &store).await?;
+    // Each plugin installed with the daemon is also a shared style of the same name with no parameters.
+    let installed_with_daemon: Vec<String> = plugins.visible(None).into_iter().filter(|p| p.bundled).map(|p| p.name).collect();
+    for name in installed_with_daemon {
         let n = name.clone();
-        if store.call(move |s| s.get_style(&n)).await?.is_none() {
-            let style = StyleRecord { name: name.clone(), plugin: name, params: String::new(), created_at: now() };
+        if store.call(move |s| s.get_style(None, &n)).await?.is_none() {
+            let style = StyleRecord { name: name.clone(), owner: None, plugin: name, params: String::new(), created_at: now() };
             store.call(move |s| s.put_style(&style)).await?;
         }
     }
+    let admin_digest = admin_token_digest(&config, &store).await?;
     let jobs = Jobs::start(&config, store, buckets, runtime, plugins).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
@@ -69,12 +80,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Printed on stdout, so scripts and tests can find a port picked with `:0`.
     println!("kiln listening on http://{addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), workers = config.workers, "kiln serving");
-    axum::serve(listener, router(AppState { jobs }))
+    let state = AppState { jobs, admin_digest: Arc::new(admin_digest), default_quotas: config.tenant_quotas };
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
     tracing::info!("kiln stopped");
     Ok(())
+}
+
+/// The admin token's digest: from the config, or generated at first start,
+/// printed once on stderr, and kept only as its digest.
+async fn admin_token_digest(config: &Config, store: &Store) -> anyhow::Result<String> {
+    if let Some(token) = &config.admin_token {
+        return Ok(crate::auth::token_digest(token));
+    }
+    if let Some(digest) = store.call(|s| s.admin_token_digest()).await? {
+        return Ok(digest);
+    }
+    let token = crate::auth::generate_token();
+    let digest = crate::auth::token_digest(&token);
+    let d = digest.clone();
+    store.call(move |s| s.set_admin_token_digest(&d)).await?;
+    eprintln!(
+        "\nkiln: generated the admin token (shown only this once; Kiln keeps only its SHA-256):\n\n    {token}\n\n\
+         Use it as `export KILN_TOKEN={token}` for the CLI, or set your own with KILN_ADMIN_TOKEN.\n"
+    );
+    Ok(digest)
 }
 
 async fn shutdown_signal() {

@@ -4,8 +4,10 @@
 //! - The **planner** pages through the selection and writes tasks in batches,
 //!   each with the listing cursor, so planning resumes after a crash.
 //! - The **scheduler** claims pending tasks (one redb transaction per batch)
-//!   while a job is Running, keeping at most its `concurrency` in flight, and
-//!   at most `workers` across the daemon, taking jobs in turn.
+//!   while a job is Running, keeping at most its `concurrency` in flight, at
+//!   most its tenant's `tasks_in_flight` quota, and at most `workers` across
+//!   the daemon. Free workers are shared among tenants first, then among each
+//!   tenant's jobs, so one tenant's huge job cannot starve another's small one.
 //! - **Workers** stream each object through the plugin into uploads that are
 //!   completed only if the task succeeds.
 //! - The **committer** records results in groups: one transaction for up to
@@ -15,15 +17,16 @@ mod plugins;
 mod prepare;
 mod worker;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 
-pub use plugins::Plugins;
-pub use prepare::{JobError, Prepared, check_params, resolve_style};
+pub use plugins::{Installed, Plugins, UploadError};
+pub use prepare::{JobError, Prepared, check_params, resolve_role, resolve_style};
 
+use crate::auth::{Principal, Quotas};
 use crate::config::Config;
 use crate::model::{JobId, JobRecord, JobSpec, JobState, now};
 use crate::objects::Buckets;
@@ -54,6 +57,8 @@ pub(crate) struct Inner {
     wake: Notify,
     /// Jobs the scheduler serves: Running ones, plus any with tasks still in flight.
     active: Mutex<BTreeMap<JobId, Active>>,
+    /// Each tenant's quotas, kept current by the API, read by the scheduler.
+    quotas: RwLock<HashMap<String, Quotas>>,
 }
 
 struct Active {
@@ -82,7 +87,11 @@ impl Jobs {
             results: tx,
             wake: Notify::new(),
             active: Mutex::new(BTreeMap::new()),
+            quotas: RwLock::new(HashMap::new()),
         });
+        for tenant in jobs_store_tenants(&inner.store).await? {
+            inner.quotas.write().unwrap().insert(tenant.name.clone(), tenant.quotas);
+        }
         let jobs = Jobs { inner };
         let running = jobs.inner.store.call(|s| s.jobs_in(&[JobState::Running])).await?;
         for job in running {
@@ -108,22 +117,68 @@ impl Jobs {
         &self.inner.runtime
     }
 
-    /// Validate and store a job; start it unless `start` is false (then it is Ready).
-    pub async fn create(&self, spec: JobSpec, start: bool) -> Result<JobRecord, JobError> {
-        let prepared = prepare::prepare(&spec, &self.inner.store, &self.inner.buckets, &self.inner.plugins, &self.inner.runtime).await?;
+    fn prepare_context(&self) -> prepare::PrepareContext<'_> {
+        let i = &self.inner;
+        prepare::PrepareContext { store: &i.store, buckets: &i.buckets, plugins: &i.plugins, runtime: &i.runtime }
+    }
+
+    /// Validate and store a job for `caller`; start it unless `start` is false (then it is Ready).
+    pub async fn create(&self, caller: &Principal, spec: JobSpec, start: bool) -> Result<JobRecord, JobError> {
+        let tenant = caller.tenant().map(str::to_string);
+        let prepared = prepare::prepare(&spec, tenant.as_deref(), &self.prepare_context()).await?;
+        if start {
+            self.check_running_quota(tenant.as_deref()).await?;
+        }
         let state = if start { JobState::Running } else { JobState::Ready };
-        let job = self.inner.store.call(move |s| s.create_job(spec, state)).await.map_err(internal)?;
+        let job = self.inner.store.call(move |s| s.create_job(spec, tenant, state)).await.map_err(internal)?;
         if start {
             self.insert_active(&job, prepared);
         }
         Ok(job)
     }
 
+    /// Refuse to run one more job of a tenant already at its `running_jobs` quota.
+    async fn check_running_quota(&self, tenant: Option<&str>) -> Result<(), JobError> {
+        let Some(t) = tenant else { return Ok(()) };
+        let quota = self.quotas(t).running_jobs as usize;
+        let owner = t.to_string();
+        let (running, _) = self
+            .inner
+            .store
+            .call(move |s| s.list_jobs(Some(Some(&owner)), Some(JobState::Running), None, None, quota + 1))
+            .await
+            .map_err(internal)?;
+        if running.len() >= quota {
+            return Err(JobError::Quota(format!("tenant `{t}` already has {} running jobs, its `running_jobs` quota", running.len())));
+        }
+        Ok(())
+    }
+
+    /// A tenant's quotas (the defaults if the tenant is unknown).
+    pub fn quotas(&self, tenant: &str) -> Quotas {
+        self.inner.quotas.read().unwrap().get(tenant).copied().unwrap_or_default()
+    }
+
+    /// Record a tenant's new quotas (or, with `None`, its deletion).
+    pub fn set_quotas(&self, tenant: &str, quotas: Option<Quotas>) {
+        let mut all = self.inner.quotas.write().unwrap();
+        match quotas {
+            Some(q) => all.insert(tenant.to_string(), q),
+            None => all.remove(tenant),
+        };
+        drop(all);
+        self.inner.wake.notify_one();
+    }
+
     async fn activate(&self, job: &JobRecord) -> Result<(), JobError> {
-        let i = &self.inner;
-        let prepared = prepare::prepare(&job.spec, &i.store, &i.buckets, &i.plugins, &i.runtime).await?;
+        let prepared = prepare::prepare(&job.spec, job.tenant.as_deref(), &self.prepare_context()).await?;
         self.insert_active(job, prepared);
         Ok(())
+    }
+
+    /// Whether a Running job uses the plugin stored under `key` (`owner/name`).
+    pub fn plugin_in_use(&self, key: &str) -> Option<JobId> {
+        self.inner.active.lock().unwrap().iter().find(|(_, a)| a.prepared.plugin_key == key).map(|(id, _)| *id)
     }
 
     fn insert_active(&self, job: &JobRecord, prepared: Arc<Prepared>) {
@@ -140,17 +195,23 @@ impl Jobs {
         self.inner.wake.notify_one();
     }
 
-    pub async fn get(&self, id: JobId) -> Result<JobRecord, JobError> {
-        self.inner.store.call(move |s| s.get_job(id)).await.map_err(internal)?.ok_or(JobError::NotFound(id))
+    /// A job that `caller` may see. Another tenant's job is "not found": its existence does not leak.
+    pub async fn get(&self, caller: &Principal, id: JobId) -> Result<JobRecord, JobError> {
+        let job = self.inner.store.call(move |s| s.get_job(id)).await.map_err(internal)?;
+        job.filter(|j| caller.owns(j.tenant.as_deref())).ok_or(JobError::NotFound(id))
     }
 
     /// Move a job between states, refusing moves the state machine does not allow.
-    async fn transition(&self, id: JobId, action: &'static str, allowed: &'static [JobState], to: JobState) -> Result<JobRecord, JobError> {
+    async fn transition(&self, caller: &Principal, id: JobId, action: &'static str, allowed: &'static [JobState], to: JobState) -> Result<JobRecord, JobError> {
+        let caller = caller.clone();
         let result = self
             .inner
             .store
             .call(move |s| {
                 s.update_job(id, |job| {
+                    if !caller.owns(job.tenant.as_deref()) {
+                        return Err(JobError::NotFound(id));
+                    }
                     if !allowed.contains(&job.state) {
                         return Err(JobError::WrongState { id, state: job.state.as_str(), action });
                     }
@@ -170,38 +231,40 @@ impl Jobs {
     }
 
     /// Stop claiming new tasks at once; tasks already running finish.
-    pub async fn suspend(&self, id: JobId) -> Result<JobRecord, JobError> {
-        self.transition(id, "suspend", &[JobState::Running, JobState::Ready], JobState::Suspended).await
+    pub async fn suspend(&self, caller: &Principal, id: JobId) -> Result<JobRecord, JobError> {
+        self.transition(caller, id, "suspend", &[JobState::Running, JobState::Ready], JobState::Suspended).await
     }
 
     /// Go on from the planner's cursor and the pending tasks.
-    pub async fn resume(&self, id: JobId) -> Result<JobRecord, JobError> {
-        let job = self.transition(id, "resume", &[JobState::Suspended, JobState::Ready], JobState::Running).await?;
+    pub async fn resume(&self, caller: &Principal, id: JobId) -> Result<JobRecord, JobError> {
+        let owner = self.get(caller, id).await?.tenant;
+        self.check_running_quota(owner.as_deref()).await?;
+        let job = self.transition(caller, id, "resume", &[JobState::Suspended, JobState::Ready], JobState::Running).await?;
         self.activate(&job).await?;
         // A job whose work was all done while suspended ends now.
         let job = self.inner.store.call(move |s| s.add_planned(id, &[], None, false).and_then(|_| s.get_job(id))).await.map_err(internal)?;
         job.ok_or(JobError::NotFound(id))
     }
 
-    pub async fn cancel(&self, id: JobId) -> Result<JobRecord, JobError> {
-        self.transition(id, "cancel", &[JobState::Ready, JobState::Running, JobState::Suspended], JobState::Cancelled).await
+    pub async fn cancel(&self, caller: &Principal, id: JobId) -> Result<JobRecord, JobError> {
+        self.transition(caller, id, "cancel", &[JobState::Ready, JobState::Running, JobState::Suspended], JobState::Cancelled).await
     }
 
     /// Re-drive only the failed tasks.
-    pub async fn retry_failed(&self, id: JobId) -> Result<JobRecord, JobError> {
-        let job = self.get(id).await?;
+    pub async fn retry_failed(&self, caller: &Principal, id: JobId) -> Result<JobRecord, JobError> {
+        let job = self.get(caller, id).await?;
         if !matches!(job.state, JobState::Failed | JobState::Succeeded | JobState::Running) || job.counters.failed == 0 {
             return Err(JobError::WrongState { id, state: job.state.as_str(), action: "retry failed tasks: none failed, or the job is not running or ended" });
         }
         self.inner.store.call(move |s| s.retry_failed(id)).await.map_err(internal)?;
-        let job = self.get(id).await?;
+        let job = self.get(caller, id).await?;
         self.activate(&job).await?;
         Ok(job)
     }
 
     /// Delete a job in a terminal state, with its tasks.
-    pub async fn delete(&self, id: JobId) -> Result<(), JobError> {
-        let job = self.get(id).await?;
+    pub async fn delete(&self, caller: &Principal, id: JobId) -> Result<(), JobError> {
+        let job = self.get(caller, id).await?;
         if !job.state.is_terminal() {
             return Err(JobError::WrongState { id, state: job.state.as_str(), action: "delete (cancel it first)" });
         }
@@ -212,6 +275,10 @@ impl Jobs {
     async fn fail_job(&self, id: JobId, error: String) {
         fail_job(&self.inner, id, error).await
     }
+}
+
+async fn jobs_store_tenants(store: &Store) -> anyhow::Result<Vec<crate::auth::TenantRecord>> {
+    Ok(store.call(|s| s.list_tenants()).await?)
 }
 
 fn internal(e: impl std::fmt::Display) -> JobError {
@@ -294,7 +361,36 @@ async fn plan(inner: &Arc<Inner>, id: JobId, spec: &JobSpec, cursor: Option<Stri
     }
 }
 
-/// Claim tasks for active jobs in turn and hand them to workers.
+/// A job the scheduler may claim for now: its id and free slots.
+struct Candidate {
+    id: JobId,
+    room: usize,
+}
+
+/// Active jobs with room, grouped by tenant (the admin's under `""`), each
+/// tenant with the room its `tasks_in_flight` quota leaves.
+fn candidates_by_tenant(inner: &Inner) -> Vec<(usize, Vec<Candidate>)> {
+    let active = inner.active.lock().unwrap();
+    let quotas = inner.quotas.read().unwrap();
+    let mut by_tenant: BTreeMap<&str, (usize, Vec<Candidate>)> = BTreeMap::new();
+    for (id, a) in active.iter() {
+        let tenant = a.prepared.tenant.as_deref().unwrap_or("");
+        let entry = by_tenant.entry(tenant).or_insert_with(|| {
+            let quota = a.prepared.tenant.as_ref().map_or(usize::MAX, |t| quotas.get(t).copied().unwrap_or_default().tasks_in_flight as usize);
+            (quota, Vec::new())
+        });
+        // The tenant's room is its quota less everything of it in flight.
+        entry.0 = entry.0.saturating_sub(a.in_flight);
+        let room = (a.prepared.spec.concurrency as usize).saturating_sub(a.in_flight);
+        if room > 0 {
+            entry.1.push(Candidate { id: *id, room });
+        }
+    }
+    by_tenant.into_values().filter(|(room, jobs)| *room > 0 && !jobs.is_empty()).collect()
+}
+
+/// Claim tasks for active jobs and hand them to workers: tenants in turn,
+/// then each tenant's jobs in turn.
 async fn scheduler(inner: Arc<Inner>) {
     let mut turn = 0usize;
     loop {
@@ -304,71 +400,71 @@ async fn scheduler(inner: Arc<Inner>) {
             if free == 0 {
                 break;
             }
-            // Rotate the starting job so each gets its turn.
-            let candidates: Vec<(JobId, usize, usize)> = {
-                let active = inner.active.lock().unwrap();
-                let mut v: Vec<(JobId, usize, usize)> = active
-                    .iter()
-                    .map(|(id, a)| (*id, a.prepared.spec.concurrency as usize, a.in_flight))
-                    .filter(|(_, conc, inflight)| inflight < conc)
-                    .collect();
-                if !v.is_empty() {
-                    let k = turn % v.len();
-                    v.rotate_left(k);
-                }
-                v
-            };
-            turn = turn.wrapping_add(1);
-            if candidates.is_empty() {
+            let mut tenants = candidates_by_tenant(&inner);
+            if tenants.is_empty() {
                 break;
             }
-            let share = (free / candidates.len()).max(1);
+            // Rotate who goes first, so each tenant and each job gets its turn.
+            let k = turn % tenants.len();
+            tenants.rotate_left(k);
+            turn = turn.wrapping_add(1);
+            let share = (free / tenants.len()).max(1);
             let mut claimed_any = false;
-            for (id, conc, in_flight) in candidates {
-                let free = inner.workers.available_permits();
-                let n = (conc - in_flight).min(share).min(free).min(CLAIM_BATCH);
-                if n == 0 {
-                    continue;
-                }
-                let tasks = match inner.store.call(move |s| s.claim(id, n)).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::error!(job = id, error = %e, "claiming tasks failed");
+            for (tenant_room, mut jobs) in tenants {
+                let k = turn % jobs.len();
+                jobs.rotate_left(k);
+                let mut budget = share.min(tenant_room);
+                for Candidate { id, room } in jobs {
+                    let n = room.min(budget).min(inner.workers.available_permits()).min(CLAIM_BATCH);
+                    if n == 0 {
+                        break;
+                    }
+                    let tasks = match inner.store.call(move |s| s.claim(id, n)).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::error!(job = id, error = %e, "claiming tasks failed");
+                            continue;
+                        }
+                    };
+                    if tasks.is_empty() {
+                        retire_if_idle(&inner, id).await;
                         continue;
                     }
-                };
-                if tasks.is_empty() {
-                    retire_if_idle(&inner, id).await;
-                    continue;
-                }
-                claimed_any = true;
-                let prepared = {
-                    let mut active = inner.active.lock().unwrap();
-                    let Some(a) = active.get_mut(&id) else { continue };
-                    a.in_flight += tasks.len();
-                    a.prepared.clone()
-                };
-                for task in tasks {
-                    let permit = inner.workers.clone().acquire_owned().await.expect("semaphore never closed");
-                    let (inner, prepared) = (inner.clone(), prepared.clone());
-                    tokio::spawn(async move {
-                        let result = worker::run(&inner, &prepared, task).await;
-                        drop(permit);
-                        // The slot is free as soon as the work is done: waiting
-                        // for the group commit here would cap throughput at
-                        // `concurrency` tasks per commit interval.
-                        if let Some(a) = inner.active.lock().unwrap().get_mut(&id) {
-                            a.in_flight = a.in_flight.saturating_sub(1);
-                        }
-                        let _ = inner.results.send(result);
-                        inner.wake.notify_one();
-                    });
+                    claimed_any = true;
+                    budget -= tasks.len();
+                    spawn_workers(&inner, id, tasks).await;
                 }
             }
             if !claimed_any {
                 break;
             }
         }
+    }
+}
+
+/// Start one worker per claimed task, each holding a worker permit.
+async fn spawn_workers(inner: &Arc<Inner>, id: JobId, tasks: Vec<crate::model::TaskRecord>) {
+    let prepared = {
+        let mut active = inner.active.lock().unwrap();
+        let Some(a) = active.get_mut(&id) else { return };
+        a.in_flight += tasks.len();
+        a.prepared.clone()
+    };
+    for task in tasks {
+        let permit = inner.workers.clone().acquire_owned().await.expect("semaphore never closed");
+        let (inner, prepared) = (inner.clone(), prepared.clone());
+        tokio::spawn(async move {
+            let result = worker::run(&inner, &prepared, task).await;
+            drop(permit);
+            // The slot is free as soon as the work is done: waiting
+            // for the group commit here would cap throughput at
+            // `concurrency` tasks per commit interval.
+            if let Some(a) = inner.active.lock().unwrap().get_mut(&id) {
+                a.in_flight = a.in_flight.saturating_sub(1);
+            }
+            let _ = inner.results.send(result);
+            inner.wake.notify_one();
+        });
     }
 }
 

@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 
+use crate::auth::{Access, RoleRecord};
 use crate::bundled::split_style;
 use crate::model::JobSpec;
 use crate::objects::{Bucket, Buckets};
-use crate::runtime::Plugin;
+use crate::runtime::{Limits, Plugin};
 use crate::store::Store;
 use crate::template::{RuleContext, Template};
 
-use super::plugins::Plugins;
+use super::plugins::{Installed, Plugins};
 
 /// Why a job was refused at creation. Each names the field at fault.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -19,6 +20,12 @@ pub enum JobError {
     Invalid { field: &'static str, message: String },
     #[error("style `{0}` not found: give a saved style's name or `PLUGIN/params` with an installed plugin")]
     UnknownStyle(String),
+    /// The caller may not do this; `field` names what was refused.
+    #[error("{field}: {message}")]
+    Forbidden { field: &'static str, message: String },
+    /// A tenant quota refused it; the message names the quota.
+    #[error("quota exceeded: {0}")]
+    Quota(String),
     #[error("style: plugin `{plugin}` refused the parameters `{params}`: {message}")]
     RefusedParams { plugin: String, params: String, message: String },
     #[error("job {0} not found")]
@@ -38,6 +45,14 @@ impl JobError {
 /// Everything a running job needs, resolved once.
 pub struct Prepared {
     pub plugin: Plugin,
+    /// `owner/name` of the plugin, so a plugin in use is not deleted.
+    pub plugin_key: String,
+    /// The owner; `None` for the admin.
+    pub tenant: Option<String>,
+    /// The grants every source and output key is checked against; `None`: unrestricted (the admin's job without a role).
+    pub role: Option<RoleRecord>,
+    /// Per-task limits: the daemon's, lowered by the tenant's quotas.
+    pub limits: Limits,
     pub params: String,
     pub template: Template,
     pub input: Bucket,
@@ -45,15 +60,66 @@ pub struct Prepared {
     pub spec: JobSpec,
 }
 
-/// Resolve `style` to a plugin and its parameters: a saved style by name, or `PLUGIN/params`.
-pub fn resolve_style(store: &Store, plugins: &Plugins, style: &str) -> Result<(Plugin, String), JobError> {
-    if let Some(saved) = store.get_style(style).map_err(|e| JobError::Internal(e.to_string()))? {
-        let plugin = plugins.get(&saved.plugin).ok_or_else(|| JobError::UnknownStyle(style.to_string()))?;
+/// Resolve `style` as `viewer` (a tenant, or `None` for the admin) sees it: its
+/// own saved style, then the admin's, then `PLUGIN/params`. A saved style's
+/// plugin is found as the style's owner sees it.
+pub fn resolve_style(store: &Store, plugins: &Plugins, viewer: Option<&str>, style: &str) -> Result<(Installed, String), JobError> {
+    let saved = match store.get_style(viewer, style).map_err(|e| JobError::Internal(e.to_string()))? {
+        Some(s) => Some(s),
+        None if viewer.is_some() => store.get_style(None, style).map_err(|e| JobError::Internal(e.to_string()))?,
+        None => None,
+    };
+    if let Some(saved) = saved {
+        let plugin = plugins.resolve(saved.owner.as_deref(), &saved.plugin).ok_or_else(|| JobError::UnknownStyle(style.to_string()))?;
         return Ok((plugin, saved.params));
     }
     let (name, params) = split_style(style);
-    let plugin = plugins.get(name).ok_or_else(|| JobError::UnknownStyle(style.to_string()))?;
+    let plugin = plugins.resolve(viewer, name).ok_or_else(|| JobError::UnknownStyle(style.to_string()))?;
     Ok((plugin, params.to_string()))
+}
+
+/// The role a job runs under: the one it names, which must be granted to its
+/// tenant, or the tenant's only role. The admin's jobs may name any role, or none.
+pub fn resolve_role(store: &Store, tenant: Option<&str>, wanted: Option<&str>) -> Result<Option<RoleRecord>, JobError> {
+    let internal = |e: crate::store::StoreError| JobError::Internal(e.to_string());
+    let name = match tenant {
+        None => match wanted {
+            None => return Ok(None),
+            Some(w) => w.to_string(),
+        },
+        Some(t) => {
+            let record = store.get_tenant(t).map_err(internal)?.ok_or_else(|| JobError::Forbidden { field: "tenant", message: format!("tenant `{t}` no longer exists") })?;
+            match (wanted, record.roles.as_slice()) {
+                (Some(w), granted) if granted.iter().any(|g| g == w) => w.to_string(),
+                (Some(w), granted) => {
+                    return Err(JobError::Forbidden { field: "role", message: format!("role `{w}` is not granted to tenant `{t}`; granted: {}", list_or_none(granted)) });
+                }
+                (None, [only]) => only.clone(),
+                (None, granted) => {
+                    return Err(JobError::invalid("role", format!("name the role the job runs under; granted to tenant `{t}`: {}", list_or_none(granted))));
+                }
+            }
+        }
+    };
+    let role = store.get_role(&name).map_err(internal)?.ok_or_else(|| JobError::invalid("role", format!("role `{name}` does not exist")))?;
+    Ok(Some(role))
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() { "none".into() } else { items.join(", ") }
+}
+
+/// Refuse a job whose selection or output template can never be inside its grants.
+fn check_grants(role: &RoleRecord, spec: &JobSpec, template: &Template) -> Result<(), JobError> {
+    let forbidden = |field, e: crate::auth::GrantError| JobError::Forbidden { field, message: e.to_string() };
+    if spec.input.keys.is_empty() {
+        role.may_touch(&spec.input.bucket, &spec.input.prefix, Access::Read, "source").map_err(|e| forbidden("input.prefix", e))?;
+    } else {
+        for key in &spec.input.keys {
+            role.allows(&spec.input.bucket, key, Access::Read).map_err(|e| forbidden("input.keys", e))?;
+        }
+    }
+    role.may_touch(&spec.output.bucket, template.literal_head(), Access::Write, "output").map_err(|e| forbidden("output.template", e))
 }
 
 /// Ask the plugin's own `validate` whether `params` are acceptable.
@@ -67,21 +133,23 @@ pub async fn check_params(runtime: &crate::runtime::Runtime, plugin: &Plugin, pa
     }
 }
 
-/// Check the whole job: selection, buckets, template and path rules, style
-/// and the plugin's own `validate`. Nothing is stored if any check fails.
-pub async fn prepare(
-    spec: &JobSpec,
-    store: &Store,
-    buckets: &Buckets,
-    plugins: &Plugins,
-    runtime: &crate::runtime::Runtime,
-) -> Result<Arc<Prepared>, JobError> {
+/// What preparing a job reads.
+pub struct PrepareContext<'a> {
+    pub store: &'a Store,
+    pub buckets: &'a Buckets,
+    pub plugins: &'a Plugins,
+    pub runtime: &'a crate::runtime::Runtime,
+}
+
+/// Check the whole job: selection, buckets, template and path rules, role and
+/// grants, style and the plugin's own `validate`. Nothing is stored if any check fails.
+pub async fn prepare(spec: &JobSpec, tenant: Option<&str>, cx: &PrepareContext<'_>) -> Result<Arc<Prepared>, JobError> {
     crate::select::check(&spec.input).map_err(|e| JobError::invalid("input", e))?;
     if spec.concurrency == 0 || spec.concurrency > 10_000 {
         return Err(JobError::invalid("concurrency", "must be between 1 and 10000"));
     }
-    let input = buckets.get(&spec.input.bucket).map_err(|e| JobError::invalid("input.bucket", e))?;
-    let output = buckets.get(&spec.output.bucket).map_err(|e| JobError::invalid("output.bucket", e))?;
+    let input = cx.buckets.get(&spec.input.bucket).map_err(|e| JobError::invalid("input.bucket", e))?;
+    let output = cx.buckets.get(&spec.output.bucket).map_err(|e| JobError::invalid("output.bucket", e))?;
     let template = Template::parse(&spec.output.template).map_err(|e| JobError::invalid("output.template", e))?;
     // For explicit keys, their longest common prefix stands for the selection.
     let keys_prefix = common_prefix(&spec.input.keys);
@@ -92,9 +160,31 @@ pub async fn prepare(
         tags: &spec.tags,
     };
     template.check_rules(&rules).map_err(|e| JobError::invalid("output.template", e))?;
-    let (plugin, params) = resolve_style(store, plugins, &spec.style)?;
-    check_params(runtime, &plugin, &params).await?;
-    Ok(Arc::new(Prepared { plugin, params, template, input, output, spec: spec.clone() }))
+    let role = resolve_role(cx.store, tenant, spec.role.as_deref())?;
+    if let Some(role) = &role {
+        check_grants(role, spec, &template)?;
+    }
+    let mut limits = cx.runtime.config().limits;
+    if let Some(t) = tenant {
+        if let Some(record) = cx.store.get_tenant(t).map_err(|e| JobError::Internal(e.to_string()))? {
+            limits.max_memory = limits.max_memory.min(record.quotas.task_memory);
+            limits.deadline = limits.deadline.min(record.quotas.task_deadline);
+        }
+    }
+    let (installed, params) = resolve_style(cx.store, cx.plugins, tenant, &spec.style)?;
+    check_params(cx.runtime, &installed.plugin, &params).await?;
+    Ok(Arc::new(Prepared {
+        plugin_key: installed.key(),
+        plugin: installed.plugin,
+        tenant: tenant.map(str::to_string),
+        role,
+        limits,
+        params,
+        template,
+        input,
+        output,
+        spec: spec.clone(),
+    }))
 }
 
 /// The longest common prefix of `keys`, on a char boundary.

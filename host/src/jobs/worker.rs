@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::auth::Access;
 use crate::model::{TaskErrorRecord, TaskRecord, now};
 use crate::objects::ObjectsError;
 use crate::runtime::{Task, TaskErrorKind};
@@ -31,6 +32,11 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
     let elapsed = || started.elapsed().as_millis() as u64;
     let may_retry = task.attempts < inner.max_attempts;
 
+    if let Some(role) = &prepared.role {
+        if let Err(e) = role.allows(&prepared.spec.input.bucket, &task.source_key, Access::Read) {
+            return TaskResult::Failed { job, seq, error: error("grant", e), duration_ms: elapsed(), bytes_in: 0 };
+        }
+    }
     let (meta, input) = match prepared.input.open(&task.source_key).await {
         Ok(opened) => opened,
         Err(e @ (ObjectsError::NotFound { .. } | ObjectsError::BadKey { .. })) => {
@@ -41,8 +47,9 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
     };
 
     // The output key of each output, rendered as the plugin opens it. A key
-    // that breaks the path rules fails the task and nothing is written.
-    let template_error: Arc<Mutex<Option<String>>> = Arc::default();
+    // that breaks the path rules, or that the role may not write, fails the
+    // task and nothing is written. The slot keeps the error's kind and message.
+    let template_error: Arc<Mutex<Option<(&'static str, String)>>> = Arc::default();
     let render = {
         let (prepared, meta, template_error) = (prepared.clone(), meta.clone(), template_error.clone());
         let task_time = now();
@@ -59,11 +66,15 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
                 jobid: &jobid,
                 tags: &prepared.spec.tags,
             };
-            prepared.template.render(&vars).map_err(|e| {
-                let msg = e.to_string();
-                *template_error.lock().unwrap() = Some(msg.clone());
+            let refuse = |kind: &'static str, msg: String| {
+                *template_error.lock().unwrap() = Some((kind, msg.clone()));
                 msg
-            })
+            };
+            let key = prepared.template.render(&vars).map_err(|e| refuse("template", e.to_string()))?;
+            if let Some(role) = &prepared.role {
+                role.allows(&prepared.spec.output.bucket, &key, Access::Write).map_err(|e| refuse("grant", e.to_string()))?;
+            }
+            Ok(key)
         })
     };
     let run = Task {
@@ -71,7 +82,7 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
         object: meta,
         input,
         target: Box::new(prepared.output.target(render)),
-        limits: inner.runtime.config().limits,
+        limits: prepared.limits,
     };
     match inner.runtime.run(&prepared.plugin, run).await {
         Ok(outcome) => TaskResult::Succeeded {
@@ -83,8 +94,8 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
             duration_ms: elapsed(),
         },
         Err(e) => {
-            if let Some(msg) = template_error.lock().unwrap().take() {
-                return TaskResult::Failed { job, seq, error: error("template", msg), duration_ms: elapsed(), bytes_in: 0 };
+            if let Some((kind, msg)) = template_error.lock().unwrap().take() {
+                return TaskResult::Failed { job, seq, error: error(kind, msg), duration_ms: elapsed(), bytes_in: 0 };
             }
             // Only I/O failures are transient; a plugin's verdict or a limit is not.
             if e.kind() == TaskErrorKind::Io && may_retry {

@@ -109,7 +109,7 @@ impl std::fmt::Debug for Plugin {
 }
 
 /// A plugin's self-description.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PluginInfo {
     pub name: String,
     pub version: String,

@@ -9,9 +9,14 @@
 //!   and serves source-key prefix search in key order.
 //! - `task_state`: (job, state, seq) → (): the state index. Pending tasks are
 //!   claimed from it in seq order; filtered listings read only their state.
-//! - `styles`: name → JSON [`StyleRecord`].
+//! - `tenant_jobs`: (owner, job) → (): a tenant's jobs, newest first, without a scan.
+//! - `styles`: `owner/name` → JSON [`StyleRecord`]; the admin's owner is empty.
+//! - `tenants`, `tokens` (by SHA-256), `roles`, `plugins` (`owner/name`): see [`tenancy`].
+//!
+//! Schema history: 1 had `styles` keyed by name alone; 2 added tenancy.
 
 mod tasks;
+mod tenancy;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,10 +32,23 @@ const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 const TASKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("tasks");
 const TASK_KEYS: TableDefinition<(u64, &str), u64> = TableDefinition::new("task_keys");
 const TASK_STATE: TableDefinition<(u64, u8, u64), ()> = TableDefinition::new("task_state");
-const STYLES: TableDefinition<&str, &[u8]> = TableDefinition::new("styles");
+const TENANT_JOBS: TableDefinition<(&str, u64), ()> = TableDefinition::new("tenant_jobs");
+/// Schema 1's styles, keyed by name: migrated into `styles_v2`.
+const STYLES_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("styles");
+const STYLES: TableDefinition<&str, &[u8]> = TableDefinition::new("styles_v2");
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("roles");
+const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 
 /// The schema this build writes. A store written by a newer Kiln is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The key of a thing owned by a tenant (or, with `None`, by the admin).
+/// Names never hold a `/`, so the owner's things are one key range.
+pub fn owned_key(owner: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", owner.unwrap_or(""))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -81,7 +99,11 @@ impl Store {
                 Some(v) if v > SCHEMA_VERSION => {
                     return Err(StoreError::NewerSchema { path: shown, found: v, supported: SCHEMA_VERSION });
                 }
-                Some(_) => {}
+                Some(v) if v == SCHEMA_VERSION => {}
+                Some(_) => {
+                    migrate_v1(&txn)?;
+                    meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())?;
+                }
                 None => {
                     meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())?;
                 }
@@ -90,7 +112,12 @@ impl Store {
             txn.open_table(TASKS)?;
             txn.open_table(TASK_KEYS)?;
             txn.open_table(TASK_STATE)?;
+            txn.open_table(TENANT_JOBS)?;
             txn.open_table(STYLES)?;
+            txn.open_table(TENANTS)?;
+            txn.open_table(TOKENS)?;
+            txn.open_table(ROLES)?;
+            txn.open_table(PLUGINS)?;
         }
         txn.commit()?;
         Ok(Store { db: Arc::new(db) })
@@ -114,7 +141,7 @@ impl Store {
     // ---- jobs ----
 
     /// Store a new job in `state`, with the next id.
-    pub fn create_job(&self, spec: crate::model::JobSpec, state: JobState) -> Result<JobRecord> {
+    pub fn create_job(&self, spec: crate::model::JobSpec, tenant: Option<String>, state: JobState) -> Result<JobRecord> {
         let txn = self.db.begin_write()?;
         let job = {
             let mut meta = txn.open_table(META)?;
@@ -123,6 +150,7 @@ impl Store {
             let t = now();
             let job = JobRecord {
                 id,
+                tenant,
                 spec,
                 state,
                 counters: Default::default(),
@@ -133,6 +161,7 @@ impl Store {
                 finished_at: None,
             };
             txn.open_table(JOBS)?.insert(id, encode(&job).as_slice())?;
+            txn.open_table(TENANT_JOBS)?.insert((job.tenant.as_deref().unwrap_or(""), id), ())?;
             job
         };
         txn.commit()?;
@@ -145,9 +174,12 @@ impl Store {
         jobs.get(id)?.map(|v| decode("jobs", v.value())).transpose()
     }
 
-    /// Jobs, newest first, after `before` (a job id cursor), filtered.
+    /// Jobs, newest first, after `before` (a job id cursor), filtered. With
+    /// `owner`, only that owner's jobs (`Some(None)`: the admin's), read from
+    /// the owner index so a page costs the page, not every job.
     pub fn list_jobs(
         &self,
+        owner: Option<Option<&str>>,
         state: Option<JobState>,
         tag: Option<(&str, &str)>,
         before: Option<JobId>,
@@ -155,10 +187,18 @@ impl Store {
     ) -> Result<(Vec<JobRecord>, Option<JobId>)> {
         let txn = self.db.begin_read()?;
         let jobs = txn.open_table(JOBS)?;
+        let before = before.unwrap_or(u64::MAX);
+        let ids: Box<dyn Iterator<Item = Result<JobId>>> = match owner {
+            None => Box::new(jobs.range(..before)?.rev().map(|e| Ok(e?.0.value()))),
+            Some(owner) => {
+                let o = owner.unwrap_or("");
+                let index = txn.open_table(TENANT_JOBS)?;
+                Box::new(index.range((o, 0)..(o, before))?.rev().map(|e| Ok(e?.0.value().1)))
+            }
+        };
         let mut out = Vec::new();
-        let range = jobs.range(..before.unwrap_or(u64::MAX))?;
-        for entry in range.rev() {
-            let (_, v) = entry?;
+        for id in ids {
+            let Some(v) = jobs.get(id?)? else { continue };
             let job: JobRecord = decode("jobs", v.value())?;
             if state.is_some_and(|s| s != job.state) {
                 continue;
@@ -221,7 +261,11 @@ impl Store {
     pub fn delete_job(&self, id: JobId) -> Result<bool> {
         let txn = self.db.begin_write()?;
         let existed = {
-            let existed = txn.open_table(JOBS)?.remove(id)?.is_some();
+            let removed: Option<JobRecord> = txn.open_table(JOBS)?.remove(id)?.map(|v| decode("jobs", v.value())).transpose()?;
+            let existed = removed.is_some();
+            if let Some(job) = removed {
+                txn.open_table(TENANT_JOBS)?.remove((job.tenant.as_deref().unwrap_or(""), id))?;
+            }
             txn.open_table(TASKS)?.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
             txn.open_table(TASK_STATE)?.retain_in((id, 0, 0)..=(id, u8::MAX, u64::MAX), |_, _| false)?;
             let mut keys = txn.open_table(TASK_KEYS)?;
@@ -241,30 +285,83 @@ impl Store {
     // ---- styles ----
 
     pub fn put_style(&self, style: &StyleRecord) -> Result<()> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(STYLES)?.insert(style.name.as_str(), encode(style).as_slice())?;
-        txn.commit()?;
-        Ok(())
+        put_json(&self.db, STYLES, &owned_key(style.owner.as_deref(), &style.name), style)
     }
 
-    pub fn get_style(&self, name: &str) -> Result<Option<StyleRecord>> {
-        let txn = self.db.begin_read()?;
-        let styles = txn.open_table(STYLES)?;
-        styles.get(name)?.map(|v| decode("styles", v.value())).transpose()
+    pub fn get_style(&self, owner: Option<&str>, name: &str) -> Result<Option<StyleRecord>> {
+        get_json(&self.db, STYLES, "styles", &owned_key(owner, name))
     }
 
-    pub fn list_styles(&self) -> Result<Vec<StyleRecord>> {
-        let txn = self.db.begin_read()?;
-        let styles = txn.open_table(STYLES)?;
-        styles.iter()?.map(|e| decode("styles", e?.1.value())).collect()
+    /// Every style, or only one owner's.
+    pub fn list_styles(&self, owner: Option<Option<&str>>) -> Result<Vec<StyleRecord>> {
+        list_json(&self.db, STYLES, "styles", owner)
     }
 
-    pub fn delete_style(&self, name: &str) -> Result<bool> {
-        let txn = self.db.begin_write()?;
-        let existed = txn.open_table(STYLES)?.remove(name)?.is_some();
-        txn.commit()?;
-        Ok(existed)
+    pub fn delete_style(&self, owner: Option<&str>, name: &str) -> Result<bool> {
+        remove_key(&self.db, STYLES, &owned_key(owner, name))
     }
+}
+
+/// Schema 1 → 2: styles move to `owner/name` keys (all of them the admin's),
+/// and jobs (all the admin's) join the owner index.
+fn migrate_v1(txn: &redb::WriteTransaction) -> Result<()> {
+    let old: Vec<(String, Vec<u8>)> = {
+        let styles = txn.open_table(STYLES_V1)?;
+        styles.iter()?.map(|e| e.map(|(k, v)| (k.value().to_string(), v.value().to_vec()))).collect::<std::result::Result<_, _>>()?
+    };
+    {
+        let mut styles = txn.open_table(STYLES)?;
+        for (name, bytes) in &old {
+            styles.insert(owned_key(None, name).as_str(), bytes.as_slice())?;
+        }
+    }
+    txn.delete_table(STYLES_V1)?;
+    let ids: Vec<u64> = txn.open_table(JOBS)?.iter()?.map(|e| e.map(|(k, _)| k.value())).collect::<std::result::Result<_, _>>()?;
+    let mut index = txn.open_table(TENANT_JOBS)?;
+    for id in ids {
+        index.insert(("", id), ())?;
+    }
+    Ok(())
+}
+
+// JSON records in `&str`-keyed tables: styles, tenants, tokens, roles, plugins.
+
+type JsonTable = TableDefinition<'static, &'static str, &'static [u8]>;
+
+fn put_json<T: serde::Serialize>(db: &Database, table: JsonTable, key: &str, value: &T) -> Result<()> {
+    let txn = db.begin_write()?;
+    txn.open_table(table)?.insert(key, encode(value).as_slice())?;
+    txn.commit()?;
+    Ok(())
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(db: &Database, table: JsonTable, name: &'static str, key: &str) -> Result<Option<T>> {
+    let txn = db.begin_read()?;
+    let t = txn.open_table(table)?;
+    t.get(key)?.map(|v| decode(name, v.value())).transpose()
+}
+
+/// Every record, or (with `owner`) those keyed `owner/…`.
+fn list_json<T: serde::de::DeserializeOwned>(db: &Database, table: JsonTable, name: &'static str, owner: Option<Option<&str>>) -> Result<Vec<T>> {
+    let txn = db.begin_read()?;
+    let t = txn.open_table(table)?;
+    let range = match owner {
+        None => t.iter()?,
+        Some(o) => {
+            let start = format!("{}/", o.unwrap_or(""));
+            // `0` is the byte after `/`: the end of this owner's range.
+            let end = format!("{}0", o.unwrap_or(""));
+            t.range(start.as_str()..end.as_str())?
+        }
+    };
+    range.map(|e| decode(name, e?.1.value())).collect()
+}
+
+fn remove_key(db: &Database, table: JsonTable, key: &str) -> Result<bool> {
+    let txn = db.begin_write()?;
+    let existed = txn.open_table(table)?.remove(key)?.is_some();
+    txn.commit()?;
+    Ok(existed)
 }
 
 #[cfg(test)]
@@ -281,6 +378,7 @@ mod tests {
             concurrency: 2,
             fast_fail: false,
             tags: Default::default(),
+            role: None,
         }
     }
 
@@ -301,7 +399,7 @@ mod tests {
     fn plans_claims_commits_and_settles_with_counters_that_add_up() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("k.redb")).unwrap();
-        let job = store.create_job(spec(), JobState::Running).unwrap();
+        let job = store.create_job(spec(), None, JobState::Running).unwrap();
         assert_eq!(store.add_planned(job.id, &planned(&["a", "b", "c"]), Some("c"), false).unwrap(), 3);
         // A page listed again after a crash adds nothing.
         assert_eq!(store.add_planned(job.id, &planned(&["b", "c", "d"]), Some("d"), true).unwrap(), 1);
@@ -344,7 +442,7 @@ mod tests {
     fn suspended_jobs_give_no_tasks_and_listings_page_by_state_and_prefix() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("k.redb")).unwrap();
-        let job = store.create_job(spec(), JobState::Suspended).unwrap();
+        let job = store.create_job(spec(), None, JobState::Suspended).unwrap();
         let keys: Vec<String> = (0..25).map(|i| format!("{}/k{i:02}", if i % 2 == 0 { "even" } else { "odd" })).collect();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         store.add_planned(job.id, &planned(&refs), None, true).unwrap();

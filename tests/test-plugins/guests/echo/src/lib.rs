@@ -5,6 +5,7 @@
 //! - `fail-on,k_TEXT`: fails (kind `failed`) when the key contains TEXT, else copies.
 //! - `reject`: refuses every input as unsupported.
 //! - `log`: logs a line, then copies.
+//! - `sleep,ms_N`: waits N milliseconds (through the WASI clock), then copies: a slow task.
 
 use std::io::{Read, Write};
 
@@ -17,10 +18,11 @@ struct Params {
     fail_on: Option<String>,
     reject: bool,
     log: bool,
+    sleep_ms: u64,
 }
 
 fn parse(params: &str) -> Result<Params, StyleError> {
-    let mut p = Params { repeat: 1, fail_on: None, reject: false, log: false };
+    let mut p = Params { repeat: 1, fail_on: None, reject: false, log: false, sleep_ms: 0 };
     for a in Style::parse(params)?.actions {
         match a.name.as_str() {
             "repeat" => {
@@ -31,9 +33,13 @@ fn parse(params: &str) -> Result<Params, StyleError> {
                 a.expect_keys(&["k"], false)?;
                 p.fail_on = Some(a.require::<String>("k")?);
             }
+            "sleep" => {
+                a.expect_keys(&["ms"], false)?;
+                p.sleep_ms = a.get_in::<u64>("ms", 0..=60_000)?.unwrap_or(0);
+            }
             "reject" => p.reject = true,
             "log" => p.log = true,
-            other => return Err(kiln_plugin_sdk::style::unknown_action(other, &["repeat", "fail-on", "reject", "log"])),
+            other => return Err(kiln_plugin_sdk::style::unknown_action(other, &["repeat", "fail-on", "reject", "log", "sleep"])),
         }
     }
     Ok(p)
@@ -55,6 +61,9 @@ impl Processor for Echo {
         }
         if p.fail_on.as_deref().is_some_and(|k| object.key.contains(k)) {
             return Err(ProcessError::failed(format!("echo fails on `{}` on purpose", object.key)));
+        }
+        if p.sleep_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(p.sleep_ms));
         }
         if p.log {
             log::info(&format!("echo processing {}", object.key));

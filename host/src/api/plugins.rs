@@ -1,0 +1,140 @@
+//! Plugins over HTTP: upload a component, list, get, delete, and (the admin)
+//! make one public.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::Caller;
+use super::problem::{Json, Problem};
+use crate::jobs::{Installed, Plugins};
+use crate::model::PluginRecord;
+
+pub fn router(max_plugin_size: usize) -> Router<AppState> {
+    Router::new()
+        .route("/v1/plugins", get(list_plugins).post(upload).layer(DefaultBodyLimit::max(max_plugin_size + 1)))
+        .route("/v1/plugins/{name}", get(get_plugin).patch(update_plugin).delete(delete_plugin))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct UploadQuery {
+    /// The name styles will use; default: the name the plugin gives in `info()`.
+    name: Option<String>,
+    /// Default: the version the plugin gives in `info()`.
+    version: Option<String>,
+}
+
+/// `POST /v1/plugins?name=N&version=V` with the component (`application/wasm`) as the body.
+/// It is checked (size, component, world, imports, compilation) before anything is stored.
+async fn upload(State(s): State<AppState>, Caller(caller): Caller, Query(q): Query<UploadQuery>, body: Bytes) -> Result<(StatusCode, Json<PluginRecord>), Problem> {
+    if body.is_empty() {
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-plugin", "the body must be the plugin's `.wasm` component").field("body"));
+    }
+    let owner = caller.tenant().map(str::to_string);
+    let quotas = owner.as_deref().map(|t| s.jobs.quotas(t));
+    // Without a name, the plugin's own: that costs a load before the checks.
+    let (name, version) = match (q.name, q.version) {
+        (Some(n), Some(v)) => (n, v),
+        (n, v) => {
+            let info = s.jobs.runtime().load(&body).await.map_err(crate::jobs::UploadError::from)?.info;
+            (n.unwrap_or(info.name), v.unwrap_or(info.version))
+        }
+    };
+    let record = s.jobs.plugins().upload(s.jobs.runtime(), s.jobs.store(), owner.as_deref(), quotas.as_ref(), &name, &version, &body).await?;
+    tracing::info!(plugin = %record.name, owner = ?record.owner, sha256 = %record.sha256, "plugin uploaded");
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+async fn list_plugins(State(s): State<AppState>, Caller(caller): Caller) -> Result<Json<Vec<PluginRecord>>, Problem> {
+    Ok(Json(s.jobs.plugins().visible(caller.tenant())))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct OwnerQuery {
+    /// The admin's way to name another owner's plugin: a tenant name.
+    owner: Option<String>,
+}
+
+/// The plugin `name` as the caller addresses it: a tenant reaches its own or a
+/// public one (but changes only its own); the admin names the owner with `?owner=`.
+fn find(plugins: &Plugins, caller: &Caller, owner: Option<String>, name: &str, to_change: bool) -> Result<Installed, Problem> {
+    let not_found = || Problem::not_found(format!("plugin `{name}` not found"));
+    match caller.0.tenant() {
+        Some(t) => {
+            if owner.as_deref().is_some_and(|o| o != t) {
+                return Err(not_found());
+            }
+            if to_change { plugins.get(Some(t), name) } else { plugins.resolve(Some(t), name) }.ok_or_else(not_found)
+        }
+        None => plugins.get(owner.as_deref(), name).ok_or_else(not_found),
+    }
+}
+
+async fn get_plugin(State(s): State<AppState>, caller: Caller, Path(name): Path<String>, Query(q): Query<OwnerQuery>) -> Result<Json<PluginRecord>, Problem> {
+    Ok(Json(find(s.jobs.plugins(), &caller, q.owner, &name, false)?.record))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginPatch {
+    /// Usable by every tenant. Only the admin may set it.
+    pub public: bool,
+}
+
+async fn update_plugin(State(s): State<AppState>, caller: Caller, Path(name): Path<String>, Query(q): Query<OwnerQuery>, Json(body): Json<PluginPatch>) -> Result<Json<PluginRecord>, Problem> {
+    caller.admin_only("make plugins public")?;
+    let installed = find(s.jobs.plugins(), &caller, q.owner, &name, true)?;
+    if installed.record.bundled {
+        return Err(Problem::new(StatusCode::CONFLICT, "bundled", format!("plugin `{name}` is installed with the daemon and always public")));
+    }
+    if body.public {
+        let clash = s.jobs.plugins().visible(None).into_iter().any(|r| r.public && r.name == name && r.owner != installed.record.owner);
+        if clash {
+            return Err(Problem::new(StatusCode::CONFLICT, "name-taken", format!("another public plugin is named `{name}`: public names are unique")).field("public"));
+        }
+    }
+    let mut record = installed.record.clone();
+    record.public = body.public;
+    let stored = record.clone();
+    s.jobs.store().call(move |st| st.put_plugin(&stored)).await?;
+    s.jobs.plugins().insert(record.clone(), installed.plugin);
+    Ok(Json(record))
+}
+
+/// Delete a plugin that no style and no running job uses.
+async fn delete_plugin(State(s): State<AppState>, caller: Caller, Path(name): Path<String>, Query(q): Query<OwnerQuery>) -> Result<StatusCode, Problem> {
+    let installed = find(s.jobs.plugins(), &caller, q.owner, &name, true)?;
+    let record = &installed.record;
+    if record.bundled {
+        return Err(Problem::new(StatusCode::CONFLICT, "bundled", format!("plugin `{name}` is installed with the daemon: it cannot be deleted over the API")));
+    }
+    if let Some(job) = s.jobs.plugin_in_use(&installed.key()) {
+        return Err(Problem::new(StatusCode::CONFLICT, "in-use", format!("plugin `{name}` is in use by running job {job}: wait for it to end, or cancel it")));
+    }
+    // A style uses the plugin when its owner would resolve the name to it.
+    let (owner, public, n) = (record.owner.clone(), record.public, name.clone());
+    let styles: Vec<String> = s
+        .jobs
+        .store()
+        .call(move |st| st.list_styles(None))
+        .await?
+        .into_iter()
+        .filter(|st| st.plugin == n && (st.owner == owner || public))
+        .map(|st| match &st.owner {
+            Some(o) => format!("{o}/{}", st.name),
+            None => st.name.clone(),
+        })
+        .collect();
+    if !styles.is_empty() {
+        return Err(Problem::new(StatusCode::CONFLICT, "in-use", format!("plugin `{name}` is used by style(s) {}: delete them first", styles.join(", "))));
+    }
+    let owner = record.owner.clone();
+    let n = name.clone();
+    s.jobs.store().call(move |st| st.delete_plugin(owner.as_deref(), &n)).await?;
+    s.jobs.plugins().remove(record.owner.as_deref(), &name);
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,94 @@
+//! Per-tenant quotas: a default for every tenant from the config, and any
+//! field settable by the admin per tenant.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Quotas {
+    /// Jobs Running at once; more are refused at create and resume.
+    pub running_jobs: u32,
+    /// Tasks in flight at once across all the tenant's jobs.
+    pub tasks_in_flight: u32,
+    /// Plugins the tenant may upload.
+    pub plugins: u32,
+    /// Largest plugin the tenant may upload, in bytes.
+    pub plugin_size: u64,
+    /// Linear memory of one task's plugin instance, in bytes (capped by the daemon's limit).
+    pub task_memory: u64,
+    /// Wall-clock deadline of one task (capped by the daemon's limit).
+    #[serde(with = "humantime_serde")]
+    #[schema(value_type = String, example = "30s")]
+    pub task_deadline: Duration,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            running_jobs: 10,
+            tasks_in_flight: 64,
+            plugins: 20,
+            plugin_size: 32 << 20,
+            task_memory: 512 << 20,
+            task_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A change to some quotas; absent fields are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotasPatch {
+    pub running_jobs: Option<u32>,
+    pub tasks_in_flight: Option<u32>,
+    pub plugins: Option<u32>,
+    pub plugin_size: Option<u64>,
+    pub task_memory: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    #[schema(value_type = Option<String>, example = "10s")]
+    pub task_deadline: Option<Duration>,
+}
+
+impl Quotas {
+    pub fn apply(&mut self, p: &QuotasPatch) {
+        macro_rules! set {
+            ($($f:ident),*) => {$( if let Some(v) = p.$f { self.$f = v; } )*};
+        }
+        set!(running_jobs, tasks_in_flight, plugins, plugin_size, task_memory, task_deadline);
+    }
+
+    /// Checks that every quota allows some work; returns the field at fault.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.tasks_in_flight == 0 {
+            return Err(("quotas.tasks_in_flight", "must be at least 1".into()));
+        }
+        if self.task_memory < (1 << 20) {
+            return Err(("quotas.task_memory", "must be at least 1 MiB".into()));
+        }
+        if self.task_deadline < Duration::from_millis(10) {
+            return Err(("quotas.task_deadline", "must be at least 10ms".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patch_changes_only_its_fields() {
+        let mut q = Quotas::default();
+        let p: QuotasPatch = serde_json::from_str(r#"{"running_jobs": 1, "task_deadline": "2s"}"#).unwrap();
+        q.apply(&p);
+        assert_eq!(q.running_jobs, 1);
+        assert_eq!(q.task_deadline, Duration::from_secs(2));
+        assert_eq!(q.tasks_in_flight, Quotas::default().tasks_in_flight);
+        assert!(serde_json::from_str::<QuotasPatch>(r#"{"running": 1}"#).is_err());
+        q.tasks_in_flight = 0;
+        assert_eq!(q.check().unwrap_err().0, "quotas.tasks_in_flight");
+    }
+}

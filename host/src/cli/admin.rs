@@ -1,0 +1,252 @@
+//! Client commands for tenancy and plugins: `kiln tenant|token|role|plugin|whoami`.
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::client::Client;
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant (admin): `kiln tenant create acme --role thumbs`.
+    Create {
+        name: String,
+        /// A role to grant (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// A quota to set, NAME=VALUE (repeatable), e.g. `running_jobs=2`, `task_deadline=10s`.
+        #[arg(long = "quota")]
+        quotas: Vec<String>,
+    },
+    List,
+    Get { name: String },
+    /// Change a tenant's roles or quotas (admin).
+    Update {
+        name: String,
+        /// Replace the roles with these (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// NAME=VALUE (repeatable).
+        #[arg(long = "quota")]
+        quotas: Vec<String>,
+    },
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token to a tenant (admin). The token is printed once.
+    Create {
+        tenant: String,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    List { tenant: String },
+    Revoke { tenant: String, id: String },
+}
+
+#[derive(Subcommand)]
+pub enum RoleCommand {
+    /// Create or replace a role (admin): `--grant photos:in/:read --grant photos:thumbs/:write`.
+    Create {
+        name: String,
+        /// BUCKET:PREFIX:ACCESS with ACCESS read, write or read-write (repeatable).
+        #[arg(long = "grant", required = true)]
+        grants: Vec<String>,
+    },
+    List,
+    Get { name: String },
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Upload a plugin component: `kiln plugin add my-style.wasm --name my-style --version 1.0.0`.
+    Add {
+        file: std::path::PathBuf,
+        /// Default: the name the plugin gives itself.
+        #[arg(long)]
+        name: Option<String>,
+        /// Default: the version the plugin gives itself.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// The plugins you may use.
+    List,
+    Get {
+        name: String,
+        /// Admin: the owning tenant.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    Rm {
+        name: String,
+        /// Admin: the owning tenant.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Make a plugin usable by every tenant (admin).
+    Publish {
+        name: String,
+        #[arg(long)]
+        owner: Option<String>,
+        /// Make it private again.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// The plugins bundled in this binary (no daemon needed).
+    Bundled,
+}
+
+fn quotas(pairs: &[String]) -> anyhow::Result<Value> {
+    let mut q = serde_json::Map::new();
+    for p in pairs {
+        let (k, v) = p.split_once('=').with_context(|| format!("--quota `{p}`: expected NAME=VALUE"))?;
+        let value = v.parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::from(v));
+        q.insert(k.to_string(), value);
+    }
+    Ok(Value::Object(q))
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+fn lines(v: &Value, line: impl Fn(&Value) -> String) -> String {
+    v.as_array().into_iter().flatten().map(line).collect::<Vec<_>>().join("\n")
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v[k].as_str().unwrap_or("")
+}
+
+pub async fn tenant(client: &Client, cmd: TenantCommand) -> anyhow::Result<()> {
+    match cmd {
+        TenantCommand::Create { name, roles, quotas: q } => {
+            let t = client.post("/v1/tenants", &json!({"name": name, "roles": roles, "quotas": quotas(&q)?})).await?;
+            client.print(&t, |t| format!("tenant {} created; issue it a token with `kiln token create {}`", s(t, "name"), s(t, "name")));
+        }
+        TenantCommand::List => {
+            let l = client.get("/v1/tenants", &[]).await?;
+            client.print(&l, |l| lines(l, |t| format!("{:<24} roles: {}", s(t, "name"), t["roles"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")).unwrap_or_default())));
+        }
+        TenantCommand::Get { name } => {
+            let t = client.get(&format!("/v1/tenants/{name}"), &[]).await?;
+            client.print(&t, pretty);
+        }
+        TenantCommand::Update { name, roles, quotas: q } => {
+            let mut body = json!({"quotas": quotas(&q)?});
+            if !roles.is_empty() {
+                body["roles"] = json!(roles);
+            }
+            let t = client.patch(&format!("/v1/tenants/{name}"), &[], &body).await?;
+            client.print(&t, pretty);
+        }
+        TenantCommand::Delete { name } => {
+            client.delete(&format!("/v1/tenants/{name}"), &[]).await?;
+            client.print(&json!({"deleted": name}), |_| format!("tenant {name} deleted"));
+        }
+    }
+    Ok(())
+}
+
+pub async fn token(client: &Client, cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Create { tenant, label } => {
+            let t = client.post(&format!("/v1/tenants/{tenant}/tokens"), &json!({"label": label})).await?;
+            client.print(&t, |t| format!("token {} for tenant {} (shown only now):\n{}", s(t, "id"), tenant, s(t, "token")));
+        }
+        TokenCommand::List { tenant } => {
+            let l = client.get(&format!("/v1/tenants/{tenant}/tokens"), &[]).await?;
+            client.print(&l, |l| lines(l, |t| format!("{:<14} {}", s(t, "id"), s(t, "label"))));
+        }
+        TokenCommand::Revoke { tenant, id } => {
+            client.delete(&format!("/v1/tenants/{tenant}/tokens/{id}"), &[]).await?;
+            client.print(&json!({"revoked": id}), |_| format!("token {id} revoked"));
+        }
+    }
+    Ok(())
+}
+
+pub async fn role(client: &Client, cmd: RoleCommand) -> anyhow::Result<()> {
+    match cmd {
+        RoleCommand::Create { name, grants } => {
+            let mut list = Vec::new();
+            for g in &grants {
+                let mut parts = g.splitn(3, ':');
+                let (Some(bucket), Some(prefix), Some(access)) = (parts.next(), parts.next(), parts.next()) else {
+                    anyhow::bail!("--grant `{g}`: expected BUCKET:PREFIX:ACCESS, e.g. photos:in/:read");
+                };
+                list.push(json!({"bucket": bucket, "prefix": prefix, "access": access}));
+            }
+            let r = client.post("/v1/roles", &json!({"name": name, "grants": list})).await?;
+            client.print(&r, |r| format!("role {} saved", s(r, "name")));
+        }
+        RoleCommand::List => {
+            let l = client.get("/v1/roles", &[]).await?;
+            client.print(&l, |l| {
+                lines(l, |r| {
+                    let grants: Vec<String> = r["grants"].as_array().into_iter().flatten().map(|g| format!("{}:{}:{}", s(g, "bucket"), s(g, "prefix"), s(g, "access"))).collect();
+                    format!("{:<20} {}", s(r, "name"), grants.join(" "))
+                })
+            });
+        }
+        RoleCommand::Get { name } => {
+            let r = client.get(&format!("/v1/roles/{name}"), &[]).await?;
+            client.print(&r, pretty);
+        }
+        RoleCommand::Delete { name } => {
+            client.delete(&format!("/v1/roles/{name}"), &[]).await?;
+            client.print(&json!({"deleted": name}), |_| format!("role {name} deleted"));
+        }
+    }
+    Ok(())
+}
+
+pub async fn plugin(client: &Client, cmd: PluginCommand) -> anyhow::Result<()> {
+    let owner_q = |o: Option<String>| o.map(|o| vec![("owner", o)]).unwrap_or_default();
+    match cmd {
+        PluginCommand::Add { file, name, version } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let mut q = Vec::new();
+            q.extend(name.map(|n| ("name", n)));
+            q.extend(version.map(|v| ("version", v)));
+            let p = client.post_bytes("/v1/plugins", &q, bytes).await?;
+            client.print(&p, |p| format!("plugin {} {} uploaded (sha256 {})", s(p, "name"), s(p, "version"), s(p, "sha256")));
+        }
+        PluginCommand::List => {
+            let l = client.get("/v1/plugins", &[]).await?;
+            client.print(&l, |l| {
+                lines(l, |p| {
+                    let owner = p["owner"].as_str().unwrap_or("(admin)");
+                    let public = if p["public"].as_bool() == Some(true) { "public" } else { "private" };
+                    format!("{:<16} {:<10} {:<12} {:<8} {}", s(p, "name"), s(p, "version"), owner, public, s(&p["info"], "description"))
+                })
+            });
+        }
+        PluginCommand::Get { name, owner } => {
+            let p = client.get(&format!("/v1/plugins/{name}"), &owner_q(owner)).await?;
+            client.print(&p, pretty);
+        }
+        PluginCommand::Rm { name, owner } => {
+            client.delete(&format!("/v1/plugins/{name}"), &owner_q(owner)).await?;
+            client.print(&json!({"deleted": name}), |_| format!("plugin {name} deleted"));
+        }
+        PluginCommand::Publish { name, owner, undo } => {
+            let p = client.patch(&format!("/v1/plugins/{name}"), &owner_q(owner), &json!({"public": !undo})).await?;
+            client.print(&p, |p| format!("plugin {} is now {}", s(p, "name"), if undo { "private" } else { "public" }));
+        }
+        PluginCommand::Bundled => {
+            for name in crate::bundled::names() {
+                println!("{name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn whoami(client: &Client) -> anyhow::Result<()> {
+    let w = client.get("/v1/whoami", &[]).await?;
+    client.print(&w, |w| if w["admin"].as_bool() == Some(true) { "admin".into() } else { format!("tenant {}", s(&w["tenant"], "name")) });
+    Ok(())
+}

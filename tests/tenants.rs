@@ -1,0 +1,380 @@
+//! Many tenants on one daemon, end to end over real HTTP: tokens, the
+//! cross-tenant matrix, roles and grants per key, quotas, fair sharing of
+//! the workers, and plugin upload with its validation.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Daemon;
+use serde_json::{Value, json};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// A daemon with 4 workers, a bucket `in` with `a/`, `b/` and `c/` files, and
+/// an empty bucket `out`.
+fn daemon() -> (tempfile::TempDir, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for prefix in ["a", "b", "c"] {
+        let p = data.join("buckets/in").join(prefix);
+        std::fs::create_dir_all(&p).unwrap();
+        for i in 0..3 {
+            std::fs::write(p.join(format!("{i}.txt")), format!("{prefix} file {i}")).unwrap();
+        }
+    }
+    std::fs::create_dir_all(data.join("buckets/out")).unwrap();
+    let d = Daemon::start(&data, Some("workers = 4\n"));
+    (dir, d)
+}
+
+async fn ok(d: &Daemon, path: &str, body: Value) -> Value {
+    let (status, v) = d.post(path, body).await;
+    assert!(status == 201 || status == 200, "POST {path}: {status} {v}");
+    v
+}
+
+/// Create a role, a tenant holding it, and a token; the tenant's view of the daemon.
+async fn tenant(d: &Daemon, name: &str, grants: Value, quotas: Value) -> Daemon {
+    ok(d, "/v1/roles", json!({"name": format!("{name}-role"), "grants": grants})).await;
+    ok(d, "/v1/tenants", json!({"name": name, "roles": [format!("{name}-role")], "quotas": quotas})).await;
+    let t = ok(d, &format!("/v1/tenants/{name}/tokens"), json!({"label": "test"})).await;
+    d.as_token(t["token"].as_str().unwrap())
+}
+
+fn own_prefix(name: &str) -> Value {
+    json!([
+        {"bucket": "in", "prefix": format!("{name}/"), "access": "read"},
+        {"bucket": "out", "prefix": format!("{name}/"), "access": "write"}
+    ])
+}
+
+fn job(prefix: &str, style: &str, template: &str) -> Value {
+    json!({"input": {"bucket": "in", "prefix": prefix}, "style": style, "output": {"bucket": "out", "template": template}})
+}
+
+async fn create(d: &Daemon, body: Value) -> u64 {
+    let (status, j) = d.post("/v1/jobs", body).await;
+    assert_eq!(status, 201, "{j}");
+    j["id"].as_u64().unwrap()
+}
+
+fn echo() -> Vec<u8> {
+    std::fs::read(kiln_test_plugins::ECHO).unwrap()
+}
+
+/// The admin uploads the echo test plugin and makes it public.
+async fn install_public_echo(d: &Daemon) {
+    let (status, p) = d.post_bytes("/v1/plugins?name=echo&version=0.1.0", echo()).await;
+    assert_eq!(status, 201, "{p}");
+    let (status, p) = d.patch("/v1/plugins/echo", json!({"public": true})).await;
+    assert_eq!(status, 200, "{p}");
+}
+
+#[tokio::test]
+async fn tokens_are_required_checked_and_revocable() {
+    let (_dir, d) = daemon();
+    let (status, _) = d.as_token("").get("/healthz").await;
+    assert_eq!(status, 200, "health needs no token");
+    let r = reqwest::get(format!("{}/v1/jobs", d.url)).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+    let (status, p) = d.as_token("kiln_not-a-real-token").get("/v1/jobs").await;
+    assert_eq!((status, p["detail"].as_str().unwrap()), (401, "unknown or revoked token"));
+
+    let a = tenant(&d, "acme", own_prefix("acme"), json!({})).await;
+    let (status, me) = a.get("/v1/whoami").await;
+    assert_eq!((status, me["tenant"]["name"].as_str()), (200, Some("acme")));
+    // Tenants cannot do the admin's work.
+    for (path, body) in [("/v1/tenants", json!({"name": "x"})), ("/v1/roles", json!({"name": "r", "grants": []}))] {
+        let (status, p) = a.post(path, body).await;
+        assert_eq!(status, 403, "{path}: {p}");
+    }
+    let (status, _) = a.post("/v1/tenants/acme/tokens", json!({})).await;
+    assert_eq!(status, 403);
+
+    // Revoke: the token stops working at once; it is listed without its secret.
+    let (_, tokens) = d.get("/v1/tenants/acme/tokens").await;
+    let listed = tokens.as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].get("token").is_none(), "{listed:?}");
+    let id = listed[0]["id"].as_str().unwrap();
+    assert_eq!(d.delete(&format!("/v1/tenants/acme/tokens/{id}")).await, 204);
+    let (status, _) = a.get("/v1/jobs").await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn a_generated_admin_token_is_printed_once_and_kept_hashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut child = std::process::Command::new(common::kiln_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("KILN_ADMIN_TOKEN")
+            .env("KILN_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::BufRead;
+        let line = std::io::BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+        let url = line.strip_prefix("kiln listening on ").unwrap().to_string();
+        (child, url)
+    };
+    let (mut child, url) = start();
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let token = stderr.split_whitespace().find(|w| w.starts_with("kiln_")).expect("the token is printed").to_string();
+    let db = std::fs::read(dir.path().join("kiln.redb")).unwrap();
+    assert!(!db.windows(token.len()).any(|w| w == token.as_bytes()), "the token itself is not stored");
+
+    let (mut child, url2) = start();
+    let r = reqwest::Client::new().get(format!("{url2}/v1/whoami")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the token works after a restart");
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("kiln_"), "printed only once");
+    let _ = url;
+}
+
+#[tokio::test]
+async fn tenant_b_sees_and_touches_nothing_of_tenant_a() {
+    let (_dir, d) = daemon();
+    let a = tenant(&d, "a", own_prefix("a"), json!({})).await;
+    let b = tenant(&d, "b", own_prefix("b"), json!({})).await;
+
+    // A's private plugin, style and a job.
+    let (status, p) = a.post_bytes("/v1/plugins?name=a-echo&version=1.0.0", echo()).await;
+    assert_eq!(status, 201, "{p}");
+    assert_eq!(p["owner"], "a");
+    assert_eq!(p["public"], false);
+    ok(&a, "/v1/styles", json!({"name": "a-style", "style": "a-echo"})).await;
+    let id = create(&a, job("a/", "a-style", "a/{barename}.{autoext}")).await;
+    let done = a.wait_job(id, LONG).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(std::fs::read_to_string(d.data_dir.join("buckets/out/a/1.txt")).unwrap(), "a file 1");
+
+    // Reads: every one is "not found", so existence does not leak.
+    for path in [format!("/v1/jobs/{id}"), format!("/v1/jobs/{id}/tasks"), format!("/v1/jobs/{id}/tasks/1"), "/v1/plugins/a-echo".into(), "/v1/styles/a-style".into(), "/v1/tenants/a".into(), "/v1/roles/a-role".into()] {
+        let (status, body) = b.get(&path).await;
+        assert_eq!(status, 404, "B read {path}: {body}");
+    }
+    // Actions on A's job.
+    for action in ["suspend", "resume", "cancel", "retry-failed"] {
+        let (status, body) = b.post(&format!("/v1/jobs/{id}/{action}"), json!({})).await;
+        assert_eq!(status, 404, "B {action}: {body}");
+    }
+    assert_eq!(b.delete(&format!("/v1/jobs/{id}")).await, 404);
+    assert_eq!(b.delete("/v1/plugins/a-echo").await, 404);
+    assert_eq!(b.delete("/v1/styles/a-style").await, 404);
+    // Lists show nothing of A.
+    let (_, jobs) = b.get("/v1/jobs").await;
+    assert_eq!(jobs["items"], json!([]));
+    let (_, plugins) = b.get("/v1/plugins").await;
+    assert!(plugins.as_array().unwrap().iter().all(|p| p["name"] != "a-echo"));
+    let (_, styles) = b.get("/v1/styles").await;
+    assert!(styles.as_array().unwrap().iter().all(|s| s["name"] != "a-style"));
+    let (_, roles) = b.get("/v1/roles").await;
+    assert_eq!(roles.as_array().unwrap().len(), 1, "only its own role: {roles}");
+    let (_, buckets) = b.get("/v1/buckets").await;
+    assert_eq!(buckets.as_array().unwrap().len(), 2);
+    // Using A's things: the plugin and style are unknown to B, and A's role is not granted.
+    let (status, p) = b.post("/v1/jobs", job("b/", "a-style", "b/{basename}")).await;
+    assert_eq!((status, p["field"].as_str()), (422, Some("style")), "{p}");
+    let (status, p) = b.post("/v1/jobs", job("b/", "a-echo", "b/{basename}")).await;
+    assert_eq!(status, 422, "{p}");
+    let (status, p) = b.post("/v1/styles", json!({"name": "mine", "style": "a-echo"})).await;
+    assert_eq!(status, 422, "{p}");
+    let mut with_role = job("b/", "copy", "b/{basename}");
+    with_role["role"] = json!("a-role");
+    let (status, p) = b.post("/v1/jobs", with_role).await;
+    assert_eq!((status, p["field"].as_str()), (403, Some("role")), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("not granted"), "{p}");
+
+    // The admin sees everything, and may make A's plugin public: then B can use it.
+    let (_, all) = d.get("/v1/jobs").await;
+    assert_eq!(all["items"][0]["tenant"], "a");
+    let (status, p) = d.patch("/v1/plugins/a-echo?owner=a", json!({"public": true})).await;
+    assert_eq!((status, p["public"].as_bool()), (200, Some(true)), "{p}");
+    let id_b = create(&b, job("b/", "a-echo", "b/{barename}.{autoext}")).await;
+    assert_eq!(b.wait_job(id_b, LONG).await["state"], "succeeded");
+    // ... but B still cannot delete it or change it.
+    assert_eq!(b.delete("/v1/plugins/a-echo").await, 404);
+    let (status, _) = b.patch("/v1/plugins/a-echo", json!({"public": false})).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn grants_bound_every_job_at_creation_and_every_key_while_running() {
+    let (_dir, d) = daemon();
+    // Reads the whole bucket, writes only under `a/` of `out`.
+    let reader = tenant(&d, "reader", json!([{"bucket": "in", "prefix": "", "access": "read"}, {"bucket": "out", "prefix": "a/", "access": "write"}]), json!({})).await;
+    let narrow = tenant(&d, "narrow", own_prefix("a"), json!({})).await;
+
+    // Refused at creation: a selection or template that can never fit.
+    let (status, p) = narrow.post("/v1/jobs", job("b/", "copy", "a/{basename}")).await;
+    assert_eq!((status, p["field"].as_str()), (403, Some("input.prefix")), "{p}");
+    let (status, p) = narrow.post("/v1/jobs", job("a/", "copy", "elsewhere/{basename}")).await;
+    assert_eq!((status, p["field"].as_str()), (403, Some("output.template")), "{p}");
+    let keys = json!({"input": {"bucket": "in", "keys": ["a/1.txt", "b/1.txt"]}, "style": "copy", "output": {"bucket": "out", "template": "a/k-{basename}"}});
+    let (status, p) = narrow.post("/v1/jobs", keys).await;
+    assert_eq!((status, p["field"].as_str()), (403, Some("input.keys")), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("in/b/1.txt"), "{p}");
+
+    // Per key, reading: a wider selection runs, and keys outside the grant fail.
+    let id = create(&narrow, job("", "copy", "a/all/{key}")).await;
+    let done = narrow.wait_job(id, LONG).await;
+    assert_eq!(done["state"], "failed");
+    assert_eq!((done["counters"]["succeeded"].as_u64(), done["counters"]["failed"].as_u64()), (Some(3), Some(6)), "{done}");
+    let failed = narrow.all_tasks(id, "&state=failed").await;
+    assert!(failed.iter().all(|t| t["error"]["kind"] == "grant"), "{failed:?}");
+    assert!(failed[0]["error"]["message"].as_str().unwrap().contains("does not grant read"), "{failed:?}");
+
+    // Per key, writing: outputs outside the write grant fail, and nothing is written.
+    let id = create(&reader, job("", "copy", "{key}")).await;
+    let done = reader.wait_job(id, LONG).await;
+    assert_eq!((done["counters"]["succeeded"].as_u64(), done["counters"]["failed"].as_u64()), (Some(3), Some(6)), "{done}");
+    let failed = reader.all_tasks(id, "&state=failed").await;
+    assert!(failed.iter().all(|t| t["error"]["kind"] == "grant" && t["error"]["message"].as_str().unwrap().contains("does not grant write")), "{failed:?}");
+    assert!(!d.data_dir.join("buckets/out/b").exists(), "nothing is written outside the grants");
+    assert!(d.data_dir.join("buckets/out/a/1.txt").exists());
+}
+
+#[tokio::test]
+async fn quotas_bound_jobs_tasks_limits_and_plugins() {
+    let (_dir, d) = daemon();
+    install_public_echo(&d).await;
+    let q = tenant(&d, "small", own_prefix("a"), json!({"running_jobs": 1, "tasks_in_flight": 1, "task_deadline": "300ms", "plugins": 1, "plugin_size": 10_000_000})).await;
+
+    // tasks_in_flight = 1: three 150 ms tasks take at least 450 ms, whatever the job's concurrency.
+    let started = Instant::now();
+    let mut body = job("a/", "echo/sleep,ms_150", "a/slow/{barename}.{autoext}");
+    body["concurrency"] = json!(8);
+    let id = create(&q, body).await;
+    // running_jobs = 1: a second job is refused while the first runs.
+    let (status, p) = q.post("/v1/jobs", job("a/", "copy", "a/second/{basename}")).await;
+    assert_eq!((status, p["type"].as_str()), (429, Some("https://kiln.dev/problems/quota-exceeded")), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("running_jobs"), "{p}");
+    assert_eq!(q.wait_job(id, LONG).await["state"], "succeeded");
+    assert!(started.elapsed() >= Duration::from_millis(450), "{:?}", started.elapsed());
+
+    // task_deadline = 300ms: a 2 s task is stopped at the tenant's deadline.
+    let id = create(&q, job("a/", "echo/sleep,ms_2000", "a/late/{barename}.{autoext}")).await;
+    let done = q.wait_job(id, LONG).await;
+    assert_eq!(done["state"], "failed");
+    let failed = q.all_tasks(id, "&state=failed").await;
+    assert_eq!(failed[0]["error"]["kind"], "limit", "{failed:?}");
+    assert!(failed[0]["error"]["message"].as_str().unwrap().contains("deadline of 300ms"), "{failed:?}");
+
+    // plugins = 1, and plugin_size.
+    let (status, p) = q.post_bytes("/v1/plugins?name=mine&version=1", echo()).await;
+    assert_eq!(status, 201, "{p}");
+    let (status, p) = q.post_bytes("/v1/plugins?name=mine2&version=1", echo()).await;
+    assert_eq!(status, 429, "{p}");
+    d.patch("/v1/tenants/small", json!({"quotas": {"plugins": 5, "plugin_size": 1000}})).await;
+    let (status, p) = q.post_bytes("/v1/plugins?name=mine2&version=1", echo()).await;
+    assert_eq!(status, 429, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("plugin_size"), "{p}");
+}
+
+#[tokio::test]
+async fn a_small_job_finishes_quickly_while_another_tenants_big_job_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let big = data.join("buckets/in/big");
+    std::fs::create_dir_all(&big).unwrap();
+    for i in 0..200 {
+        std::fs::write(big.join(format!("{i:03}.txt")), "x").unwrap();
+    }
+    let small = data.join("buckets/in/small");
+    std::fs::create_dir_all(&small).unwrap();
+    for i in 0..4 {
+        std::fs::write(small.join(format!("{i}.txt")), "y").unwrap();
+    }
+    std::fs::create_dir_all(data.join("buckets/out")).unwrap();
+    let d = Daemon::start(&data, Some("workers = 4\n"));
+    install_public_echo(&d).await;
+    let whale = tenant(&d, "whale", own_prefix("big"), json!({})).await;
+    let minnow = tenant(&d, "minnow", own_prefix("small"), json!({})).await;
+
+    // 200 tasks of 50 ms on 4 workers: about 2.5 s for the big job alone.
+    let mut body = job("big/", "echo/sleep,ms_50", "big/{barename}.{autoext}");
+    body["concurrency"] = json!(16);
+    let big_id = create(&whale, body).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let small_id = create(&minnow, job("small/", "echo/sleep,ms_50", "small/{barename}.{autoext}")).await;
+    let done = minnow.wait_job(small_id, LONG).await;
+    let small_took = started.elapsed();
+    assert_eq!(done["state"], "succeeded");
+    let (_, big_job) = whale.get(&format!("/v1/jobs/{big_id}")).await;
+    assert_eq!(big_job["state"], "running", "the big job is still running: {big_job}");
+    assert!(big_job["counters"]["pending"].as_u64().unwrap() > 50, "{big_job}");
+    // Alone, 4 tasks on 2 of the 4 workers take about 100 ms; starved, they would wait ~2 s.
+    assert!(small_took < Duration::from_millis(1500), "the small job took {small_took:?}");
+    eprintln!("small job took {small_took:?} while the big one had {} pending", big_job["counters"]["pending"]);
+    whale.post(&format!("/v1/jobs/{big_id}/cancel"), json!({})).await;
+}
+
+#[tokio::test]
+async fn uploads_are_validated_stored_by_digest_and_guarded_while_in_use() {
+    let (_dir, d) = daemon();
+    let a = tenant(&d, "a", own_prefix("a"), json!({})).await;
+    let mut truncated = echo();
+    truncated.truncate(truncated.len() / 2);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", vec![], "the body must be"),
+        ("random bytes", kiln_test_plugins::RANDOM_BYTES.to_vec(), "not a WebAssembly"),
+        ("core module", kiln_test_plugins::CORE_MODULE.to_vec(), "core WebAssembly module"),
+        ("filesystem import", std::fs::read(kiln_test_plugins::FS_IMPORT).unwrap(), "wasi:filesystem"),
+        ("sockets import", std::fs::read(kiln_test_plugins::NET_IMPORT).unwrap(), "wasi:sockets"),
+        ("truncated", truncated, "refused"),
+    ];
+    for (what, bytes, expect) in cases {
+        let (status, p) = a.post_bytes("/v1/plugins?name=bad&version=1", bytes).await;
+        assert_eq!(status, 422, "{what}: {p}");
+        let detail = p["detail"].as_str().unwrap();
+        assert!(detail.contains(expect), "{what}: `{detail}` should contain `{expect}`");
+    }
+    let (status, p) = a.post_bytes("/v1/plugins?name=Bad%20Name&version=1", echo()).await;
+    assert_eq!((status, p["field"].as_str()), (422, Some("name")), "{p}");
+    let (status, p) = a.post_bytes("/v1/plugins?name=copy&version=1", echo()).await;
+    assert_eq!((status, p["field"].as_str()), (422, Some("name")), "bundled names are taken: {p}");
+    let (_, list) = a.get("/v1/plugins").await;
+    assert!(list.as_array().unwrap().iter().all(|p| p["owner"] != "a"), "nothing bad was stored: {list}");
+
+    // A good one: stored under its digest, described by its own info().
+    let (status, p) = a.post_bytes("/v1/plugins?name=my-echo&version=2.0.0", echo()).await;
+    assert_eq!(status, 201, "{p}");
+    let sha = p["sha256"].as_str().unwrap().to_string();
+    assert_eq!(sha.len(), 64);
+    assert!(d.data_dir.join(format!("plugin-blobs/{sha}.wasm")).exists());
+    let (_, got) = a.get("/v1/plugins/my-echo").await;
+    assert_eq!((got["version"].as_str(), got["info"]["name"].as_str()), (Some("2.0.0"), Some("echo")));
+
+    // In use by a style: refused. In use by a running job: refused.
+    ok(&a, "/v1/styles", json!({"name": "slow", "style": "my-echo/sleep,ms_400"})).await;
+    let (status, p) = a.delete_with_body("/v1/plugins/my-echo").await;
+    assert_eq!(status, 409, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("style"), "{p}");
+    assert_eq!(a.delete("/v1/styles/slow").await, 204);
+    let id = create(&a, job("a/", "my-echo/sleep,ms_400", "a/{barename}.{autoext}")).await;
+    let (status, p) = a.delete_with_body("/v1/plugins/my-echo").await;
+    assert_eq!(status, 409, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains(&format!("running job {id}")), "{p}");
+    a.wait_job(id, LONG).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(a.delete("/v1/plugins/my-echo").await, 204);
+    assert_eq!(a.get("/v1/plugins/my-echo").await.0, 404);
+
+    // Uploaded plugins survive a restart.
+    let (status, _) = a.post_bytes("/v1/plugins?name=kept&version=1", echo()).await;
+    assert_eq!(status, 201);
+    let mut d = d;
+    d.kill9_and_restart();
+    let a = d.as_token(&a.token);
+    let id = create(&a, job("a/", "kept", "a/kept/{barename}.{autoext}")).await;
+    assert_eq!(a.wait_job(id, LONG).await["state"], "succeeded");
+}
