@@ -347,3 +347,33 @@ async fn plugin_failing_on_chosen_keys_fast_fail_and_retry() {
     assert!(job["counters"]["pending"].as_u64().unwrap() > 0, "{job}");
     assert_counters_add_up(&job);
 }
+
+#[tokio::test]
+async fn metrics_and_readiness_report_what_happened() {
+    let (_dir, d) = daemon_with_files(6);
+    let r = reqwest::get(format!("{}/readyz", d.url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let id = create(&d, json!({"input": {"bucket": "in", "prefix": "d1/"}, "style": "copy", "output": {"bucket": "out", "template": "m/{basename}"}})).await;
+    assert_eq!(d.wait_job(id, LONG).await["state"], "succeeded");
+
+    let r = d.http.get(format!("{}/metrics", d.url)).bearer_auth(&d.token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = r.text().await.unwrap();
+    for needle in [
+        "kiln_tasks_finished_total{state=\"succeeded\"} 2",
+        "kiln_tasks{state=\"succeeded\"} 2",
+        "kiln_tasks{state=\"pending\"} 0",
+        "kiln_queue_depth 0",
+        "kiln_task_input_bytes_total",
+        "kiln_task_duration_seconds_count 2",
+        "kiln_plugin_load_seconds_count{cache=",
+        "kiln_plugin_instantiate_seconds_count",
+        "kiln_http_requests_total{method=\"POST\",route=\"/v1/jobs\",status=\"201\"} 1",
+        "route=\"/v1/jobs/{id}\",status=\"200\"",
+    ] {
+        assert!(text.contains(needle), "/metrics lacks `{needle}`:\n{text}");
+    }
+    let r = reqwest::get(format!("{}/metrics", d.url)).await.unwrap();
+    assert_eq!(r.status(), 401, "metrics need the admin token");
+}

@@ -6,6 +6,7 @@ pub mod bundled;
 pub mod cli;
 pub mod config;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
 pub mod objects;
 pub mod runtime;

@@ -2,6 +2,7 @@
 //! Every route but `/healthz`, `/readyz` and `/openapi.json` needs a bearer token.
 
 mod auth;
+mod observe;
 mod plugins;
 mod problem;
 mod routes;
@@ -30,10 +31,12 @@ pub fn router(state: AppState) -> Router {
     let max_plugin_size = state.jobs.runtime().config().max_plugin_size;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(observe::readyz))
+        .route("/metrics", get(observe::metrics))
         .merge(routes::router())
         .merge(tenancy::router())
         .merge(plugins::router(max_plugin_size))
         .with_state(state)
+        .layer(axum::middleware::from_fn(observe::track_http))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

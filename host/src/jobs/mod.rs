@@ -454,8 +454,10 @@ async fn spawn_workers(inner: &Arc<Inner>, id: JobId, tasks: Vec<crate::model::T
         let permit = inner.workers.clone().acquire_owned().await.expect("semaphore never closed");
         let (inner, prepared) = (inner.clone(), prepared.clone());
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let result = worker::run(&inner, &prepared, task).await;
             drop(permit);
+            record_metrics(&result, started.elapsed());
             // The slot is free as soon as the work is done: waiting
             // for the group commit here would cap throughput at
             // `concurrency` tasks per commit interval.
@@ -465,6 +467,15 @@ async fn spawn_workers(inner: &Arc<Inner>, id: JobId, tasks: Vec<crate::model::T
             let _ = inner.results.send(result);
             inner.wake.notify_one();
         });
+    }
+}
+
+fn record_metrics(result: &TaskResult, took: Duration) {
+    let m = crate::metrics::global();
+    match result {
+        TaskResult::Succeeded { bytes_in, bytes_out, .. } => m.task_finished("succeeded", took, *bytes_in, *bytes_out),
+        TaskResult::Failed { bytes_in, .. } => m.task_finished("failed", took, *bytes_in, 0),
+        TaskResult::Retry { .. } => m.task_finished("retry", took, 0, 0),
     }
 }
 

@@ -238,6 +238,8 @@ impl Runtime {
                 .map_err(|e| LoadError::Invalid(format!("{e:#}")))?
         };
         let load_time = started.elapsed();
+        let outcome = if cache == CacheOutcome::Hit { "hit" } else { "compiled" };
+        crate::metrics::global().plugin_load.get_or_create(&crate::metrics::CacheLabel { cache: outcome.into() }).observe(load_time.as_secs_f64());
         // Types and resources the world `use`s appear as imports too; only
         // instances and functions give a plugin capabilities.
         let imports: Vec<String> = component
@@ -302,7 +304,9 @@ impl Runtime {
             last_modified: object.last_modified,
         };
         let call = async {
+            let instantiating = Instant::now();
             let instance = plugin.pre.instantiate_async(&mut store).await?;
+            crate::metrics::global().instantiate.observe(instantiating.elapsed().as_secs_f64());
             let input: Resource<InputHandle> = store.data_mut().table.push(InputHandle)?;
             let outputs: Resource<OutputsHandle> = store.data_mut().table.push(OutputsHandle)?;
             instance

@@ -57,7 +57,7 @@ impl Processor for Hostile {
                 }
             }
             "noise" => {
-                for i in 0..100_000 {
+                for i in 0..20_000 {
                     eprintln!("noise line {i} that nobody should keep in full");
                 }
                 panic!("panicked after the noise");

@@ -1,0 +1,60 @@
+//! Observability routes and the HTTP metrics layer: `/metrics` (Prometheus
+//! text format, admin token) and `/readyz`.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::auth::Caller;
+use super::problem::Problem;
+use crate::metrics::{HttpLabels, StateLabel, global};
+use crate::model::{JobState, TaskState};
+
+/// Count every request by method, route pattern and status, and time it.
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let m = global();
+    m.http_requests.get_or_create(&HttpLabels { method, route, status: response.status().as_u16() }).inc();
+    m.http_duration.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`: the admin's; Prometheus sends the token with `authorization: {credentials: …}`.
+pub async fn metrics(State(s): State<AppState>, caller: Caller) -> Result<Response, Problem> {
+    caller.admin_only("read metrics")?;
+    let jobs = s.jobs.store().call(|st| st.jobs_in(&[JobState::Ready, JobState::Running, JobState::Suspended, JobState::Succeeded, JobState::Failed, JobState::Cancelled])).await?;
+    let m = global();
+    let mut by_state = [0i64; 5];
+    let (mut queue, mut running) = (0i64, 0i64);
+    for job in &jobs {
+        let c = job.counters;
+        for (slot, n) in by_state.iter_mut().zip([c.pending, c.running, c.succeeded, c.failed, c.skipped]) {
+            *slot += n as i64;
+        }
+        if job.state == JobState::Running {
+            running += 1;
+            queue += c.pending as i64;
+        }
+    }
+    for (state, n) in TaskState::ALL.iter().zip(by_state) {
+        m.tasks.get_or_create(&StateLabel { state: state.as_str().into() }).set(n);
+    }
+    m.queue_depth.set(queue);
+    m.jobs_running.set(running);
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render()).into_response())
+}
+
+/// `GET /readyz`: ready once the store answers (the router only exists after start-up).
+pub async fn readyz(State(s): State<AppState>) -> Response {
+    match s.jobs.store().call(|st| st.get_job(0)).await {
+        Ok(_) => "ready".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")).into_response(),
+    }
+}
