@@ -2,6 +2,7 @@
 //! Every route but `/healthz`, `/readyz` and `/openapi.json` needs a bearer token.
 
 mod auth;
+mod events;
 mod observe;
 mod openapi;
 mod plugins;
@@ -57,6 +58,7 @@ fn api(max_plugin_size: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
         .routes(routes!(openapi::openapi_json))
         .merge(routes::router())
+        .merge(events::router())
         .merge(tenancy::router())
         .merge(plugins::router(max_plugin_size))
 }

@@ -20,7 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_styles, create_style))
         .routes(routes!(get_style, delete_style))
         .routes(routes!(list_jobs, create_job))
-        .routes(routes!(get_job, delete_job))
+        .routes(routes!(get_job, delete_job, update_job))
         .routes(routes!(suspend))
         .routes(routes!(resume))
         .routes(routes!(cancel))
@@ -44,7 +44,7 @@ pub struct Page<T> {
 #[into_params(parameter_in = Path)]
 struct JobPath {
     /// The job's id.
-    #[param(value_type = u64)]
+    #[param(value_type = u64, example = 1)]
     id: JobId,
 }
 
@@ -53,9 +53,10 @@ struct JobPath {
 #[into_params(parameter_in = Path)]
 struct TaskPath {
     /// The job's id.
-    #[param(value_type = u64)]
+    #[param(value_type = u64, example = 1)]
     id: JobId,
     /// The task's number within the job, from 1.
+    #[param(example = 1)]
     seq: u64,
 }
 
@@ -76,6 +77,12 @@ impl utoipa::PartialSchema for NewJob {
             .description(Some("Start at once; false stores the job as Ready, for `resume` to start."));
         spec.properties.insert("start".into(), start.into());
         spec.description = Some("A job to create: what a JobSpec holds, and whether to start it.".into());
+        spec.example = Some(serde_json::json!({
+            "input": {"bucket": "photos", "prefix": "in/", "suffixes": ".jpg,.png"},
+            "style": "thumb",
+            "output": {"bucket": "thumbs", "template": "{dirname}/{barename}.{autoext}"},
+            "tags": {"batch": "2024"},
+        }));
         RefOr::T(Schema::Object(spec))
     }
 }
@@ -115,6 +122,7 @@ async fn list_buckets(State(s): State<AppState>, Caller(caller): Caller) -> ApiR
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "thumb", "style": "image/resize,w_256/format,webp"}))]
 pub struct NewStyle {
     /// 1-64 of lowercase letters, digits, `-`, `_`, `.`, starting with a letter or digit.
     #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
@@ -293,6 +301,27 @@ async fn list_jobs(State(s): State<AppState>, Caller(caller): Caller, Query(q): 
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(JobPath), responses((status = 200, body = JobRecord), Problems<400, 401, 404>))]
 async fn get_job(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> ApiResult<JobRecord> {
     Ok(Json(s.jobs.get(&caller, id).await?))
+}
+
+/// What may change in a job after it is created.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobPatch {
+    /// Higher runs first among the tenant's jobs; takes effect at once, also while running.
+    pub priority: i32,
+}
+
+/// Change a job's priority.
+#[utoipa::path(
+    patch,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(JobPath),
+    request_body = JobPatch,
+    responses((status = 200, body = JobRecord), Problems<400, 401, 404, 413, 422>),
+)]
+async fn update_job(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>, Json(body): Json<JobPatch>) -> ApiResult<JobRecord> {
+    Ok(Json(s.jobs.set_priority(&caller, id, body.priority).await?))
 }
 
 /// Delete an ended (or never started) job and its tasks.
