@@ -25,7 +25,11 @@ fn schemathesis() -> Option<String> {
     }
     let on_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     assert!(!on_ci, "schemathesis is not installed, and CI=true: `python3 -m pip install schemathesis` (scripts/test pins the version)");
-    eprintln!("\n*** SKIPPED the OpenAPI conformance test: schemathesis is not installed (`python3 -m pip install schemathesis`; see scripts/test). ***\n");
+    // Straight to stderr: the test harness would swallow `eprintln!` of a passing test.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        b"\n*** SKIPPED the OpenAPI conformance test: schemathesis is not installed (`python3 -m pip install schemathesis`; see scripts/test). ***\n\n",
+    );
     None
 }
 
