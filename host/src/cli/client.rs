@@ -64,6 +64,30 @@ pub struct CreateJob {
     /// Explicit keys instead of a prefix (repeatable).
     #[arg(long = "key")]
     keys: Vec<String>,
+    /// A manifest object listing the keys (CSV or JSON Lines), instead of a listing.
+    #[arg(long)]
+    manifest: Option<String>,
+    /// The manifest's bucket (default: --bucket).
+    #[arg(long, requires = "manifest")]
+    manifest_bucket: Option<String>,
+    /// `csv` or `jsonl` (default: from the manifest's extension).
+    #[arg(long, requires = "manifest")]
+    manifest_format: Option<String>,
+    /// A glob over the whole key, e.g. 'photos/**/IMG_*.{jpg,png}'.
+    #[arg(long)]
+    glob: Option<String>,
+    /// Objects of at least this size, e.g. `10KiB` or `10240`.
+    #[arg(long)]
+    min_size: Option<bytesize::ByteSize>,
+    /// Objects of at most this size.
+    #[arg(long)]
+    max_size: Option<bytesize::ByteSize>,
+    /// Objects modified at or after this time: RFC 3339 or unix seconds.
+    #[arg(long)]
+    modified_after: Option<String>,
+    /// Objects modified before this time: RFC 3339 or unix seconds.
+    #[arg(long)]
+    modified_before: Option<String>,
     /// A saved style or `PLUGIN/params`.
     #[arg(long)]
     style: String,
@@ -218,6 +242,29 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             let mut input = json!({"bucket": c.bucket, "prefix": c.prefix});
             if !c.keys.is_empty() {
                 input = json!({"bucket": c.bucket, "keys": c.keys});
+            }
+            if let Some(key) = &c.manifest {
+                let mut m = json!({"key": key});
+                if let Some(b) = &c.manifest_bucket {
+                    m["bucket"] = json!(b);
+                }
+                if let Some(f) = &c.manifest_format {
+                    m["format"] = json!(f);
+                }
+                input = json!({"bucket": c.bucket, "manifest": m});
+                if !c.prefix.is_empty() {
+                    input["prefix"] = json!(c.prefix);
+                }
+            }
+            for (name, value) in [("glob", c.glob.clone()), ("modified_after", c.modified_after.clone()), ("modified_before", c.modified_before.clone())] {
+                if let Some(v) = value {
+                    input[name] = json!(v);
+                }
+            }
+            for (name, value) in [("min_size", c.min_size), ("max_size", c.max_size)] {
+                if let Some(v) = value {
+                    input[name] = json!(v.as_u64());
+                }
             }
             if let Some(s) = &c.suffix {
                 input["suffixes"] = json!(s);

@@ -126,6 +126,7 @@ impl Jobs {
     pub async fn create(&self, caller: &Principal, spec: JobSpec, start: bool) -> Result<JobRecord, JobError> {
         let tenant = caller.tenant().map(str::to_string);
         let prepared = prepare::prepare(&spec, tenant.as_deref(), &self.prepare_context()).await?;
+        prepare::check_manifest(&spec, &self.inner.buckets).await?;
         if start {
             self.check_running_quota(tenant.as_deref()).await?;
         }
@@ -335,10 +336,9 @@ async fn plan(inner: &Arc<Inner>, id: JobId, spec: &JobSpec, cursor: Option<Stri
         }
         return Ok(());
     }
-    let bucket = inner.buckets.get(&spec.input.bucket).map_err(|e| e.to_string())?;
-    let mut pager = Pager::new(&bucket, &spec.input, cursor.as_deref(), PLAN_PAGE);
+    let mut pager = Pager::open(&inner.buckets, spec, cursor.as_deref(), PLAN_PAGE).await.map_err(|e| e.to_string())?;
     loop {
-        let page = pager.next_page().await.map_err(|e| format!("listing bucket `{}`: {e}", spec.input.bucket))?;
+        let page = pager.next_page().await.map_err(|e| e.to_string())?;
         let objects: Vec<PlannedObject> = page
             .objects
             .into_iter()
