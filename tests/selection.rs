@@ -1,6 +1,6 @@
 //! Selection beyond a prefix, end to end over real HTTP: manifests (CSV and
-//! JSON Lines, bad lines, resuming) and filters on size, modification time and
-//! a glob over the key.
+//! JSON Lines, bad lines, resuming), filters on size, modification time and
+//! a glob over the key, and dry runs (API and CLI).
 
 mod common;
 
@@ -98,15 +98,28 @@ async fn a_bad_manifest_line_fails_the_job_naming_the_line() {
     let (_dir, d) = daemon(&[("a.txt", "a"), ("b.txt", "b")]);
     write(&d, "lists", "bad.csv", "key\na.txt\nother-bucket,b.txt\nb.txt\n");
     let body = json!({"input": {"bucket": "in", "manifest": {"bucket": "lists", "key": "bad.csv"}}, "style": "copy", "output": {"bucket": "out", "template": "x/{key}"}});
-    // The job fails at that line.
+    // A dry run reads the whole manifest and refuses it up front.
+    let mut dry = body.clone();
+    dry["dry_run"] = json!(true);
+    let (status, problem) = d.post("/v1/jobs", dry).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "input.manifest");
+    assert!(problem["detail"].as_str().unwrap().contains("manifest `lists/bad.csv` line 3: bucket `other-bucket` is not the job's input bucket `in`"), "{problem}");
+    // The job itself fails at that line.
     let id = create(&d, body).await;
     let job = d.wait_job(id, LONG).await;
     assert_eq!(job["state"], "failed", "{job}");
     assert!(job["error"].as_str().unwrap().contains("manifest `lists/bad.csv` line 3"), "{job}");
 
+    // In the input bucket, a listed key where outputs go is refused too.
+    write(&d, "in", "l.csv", "a.txt\nout/b.txt\n");
+    let (status, problem) = d
+        .post("/v1/jobs", json!({"input": {"bucket": "in", "manifest": {"key": "l.csv"}}, "style": "copy", "output": {"bucket": "in", "template": "out/{key}"}, "dry_run": true}))
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("line 2: key `out/b.txt` is where this job writes its outputs"), "{problem}");
 
     // Refused at creation, naming the field.
-    write(&d, "in", "l.csv", "a.txt\n");
     let cases = [
         (json!({"bucket": "in", "manifest": {"key": "nope.csv"}}), "input.manifest.key", "cannot be read"),
         (json!({"bucket": "in", "manifest": {"key": "l.txt"}}), "input.manifest.format", "\"format\""),
@@ -182,6 +195,92 @@ async fn size_time_and_glob_filters_on_listings() {
     }
 }
 
+#[tokio::test]
+async fn dry_run_counts_samples_and_finds_collisions_and_problems() {
+    let files = [("d0/a.txt", "aaaa"), ("d0/b.md", "bb"), ("d1/a.txt", "cc"), ("d1/c.txt", "d")];
+    let (_dir, d) = daemon(&files);
+    let body = json!({
+        "input": {"bucket": "in"}, "style": "echo", "output": {"bucket": "out", "template": "flat/{barename}.{autoext}"}, "dry_run": true
+    });
+    let (status, dry) = d.post("/v1/jobs", body).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!((dry["objects"].as_u64(), dry["bytes"].as_u64()), (Some(4), Some(9)), "{dry}");
+    assert_eq!(dry["autoext"], "txt", "echo declares txt as its first output format");
+    let sample: Vec<(String, String)> =
+        dry["sample"].as_array().unwrap().iter().map(|s| (s["source"].as_str().unwrap().into(), s["output"].as_str().unwrap().into())).collect();
+    assert_eq!(sample[1], ("d0/b.md".to_string(), "flat/b.txt".to_string()));
+    assert_eq!(dry["collision_count"], 1);
+    assert_eq!(dry["collisions"], json!([{"output": "flat/a.txt", "sources": ["d0/a.txt", "d1/a.txt"]}]));
+    assert_eq!(dry["truncated"], false);
+    // Nothing was stored or written.
+    let (_, page) = d.get("/v1/jobs").await;
+    assert!(page["items"].as_array().unwrap().is_empty(), "{page}");
+    assert!(std::fs::read_dir(d.data_dir.join("buckets/out")).unwrap().next().is_none());
+
+    // Without a declared format, `{autoext}` is the source's extension.
+    let (_, dry) = d.post("/v1/jobs", json!({"input": {"bucket": "in", "prefix": "d0/"}, "style": "copy", "output": {"bucket": "out", "template": "c/{barename}.{autoext}"}, "dry_run": true})).await;
+    assert_eq!(dry["autoext"], Value::Null);
+    assert_eq!(dry["sample"][1]["output"], "c/b.md");
+
+    // Explicit keys are looked up: a missing one is reported, not counted.
+    let (_, dry) = d.post("/v1/jobs", json!({"input": {"bucket": "in", "keys": ["d1/c.txt", "gone.txt"]}, "style": "copy", "output": {"bucket": "out", "template": "k/{key}"}, "dry_run": true})).await;
+    assert_eq!((dry["objects"].as_u64(), dry["bytes"].as_u64(), dry["missing_count"].as_u64()), (Some(1), Some(1), Some(1)), "{dry}");
+    assert_eq!(dry["missing"][0]["source"], "gone.txt");
+
+    // A rendered key that breaks a path rule (over 1024 bytes) is reported.
+    let long = format!("{}/x.txt", vec!["s".repeat(200); 5].join("/"));
+    write(&d, "in", &long, "long");
+    let (_, dry) = d.post("/v1/jobs", json!({"input": {"bucket": "in", "prefix": "sss"}, "style": "copy", "output": {"bucket": "out", "template": "a-longer-folder-name/{key}"}, "dry_run": true})).await;
+    assert_eq!(dry["path_rule_violation_count"], 1, "{dry}");
+    assert!(dry["path_rule_violations"][0]["error"].as_str().unwrap().contains("at most 1024 bytes"), "{dry}");
+
+    // The usual creation checks come first, with the same errors.
+    let (status, problem) = d.post("/v1/jobs", json!({"input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "x/"}, "dry_run": true})).await;
+    assert_eq!((status, problem["field"].as_str()), (422, Some("output.template")), "{problem}");
+    let (status, problem) = d.post("/v1/jobs", json!({"input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "x/{key}"}, "dry_run": "yes"})).await;
+    assert_eq!((status, problem["field"].as_str()), (400, Some("dry_run")), "{problem}");
+}
+
+#[tokio::test]
+async fn dry_run_reports_keys_outside_the_role_and_works_from_the_cli() {
+    let files = [("t/a.txt", "a"), ("t/b.txt", "b"), ("t/deep/c.txt", "c")];
+    let (_dir, d) = daemon(&files);
+    let (status, r) = d
+        .post("/v1/roles", json!({"name": "r", "grants": [
+            {"bucket": "in", "prefix": "t/", "access": "read"},
+            {"bucket": "out", "prefix": "o/a", "access": "write"}
+        ]}))
+        .await;
+    assert!(status == 200 || status == 201, "{r}");
+    let (status, t) = d.post("/v1/tenants", json!({"name": "acme", "roles": ["r"]})).await;
+    assert!(status == 200 || status == 201, "{t}");
+    let (_, tok) = d.post("/v1/tenants/acme/tokens", json!({"label": "x"})).await;
+    let acme = d.as_token(tok["token"].as_str().unwrap());
+    let (status, dry) = acme.post("/v1/jobs", json!({"input": {"bucket": "in", "prefix": "t/"}, "style": "copy", "output": {"bucket": "out", "template": "o/{basename}"}, "dry_run": true})).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["objects"], 3);
+    assert_eq!(dry["outside_grants_count"], 2, "{dry}");
+    let outside: Vec<&str> = dry["outside_grants"].as_array().unwrap().iter().map(|p| p["key"].as_str().unwrap()).collect();
+    assert_eq!(outside, vec!["o/b.txt", "o/c.txt"]);
+    assert_eq!(dry["outside_grants"][0]["access"], "write");
+    assert_eq!(dry["sample"], json!([{"source": "t/a.txt", "output": "o/a.txt"}]));
+    // Refused as a real create would be.
+    let (status, p) = acme.post("/v1/jobs", json!({"input": {"bucket": "in", "prefix": "u/"}, "style": "copy", "output": {"bucket": "out", "template": "o/{basename}"}, "dry_run": true})).await;
+    assert_eq!((status, p["field"].as_str()), (403, Some("input.prefix")), "{p}");
+
+    let o = d.cli(&["job", "create", "--bucket", "in", "--glob", "t/*.txt", "--style", "copy", "--output-bucket", "out", "--output", "flat/{basename}", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout} {}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("dry run: 2 objects, 2 B (2 bytes)"), "{stdout}");
+    assert!(stdout.contains("t/b.txt -> flat/b.txt"), "{stdout}");
+    assert!(stdout.contains("collisions: 0"), "{stdout}");
+    let o = d.cli(&["job", "create", "--bucket", "in", "--prefix", "t/", "--style", "copy", "--output-bucket", "out", "--output", "flat/{basename}", "--dry-run", "--json", "--min-size", "1"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["objects"], 3);
+    let (_, page) = d.get("/v1/jobs").await;
+    assert!(page["items"].as_array().unwrap().is_empty(), "a dry run stores nothing");
+}
 
 #[tokio::test]
 async fn manifest_planning_resumes_after_kill_9() {

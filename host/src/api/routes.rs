@@ -136,8 +136,10 @@ async fn delete_style(State(s): State<AppState>, Caller(caller): Caller, Path(na
     }
 }
 
-/// `POST /v1/jobs`: a [`JobSpec`] plus `start` (default true; false stores the job as Ready).
-async fn create_job(State(s): State<AppState>, Caller(caller): Caller, Json(body): Json<serde_json::Value>) -> Result<(StatusCode, Json<JobRecord>), Problem> {
+/// `POST /v1/jobs`: a [`JobSpec`] plus `start` (default true; false stores the job as Ready)
+/// and `dry_run` (default false; true answers 200 with a [`crate::jobs::dry_run::DryRun`] and stores nothing).
+async fn create_job(State(s): State<AppState>, Caller(caller): Caller, Json(body): Json<serde_json::Value>) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
     // Parsed in two steps: `flatten` and `deny_unknown_fields` do not mix in serde.
     let mut body = body;
     let start = match body.as_object_mut().and_then(|o| o.remove("start")) {
@@ -145,12 +147,20 @@ async fn create_job(State(s): State<AppState>, Caller(caller): Caller, Json(body
         Some(serde_json::Value::Bool(b)) => b,
         Some(_) => return Err(Problem::bad_request("start must be true or false").field("start")),
     };
+    let dry_run = match body.as_object_mut().and_then(|o| o.remove("dry_run")) {
+        None => false,
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(_) => return Err(Problem::bad_request("dry_run must be true or false").field("dry_run")),
+    };
     let spec: JobSpec = serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-job", format!("{path}: {}", e.inner())).field(&path)
     })?;
+    if dry_run {
+        return Ok(Json(s.jobs.dry_run(&caller, spec).await?).into_response());
+    }
     let job = s.jobs.create(&caller, spec, start).await?;
-    Ok((StatusCode::CREATED, Json(job)))
+    Ok((StatusCode::CREATED, Json(job)).into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -88,6 +88,10 @@ pub struct CreateJob {
     /// Objects modified before this time: RFC 3339 or unix seconds.
     #[arg(long)]
     modified_before: Option<String>,
+    /// Show what the job would do (count, bytes, sample outputs, collisions,
+    /// grant and path problems) without processing or storing anything.
+    #[arg(long, conflicts_with_all = ["wait", "no_start"])]
+    dry_run: bool,
     /// A saved style or `PLUGIN/params`.
     #[arg(long)]
     style: String,
@@ -289,6 +293,12 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             if let Some(n) = c.concurrency {
                 body["concurrency"] = json!(n);
             }
+            if c.dry_run {
+                body["dry_run"] = json!(true);
+                let answer = client.post("/v1/jobs", &body).await?;
+                client.print(&answer, dry_run_summary);
+                return Ok(());
+            }
             let job = client.post("/v1/jobs", &body).await?;
             if c.wait {
                 let id = job["id"].as_u64().unwrap_or(0);
@@ -334,6 +344,52 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
         JobCommand::Wait { id } => wait(client, id).await?,
     }
     Ok(())
+}
+
+/// A dry run's answer, for people.
+fn dry_run_summary(d: &Value) -> String {
+    let n = |k: &str| d[k].as_u64().unwrap_or(0);
+    let mut lines = vec![format!(
+        "dry run: {} objects, {} ({} bytes); nothing was processed or stored",
+        n("objects"),
+        bytesize::ByteSize::b(n("bytes")).display().iec(),
+        n("bytes")
+    )];
+    match d["autoext"].as_str() {
+        Some(e) => lines.push(format!("{{autoext}} rendered as `{e}`, the plugin's first output format")),
+        None => lines.push("{autoext} rendered as each source's extension".into()),
+    }
+    let list = |k: &str| d[k].as_array().cloned().unwrap_or_default();
+    if !list("sample").is_empty() {
+        lines.push("sample:".into());
+        for s in list("sample") {
+            lines.push(format!("  {} -> {}", s["source"].as_str().unwrap_or(""), s["output"].as_str().unwrap_or("")));
+        }
+    }
+    let truncated = if d["truncated"] == true { " (among the first 100000 objects)" } else { "" };
+    lines.push(format!("collisions: {}{truncated}", n("collision_count")));
+    for c in list("collisions") {
+        let sources: Vec<&str> = c["sources"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        lines.push(format!("  {} <- {}", c["output"].as_str().unwrap_or(""), sources.join(", ")));
+    }
+    for (title, key, count) in [
+        ("outside the role's grants", "outside_grants", "outside_grants_count"),
+        ("path rule violations", "path_rule_violations", "path_rule_violation_count"),
+        ("missing", "missing", "missing_count"),
+    ] {
+        if n(count) == 0 {
+            continue;
+        }
+        lines.push(format!("{title}: {}", n(count)));
+        for p in list(key) {
+            let what = match p["access"].as_str() {
+                Some(a) => format!("{a} {}/{}", p["bucket"].as_str().unwrap_or(""), p["key"].as_str().unwrap_or("")),
+                None => p["source"].as_str().unwrap_or("").to_string(),
+            };
+            lines.push(format!("  {what}: {}", p["error"].as_str().unwrap_or("")));
+        }
+    }
+    lines.join("\n")
 }
 
 async fn action(client: &Client, id: u64, what: &str) -> anyhow::Result<()> {

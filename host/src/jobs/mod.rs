@@ -13,6 +13,7 @@
 //! - The **committer** records results in groups: one transaction for up to
 //!   `commit_batch` results or `commit_delay_ms`, whichever comes first.
 
+pub mod dry_run;
 mod plugins;
 mod prepare;
 mod worker;
