@@ -203,8 +203,40 @@ pub struct JobSpec {
     /// for a tenant's job when the tenant has more than one role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// Write the completion report to a bucket when the job ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportSpec>,
 }
 
+/// Where and how the completion report is written when a job ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    pub bucket: String,
+    /// The report's key; `{jobid}` is the only variable, e.g. `reports/{jobid}.csv`.
+    pub key: String,
+    /// Default: from the key's extension (`.jsonl`, `.ndjson`: jsonl), else csv.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ReportFormat>,
+    #[serde(default)]
+    pub scope: ReportScope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    Csv,
+    Jsonl,
+}
+
+/// Which tasks a report lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportScope {
+    #[default]
+    All,
+    Failed,
+}
 
 fn default_concurrency() -> u32 {
     8

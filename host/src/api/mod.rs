@@ -5,6 +5,7 @@ mod auth;
 mod observe;
 mod plugins;
 mod problem;
+mod report;
 mod routes;
 mod tenancy;
 

@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/jobs/{id}/retry-failed", post(retry_failed))
         .route("/v1/jobs/{id}/tasks", get(list_tasks))
         .route("/v1/jobs/{id}/tasks/{seq}", get(get_task))
+        .route("/v1/jobs/{id}/report", get(super::report::get_report))
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;

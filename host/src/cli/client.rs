@@ -45,6 +45,24 @@ pub enum JobCommand {
     Delete { id: u64 },
     /// Wait for a job to end, with a progress bar.
     Wait { id: u64 },
+    /// Download the completion report: one row per task.
+    Report {
+        id: u64,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ReportFormatArg,
+        /// Only the failed tasks.
+        #[arg(long)]
+        failed: bool,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ReportFormatArg {
+    Csv,
+    Jsonl,
 }
 
 #[derive(Args)]
@@ -88,6 +106,15 @@ pub struct CreateJob {
     /// Objects modified before this time: RFC 3339 or unix seconds.
     #[arg(long)]
     modified_before: Option<String>,
+    /// Write the completion report to this bucket when the job ends.
+    #[arg(long, requires = "report_key")]
+    report_bucket: Option<String>,
+    /// The report's key; `{jobid}` is replaced, e.g. `reports/{jobid}.csv`.
+    #[arg(long, requires = "report_bucket")]
+    report_key: Option<String>,
+    /// The bucket report lists only the failed tasks.
+    #[arg(long, requires = "report_bucket")]
+    report_failed: bool,
     /// Show what the job would do (count, bytes, sample outputs, collisions,
     /// grant and path problems) without processing or storing anything.
     #[arg(long, conflicts_with_all = ["wait", "no_start"])]
@@ -185,6 +212,21 @@ impl Client {
             }
         }
         Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
+    }
+
+    /// GET a body that is not JSON (a report), as a response to stream from.
+    pub async fn get_raw(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<reqwest::Response> {
+        let mut req = self.http.get(format!("{}{path}", self.base)).query(query);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| format!("cannot reach kiln at {} (is `kiln serve` running? set KILN_URL)", self.base))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let problem: Value = resp.json().await.unwrap_or(Value::Null);
+            bail!("{status}: {}", problem["detail"].as_str().unwrap_or(""));
+        }
+        Ok(resp)
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
@@ -293,6 +335,9 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             if let Some(n) = c.concurrency {
                 body["concurrency"] = json!(n);
             }
+            if let (Some(bucket), Some(key)) = (&c.report_bucket, &c.report_key) {
+                body["report"] = json!({"bucket": bucket, "key": key, "scope": if c.report_failed { "failed" } else { "all" }});
+            }
             if c.dry_run {
                 body["dry_run"] = json!(true);
                 let answer = client.post("/v1/jobs", &body).await?;
@@ -342,6 +387,22 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             client.print(&json!({"deleted": id}), |_| format!("job {id} deleted"));
         }
         JobCommand::Wait { id } => wait(client, id).await?,
+        JobCommand::Report { id, format, failed, output } => {
+            let format = match format {
+                ReportFormatArg::Csv => "csv",
+                ReportFormatArg::Jsonl => "jsonl",
+            };
+            let query = [("format", format.to_string()), ("scope", if failed { "failed" } else { "all" }.to_string())];
+            let mut resp = client.get_raw(&format!("/v1/jobs/{id}/report"), &query).await?;
+            let mut sink: Box<dyn std::io::Write> = match &output {
+                Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            while let Some(chunk) = resp.chunk().await? {
+                sink.write_all(&chunk)?;
+            }
+            sink.flush()?;
+        }
     }
     Ok(())
 }

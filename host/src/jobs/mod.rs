@@ -16,6 +16,7 @@
 pub mod dry_run;
 mod plugins;
 mod prepare;
+pub mod report;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap};
@@ -100,6 +101,7 @@ impl Jobs {
                 jobs.fail_job(job.id, format!("cannot resume after restart: {e}")).await;
             }
         }
+        report::catch_up(jobs.inner.clone());
         tokio::spawn(committer(jobs.inner.clone(), rx));
         tokio::spawn(scheduler(jobs.inner.clone()));
         Ok(jobs)
@@ -245,11 +247,14 @@ impl Jobs {
         self.activate(&job).await?;
         // A job whose work was all done while suspended ends now.
         let job = self.inner.store.call(move |s| s.add_planned(id, &[], None, false).and_then(|_| s.get_job(id))).await.map_err(internal)?;
+        report::jobs_changed(&self.inner, job.as_slice());
         job.ok_or(JobError::NotFound(id))
     }
 
     pub async fn cancel(&self, caller: &Principal, id: JobId) -> Result<JobRecord, JobError> {
-        self.transition(caller, id, "cancel", &[JobState::Ready, JobState::Running, JobState::Suspended], JobState::Cancelled).await
+        let job = self.transition(caller, id, "cancel", &[JobState::Ready, JobState::Running, JobState::Suspended], JobState::Cancelled).await?;
+        report::jobs_changed(&self.inner, std::slice::from_ref(&job));
+        Ok(job)
     }
 
     /// Re-drive only the failed tasks.
@@ -313,6 +318,7 @@ async fn planner(inner: Arc<Inner>, id: JobId, spec: JobSpec, cursor: Option<Str
     if let Err(e) = result {
         fail_job(&inner, id, e).await;
     }
+    report::job_changed(&inner, id).await;
     inner.wake.notify_one();
 }
 
@@ -511,9 +517,10 @@ async fn committer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<TaskResult
             let batch = batch.clone();
             inner.store.call(move |s| s.commit_results(&batch)).await
         };
-        if let Err(e) = committed {
+        match committed {
+            Ok(touched) => report::jobs_changed(&inner, &touched),
             // The tasks stay Running in the store and are re-run after a restart.
-            tracing::error!(error = %e, results = batch.len(), "group commit failed");
+            Err(e) => tracing::error!(error = %e, results = batch.len(), "group commit failed"),
         }
         inner.wake.notify_one();
     }

@@ -174,6 +174,9 @@ pub async fn prepare(spec: &JobSpec, tenant: Option<&str>, cx: &PrepareContext<'
     if let Some(role) = &role {
         check_grants(role, spec, &template)?;
     }
+    if let Some(report) = &spec.report {
+        super::report::check_spec(report, role.as_ref(), cx.buckets)?;
+    }
     let mut limits = cx.runtime.config().limits;
     if let Some(t) = tenant {
         if let Some(record) = cx.store.get_tenant(t).map_err(|e| JobError::Internal(e.to_string()))? {

@@ -379,6 +379,7 @@ mod tests {
             fast_fail: false,
             tags: Default::default(),
             role: None,
+            report: None,
         }
     }
 
