@@ -369,6 +369,21 @@ async fn uploads_are_validated_stored_by_digest_and_guarded_while_in_use() {
     assert_eq!(a.delete("/v1/plugins/my-echo").await, 204);
     assert_eq!(a.get("/v1/plugins/my-echo").await.0, 404);
 
+    // A hostile but well-formed plugin is accepted: its tasks meet the tenant's
+    // limits at run time, and the daemon goes on.
+    d.patch("/v1/tenants/a", json!({"quotas": {"task_memory": 64 << 20, "task_deadline": "1s"}})).await;
+    let (status, p) = a.post_bytes("/v1/plugins?name=hostile&version=1", std::fs::read(kiln_test_plugins::HOSTILE).unwrap()).await;
+    assert_eq!(status, 201, "{p}");
+    for (action, expect) in [("alloc", "memory limit of 67108864 bytes"), ("loop", "deadline of 1s"), ("panic", "panicked on purpose")] {
+        let id = create(&a, job("a/", &format!("hostile/{action}"), &format!("a/h-{action}/{{basename}}"))).await;
+        assert_eq!(a.wait_job(id, LONG).await["state"], "failed");
+        let failed = a.all_tasks(id, "&state=failed").await;
+        assert_eq!(failed.len(), 3, "{action}");
+        let message = failed[0]["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expect), "{action}: `{message}` should contain `{expect}`");
+    }
+    assert!(!d.data_dir.join("buckets/out/a/h-alloc").exists(), "failed tasks write nothing");
+
     // Uploaded plugins survive a restart.
     let (status, _) = a.post_bytes("/v1/plugins?name=kept&version=1", echo()).await;
     assert_eq!(status, 201);

@@ -35,6 +35,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// The quotas each new tenant starts with.
     pub tenant_quotas: crate::auth::Quotas,
+    /// Webhook delivery: timeout, backoff, when to give up.
+    pub webhooks: crate::notify::WebhookConfig,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             admin_token: None,
             tenant_quotas: crate::auth::Quotas::default(),
+            webhooks: crate::notify::WebhookConfig::default(),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod jobs;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod objects;
 pub mod runtime;
 pub mod select;

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub tasks: Family<StateLabel, Gauge>,
     pub queue_depth: Gauge,
     pub jobs_running: Gauge,
+    /// Webhook delivery attempts, by result (delivered, failed, given_up).
+    pub webhooks: Family<StateLabel, Counter>,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -70,6 +72,7 @@ impl Metrics {
             tasks: Family::default(),
             queue_depth: Gauge::default(),
             jobs_running: Gauge::default(),
+            webhooks: Family::default(),
             registry: Registry::default(),
         };
         registry.register("tasks_finished", "Task attempts that ended, by state (retry: a transient failure, tried again)", m.tasks_finished.clone());
@@ -83,6 +86,7 @@ impl Metrics {
         registry.register("tasks", "Tasks of all stored jobs, by state", m.tasks.clone());
         registry.register("queue_depth", "Pending tasks of Running jobs", m.queue_depth.clone());
         registry.register("jobs_running", "Jobs in the Running state", m.jobs_running.clone());
+        registry.register("webhook_attempts", "Webhook delivery attempts, by result", m.webhooks.clone());
         Metrics { registry, ..m }
     }
 
@@ -91,6 +95,10 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+
+    pub fn webhook(&self, result: &str) {
+        self.webhooks.get_or_create(&StateLabel { state: result.to_string() }).inc();
     }
 
     pub fn task_finished(&self, state: &str, duration: Duration, bytes_in: u64, bytes_out: u64) {

@@ -206,7 +206,57 @@ pub struct JobSpec {
     /// Write the completion report to a bucket when the job ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<ReportSpec>,
+    /// Webhook notifications of state changes (and, if asked, of each finished task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifySpec>,
+    /// Higher runs first among the tenant's jobs; can be changed while the job runs.
+    #[serde(default)]
+    pub priority: i32,
+    /// At most this many tasks started per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tasks_per_second: Option<u32>,
+    /// Skip a source whose etag equals the one recorded by the last successful
+    /// run of the same job definition (input, style, output and role).
+    #[serde(default)]
+    pub skip_unchanged: bool,
+    /// After the backfill, keep watching the selection and process new or
+    /// changed objects until the job is suspended or cancelled.
+    #[serde(default)]
+    pub follow: bool,
+    /// How often a following job lists its selection again.
+    #[serde(default = "default_follow_interval", with = "humantime_serde")]
+    #[schema(value_type = String, example = "30s")]
+    pub follow_interval: std::time::Duration,
 }
+
+impl JobSpec {
+    /// The digest of the job's definition: its input, style, output and role.
+    pub fn definition(&self) -> String {
+        use sha2::Digest;
+        let what = serde_json::json!({"input": self.input, "style": self.style, "output": self.output, "role": self.role});
+        hex::encode(sha2::Sha256::digest(what.to_string().as_bytes()))
+    }
+}
+
+fn default_follow_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+
+/// Where a job's webhook events go. The secret signs each request and is
+/// never shown again: it is kept apart from the job record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySpec {
+    /// `http://` or `https://` URL that receives CloudEvents 1.0 JSON POSTs.
+    pub url: String,
+    /// HMAC-SHA256 key for the `Kiln-Signature` header (at least 16 characters). Write-only.
+    #[serde(default, skip_serializing)]
+    pub secret: String,
+    /// Also send one event per finished task.
+    #[serde(default)]
+    pub task_events: bool,
+}
+
 
 /// Where and how the completion report is written when a job ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -300,6 +350,10 @@ pub struct Planning {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobRecord {
     pub id: JobId,
+    /// Digest of what the job does (input, style, output, role): jobs with the
+    /// same definition share what `skip_unchanged` remembers.
+    #[serde(default)]
+    pub definition: String,
     /// The owner; `None` for the admin's jobs.
     #[serde(default)]
     pub tenant: Option<String>,

@@ -56,6 +56,8 @@ pub struct BucketInfo {
 pub struct Buckets {
     configured: BTreeMap<String, Bucket>,
     local_dir: PathBuf,
+    /// The store's own name of each cloud bucket (S3/GCS bucket, Azure container) → Kiln's name.
+    remote_names: BTreeMap<String, String>,
 }
 
 pub fn check_bucket_name(name: &str) -> Result<(), ObjectsError> {
@@ -71,11 +73,24 @@ impl Buckets {
         let local_dir = config.local_buckets_dir();
         std::fs::create_dir_all(&local_dir)?;
         let mut configured = BTreeMap::new();
+        let mut remote_names = BTreeMap::new();
         for (name, cfg) in &config.buckets {
             let bucket = build(name, cfg).map_err(|e| anyhow::anyhow!("bucket `{name}`: {e}"))?;
             configured.insert(name.clone(), bucket);
+            if let BucketConfig::S3 { bucket, .. } | BucketConfig::Gcs { bucket, .. } | BucketConfig::Azure { container: bucket, .. } = cfg {
+                remote_names.insert(bucket.clone(), name.clone());
+            }
         }
-        Ok(Buckets { configured, local_dir })
+        Ok(Buckets { configured, local_dir, remote_names })
+    }
+
+    /// Kiln's name of the bucket an object-store event names: a Kiln bucket
+    /// name, or the store's own name of a configured cloud bucket.
+    pub fn from_event_name(&self, name: &str) -> Option<String> {
+        if self.get(name).is_ok() {
+            return Some(name.to_string());
+        }
+        self.remote_names.get(name).cloned()
     }
 
     pub fn get(&self, name: &str) -> Result<Bucket, ObjectsError> {

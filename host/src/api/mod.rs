@@ -2,7 +2,9 @@
 //! Every route but `/healthz`, `/readyz` and `/openapi.json` needs a bearer token.
 
 mod auth;
+mod events;
 mod observe;
+mod openapi;
 mod plugins;
 mod problem;
 mod report;
@@ -12,7 +14,12 @@ mod tenancy;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::extract::State;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use openapi::Problems;
 
 pub use problem::Problem;
 
@@ -30,14 +37,62 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let max_plugin_size = state.jobs.runtime().config().max_plugin_size;
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(observe::readyz))
-        .route("/metrics", get(observe::metrics))
-        .merge(routes::router())
-        .merge(tenancy::router())
-        .merge(plugins::router(max_plugin_size))
+    all_routes(max_plugin_size)
         .with_state(state)
         .layer(axum::middleware::from_fn(observe::track_http))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Every route, as served: the documented ones, and problems for any other
+/// path or method. A unit test checks that `/openapi.json` lists each route.
+fn all_routes(max_plugin_size: usize) -> Router<AppState> {
+    let (router, _) = api(max_plugin_size).split_for_parts();
+    router.fallback(problem::no_route).method_not_allowed_fallback(problem::method_not_allowed)
+}
+
+/// Each route with its description: add routes here (or in the modules'
+/// routers) with `routes!` and a `#[utoipa::path]` on the handler.
+fn api(max_plugin_size: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi::openapi_json))
+        .merge(routes::router())
+        .merge(events::router())
+        .merge(report::router())
+        .merge(tenancy::router())
+        .merge(plugins::router(max_plugin_size))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()), responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "`ready`", content_type = "text/plain", body = String),
+        (status = 503, description = "The store does not answer", content_type = "text/plain", body = String),
+    ),
+)]
+async fn readyz(state: State<AppState>) -> axum::response::Response {
+    observe::readyz(state).await
+}
+
+/// Prometheus metrics in the OpenMetrics text format; the admin's.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text", body = String), Problems<401, 403>),
+)]
+async fn metrics(state: State<AppState>, caller: auth::Caller) -> Result<axum::response::Response, Problem> {
+    observe::metrics(state, caller).await
 }

@@ -1,26 +1,41 @@
 //! Plugins over HTTP: upload a component, list, get, delete, and (the admin)
 //! make one public.
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::get;
 use serde::Deserialize;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::Caller;
-use super::problem::{Json, Problem};
+use super::openapi::Problems;
+use super::problem::{Body, Json, Path, Problem, Query};
 use crate::jobs::{Installed, Plugins};
 use crate::model::PluginRecord;
 
-pub fn router(max_plugin_size: usize) -> Router<AppState> {
-    Router::new()
-        .route("/v1/plugins", get(list_plugins).post(upload).layer(DefaultBodyLimit::max(max_plugin_size + 1)))
-        .route("/v1/plugins/{name}", get(get_plugin).patch(update_plugin).delete(delete_plugin))
+pub fn router(max_plugin_size: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_plugins, upload).layer(DefaultBodyLimit::max(max_plugin_size + 1)))
+        .routes(routes!(get_plugin, update_plugin, delete_plugin))
 }
 
+/// A plugin's name in the path.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct PluginPath {
+    /// The plugin's name, as styles use it.
+    name: String,
+}
+
+/// A plugin component: the bytes of a `.wasm` file.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct WasmComponent(Vec<u8>);
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The name styles will use; default: the name the plugin gives in `info()`.
     name: Option<String>,
@@ -28,9 +43,24 @@ pub struct UploadQuery {
     version: Option<String>,
 }
 
-/// `POST /v1/plugins?name=N&version=V` with the component (`application/wasm`) as the body.
+/// Upload a plugin: the component (`application/wasm`) as the body.
 /// It is checked (size, component, world, imports, compilation) before anything is stored.
-async fn upload(State(s): State<AppState>, Caller(caller): Caller, Query(q): Query<UploadQuery>, body: Bytes) -> Result<(StatusCode, Json<PluginRecord>), Problem> {
+#[utoipa::path(
+    post,
+    path = "/v1/plugins",
+    tag = "plugins",
+    params(UploadQuery),
+    request_body(description = "The component; its content type is not checked", content((WasmComponent = "application/wasm"), (WasmComponent = "application/octet-stream"))),
+    responses(
+        (status = 201, body = PluginRecord, links(
+            ("get" = (operation_id = "get_plugin", parameters(("name" = "$response.body#/name")))),
+            ("update" = (operation_id = "update_plugin", parameters(("name" = "$response.body#/name")))),
+            ("delete" = (operation_id = "delete_plugin", parameters(("name" = "$response.body#/name")))),
+        )),
+        Problems<400, 401, 413, 422, 429>,
+    ),
+)]
+async fn upload(State(s): State<AppState>, Caller(caller): Caller, Query(q): Query<UploadQuery>, Body(body): Body) -> Result<(StatusCode, Json<PluginRecord>), Problem> {
     if body.is_empty() {
         return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-plugin", "the body must be the plugin's `.wasm` component").field("body"));
     }
@@ -49,11 +79,14 @@ async fn upload(State(s): State<AppState>, Caller(caller): Caller, Query(q): Que
     Ok((StatusCode::CREATED, Json(record)))
 }
 
+/// List the plugins the caller may use: its own, the public ones, the bundled ones (the admin: all).
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", responses((status = 200, body = Vec<PluginRecord>), Problems<401>))]
 async fn list_plugins(State(s): State<AppState>, Caller(caller): Caller) -> Result<Json<Vec<PluginRecord>>, Problem> {
     Ok(Json(s.jobs.plugins().visible(caller.tenant())))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OwnerQuery {
     /// The admin's way to name another owner's plugin: a tenant name.
     owner: Option<String>,
@@ -74,7 +107,15 @@ fn find(plugins: &Plugins, caller: &Caller, owner: Option<String>, name: &str, t
     }
 }
 
-async fn get_plugin(State(s): State<AppState>, caller: Caller, Path(name): Path<String>, Query(q): Query<OwnerQuery>) -> Result<Json<PluginRecord>, Problem> {
+/// A plugin, as the caller addresses it.
+#[utoipa::path(
+    get,
+    path = "/v1/plugins/{name}",
+    tag = "plugins",
+    params(PluginPath, OwnerQuery),
+    responses((status = 200, body = PluginRecord), Problems<400, 401, 404>),
+)]
+async fn get_plugin(State(s): State<AppState>, caller: Caller, Path(PluginPath { name }): Path<PluginPath>, Query(q): Query<OwnerQuery>) -> Result<Json<PluginRecord>, Problem> {
     Ok(Json(find(s.jobs.plugins(), &caller, q.owner, &name, false)?.record))
 }
 
@@ -85,7 +126,16 @@ pub struct PluginPatch {
     pub public: bool,
 }
 
-async fn update_plugin(State(s): State<AppState>, caller: Caller, Path(name): Path<String>, Query(q): Query<OwnerQuery>, Json(body): Json<PluginPatch>) -> Result<Json<PluginRecord>, Problem> {
+/// Make a plugin public, or private again (the admin).
+#[utoipa::path(
+    patch,
+    path = "/v1/plugins/{name}",
+    tag = "plugins",
+    params(PluginPath, OwnerQuery),
+    request_body = PluginPatch,
+    responses((status = 200, body = PluginRecord), Problems<400, 401, 403, 404, 409, 413, 422>),
+)]
+async fn update_plugin(State(s): State<AppState>, caller: Caller, Path(PluginPath { name }): Path<PluginPath>, Query(q): Query<OwnerQuery>, Json(body): Json<PluginPatch>) -> Result<Json<PluginRecord>, Problem> {
     caller.admin_only("make plugins public")?;
     let installed = find(s.jobs.plugins(), &caller, q.owner, &name, true)?;
     if installed.record.bundled {
@@ -106,7 +156,14 @@ async fn update_plugin(State(s): State<AppState>, caller: Caller, Path(name): Pa
 }
 
 /// Delete a plugin that no style and no running job uses.
-async fn delete_plugin(State(s): State<AppState>, caller: Caller, Path(name): Path<String>, Query(q): Query<OwnerQuery>) -> Result<StatusCode, Problem> {
+#[utoipa::path(
+    delete,
+    path = "/v1/plugins/{name}",
+    tag = "plugins",
+    params(PluginPath, OwnerQuery),
+    responses((status = 204, description = "Deleted"), Problems<400, 401, 404, 409>),
+)]
+async fn delete_plugin(State(s): State<AppState>, caller: Caller, Path(PluginPath { name }): Path<PluginPath>, Query(q): Query<OwnerQuery>) -> Result<StatusCode, Problem> {
     let installed = find(s.jobs.plugins(), &caller, q.owner, &name, true)?;
     let record = &installed.record;
     if record.bundled {

@@ -1,5 +1,9 @@
 //! Errors as RFC 9457 problem+json, naming the field at fault where there is one.
 
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -93,17 +97,94 @@ impl From<crate::store::StoreError> for Problem {
 /// JSON bodies whose errors are problems naming the field, not axum's plain text.
 pub struct Json<T>(pub T);
 
-impl<T, S> axum::extract::FromRequest<S> for Json<T>
+impl<T, S> FromRequest<S> for Json<T>
 where
     T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = Problem;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| Problem::bad_request(e.body_text()))?;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Body(bytes) = Body::from_request(req, state).await?;
         parse_json(&bytes).map(Json)
     }
+}
+
+/// The raw body; a body too large (413) or cut short (400) is a problem.
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(Body).map_err(|e| {
+            let kind = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { "too-large" } else { "bad-body" };
+            Problem::new(e.status(), kind, e.body_text()).field("body")
+        })
+    }
+}
+
+/// Path parameters whose parse errors are 400 problems naming the parameter.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::path::{ErrorKind, RawPathParams};
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) if e.status().is_client_error() => {
+                let raw = RawPathParams::from_request_parts(parts, state).await.ok();
+                let keys: Vec<(String, String)> = raw.iter().flat_map(|r| r.iter().map(|(k, v)| (k.to_string(), v.to_string()))).collect();
+                let field = match e.kind() {
+                    ErrorKind::ParseErrorAtKey { key, .. } | ErrorKind::InvalidUtf8InPathParam { key } => Some(key.clone()),
+                    ErrorKind::DeserializeError { key, .. } => Some(key.clone()),
+                    ErrorKind::ParseErrorAtIndex { index, .. } => keys.get(*index).map(|(k, _)| k.clone()),
+                    ErrorKind::ParseError { value, .. } => keys.iter().find(|(_, v)| v == value).map(|(k, _)| k.clone()),
+                    _ => None,
+                };
+                let p = Problem::new(StatusCode::BAD_REQUEST, "bad-path", e.body_text());
+                Err(match field {
+                    Some(f) => p.field(&f),
+                    None => p,
+                })
+            }
+            Err(e) => Err(Problem::new(e.status(), "bad-path", e.body_text())),
+        }
+    }
+}
+
+/// A query string whose parse errors are 400 problems, not axum's plain text.
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|e| Problem::new(e.status(), "bad-query", e.body_text()))
+    }
+}
+
+/// No route has this path: a 404 problem rather than an empty body.
+pub async fn no_route(uri: axum::http::Uri) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "no-route", format!("no route `{}`; the routes are listed at /openapi.json", uri.path()))
+}
+
+/// The path exists, the method does not: a 405 problem (axum keeps the `Allow` header).
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Problem {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", format!("`{}` does not take {method}", uri.path()))
 }
 
 /// Parse a JSON body; the error names the field at fault.

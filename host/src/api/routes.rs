@@ -1,32 +1,32 @@
 //! Routes of the control plane. A list page costs time in proportion to the page.
 
-use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::Caller;
-use super::problem::{Json, Problem};
+use super::openapi::Problems;
+use super::problem::{Json, Path, Problem, Query};
 use crate::model::{JobId, JobRecord, JobSpec, JobState, StyleRecord, TaskRecord, TaskState, now};
 use crate::objects::BucketInfo;
 use crate::store::TaskFilter;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/buckets", get(list_buckets))
-        .route("/v1/styles", get(list_styles).post(create_style))
-        .route("/v1/styles/{name}", get(get_style).delete(delete_style))
-        .route("/v1/jobs", get(list_jobs).post(create_job))
-        .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
-        .route("/v1/jobs/{id}/suspend", post(suspend))
-        .route("/v1/jobs/{id}/resume", post(resume))
-        .route("/v1/jobs/{id}/cancel", post(cancel))
-        .route("/v1/jobs/{id}/retry-failed", post(retry_failed))
-        .route("/v1/jobs/{id}/tasks", get(list_tasks))
-        .route("/v1/jobs/{id}/tasks/{seq}", get(get_task))
-        .route("/v1/jobs/{id}/report", get(super::report::get_report))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_buckets))
+        .routes(routes!(list_styles, create_style))
+        .routes(routes!(get_style, delete_style))
+        .routes(routes!(list_jobs, create_job))
+        .routes(routes!(get_job, delete_job, update_job))
+        .routes(routes!(suspend))
+        .routes(routes!(resume))
+        .routes(routes!(cancel))
+        .routes(routes!(retry_failed))
+        .routes(routes!(list_tasks))
+        .routes(routes!(get_task))
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;
@@ -35,7 +35,67 @@ type ApiResult<T> = Result<Json<T>, Problem>;
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last.
     pub next: Option<String>,
+}
+
+/// A job's id in the path.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct JobPath {
+    /// The job's id.
+    #[param(value_type = u64, example = 1)]
+    id: JobId,
+}
+
+/// A task in the path.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct TaskPath {
+    /// The job's id.
+    #[param(value_type = u64, example = 1)]
+    id: JobId,
+    /// The task's number within the job, from 1.
+    #[param(example = 1)]
+    seq: u64,
+}
+
+/// The body of `POST /v1/jobs`: a [`JobSpec`] and `start`. Its schema is
+/// `JobSpec`'s with one more property, as the handler parses it.
+pub struct NewJob;
+
+impl utoipa::PartialSchema for NewJob {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+        use utoipa::openapi::RefOr;
+        let RefOr::T(Schema::Object(mut spec)) = <JobSpec as utoipa::PartialSchema>::schema() else {
+            unreachable!("JobSpec derives an object schema")
+        };
+        let start = ObjectBuilder::new()
+            .schema_type(Type::Boolean)
+            .default(Some(serde_json::Value::Bool(true)))
+            .description(Some("Start at once; false stores the job as Ready, for `resume` to start."));
+        spec.properties.insert("start".into(), start.into());
+        let dry_run = ObjectBuilder::new()
+            .schema_type(Type::Boolean)
+            .default(Some(serde_json::Value::Bool(false)))
+            .description(Some("List and render without processing or storing anything: counts, bytes, a sample of output keys, collisions, keys outside the grants."));
+        spec.properties.insert("dry_run".into(), dry_run.into());
+        spec.description = Some("A job to create: what a JobSpec holds, and whether to start it.".into());
+        spec.example = Some(serde_json::json!({
+            "input": {"bucket": "photos", "prefix": "in/", "suffixes": ".jpg,.png"},
+            "style": "thumb",
+            "output": {"bucket": "thumbs", "template": "{dirname}/{barename}.{autoext}"},
+            "tags": {"batch": "2024"},
+        }));
+        RefOr::T(Schema::Object(spec))
+    }
+}
+
+impl utoipa::ToSchema for NewJob {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        <JobSpec as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
@@ -45,7 +105,8 @@ fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
     }
 }
 
-/// The admin sees every bucket; a tenant, those its roles grant.
+/// List buckets: the admin sees every bucket; a tenant, those its roles grant.
+#[utoipa::path(get, path = "/v1/buckets", tag = "buckets", responses((status = 200, body = Vec<BucketInfo>), Problems<401>))]
 async fn list_buckets(State(s): State<AppState>, Caller(caller): Caller) -> ApiResult<Vec<BucketInfo>> {
     let all = s.jobs.buckets().list();
     let Some(t) = caller.tenant().map(str::to_string) else { return Ok(Json(all)) };
@@ -66,13 +127,29 @@ async fn list_buckets(State(s): State<AppState>, Caller(caller): Caller) -> ApiR
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "thumb", "style": "image/resize,w_256/format,webp"}))]
 pub struct NewStyle {
-    /// Letters, digits, `-`, `_`, `.`.
+    /// 1-64 of lowercase letters, digits, `-`, `_`, `.`, starting with a letter or digit.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     pub name: String,
     /// The style string `PLUGIN/params`, e.g. `image/resize,w_256/format,webp`.
     pub style: String,
 }
 
+/// Save a style under a name: the caller's own (the admin's: shared with every tenant).
+#[utoipa::path(
+    post,
+    path = "/v1/styles",
+    tag = "styles",
+    request_body = NewStyle,
+    responses(
+        (status = 201, body = StyleRecord, links(
+            ("get" = (operation_id = "get_style", parameters(("name" = "$response.body#/name")))),
+            ("delete" = (operation_id = "delete_style", parameters(("name" = "$response.body#/name")))),
+        )),
+        Problems<400, 401, 413, 422>,
+    ),
+)]
 async fn create_style(State(s): State<AppState>, Caller(caller): Caller, Json(body): Json<NewStyle>) -> Result<(StatusCode, Json<StyleRecord>), Problem> {
     crate::auth::check_name("style", &body.name).map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-style", e).field("name"))?;
     let owner = caller.tenant().map(str::to_string);
@@ -92,7 +169,8 @@ async fn create_style(State(s): State<AppState>, Caller(caller): Caller, Json(bo
     Ok((StatusCode::CREATED, Json(record)))
 }
 
-/// The admin's styles serve every tenant; a tenant's own are private to it.
+/// List styles: the admin's serve every tenant; a tenant's own are private to it.
+#[utoipa::path(get, path = "/v1/styles", tag = "styles", responses((status = 200, body = Vec<StyleRecord>), Problems<401>))]
 async fn list_styles(State(s): State<AppState>, Caller(caller): Caller) -> ApiResult<Vec<StyleRecord>> {
     let owner = caller.tenant().map(str::to_string);
     Ok(Json(
@@ -112,6 +190,14 @@ async fn list_styles(State(s): State<AppState>, Caller(caller): Caller) -> ApiRe
     ))
 }
 
+/// A style by name: the caller's own, else a shared one.
+#[utoipa::path(
+    get,
+    path = "/v1/styles/{name}",
+    tag = "styles",
+    params(("name" = String, Path, description = "The style's name")),
+    responses((status = 200, body = StyleRecord), Problems<400, 401, 404>),
+)]
 async fn get_style(State(s): State<AppState>, Caller(caller): Caller, Path(name): Path<String>) -> ApiResult<StyleRecord> {
     let (n, owner) = (name.clone(), caller.tenant().map(str::to_string));
     let found = s
@@ -128,6 +214,13 @@ async fn get_style(State(s): State<AppState>, Caller(caller): Caller, Path(name)
 }
 
 /// Delete one of the caller's own styles (the admin: a shared one).
+#[utoipa::path(
+    delete,
+    path = "/v1/styles/{name}",
+    tag = "styles",
+    params(("name" = String, Path, description = "The style's name")),
+    responses((status = 204, description = "Deleted"), Problems<400, 401, 404>),
+)]
 async fn delete_style(State(s): State<AppState>, Caller(caller): Caller, Path(name): Path<String>) -> Result<StatusCode, Problem> {
     let (n, owner) = (name.clone(), caller.tenant().map(str::to_string));
     if s.jobs.store().call(move |st| st.delete_style(owner.as_deref(), &n)).await? {
@@ -137,8 +230,29 @@ async fn delete_style(State(s): State<AppState>, Caller(caller): Caller, Path(na
     }
 }
 
-/// `POST /v1/jobs`: a [`JobSpec`] plus `start` (default true; false stores the job as Ready)
-/// and `dry_run` (default false; true answers 200 with a [`crate::jobs::dry_run::DryRun`] and stores nothing).
+/// Create a job: a [`JobSpec`] plus `start` (default true; false stores the job as Ready)
+/// and `dry_run` (default false; true lists and renders without storing anything, and answers 200).
+/// Every check (selection, buckets, template, role and grants, style, the plugin's
+/// parameters) runs first; nothing is stored if one fails.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    request_body = NewJob,
+    responses(
+        (status = 201, body = JobRecord, links(
+            ("get" = (operation_id = "get_job", parameters(("id" = "$response.body#/id")))),
+            ("delete" = (operation_id = "delete_job", parameters(("id" = "$response.body#/id")))),
+            ("suspend" = (operation_id = "suspend", parameters(("id" = "$response.body#/id")))),
+            ("resume" = (operation_id = "resume", parameters(("id" = "$response.body#/id")))),
+            ("cancel" = (operation_id = "cancel", parameters(("id" = "$response.body#/id")))),
+            ("retry-failed" = (operation_id = "retry_failed", parameters(("id" = "$response.body#/id")))),
+            ("tasks" = (operation_id = "list_tasks", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 200, description = "A dry run: what the job would do", body = crate::jobs::dry_run::DryRun),
+        Problems<400, 401, 403, 413, 422, 429>,
+    ),
+)]
 async fn create_job(State(s): State<AppState>, Caller(caller): Caller, Json(body): Json<serde_json::Value>) -> Result<axum::response::Response, Problem> {
     use axum::response::IntoResponse;
     // Parsed in two steps: `flatten` and `deny_unknown_fields` do not mix in serde.
@@ -146,12 +260,12 @@ async fn create_job(State(s): State<AppState>, Caller(caller): Caller, Json(body
     let start = match body.as_object_mut().and_then(|o| o.remove("start")) {
         None => true,
         Some(serde_json::Value::Bool(b)) => b,
-        Some(_) => return Err(Problem::bad_request("start must be true or false").field("start")),
+        Some(_) => return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-job", "start: must be true or false").field("start")),
     };
     let dry_run = match body.as_object_mut().and_then(|o| o.remove("dry_run")) {
         None => false,
         Some(serde_json::Value::Bool(b)) => b,
-        Some(_) => return Err(Problem::bad_request("dry_run must be true or false").field("dry_run")),
+        Some(_) => return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-job", "dry_run: must be true or false").field("dry_run")),
     };
     let spec: JobSpec = serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
@@ -165,15 +279,20 @@ async fn create_job(State(s): State<AppState>, Caller(caller): Caller, Json(body
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobQuery {
     state: Option<JobState>,
-    /// `NAME=VALUE`
+    /// `NAME=VALUE`: jobs with this tag.
     tag: Option<String>,
+    /// `next` of the previous page.
     cursor: Option<String>,
+    /// Jobs per page, newest first (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
-/// The admin lists every job; a tenant, its own.
+/// List jobs, newest first: the admin sees every job; a tenant, its own.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobQuery), responses((status = 200, body = Page<JobRecord>), Problems<400, 401>))]
 async fn list_jobs(State(s): State<AppState>, Caller(caller): Caller, Query(q): Query<JobQuery>) -> ApiResult<Page<JobRecord>> {
     let limit = page_limit(q.limit)?;
     let before = match &q.cursor {
@@ -194,29 +313,93 @@ async fn list_jobs(State(s): State<AppState>, Caller(caller): Caller, Query(q): 
     Ok(Json(Page { items, next: next.map(|n| n.to_string()) }))
 }
 
-async fn get_job(State(s): State<AppState>, Caller(caller): Caller, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+/// A job, with its counters.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(JobPath), responses((status = 200, body = JobRecord), Problems<400, 401, 404>))]
+async fn get_job(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> ApiResult<JobRecord> {
     Ok(Json(s.jobs.get(&caller, id).await?))
 }
 
-async fn delete_job(State(s): State<AppState>, Caller(caller): Caller, Path(id): Path<JobId>) -> Result<StatusCode, Problem> {
+/// What may change in a job after it is created.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobPatch {
+    /// Higher runs first among the tenant's jobs; takes effect at once, also while running.
+    pub priority: i32,
+}
+
+/// Change a job's priority.
+#[utoipa::path(
+    patch,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(JobPath),
+    request_body = JobPatch,
+    responses((status = 200, body = JobRecord), Problems<400, 401, 404, 413, 422>),
+)]
+async fn update_job(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>, Json(body): Json<JobPatch>) -> ApiResult<JobRecord> {
+    Ok(Json(s.jobs.set_priority(&caller, id, body.priority).await?))
+}
+
+/// Delete an ended (or never started) job and its tasks.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(JobPath),
+    responses((status = 204, description = "Deleted"), Problems<400, 401, 404, 409>),
+)]
+async fn delete_job(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> Result<StatusCode, Problem> {
     s.jobs.delete(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn suspend(State(s): State<AppState>, Caller(caller): Caller, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+/// Suspend a running job: tasks in flight finish, no more start.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/suspend",
+    tag = "jobs",
+    params(JobPath),
+    responses((status = 200, body = JobRecord), Problems<400, 401, 404, 409>),
+)]
+async fn suspend(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> ApiResult<JobRecord> {
     Ok(Json(s.jobs.suspend(&caller, id).await?))
 }
-async fn resume(State(s): State<AppState>, Caller(caller): Caller, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+/// Start a Ready job, or resume a Suspended one.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/resume",
+    tag = "jobs",
+    params(JobPath),
+    responses((status = 200, body = JobRecord), Problems<400, 401, 403, 404, 409, 422, 429>),
+)]
+async fn resume(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> ApiResult<JobRecord> {
     Ok(Json(s.jobs.resume(&caller, id).await?))
 }
-async fn cancel(State(s): State<AppState>, Caller(caller): Caller, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+/// Cancel a job that has not ended: its pending tasks are skipped.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    params(JobPath),
+    responses((status = 200, body = JobRecord), Problems<400, 401, 404, 409>),
+)]
+async fn cancel(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> ApiResult<JobRecord> {
     Ok(Json(s.jobs.cancel(&caller, id).await?))
 }
-async fn retry_failed(State(s): State<AppState>, Caller(caller): Caller, Path(id): Path<JobId>) -> ApiResult<JobRecord> {
+/// Run a job's failed tasks again.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/retry-failed",
+    tag = "jobs",
+    params(JobPath),
+    responses((status = 200, body = JobRecord), Problems<400, 401, 403, 404, 409, 422, 429>),
+)]
+async fn retry_failed(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> ApiResult<JobRecord> {
     Ok(Json(s.jobs.retry_failed(&caller, id).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TaskQuery {
     state: Option<TaskState>,
     /// Source keys starting with this.
@@ -225,11 +408,22 @@ pub struct TaskQuery {
     search: Option<String>,
     /// Error kind or message containing this.
     error: Option<String>,
+    /// `next` of the previous page.
     cursor: Option<String>,
+    /// Tasks per page, in planning order (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
-async fn list_tasks(State(s): State<AppState>, Caller(caller): Caller, Path(id): Path<JobId>, Query(q): Query<TaskQuery>) -> ApiResult<Page<TaskRecord>> {
+/// List a job's tasks, in planning order, with filters.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/tasks",
+    tag = "tasks",
+    params(JobPath, TaskQuery),
+    responses((status = 200, body = Page<TaskRecord>), Problems<400, 401, 404>),
+)]
+async fn list_tasks(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>, Query(q): Query<TaskQuery>) -> ApiResult<Page<TaskRecord>> {
     let limit = page_limit(q.limit)?;
     s.jobs.get(&caller, id).await?;
     let filter = TaskFilter { state: q.state, prefix: q.prefix, contains: q.search, error: q.error };
@@ -238,7 +432,15 @@ async fn list_tasks(State(s): State<AppState>, Caller(caller): Caller, Path(id):
     Ok(Json(Page { items, next }))
 }
 
-async fn get_task(State(s): State<AppState>, Caller(caller): Caller, Path((id, seq)): Path<(JobId, u64)>) -> ApiResult<TaskRecord> {
+/// One task of a job.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/tasks/{seq}",
+    tag = "tasks",
+    params(TaskPath),
+    responses((status = 200, body = TaskRecord), Problems<400, 401, 404>),
+)]
+async fn get_task(State(s): State<AppState>, Caller(caller): Caller, Path(TaskPath { id, seq }): Path<TaskPath>) -> ApiResult<TaskRecord> {
     s.jobs.get(&caller, id).await?;
     s.jobs
         .store()

@@ -1,27 +1,54 @@
 //! Tenants, their tokens, and roles: the admin's part of the control plane,
 //! plus `whoami` for everyone.
 
-use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::Caller;
-use super::problem::{Json, Problem};
+use super::openapi::Problems;
+use super::problem::{Body, Json, Path, Problem};
 use crate::auth::{IssuedToken, QuotasPatch, RoleRecord, TenantRecord, TokenRecord, check_tenant_name, generate_token, token_digest, token_id};
 use crate::model::now;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/whoami", get(whoami))
-        .route("/v1/tenants", get(list_tenants).post(create_tenant))
-        .route("/v1/tenants/{name}", get(get_tenant).patch(update_tenant).delete(delete_tenant))
-        .route("/v1/tenants/{name}/tokens", get(list_tokens).post(issue_token))
-        .route("/v1/tenants/{name}/tokens/{id}", axum::routing::delete(revoke_token))
-        .route("/v1/roles", get(list_roles).post(put_role))
-        .route("/v1/roles/{name}", get(get_role).delete(delete_role))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(whoami))
+        .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(get_tenant, update_tenant, delete_tenant))
+        .routes(routes!(list_tokens, issue_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(list_roles, put_role))
+        .routes(routes!(get_role, delete_role))
+}
+
+/// A tenant's name in the path.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct TenantPath {
+    /// The tenant's name.
+    name: String,
+}
+
+/// A token of a tenant in the path.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct TokenPath {
+    /// The tenant's name.
+    name: String,
+    /// The token's public id, from listing the tenant's tokens.
+    id: String,
+}
+
+/// A role's name in the path.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct RolePath {
+    /// The role's name.
+    name: String,
 }
 
 /// Who the token names.
@@ -32,6 +59,8 @@ pub struct WhoAmI {
     pub tenant: Option<TenantRecord>,
 }
 
+/// Who the token names: the admin, or a tenant with its roles and quotas.
+#[utoipa::path(get, path = "/v1/whoami", tag = "tenants", responses((status = 200, body = WhoAmI), Problems<401>))]
 async fn whoami(State(s): State<AppState>, Caller(caller): Caller) -> Result<Json<WhoAmI>, Problem> {
     let tenant = match caller.tenant().map(str::to_string) {
         None => None,
@@ -44,6 +73,7 @@ async fn whoami(State(s): State<AppState>, Caller(caller): Caller) -> Result<Jso
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// 1-64 of lowercase letters, digits, `-`, `_`, `.`.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     pub name: String,
     /// Roles granted to the tenant; each must exist.
     #[serde(default)]
@@ -77,6 +107,23 @@ fn check_quotas(q: &crate::auth::Quotas) -> Result<(), Problem> {
     q.check().map_err(|(field, msg)| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-tenant", format!("{field}: {msg}")).field(field))
 }
 
+/// Create a tenant (the admin).
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    tag = "tenants",
+    request_body = NewTenant,
+    responses(
+        (status = 201, body = TenantRecord, links(
+            ("get" = (operation_id = "get_tenant", parameters(("name" = "$response.body#/name")))),
+            ("update" = (operation_id = "update_tenant", parameters(("name" = "$response.body#/name")))),
+            ("delete" = (operation_id = "delete_tenant", parameters(("name" = "$response.body#/name")))),
+            ("tokens" = (operation_id = "list_tokens", parameters(("name" = "$response.body#/name")))),
+            ("issue-token" = (operation_id = "issue_token", parameters(("name" = "$response.body#/name")))),
+        )),
+        Problems<400, 401, 403, 409, 413, 422>,
+    ),
+)]
 async fn create_tenant(State(s): State<AppState>, caller: Caller, Json(body): Json<NewTenant>) -> Result<(StatusCode, Json<TenantRecord>), Problem> {
     caller.admin_only("create tenants")?;
     check_tenant_name(&body.name).map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-tenant", e).field("name"))?;
@@ -93,6 +140,8 @@ async fn create_tenant(State(s): State<AppState>, caller: Caller, Json(body): Js
     Ok((StatusCode::CREATED, Json(tenant)))
 }
 
+/// List tenants (the admin).
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", responses((status = 200, body = Vec<TenantRecord>), Problems<401, 403>))]
 async fn list_tenants(State(s): State<AppState>, caller: Caller) -> Result<Json<Vec<TenantRecord>>, Problem> {
     caller.admin_only("list tenants")?;
     Ok(Json(s.jobs.store().call(|st| st.list_tenants()).await?))
@@ -108,11 +157,22 @@ async fn find_tenant(s: &AppState, caller: &Caller, name: &str) -> Result<Tenant
     s.jobs.store().call(move |st| st.get_tenant(&n)).await?.ok_or_else(not_found)
 }
 
-async fn get_tenant(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<TenantRecord>, Problem> {
+/// A tenant: the admin may read any; a tenant, only itself.
+#[utoipa::path(get, path = "/v1/tenants/{name}", tag = "tenants", params(TenantPath), responses((status = 200, body = TenantRecord), Problems<400, 401, 404>))]
+async fn get_tenant(State(s): State<AppState>, caller: Caller, Path(TenantPath { name }): Path<TenantPath>) -> Result<Json<TenantRecord>, Problem> {
     Ok(Json(find_tenant(&s, &caller, &name).await?))
 }
 
-async fn update_tenant(State(s): State<AppState>, caller: Caller, Path(name): Path<String>, Json(body): Json<TenantPatch>) -> Result<Json<TenantRecord>, Problem> {
+/// Change a tenant's roles or quotas (the admin); absent fields are kept.
+#[utoipa::path(
+    patch,
+    path = "/v1/tenants/{name}",
+    tag = "tenants",
+    params(TenantPath),
+    request_body = TenantPatch,
+    responses((status = 200, body = TenantRecord), Problems<400, 401, 403, 404, 413, 422>),
+)]
+async fn update_tenant(State(s): State<AppState>, caller: Caller, Path(TenantPath { name }): Path<TenantPath>, Json(body): Json<TenantPatch>) -> Result<Json<TenantRecord>, Problem> {
     caller.admin_only("change tenants")?;
     let mut tenant = find_tenant(&s, &caller, &name).await?;
     if let Some(roles) = body.roles {
@@ -128,7 +188,14 @@ async fn update_tenant(State(s): State<AppState>, caller: Caller, Path(name): Pa
 }
 
 /// Delete a tenant and its tokens. Refused while it owns jobs or plugins, so nothing stored is orphaned.
-async fn delete_tenant(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<StatusCode, Problem> {
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{name}",
+    tag = "tenants",
+    params(TenantPath),
+    responses((status = 204, description = "Deleted, with its tokens"), Problems<400, 401, 403, 404, 409>),
+)]
+async fn delete_tenant(State(s): State<AppState>, caller: Caller, Path(TenantPath { name }): Path<TenantPath>) -> Result<StatusCode, Problem> {
     caller.admin_only("delete tenants")?;
     find_tenant(&s, &caller, &name).await?;
     let n = name.clone();
@@ -150,11 +217,25 @@ pub struct NewToken {
     pub label: String,
 }
 
-/// The body is optional: `{"label": "ci"}`.
-async fn issue_token(State(s): State<AppState>, caller: Caller, Path(name): Path<String>, body: axum::body::Bytes) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
+/// Issue a token for a tenant (the admin). The body is optional: `{"label": "ci"}`.
+/// The secret is in this response only.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{name}/tokens",
+    tag = "tokens",
+    params(TenantPath),
+    request_body(content = Option<NewToken>, description = "Optional"),
+    responses(
+        (status = 201, body = IssuedToken, links(
+            ("revoke" = (operation_id = "revoke_token", parameters(("name" = "$response.body#/tenant"), ("id" = "$response.body#/id")))),
+        )),
+        Problems<400, 401, 403, 404, 413, 422>,
+    ),
+)]
+async fn issue_token(State(s): State<AppState>, caller: Caller, Path(TenantPath { name }): Path<TenantPath>, Body(body): Body) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
     caller.admin_only("issue tokens")?;
     find_tenant(&s, &caller, &name).await?;
-    let label = if body.is_empty() { String::new() } else { super::problem::parse_json::<NewToken>(&body)?.label };
+    let label = if body.is_empty() { String::new() } else { super::problem::parse_json::<Option<NewToken>>(&body)?.unwrap_or_default().label };
     if label.len() > 200 {
         return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-token", "label: at most 200 bytes").field("label"));
     }
@@ -166,13 +247,29 @@ async fn issue_token(State(s): State<AppState>, caller: Caller, Path(name): Path
     Ok((StatusCode::CREATED, Json(IssuedToken { id: record.id, tenant: record.tenant, label: record.label, token, created_at: record.created_at })))
 }
 
-async fn list_tokens(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<Vec<TokenRecord>>, Problem> {
+/// A tenant's tokens, without their secrets (the admin).
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{name}/tokens",
+    tag = "tokens",
+    params(TenantPath),
+    responses((status = 200, body = Vec<TokenRecord>), Problems<400, 401, 403, 404>),
+)]
+async fn list_tokens(State(s): State<AppState>, caller: Caller, Path(TenantPath { name }): Path<TenantPath>) -> Result<Json<Vec<TokenRecord>>, Problem> {
     caller.admin_only("list tokens")?;
     find_tenant(&s, &caller, &name).await?;
     Ok(Json(s.jobs.store().call(move |st| st.list_tokens(&name)).await?))
 }
 
-async fn revoke_token(State(s): State<AppState>, caller: Caller, Path((name, id)): Path<(String, String)>) -> Result<StatusCode, Problem> {
+/// Revoke a token (the admin): it stops working at once.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{name}/tokens/{id}",
+    tag = "tokens",
+    params(TokenPath),
+    responses((status = 204, description = "Revoked"), Problems<400, 401, 403, 404>),
+)]
+async fn revoke_token(State(s): State<AppState>, caller: Caller, Path(TokenPath { name, id }): Path<TokenPath>) -> Result<StatusCode, Problem> {
     caller.admin_only("revoke tokens")?;
     let (n, i) = (name.clone(), id.clone());
     if s.jobs.store().call(move |st| st.revoke_token(&n, &i)).await? {
@@ -182,7 +279,20 @@ async fn revoke_token(State(s): State<AppState>, caller: Caller, Path((name, id)
     }
 }
 
-/// Create a role, or replace its grants. Running jobs keep the grants they started with.
+/// Create a role, or replace its grants (the admin). Running jobs keep the grants they started with.
+#[utoipa::path(
+    post,
+    path = "/v1/roles",
+    tag = "roles",
+    request_body = RoleRecord,
+    responses(
+        (status = 201, body = RoleRecord, links(
+            ("get" = (operation_id = "get_role", parameters(("name" = "$response.body#/name")))),
+            ("delete" = (operation_id = "delete_role", parameters(("name" = "$response.body#/name")))),
+        )),
+        Problems<400, 401, 403, 413, 422>,
+    ),
+)]
 async fn put_role(State(s): State<AppState>, caller: Caller, Json(mut role): Json<RoleRecord>) -> Result<(StatusCode, Json<RoleRecord>), Problem> {
     caller.admin_only("manage roles")?;
     role.check().map_err(|e| {
@@ -195,7 +305,8 @@ async fn put_role(State(s): State<AppState>, caller: Caller, Json(mut role): Jso
     Ok((StatusCode::CREATED, Json(role)))
 }
 
-/// The admin sees every role; a tenant, those granted to it.
+/// List roles: the admin sees every role; a tenant, those granted to it.
+#[utoipa::path(get, path = "/v1/roles", tag = "roles", responses((status = 200, body = Vec<RoleRecord>), Problems<401>))]
 async fn list_roles(State(s): State<AppState>, Caller(caller): Caller) -> Result<Json<Vec<RoleRecord>>, Problem> {
     let tenant = caller.tenant().map(str::to_string);
     let roles = s
@@ -215,13 +326,22 @@ async fn list_roles(State(s): State<AppState>, Caller(caller): Caller) -> Result
     Ok(Json(roles))
 }
 
-async fn get_role(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<RoleRecord>, Problem> {
+/// A role, if the caller sees it.
+#[utoipa::path(get, path = "/v1/roles/{name}", tag = "roles", params(RolePath), responses((status = 200, body = RoleRecord), Problems<400, 401, 404>))]
+async fn get_role(State(s): State<AppState>, caller: Caller, Path(RolePath { name }): Path<RolePath>) -> Result<Json<RoleRecord>, Problem> {
     let Json(roles) = list_roles(State(s), caller).await?;
     roles.into_iter().find(|r| r.name == name).map(Json).ok_or_else(|| Problem::not_found(format!("role `{name}` not found")))
 }
 
-/// Delete a role no tenant holds.
-async fn delete_role(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<StatusCode, Problem> {
+/// Delete a role no tenant holds (the admin).
+#[utoipa::path(
+    delete,
+    path = "/v1/roles/{name}",
+    tag = "roles",
+    params(RolePath),
+    responses((status = 204, description = "Deleted"), Problems<400, 401, 403, 404, 409>),
+)]
+async fn delete_role(State(s): State<AppState>, caller: Caller, Path(RolePath { name }): Path<RolePath>) -> Result<StatusCode, Problem> {
     caller.admin_only("manage roles")?;
     let n = name.clone();
     let holders: Vec<String> =

@@ -34,6 +34,8 @@ pub struct Grant {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleRecord {
+    /// 1-64 of lowercase letters, digits, `-`, `_`, `.`, starting with a letter or digit.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     pub name: String,
     pub grants: Vec<Grant>,
     #[serde(default)]

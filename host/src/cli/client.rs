@@ -42,6 +42,8 @@ pub enum JobCommand {
     Resume { id: u64 },
     Cancel { id: u64 },
     RetryFailed { id: u64 },
+    /// Change a job's priority (also while it runs).
+    Priority { id: u64, priority: i32 },
     Delete { id: u64 },
     /// Wait for a job to end, with a progress bar.
     Wait { id: u64 },
@@ -142,6 +144,30 @@ pub struct CreateJob {
     /// The role whose grants bound what the job reads and writes.
     #[arg(long)]
     role: Option<String>,
+    /// POST CloudEvents of state changes here (with --notify-secret).
+    #[arg(long, requires = "notify_secret")]
+    notify_url: Option<String>,
+    /// Signs each webhook request (HMAC-SHA256); at least 16 characters.
+    #[arg(long, env = "KILN_NOTIFY_SECRET", hide_env_values = true)]
+    notify_secret: Option<String>,
+    /// Also send an event per finished task.
+    #[arg(long, requires = "notify_url")]
+    task_events: bool,
+    /// Higher runs first among your jobs.
+    #[arg(long, allow_hyphen_values = true)]
+    priority: Option<i32>,
+    /// At most this many tasks started per second.
+    #[arg(long)]
+    max_tasks_per_second: Option<u32>,
+    /// Skip sources unchanged (same etag) since the last successful run of the same job definition.
+    #[arg(long)]
+    skip_unchanged: bool,
+    /// After the backfill, keep processing new or changed objects until suspended or cancelled.
+    #[arg(long)]
+    follow: bool,
+    /// How often a following job lists again, e.g. `30s`.
+    #[arg(long, requires = "follow")]
+    follow_interval: Option<String>,
     /// Wait for the job to end, showing progress.
     #[arg(long)]
     wait: bool,
@@ -241,6 +267,21 @@ impl Client {
     pub async fn patch(&self, path: &str, query: &[(&str, String)], body: &Value) -> anyhow::Result<Value> {
         self.send(self.http.patch(format!("{}{path}", self.base)).query(query).json(body)).await
     }
+    /// A streaming GET (server-sent events), checked for errors like any other call.
+    pub async fn open_stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let mut req = self.http.get(format!("{}{path}", self.base)).header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| format!("cannot reach kiln at {}", self.base))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            bail!("{status}: {text}");
+        }
+        Ok(resp)
+    }
+
     /// POST raw bytes, e.g. a plugin's component.
     pub async fn post_bytes(&self, path: &str, query: &[(&str, String)], bytes: Vec<u8>) -> anyhow::Result<Value> {
         let req = self.http.post(format!("{}{path}", self.base)).query(query).header(reqwest::header::CONTENT_TYPE, "application/wasm").body(bytes);
@@ -329,6 +370,20 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             if let Some(r) = c.role {
                 body["role"] = json!(r);
             }
+            if let (Some(url), Some(secret)) = (c.notify_url, c.notify_secret) {
+                body["notify"] = json!({"url": url, "secret": secret, "task_events": c.task_events});
+            }
+            if let Some(p) = c.priority {
+                body["priority"] = json!(p);
+            }
+            if let Some(r) = c.max_tasks_per_second {
+                body["max_tasks_per_second"] = json!(r);
+            }
+            body["skip_unchanged"] = json!(c.skip_unchanged);
+            body["follow"] = json!(c.follow);
+            if let Some(i) = c.follow_interval {
+                body["follow_interval"] = json!(i);
+            }
             if let Some(n) = c.name {
                 body["name"] = json!(n);
             }
@@ -382,6 +437,10 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
         JobCommand::Resume { id } => action(client, id, "resume").await?,
         JobCommand::Cancel { id } => action(client, id, "cancel").await?,
         JobCommand::RetryFailed { id } => action(client, id, "retry-failed").await?,
+        JobCommand::Priority { id, priority } => {
+            let job = client.patch(&format!("/v1/jobs/{id}"), &[], &json!({"priority": priority})).await?;
+            client.print(&job, |j| format!("job {id} priority {}", j["spec"]["priority"]));
+        }
         JobCommand::Delete { id } => {
             client.delete(&format!("/v1/jobs/{id}"), &[]).await?;
             client.print(&json!({"deleted": id}), |_| format!("job {id} deleted"));
@@ -471,17 +530,27 @@ async fn wait(client: &Client, id: u64) -> anyhow::Result<()> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let job: JobRecord = loop {
-        let value = client.get(&format!("/v1/jobs/{id}"), &[]).await?;
-        let job: JobRecord = serde_json::from_value(value)?;
+    let show = |job: &JobRecord| {
         let c = job.counters;
         bar.set_length(c.total);
         bar.set_position(c.succeeded + c.failed + c.skipped);
         bar.set_message(format!("{id} {}", job.state.as_str()));
-        if job.state.is_terminal() || job.state == JobState::Suspended {
-            break job;
+    };
+    // Live from the job's event stream; if the connection drops (a daemon
+    // restart), read the job and listen again.
+    let job: JobRecord = loop {
+        match follow_events(client, id, &show).await {
+            Ok(job) => break job,
+            Err(e) => {
+                tracing::debug!(error = %e, "event stream ended; reconnecting");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let job: JobRecord = serde_json::from_value(client.get(&format!("/v1/jobs/{id}"), &[]).await?)?;
+                show(&job);
+                if job.state.is_terminal() || job.state == JobState::Suspended {
+                    break job;
+                }
+            }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     };
     bar.finish_and_clear();
     let failures = client.get(&format!("/v1/jobs/{id}/tasks"), &[("state", "failed".into()), ("limit", "20".into())]).await?;
@@ -504,6 +573,26 @@ async fn wait(client: &Client, id: u64) -> anyhow::Result<()> {
         bail!("job {id} ended {}", job.state.as_str());
     }
     Ok(())
+}
+
+/// Read `GET /v1/jobs/{id}/events` until the job ends or is suspended.
+async fn follow_events(client: &Client, id: u64, show: &impl Fn(&JobRecord)) -> anyhow::Result<JobRecord> {
+    let mut resp = client.open_stream(&format!("/v1/jobs/{id}/events")).await?;
+    let mut buf = String::new();
+    while let Some(chunk) = resp.chunk().await? {
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        // Events end with a blank line; the data of ours is one JSON line.
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else { continue };
+            let job: JobRecord = serde_json::from_str(data.trim())?;
+            show(&job);
+            if job.state.is_terminal() || job.state == JobState::Suspended {
+                return Ok(job);
+            }
+        }
+    }
+    anyhow::bail!("the event stream of job {id} ended early")
 }
 
 pub async fn task(client: &Client, cmd: TaskCommand) -> anyhow::Result<()> {

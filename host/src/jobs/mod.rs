@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
 
 pub use plugins::{Installed, Plugins, UploadError};
 pub use prepare::{JobError, Prepared, check_params, resolve_role, resolve_style};
@@ -61,12 +61,46 @@ pub(crate) struct Inner {
     active: Mutex<BTreeMap<JobId, Active>>,
     /// Each tenant's quotas, kept current by the API, read by the scheduler.
     quotas: RwLock<HashMap<String, Quotas>>,
+    /// Every job as it is after each change: the source of live events (SSE).
+    updates: broadcast::Sender<JobRecord>,
+    /// Woken when a change may have queued webhook events.
+    outbox_wake: Arc<Notify>,
 }
 
 struct Active {
     prepared: Arc<Prepared>,
     in_flight: usize,
     planner_running: bool,
+    /// Higher first among the tenant's jobs; changed while running by `set_priority`.
+    priority: i32,
+    /// Pacing: tasks this job may start now (a token bucket holding one second's worth).
+    tokens: f64,
+    refilled: std::time::Instant,
+}
+
+impl Active {
+    fn new(prepared: Arc<Prepared>) -> Active {
+        let priority = prepared.spec.priority;
+        let tokens = prepared.spec.max_tasks_per_second.map_or(f64::MAX, f64::from);
+        Active { prepared, in_flight: 0, planner_running: false, priority, tokens, refilled: std::time::Instant::now() }
+    }
+
+    /// Tasks the job may start now: its concurrency left, capped by its pace.
+    fn room(&mut self) -> usize {
+        let room = (self.prepared.spec.concurrency as usize).saturating_sub(self.in_flight);
+        let Some(rate) = self.prepared.spec.max_tasks_per_second else { return room };
+        let rate = f64::from(rate);
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + rate * now.duration_since(self.refilled).as_secs_f64()).min(rate);
+        self.refilled = now;
+        room.min(self.tokens.floor() as usize)
+    }
+
+    fn started(&mut self, n: usize) {
+        if self.prepared.spec.max_tasks_per_second.is_some() {
+            self.tokens -= n as f64;
+        }
+    }
 }
 
 impl Jobs {
@@ -90,7 +124,10 @@ impl Jobs {
             wake: Notify::new(),
             active: Mutex::new(BTreeMap::new()),
             quotas: RwLock::new(HashMap::new()),
+            updates: broadcast::channel(1024).0,
+            outbox_wake: Arc::new(Notify::new()),
         });
+        crate::notify::Deliverer::start(inner.store.clone(), config.webhooks, inner.outbox_wake.clone());
         for tenant in jobs_store_tenants(&inner.store).await? {
             inner.quotas.write().unwrap().insert(tenant.name.clone(), tenant.quotas);
         }
@@ -135,6 +172,7 @@ impl Jobs {
         }
         let state = if start { JobState::Running } else { JobState::Ready };
         let job = self.inner.store.call(move |s| s.create_job(spec, tenant, state)).await.map_err(internal)?;
+        publish(&self.inner, &job);
         if start {
             self.insert_active(&job, prepared);
         }
@@ -188,7 +226,7 @@ impl Jobs {
     fn insert_active(&self, job: &JobRecord, prepared: Arc<Prepared>) {
         let start_planner = {
             let mut active = self.inner.active.lock().unwrap();
-            let entry = active.entry(job.id).or_insert(Active { prepared, in_flight: 0, planner_running: false });
+            let entry = active.entry(job.id).or_insert_with(|| Active::new(prepared));
             let start = !job.planning.done && !entry.planner_running;
             entry.planner_running |= start;
             start
@@ -205,8 +243,9 @@ impl Jobs {
         job.filter(|j| caller.owns(j.tenant.as_deref())).ok_or(JobError::NotFound(id))
     }
 
-    /// Move a job between states, refusing moves the state machine does not allow.
-    async fn transition(&self, caller: &Principal, id: JobId, action: &'static str, allowed: &'static [JobState], to: JobState) -> Result<JobRecord, JobError> {
+    /// Change a job of `caller` in one store transaction, and tell listeners.
+    /// `f` refuses the change with an error; another tenant's job is not found.
+    async fn update_owned(&self, caller: &Principal, id: JobId, f: impl FnOnce(&mut JobRecord) -> Result<(), JobError> + Send + 'static) -> Result<JobRecord, JobError> {
         let caller = caller.clone();
         let result = self
             .inner
@@ -216,22 +255,49 @@ impl Jobs {
                     if !caller.owns(job.tenant.as_deref()) {
                         return Err(JobError::NotFound(id));
                     }
-                    if !allowed.contains(&job.state) {
-                        return Err(JobError::WrongState { id, state: job.state.as_str(), action });
-                    }
-                    job.state = to;
-                    if to.is_terminal() {
-                        job.finished_at = Some(now());
-                    }
-                    Ok(())
+                    f(job)
                 })
             })
             .await
             .map_err(internal)?;
-        match result {
-            None => Err(JobError::NotFound(id)),
-            Some(r) => r,
+        let job = result.ok_or(JobError::NotFound(id))??;
+        publish(&self.inner, &job);
+        Ok(job)
+    }
+
+    /// Move a job between states, refusing moves the state machine does not allow.
+    async fn transition(&self, caller: &Principal, id: JobId, action: &'static str, allowed: &'static [JobState], to: JobState) -> Result<JobRecord, JobError> {
+        self.update_owned(caller, id, move |job| {
+            if !allowed.contains(&job.state) {
+                return Err(JobError::WrongState { id, state: job.state.as_str(), action });
+            }
+            job.state = to;
+            if to.is_terminal() {
+                job.finished_at = Some(now());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Change a job's priority, also while it runs.
+    pub async fn set_priority(&self, caller: &Principal, id: JobId, priority: i32) -> Result<JobRecord, JobError> {
+        let job = self
+            .update_owned(caller, id, move |job| {
+                job.spec.priority = priority;
+                Ok(())
+            })
+            .await?;
+        if let Some(a) = self.inner.active.lock().unwrap().get_mut(&id) {
+            a.priority = priority;
         }
+        self.inner.wake.notify_one();
+        Ok(job)
+    }
+
+    /// Live updates of every job (each as it is after a change).
+    pub fn subscribe(&self) -> broadcast::Receiver<JobRecord> {
+        self.inner.updates.subscribe()
     }
 
     /// Stop claiming new tasks at once; tasks already running finish.
@@ -288,13 +354,19 @@ async fn jobs_store_tenants(store: &Store) -> anyhow::Result<Vec<crate::auth::Te
     Ok(store.call(|s| s.list_tenants()).await?)
 }
 
+/// Tell live listeners and the webhook deliverer that a job changed.
+fn publish(inner: &Inner, job: &JobRecord) {
+    let _ = inner.updates.send(job.clone());
+    inner.outbox_wake.notify_one();
+}
+
 fn internal(e: impl std::fmt::Display) -> JobError {
     JobError::Internal(e.to_string())
 }
 
 async fn fail_job(inner: &Inner, id: JobId, error: String) {
     tracing::warn!(job = id, %error, "job failed");
-    let _ = inner
+    let updated = inner
         .store
         .call(move |s| {
             s.update_job::<()>(id, |job| {
@@ -307,19 +379,96 @@ async fn fail_job(inner: &Inner, id: JobId, error: String) {
             })
         })
         .await;
+    if let Ok(Some(Ok(job))) = updated {
+        publish(inner, &job);
+    }
 }
 
 /// Page through the selection, writing tasks and the cursor batch by batch.
 async fn planner(inner: Arc<Inner>, id: JobId, spec: JobSpec, cursor: Option<String>) {
-    let result = plan(&inner, id, &spec, cursor).await;
+    let mut result = plan(&inner, id, &spec, cursor).await;
+    if result.is_ok() && spec.follow {
+        result = follow(&inner, id, &spec).await;
+    }
     if let Some(a) = inner.active.lock().unwrap().get_mut(&id) {
         a.planner_running = false;
     }
-    if let Err(e) = result {
-        fail_job(&inner, id, e).await;
+    match result {
+        Err(e) => fail_job(&inner, id, e).await,
+        // The listing may have ended the job (an empty selection): tell listeners.
+        Ok(()) => {
+            if let Ok(Some(job)) = inner.store.call(move |s| s.get_job(id)).await {
+                publish(&inner, &job);
+            }
+        }
     }
     report::job_changed(&inner, id).await;
     inner.wake.notify_one();
+}
+
+/// Trigger mode by polling: after the backfill, list the selection again
+/// every `follow_interval`, queueing new and changed objects, until the job
+/// is no longer Running.
+async fn follow(inner: &Arc<Inner>, id: JobId, spec: &JobSpec) -> Result<(), String> {
+    loop {
+        let state = inner.store.call(move |s| s.get_job(id)).await.map_err(|e| e.to_string())?.map(|j| j.state);
+        if state != Some(JobState::Running) {
+            return Ok(());
+        }
+        tokio::time::sleep(spec.follow_interval).await;
+        let mut pager = Pager::open(&inner.buckets, spec, None, PLAN_PAGE).await.map_err(|e| e.to_string())?;
+        loop {
+            let page = pager.next_page().await.map_err(|e| e.to_string())?;
+            let objects: Vec<PlannedObject> =
+                page.objects.into_iter().map(|o| PlannedObject { key: o.key, size: o.size, etag: o.etag, last_modified: o.last_modified }).collect();
+            let queued = inner.store.call(move |s| s.follow_planned(id, &objects)).await.map_err(|e| e.to_string())?;
+            if queued > 0 {
+                tracing::info!(job = id, queued, "follow: new or changed objects");
+                inner.wake.notify_one();
+            }
+            if page.done {
+                break;
+            }
+        }
+    }
+}
+
+impl Jobs {
+    /// An object-store event (an S3 notification) for a bucket: queue the
+    /// object in every following Running job of `caller` whose selection
+    /// holds it. Returns how many tasks were queued.
+    pub async fn object_event(&self, caller: &Principal, bucket: &str, object: PlannedObject) -> Result<u64, JobError> {
+        let candidates: Vec<JobId> = {
+            let active = self.inner.active.lock().unwrap();
+            active
+                .iter()
+                .filter(|(_, a)| {
+                    let spec = &a.prepared.spec;
+                    // Size and time filters apply when the event carries them.
+                    let meta = crate::runtime::ObjectMeta { key: object.key.clone(), size: object.size, last_modified: object.last_modified, ..Default::default() };
+                    spec.follow
+                        && caller.owns(a.prepared.tenant.as_deref())
+                        && spec.input.bucket == bucket
+                        && object.key.starts_with(&spec.input.prefix)
+                        && crate::select::Filter::new(&spec.input).is_ok_and(|f| f.matches(&meta))
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let mut queued = 0;
+        for id in candidates {
+            let running = self.inner.store.call(move |s| s.get_job(id)).await.map_err(internal)?.is_some_and(|j| j.state == JobState::Running);
+            if !running {
+                continue;
+            }
+            let o = vec![object.clone()];
+            queued += self.inner.store.call(move |s| s.follow_planned(id, &o)).await.map_err(internal)?;
+        }
+        if queued > 0 {
+            self.inner.wake.notify_one();
+        }
+        Ok(queued)
+    }
 }
 
 async fn plan(inner: &Arc<Inner>, id: JobId, spec: &JobSpec, cursor: Option<String>) -> Result<(), String> {
@@ -368,29 +517,30 @@ async fn plan(inner: &Arc<Inner>, id: JobId, spec: &JobSpec, cursor: Option<Stri
     }
 }
 
-/// A job the scheduler may claim for now: its id and free slots.
+/// A job the scheduler may claim for now: its id, free slots and priority.
 struct Candidate {
     id: JobId,
     room: usize,
+    priority: i32,
 }
 
 /// Active jobs with room, grouped by tenant (the admin's under `""`), each
 /// tenant with the room its `tasks_in_flight` quota leaves.
 fn candidates_by_tenant(inner: &Inner) -> Vec<(usize, Vec<Candidate>)> {
-    let active = inner.active.lock().unwrap();
+    let mut active = inner.active.lock().unwrap();
     let quotas = inner.quotas.read().unwrap();
-    let mut by_tenant: BTreeMap<&str, (usize, Vec<Candidate>)> = BTreeMap::new();
-    for (id, a) in active.iter() {
-        let tenant = a.prepared.tenant.as_deref().unwrap_or("");
+    let mut by_tenant: BTreeMap<String, (usize, Vec<Candidate>)> = BTreeMap::new();
+    for (id, a) in active.iter_mut() {
+        let tenant = a.prepared.tenant.clone().unwrap_or_default();
         let entry = by_tenant.entry(tenant).or_insert_with(|| {
             let quota = a.prepared.tenant.as_ref().map_or(usize::MAX, |t| quotas.get(t).copied().unwrap_or_default().tasks_in_flight as usize);
             (quota, Vec::new())
         });
         // The tenant's room is its quota less everything of it in flight.
         entry.0 = entry.0.saturating_sub(a.in_flight);
-        let room = (a.prepared.spec.concurrency as usize).saturating_sub(a.in_flight);
+        let room = a.room();
         if room > 0 {
-            entry.1.push(Candidate { id: *id, room });
+            entry.1.push(Candidate { id: *id, room, priority: a.priority });
         }
     }
     by_tenant.into_values().filter(|(room, jobs)| *room > 0 && !jobs.is_empty()).collect()
@@ -418,10 +568,12 @@ async fn scheduler(inner: Arc<Inner>) {
             let share = (free / tenants.len()).max(1);
             let mut claimed_any = false;
             for (tenant_room, mut jobs) in tenants {
+                // Jobs of equal priority take turns; a higher priority goes first.
                 let k = turn % jobs.len();
                 jobs.rotate_left(k);
+                jobs.sort_by_key(|c| std::cmp::Reverse(c.priority));
                 let mut budget = share.min(tenant_room);
-                for Candidate { id, room } in jobs {
+                for Candidate { id, room, .. } in jobs {
                     let n = room.min(budget).min(inner.workers.available_permits()).min(CLAIM_BATCH);
                     if n == 0 {
                         break;
@@ -455,6 +607,7 @@ async fn spawn_workers(inner: &Arc<Inner>, id: JobId, tasks: Vec<crate::model::T
         let mut active = inner.active.lock().unwrap();
         let Some(a) = active.get_mut(&id) else { return };
         a.in_flight += tasks.len();
+        a.started(tasks.len());
         a.prepared.clone()
     };
     for task in tasks {
@@ -483,6 +636,7 @@ fn record_metrics(result: &TaskResult, took: Duration) {
         TaskResult::Succeeded { bytes_in, bytes_out, .. } => m.task_finished("succeeded", took, *bytes_in, *bytes_out),
         TaskResult::Failed { bytes_in, .. } => m.task_finished("failed", took, *bytes_in, 0),
         TaskResult::Retry { .. } => m.task_finished("retry", took, 0, 0),
+        TaskResult::Skipped { .. } => m.task_finished("skipped", took, 0, 0),
     }
 }
 
@@ -518,7 +672,12 @@ async fn committer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<TaskResult
             inner.store.call(move |s| s.commit_results(&batch)).await
         };
         match committed {
-            Ok(touched) => report::jobs_changed(&inner, &touched),
+            Ok(touched) => {
+                for job in &touched {
+                    publish(&inner, job);
+                }
+                report::jobs_changed(&inner, &touched);
+            }
             // The tasks stay Running in the store and are re-run after a restart.
             Err(e) => tracing::error!(error = %e, results = batch.len(), "group commit failed"),
         }

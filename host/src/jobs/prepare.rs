@@ -53,6 +53,8 @@ pub struct Prepared {
     pub role: Option<RoleRecord>,
     /// Per-task limits: the daemon's, lowered by the tenant's quotas.
     pub limits: Limits,
+    /// The digest of the job's definition (see [`JobSpec::definition`]).
+    pub definition: String,
     pub params: String,
     pub template: Template,
     pub input: Bucket,
@@ -153,6 +155,7 @@ pub async fn prepare(spec: &JobSpec, tenant: Option<&str>, cx: &PrepareContext<'
     if spec.concurrency == 0 || spec.concurrency > 10_000 {
         return Err(JobError::invalid("concurrency", "must be between 1 and 10000"));
     }
+    check_options(spec)?;
     let input = cx.buckets.get(&spec.input.bucket).map_err(|e| JobError::invalid("input.bucket", e))?;
     let output = cx.buckets.get(&spec.output.bucket).map_err(|e| JobError::invalid("output.bucket", e))?;
     if let Some(bucket) = spec.input.manifest.as_ref().and_then(|m| m.bucket.as_deref()) {
@@ -192,6 +195,7 @@ pub async fn prepare(spec: &JobSpec, tenant: Option<&str>, cx: &PrepareContext<'
         tenant: tenant.map(str::to_string),
         role,
         limits,
+        definition: spec.definition(),
         params,
         template,
         input,
@@ -211,6 +215,28 @@ pub async fn check_manifest(spec: &JobSpec, buckets: &Buckets) -> Result<(), Job
         }
         Err(e) => Err(JobError::Internal(format!("reading the manifest: {e}"))),
     }
+}
+
+/// Notifications, pacing and follow mode.
+fn check_options(spec: &JobSpec) -> Result<(), JobError> {
+    if let Some(n) = &spec.notify {
+        crate::notify::check_url(&n.url).map_err(|e| JobError::invalid("notify.url", e))?;
+        if n.secret.len() < 16 {
+            return Err(JobError::invalid("notify.secret", "give a secret of at least 16 characters: it signs every request"));
+        }
+    }
+    if spec.max_tasks_per_second == Some(0) {
+        return Err(JobError::invalid("max_tasks_per_second", "must be at least 1 (omit it for no cap)"));
+    }
+    if spec.follow {
+        if !spec.input.keys.is_empty() || spec.input.manifest.is_some() {
+            return Err(JobError::invalid("follow", "a job over explicit keys or a manifest has nothing to watch: follow needs a prefix"));
+        }
+        if spec.follow_interval < std::time::Duration::from_secs(1) {
+            return Err(JobError::invalid("follow_interval", "must be at least 1s"));
+        }
+    }
+    Ok(())
 }
 
 /// The longest common prefix of `keys`, on a char boundary.

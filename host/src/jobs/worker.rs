@@ -46,6 +46,16 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
         Err(e) => return TaskResult::Failed { job, seq, error: error("io", e), duration_ms: elapsed(), bytes_in: 0 },
     };
 
+    if prepared.spec.skip_unchanged {
+        if let Some(etag) = meta.etag.clone() {
+            let (definition, key) = (prepared.definition.clone(), task.source_key.clone());
+            if inner.store.call(move |s| s.last_etag(&definition, &key)).await.ok().flatten() == Some(etag) {
+                return TaskResult::Skipped { job, seq };
+            }
+        }
+    }
+    let source_etag = meta.etag.clone();
+
     // The output key of each output, rendered as the plugin opens it. A key
     // that breaks the path rules, or that the role may not write, fails the
     // task and nothing is written. The slot keeps the error's kind and message.
@@ -88,6 +98,7 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
         Ok(outcome) => TaskResult::Succeeded {
             job,
             seq,
+            etag: source_etag,
             outputs: outcome.outputs.into_iter().map(|o| o.location).collect(),
             bytes_in: outcome.bytes_in,
             bytes_out: outcome.bytes_out,

@@ -11,10 +11,12 @@
 //!   claimed from it in seq order; filtered listings read only their state.
 //! - `tenant_jobs`: (owner, job) → (): a tenant's jobs, newest first, without a scan.
 //! - `styles`: `owner/name` → JSON [`StyleRecord`]; the admin's owner is empty.
+//! - `etags`: (job definition, key) → etag of the last successful run, for `skip_unchanged`.
 //! - `tenants`, `tokens` (by SHA-256), `roles`, `plugins` (`owner/name`): see [`tenancy`].
 //!
 //! Schema history: 1 had `styles` keyed by name alone; 2 added tenancy.
 
+mod outbox;
 mod tasks;
 mod tenancy;
 
@@ -25,6 +27,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::model::{JobId, JobRecord, JobState, StyleRecord, now};
 
+pub use outbox::OutboxEntry;
 pub use tasks::{PlannedObject, TaskFilter, TaskResult};
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
@@ -40,6 +43,8 @@ const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("roles");
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
+/// (job definition digest, source key) → the etag its last successful run processed: for `skip_unchanged`.
+const ETAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("etags");
 
 /// The schema this build writes. A store written by a newer Kiln is refused.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -118,6 +123,10 @@ impl Store {
             txn.open_table(TOKENS)?;
             txn.open_table(ROLES)?;
             txn.open_table(PLUGINS)?;
+            txn.open_table(ETAGS)?;
+            txn.open_table(outbox::OUTBOX)?;
+            txn.open_table(outbox::DEAD_EVENTS)?;
+            txn.open_table(outbox::JOB_SECRETS)?;
         }
         txn.commit()?;
         Ok(Store { db: Arc::new(db) })
@@ -147,9 +156,11 @@ impl Store {
             let mut meta = txn.open_table(META)?;
             let id = meta.get("next_job_id")?.and_then(|v| v.value().parse::<u64>().ok()).unwrap_or(1);
             meta.insert("next_job_id", (id + 1).to_string().as_str())?;
+            drop(meta);
             let t = now();
             let job = JobRecord {
                 id,
+                definition: spec.definition(),
                 tenant,
                 spec,
                 state,
@@ -162,6 +173,10 @@ impl Store {
             };
             txn.open_table(JOBS)?.insert(id, encode(&job).as_slice())?;
             txn.open_table(TENANT_JOBS)?.insert((job.tenant.as_deref().unwrap_or(""), id), ())?;
+            if let Some(n) = &job.spec.notify {
+                outbox::store_secret(&txn, id, &n.secret)?;
+            }
+            outbox::job_saved(&txn, None, &job)?;
             job
         };
         txn.commit()?;
@@ -244,11 +259,14 @@ impl Store {
             let Some(mut job) = jobs.get(id)?.map(|v| decode::<JobRecord>("jobs", v.value())).transpose()? else {
                 return Ok(None);
             };
+            let before = job.state;
             match f(&mut job) {
                 Err(e) => return Ok(Some(Err(e))),
                 Ok(()) => {
                     job.updated_at = now();
                     jobs.insert(id, encode(&job).as_slice())?;
+                    drop(jobs);
+                    outbox::job_saved(&txn, Some(before), &job)?;
                     job
                 }
             }
@@ -263,6 +281,7 @@ impl Store {
         let existed = {
             let removed: Option<JobRecord> = txn.open_table(JOBS)?.remove(id)?.map(|v| decode("jobs", v.value())).transpose()?;
             let existed = removed.is_some();
+            txn.open_table(outbox::JOB_SECRETS)?.remove(id)?;
             if let Some(job) = removed {
                 txn.open_table(TENANT_JOBS)?.remove((job.tenant.as_deref().unwrap_or(""), id))?;
             }
@@ -280,6 +299,13 @@ impl Store {
         };
         txn.commit()?;
         Ok(existed)
+    }
+
+    /// The etag the last successful run of a job definition processed for `key`.
+    pub fn last_etag(&self, definition: &str, key: &str) -> Result<Option<String>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ETAGS)?;
+        Ok(t.get((definition, key))?.map(|v| v.value().to_string()))
     }
 
     // ---- styles ----
@@ -367,20 +393,16 @@ fn remove_key(db: &Database, table: JsonTable, key: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{InputSpec, JobSpec, OutputSpec, TaskErrorRecord, TaskState};
+    use crate::model::{JobSpec, TaskErrorRecord, TaskState};
 
     fn spec() -> JobSpec {
-        JobSpec {
-            name: None,
-            input: InputSpec { bucket: "in".into(), ..Default::default() },
-            style: "copy".into(),
-            output: OutputSpec { bucket: "out".into(), template: "o/{key}".into() },
-            concurrency: 2,
-            fast_fail: false,
-            tags: Default::default(),
-            role: None,
-            report: None,
-        }
+        serde_json::from_value(serde_json::json!({
+            "input": {"bucket": "in"},
+            "style": "copy",
+            "output": {"bucket": "out", "template": "o/{key}"},
+            "concurrency": 2
+        }))
+        .unwrap()
     }
 
     fn planned(keys: &[&str]) -> Vec<PlannedObject> {
@@ -408,11 +430,11 @@ mod tests {
         assert_eq!(claimed.iter().map(|t| t.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
         let err = TaskErrorRecord { kind: "failed".into(), message: "no".into() };
         let results = vec![
-            TaskResult::Succeeded { job: job.id, seq: 1, outputs: vec!["o/a".into()], bytes_in: 1, bytes_out: 1, duration_ms: 1 },
+            TaskResult::Succeeded { job: job.id, seq: 1, outputs: vec!["o/a".into()], bytes_in: 1, bytes_out: 1, duration_ms: 1, etag: None },
             TaskResult::Failed { job: job.id, seq: 2, error: err.clone(), duration_ms: 1, bytes_in: 0 },
             TaskResult::Retry { job: job.id, seq: 3, error: err.clone() },
             // A duplicate result counts once.
-            TaskResult::Succeeded { job: job.id, seq: 1, outputs: vec![], bytes_in: 9, bytes_out: 9, duration_ms: 1 },
+            TaskResult::Succeeded { job: job.id, seq: 1, outputs: vec![], bytes_in: 9, bytes_out: 9, duration_ms: 1, etag: None },
         ];
         store.commit_results(&results).unwrap();
         let j = store.get_job(job.id).unwrap().unwrap();
@@ -425,7 +447,7 @@ mod tests {
         let rest = store.claim(job.id, 10).unwrap();
         let done: Vec<TaskResult> = rest
             .iter()
-            .map(|t| TaskResult::Succeeded { job: job.id, seq: t.seq, outputs: vec![], bytes_in: 0, bytes_out: 0, duration_ms: 0 })
+            .map(|t| TaskResult::Succeeded { job: job.id, seq: t.seq, outputs: vec![], bytes_in: 0, bytes_out: 0, duration_ms: 0, etag: None })
             .collect();
         let touched = store.commit_results(&done).unwrap();
         assert_eq!(touched[0].state, JobState::Failed, "one task failed: the job cannot succeed");
@@ -434,7 +456,7 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].attempts, 2);
         let touched = store
-            .commit_results(&[TaskResult::Succeeded { job: job.id, seq: t[0].seq, outputs: vec![], bytes_in: 0, bytes_out: 0, duration_ms: 0 }])
+            .commit_results(&[TaskResult::Succeeded { job: job.id, seq: t[0].seq, outputs: vec![], bytes_in: 0, bytes_out: 0, duration_ms: 0, etag: None }])
             .unwrap();
         assert_eq!(touched[0].state, JobState::Succeeded);
     }

@@ -2,7 +2,7 @@
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
-use super::{JOBS, Result, Store, TASK_KEYS, TASK_STATE, TASKS, decode, encode};
+use super::{ETAGS, JOBS, Result, Store, TASK_KEYS, TASK_STATE, TASKS, decode, encode};
 use crate::model::{JobId, JobRecord, JobState, TaskErrorRecord, TaskRecord, TaskState, now};
 
 /// An object found by the planner.
@@ -17,7 +17,10 @@ pub struct PlannedObject {
 /// The end of one attempt at a task, as sent to the group commit.
 #[derive(Debug, Clone)]
 pub enum TaskResult {
-    Succeeded { job: JobId, seq: u64, outputs: Vec<String>, bytes_in: u64, bytes_out: u64, duration_ms: u64 },
+    /// `etag`: of the source as read, remembered for `skip_unchanged`.
+    Succeeded { job: JobId, seq: u64, outputs: Vec<String>, bytes_in: u64, bytes_out: u64, duration_ms: u64, etag: Option<String> },
+    /// The source is unchanged since the last successful run of the same job definition.
+    Skipped { job: JobId, seq: u64 },
     Failed { job: JobId, seq: u64, error: TaskErrorRecord, duration_ms: u64, bytes_in: u64 },
     /// A transient failure: back to Pending for another attempt.
     Retry { job: JobId, seq: u64, error: TaskErrorRecord },
@@ -26,7 +29,10 @@ pub enum TaskResult {
 impl TaskResult {
     fn key(&self) -> (JobId, u64) {
         match self {
-            TaskResult::Succeeded { job, seq, .. } | TaskResult::Failed { job, seq, .. } | TaskResult::Retry { job, seq, .. } => {
+            TaskResult::Succeeded { job, seq, .. }
+            | TaskResult::Failed { job, seq, .. }
+            | TaskResult::Retry { job, seq, .. }
+            | TaskResult::Skipped { job, seq } => {
                 (*job, *seq)
             }
         }
@@ -50,10 +56,11 @@ fn load_job(txn: &WriteTransaction, id: JobId) -> Result<Option<JobRecord>> {
     jobs.get(id)?.map(|v| decode("jobs", v.value())).transpose()
 }
 
-fn save_job(txn: &WriteTransaction, job: &mut JobRecord) -> Result<()> {
+/// Write a job back; a change of state from `before` also queues its webhook event.
+fn save_job(txn: &WriteTransaction, before: JobState, job: &mut JobRecord) -> Result<()> {
     job.updated_at = now();
     txn.open_table(JOBS)?.insert(job.id, encode(job).as_slice())?;
-    Ok(())
+    super::outbox::job_saved(txn, Some(before), job)
 }
 
 fn move_state(txn: &WriteTransaction, job: JobId, seq: u64, from: TaskState, to: TaskState) -> Result<()> {
@@ -99,6 +106,50 @@ pub(super) fn settle(job: &mut JobRecord) {
     }
 }
 
+/// Add tasks for objects not planned before (a page listed again after a
+/// crash adds nothing). With `skip_unchanged`, an object whose etag the job
+/// definition's last successful run recorded is Skipped at once.
+fn insert_planned(txn: &WriteTransaction, job: &mut JobRecord, objects: &[PlannedObject]) -> Result<u64> {
+    let id = job.id;
+    let mut tasks = txn.open_table(TASKS)?;
+    let mut keys = txn.open_table(TASK_KEYS)?;
+    let mut idx = txn.open_table(TASK_STATE)?;
+    let etags = txn.open_table(ETAGS)?;
+    let mut added = 0;
+    for o in objects {
+        if keys.get((id, o.key.as_str()))?.is_some() {
+            continue;
+        }
+        let unchanged = job.spec.skip_unchanged
+            && o.etag.as_deref().is_some_and(|e| etags.get((job.definition.as_str(), o.key.as_str())).ok().flatten().is_some_and(|v| v.value() == e));
+        let state = if unchanged { TaskState::Skipped } else { TaskState::Pending };
+        let seq = job.counters.total + 1;
+        let task = TaskRecord {
+            job: id,
+            seq,
+            source_key: o.key.clone(),
+            size: o.size,
+            etag: o.etag.clone(),
+            last_modified: o.last_modified,
+            state,
+            attempts: 0,
+            outputs: vec![],
+            error: None,
+            duration_ms: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            finished_at: unchanged.then(now),
+        };
+        tasks.insert((id, seq), encode(&task).as_slice())?;
+        keys.insert((id, o.key.as_str()), seq)?;
+        idx.insert((id, state.code(), seq), ())?;
+        job.counters.total += 1;
+        *job.counters.slot(state) += 1;
+        added += 1;
+    }
+    Ok(added)
+}
+
 impl Store {
     /// Add a batch of planned objects and the listing cursor in one transaction.
     /// Keys already planned (a page listed again after a crash) are skipped.
@@ -106,49 +157,67 @@ impl Store {
         let txn = self.db.begin_write()?;
         let added = {
             let Some(mut job) = load_job(&txn, id)? else { return Ok(0) };
-            let mut tasks = txn.open_table(TASKS)?;
-            let mut keys = txn.open_table(TASK_KEYS)?;
-            let mut idx = txn.open_table(TASK_STATE)?;
-            let mut added = 0;
-            for o in objects {
-                if keys.get((id, o.key.as_str()))?.is_some() {
-                    continue;
-                }
-                let seq = job.counters.total + 1;
-                let task = TaskRecord {
-                    job: id,
-                    seq,
-                    source_key: o.key.clone(),
-                    size: o.size,
-                    etag: o.etag.clone(),
-                    last_modified: o.last_modified,
-                    state: TaskState::Pending,
-                    attempts: 0,
-                    outputs: vec![],
-                    error: None,
-                    duration_ms: None,
-                    bytes_in: 0,
-                    bytes_out: 0,
-                    finished_at: None,
-                };
-                tasks.insert((id, seq), encode(&task).as_slice())?;
-                keys.insert((id, o.key.as_str()), seq)?;
-                idx.insert((id, TaskState::Pending.code(), seq), ())?;
-                job.counters.total += 1;
-                job.counters.pending += 1;
-                added += 1;
-            }
-            drop((tasks, keys, idx));
+            let before = job.state;
+            let added = insert_planned(&txn, &mut job, objects)?;
             if let Some(c) = cursor {
                 job.planning.cursor = Some(c.to_string());
             }
-            job.planning.done |= done;
+            // A following job's listing never ends: it keeps watching.
+            job.planning.done |= done && !job.spec.follow;
             settle(&mut job);
-            save_job(&txn, &mut job)?;
+            save_job(&txn, before, &mut job)?;
             added
         };
         txn.commit()?;
         Ok(added)
+    }
+
+    /// What a following job saw in a new listing (or an event): keys not seen
+    /// before become Pending tasks, and a key whose etag changed since its task
+    /// ended is Pending again. Returns how many tasks were queued.
+    pub fn follow_planned(&self, id: JobId, objects: &[PlannedObject]) -> Result<u64> {
+        let txn = self.db.begin_write()?;
+        let queued = {
+            let Some(mut job) = load_job(&txn, id)? else { return Ok(0) };
+            if job.state.is_terminal() {
+                return Ok(0);
+            }
+            let before = job.state;
+            let mut new = Vec::new();
+            let mut changed = 0;
+            for o in objects {
+                let seq = txn.open_table(TASK_KEYS)?.get((id, o.key.as_str()))?.map(|v| v.value());
+                let Some(seq) = seq else {
+                    new.push(o.clone());
+                    continue;
+                };
+                let mut tasks = txn.open_table(TASKS)?;
+                let Some(mut task) = tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()? else { continue };
+                let ended = matches!(task.state, TaskState::Succeeded | TaskState::Failed | TaskState::Skipped);
+                if !ended || o.etag.is_none() || task.etag == o.etag {
+                    continue;
+                }
+                let from = task.state;
+                task.state = TaskState::Pending;
+                task.etag = o.etag.clone();
+                task.size = o.size;
+                task.last_modified = o.last_modified;
+                task.error = None;
+                task.finished_at = None;
+                tasks.insert((id, seq), encode(&task).as_slice())?;
+                drop(tasks);
+                move_state(&txn, id, seq, from, TaskState::Pending)?;
+                job.counters.moved(from, TaskState::Pending);
+                changed += 1;
+            }
+            let queued = changed + insert_planned(&txn, &mut job, &new)?;
+            if queued > 0 {
+                save_job(&txn, before, &mut job)?;
+            }
+            queued
+        };
+        txn.commit()?;
+        Ok(queued)
     }
 
     /// Claim up to `n` pending tasks of a running job, in planning order, and
@@ -188,7 +257,8 @@ impl Store {
                 out.push(task);
             }
             if !out.is_empty() {
-                save_job(&txn, &mut job)?;
+                let unchanged = job.state;
+                save_job(&txn, unchanged, &mut job)?;
             }
             out
         };
@@ -203,18 +273,19 @@ impl Store {
     pub fn commit_results(&self, results: &[TaskResult]) -> Result<Vec<JobRecord>> {
         let txn = self.db.begin_write()?;
         let touched = {
-            let mut jobs: std::collections::BTreeMap<JobId, JobRecord> = Default::default();
+            // Each job as loaded, with its state before this commit.
+            let mut jobs: std::collections::BTreeMap<JobId, (JobState, JobRecord)> = Default::default();
             for r in results {
                 let (id, seq) = r.key();
                 if !jobs.contains_key(&id) {
                     match load_job(&txn, id)? {
                         Some(j) => {
-                            jobs.insert(id, j);
+                            jobs.insert(id, (j.state, j));
                         }
                         None => continue,
                     }
                 }
-                let job = jobs.get_mut(&id).expect("inserted above");
+                let job = &mut jobs.get_mut(&id).expect("inserted above").1;
                 let mut tasks = txn.open_table(TASKS)?;
                 let Some(mut task) = tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()? else {
                     continue;
@@ -223,7 +294,13 @@ impl Store {
                     continue;
                 }
                 let to = match r {
-                    TaskResult::Succeeded { outputs, bytes_in, bytes_out, duration_ms, .. } => {
+                    TaskResult::Succeeded { outputs, bytes_in, bytes_out, duration_ms, etag, .. } => {
+                        if let Some(etag) = etag {
+                            if job.spec.skip_unchanged {
+                                txn.open_table(ETAGS)?.insert((job.definition.as_str(), task.source_key.as_str()), etag.as_str())?;
+                            }
+                            task.etag = Some(etag.clone());
+                        }
                         task.outputs = outputs.clone();
                         task.bytes_in = *bytes_in;
                         task.bytes_out = *bytes_out;
@@ -249,6 +326,7 @@ impl Store {
                         task.error = Some(error.clone());
                         TaskState::Pending
                     }
+                    TaskResult::Skipped { .. } => TaskState::Skipped,
                 };
                 if to != TaskState::Pending {
                     task.finished_at = Some(now());
@@ -258,11 +336,14 @@ impl Store {
                 drop(tasks);
                 move_state(&txn, id, seq, TaskState::Running, to)?;
                 job.counters.moved(TaskState::Running, to);
+                if to != TaskState::Pending {
+                    super::outbox::task_finished(&txn, job, &task)?;
+                }
             }
             let mut touched = Vec::with_capacity(jobs.len());
-            for (_, mut job) in jobs {
+            for (_, (before, mut job)) in jobs {
                 settle(&mut job);
-                save_job(&txn, &mut job)?;
+                save_job(&txn, before, &mut job)?;
                 touched.push(job);
             }
             touched
@@ -284,7 +365,8 @@ impl Store {
                 let Some(mut job) = load_job(&txn, id)? else { continue };
                 let n = back_to_pending(&txn, &mut job, TaskState::Running)?;
                 if n > 0 {
-                    save_job(&txn, &mut job)?;
+                    let unchanged = job.state;
+                    save_job(&txn, unchanged, &mut job)?;
                     moved += n;
                 }
             }
@@ -298,12 +380,13 @@ impl Store {
         let txn = self.db.begin_write()?;
         let moved = {
             let Some(mut job) = load_job(&txn, id)? else { return Ok(0) };
+            let before = job.state;
             let n = back_to_pending(&txn, &mut job, TaskState::Failed)?;
             if n > 0 {
                 job.state = JobState::Running;
                 job.error = None;
                 job.finished_at = None;
-                save_job(&txn, &mut job)?;
+                save_job(&txn, before, &mut job)?;
             }
             n
         };

@@ -1,0 +1,186 @@
+//! Live job events over SSE, and the state of a job's webhook deliveries.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::auth::Caller;
+use super::openapi::Problems;
+use super::problem::{Json, Path, Problem};
+use crate::model::{JobId, JobRecord, JobState};
+use crate::store::OutboxEntry;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(job_events)).routes(routes!(job_webhooks)).routes(routes!(s3_events))
+}
+
+/// A job's id in the path.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct JobIdPath {
+    /// The job's id.
+    #[param(value_type = u64)]
+    id: JobId,
+}
+
+/// What the event stream carries between two events of one job.
+struct Follow {
+    id: JobId,
+    rx: tokio::sync::broadcast::Receiver<JobRecord>,
+    jobs: crate::jobs::Jobs,
+    last_state: Option<JobState>,
+    first: Option<JobRecord>,
+    ended: bool,
+}
+
+fn event_of(job: &JobRecord, last_state: Option<JobState>) -> Event {
+    let name = if last_state == Some(job.state) { "progress" } else { "state" };
+    Event::default().event(name).id(format!("{}-{}", job.id, job.updated_at)).json_data(job).unwrap_or_else(|_| Event::default().comment("unencodable"))
+}
+
+/// `GET /v1/jobs/{id}/events`: Server-Sent Events. The first event is the
+/// job as it is now; then a `progress` event each time its counters change,
+/// and a `state` event each time its state does. The stream ends after a
+/// terminal state. Each event's data is the job (as `GET /v1/jobs/{id}`).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/events",
+    tag = "jobs",
+    params(JobIdPath),
+    responses(
+        (status = 200, description = "`text/event-stream` of `state` and `progress` events, each with the job as data", content_type = "text/event-stream", body = String),
+        Problems<400, 401, 404>,
+    ),
+)]
+async fn job_events(State(s): State<AppState>, Caller(caller): Caller, Path(JobIdPath { id }): Path<JobIdPath>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    // Subscribe before reading the job, so no change falls in between.
+    let rx = s.jobs.subscribe();
+    let job = s.jobs.get(&caller, id).await?;
+    let follow = Follow { id, rx, jobs: s.jobs.clone(), last_state: None, first: Some(job), ended: false };
+    let stream = futures::stream::unfold(follow, |mut f| async move {
+        if f.ended {
+            return None;
+        }
+        let job = match f.first.take() {
+            Some(j) => j,
+            None => next_update(&mut f).await?,
+        };
+        let event = event_of(&job, f.last_state);
+        f.last_state = Some(job.state);
+        f.ended = job.state.is_terminal();
+        Some((Ok(event), f))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The job's next version, coalescing a burst of updates into the latest.
+async fn next_update(f: &mut Follow) -> Option<JobRecord> {
+    let mut latest: Option<JobRecord> = None;
+    loop {
+        let got = if latest.is_some() { f.rx.try_recv().map_err(|_| RecvError::Closed) } else { f.rx.recv().await };
+        match got {
+            Ok(j) if j.id == f.id => latest = Some(j),
+            Ok(_) => {}
+            // Too far behind: read the job afresh.
+            Err(RecvError::Lagged(_)) => {
+                let id = f.id;
+                latest = f.jobs.store().call(move |s| s.get_job(id)).await.ok().flatten();
+            }
+            Err(RecvError::Closed) => return latest,
+        }
+        if latest.as_ref().is_some_and(|j| j.state.is_terminal()) {
+            return latest;
+        }
+    }
+}
+
+/// A job's webhook deliveries that are not done.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Webhooks {
+    /// Events waiting (or being retried), oldest first, with the last error.
+    pub pending: Vec<OutboxEntry>,
+    /// Events given up on after `webhooks.give_up_after`.
+    pub given_up: Vec<OutboxEntry>,
+}
+
+/// The job's webhook events still pending and those given up on.
+#[utoipa::path(get, path = "/v1/jobs/{id}/webhooks", tag = "jobs", params(JobIdPath), responses((status = 200, body = Webhooks), Problems<400, 401, 404>))]
+async fn job_webhooks(State(s): State<AppState>, Caller(caller): Caller, Path(JobIdPath { id }): Path<JobIdPath>) -> Result<Json<Webhooks>, Problem> {
+    s.jobs.get(&caller, id).await?;
+    let (pending, given_up) = s.jobs.store().call(move |st| st.job_events(id)).await?;
+    Ok(Json(Webhooks { pending: pending.into_iter().map(OutboxEntry::public).collect(), given_up: given_up.into_iter().map(OutboxEntry::public).collect() }))
+}
+
+/// An S3 event notification (`{"Records": [...]}`), as S3, MinIO and others push.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct S3Notification {
+    #[serde(rename = "Records", default)]
+    pub records: Vec<S3Record>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct S3Record {
+    /// e.g. `ObjectCreated:Put`; only `ObjectCreated:*` events queue work.
+    #[serde(rename = "eventName")]
+    pub event_name: String,
+    pub s3: S3Entity,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct S3Entity {
+    pub bucket: S3Bucket,
+    pub object: S3Object,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct S3Bucket {
+    pub name: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct S3Object {
+    /// URL-encoded, as S3 sends it (`+` for a space).
+    pub key: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(rename = "eTag", default)]
+    pub etag: Option<String>,
+}
+
+/// What an event notification did.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct S3EventResult {
+    pub records: usize,
+    /// Tasks queued across the caller's following jobs.
+    pub queued: u64,
+    /// Records that were not `ObjectCreated:*`, or named an unknown bucket.
+    pub ignored: usize,
+}
+
+/// `POST /v1/events/s3`: trigger mode for stores that push. Each created
+/// object is queued in every following, running job of the caller whose
+/// selection holds it (new keys, or keys whose etag changed).
+#[utoipa::path(post, path = "/v1/events/s3", tag = "jobs", request_body = S3Notification, responses((status = 200, body = S3EventResult), Problems<400, 401, 413, 422>))]
+async fn s3_events(State(s): State<AppState>, Caller(caller): Caller, Json(body): Json<S3Notification>) -> Result<Json<S3EventResult>, Problem> {
+    let mut result = S3EventResult { records: body.records.len(), queued: 0, ignored: 0 };
+    for r in body.records {
+        let bucket = s.jobs.buckets().from_event_name(&r.s3.bucket.name);
+        let Some(bucket) = bucket.filter(|_| r.event_name.starts_with("ObjectCreated:")) else {
+            result.ignored += 1;
+            continue;
+        };
+        let plus_decoded = r.s3.object.key.replace('+', " ");
+        let key = percent_encoding::percent_decode_str(&plus_decoded).decode_utf8_lossy().into_owned();
+        let object = crate::store::PlannedObject { key, size: r.s3.object.size, etag: r.s3.object.etag.map(|e| e.trim_matches('"').to_string()), last_modified: None };
+        result.queued += s.jobs.object_event(&caller, &bucket, object).await?;
+    }
+    Ok(Json(result))
+}

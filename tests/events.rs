@@ -1,0 +1,249 @@
+//! Job events end to end: webhooks (CloudEvents, HMAC signatures, order per
+//! job, retries, at-least-once across a `kill -9`, giving up visibly) against
+//! a real HTTP receiver in the test, and the live SSE stream.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::Daemon;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+const SECRET: &str = "test-webhook-secret-0123";
+const LONG: Duration = Duration::from_secs(120);
+
+/// What the receiver got, and how it answers.
+#[derive(Default)]
+struct Inbox {
+    /// (signature header, body) of every request, in arrival order.
+    requests: Vec<(String, Vec<u8>)>,
+    /// Answer 503 to this many requests first.
+    fail_next: usize,
+    /// Answer 503 to everything while set.
+    down: bool,
+}
+
+/// A real HTTP server on a free port that records CloudEvents.
+async fn receiver() -> (String, Arc<Mutex<Inbox>>) {
+    let inbox = Arc::new(Mutex::new(Inbox::default()));
+    let state = inbox.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let state = state.clone();
+            async move {
+                let mut inbox = state.lock().unwrap();
+                let sig = headers.get("kiln-signature").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+                inbox.requests.push((sig, body.to_vec()));
+                if inbox.down || inbox.fail_next > 0 {
+                    inbox.fail_next = inbox.fail_next.saturating_sub(1);
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, inbox)
+}
+
+/// Verify `Kiln-Signature: t=…,v1=…` as the README tells receivers to.
+fn verify(signature: &str, body: &[u8]) -> bool {
+    let Some((t, v1)) = signature.split_once(',').and_then(|(t, v)| Some((t.strip_prefix("t=")?, v.strip_prefix("v1=")?))) else { return false };
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    mac.verify_slice(&hex::decode(v1).unwrap_or_default()).is_ok()
+}
+
+/// The events delivered (answered 2xx), without duplicates, in delivery order.
+fn delivered(inbox: &Inbox) -> Vec<Value> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    // A request counts as delivered if a later identical one was not needed:
+    // keep the last copy of each id, in order of first delivery attempt.
+    for (_, body) in &inbox.requests {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        if seen.insert(v["id"].as_str().unwrap().to_string()) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn daemon(files: usize, config: &str) -> (tempfile::TempDir, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let input = data.join("buckets/in");
+    std::fs::create_dir_all(&input).unwrap();
+    for i in 0..files {
+        std::fs::write(input.join(format!("f{i}.txt")), format!("file {i}")).unwrap();
+    }
+    std::fs::create_dir_all(data.join("buckets/out")).unwrap();
+    let d = Daemon::start(&data, Some(config));
+    (dir, d)
+}
+
+const FAST_RETRIES: &str = "[webhooks]\nfirst_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n";
+
+fn job_with_hook(url: &str, task_events: bool) -> Value {
+    json!({
+        "input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "o/{basename}"},
+        "notify": {"url": url, "secret": SECRET, "task_events": task_events}
+    })
+}
+
+async fn wait_for(inbox: &Arc<Mutex<Inbox>>, what: &str, done: impl Fn(&Inbox) -> bool) {
+    let started = std::time::Instant::now();
+    while !done(&inbox.lock().unwrap()) {
+        assert!(started.elapsed() < LONG, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn has_final_state(inbox: &Inbox, state: &str) -> bool {
+    delivered(inbox).iter().any(|e| e["type"] == "dev.kiln.job.state_changed" && e["data"]["state"] == state)
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_cloudevents_in_order_and_retried() {
+    let (url, inbox) = receiver().await;
+    inbox.lock().unwrap().fail_next = 2;
+    let (_dir, d) = daemon(5, FAST_RETRIES);
+    let (status, job) = d.post("/v1/jobs", job_with_hook(&url, true)).await;
+    assert_eq!(status, 201, "{job}");
+    assert!(job["spec"]["notify"].get("secret").is_none(), "the secret is never shown: {job}");
+    let id = job["id"].as_u64().unwrap();
+    assert_eq!(d.wait_job(id, LONG).await["state"], "succeeded");
+    wait_for(&inbox, "the succeeded event", |i| has_final_state(i, "succeeded")).await;
+
+    let inbox = inbox.lock().unwrap();
+    assert!(inbox.requests.len() >= 2 + 7, "two failures were retried: {} requests", inbox.requests.len());
+    for (sig, body) in &inbox.requests {
+        assert!(verify(sig, body), "bad signature {sig}");
+    }
+    let events = delivered(&inbox);
+    // running, 5 tasks, succeeded: in the order they happened.
+    assert_eq!(events.len(), 7, "{events:#?}");
+    let seqs: Vec<u64> = events.iter().map(|e| e["kilnsequence"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order per job: {seqs:?}");
+    let first = &events[0];
+    assert_eq!((first["specversion"].as_str(), first["type"].as_str()), (Some("1.0"), Some("dev.kiln.job.state_changed")));
+    assert_eq!(first["source"], format!("/kiln/jobs/{id}"));
+    assert_eq!(first["data"]["state"], "running");
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+    let last = events.last().unwrap();
+    assert_eq!((last["data"]["state"].as_str(), last["data"]["counters"]["succeeded"].as_u64()), (Some("succeeded"), Some(5)));
+    let tasks: Vec<&Value> = events.iter().filter(|e| e["type"] == "dev.kiln.task.finished").collect();
+    assert_eq!(tasks.len(), 5);
+    for t in tasks {
+        let data = &t["data"];
+        assert_eq!(data["state"], "succeeded");
+        let key = data["source"]["key"].as_str().unwrap();
+        assert_eq!(data["outputs"][0]["key"], format!("o/{key}"));
+        assert_eq!(data["outputs"][0]["bucket"], "out");
+        assert!(data["duration_ms"].is_u64() && data["bytes_in"].as_u64().unwrap() > 0, "{data}");
+    }
+}
+
+#[tokio::test]
+async fn events_survive_a_kill_9_and_are_delivered_at_least_once() {
+    let (url, inbox) = receiver().await;
+    inbox.lock().unwrap().down = true;
+    let (_dir, mut d) = daemon(3, FAST_RETRIES);
+    let id = d.post("/v1/jobs", job_with_hook(&url, true)).await.1["id"].as_u64().unwrap();
+    assert_eq!(d.wait_job(id, LONG).await["state"], "succeeded");
+    wait_for(&inbox, "a first attempt", |i| !i.requests.is_empty()).await;
+    d.kill9();
+    {
+        let mut i = inbox.lock().unwrap();
+        assert!(!has_final_state(&i, "succeeded"));
+        i.down = false;
+    }
+    d.kill9_and_restart();
+    wait_for(&inbox, "every event after the restart", |i| has_final_state(i, "succeeded")).await;
+    let events = delivered(&inbox.lock().unwrap());
+    assert_eq!(events.len(), 5, "running, 3 tasks, succeeded: {events:#?}");
+    let (_, hooks) = d.get(&format!("/v1/jobs/{id}/webhooks")).await;
+    assert_eq!(hooks["pending"], json!([]), "{hooks}");
+}
+
+#[tokio::test]
+async fn undeliverable_events_are_given_up_visibly() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!("{FAST_RETRIES}give_up_after = \"1s\"\n");
+    let (_dir, d) = daemon(1, &config);
+    let id = d.post("/v1/jobs", job_with_hook(&format!("http://127.0.0.1:{port}/gone"), false)).await.1["id"].as_u64().unwrap();
+    assert_eq!(d.wait_job(id, LONG).await["state"], "succeeded");
+    let started = std::time::Instant::now();
+    loop {
+        let (status, hooks) = d.get(&format!("/v1/jobs/{id}/webhooks")).await;
+        assert_eq!(status, 200);
+        if hooks["pending"] == json!([]) && hooks["given_up"].as_array().unwrap().len() == 2 {
+            let dead = &hooks["given_up"][0];
+            assert!(dead["last_error"].as_str().unwrap().contains("cannot reach"), "{hooks}");
+            assert!(dead["attempts"].as_u64().unwrap() >= 2, "{hooks}");
+            assert!(dead.get("secret").is_none());
+            break;
+        }
+        assert!(started.elapsed() < LONG, "{hooks}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = d.http.get(format!("{}/metrics", d.url)).bearer_auth(&d.token).send().await.unwrap().text().await.unwrap();
+    assert!(r.contains("kiln_webhook_attempts_total{state=\"given_up\"} 2"), "{r}");
+}
+
+#[tokio::test]
+async fn refuses_bad_webhooks_naming_the_field() {
+    let (_dir, d) = daemon(1, "");
+    for (notify, field) in [
+        (json!({"url": "ftp://x/y", "secret": SECRET}), "notify.url"),
+        (json!({"url": "http://127.0.0.1:1/x", "secret": "short"}), "notify.secret"),
+    ] {
+        let mut body = job_with_hook("http://x", false);
+        body["notify"] = notify;
+        let (status, p) = d.post("/v1/jobs", body).await;
+        assert_eq!((status, p["field"].as_str()), (422, Some(field)), "{p}");
+    }
+}
+
+#[tokio::test]
+async fn the_event_stream_follows_a_job_to_its_end() {
+    let (_dir, d) = daemon(40, "workers = 2\n");
+    let mut body = job_with_hook("http://127.0.0.1:1/unused", false);
+    body.as_object_mut().unwrap().remove("notify");
+    body["concurrency"] = json!(1);
+    let id = d.post("/v1/jobs", body).await.1["id"].as_u64().unwrap();
+    let mut resp = d.http.get(format!("{}/v1/jobs/{id}/events", d.url)).bearer_auth(&d.token).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    while let Some(chunk) = tokio::time::timeout(LONG, resp.chunk()).await.unwrap().unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let events: Vec<(String, Value)> = text
+        .split("\n\n")
+        .filter_map(|e| {
+            let name = e.lines().find_map(|l| l.strip_prefix("event:"))?.trim().to_string();
+            let data = e.lines().find_map(|l| l.strip_prefix("data:"))?;
+            Some((name, serde_json::from_str(data.trim()).unwrap()))
+        })
+        .collect();
+    assert_eq!(events.first().unwrap().0, "state");
+    let (name, last) = events.last().unwrap();
+    assert_eq!((name.as_str(), last["state"].as_str()), ("state", Some("succeeded")));
+    assert_eq!(last["counters"]["succeeded"], 40);
+    let done: Vec<u64> = events.iter().map(|(_, j)| j["counters"]["succeeded"].as_u64().unwrap()).collect();
+    assert!(done.windows(2).all(|w| w[0] <= w[1]), "progress only goes up: {done:?}");
+    assert!(events.iter().any(|(n, _)| n == "progress"), "{done:?}");
+
+    // Another tenant cannot listen.
+    let (status, _) = d.as_token("kiln_nobody").get(&format!("/v1/jobs/{id}/events")).await;
+    assert_eq!(status, 401);
+}
