@@ -46,6 +46,25 @@ fn event_of(job: &JobRecord, last_state: Option<JobState>) -> Event {
     Event::default().event(name).id(format!("{}-{}", job.id, job.updated_at)).json_data(job).unwrap_or_else(|_| Event::default().comment("unencodable"))
 }
 
+/// One event of the stream, as its fields (OpenAPI describes a `text/event-stream` event by event).
+struct JobEvent;
+
+impl utoipa::PartialSchema for JobEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        ObjectBuilder::new()
+            .property("event", string().enum_values(Some(["state", "progress"])).description(Some("`state` when the job's state changed, else `progress`")))
+            .required("event")
+            .property("id", string().description(Some("`JOB-UPDATED_AT`")))
+            .property("data", string().content_media_type("application/json").description(Some("The job, as `GET /v1/jobs/{id}` gives it")))
+            .required("data")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for JobEvent {}
+
 /// `GET /v1/jobs/{id}/events`: Server-Sent Events. The first event is the
 /// job as it is now; then a `progress` event each time its counters change,
 /// and a `state` event each time its state does. The stream ends after a
@@ -56,7 +75,7 @@ fn event_of(job: &JobRecord, last_state: Option<JobState>) -> Event {
     tag = "jobs",
     params(JobIdPath),
     responses(
-        (status = 200, description = "`text/event-stream` of `state` and `progress` events, each with the job as data", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`text/event-stream` of `state` and `progress` events, each with the job as data", content_type = "text/event-stream", body = JobEvent),
         Problems<400, 401, 404>,
     ),
 )]

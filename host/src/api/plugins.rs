@@ -25,6 +25,7 @@ pub fn router(max_plugin_size: usize) -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Path)]
 struct PluginPath {
     /// The plugin's name, as styles use it.
+    #[param(example = "echo")]
     name: String,
 }
 
@@ -38,8 +39,10 @@ struct WasmComponent(Vec<u8>);
 #[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The name styles will use; default: the name the plugin gives in `info()`.
+    #[param(example = "echo")]
     name: Option<String>,
     /// Default: the version the plugin gives in `info()`.
+    #[param(example = "0.1.0")]
     version: Option<String>,
 }
 
@@ -121,6 +124,7 @@ async fn get_plugin(State(s): State<AppState>, caller: Caller, Path(PluginPath {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"public": true}))]
 pub struct PluginPatch {
     /// Usable by every tenant. Only the admin may set it.
     pub public: bool,

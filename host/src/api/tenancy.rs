@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Path)]
 struct TenantPath {
     /// The tenant's name.
+    #[param(example = "acme")]
     name: String,
 }
 
@@ -38,6 +39,7 @@ struct TenantPath {
 #[into_params(parameter_in = Path)]
 struct TokenPath {
     /// The tenant's name.
+    #[param(example = "acme")]
     name: String,
     /// The token's public id, from listing the tenant's tokens.
     id: String,
@@ -48,6 +50,7 @@ struct TokenPath {
 #[into_params(parameter_in = Path)]
 struct RolePath {
     /// The role's name.
+    #[param(example = "thumbnailer")]
     name: String,
 }
 
@@ -71,6 +74,7 @@ async fn whoami(State(s): State<AppState>, Caller(caller): Caller) -> Result<Jso
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "acme", "roles": ["thumbnailer"], "quotas": {"running_jobs": 2, "task_deadline": "10s"}}))]
 pub struct NewTenant {
     /// 1-64 of lowercase letters, digits, `-`, `_`, `.`.
     #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
@@ -86,6 +90,7 @@ pub struct NewTenant {
 /// A change to a tenant: absent fields are kept.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"roles": ["thumbnailer"], "quotas": {"tasks_in_flight": 16}}))]
 pub struct TenantPatch {
     /// Replaces the tenant's roles.
     pub roles: Option<Vec<String>>,
@@ -211,6 +216,7 @@ async fn delete_tenant(State(s): State<AppState>, caller: Caller, Path(TenantPat
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"label": "ci"}))]
 pub struct NewToken {
     /// A note for whoever lists the tokens later, e.g. `ci`.
     #[serde(default)]

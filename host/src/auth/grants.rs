@@ -24,6 +24,7 @@ impl Access {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
+    #[schema(min_length = 1)]
     pub bucket: String,
     #[serde(default)]
     pub prefix: String,
@@ -33,6 +34,10 @@ pub struct Grant {
 /// A named set of grants that the admin assigns to tenants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "thumbnailer",
+    "grants": [{"bucket": "photos", "prefix": "in/", "access": "read"}, {"bucket": "thumbs", "prefix": "", "access": "write"}]
+}))]
 pub struct RoleRecord {
     /// 1-64 of lowercase letters, digits, `-`, `_`, `.`, starting with a letter or digit.
     #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]

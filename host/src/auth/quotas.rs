@@ -12,12 +12,14 @@ pub struct Quotas {
     /// Jobs Running at once; more are refused at create and resume.
     pub running_jobs: u32,
     /// Tasks in flight at once across all the tenant's jobs.
+    #[schema(minimum = 1)]
     pub tasks_in_flight: u32,
     /// Plugins the tenant may upload.
     pub plugins: u32,
     /// Largest plugin the tenant may upload, in bytes.
     pub plugin_size: u64,
     /// Linear memory of one task's plugin instance, in bytes (capped by the daemon's limit).
+    #[schema(minimum = 1048576)]
     pub task_memory: u64,
     /// Wall-clock deadline of one task (capped by the daemon's limit).
     #[serde(with = "humantime_serde")]
@@ -43,9 +45,11 @@ impl Default for Quotas {
 #[serde(deny_unknown_fields)]
 pub struct QuotasPatch {
     pub running_jobs: Option<u32>,
+    #[schema(minimum = 1)]
     pub tasks_in_flight: Option<u32>,
     pub plugins: Option<u32>,
     pub plugin_size: Option<u64>,
+    #[schema(minimum = 1048576)]
     pub task_memory: Option<u64>,
     #[serde(default, with = "humantime_serde")]
     #[schema(value_type = Option<String>, example = "10s")]

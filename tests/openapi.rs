@@ -1,0 +1,117 @@
+//! The API against its own description: schemathesis reads `/openapi.json`
+//! from a real daemon, generates requests for every operation (valid and
+//! invalid: random ids, names, bodies, query strings, also for the deleting
+//! ones), and checks that no response is a server error and that every
+//! response matches the status, media type and schema the description gives.
+//!
+//! schemathesis comes from PyPI (`scripts/test` installs it). Without it the
+//! test is skipped, loudly; under `CI=true` that is a failure.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{ADMIN_TOKEN, Daemon};
+use serde_json::{Value, json};
+
+/// Examples per operation and phase; `KILN_SCHEMATHESIS_EXAMPLES` sets another number.
+const EXAMPLES: u32 = 100;
+
+fn schemathesis() -> Option<String> {
+    let found = Command::new("schemathesis").arg("--version").output().is_ok_and(|o| o.status.success());
+    if found {
+        return Some("schemathesis".into());
+    }
+    let on_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(!on_ci, "schemathesis is not installed, and CI=true: `python3 -m pip install schemathesis` (scripts/test pins the version)");
+    // Straight to stderr: the test harness would swallow `eprintln!` of a passing test.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        b"\n*** SKIPPED the OpenAPI conformance test: schemathesis is not installed (`python3 -m pip install schemathesis`; see scripts/test). ***\n\n",
+    );
+    None
+}
+
+async fn created(d: &Daemon, path: &str, body: Value) -> Value {
+    let (status, v) = d.post(path, body).await;
+    assert_eq!(status, 201, "POST {path}: {v}");
+    v
+}
+
+/// Something of each kind for the generated requests to find, named as in
+/// the description's examples (bucket `photos`, role `thumbnailer`, tenant
+/// `acme`, style `thumb`, plugin `echo`, job 1, task 1): objects, a role, a
+/// tenant with a token, a style, an uploaded plugin, an ended job, a job whose
+/// tasks failed, and a job not started.
+async fn seed(d: &Daemon) {
+    for dir in ["in", "in/2024", "other"] {
+        let path = d.bucket_dir("photos").join(dir);
+        std::fs::create_dir_all(&path).unwrap();
+        for name in ["a.jpg", "b.png", "c.txt"] {
+            std::fs::write(path.join(name), format!("{dir}/{name}")).unwrap();
+        }
+    }
+    d.bucket_dir("thumbs");
+    let grants = json!([{"bucket": "photos", "prefix": "in/", "access": "read"}, {"bucket": "thumbs", "prefix": "", "access": "write"}]);
+    created(d, "/v1/roles", json!({"name": "thumbnailer", "grants": grants})).await;
+    created(d, "/v1/tenants", json!({"name": "acme", "roles": ["thumbnailer"]})).await;
+    created(d, "/v1/tenants/acme/tokens", json!({"label": "ci"})).await;
+    created(d, "/v1/styles", json!({"name": "thumb", "style": "image/resize,w_256/format,webp"})).await;
+    let (status, p) = d.post_bytes("/v1/plugins?name=echo&version=0.1.0", std::fs::read(kiln_test_plugins::ECHO).unwrap()).await;
+    assert_eq!(status, 201, "{p}");
+    let job = |prefix: &str, style: &str, start: bool| {
+        json!({"input": {"bucket": "photos", "prefix": prefix}, "style": style, "output": {"bucket": "thumbs", "template": "{key}"}, "tags": {"seed": "1"}, "start": start})
+    };
+    let copied = created(d, "/v1/jobs", job("in/", "copy", true)).await;
+    assert_eq!(copied["id"], 1);
+    // Not images: every task fails, for retry-failed and the error filter.
+    let failing = created(d, "/v1/jobs", job("in/2024/", "thumb", true)).await;
+    for j in [copied, failing] {
+        d.wait_job(j["id"].as_u64().unwrap(), Duration::from_secs(60)).await;
+    }
+    created(d, "/v1/jobs", job("other/", "echo", false)).await;
+}
+
+#[tokio::test]
+async fn the_api_conforms_to_its_openapi_description() {
+    let Some(schemathesis) = schemathesis() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), Some("workers = 2\n"));
+    seed(&d).await;
+
+    let examples = std::env::var("KILN_SCHEMATHESIS_EXAMPLES").ok().and_then(|n| n.parse().ok()).unwrap_or(EXAMPLES);
+    let args = [
+        "--no-color".to_string(),
+        "run".into(),
+        format!("{}/openapi.json", d.url),
+        "--checks".into(),
+        "not_a_server_error,response_schema_conformance,content_type_conformance".into(),
+        "--header".into(),
+        format!("Authorization: Bearer {ADMIN_TOKEN}"),
+        "--max-examples".into(),
+        examples.to_string(),
+        "--workers".into(),
+        "2".into(),
+        "--request-timeout".into(),
+        "30".into(),
+        // No `.hypothesis/` left in the working directory.
+        "--generation-database".into(),
+        "none".into(),
+    ];
+    // More, for a run by hand: `KILN_SCHEMATHESIS_ARGS='--checks all --seed 1'`.
+    let extra = std::env::var("KILN_SCHEMATHESIS_ARGS").unwrap_or_default();
+    let args: Vec<String> = args.into_iter().chain(extra.split_whitespace().map(String::from)).collect();
+    eprintln!("running: {schemathesis} {}", args.join(" ").replace(ADMIN_TOKEN, "$TOKEN"));
+    let started = Instant::now();
+    let out = Command::new(&schemathesis).args(&args).current_dir(dir.path()).env("NO_COLOR", "1").output().expect("running schemathesis");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("schemathesis took {:.1?}", started.elapsed());
+    assert!(out.status.success(), "schemathesis found problems ({}):\n{stdout}\n{stderr}", out.status);
+    eprintln!("{}", stdout.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+
+    // Still up, and still answering after the fuzzing.
+    let (status, _) = d.get("/v1/whoami").await;
+    assert_eq!(status, 200);
+}
