@@ -239,7 +239,7 @@ async fn dry_run_counts_samples_and_finds_collisions_and_problems() {
     let (status, problem) = d.post("/v1/jobs", json!({"input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "x/"}, "dry_run": true})).await;
     assert_eq!((status, problem["field"].as_str()), (422, Some("output.template")), "{problem}");
     let (status, problem) = d.post("/v1/jobs", json!({"input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "x/{key}"}, "dry_run": "yes"})).await;
-    assert_eq!((status, problem["field"].as_str()), (400, Some("dry_run")), "{problem}");
+    assert_eq!((status, problem["field"].as_str()), (422, Some("dry_run")), "{problem}");
 }
 
 #[tokio::test]
