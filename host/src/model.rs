@@ -84,6 +84,92 @@ pub struct InputSpec {
     #[serde(default, deserialize_with = "comma_list", skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<String>)]
     pub file_prefixes: Vec<String>,
+    /// A glob over the whole key, e.g. `photos/**/IMG_*.{jpg,png}`: `*` and `?`
+    /// stay within one segment, `**` crosses `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glob: Option<String>,
+    /// Keep objects of at least this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_size: Option<u64>,
+    /// Keep objects of at most this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u64>,
+    /// Keep objects last modified at or after this time: RFC 3339 or unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub modified_after: Option<Timestamp>,
+    /// Keep objects last modified before this time: RFC 3339 or unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub modified_before: Option<Timestamp>,
+    /// An object listing the keys to process, instead of a listing. Exclusive
+    /// with `keys`, `prefix` and every filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ManifestSpec>,
+}
+
+/// A manifest: an object in a bucket that lists the keys to process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestSpec {
+    /// The manifest's key, e.g. `lists/batch1.csv`.
+    pub key: String,
+    /// The manifest's bucket; default: `input.bucket`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// Default: from the key's extension (`.csv`; `.jsonl`, `.ndjson`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ManifestFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ManifestFormat {
+    /// One key per line, or `bucket,key`; an optional header `key` or `bucket,key`; RFC 4180 quoting.
+    Csv,
+    /// `{"key": "…"}` per line.
+    Jsonl,
+}
+
+/// A point in time in whole unix seconds. Read from an RFC 3339 string
+/// (`2024-06-01T00:00:00Z`, any offset) or a number of unix seconds; shown as RFC 3339 in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub i64);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match chrono::DateTime::from_timestamp(self.0, 0) {
+            Some(t) => s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            None => s.serialize_i64(self.0),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Secs(i64),
+            Text(String),
+        }
+        match Either::deserialize(d).map_err(|_| serde::de::Error::custom("expected an RFC 3339 time (`2024-06-01T00:00:00Z`) or unix seconds"))? {
+            Either::Secs(n) => Ok(Timestamp(n)),
+            Either::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = String;
+    fn from_str(t: &str) -> Result<Self, String> {
+        if let Ok(n) = t.trim().parse::<i64>() {
+            return Ok(Timestamp(n));
+        }
+        chrono::DateTime::parse_from_rfc3339(t.trim())
+            .map(|d| Timestamp(d.timestamp()))
+            .map_err(|e| format!("`{t}` is not an RFC 3339 time like `2024-06-01T00:00:00Z` nor unix seconds: {e}"))
+    }
 }
 
 /// Where outputs go.
@@ -117,6 +203,9 @@ pub struct JobSpec {
     /// for a tenant's job when the tenant has more than one role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// Write the completion report to a bucket when the job ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportSpec>,
     /// Webhook notifications of state changes (and, if asked, of each finished task).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<NotifySpec>,
@@ -166,6 +255,37 @@ pub struct NotifySpec {
     /// Also send one event per finished task.
     #[serde(default)]
     pub task_events: bool,
+}
+
+
+/// Where and how the completion report is written when a job ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    pub bucket: String,
+    /// The report's key; `{jobid}` is the only variable, e.g. `reports/{jobid}.csv`.
+    pub key: String,
+    /// Default: from the key's extension (`.jsonl`, `.ndjson`: jsonl), else csv.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ReportFormat>,
+    #[serde(default)]
+    pub scope: ReportScope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    Csv,
+    Jsonl,
+}
+
+/// Which tasks a report lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportScope {
+    #[default]
+    All,
+    Failed,
 }
 
 fn default_concurrency() -> u32 {
@@ -220,7 +340,8 @@ impl Counters {
 /// The planner's progress through the listing, committed with each batch of tasks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Planning {
-    /// The last key listed; planning resumes after it.
+    /// The last key listed; planning resumes after it. For a manifest:
+    /// `LINES:BYTES`, the lines read and the byte offset after them.
     pub cursor: Option<String>,
     pub done: bool,
 }

@@ -213,6 +213,19 @@ impl Bucket {
         Ok((meta, InputSource::new(stream)))
     }
 
+    /// The object's bytes from byte `offset` on, as a stream (a manifest read
+    /// again after a restart starts where planning stopped).
+    pub async fn read_from(&self, key: &str, offset: u64) -> Result<BoxStream<'static, Result<bytes::Bytes, ObjectsError>>, ObjectsError> {
+        let path = store_path(key)?;
+        let options = object_store::GetOptions {
+            range: (offset > 0).then_some(object_store::GetRange::Offset(offset)),
+            ..Default::default()
+        };
+        let got = self.store.get_opts(&path, options).await.map_err(|e| self.err(key, e))?;
+        let (bucket, key) = (self.name.clone(), key.to_string());
+        Ok(got.into_stream().map_err(move |e| ObjectsError::Store { bucket: bucket.clone(), message: format!("reading `{key}`: {e}") }).boxed())
+    }
+
     pub async fn head(&self, key: &str) -> Result<ObjectMeta, ObjectsError> {
         let path = store_path(key)?;
         self.store.head(&path).await.map(|m| self.meta(m)).map_err(|e| self.err(key, e))

@@ -263,6 +263,10 @@ pub struct RuleContext<'a> {
     pub input_prefix: &'a str,
     /// The job's tags.
     pub tags: &'a BTreeMap<String, String>,
+    /// The selection is a fixed list read from a manifest: outputs cannot join
+    /// it, so the no-recursion rule only asks for a fixed head, and the
+    /// planner refuses listed keys under that head.
+    pub fixed_selection: bool,
 }
 
 /// The values for rendering one output of one source object.
@@ -578,7 +582,8 @@ impl Template {
         // anything (rule 2 guarantees a variable follows the head).
         let head = self.fixed_head();
         let prefix = rules.input_prefix;
-        if head.starts_with(prefix) || prefix.starts_with(head) {
+        let overlaps = if rules.fixed_selection { head.is_empty() } else { head.starts_with(prefix) || prefix.starts_with(head) };
+        if overlaps {
             return Err(TemplateError::Recursion {
                 template: template(),
                 bucket: rules.input_bucket.to_string(),
@@ -968,7 +973,7 @@ mod tests {
         prefix: &'a str,
         tags: &'a BTreeMap<String, String>,
     ) -> RuleContext<'a> {
-        RuleContext { input_bucket: input, output_bucket: output, input_prefix: prefix, tags }
+        RuleContext { input_bucket: input, output_bucket: output, input_prefix: prefix, tags, fixed_selection: false }
     }
 
     fn check(template: &str, prefix: &str) -> Result<(), TemplateError> {
@@ -1410,6 +1415,20 @@ mod tests {
     }
 
     /// Walk day by day from 1600-03-01 to 2400-12-31 against a plain calendar.
+    #[test]
+    fn a_manifest_selection_only_needs_a_fixed_head_in_the_same_bucket() {
+        let t = tags();
+        let fixed = |template: &str| {
+            let mut c = ctx("media", "media", "", &t);
+            c.fixed_selection = true;
+            Template::parse(template).unwrap().check_rules(&c)
+        };
+        assert!(fixed("thumbs/{key}").is_ok(), "the whole bucket is listed in no manifest");
+        assert_eq!(fixed("{dirname}/{barename}-s.{ext}").unwrap_err().rule(), "recursion");
+        assert_eq!(fixed("{key}").unwrap_err().rule(), "overwrites-source");
+        assert_eq!(check("thumbs/{key}", "").unwrap_err().rule(), "recursion");
+    }
+
     #[test]
     fn civil_matches_a_day_by_day_calendar() {
         let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;

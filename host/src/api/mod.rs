@@ -7,6 +7,7 @@ mod observe;
 mod openapi;
 mod plugins;
 mod problem;
+mod report;
 mod routes;
 mod tenancy;
 
@@ -59,6 +60,7 @@ fn api(max_plugin_size: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(openapi::openapi_json))
         .merge(routes::router())
         .merge(events::router())
+        .merge(report::router())
         .merge(tenancy::router())
         .merge(plugins::router(max_plugin_size))
 }

@@ -76,6 +76,11 @@ impl utoipa::PartialSchema for NewJob {
             .default(Some(serde_json::Value::Bool(true)))
             .description(Some("Start at once; false stores the job as Ready, for `resume` to start."));
         spec.properties.insert("start".into(), start.into());
+        let dry_run = ObjectBuilder::new()
+            .schema_type(Type::Boolean)
+            .default(Some(serde_json::Value::Bool(false)))
+            .description(Some("List and render without processing or storing anything: counts, bytes, a sample of output keys, collisions, keys outside the grants."));
+        spec.properties.insert("dry_run".into(), dry_run.into());
         spec.description = Some("A job to create: what a JobSpec holds, and whether to start it.".into());
         spec.example = Some(serde_json::json!({
             "input": {"bucket": "photos", "prefix": "in/", "suffixes": ".jpg,.png"},
@@ -225,7 +230,8 @@ async fn delete_style(State(s): State<AppState>, Caller(caller): Caller, Path(na
     }
 }
 
-/// Create a job: a [`JobSpec`] plus `start` (default true; false stores the job as Ready).
+/// Create a job: a [`JobSpec`] plus `start` (default true; false stores the job as Ready)
+/// and `dry_run` (default false; true lists and renders without storing anything, and answers 200).
 /// Every check (selection, buckets, template, role and grants, style, the plugin's
 /// parameters) runs first; nothing is stored if one fails.
 #[utoipa::path(
@@ -243,10 +249,12 @@ async fn delete_style(State(s): State<AppState>, Caller(caller): Caller, Path(na
             ("retry-failed" = (operation_id = "retry_failed", parameters(("id" = "$response.body#/id")))),
             ("tasks" = (operation_id = "list_tasks", parameters(("id" = "$response.body#/id")))),
         )),
+        (status = 200, description = "A dry run: what the job would do", body = crate::jobs::dry_run::DryRun),
         Problems<400, 401, 403, 413, 422, 429>,
     ),
 )]
-async fn create_job(State(s): State<AppState>, Caller(caller): Caller, Json(body): Json<serde_json::Value>) -> Result<(StatusCode, Json<JobRecord>), Problem> {
+async fn create_job(State(s): State<AppState>, Caller(caller): Caller, Json(body): Json<serde_json::Value>) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
     // Parsed in two steps: `flatten` and `deny_unknown_fields` do not mix in serde.
     let mut body = body;
     let start = match body.as_object_mut().and_then(|o| o.remove("start")) {
@@ -254,12 +262,20 @@ async fn create_job(State(s): State<AppState>, Caller(caller): Caller, Json(body
         Some(serde_json::Value::Bool(b)) => b,
         Some(_) => return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-job", "start: must be true or false").field("start")),
     };
+    let dry_run = match body.as_object_mut().and_then(|o| o.remove("dry_run")) {
+        None => false,
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(_) => return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-job", "dry_run: must be true or false").field("dry_run")),
+    };
     let spec: JobSpec = serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-job", format!("{path}: {}", e.inner())).field(&path)
     })?;
+    if dry_run {
+        return Ok(Json(s.jobs.dry_run(&caller, spec).await?).into_response());
+    }
     let job = s.jobs.create(&caller, spec, start).await?;
-    Ok((StatusCode::CREATED, Json(job)))
+    Ok((StatusCode::CREATED, Json(job)).into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

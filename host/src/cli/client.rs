@@ -47,6 +47,24 @@ pub enum JobCommand {
     Delete { id: u64 },
     /// Wait for a job to end, with a progress bar.
     Wait { id: u64 },
+    /// Download the completion report: one row per task.
+    Report {
+        id: u64,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ReportFormatArg,
+        /// Only the failed tasks.
+        #[arg(long)]
+        failed: bool,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ReportFormatArg {
+    Csv,
+    Jsonl,
 }
 
 #[derive(Args)]
@@ -66,6 +84,43 @@ pub struct CreateJob {
     /// Explicit keys instead of a prefix (repeatable).
     #[arg(long = "key")]
     keys: Vec<String>,
+    /// A manifest object listing the keys (CSV or JSON Lines), instead of a listing.
+    #[arg(long)]
+    manifest: Option<String>,
+    /// The manifest's bucket (default: --bucket).
+    #[arg(long, requires = "manifest")]
+    manifest_bucket: Option<String>,
+    /// `csv` or `jsonl` (default: from the manifest's extension).
+    #[arg(long, requires = "manifest")]
+    manifest_format: Option<String>,
+    /// A glob over the whole key, e.g. 'photos/**/IMG_*.{jpg,png}'.
+    #[arg(long)]
+    glob: Option<String>,
+    /// Objects of at least this size, e.g. `10KiB` or `10240`.
+    #[arg(long)]
+    min_size: Option<bytesize::ByteSize>,
+    /// Objects of at most this size.
+    #[arg(long)]
+    max_size: Option<bytesize::ByteSize>,
+    /// Objects modified at or after this time: RFC 3339 or unix seconds.
+    #[arg(long)]
+    modified_after: Option<String>,
+    /// Objects modified before this time: RFC 3339 or unix seconds.
+    #[arg(long)]
+    modified_before: Option<String>,
+    /// Write the completion report to this bucket when the job ends.
+    #[arg(long, requires = "report_key")]
+    report_bucket: Option<String>,
+    /// The report's key; `{jobid}` is replaced, e.g. `reports/{jobid}.csv`.
+    #[arg(long, requires = "report_bucket")]
+    report_key: Option<String>,
+    /// The bucket report lists only the failed tasks.
+    #[arg(long, requires = "report_bucket")]
+    report_failed: bool,
+    /// Show what the job would do (count, bytes, sample outputs, collisions,
+    /// grant and path problems) without processing or storing anything.
+    #[arg(long, conflicts_with_all = ["wait", "no_start"])]
+    dry_run: bool,
     /// A saved style or `PLUGIN/params`.
     #[arg(long)]
     style: String,
@@ -185,6 +240,21 @@ impl Client {
         Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
     }
 
+    /// GET a body that is not JSON (a report), as a response to stream from.
+    pub async fn get_raw(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<reqwest::Response> {
+        let mut req = self.http.get(format!("{}{path}", self.base)).query(query);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| format!("cannot reach kiln at {} (is `kiln serve` running? set KILN_URL)", self.base))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let problem: Value = resp.json().await.unwrap_or(Value::Null);
+            bail!("{status}: {}", problem["detail"].as_str().unwrap_or(""));
+        }
+        Ok(resp)
+    }
+
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await
     }
@@ -260,6 +330,29 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             if !c.keys.is_empty() {
                 input = json!({"bucket": c.bucket, "keys": c.keys});
             }
+            if let Some(key) = &c.manifest {
+                let mut m = json!({"key": key});
+                if let Some(b) = &c.manifest_bucket {
+                    m["bucket"] = json!(b);
+                }
+                if let Some(f) = &c.manifest_format {
+                    m["format"] = json!(f);
+                }
+                input = json!({"bucket": c.bucket, "manifest": m});
+                if !c.prefix.is_empty() {
+                    input["prefix"] = json!(c.prefix);
+                }
+            }
+            for (name, value) in [("glob", c.glob.clone()), ("modified_after", c.modified_after.clone()), ("modified_before", c.modified_before.clone())] {
+                if let Some(v) = value {
+                    input[name] = json!(v);
+                }
+            }
+            for (name, value) in [("min_size", c.min_size), ("max_size", c.max_size)] {
+                if let Some(v) = value {
+                    input[name] = json!(v.as_u64());
+                }
+            }
             if let Some(s) = &c.suffix {
                 input["suffixes"] = json!(s);
             }
@@ -296,6 +389,15 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             }
             if let Some(n) = c.concurrency {
                 body["concurrency"] = json!(n);
+            }
+            if let (Some(bucket), Some(key)) = (&c.report_bucket, &c.report_key) {
+                body["report"] = json!({"bucket": bucket, "key": key, "scope": if c.report_failed { "failed" } else { "all" }});
+            }
+            if c.dry_run {
+                body["dry_run"] = json!(true);
+                let answer = client.post("/v1/jobs", &body).await?;
+                client.print(&answer, dry_run_summary);
+                return Ok(());
             }
             let job = client.post("/v1/jobs", &body).await?;
             if c.wait {
@@ -344,8 +446,70 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             client.print(&json!({"deleted": id}), |_| format!("job {id} deleted"));
         }
         JobCommand::Wait { id } => wait(client, id).await?,
+        JobCommand::Report { id, format, failed, output } => {
+            let format = match format {
+                ReportFormatArg::Csv => "csv",
+                ReportFormatArg::Jsonl => "jsonl",
+            };
+            let query = [("format", format.to_string()), ("scope", if failed { "failed" } else { "all" }.to_string())];
+            let mut resp = client.get_raw(&format!("/v1/jobs/{id}/report"), &query).await?;
+            let mut sink: Box<dyn std::io::Write> = match &output {
+                Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            while let Some(chunk) = resp.chunk().await? {
+                sink.write_all(&chunk)?;
+            }
+            sink.flush()?;
+        }
     }
     Ok(())
+}
+
+/// A dry run's answer, for people.
+fn dry_run_summary(d: &Value) -> String {
+    let n = |k: &str| d[k].as_u64().unwrap_or(0);
+    let mut lines = vec![format!(
+        "dry run: {} objects, {} ({} bytes); nothing was processed or stored",
+        n("objects"),
+        bytesize::ByteSize::b(n("bytes")).display().iec(),
+        n("bytes")
+    )];
+    match d["autoext"].as_str() {
+        Some(e) => lines.push(format!("{{autoext}} rendered as `{e}`, the plugin's first output format")),
+        None => lines.push("{autoext} rendered as each source's extension".into()),
+    }
+    let list = |k: &str| d[k].as_array().cloned().unwrap_or_default();
+    if !list("sample").is_empty() {
+        lines.push("sample:".into());
+        for s in list("sample") {
+            lines.push(format!("  {} -> {}", s["source"].as_str().unwrap_or(""), s["output"].as_str().unwrap_or("")));
+        }
+    }
+    let truncated = if d["truncated"] == true { " (among the first 100000 objects)" } else { "" };
+    lines.push(format!("collisions: {}{truncated}", n("collision_count")));
+    for c in list("collisions") {
+        let sources: Vec<&str> = c["sources"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        lines.push(format!("  {} <- {}", c["output"].as_str().unwrap_or(""), sources.join(", ")));
+    }
+    for (title, key, count) in [
+        ("outside the role's grants", "outside_grants", "outside_grants_count"),
+        ("path rule violations", "path_rule_violations", "path_rule_violation_count"),
+        ("missing", "missing", "missing_count"),
+    ] {
+        if n(count) == 0 {
+            continue;
+        }
+        lines.push(format!("{title}: {}", n(count)));
+        for p in list(key) {
+            let what = match p["access"].as_str() {
+                Some(a) => format!("{a} {}/{}", p["bucket"].as_str().unwrap_or(""), p["key"].as_str().unwrap_or("")),
+                None => p["source"].as_str().unwrap_or("").to_string(),
+            };
+            lines.push(format!("  {what}: {}", p["error"].as_str().unwrap_or("")));
+        }
+    }
+    lines.join("\n")
 }
 
 async fn action(client: &Client, id: u64, what: &str) -> anyhow::Result<()> {

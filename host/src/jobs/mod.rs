@@ -13,8 +13,10 @@
 //! - The **committer** records results in groups: one transaction for up to
 //!   `commit_batch` results or `commit_delay_ms`, whichever comes first.
 
+pub mod dry_run;
 mod plugins;
 mod prepare;
+pub mod report;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap};
@@ -136,6 +138,7 @@ impl Jobs {
                 jobs.fail_job(job.id, format!("cannot resume after restart: {e}")).await;
             }
         }
+        report::catch_up(jobs.inner.clone());
         tokio::spawn(committer(jobs.inner.clone(), rx));
         tokio::spawn(scheduler(jobs.inner.clone()));
         Ok(jobs)
@@ -163,6 +166,7 @@ impl Jobs {
     pub async fn create(&self, caller: &Principal, spec: JobSpec, start: bool) -> Result<JobRecord, JobError> {
         let tenant = caller.tenant().map(str::to_string);
         let prepared = prepare::prepare(&spec, tenant.as_deref(), &self.prepare_context()).await?;
+        prepare::check_manifest(&spec, &self.inner.buckets).await?;
         if start {
             self.check_running_quota(tenant.as_deref()).await?;
         }
@@ -309,11 +313,14 @@ impl Jobs {
         self.activate(&job).await?;
         // A job whose work was all done while suspended ends now.
         let job = self.inner.store.call(move |s| s.add_planned(id, &[], None, false).and_then(|_| s.get_job(id))).await.map_err(internal)?;
+        report::jobs_changed(&self.inner, job.as_slice());
         job.ok_or(JobError::NotFound(id))
     }
 
     pub async fn cancel(&self, caller: &Principal, id: JobId) -> Result<JobRecord, JobError> {
-        self.transition(caller, id, "cancel", &[JobState::Ready, JobState::Running, JobState::Suspended], JobState::Cancelled).await
+        let job = self.transition(caller, id, "cancel", &[JobState::Ready, JobState::Running, JobState::Suspended], JobState::Cancelled).await?;
+        report::jobs_changed(&self.inner, std::slice::from_ref(&job));
+        Ok(job)
     }
 
     /// Re-drive only the failed tasks.
@@ -395,6 +402,7 @@ async fn planner(inner: Arc<Inner>, id: JobId, spec: JobSpec, cursor: Option<Str
             }
         }
     }
+    report::job_changed(&inner, id).await;
     inner.wake.notify_one();
 }
 
@@ -402,16 +410,15 @@ async fn planner(inner: Arc<Inner>, id: JobId, spec: JobSpec, cursor: Option<Str
 /// every `follow_interval`, queueing new and changed objects, until the job
 /// is no longer Running.
 async fn follow(inner: &Arc<Inner>, id: JobId, spec: &JobSpec) -> Result<(), String> {
-    let bucket = inner.buckets.get(&spec.input.bucket).map_err(|e| e.to_string())?;
     loop {
         let state = inner.store.call(move |s| s.get_job(id)).await.map_err(|e| e.to_string())?.map(|j| j.state);
         if state != Some(JobState::Running) {
             return Ok(());
         }
         tokio::time::sleep(spec.follow_interval).await;
-        let mut pager = Pager::new(&bucket, &spec.input, None, PLAN_PAGE);
+        let mut pager = Pager::open(&inner.buckets, spec, None, PLAN_PAGE).await.map_err(|e| e.to_string())?;
         loop {
-            let page = pager.next_page().await.map_err(|e| format!("listing bucket `{}`: {e}", spec.input.bucket))?;
+            let page = pager.next_page().await.map_err(|e| e.to_string())?;
             let objects: Vec<PlannedObject> =
                 page.objects.into_iter().map(|o| PlannedObject { key: o.key, size: o.size, etag: o.etag, last_modified: o.last_modified }).collect();
             let queued = inner.store.call(move |s| s.follow_planned(id, &objects)).await.map_err(|e| e.to_string())?;
@@ -437,11 +444,13 @@ impl Jobs {
                 .iter()
                 .filter(|(_, a)| {
                     let spec = &a.prepared.spec;
+                    // Size and time filters apply when the event carries them.
+                    let meta = crate::runtime::ObjectMeta { key: object.key.clone(), size: object.size, last_modified: object.last_modified, ..Default::default() };
                     spec.follow
                         && caller.owns(a.prepared.tenant.as_deref())
                         && spec.input.bucket == bucket
                         && object.key.starts_with(&spec.input.prefix)
-                        && crate::select::matches(&spec.input, &object.key)
+                        && crate::select::Filter::new(&spec.input).is_ok_and(|f| f.matches(&meta))
                 })
                 .map(|(id, _)| *id)
                 .collect()
@@ -483,10 +492,9 @@ async fn plan(inner: &Arc<Inner>, id: JobId, spec: &JobSpec, cursor: Option<Stri
         }
         return Ok(());
     }
-    let bucket = inner.buckets.get(&spec.input.bucket).map_err(|e| e.to_string())?;
-    let mut pager = Pager::new(&bucket, &spec.input, cursor.as_deref(), PLAN_PAGE);
+    let mut pager = Pager::open(&inner.buckets, spec, cursor.as_deref(), PLAN_PAGE).await.map_err(|e| e.to_string())?;
     loop {
-        let page = pager.next_page().await.map_err(|e| format!("listing bucket `{}`: {e}", spec.input.bucket))?;
+        let page = pager.next_page().await.map_err(|e| e.to_string())?;
         let objects: Vec<PlannedObject> = page
             .objects
             .into_iter()
@@ -668,6 +676,7 @@ async fn committer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<TaskResult
                 for job in &touched {
                     publish(&inner, job);
                 }
+                report::jobs_changed(&inner, &touched);
             }
             // The tasks stay Running in the store and are re-run after a restart.
             Err(e) => tracing::error!(error = %e, results = batch.len(), "group commit failed"),

@@ -114,8 +114,13 @@ fn list_or_none(items: &[String]) -> String {
 /// Refuse a job whose selection or output template can never be inside its grants.
 fn check_grants(role: &RoleRecord, spec: &JobSpec, template: &Template) -> Result<(), JobError> {
     let forbidden = |field, e: crate::auth::GrantError| JobError::Forbidden { field, message: e.to_string() };
-    if spec.input.keys.is_empty() {
-        role.may_touch(&spec.input.bucket, &spec.input.prefix, Access::Read, "source").map_err(|e| forbidden("input.prefix", e))?;
+    if let Some(m) = &spec.input.manifest {
+        let bucket = m.bucket.as_deref().unwrap_or(&spec.input.bucket);
+        role.allows(bucket, &m.key, Access::Read).map_err(|e| forbidden("input.manifest", e))?;
+        role.may_touch(&spec.input.bucket, "", Access::Read, "source").map_err(|e| forbidden("input.bucket", e))?;
+    } else if spec.input.keys.is_empty() {
+        let prefix = crate::select::listing_prefix(&spec.input).unwrap_or(&spec.input.prefix);
+        role.may_touch(&spec.input.bucket, prefix, Access::Read, "source").map_err(|e| forbidden("input.prefix", e))?;
     } else {
         for key in &spec.input.keys {
             role.allows(&spec.input.bucket, key, Access::Read).map_err(|e| forbidden("input.keys", e))?;
@@ -146,26 +151,34 @@ pub struct PrepareContext<'a> {
 /// Check the whole job: selection, buckets, template and path rules, role and
 /// grants, style and the plugin's own `validate`. Nothing is stored if any check fails.
 pub async fn prepare(spec: &JobSpec, tenant: Option<&str>, cx: &PrepareContext<'_>) -> Result<Arc<Prepared>, JobError> {
-    crate::select::check(&spec.input).map_err(|e| JobError::invalid("input", e))?;
+    crate::select::check(&spec.input).map_err(|e| JobError::invalid(e.field(), e))?;
     if spec.concurrency == 0 || spec.concurrency > 10_000 {
         return Err(JobError::invalid("concurrency", "must be between 1 and 10000"));
     }
     check_options(spec)?;
     let input = cx.buckets.get(&spec.input.bucket).map_err(|e| JobError::invalid("input.bucket", e))?;
     let output = cx.buckets.get(&spec.output.bucket).map_err(|e| JobError::invalid("output.bucket", e))?;
+    if let Some(bucket) = spec.input.manifest.as_ref().and_then(|m| m.bucket.as_deref()) {
+        cx.buckets.get(bucket).map_err(|e| JobError::invalid("input.manifest.bucket", e))?;
+    }
     let template = Template::parse(&spec.output.template).map_err(|e| JobError::invalid("output.template", e))?;
     // For explicit keys, their longest common prefix stands for the selection.
     let keys_prefix = common_prefix(&spec.input.keys);
+    let listing_prefix = crate::select::listing_prefix(&spec.input).map_err(|e| JobError::invalid(e.field(), e))?;
     let rules = RuleContext {
         input_bucket: &spec.input.bucket,
         output_bucket: &spec.output.bucket,
-        input_prefix: if spec.input.keys.is_empty() { &spec.input.prefix } else { keys_prefix },
+        input_prefix: if spec.input.keys.is_empty() { listing_prefix } else { keys_prefix },
         tags: &spec.tags,
+        fixed_selection: spec.input.manifest.is_some(),
     };
     template.check_rules(&rules).map_err(|e| JobError::invalid("output.template", e))?;
     let role = resolve_role(cx.store, tenant, spec.role.as_deref())?;
     if let Some(role) = &role {
         check_grants(role, spec, &template)?;
+    }
+    if let Some(report) = &spec.report {
+        super::report::check_spec(report, role.as_ref(), cx.buckets)?;
     }
     let mut limits = cx.runtime.config().limits;
     if let Some(t) = tenant {
@@ -191,6 +204,19 @@ pub async fn prepare(spec: &JobSpec, tenant: Option<&str>, cx: &PrepareContext<'
     }))
 }
 
+/// At creation (not at every restart): a manifest must exist when the job is created.
+pub async fn check_manifest(spec: &JobSpec, buckets: &Buckets) -> Result<(), JobError> {
+    let Some(m) = &spec.input.manifest else { return Ok(()) };
+    let bucket = buckets.get(m.bucket.as_deref().unwrap_or(&spec.input.bucket)).map_err(|e| JobError::invalid("input.manifest.bucket", e))?;
+    match bucket.head(&m.key).await {
+        Ok(_) => Ok(()),
+        Err(e @ (crate::objects::ObjectsError::NotFound { .. } | crate::objects::ObjectsError::BadKey { .. })) => {
+            Err(JobError::invalid("input.manifest.key", format!("the manifest cannot be read: {e}")))
+        }
+        Err(e) => Err(JobError::Internal(format!("reading the manifest: {e}"))),
+    }
+}
+
 /// Notifications, pacing and follow mode.
 fn check_options(spec: &JobSpec) -> Result<(), JobError> {
     if let Some(n) = &spec.notify {
@@ -203,8 +229,8 @@ fn check_options(spec: &JobSpec) -> Result<(), JobError> {
         return Err(JobError::invalid("max_tasks_per_second", "must be at least 1 (omit it for no cap)"));
     }
     if spec.follow {
-        if !spec.input.keys.is_empty() {
-            return Err(JobError::invalid("follow", "a job over explicit keys has nothing to watch: follow needs a prefix"));
+        if !spec.input.keys.is_empty() || spec.input.manifest.is_some() {
+            return Err(JobError::invalid("follow", "a job over explicit keys or a manifest has nothing to watch: follow needs a prefix"));
         }
         if spec.follow_interval < std::time::Duration::from_secs(1) {
             return Err(JobError::invalid("follow_interval", "must be at least 1s"));

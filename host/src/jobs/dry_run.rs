@@ -1,0 +1,264 @@
+//! Dry run: what a job would do, without processing anything or storing a job.
+//!
+//! After every creation check (the same errors as a real create), the
+//! selection is read as the planner would read it: a listing page by page, a
+//! manifest line by line, explicit keys one by one (manifest and explicit
+//! keys are looked up with a HEAD each, 16 at a time, for their size and
+//! metadata). Each object's first output key is rendered, and the result tells
+//! the count and bytes, a sample of `{source, output}`, output keys that two
+//! sources would both write (collisions), keys outside the role's grants, and
+//! keys whose rendered output breaks a path rule.
+//!
+//! Memory: the collision check keeps one entry (output key → source key) per
+//! object, for at most [`MAX_TRACKED`] objects; past that, `truncated` is set
+//! and later objects are counted and checked but not tracked for collisions.
+//! Each list in the answer holds at most [`MAX_LISTED`] entries beside its full count.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Access, Principal};
+use crate::model::{JobSpec, now};
+use crate::objects::ObjectsError;
+use crate::runtime::ObjectMeta;
+use crate::select::{PageError, Pager};
+use crate::template::Vars;
+
+use super::{JobError, Jobs, Prepared};
+
+/// Rendered outputs in the sample.
+pub const SAMPLE: usize = 20;
+/// Objects whose output keys are tracked for collisions.
+pub const MAX_TRACKED: usize = 100_000;
+/// Entries per list of the answer.
+pub const MAX_LISTED: usize = 100;
+/// HEAD requests in flight for explicit keys and manifest entries.
+const HEADS_IN_FLIGHT: usize = 16;
+/// Listed keys (or manifest lines) per page.
+const PAGE: usize = 1000;
+/// What `{jobid}` renders as in a dry run: no id is given out.
+pub const DRY_RUN_JOBID: &str = "dry-run";
+
+/// What a job would do.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct DryRun {
+    pub dry_run: bool,
+    /// Objects selected (after the filters).
+    pub objects: u64,
+    /// Their total size in bytes (objects whose size is unknown count 0).
+    pub bytes: u64,
+    /// The extension `{autoext}` was rendered with: the plugin's first
+    /// declared output format, or `null` for each source's own extension.
+    pub autoext: Option<String>,
+    /// The first objects and the key of their first output.
+    pub sample: Vec<SampleOutput>,
+    /// Output keys that more than one source would write.
+    pub collisions: Vec<Collision>,
+    /// How many output keys collide (the list above holds at most 100).
+    pub collision_count: u64,
+    /// Sources the role may not read, or outputs it may not write.
+    pub outside_grants: Vec<GrantProblem>,
+    pub outside_grants_count: u64,
+    /// Sources whose output key breaks a path rule (the task would fail).
+    pub path_rule_violations: Vec<PathProblem>,
+    pub path_rule_violation_count: u64,
+    /// Explicit keys or manifest entries that cannot be read (the task would fail).
+    pub missing: Vec<PathProblem>,
+    pub missing_count: u64,
+    /// More than 100,000 objects: collisions were looked for among the first 100,000 only.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SampleOutput {
+    pub source: String,
+    pub output: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Collision {
+    pub output: String,
+    /// The sources that render to it (at most 10 shown).
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GrantProblem {
+    pub bucket: String,
+    pub key: String,
+    /// `read` (a source) or `write` (an output).
+    pub access: String,
+    pub source: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PathProblem {
+    pub source: String,
+    pub error: String,
+}
+
+/// Adds one object at a time to the answer.
+struct Tally<'a> {
+    prepared: &'a Prepared,
+    task_time: i64,
+    autoext: Option<String>,
+    out: DryRun,
+    /// Output key → the first source that renders to it.
+    seen: HashMap<String, String>,
+    /// Colliding outputs shown, with their sources.
+    shown: BTreeMap<String, Vec<String>>,
+}
+
+impl Tally<'_> {
+    fn add(&mut self, o: &ObjectMeta) {
+        let spec = &self.prepared.spec;
+        self.out.objects += 1;
+        self.out.bytes += o.size.unwrap_or(0);
+        let role = self.prepared.role.as_ref();
+        if let Some(Err(e)) = role.map(|r| r.allows(&spec.input.bucket, &o.key, Access::Read)) {
+            self.grant_problem(&spec.input.bucket, &o.key, "read", &o.key, e.to_string());
+            return;
+        }
+        let vars = Vars {
+            bucket: &o.bucket,
+            key: &o.key,
+            etag: o.etag.as_deref(),
+            last_modified: o.last_modified,
+            task_time: self.task_time,
+            index: 1,
+            autoext: self.autoext.as_deref(),
+            jobid: DRY_RUN_JOBID,
+            tags: &spec.tags,
+        };
+        let output = match self.prepared.template.render(&vars) {
+            Ok(k) if spec.output.bucket == spec.input.bucket && k == o.key => {
+                self.path_problem(&o.key, format!("renders `{k}`, its own key: it would overwrite its source"));
+                return;
+            }
+            Ok(k) => k,
+            Err(e) => {
+                self.path_problem(&o.key, e.to_string());
+                return;
+            }
+        };
+        if let Some(Err(e)) = role.map(|r| r.allows(&spec.output.bucket, &output, Access::Write)) {
+            self.grant_problem(&spec.output.bucket, &output, "write", &o.key, e.to_string());
+            return;
+        }
+        if self.out.sample.len() < SAMPLE {
+            self.out.sample.push(SampleOutput { source: o.key.clone(), output: output.clone() });
+        }
+        match self.seen.get(&output) {
+            Some(first) if *first == o.key => {
+                // The same key listed twice (a manifest): planned once.
+                self.out.objects -= 1;
+                self.out.bytes -= o.size.unwrap_or(0);
+            }
+            Some(first) => {
+                let first = first.clone();
+                if let Some(sources) = self.shown.get_mut(&output) {
+                    if sources.len() < 10 {
+                        sources.push(o.key.clone());
+                    }
+                } else {
+                    self.out.collision_count += 1;
+                    if self.shown.len() < MAX_LISTED {
+                        self.shown.insert(output, vec![first, o.key.clone()]);
+                    }
+                }
+            }
+            None if self.seen.len() < MAX_TRACKED => {
+                self.seen.insert(output, o.key.clone());
+            }
+            None => self.out.truncated = true,
+        }
+    }
+
+    fn grant_problem(&mut self, bucket: &str, key: &str, access: &str, source: &str, error: String) {
+        self.out.outside_grants_count += 1;
+        if self.out.outside_grants.len() < MAX_LISTED {
+            let p = GrantProblem { bucket: bucket.into(), key: key.into(), access: access.into(), source: source.into(), error };
+            self.out.outside_grants.push(p);
+        }
+    }
+
+    fn path_problem(&mut self, source: &str, error: String) {
+        self.out.path_rule_violation_count += 1;
+        if self.out.path_rule_violations.len() < MAX_LISTED {
+            self.out.path_rule_violations.push(PathProblem { source: source.into(), error });
+        }
+    }
+
+    fn missing(&mut self, source: &str, error: String) {
+        self.out.missing_count += 1;
+        if self.out.missing.len() < MAX_LISTED {
+            self.out.missing.push(PathProblem { source: source.into(), error });
+        }
+    }
+
+    /// Look keys up (a HEAD each, a few at a time) and add those found.
+    async fn add_keys(&mut self, keys: Vec<String>) -> Result<(), JobError> {
+        let bucket = &self.prepared.input;
+        let mut heads = futures::stream::iter(keys).map(|k| async move { (bucket.head(&k).await, k) }).buffered(HEADS_IN_FLIGHT);
+        while let Some((head, key)) = heads.next().await {
+            match head {
+                Ok(meta) => self.add(&meta),
+                Err(e @ (ObjectsError::NotFound { .. } | ObjectsError::BadKey { .. })) => self.missing(&key, e.to_string()),
+                Err(e) => return Err(JobError::Internal(format!("reading `{key}`: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> DryRun {
+        self.out.dry_run = true;
+        self.out.autoext = self.autoext;
+        self.out.collisions = self.shown.into_iter().map(|(output, sources)| Collision { output, sources }).collect();
+        self.out
+    }
+}
+
+fn page_error(e: PageError) -> JobError {
+    match e {
+        PageError::Manifest(m) => JobError::Invalid { field: "input.manifest", message: m.to_string() },
+        PageError::Invalid(s) => JobError::Invalid { field: s.field(), message: s.to_string() },
+        other => JobError::Internal(other.to_string()),
+    }
+}
+
+impl Jobs {
+    /// What creating `spec` would do, without doing it: every creation check
+    /// first (same errors), then the selection as the planner would see it.
+    /// Nothing is stored; the tenant's `running_jobs` quota does not apply.
+    pub async fn dry_run(&self, caller: &Principal, spec: JobSpec) -> Result<DryRun, JobError> {
+        let prepared = super::prepare::prepare(&spec, caller.tenant(), &self.prepare_context()).await?;
+        super::prepare::check_manifest(&spec, &self.inner.buckets).await?;
+        let autoext = prepared.plugin.info.writes.first().map(|e| e.trim_start_matches('.').to_string()).filter(|e| !e.is_empty());
+        let mut tally = Tally { prepared: &prepared, task_time: now(), autoext, out: DryRun::default(), seen: HashMap::new(), shown: BTreeMap::new() };
+        if !spec.input.keys.is_empty() {
+            for chunk in spec.input.keys.chunks(PAGE) {
+                tally.add_keys(chunk.to_vec()).await?;
+            }
+            return Ok(tally.finish());
+        }
+        let mut pager = Pager::open(&self.inner.buckets, &spec, None, PAGE).await.map_err(page_error)?;
+        let manifest = spec.input.manifest.is_some();
+        loop {
+            let page = pager.next_page().await.map_err(page_error)?;
+            if manifest {
+                tally.add_keys(page.objects.into_iter().map(|o| o.key).collect()).await?;
+            } else {
+                for o in &page.objects {
+                    tally.add(o);
+                }
+            }
+            if page.done {
+                return Ok(tally.finish());
+            }
+        }
+    }
+}
