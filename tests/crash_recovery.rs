@@ -41,9 +41,10 @@ async fn job_survives_repeated_kill_9() {
         let (_, job) = d.get(&format!("/v1/jobs/{id}")).await;
         assert_counters_add_up(&job);
         // Tasks left running were requeued; the new process may already have
-        // claimed some: at most `concurrency` in flight plus as many finished
-        // ones whose results wait for the group commit.
-        assert!(job["counters"]["running"].as_u64().unwrap() <= 8, "{job}");
+        // claimed some: `concurrency` in flight, plus finished ones whose
+        // results wait for the group commit (more of them while a slow fsync
+        // holds the commit): far fewer than the 2,000 a lost requeue would leave.
+        assert!(job["counters"]["running"].as_u64().unwrap() <= 64, "{job}");
     }
     assert!(kills >= 2, "the job ended too soon to test recovery ({kills} kills)");
 
