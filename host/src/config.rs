@@ -83,18 +83,36 @@ pub enum BucketConfig {
         #[serde(default)]
         allow_http: bool,
     },
-    /// Google Cloud Storage.
+    /// Google Cloud Storage (its XML API, which `object_store` speaks).
     Gcs {
         bucket: String,
         #[serde(default)]
         service_account_path: Option<PathBuf>,
+        /// Another base URL than `https://storage.googleapis.com`, e.g. an emulator's.
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// An emulator: send no credentials (no OAuth). Needs `endpoint`.
+        #[serde(default)]
+        use_emulator: bool,
     },
     /// Azure Blob Storage.
     Azure {
-        account: String,
+        /// The storage account; with `use_emulator`, defaults to Azurite's `devstoreaccount1`.
+        #[serde(default)]
+        account: Option<String>,
         container: String,
+        /// The account key; with `use_emulator`, defaults to Azurite's well-known key.
         #[serde(default)]
         access_key: Option<String>,
+        /// Another blob endpoint than `https://{account}.blob.core.windows.net`.
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// Azurite (or the legacy storage emulator): plain HTTP, path-style
+        /// URLs `endpoint/account/container/key`, the well-known account and key
+        /// unless given. `endpoint` defaults to `$AZURITE_BLOB_STORAGE_URL`, else
+        /// `http://127.0.0.1:10000`.
+        #[serde(default)]
+        use_emulator: bool,
     },
 }
 
@@ -133,8 +151,16 @@ impl Config {
             return Err(ConfigError::Invalid("`admin_token` must be at least 16 characters".into()));
         }
         self.tenant_quotas.check().map_err(|(field, msg)| ConfigError::Invalid(format!("tenant_{field}: {msg}")))?;
-        for name in self.buckets.keys() {
+        for (name, bucket) in &self.buckets {
             crate::objects::check_bucket_name(name).map_err(|e| ConfigError::Invalid(format!("buckets.{name}: {e}")))?;
+            let problem = match bucket {
+                BucketConfig::Gcs { use_emulator: true, endpoint: None, .. } => Some("`use_emulator` needs `endpoint`, the emulator's base URL"),
+                BucketConfig::Azure { use_emulator: false, account: None, .. } => Some("`account` is required (unless `use_emulator = true`)"),
+                _ => None,
+            };
+            if let Some(p) = problem {
+                return Err(ConfigError::Invalid(format!("buckets.{name}: {p}")));
+            }
         }
         Ok(())
     }
@@ -181,6 +207,15 @@ mod tests {
             [buckets.disk]
             kind = "local"
             path = "/tmp/x"
+            [buckets.gcs]
+            kind = "gcs"
+            bucket = "g"
+            endpoint = "http://127.0.0.1:4443"
+            use_emulator = true
+            [buckets.blobs]
+            kind = "azure"
+            container = "c"
+            use_emulator = true
             "#,
         )
         .unwrap();
@@ -188,6 +223,14 @@ mod tests {
         assert_eq!(cfg.runtime.limits.deadline, std::time::Duration::from_secs(5));
         assert!(matches!(cfg.buckets["in"], BucketConfig::S3 { path_style: true, .. }));
         assert_eq!(cfg.buckets["scratch"], BucketConfig::Memory);
+        assert!(matches!(cfg.buckets["gcs"], BucketConfig::Gcs { use_emulator: true, .. }));
+        assert!(matches!(&cfg.buckets["blobs"], BucketConfig::Azure { use_emulator: true, account: None, .. }));
+        cfg.validate().unwrap();
+
+        let no_account: Config = toml::from_str("[buckets.a]\nkind = \"azure\"\ncontainer = \"c\"").unwrap();
+        assert!(no_account.validate().unwrap_err().to_string().contains("`account` is required"));
+        let no_endpoint: Config = toml::from_str("[buckets.g]\nkind = \"gcs\"\nbucket = \"b\"\nuse_emulator = true").unwrap();
+        assert!(no_endpoint.validate().unwrap_err().to_string().contains("needs `endpoint`"));
 
         let err = toml::from_str::<Config>("listen_address = 1").unwrap_err().to_string();
         assert!(err.contains("listen_address"), "{err}");

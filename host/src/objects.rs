@@ -149,26 +149,57 @@ fn build(name: &str, cfg: &BucketConfig) -> Result<Bucket, object_store::Error> 
             }
             ("s3", Arc::new(b.build()?), None)
         }
-        BucketConfig::Gcs { bucket, service_account_path } => {
+        BucketConfig::Gcs { bucket, service_account_path, endpoint, use_emulator } => {
             let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).with_retry(retry());
             if let Some(p) = service_account_path {
                 b = b.with_service_account_path(p.to_string_lossy());
             }
+            if let Some(e) = endpoint {
+                b = b.with_base_url(e.trim_end_matches('/'));
+            }
+            if *use_emulator {
+                // No OAuth: an empty bearer token, as object_store's own
+                // `disable_oauth` does. (`skip_signature` is not enough: its
+                // uploads still ask the metadata server for a token.)
+                use object_store::{ClientConfigKey, StaticCredentialProvider, gcp::{GcpCredential, GoogleConfigKey}};
+                let none = StaticCredentialProvider::new(GcpCredential { bearer: String::new() });
+                b = b.with_credentials(Arc::new(none)).with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
+            }
             ("gcs", Arc::new(b.build()?), None)
         }
-        BucketConfig::Azure { account, container, access_key } => {
-            let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_account(account)
-                .with_container_name(container)
-                .with_retry(retry());
+        BucketConfig::Azure { account, container, access_key, endpoint, use_emulator } => {
+            let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_container_name(container).with_retry(retry());
+            let account = account.as_deref().or(use_emulator.then_some(AZURITE_ACCOUNT));
+            if let Some(a) = account {
+                b = b.with_account(a);
+            }
+            let access_key = access_key.as_deref().or(use_emulator.then_some(AZURITE_KEY));
             if let Some(k) = access_key {
                 b = b.with_access_key(k);
+            }
+            let endpoint = match (endpoint, use_emulator) {
+                // Azurite serves path-style URLs: the account is the first segment.
+                // (object_store's own emulator mode takes its URL only from the
+                // environment, so the same URLs are built here from the config.)
+                (e, true) => {
+                    let base = e.clone().or_else(|| std::env::var("AZURITE_BLOB_STORAGE_URL").ok()).unwrap_or_else(|| AZURITE_URL.into());
+                    Some(format!("{}/{}", base.trim_end_matches('/'), account.unwrap_or(AZURITE_ACCOUNT)))
+                }
+                (e, false) => e.clone(),
+            };
+            if let Some(e) = endpoint {
+                b = b.with_allow_http(e.starts_with("http://")).with_endpoint(e);
             }
             ("azure", Arc::new(b.build()?), None)
         }
     };
     Ok(Bucket { name: name.to_string(), kind, store, local_root })
 }
+
+/// Azurite's well-known development account, key and blob endpoint (public, from Microsoft's docs).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const AZURITE_URL: &str = "http://127.0.0.1:10000";
 
 /// Transient store errors are retried with exponential backoff by the cloud clients.
 fn retry() -> object_store::RetryConfig {
@@ -253,6 +284,7 @@ impl Bucket {
         let dir = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
         let dir_path = if dir.is_empty() { None } else { Some(StorePath::from(dir)) };
         let prefix_owned = prefix.to_string();
+        let after_owned = after.map(String::from);
         let this = self.clone();
         let stream = match after {
             Some(a) => self.store.list_with_offset(dir_path.as_ref(), &StorePath::from(a)),
@@ -260,7 +292,9 @@ impl Bucket {
         };
         stream
             .map(move |r| r.map(|m| this.meta(m)).map_err(|e| ObjectsError::Store { bucket: this.name.clone(), message: e.to_string() }))
-            .try_filter(move |m| futures::future::ready(m.key.starts_with(&prefix_owned)))
+            // Also `> after` here: a store that ignores the offset (Azurite
+            // ignores `startFrom`) must not re-list what was planned already.
+            .try_filter(move |m| futures::future::ready(m.key.starts_with(&prefix_owned) && after_owned.as_ref().is_none_or(|a| m.key > *a)))
             .boxed()
     }
 
