@@ -43,6 +43,43 @@ fn compress_round_trips_every_format() {
 }
 
 #[test]
+fn zstd_levels_trade_speed_for_size() {
+    let dir = tempfile::tempdir().unwrap();
+    // Text with repetition at many distances, where deeper searches pay.
+    let words = ["kiln", "glaze", "clay", "fires", "at", "cone", "six", "the", "pots", "cool", "slowly", "overnight"];
+    let mut x: u32 = 7;
+    let mut text = String::new();
+    while text.len() < 400_000 {
+        x = x.wrapping_mul(1103515245).wrapping_add(12345);
+        text.push_str(words[(x >> 16) as usize % words.len()]);
+        text.push_str(if x % 11 == 0 { ".\n" } else { " " });
+    }
+    let input = dir.path().join("notes.txt");
+    std::fs::write(&input, &text).unwrap();
+    let mut sizes = Vec::new();
+    for level in [1, 9, 19] {
+        let out = dir.path().join(format!("l{level}/"));
+        ok(process(&format!("compress/zstd,l_{level}"), &input, &["-o", out.to_str().unwrap()]));
+        let packed = out.join("notes.zst");
+        assert!(ok(process("compress/decompress", &packed, &[])) == text.as_bytes(), "l_{level}: round trip changed the bytes");
+        sizes.push(std::fs::metadata(&packed).unwrap().len());
+    }
+    assert!(sizes[0] > sizes[1] && sizes[1] > sizes[2], "higher levels must be smaller: {sizes:?}");
+
+    // Level 22 on a 40 MiB object wants a 64 MiB window and its tables, over
+    // the default 512 MiB memory limit: refused up front, with the way out.
+    let big = dir.path().join("big.bin");
+    std::fs::File::create(&big).unwrap().set_len(40 << 20).unwrap();
+    let o = process("compress/zstd,l_22", &big, &["-o", dir.path().join("big/").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("unsupported input"), "{err}");
+    assert!(err.contains("zstd level 22 needs about") && err.contains("limits.max_memory") && err.contains("lower level"), "{err}");
+    let o = process("compress/zstd,l_23", &input, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("`zstd`") && err.contains("`l`") && err.contains("between 1 and 22"), "{err}");
+}
+
+#[test]
 fn checksum_gives_known_digests() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("abc.txt");
