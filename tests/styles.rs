@@ -43,6 +43,43 @@ fn compress_round_trips_every_format() {
 }
 
 #[test]
+fn zstd_levels_trade_speed_for_size() {
+    let dir = tempfile::tempdir().unwrap();
+    // Text with repetition at many distances, where deeper searches pay.
+    let words = ["kiln", "glaze", "clay", "fires", "at", "cone", "six", "the", "pots", "cool", "slowly", "overnight"];
+    let mut x: u32 = 7;
+    let mut text = String::new();
+    while text.len() < 400_000 {
+        x = x.wrapping_mul(1103515245).wrapping_add(12345);
+        text.push_str(words[(x >> 16) as usize % words.len()]);
+        text.push_str(if x % 11 == 0 { ".\n" } else { " " });
+    }
+    let input = dir.path().join("notes.txt");
+    std::fs::write(&input, &text).unwrap();
+    let mut sizes = Vec::new();
+    for level in [1, 9, 19] {
+        let out = dir.path().join(format!("l{level}/"));
+        ok(process(&format!("compress/zstd,l_{level}"), &input, &["-o", out.to_str().unwrap()]));
+        let packed = out.join("notes.zst");
+        assert!(ok(process("compress/decompress", &packed, &[])) == text.as_bytes(), "l_{level}: round trip changed the bytes");
+        sizes.push(std::fs::metadata(&packed).unwrap().len());
+    }
+    assert!(sizes[0] > sizes[1] && sizes[1] > sizes[2], "higher levels must be smaller: {sizes:?}");
+
+    // Level 22 on a 40 MiB object wants a 64 MiB window and its tables, over
+    // the default 512 MiB memory limit: refused up front, with the way out.
+    let big = dir.path().join("big.bin");
+    std::fs::File::create(&big).unwrap().set_len(40 << 20).unwrap();
+    let o = process("compress/zstd,l_22", &big, &["-o", dir.path().join("big/").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("unsupported input"), "{err}");
+    assert!(err.contains("zstd level 22 needs about") && err.contains("limits.max_memory") && err.contains("lower level"), "{err}");
+    let o = process("compress/zstd,l_23", &input, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("`zstd`") && err.contains("`l`") && err.contains("between 1 and 22"), "{err}");
+}
+
+#[test]
 fn checksum_gives_known_digests() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("abc.txt");
@@ -180,6 +217,56 @@ fn image_converts_resizes_crops_rotates_and_reports() {
     ok(process("image/rotate,90/format,png", &src, &["-o", rot.to_str().unwrap()]));
     let i = info(&rot.join("grad.png"));
     assert_eq!((i["width"].as_u64(), i["height"].as_u64()), (Some(480), Some(640)), "{i}");
+}
+
+/// A baseline JPEG of `w`×`h` in mid grey, written by hand so that it stays
+/// small: three components, one Huffman code per table (DC difference 0, end
+/// of block), so every block is two zero bits.
+fn grey_jpeg(w: u16, h: u16) -> Vec<u8> {
+    let mut j = vec![0xff, 0xd8];
+    let mut segment = |marker: u8, body: &[u8]| {
+        j.extend_from_slice(&[0xff, marker]);
+        j.extend_from_slice(&(body.len() as u16 + 2).to_be_bytes());
+        j.extend_from_slice(body);
+    };
+    segment(0xdb, &[[0u8].as_slice(), &[1; 64]].concat());
+    let [hh, hl] = h.to_be_bytes();
+    let [wh, wl] = w.to_be_bytes();
+    segment(0xc0, &[8, hh, hl, wh, wl, 3, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0]);
+    let one_code = |class: u8| [[class].as_slice(), &[1], &[0; 15], &[0]].concat();
+    segment(0xc4, &[one_code(0x00), one_code(0x10)].concat());
+    segment(0xda, &[3, 1, 0, 2, 0, 3, 0, 0, 63, 0]);
+    let blocks = usize::from(w).div_ceil(8) * usize::from(h).div_ceil(8) * 3;
+    j.resize(j.len() + (blocks * 2).div_ceil(8), 0);
+    j.extend_from_slice(&[0xff, 0xd9]);
+    j
+}
+
+#[test]
+fn image_too_large_for_the_memory_limit_is_refused_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("huge.jpg");
+    let jpeg = grey_jpeg(20_000, 12_000);
+    assert!(jpeg.len() < 3 << 20);
+    std::fs::write(&src, &jpeg).unwrap();
+    let i = info(&src);
+    assert_eq!((i["width"].as_u64(), i["height"].as_u64()), (Some(20_000), Some(12_000)), "{i}");
+
+    // 240 MP is within the pixel limit, but decoding it whole takes over a
+    // GiB: refused before decoding, with what to change (not a trap).
+    let out = dir.path().join("out/");
+    let o = process("image/format,png", &src, &["-o", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("unsupported input"), "{err}");
+    for needle in ["20000x12000", "240.0 MP", "GiB of memory", "limits.max_memory", "limits,mp_"] {
+        assert!(err.contains(needle), "`{needle}` missing: {err}");
+    }
+    assert!(!err.contains("memory limit of"), "a clean refusal, not the limiter's trap: {err}");
+
+    // A thumbnail of it is decoded at 1/8 scale and fits.
+    ok(process("image/resize,w_256", &src, &["-o", out.to_str().unwrap()]));
+    let i = info(&out.join("huge.jpg"));
+    assert_eq!((i["width"].as_u64(), i["height"].as_u64()), (Some(256), Some(154)), "{i}");
 }
 
 #[test]

@@ -85,6 +85,7 @@ extern crate self as kiln_plugin_sdk;
 pub mod bindings;
 mod io;
 pub mod log;
+pub mod memory;
 pub mod style;
 pub mod testing;
 

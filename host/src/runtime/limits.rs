@@ -46,23 +46,41 @@ pub enum LimitHit {
 /// The wasmtime resource limiter of one task's store.
 pub(crate) struct TaskLimiter {
     pub max_memory: u64,
-    /// Set when a grow was refused, so the trap can be reported as this limit.
+    /// Set when a grow was refused, so that a trap that follows (the guest's
+    /// allocator aborting) is reported as this limit.
     pub hit: Option<LimitHit>,
 }
 
 impl wasmtime::ResourceLimiter for TaskLimiter {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired as u64 > self.max_memory {
-            let hit = LimitHit::Memory { limit: self.max_memory, requested: desired as u64 };
-            self.hit = Some(hit.clone());
-            // Trap at once rather than let the guest's allocator abort with a
-            // less helpful message.
-            return Err(wasmtime::Error::msg(hit.to_string()));
+            // Refuse the grow without trapping: `memory.grow` returns -1, so a
+            // plugin that allocates fallibly can refuse its input with a
+            // message of its own. One that aborts instead traps, and the trap
+            // is reported as this limit from the record kept here.
+            self.hit = Some(LimitHit::Memory { limit: self.max_memory, requested: desired as u64 });
+            return Ok(false);
         }
         Ok(true)
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::ResourceLimiter;
+
+    use super::*;
+
+    #[test]
+    fn a_grow_past_the_limit_is_refused_and_recorded_not_trapped() {
+        let mut limiter = TaskLimiter { max_memory: 64 << 20, hit: None };
+        assert!(limiter.memory_growing(0, 64 << 20, None).unwrap());
+        assert_eq!(limiter.hit, None);
+        assert!(!limiter.memory_growing(64 << 20, (64 << 20) + 65536, None).unwrap());
+        assert_eq!(limiter.hit, Some(LimitHit::Memory { limit: 64 << 20, requested: (64 << 20) + 65536 }));
     }
 }

@@ -8,9 +8,10 @@
 //! | `compress/brotli[,q_0..11 or l_0..11]` (default 6) | `.br` |
 //! | `compress/decompress` | the inner extension of the key (`a.txt.gz` → `txt`) |
 //!
-//! zstd compression is ruzstd's, which implements only its "fastest" strategy
-//! (about zstd level 1): every level gives that ratio. Decompression reads any
-//! zstd stream.
+//! zstd is `structured-zstd`, a pure-Rust port of libzstd: each level runs
+//! libzstd's parameters for that level (fast, dfast, greedy, lazy, lazy2,
+//! btlazy2, btopt, btultra, btultra2), so sizes follow the C zstd's.
+//! Decompression reads any zstd stream.
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -103,9 +104,9 @@ impl Processor for Compress {
                 pump(input, &mut enc)?;
                 enc.finish()?;
             }
-            Mode::Zstd { level: _ } => {
+            Mode::Zstd { level } => {
                 let out = outputs.open(Some("zst"))?;
-                zstd_compress(input, out)?;
+                zstd_compress(level, object.size, input, out)?;
             }
             Mode::Brotli { quality } => {
                 let mut out = outputs.open(Some("br"))?;
@@ -141,86 +142,31 @@ fn pump(input: &mut impl Read, out: &mut impl Write) -> io::Result<u64> {
     }
 }
 
-/// ruzstd's compressor unwraps its I/O results, so it only ever sees readers
-/// and writers that cannot fail: the first error is kept here, the stream is
-/// cut short, and the error is reported once the compressor returns.
-#[derive(Default, Clone)]
-struct Trap(Rc<RefCell<Option<io::Error>>>);
-
-impl Trap {
-    fn set(&self, e: io::Error) {
-        self.0.borrow_mut().get_or_insert(e);
+/// zstd at `level`, with the parameters (window, match finder, strategy) of
+/// libzstd's level table, sized to the object when its size is known. The
+/// memory the level needs is reserved first, so a level too large for the
+/// task's memory limit is refused with a message rather than a crash.
+fn zstd_compress(level: i32, size: Option<u64>, input: &mut Input<'_>, out: impl Write) -> Result<(), ProcessError> {
+    use structured_zstd::encoding::{CompressionLevel, StreamingEncoder, estimated_compression_workspace_bytes_for_source};
+    let zl = CompressionLevel::from_level(level);
+    let needed = estimated_compression_workspace_bytes_for_source(zl, size) as u64;
+    kiln_plugin_sdk::memory::reserve(needed).map_err(|_| {
+        let object = size.map_or_else(|| "an object of unknown size".to_string(), |n| format!("an object of {n} bytes"));
+        ProcessError::unsupported(format!(
+            "zstd level {level} needs about {} of memory for {object}, which the task's memory limit (limits.max_memory) refused: \
+             use a lower level or raise the limit",
+            kiln_plugin_sdk::memory::human_bytes(needed)
+        ))
+    })?;
+    let zstd_error = |e: io::Error| ProcessError::failed(format!("zstd: {e}"));
+    let mut enc = StreamingEncoder::new(out, zl);
+    enc.set_content_checksum(true).map_err(zstd_error)?;
+    if let Some(n) = size {
+        enc.set_source_size_hint(n).map_err(zstd_error)?;
     }
-    fn tripped(&self) -> bool {
-        self.0.borrow().is_some()
-    }
-    fn take(&self) -> Option<io::Error> {
-        self.0.borrow_mut().take()
-    }
-}
-
-struct InfallibleReader<R> {
-    inner: R,
-    trap: Trap,
-}
-
-impl<R: Read> Read for InfallibleReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.trap.tripped() {
-            return Ok(0);
-        }
-        loop {
-            match self.inner.read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.trap.set(e);
-                    return Ok(0);
-                }
-            }
-        }
-    }
-}
-
-struct InfallibleWriter<W> {
-    inner: W,
-    trap: Trap,
-}
-
-impl<W: Write> Write for InfallibleWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if !self.trap.tripped()
-            && let Err(e) = self.inner.write_all(buf) {
-                self.trap.set(e);
-            }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        if !self.trap.tripped()
-            && let Err(e) = self.inner.flush() {
-                self.trap.set(e);
-            }
-        Ok(())
-    }
-}
-
-fn zstd_compress(input: &mut Input<'_>, out: impl Write) -> io::Result<()> {
-    use ruzstd::encoding::{CompressionLevel, FrameCompressor};
-    let trap = Trap::default();
-    let reader = InfallibleReader { inner: input, trap: trap.clone() };
-    let mut writer = InfallibleWriter { inner: out, trap: trap.clone() };
-    {
-        // Only `Fastest` is implemented by ruzstd (the others panic).
-        let mut compressor = FrameCompressor::new(CompressionLevel::Fastest);
-        compressor.set_source(reader);
-        compressor.set_drain(&mut writer);
-        compressor.compress();
-    }
-    writer.flush()?;
-    match trap.take() {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    pump(input, &mut enc)?;
+    enc.finish()?;
+    Ok(())
 }
 
 /// Which codec a compressed object uses.
@@ -331,14 +277,15 @@ fn decompress(object: &ObjectInfo, input: &mut Input<'_>, outputs: &mut Outputs<
 /// Content checksums are verified.
 struct ZstdFrames<R: BufRead> {
     source: R,
-    decoder: ruzstd::decoding::FrameDecoder,
+    decoder: structured_zstd::decoding::FrameDecoder,
     in_frame: bool,
 }
 
 impl<R: BufRead> ZstdFrames<R> {
     fn new(source: R) -> Self {
-        let mut decoder = ruzstd::decoding::FrameDecoder::new();
-        decoder.set_max_window_size(ZSTD_MAX_WINDOW);
+        let mut decoder = structured_zstd::decoding::FrameDecoder::new();
+        // Cannot fail: the limit is within what the format allows.
+        let _ = decoder.set_max_window_size(ZSTD_MAX_WINDOW);
         ZstdFrames { source, decoder, in_frame: false }
     }
 }
@@ -349,8 +296,8 @@ fn invalid(msg: impl std::fmt::Display) -> io::Error {
 
 impl<R: BufRead> Read for ZstdFrames<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use ruzstd::decoding::BlockDecodingStrategy;
-        use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+        use structured_zstd::decoding::BlockDecodingStrategy;
+        use structured_zstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
         if buf.is_empty() {
             return Ok(0);
         }
@@ -417,6 +364,40 @@ mod tests {
         v
     }
 
+    /// Prose-like text: made-up words drawn by Zipf's law, in sentences and
+    /// paragraphs. On it, as on most text, zstd's levels rank as they should.
+    fn prose(len: usize) -> Vec<u8> {
+        let syllables = ["ka", "lo", "mi", "ren", "to", "sa", "vel", "di", "on", "ar", "ek", "shu", "po", "la", "tin", "gro"];
+        let mut x: u32 = 2;
+        let mut next = move || {
+            x = x.wrapping_mul(1103515245).wrapping_add(12345);
+            x >> 8
+        };
+        let vocab: Vec<String> =
+            (0..400).map(|_| (0..1 + next() % 3).map(|_| syllables[next() as usize % syllables.len()]).collect()).collect();
+        let mut v = Vec::with_capacity(len + 100);
+        let mut words = 0;
+        while v.len() < len {
+            let rank = (10_000.0 / f64::from(next() % 10_000 + 1)) as usize;
+            let word = &vocab[rank.clamp(1, vocab.len()) - 1];
+            v.extend_from_slice(word.as_bytes());
+            if words == 0 {
+                let at = v.len() - word.len();
+                v[at].make_ascii_uppercase();
+            }
+            words += 1;
+            let r = next() % 100;
+            if words > 4 && r < 12 {
+                v.extend_from_slice(if r < 2 { b".\n\n" } else { b". " });
+                words = 0;
+            } else {
+                v.extend_from_slice(if r < 18 { b", " } else { b" " });
+            }
+        }
+        v.truncate(len);
+        v
+    }
+
     fn round_trip(style: &str, ext: &str, data: &[u8]) -> Vec<u8> {
         let out = run::<Compress>(style, data).unwrap();
         assert_eq!(out.len(), 1);
@@ -467,6 +448,34 @@ mod tests {
         assert!(c.len() < data.len() / 2, "zstd did not compress: {}", c.len());
         round_trip("zstd", "zst", &data);
         round_trip("zstd,l_19", "zst", b"");
+    }
+
+    #[test]
+    fn zstd_levels_are_real() {
+        // Levels run libzstd's strategies: fast (1-2), dfast (3-4), greedy (5),
+        // lazy (6-7), lazy2 (8-12), btlazy2 (13-15), btopt (16-17), btultra
+        // (18), btultra2 (19-22). Neighbouring levels are not ordered on every
+        // input (nor are they in C zstd: level 2 is often a little larger than
+        // level 1); these, one per strategy band, are on text.
+        let data = prose(300_000);
+        let obj = ObjectInfo { key: "book.txt".into(), size: Some(data.len() as u64), ..Default::default() };
+        let mut sizes = Vec::new();
+        for level in [1, 3, 5, 9, 12, 16, 19, 22] {
+            let c = run_with::<Compress>(&format!("zstd,l_{level}"), &obj, &data[..]).unwrap().remove(0).bytes;
+            let back = run_with::<Compress>("decompress", &object("book.txt.zst"), &c[..]).unwrap().remove(0).bytes;
+            assert!(back == data, "l_{level}: round trip differs");
+            // Frame header descriptor: content checksum flag, as the zstd CLI writes.
+            assert_eq!(c[4] & 0b100, 0b100, "l_{level}: no checksum");
+            sizes.push((level, c.len()));
+        }
+        for pair in sizes.windows(2) {
+            assert!(pair[1].1 <= pair[0].1, "l_{} gives {} bytes, more than l_{}: {sizes:?}", pair[1].0, pair[1].1, pair[0].0);
+        }
+        let (lowest, highest) = (sizes[0].1, sizes[sizes.len() - 1].1);
+        assert!(highest * 10 < lowest * 8, "l_22 should be over 20% smaller than l_1: {sizes:?}");
+        // Without the object's size the window and tables are the level's full ones.
+        let no_size = run::<Compress>("zstd,l_9", &data).unwrap().remove(0).bytes;
+        assert_eq!(run_with::<Compress>("decompress", &object("a.zst"), &no_size[..]).unwrap()[0].bytes, data);
     }
 
     #[test]
@@ -565,11 +574,41 @@ mod tests {
     }
 
     #[test]
+    fn corrupted_zstd_frames_never_panic() {
+        let data = prose(40_000);
+        let mut x: u32 = 99;
+        let mut next = move || {
+            x = x.wrapping_mul(1664525).wrapping_add(1013904223);
+            (x >> 8) as usize
+        };
+        for level in [1, 9, 19] {
+            let good = run::<Compress>(&format!("zstd,l_{level}"), &data).unwrap().remove(0).bytes;
+            for _ in 0..600 {
+                let mut bad = good.clone();
+                for _ in 0..1 + next() % 4 {
+                    let at = next() % bad.len();
+                    bad[at] = next() as u8;
+                }
+                if next() % 4 == 0 {
+                    bad.truncate(next() % bad.len());
+                }
+                match run_with::<Compress>("decompress", &object("a.zst"), &bad[..]) {
+                    Ok(out) => assert!(out[0].bytes.len() <= data.len() * 2),
+                    Err(ProcessError::UnsupportedInput(_)) => {}
+                    Err(e) => panic!("l_{level}: {e:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn bad_params_are_refused() {
         let err = |p: &str| Compress::validate(p).unwrap_err().to_string();
         assert!(err("gzip,l_10").contains("`gzip`") && err("gzip,l_10").contains("`l`"));
         assert!(err("gzip,x_1").contains("unknown parameter `x`"));
-        assert!(err("zstd,l_0").contains("between 1 and 22"));
+        assert!(err("zstd,l_0").contains("between 1 and 22") && err("zstd,l_0").contains("`l`"));
+        assert!(err("zstd,l_23").contains("between 1 and 22") && err("zstd,l_23").contains("`zstd`"));
+        assert!(err("zstd,l_-5").contains("`l`"));
         assert!(err("brotli,q_12").contains("between 0 and 11"));
         assert!(err("brotli,q_5,l_5").contains("either"));
         assert!(err("lz4").contains("gzip, zstd, brotli, decompress"));

@@ -34,26 +34,38 @@ pub struct Header {
     pub orientation: u8,
     /// Estimated IJG quality of a JPEG source.
     pub quality: Option<u8>,
+    /// Channels of the decoded pixels, at most (4 where alpha may appear).
+    pub channels: u8,
 }
 
 pub fn probe(d: &[u8], format: OutFormat) -> OpResult<Header> {
-    let mut h = Header { format, width: 0, height: 0, orientation: 1, quality: None };
+    let mut h = Header { format, width: 0, height: 0, orientation: 1, quality: None, channels: 4 };
     match format {
         OutFormat::Jpeg => {
             let j = scan_jpeg(d)?;
             (h.width, h.height) = (j.width, j.height);
             h.orientation = j.exif.and_then(exif_orientation).unwrap_or(1);
             h.quality = j.quality;
+            h.channels = j.components.clamp(1, 4);
         }
         OutFormat::Png => {
             let mut dec = png::Decoder::new(Cursor::new(d));
             let info = dec.read_header_info().map_err(|e| format!("corrupt PNG: {e}"))?;
             (h.width, h.height) = (info.width, info.height);
-            // The eXIf chunk comes before the image data; reading it allocates nothing large.
+            let color = info.color_type;
+            // The eXIf and tRNS chunks come before the image data; reading them allocates nothing large.
             dec.set_limits(png::Limits { bytes: 64 << 20 });
+            let mut transparency = true;
             if let Ok(reader) = dec.read_info() {
                 h.orientation = reader.info().exif_metadata.as_deref().and_then(exif_orientation).unwrap_or(1);
+                transparency = reader.info().trns.is_some();
             }
+            h.channels = match color {
+                png::ColorType::Grayscale => 1 + u8::from(transparency),
+                png::ColorType::GrayscaleAlpha => 2,
+                png::ColorType::Rgb | png::ColorType::Indexed => 3 + u8::from(transparency),
+                png::ColorType::Rgba => 4,
+            };
         }
         OutFormat::Gif => {
             let dec = gif_options(&Limits::default()).read_info(Cursor::new(d)).map_err(|e| format!("corrupt GIF: {e}"))?;
@@ -62,6 +74,7 @@ pub fn probe(d: &[u8], format: OutFormat) -> OpResult<Header> {
         OutFormat::Webp => {
             let mut dec = image_webp::WebPDecoder::new(Cursor::new(d)).map_err(|e| format!("corrupt WebP: {e}"))?;
             (h.width, h.height) = dec.dimensions();
+            h.channels = if dec.has_alpha() { 4 } else { 3 };
             if let Ok(Some(exif)) = dec.exif_metadata() {
                 let tiff = exif.strip_prefix(b"Exif\0\0").unwrap_or(&exif);
                 h.orientation = exif_orientation(tiff).unwrap_or(1);
@@ -81,13 +94,14 @@ pub fn probe(d: &[u8], format: OutFormat) -> OpResult<Header> {
 struct JpegHeader<'a> {
     width: u32,
     height: u32,
+    components: u8,
     exif: Option<&'a [u8]>,
     quality: Option<u8>,
 }
 
 /// Walk the JPEG markers up to the first scan.
 fn scan_jpeg(d: &[u8]) -> OpResult<JpegHeader<'_>> {
-    let mut out = JpegHeader { width: 0, height: 0, exif: None, quality: None };
+    let mut out = JpegHeader { width: 0, height: 0, components: 3, exif: None, quality: None };
     let mut pos = 2;
     let mut sof = false;
     loop {
@@ -126,9 +140,10 @@ fn scan_jpeg(d: &[u8]) -> OpResult<JpegHeader<'_>> {
                 }
             }
             0xc0..=0xcf if !matches!(marker, 0xc4 | 0xc8 | 0xcc) => {
-                let b = seg.get(..5).ok_or("corrupt JPEG: truncated frame header")?;
+                let b = seg.get(..6).ok_or("corrupt JPEG: truncated frame header")?;
                 out.height = u32::from(u16::from_be_bytes([b[1], b[2]]));
                 out.width = u32::from(u16::from_be_bytes([b[3], b[4]]));
+                out.components = b[5];
                 sof = true;
             }
             _ => {}
@@ -254,27 +269,32 @@ pub fn decode(d: &[u8], header: &Header, jpeg_min: Option<(u32, u32)>, limits: &
     Ok(img.drop_opaque_alpha())
 }
 
+/// The DCT scale, in eighths, at which a JPEG of `w`×`h` is decoded when at
+/// least `min` (stored orientation) is wanted: the smallest of 1, 2 and 4
+/// that gives it, else 8 (full size).
+pub fn jpeg_scale(w: u32, h: u32, min: Option<(u32, u32)>) -> u32 {
+    let Some((mw, mh)) = min else { return 8 };
+    [1u32, 2, 4].into_iter().find(|&e| scaled(w, e) >= mw && scaled(h, e) >= mh).unwrap_or(8)
+}
+
+/// `len` pixels scaled by `eighths`/8, rounded up.
+pub fn scaled(len: u32, eighths: u32) -> u32 {
+    (len * eighths).div_ceil(8)
+}
+
 fn decode_jpeg(d: &[u8], header: &Header, min: Option<(u32, u32)>) -> OpResult<Image> {
-    if let Some((mw, mh)) = min {
-        // Baseline JPEGs at 1/8 or 1/4 take the fast path.
-        for per_block in [1u32, 2] {
-            if (header.width * per_block).div_ceil(8) >= mw && (header.height * per_block).div_ceil(8) >= mh {
-                if let Some(img) = crate::jpeg_dc::decode(d, per_block as usize) {
-                    return Ok(img);
-                }
-                break;
-            }
-        }
+    let (w, h) = (header.width, header.height);
+    let e = jpeg_scale(w, h, min);
+    // Baseline JPEGs at 1/8 or 1/4 take the fast path.
+    if e <= 2
+        && let Some(img) = crate::jpeg_dc::decode(d, e as usize)
+    {
+        return Ok(img);
     }
     let mut dec = jpeg_decoder::Decoder::new(Cursor::new(d));
     dec.read_info().map_err(|e| format!("corrupt JPEG: {e}"))?;
-    if let Some((mw, mh)) = min {
-        // The smallest DCT scale (in eighths) giving at least the wanted size.
-        let (w, h) = (header.width, header.height);
-        let scaled = |len: u32, eighths: u32| (len * eighths).div_ceil(8);
-        if let Some(e) = [1u32, 2, 4].into_iter().find(|&e| scaled(w, e) >= mw && scaled(h, e) >= mh) {
-            dec.scale(scaled(w, e).min(65535) as u16, scaled(h, e).min(65535) as u16).map_err(|e| format!("corrupt JPEG: {e}"))?;
-        }
+    if e < 8 {
+        dec.scale(scaled(w, e).min(65535) as u16, scaled(h, e).min(65535) as u16).map_err(|e| format!("corrupt JPEG: {e}"))?;
     }
     let pixels = dec.decode().map_err(|e| format!("corrupt JPEG: {e}"))?;
     let info = dec.info().ok_or("corrupt JPEG: no frame")?;

@@ -328,6 +328,19 @@ fn be16(d: &[u8], at: usize) -> Option<usize> {
 /// 1/4 scale (`per_block` 2: 2x2 pixels per block, from the four lowest
 /// frequencies), or `None` if this fast path does not apply.
 pub fn decode(d: &[u8], per_block: usize) -> Option<Image> {
+    parse(d, per_block, scan)
+}
+
+/// Whether this fast path takes the JPEG, from its headers alone (it may
+/// still give up on damaged entropy-coded data).
+pub fn accepts(d: &[u8]) -> bool {
+    parse(d, 1, |_, _, f, dc, ac| tables(f, dc, ac).map(|_| ())).is_some()
+}
+
+type Tables = [Option<Huffman>; 4];
+
+/// Read the headers up to the scan, then hand them to `then`.
+fn parse<T>(d: &[u8], per_block: usize, then: impl FnOnce(&[u8], usize, &Frame<'_>, &Tables, &Tables) -> Option<T>) -> Option<T> {
     if !(per_block == 1 || per_block == 2) {
         return None;
     }
@@ -436,7 +449,7 @@ pub fn decode(d: &[u8], per_block: usize) -> Option<Image> {
                     return None;
                 }
                 let frame = Frame { width, height, comps: &comps, quant: &quant, restart_interval, per_block };
-                return scan(d, pos + len, &frame, &dc_tables, &ac_tables);
+                return then(d, pos + len, &frame, &dc_tables, &ac_tables);
             }
             _ => {}
         }
@@ -454,7 +467,18 @@ struct Frame<'a> {
     per_block: usize,
 }
 
-fn scan(d: &[u8], start: usize, f: &Frame<'_>, dc_tables: &[Option<Huffman>; 4], ac_tables: &[Option<Huffman>; 4]) -> Option<Image> {
+/// Per component: its DC and AC tables and its first five quantisers, or
+/// `None` if one is missing or a quantiser is zero.
+fn tables<'t>(f: &Frame<'_>, dc_tables: &'t Tables, ac_tables: &'t Tables) -> Option<Vec<(&'t Huffman, &'t Huffman, [i32; 5])>> {
+    let tables: Vec<(&Huffman, &Huffman, [i32; 5])> = f
+        .comps
+        .iter()
+        .map(|c| Some((dc_tables[c.td].as_ref()?, ac_tables[c.ta].as_ref()?, f.quant[c.tq].map(i32::from))))
+        .collect::<Option<_>>()?;
+    (!tables.iter().any(|t| t.2.contains(&0))).then_some(tables)
+}
+
+fn scan(d: &[u8], start: usize, f: &Frame<'_>, dc_tables: &Tables, ac_tables: &Tables) -> Option<Image> {
     let (width, height, comps, n) = (f.width, f.height, f.comps, f.per_block);
     let single = comps.len() == 1;
     let hmax = comps.iter().map(|c| c.h).max()?;
@@ -467,14 +491,8 @@ fn scan(d: &[u8], start: usize, f: &Frame<'_>, dc_tables: &[Option<Huffman>; 4],
     // Per component: a plane of `n`x`n` pixels per block.
     let dims: Vec<(usize, usize)> =
         comps.iter().map(|c| if single { (mcux * n, mcuy * n) } else { (mcux * c.h * n, mcuy * c.v * n) }).collect();
+    let tables = tables(f, dc_tables, ac_tables)?;
     let mut planes: Vec<Vec<u8>> = dims.iter().map(|&(w, h)| vec![0u8; w * h]).collect();
-    let tables: Vec<(&Huffman, &Huffman, [i32; 5])> = comps
-        .iter()
-        .map(|c| Some((dc_tables[c.td].as_ref()?, ac_tables[c.ta].as_ref()?, f.quant[c.tq].map(i32::from))))
-        .collect::<Option<_>>()?;
-    if tables.iter().any(|t| t.2.contains(&0)) {
-        return None;
-    }
     let mut bits = Bits::new(d, start);
     let mut pred = vec![0i32; comps.len()];
     let mut low = [0i32; 5];

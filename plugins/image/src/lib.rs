@@ -12,6 +12,7 @@
 //! which uses SIMD128 in wasm.
 
 mod bmp;
+mod budget;
 mod codec;
 mod jpeg_dc;
 mod ops;
@@ -50,6 +51,30 @@ fn info_json(header: &codec::Header, size: usize) -> String {
     )
 }
 
+/// How an image is decoded for a plan.
+struct Decoding {
+    /// The EXIF orientation to apply after decoding.
+    orient: Option<ops::Transform>,
+    /// The size once oriented.
+    upright: (u32, u32),
+    /// For a JPEG whose first action shrinks it: the smallest size wanted
+    /// (stored orientation), so that it is decoded at reduced scale.
+    jpeg_min: Option<(u32, u32)>,
+}
+
+fn decoding(plan: &Plan, header: &codec::Header) -> Decoding {
+    let orient = if plan.auto_orient { ops::orientation_transform(header.orientation) } else { None };
+    let swap = orient.is_some_and(|t| t.swaps_sides());
+    let upright = if swap { (header.height, header.width) } else { (header.width, header.height) };
+    let jpeg_min = match plan.ops.first() {
+        Some(Op::Resize(r)) if header.format == OutFormat::Jpeg => {
+            ops::resize_geometry(r, upright.0, upright.1).map(|g| if swap { (g.scaled.1, g.scaled.0) } else { g.scaled })
+        }
+        _ => None,
+    };
+    Decoding { orient, upright, jpeg_min }
+}
+
 fn run(plan: &Plan, bytes: &[u8], outputs: &mut Outputs<'_>) -> Result<(), ProcessError> {
     let unsupported = ProcessError::UnsupportedInput;
     if bytes.is_empty() {
@@ -66,16 +91,11 @@ fn run(plan: &Plan, bytes: &[u8], outputs: &mut Outputs<'_>) -> Result<(), Proce
         return Ok(());
     }
 
-    let orient = if plan.auto_orient { ops::orientation_transform(header.orientation) } else { None };
-    let swap = orient.is_some_and(|t| t.swaps_sides());
-    let upright = if swap { (header.height, header.width) } else { (header.width, header.height) };
-    // A JPEG whose first action shrinks it is decoded at reduced scale.
-    let jpeg_min = match plan.ops.first() {
-        Some(Op::Resize(r)) if format == OutFormat::Jpeg => {
-            ops::resize_geometry(r, upright.0, upright.1).map(|g| if swap { (g.scaled.1, g.scaled.0) } else { g.scaled })
-        }
-        _ => None,
-    };
+    let Decoding { orient, upright, jpeg_min } = decoding(plan, &header);
+    let out_format = plan.format.unwrap_or(format);
+    // Refuse, with a message, an image whose processing the memory limit cannot hold.
+    let needed = budget::peak_bytes(bytes, &header, plan, jpeg_min, upright, out_format);
+    budget::reserve(needed, header.width, header.height).map_err(unsupported)?;
     let mut img = codec::decode(bytes, &header, jpeg_min, limits).map_err(unsupported)?;
     if let Some(t) = orient {
         img = ops::transform(&img, t);
@@ -90,7 +110,6 @@ fn run(plan: &Plan, bytes: &[u8], outputs: &mut Outputs<'_>) -> Result<(), Proce
         .map_err(unsupported)?;
     }
 
-    let out_format = plan.format.unwrap_or(format);
     let quality = output_quality(plan.quality, header.quality);
     let encoded = codec::encode(&img, out_format, quality).map_err(unsupported)?;
     let mut out = outputs.open(Some(out_format.extension()))?;

@@ -429,6 +429,21 @@ pub fn transform(img: &Image, t: Transform) -> Image {
     Image { w: ow as u32, h: oh as u32, ch: img.ch, data }
 }
 
+/// The size of a `w`×`h` image rotated by `deg` degrees: the bounding box of
+/// the rotated image.
+pub fn rotated_size(w: u32, h: u32, deg: u32) -> (u64, u64) {
+    match deg % 360 {
+        0 | 180 => return (u64::from(w), u64::from(h)),
+        90 | 270 => return (u64::from(h), u64::from(w)),
+        _ => {}
+    }
+    let (sin, cos) = f64::from(deg).to_radians().sin_cos();
+    let (w, h) = (f64::from(w), f64::from(h));
+    let ow = (w * cos.abs() + h * sin.abs()).round().max(1.0);
+    let oh = (w * sin.abs() + h * cos.abs()).round().max(1.0);
+    (ow as u64, oh as u64)
+}
+
 /// Rotate clockwise by `deg` degrees. Quarter turns are exact; other angles
 /// are resampled bilinearly onto a canvas large enough for the whole image,
 /// filled with white (or transparency for images with alpha).
@@ -443,9 +458,8 @@ pub fn rotate(img: Image, deg: u32, limits: &Limits) -> OpResult<Image> {
     let theta = f64::from(deg).to_radians();
     let (sin, cos) = theta.sin_cos();
     let (w, h) = (f64::from(img.w), f64::from(img.h));
-    let ow = (w * cos.abs() + h * sin.abs()).round().max(1.0);
-    let oh = (w * sin.abs() + h * cos.abs()).round().max(1.0);
-    check_size(ow as u64, oh as u64, limits, "the rotated image")?;
+    let (ow, oh) = rotated_size(img.w, img.h, deg);
+    check_size(ow, oh, limits, "the rotated image")?;
     let (ow, oh) = (ow as usize, oh as usize);
     let ch = img.ch as usize;
     let bg: [f32; 4] = if img.has_alpha() { [0.0; 4] } else { [255.0; 4] };

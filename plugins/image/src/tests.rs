@@ -469,6 +469,50 @@ fn decompression_bombs_are_refused_from_the_header() {
     assert!(unsupported("limits,side_120/rotate,45", &small).contains("the rotated image"));
 }
 
+/// The memory budget of `style` for `input`, as `run` reserves it.
+fn budget(style: &str, input: &[u8]) -> u64 {
+    let plan = crate::params::parse(style).unwrap();
+    let header = codec::probe(input, codec::detect(input).unwrap()).unwrap();
+    let d = crate::decoding(&plan, &header);
+    crate::budget::peak_bytes(input, &header, &plan, d.jpeg_min, d.upright, plan.format.unwrap_or(header.format))
+}
+
+/// A JPEG whose header claims `w`×`h` (its data is that of a small image).
+fn jpeg_claiming(w: u16, h: u16) -> Vec<u8> {
+    let mut j = jpeg(64, 48, &quadrants(64, 48), 90, None);
+    let sof = j.windows(2).position(|m| m == [0xff, 0xc0]).unwrap();
+    j[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    j[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+    j
+}
+
+#[test]
+fn memory_is_budgeted_from_the_header() {
+    const MIB: u64 = 1 << 20;
+    // 240 MP: within the pixel limit, but its pixels alone are 720 MB.
+    let png = png_claiming(20_000, 12_000);
+    assert!(budget("", &png) > 900 * MIB, "{}", budget("", &png) / MIB);
+    assert!(budget("resize,w_256", &png) > 900 * MIB);
+    // A JPEG shrunk by its first action is decoded at 1/8 by the DC path, which
+    // holds only the reduced planes; a full decode holds every component plane.
+    let big = jpeg_claiming(20_000, 12_000);
+    assert!(crate::jpeg_dc::accepts(&big));
+    assert!(budget("resize,w_256", &big) < 64 * MIB, "{}", budget("resize,w_256", &big) / MIB);
+    assert!(budget("format,png", &big) > 1200 * MIB);
+    assert!(budget("resize,w_256/rotate,90", &big) < 64 * MIB);
+    // Every action counts: a rotation by 45 degrees doubles the canvas.
+    let photo = jpeg_claiming(4000, 3000);
+    assert!(budget("rotate,45", &photo) > budget("rotate,90", &photo));
+    assert!(budget("resize,w_8000,limit_0", &photo) > 4 * budget("resize,w_2000", &photo));
+    // A 12 MP photo to a thumbnail needs a few tens of MiB at most.
+    assert!(budget("resize,w_256/format,webp", &photo) < 40 * MIB);
+    // The refusal names the image, the need and the limit to change.
+    let m = crate::budget::reserve(u64::MAX, 20_000, 12_000).unwrap_err();
+    for needle in ["20000x12000", "240.0 MP", "limits.max_memory", "limits,mp_"] {
+        assert!(m.contains(needle), "{needle}: {m}");
+    }
+}
+
 #[test]
 fn corrupt_and_unknown_inputs_are_unsupported() {
     assert!(unsupported("", b"").contains("empty"));
