@@ -183,11 +183,17 @@ fn info(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&ok(process("image/info", path, &[]))).unwrap()
 }
 
+/// A temporary folder holding `name`, a `w`×`h` BMP made by [`bmp`].
+fn bmp_source(name: &str, w: u32, h: u32) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join(name);
+    std::fs::write(&src, bmp(w, h)).unwrap();
+    (dir, src)
+}
+
 #[test]
 fn image_converts_resizes_crops_rotates_and_reports() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("grad.bmp");
-    std::fs::write(&src, bmp(640, 480)).unwrap();
+    let (dir, src) = bmp_source("grad.bmp", 640, 480);
     let out = dir.path().join("out/");
     let o = out.to_str().unwrap();
     assert_eq!(info(&src)["width"], 640);
@@ -217,6 +223,64 @@ fn image_converts_resizes_crops_rotates_and_reports() {
     ok(process("image/rotate,90/format,png", &src, &["-o", rot.to_str().unwrap()]));
     let i = info(&rot.join("grad.png"));
     assert_eq!((i["width"].as_u64(), i["height"].as_u64()), (Some(480), Some(640)), "{i}");
+}
+
+/// PSNR in dB between two 24-bit BMPs of the same size, header excluded.
+fn bmp_psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let sum: f64 = a[54..].iter().zip(&b[54..]).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum();
+    10.0 * (255.0 * 255.0 / (sum / (a.len() - 54) as f64)).log10()
+}
+
+#[test]
+fn image_writes_lossy_webp_at_the_quality() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("grad.bmp");
+    let original = bmp(640, 480);
+    std::fs::write(&src, &original).unwrap();
+    let mut results = Vec::new();
+    for style in ["image/format,webp/quality,Q_30", "image/format,webp/quality,Q_80", "image/format,webp", "image/format,webp/quality,Q_95"] {
+        let out = dir.path().join(format!("{}/", results.len()));
+        ok(process(style, &src, &["-o", out.to_str().unwrap()]));
+        let webp = std::fs::read(out.join("grad.webp")).unwrap();
+        assert_eq!(&webp[12..16], b"VP8 ", "{style}: a lossy frame");
+        // Back to BMP through the plugin's WebP decoder, to compare pixels.
+        ok(process("image/format,bmp", &out.join("grad.webp"), &["-o", out.to_str().unwrap()]));
+        let back = std::fs::read(out.join("grad.bmp")).unwrap();
+        results.push((style, webp, bmp_psnr(&original, &back)));
+    }
+    let [q30, q80, default, q95] = &results[..] else { unreachable!() };
+    assert!(q30.1.len() < q80.1.len() && q80.1.len() < q95.1.len(), "{:?}", results.iter().map(|r| r.1.len()).collect::<Vec<_>>());
+    assert_eq!(default.1, q80.1, "the default quality is 80");
+    assert!(q30.2 > 28.0 && q80.2 > 35.0 && q95.2 > q80.2, "{:?}", results.iter().map(|r| r.2).collect::<Vec<_>>());
+    // Lossless would be several times larger: 921 600 bytes of pixels.
+    assert!(q80.1.len() < 40_000, "{}", q80.1.len());
+}
+
+/// The WebP output decodes with libwebp, the reference decoder (through
+/// Pillow, which `scripts/test` installs), at the right size and close to the
+/// source: odd dimensions, which are not whole macroblocks, included.
+#[test]
+fn image_webp_output_decodes_with_libwebp() {
+    let (dir, src) = bmp_source("odd.bmp", 333, 211);
+    let out = dir.path().join("out/");
+    ok(process("image/format,webp/quality,Q_80", &src, &["-o", out.to_str().unwrap()]));
+    let script = "import math, sys\n\
+        from PIL import Image, features\n\
+        a = Image.open(sys.argv[1]).convert('RGB')\n\
+        b = Image.open(sys.argv[2]); b.load()\n\
+        mse = sum((x - y) ** 2 for x, y in zip(a.tobytes(), b.convert('RGB').tobytes())) / (a.width * a.height * 3)\n\
+        print(b.format, b.width, b.height, features.version('webp'), round(10 * math.log10(255 * 255 / mse), 1))\n";
+    let o = std::process::Command::new("python3")
+        .args(["-c", script, src.to_str().unwrap(), out.join("odd.webp").to_str().unwrap()])
+        .output()
+        .expect("python3 is needed (with Pillow: `pip install pillow`; scripts/test installs it)");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "Pillow could not decode the WebP (is Pillow installed?): {}", String::from_utf8_lossy(&o.stderr));
+    let fields: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(fields[..3], ["WEBP", "333", "211"], "{stdout}");
+    let psnr: f64 = fields[4].parse().unwrap();
+    assert!(psnr > 35.0, "libwebp {}: PSNR {psnr} dB", fields[3]);
 }
 
 /// A baseline JPEG of `w`×`h` in mid grey, written by hand so that it stays
@@ -271,9 +335,7 @@ fn image_too_large_for_the_memory_limit_is_refused_cleanly() {
 
 #[test]
 fn image_refuses_bad_parameters_corrupt_input_and_bombs() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("grad.bmp");
-    std::fs::write(&src, bmp(64, 48)).unwrap();
+    let (dir, src) = bmp_source("grad.bmp", 64, 48);
     let o = process("image/resize,m_stretch", &src, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("`resize`") && err.contains("`m`"), "{err}");

@@ -38,7 +38,8 @@ pub fn peak_bytes(bytes: &[u8], header: &Header, plan: &Plan, jpeg_min: Option<(
         OutFormat::Bmp => full * 12,
     };
     // An opaque alpha channel dropped, or the EXIF orientation applied: a copy.
-    let copies = header.channels % 2 == 0 || header.orientation != 1;
+    let alpha = matches!(header.channels, 2 | 4);
+    let copies = alpha || header.orientation != 1;
     let mut peak = if copies { decode.max(decoded * ch * 2) } else { decode };
     let mut cur = (codec::scaled(w, e), codec::scaled(h, e));
     let mut logical = upright;
@@ -59,14 +60,14 @@ pub fn peak_bytes(bytes: &[u8], header: &Header, plan: &Plan, jpeg_min: Option<(
         peak = peak.max((working + area(result.0, result.1)) * ch);
         (cur, logical) = (result, result);
     }
-    let alpha = u64::from(header.channels % 2 == 0);
     peak.max(
         area(cur.0, cur.1)
             * match out {
                 // Flattened over white, then the encoder's component blocks.
-                OutFormat::Jpeg => ch + 3 * alpha + 9,
-                // The frame padded to macroblocks, its YUV planes, and the alpha plane.
-                OutFormat::Webp => ch + 8,
+                OutFormat::Jpeg => ch + 3 * u64::from(alpha) + 9,
+                // The frame padded to macroblocks as RGB, its YUV planes, the
+                // encoder's per-macroblock state, and the alpha plane.
+                OutFormat::Webp => ch + 6,
                 // RGBA, the quantiser's palette map, the indices.
                 OutFormat::Gif => ch + 7,
                 OutFormat::Png => ch + 1,

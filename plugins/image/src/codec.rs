@@ -329,7 +329,7 @@ fn decode_jpeg(d: &[u8], header: &Header, min: Option<(u32, u32)>) -> OpResult<I
     }
 }
 
-/// Encode `img` as `format`. `quality` (1..=100) applies to JPEG.
+/// Encode `img` as `format`. `quality` (1..=100) applies to JPEG and WebP.
 pub fn encode(img: &Image, format: OutFormat, quality: u8) -> OpResult<Vec<u8>> {
     let mut buf = Vec::new();
     match format {
@@ -362,18 +362,7 @@ pub fn encode(img: &Image, format: OutFormat, quality: u8) -> OpResult<Vec<u8>> 
             writer.write_image_data(&img.data).map_err(|e| format!("PNG encoding failed: {e}"))?;
             writer.finish().map_err(|e| format!("PNG encoding failed: {e}"))?;
         }
-        OutFormat::Webp => {
-            if img.w > 16_384 || img.h > 16_384 {
-                return Err(format!("WebP cannot store a {}x{} image (at most 16384 px per side)", img.w, img.h));
-            }
-            let color = match img.ch {
-                1 => image_webp::ColorType::L8,
-                2 => image_webp::ColorType::La8,
-                3 => image_webp::ColorType::Rgb8,
-                _ => image_webp::ColorType::Rgba8,
-            };
-            image_webp::WebPEncoder::new(&mut buf).encode(&img.data, img.w, img.h, color).map_err(|e| format!("WebP encoding failed: {e}"))?;
-        }
+        OutFormat::Webp => buf = crate::webp::encode(img, quality)?,
         OutFormat::Gif => {
             if img.w > 65_535 || img.h > 65_535 {
                 return Err(format!("GIF cannot store a {}x{} image (at most 65535 px per side)", img.w, img.h));

@@ -17,6 +17,7 @@ mod codec;
 mod jpeg_dc;
 mod ops;
 mod params;
+mod webp;
 
 use std::io::Write;
 
@@ -29,13 +30,16 @@ pub struct ImagePlugin;
 /// Largest image file read.
 const MAX_INPUT: usize = 256 << 20;
 
-/// JPEG quality when no `quality` action is given (or the source's, if lower).
-const DEFAULT_QUALITY: u8 = 85;
+/// Quality when no `quality` action is given (or the source's, if lower):
+/// JPEG 85, WebP 80 (libwebp's scale, as cloud image services default to).
+fn default_quality(format: OutFormat) -> u8 {
+    if format == OutFormat::Webp { 80 } else { 85 }
+}
 
-fn output_quality(q: Option<Quality>, source: Option<u8>) -> u8 {
+fn output_quality(q: Option<Quality>, source: Option<u8>, format: OutFormat) -> u8 {
     let src = source.unwrap_or(100);
     match q {
-        None => DEFAULT_QUALITY.min(src),
+        None => default_quality(format).min(src),
         Some(Quality::Relative(q)) => ((u32::from(src) * u32::from(q) + 50) / 100).clamp(1, 100) as u8,
         Some(Quality::Absolute(q)) => q.min(src),
     }
@@ -110,7 +114,7 @@ fn run(plan: &Plan, bytes: &[u8], outputs: &mut Outputs<'_>) -> Result<(), Proce
         .map_err(unsupported)?;
     }
 
-    let quality = output_quality(plan.quality, header.quality);
+    let quality = output_quality(plan.quality, header.quality, out_format);
     let encoded = codec::encode(&img, out_format, quality).map_err(unsupported)?;
     let mut out = outputs.open(Some(out_format.extension()))?;
     out.write_all(&encoded)?;

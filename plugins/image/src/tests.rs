@@ -368,6 +368,14 @@ fn quality_relative_and_absolute() {
     assert!((78..=82).contains(&q("resize,w_64")));
     let q = codec::probe(&run::<ImagePlugin>("format,jpg", &png_src).unwrap()[0].bytes, OutFormat::Jpeg).unwrap().quality.unwrap();
     assert!((83..=87).contains(&q), "{q}");
+    // WebP is lossy at the quality, with the same rules: default 80, `q_`
+    // relative to a JPEG source's quality, `Q_` absolute.
+    let webp = |style: &str, src: &[u8]| run::<ImagePlugin>(&format!("format,webp/{style}"), src).unwrap().remove(0).bytes;
+    let sizes: Vec<usize> = [20, 80, 95].iter().map(|q| webp(&format!("quality,Q_{q}"), &png_src).len()).collect();
+    assert!(sizes.windows(2).all(|p| p[0] < p[1]), "{sizes:?}");
+    assert_eq!(webp("quality,Q_80", &png_src), webp("auto-orient,1", &png_src), "default 80");
+    assert_eq!(webp("quality,q_50", &src80), webp("quality,Q_40", &src80), "50% of 80");
+    assert_eq!(webp("quality,Q_95", &src80), webp("quality,Q_80", &src80), "not above the source's");
 }
 
 #[test]
