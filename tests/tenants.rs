@@ -204,6 +204,11 @@ async fn tenant_b_sees_and_touches_nothing_of_tenant_a() {
     assert_eq!(b.delete("/v1/plugins/a-echo").await, 404);
     let (status, _) = b.patch("/v1/plugins/a-echo", json!({"public": false})).await;
     assert_eq!(status, 403);
+    // A new component under the public name is private until the admin publishes it again.
+    let (status, p) = a.post_bytes("/v1/plugins?name=a-echo&version=2.0.0", echo()).await;
+    assert_eq!((status, p["public"].as_bool()), (201, Some(false)), "{p}");
+    let (status, p) = b.post("/v1/jobs", job("b/", "a-echo", "b/again/{basename}")).await;
+    assert_eq!(status, 422, "{p}");
 }
 
 #[tokio::test]
@@ -223,19 +228,33 @@ async fn grants_bound_every_job_at_creation_and_every_key_while_running() {
     assert_eq!((status, p["field"].as_str()), (403, Some("input.keys")), "{p}");
     assert!(p["detail"].as_str().unwrap().contains("in/b/1.txt"), "{p}");
 
-    // Per key, reading: a wider selection runs, and keys outside the grant fail.
+    // A wider listing sees only what the role may read, as a listing made with
+    // the role's permissions would: nothing outside is planned, shown or counted.
     let id = create(&narrow, job("", "copy", "a/all/{key}")).await;
     let done = narrow.wait_job(id, LONG).await;
-    assert_eq!(done["state"], "failed");
-    assert_eq!((done["counters"]["succeeded"].as_u64(), done["counters"]["failed"].as_u64()), (Some(3), Some(6)), "{done}");
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!((done["counters"]["total"].as_u64(), done["counters"]["succeeded"].as_u64()), (Some(3), Some(3)), "{done}");
+    assert!(narrow.all_tasks(id, "").await.iter().all(|t| t["source_key"].as_str().unwrap().starts_with("a/")));
+    let mut dry = job("", "copy", "a/all/{key}");
+    dry["dry_run"] = json!(true);
+    let (_, dry) = narrow.post("/v1/jobs", dry).await;
+    assert_eq!((dry["objects"].as_u64(), dry["outside_grants_count"].as_u64()), (Some(3), Some(0)), "{dry}");
+
+    // Per key, reading: a manifest names its keys itself; one outside the grants fails its task.
+    std::fs::write(d.data_dir.join("buckets/in/a/list.csv"), "a/1.txt\nb/1.txt\n").unwrap();
+    let manifest = json!({"input": {"bucket": "in", "manifest": {"key": "a/list.csv"}}, "style": "copy", "output": {"bucket": "out", "template": "a/m/{basename}"}});
+    let id = create(&narrow, manifest).await;
+    let done = narrow.wait_job(id, LONG).await;
+    assert_eq!((done["counters"]["succeeded"].as_u64(), done["counters"]["failed"].as_u64()), (Some(1), Some(1)), "{done}");
     let failed = narrow.all_tasks(id, "&state=failed").await;
-    assert!(failed.iter().all(|t| t["error"]["kind"] == "grant"), "{failed:?}");
-    assert!(failed[0]["error"]["message"].as_str().unwrap().contains("does not grant read"), "{failed:?}");
+    assert_eq!(failed[0]["error"]["kind"], "grant", "{failed:?}");
+    assert!(failed[0]["error"]["message"].as_str().unwrap().contains("does not grant read on `in/b/1.txt`"), "{failed:?}");
 
     // Per key, writing: outputs outside the write grant fail, and nothing is written.
     let id = create(&reader, job("", "copy", "{key}")).await;
     let done = reader.wait_job(id, LONG).await;
-    assert_eq!((done["counters"]["succeeded"].as_u64(), done["counters"]["failed"].as_u64()), (Some(3), Some(6)), "{done}");
+    // a/0-2.txt and the manifest a/list.csv are inside the write grant; b/ and c/ are not.
+    assert_eq!((done["counters"]["succeeded"].as_u64(), done["counters"]["failed"].as_u64()), (Some(4), Some(6)), "{done}");
     let failed = reader.all_tasks(id, "&state=failed").await;
     assert!(failed.iter().all(|t| t["error"]["kind"] == "grant" && t["error"]["message"].as_str().unwrap().contains("does not grant write")), "{failed:?}");
     assert!(!d.data_dir.join("buckets/out/b").exists(), "nothing is written outside the grants");

@@ -203,10 +203,20 @@ impl Filter {
 
     /// Whether a listed object passes. An unknown size or time fails a bound on it.
     pub fn matches(&self, o: &ObjectMeta) -> bool {
+        self.check(o, false)
+    }
+
+    /// Whether an object passes on what is known of it (an event may carry
+    /// no size or time): an unknown value passes its bounds.
+    pub fn matches_known(&self, o: &ObjectMeta) -> bool {
+        self.check(o, true)
+    }
+
+    fn check(&self, o: &ObjectMeta, unknown_passes: bool) -> bool {
         let i = &self.input;
-        let size_ok = |bound: Option<u64>, ok: fn(u64, u64) -> bool| bound.is_none_or(|b| o.size.is_some_and(|s| ok(s, b)));
+        let size_ok = |bound: Option<u64>, ok: fn(u64, u64) -> bool| bound.is_none_or(|b| o.size.map_or(unknown_passes, |s| ok(s, b)));
         let time_ok = |bound: Option<crate::model::Timestamp>, ok: fn(i64, i64) -> bool| {
-            bound.is_none_or(|b| o.last_modified.is_some_and(|t| ok(t, b.0)))
+            bound.is_none_or(|b| o.last_modified.map_or(unknown_passes, |t| ok(t, b.0)))
         };
         matches(i, &o.key)
             && self.glob.as_ref().is_none_or(|g| g.is_match(&o.key))

@@ -174,7 +174,10 @@ async fn delete_plugin(State(s): State<AppState>, caller: Caller, Path(PluginPat
         return Err(Problem::new(StatusCode::CONFLICT, "bundled", format!("plugin `{name}` is installed with the daemon: it cannot be deleted over the API")));
     }
     if let Some(job) = s.jobs.plugin_in_use(&installed.key()) {
-        return Err(Problem::new(StatusCode::CONFLICT, "in-use", format!("plugin `{name}` is in use by running job {job}: wait for it to end, or cancel it")));
+        // Name the job only to someone who may see it.
+        let visible = s.jobs.get(&caller.0, job).await.is_ok();
+        let which = if visible { format!("running job {job}") } else { "a running job of another tenant".to_string() };
+        return Err(Problem::new(StatusCode::CONFLICT, "in-use", format!("plugin `{name}` is in use by {which}: wait for it to end, or cancel it")));
     }
     // A style uses the plugin when its owner would resolve the name to it.
     let (owner, public, n) = (record.owner.clone(), record.public, name.clone());
@@ -186,6 +189,8 @@ async fn delete_plugin(State(s): State<AppState>, caller: Caller, Path(PluginPat
         .into_iter()
         .filter(|st| st.plugin == n && (st.owner == owner || public))
         .map(|st| match &st.owner {
+            // Other tenants' styles are counted, not named.
+            Some(o) if !caller.0.owns(Some(o)) => "(a style of another tenant)".to_string(),
             Some(o) => format!("{o}/{}", st.name),
             None => st.name.clone(),
         })

@@ -116,6 +116,10 @@ struct Tally<'a> {
 impl Tally<'_> {
     fn add(&mut self, o: &ObjectMeta) {
         let spec = &self.prepared.spec;
+        // As the job would: a listing sees only what the role may read.
+        if !super::listed_under_role(spec, self.prepared.role.as_ref(), &o.key) {
+            return;
+        }
         self.out.objects += 1;
         self.out.bytes += o.size.unwrap_or(0);
         let role = self.prepared.role.as_ref();

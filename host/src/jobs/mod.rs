@@ -307,10 +307,13 @@ impl Jobs {
 
     /// Go on from the planner's cursor and the pending tasks.
     pub async fn resume(&self, caller: &Principal, id: JobId) -> Result<JobRecord, JobError> {
-        let owner = self.get(caller, id).await?.tenant;
-        self.check_running_quota(owner.as_deref()).await?;
+        let current = self.get(caller, id).await?;
+        self.check_running_quota(current.tenant.as_deref()).await?;
+        // Prepared first: a job whose plugin, style or role is gone is refused
+        // here, rather than left Running with nothing to schedule it.
+        let prepared = prepare::prepare(&current.spec, current.tenant.as_deref(), &self.prepare_context()).await?;
         let job = self.transition(caller, id, "resume", &[JobState::Suspended, JobState::Ready], JobState::Running).await?;
-        self.activate(&job).await?;
+        self.insert_active(&job, prepared);
         // A job whose work was all done while suspended ends now.
         let job = self.inner.store.call(move |s| s.add_planned(id, &[], None, false).and_then(|_| s.get_job(id))).await.map_err(internal)?;
         report::jobs_changed(&self.inner, job.as_slice());
@@ -329,9 +332,14 @@ impl Jobs {
         if !matches!(job.state, JobState::Failed | JobState::Succeeded | JobState::Running) || job.counters.failed == 0 {
             return Err(JobError::WrongState { id, state: job.state.as_str(), action: "retry failed tasks: none failed, or the job is not running or ended" });
         }
+        if job.state != JobState::Running {
+            self.check_running_quota(job.tenant.as_deref()).await?;
+        }
+        let prepared = prepare::prepare(&job.spec, job.tenant.as_deref(), &self.prepare_context()).await?;
         self.inner.store.call(move |s| s.retry_failed(id)).await.map_err(internal)?;
         let job = self.get(caller, id).await?;
-        self.activate(&job).await?;
+        self.insert_active(&job, prepared);
+        publish(&self.inner, &job);
         Ok(job)
     }
 
@@ -406,6 +414,19 @@ async fn planner(inner: Arc<Inner>, id: JobId, spec: JobSpec, cursor: Option<Str
     inner.wake.notify_one();
 }
 
+/// The role a running job was prepared with.
+fn job_role(inner: &Inner, id: JobId) -> Option<crate::auth::RoleRecord> {
+    inner.active.lock().unwrap().get(&id).and_then(|a| a.prepared.role.clone())
+}
+
+/// A listing sees only what the job's role may read, as a listing made with
+/// the role's own permissions would: keys outside are neither planned nor
+/// shown. (A manifest names its keys itself: one outside the grants becomes a
+/// task that fails with kind `grant`.)
+pub(crate) fn listed_under_role(spec: &JobSpec, role: Option<&crate::auth::RoleRecord>, key: &str) -> bool {
+    spec.input.manifest.is_some() || role.is_none_or(|r| r.allows(&spec.input.bucket, key, crate::auth::Access::Read).is_ok())
+}
+
 /// Trigger mode by polling: after the backfill, list the selection again
 /// every `follow_interval`, queueing new and changed objects, until the job
 /// is no longer Running.
@@ -417,10 +438,15 @@ async fn follow(inner: &Arc<Inner>, id: JobId, spec: &JobSpec) -> Result<(), Str
         }
         tokio::time::sleep(spec.follow_interval).await;
         let mut pager = Pager::open(&inner.buckets, spec, None, PLAN_PAGE).await.map_err(|e| e.to_string())?;
+        let role = job_role(inner, id);
         loop {
             let page = pager.next_page().await.map_err(|e| e.to_string())?;
-            let objects: Vec<PlannedObject> =
-                page.objects.into_iter().map(|o| PlannedObject { key: o.key, size: o.size, etag: o.etag, last_modified: o.last_modified }).collect();
+            let objects: Vec<PlannedObject> = page
+                .objects
+                .into_iter()
+                .filter(|o| listed_under_role(spec, role.as_ref(), &o.key))
+                .map(|o| PlannedObject { key: o.key, size: o.size, etag: o.etag, last_modified: o.last_modified })
+                .collect();
             let queued = inner.store.call(move |s| s.follow_planned(id, &objects)).await.map_err(|e| e.to_string())?;
             if queued > 0 {
                 tracing::info!(job = id, queued, "follow: new or changed objects");
@@ -444,13 +470,15 @@ impl Jobs {
                 .iter()
                 .filter(|(_, a)| {
                     let spec = &a.prepared.spec;
-                    // Size and time filters apply when the event carries them.
+                    // Size and time filters apply when the event carries them; a
+                    // missing value passes (the etag check still guards re-runs).
                     let meta = crate::runtime::ObjectMeta { key: object.key.clone(), size: object.size, last_modified: object.last_modified, ..Default::default() };
                     spec.follow
                         && caller.owns(a.prepared.tenant.as_deref())
                         && spec.input.bucket == bucket
                         && object.key.starts_with(&spec.input.prefix)
-                        && crate::select::Filter::new(&spec.input).is_ok_and(|f| f.matches(&meta))
+                        && listed_under_role(spec, a.prepared.role.as_ref(), &object.key)
+                        && crate::select::Filter::new(&spec.input).is_ok_and(|f| f.matches_known(&meta))
                 })
                 .map(|(id, _)| *id)
                 .collect()
@@ -493,11 +521,13 @@ async fn plan(inner: &Arc<Inner>, id: JobId, spec: &JobSpec, cursor: Option<Stri
         return Ok(());
     }
     let mut pager = Pager::open(&inner.buckets, spec, cursor.as_deref(), PLAN_PAGE).await.map_err(|e| e.to_string())?;
+    let role = job_role(inner, id);
     loop {
         let page = pager.next_page().await.map_err(|e| e.to_string())?;
         let objects: Vec<PlannedObject> = page
             .objects
             .into_iter()
+            .filter(|o| listed_under_role(spec, role.as_ref(), &o.key))
             .map(|o| PlannedObject { key: o.key, size: o.size, etag: o.etag, last_modified: o.last_modified })
             .collect();
         let (cursor, done) = (page.cursor, page.done);

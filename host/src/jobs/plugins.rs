@@ -103,8 +103,9 @@ impl Plugins {
     }
 
     /// Validate, compile (into the cache) and store an uploaded component.
-    /// A plugin of the same owner and name is replaced: running jobs keep the
-    /// version they started with until the daemon restarts.
+    /// A plugin of the same owner and name is replaced, and private again until
+    /// the admin publishes it: running jobs keep the version they started with
+    /// until the daemon restarts.
     pub async fn upload(
         &self,
         runtime: &Runtime,
@@ -136,7 +137,9 @@ impl Plugins {
         if !path.exists() {
             write_atomically(&self.blob_dir, &path, wasm).map_err(|e| UploadError::Internal(format!("{}: {e}", path.display())))?;
         }
-        let public = store.get_plugin(owner, name).ok().flatten().is_some_and(|p| p.public);
+        // A new component is private again, even under a public name: the
+        // admin made public what they saw, not what replaces it.
+        let public = false;
         let record = PluginRecord {
             name: name.to_string(),
             version: version.to_string(),

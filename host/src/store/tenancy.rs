@@ -73,6 +73,9 @@ impl Store {
             let existed = txn.open_table(TENANTS)?.remove(name)?.is_some();
             let mut tokens = txn.open_table(TOKENS)?;
             tokens.retain(|_, v| decode::<TokenRecord>("tokens", v).map_or(true, |t| t.tenant.as_deref() != Some(name)))?;
+            // Its styles go too: a later tenant of the same name starts empty.
+            let (start, end) = (format!("{name}/"), format!("{name}0"));
+            txn.open_table(super::STYLES)?.retain_in(start.as_str()..end.as_str(), |_, _| false)?;
             existed
         };
         txn.commit()?;
