@@ -427,6 +427,15 @@ pub(crate) fn listed_under_role(spec: &JobSpec, role: Option<&crate::auth::RoleR
     spec.input.manifest.is_some() || role.is_none_or(|r| r.allows(&spec.input.bucket, key, crate::auth::Access::Read).is_ok())
 }
 
+/// A page of the selection as tasks to plan: what the role lets the listing see.
+fn to_plan(spec: &JobSpec, role: Option<&crate::auth::RoleRecord>, objects: Vec<crate::runtime::ObjectMeta>) -> Vec<PlannedObject> {
+    objects
+        .into_iter()
+        .filter(|o| listed_under_role(spec, role, &o.key))
+        .map(|o| PlannedObject { key: o.key, size: o.size, etag: o.etag, last_modified: o.last_modified })
+        .collect()
+}
+
 /// Trigger mode by polling: after the backfill, list the selection again
 /// every `follow_interval`, queueing new and changed objects, until the job
 /// is no longer Running.
@@ -441,12 +450,7 @@ async fn follow(inner: &Arc<Inner>, id: JobId, spec: &JobSpec) -> Result<(), Str
         let role = job_role(inner, id);
         loop {
             let page = pager.next_page().await.map_err(|e| e.to_string())?;
-            let objects: Vec<PlannedObject> = page
-                .objects
-                .into_iter()
-                .filter(|o| listed_under_role(spec, role.as_ref(), &o.key))
-                .map(|o| PlannedObject { key: o.key, size: o.size, etag: o.etag, last_modified: o.last_modified })
-                .collect();
+            let objects = to_plan(spec, role.as_ref(), page.objects);
             let queued = inner.store.call(move |s| s.follow_planned(id, &objects)).await.map_err(|e| e.to_string())?;
             if queued > 0 {
                 tracing::info!(job = id, queued, "follow: new or changed objects");
@@ -524,12 +528,7 @@ async fn plan(inner: &Arc<Inner>, id: JobId, spec: &JobSpec, cursor: Option<Stri
     let role = job_role(inner, id);
     loop {
         let page = pager.next_page().await.map_err(|e| e.to_string())?;
-        let objects: Vec<PlannedObject> = page
-            .objects
-            .into_iter()
-            .filter(|o| listed_under_role(spec, role.as_ref(), &o.key))
-            .map(|o| PlannedObject { key: o.key, size: o.size, etag: o.etag, last_modified: o.last_modified })
-            .collect();
+        let objects = to_plan(spec, role.as_ref(), page.objects);
         let (cursor, done) = (page.cursor, page.done);
         inner
             .store
