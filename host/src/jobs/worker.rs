@@ -70,7 +70,7 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
         params: prepared.params.clone(),
         object: meta,
         input,
-        target: Box::new(prepared.output.target(render)),
+        target: prepared.output.target(render),
         limits: inner.runtime.config().limits,
     };
     match inner.runtime.run(&prepared.plugin, run).await {
