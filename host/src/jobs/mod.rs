@@ -300,10 +300,6 @@ async fn scheduler(inner: Arc<Inner>) {
     loop {
         let _ = tokio::time::timeout(Duration::from_millis(50), inner.wake.notified()).await;
         loop {
-            let free = inner.workers.available_permits();
-            if free == 0 {
-                break;
-            }
             // Rotate the starting job so each gets its turn.
             let candidates: Vec<(JobId, usize, usize)> = {
                 let active = inner.active.lock().unwrap();
@@ -322,11 +318,9 @@ async fn scheduler(inner: Arc<Inner>) {
             if candidates.is_empty() {
                 break;
             }
-            let share = (free / candidates.len()).max(1);
             let mut claimed_any = false;
             for (id, conc, in_flight) in candidates {
-                let free = inner.workers.available_permits();
-                let n = (conc - in_flight).min(share).min(free).min(CLAIM_BATCH);
+                let n = worker::claim_size(conc, in_flight, inner.workers.available_permits(), CLAIM_BATCH);
                 if n == 0 {
                     continue;
                 }
@@ -349,9 +343,10 @@ async fn scheduler(inner: Arc<Inner>) {
                     a.prepared.clone()
                 };
                 for task in tasks {
-                    let permit = inner.workers.clone().acquire_owned().await.expect("semaphore never closed");
                     let (inner, prepared) = (inner.clone(), prepared.clone());
                     tokio::spawn(async move {
+                        // Claimed ahead: wait for a worker here, not in the scheduler.
+                        let permit = inner.workers.clone().acquire_owned().await.expect("semaphore never closed");
                         let result = worker::run(&inner, &prepared, task).await;
                         drop(permit);
                         // The slot is free as soon as the work is done: waiting
@@ -391,13 +386,7 @@ async fn retire_if_idle(inner: &Arc<Inner>, id: JobId) {
 async fn committer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<TaskResult>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + inner.commit_delay;
-        while batch.len() < inner.commit_batch {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(r)) => batch.push(r),
-                _ => break,
-            }
-        }
+        worker::gather(&mut rx, &mut batch, inner.commit_batch, inner.commit_delay).await;
         let batch = Arc::new(batch);
         let committed = {
             let batch = batch.clone();

@@ -56,8 +56,10 @@ fn save_job(txn: &WriteTransaction, job: &mut JobRecord) -> Result<()> {
     Ok(())
 }
 
-fn move_state(txn: &WriteTransaction, job: JobId, seq: u64, from: TaskState, to: TaskState) -> Result<()> {
-    let mut idx = txn.open_table(TASK_STATE)?;
+/// The state index, open in a write transaction.
+type StateIndex<'t> = redb::Table<'t, (u64, u8, u64), ()>;
+
+fn move_state(idx: &mut StateIndex<'_>, job: JobId, seq: u64, from: TaskState, to: TaskState) -> Result<()> {
     idx.remove((job, from.code(), seq))?;
     idx.insert((job, to.code(), seq), ())?;
     Ok(())
@@ -67,15 +69,14 @@ fn move_state(txn: &WriteTransaction, job: JobId, seq: u64, from: TaskState, to:
 /// failure's error), keeping the job's counters in step. Returns how many.
 fn back_to_pending(txn: &WriteTransaction, job: &mut JobRecord, from: TaskState) -> Result<u64> {
     let id = job.id;
-    let seqs: Vec<u64> = {
-        let idx = txn.open_table(TASK_STATE)?;
-        idx.range((id, from.code(), 0)..=(id, from.code(), u64::MAX))?
-            .map(|e| e.map(|(k, _)| k.value().2))
-            .collect::<std::result::Result<_, _>>()?
-    };
+    let mut idx = txn.open_table(TASK_STATE)?;
+    let seqs: Vec<u64> = idx
+        .range((id, from.code(), 0)..=(id, from.code(), u64::MAX))?
+        .map(|e| e.map(|(k, _)| k.value().2))
+        .collect::<std::result::Result<_, _>>()?;
     let mut tasks = txn.open_table(TASKS)?;
     for seq in &seqs {
-        move_state(txn, id, *seq, from, TaskState::Pending)?;
+        move_state(&mut idx, id, *seq, from, TaskState::Pending)?;
         let found = tasks.get((id, *seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()?;
         if let Some(mut task) = found {
             task.state = TaskState::Pending;
@@ -166,17 +167,16 @@ impl Store {
                 return Ok(vec![]);
             }
             let pending = TaskState::Pending.code();
-            let seqs: Vec<u64> = {
-                let idx = txn.open_table(TASK_STATE)?;
-                idx.range((id, pending, 0)..=(id, pending, u64::MAX))?
-                    .take(n)
-                    .map(|e| e.map(|(k, _)| k.value().2))
-                    .collect::<std::result::Result<_, _>>()?
-            };
+            let mut idx = txn.open_table(TASK_STATE)?;
+            let mut tasks = txn.open_table(TASKS)?;
+            let seqs: Vec<u64> = idx
+                .range((id, pending, 0)..=(id, pending, u64::MAX))?
+                .take(n)
+                .map(|e| e.map(|(k, _)| k.value().2))
+                .collect::<std::result::Result<_, _>>()?;
             let mut out = Vec::with_capacity(seqs.len());
             for seq in seqs {
-                move_state(&txn, id, seq, TaskState::Pending, TaskState::Running)?;
-                let mut tasks = txn.open_table(TASKS)?;
+                move_state(&mut idx, id, seq, TaskState::Pending, TaskState::Running)?;
                 let mut task: TaskRecord = match tasks.get((id, seq))? {
                     Some(v) => decode("tasks", v.value())?,
                     None => continue,
@@ -187,6 +187,7 @@ impl Store {
                 job.counters.moved(TaskState::Pending, TaskState::Running);
                 out.push(task);
             }
+            drop((idx, tasks));
             if !out.is_empty() {
                 save_job(&txn, &mut job)?;
             }
@@ -204,6 +205,8 @@ impl Store {
         let txn = self.db.begin_write()?;
         let touched = {
             let mut jobs: std::collections::BTreeMap<JobId, JobRecord> = Default::default();
+            let mut tasks = txn.open_table(TASKS)?;
+            let mut idx = txn.open_table(TASK_STATE)?;
             for r in results {
                 let (id, seq) = r.key();
                 if !jobs.contains_key(&id) {
@@ -215,7 +218,6 @@ impl Store {
                     }
                 }
                 let job = jobs.get_mut(&id).expect("inserted above");
-                let mut tasks = txn.open_table(TASKS)?;
                 let Some(mut task) = tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()? else {
                     continue;
                 };
@@ -255,10 +257,10 @@ impl Store {
                 }
                 task.state = to;
                 tasks.insert((id, seq), encode(&task).as_slice())?;
-                drop(tasks);
-                move_state(&txn, id, seq, TaskState::Running, to)?;
+                move_state(&mut idx, id, seq, TaskState::Running, to)?;
                 job.counters.moved(TaskState::Running, to);
             }
+            drop((tasks, idx));
             let mut touched = Vec::with_capacity(jobs.len());
             for (_, mut job) in jobs {
                 settle(&mut job);
