@@ -1,7 +1,5 @@
 //! The client commands: `kiln job|task|style|bucket …` over the HTTP API at `KILN_URL`.
 
-use std::time::Duration;
-
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -282,6 +280,7 @@ async fn wait(client: &Client, id: u64) -> anyhow::Result<()> {
             .expect("valid template")
             .progress_chars("=> "),
     );
+    let started = std::time::Instant::now();
     let job: JobRecord = loop {
         let value = client.get(&format!("/v1/jobs/{id}"), &[]).await?;
         let job: JobRecord = serde_json::from_value(value)?;
@@ -292,7 +291,7 @@ async fn wait(client: &Client, id: u64) -> anyhow::Result<()> {
         if job.state.is_terminal() || job.state == JobState::Suspended {
             break job;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(super::poll::next_poll(c.succeeded + c.failed + c.skipped, c.total, started.elapsed())).await;
     };
     bar.finish_and_clear();
     let failures = client.get(&format!("/v1/jobs/{id}/tasks"), &[("state", "failed".into()), ("limit", "20".into())]).await?;

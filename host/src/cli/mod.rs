@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod local_files;
+mod poll;
 mod process;
 mod serve;
 
