@@ -3,7 +3,7 @@
 //!
 //! - The **planner** pages through the selection and writes tasks in batches,
 //!   each with the listing cursor, so planning resumes after a crash.
-//! - The **scheduler** claims pending tasks (one redb transaction per batch)
+//! - The **scheduler** claims pending tasks (in memory; see `claims`)
 //!   while a job is Running, keeping at most its `concurrency` in flight, and
 //!   at most `workers` across the daemon, taking jobs in turn.
 //! - **Workers** stream each object through the plugin into uploads that are
@@ -11,6 +11,7 @@
 //! - The **committer** records results in groups: one transaction for up to
 //!   `commit_batch` results or `commit_delay_ms`, whichever comes first.
 
+mod claims;
 mod plugins;
 mod prepare;
 mod worker;
@@ -52,6 +53,7 @@ pub(crate) struct Inner {
     workers: Arc<Semaphore>,
     results: mpsc::UnboundedSender<TaskResult>,
     wake: Notify,
+    claims: claims::Claims,
     /// Jobs the scheduler serves: Running ones, plus any with tasks still in flight.
     active: Mutex<BTreeMap<JobId, Active>>,
 }
@@ -81,6 +83,7 @@ impl Jobs {
             workers: Arc::new(Semaphore::new(config.workers)),
             results: tx,
             wake: Notify::new(),
+            claims: Default::default(),
             active: Mutex::new(BTreeMap::new()),
         });
         let jobs = Jobs { inner };
@@ -324,7 +327,7 @@ async fn scheduler(inner: Arc<Inner>) {
                 if n == 0 {
                     continue;
                 }
-                let tasks = match inner.store.call(move |s| s.claim(id, n)).await {
+                let tasks = match claims::claim(&inner, id, n).await {
                     Ok(t) => t,
                     Err(e) => {
                         tracing::error!(job = id, error = %e, "claiming tasks failed");
@@ -392,9 +395,10 @@ async fn committer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<TaskResult
             let batch = batch.clone();
             inner.store.call(move |s| s.commit_results(&batch)).await
         };
-        if let Err(e) = committed {
-            // The tasks stay Running in the store and are re-run after a restart.
-            tracing::error!(error = %e, results = batch.len(), "group commit failed");
+        match committed {
+            Ok(_) => inner.claims.committed(&batch),
+            // The tasks stay Running (or Pending) in the store and are re-run after a restart.
+            Err(e) => tracing::error!(error = %e, results = batch.len(), "group commit failed"),
         }
         inner.wake.notify_one();
     }

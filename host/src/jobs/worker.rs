@@ -18,8 +18,8 @@ use super::{Inner, Prepared};
 /// workers of the daemon.
 ///
 /// Tasks are claimed ahead of the workers, up to the job's concurrency, and
-/// wait for a worker in memory: so a claim, which waits behind the group
-/// commit's fsync for the store's write lock, is off the critical path. While
+/// wait for a worker in memory: so a claim (a read of the store on the
+/// blocking pool) is off the critical path. While
 /// a worker is idle any room is claimed at once; while all are busy the job
 /// waits until a quarter of its concurrency (at most `batch`) is free, so that
 /// one claim serves many tasks instead of one claim per finished task, and

@@ -272,7 +272,7 @@ mod tests {
     use super::*;
     use crate::model::{InputSpec, JobSpec, OutputSpec, TaskErrorRecord, TaskState};
 
-    fn spec() -> JobSpec {
+    pub(super) fn spec() -> JobSpec {
         JobSpec {
             name: None,
             input: InputSpec { bucket: "in".into(), ..Default::default() },
@@ -284,7 +284,7 @@ mod tests {
         }
     }
 
-    fn planned(keys: &[&str]) -> Vec<PlannedObject> {
+    pub(super) fn planned(keys: &[&str]) -> Vec<PlannedObject> {
         keys.iter().map(|k| PlannedObject { key: k.to_string(), size: Some(1), etag: None, last_modified: None }).collect()
     }
 

@@ -14,9 +14,12 @@ pub struct PlannedObject {
     pub last_modified: Option<i64>,
 }
 
-/// The end of one attempt at a task, as sent to the group commit.
+/// What the group commit records: a claim, or the end of one attempt at a task.
 #[derive(Debug, Clone)]
 pub enum TaskResult {
+    /// The scheduler claimed the task (in memory, see [`Store::pending`]):
+    /// it becomes Running and its attempts count one more.
+    Claimed { job: JobId, seq: u64 },
     Succeeded { job: JobId, seq: u64, outputs: Vec<String>, bytes_in: u64, bytes_out: u64, duration_ms: u64 },
     Failed { job: JobId, seq: u64, error: TaskErrorRecord, duration_ms: u64, bytes_in: u64 },
     /// A transient failure: back to Pending for another attempt.
@@ -26,7 +29,10 @@ pub enum TaskResult {
 impl TaskResult {
     fn key(&self) -> (JobId, u64) {
         match self {
-            TaskResult::Succeeded { job, seq, .. } | TaskResult::Failed { job, seq, .. } | TaskResult::Retry { job, seq, .. } => {
+            TaskResult::Claimed { job, seq }
+            | TaskResult::Succeeded { job, seq, .. }
+            | TaskResult::Failed { job, seq, .. }
+            | TaskResult::Retry { job, seq, .. } => {
                 (*job, *seq)
             }
         }
@@ -197,34 +203,78 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Group commit: record many results, their jobs' counters and end states
-    /// in one transaction. A result for a task that is no longer Running (a
-    /// duplicate after a restart) is ignored, so each result counts once.
+    /// Up to `n` pending tasks of a running job, in planning order, except
+    /// those `held` (claimed in memory, their claim not yet recorded). A read
+    /// transaction: unlike [`Store::claim`], it never waits for the writer,
+    /// whose group commit may be in an fsync. The caller records the claims
+    /// through the group commit ([`TaskResult::Claimed`]).
+    pub fn pending(&self, id: JobId, n: usize, held: impl Fn(u64) -> bool) -> Result<Vec<TaskRecord>> {
+        let txn = self.db.begin_read()?;
+        let jobs = txn.open_table(JOBS)?;
+        let job: Option<JobRecord> = jobs.get(id)?.map(|v| decode("jobs", v.value())).transpose()?;
+        if job.is_none_or(|j| j.state != JobState::Running) || n == 0 {
+            return Ok(vec![]);
+        }
+        let idx = txn.open_table(TASK_STATE)?;
+        let tasks = txn.open_table(TASKS)?;
+        let pending = TaskState::Pending.code();
+        let mut out = Vec::with_capacity(n);
+        for e in idx.range((id, pending, 0)..=(id, pending, u64::MAX))? {
+            let seq = e?.0.value().2;
+            if held(seq) {
+                continue;
+            }
+            if let Some(v) = tasks.get((id, seq))? {
+                out.push(decode("tasks", v.value())?);
+                if out.len() == n {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Group commit: record many claims and results, their jobs' counters
+    /// and end states in one transaction. A claim counts only for a Pending
+    /// task, a result only for a Running one (not a duplicate after a
+    /// restart), so each counts once. Each task touched is read and written
+    /// once, however many entries it has in the batch.
     /// Returns the jobs touched, as they are now.
     pub fn commit_results(&self, results: &[TaskResult]) -> Result<Vec<JobRecord>> {
         let txn = self.db.begin_write()?;
         let touched = {
             let mut jobs: std::collections::BTreeMap<JobId, JobRecord> = Default::default();
+            // Each task touched: its state when read, the record as it becomes, and whether it changed.
+            let mut records: std::collections::HashMap<(JobId, u64), (TaskState, TaskRecord, bool)> = Default::default();
             let mut tasks = txn.open_table(TASKS)?;
             let mut idx = txn.open_table(TASK_STATE)?;
             for r in results {
                 let (id, seq) = r.key();
-                if !jobs.contains_key(&id) {
-                    match load_job(&txn, id)? {
-                        Some(j) => {
-                            jobs.insert(id, j);
-                        }
+                let job = match jobs.entry(id) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => match load_job(&txn, id)? {
+                        Some(j) => e.insert(j),
                         None => continue,
-                    }
-                }
-                let job = jobs.get_mut(&id).expect("inserted above");
-                let Some(mut task) = tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()? else {
-                    continue;
+                    },
                 };
-                if task.state != TaskState::Running {
+                let (_, task, changed) = match records.entry((id, seq)) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let Some(task) = tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()? else {
+                            continue;
+                        };
+                        e.insert((task.state, task, false))
+                    }
+                };
+                let from = task.state;
+                if from != if matches!(r, TaskResult::Claimed { .. }) { TaskState::Pending } else { TaskState::Running } {
                     continue;
                 }
                 let to = match r {
+                    TaskResult::Claimed { .. } => {
+                        task.attempts += 1;
+                        TaskState::Running
+                    }
                     TaskResult::Succeeded { outputs, bytes_in, bytes_out, duration_ms, .. } => {
                         task.outputs = outputs.clone();
                         task.bytes_in = *bytes_in;
@@ -252,13 +302,20 @@ impl Store {
                         TaskState::Pending
                     }
                 };
-                if to != TaskState::Pending {
+                if matches!(to, TaskState::Succeeded | TaskState::Failed) {
                     task.finished_at = Some(now());
                 }
                 task.state = to;
-                tasks.insert((id, seq), encode(&task).as_slice())?;
-                move_state(&mut idx, id, seq, TaskState::Running, to)?;
-                job.counters.moved(TaskState::Running, to);
+                *changed = true;
+                job.counters.moved(from, to);
+            }
+            for ((id, seq), (was, task, changed)) in &records {
+                if task.state != *was {
+                    move_state(&mut idx, *id, *seq, *was, task.state)?;
+                }
+                if *changed {
+                    tasks.insert((*id, *seq), encode(task).as_slice())?;
+                }
             }
             drop((tasks, idx));
             let mut touched = Vec::with_capacity(jobs.len());
@@ -399,5 +456,59 @@ impl Store {
             }
         }
         Ok((out, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::{planned, spec};
+
+    #[test]
+    fn claims_in_memory_are_recorded_by_the_group_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("k.redb")).unwrap();
+        let job = store.create_job(spec(), JobState::Running).unwrap().id;
+        store.add_planned(job, &planned(&["a", "b", "c", "d"]), None, true).unwrap();
+
+        // Reading pending tasks claims nothing in the store; `held` skips those claimed in memory.
+        let got: Vec<u64> = store.pending(job, 2, |seq| seq == 1).unwrap().iter().map(|t| t.seq).collect();
+        assert_eq!(got, vec![2, 3]);
+        let c = store.get_job(job).unwrap().unwrap().counters;
+        assert_eq!((c.pending, c.running), (4, 0));
+
+        let ok = |seq| TaskResult::Succeeded { job, seq, outputs: vec![], bytes_in: 1, bytes_out: 1, duration_ms: 0 };
+        let err = TaskErrorRecord { kind: "io".into(), message: "again".into() };
+        store
+            .commit_results(&[
+                TaskResult::Claimed { job, seq: 1 },
+                TaskResult::Claimed { job, seq: 2 },
+                ok(1),
+                TaskResult::Claimed { job, seq: 3 },
+                TaskResult::Retry { job, seq: 3, error: err },
+                // A result for a task never claimed, and a second claim, count for nothing.
+                ok(4),
+                TaskResult::Claimed { job, seq: 2 },
+            ])
+            .unwrap();
+        let j = store.get_job(job).unwrap().unwrap();
+        let c = j.counters;
+        assert_eq!((c.pending, c.running, c.succeeded), (2, 1, 1), "{c:?}");
+        assert_eq!(j.state, JobState::Running);
+        let task = |seq| store.get_task(job, seq).unwrap().unwrap();
+        assert_eq!((task(1).state, task(1).attempts), (TaskState::Succeeded, 1));
+        assert_eq!((task(2).state, task(2).attempts), (TaskState::Running, 1));
+        assert_eq!((task(3).state, task(3).attempts), (TaskState::Pending, 1), "retried: pending again, one attempt made");
+        assert_eq!(store.pending(job, 10, |_| false).unwrap().iter().map(|t| t.seq).collect::<Vec<_>>(), vec![3, 4]);
+
+        // After a crash the recorded claim is pending again.
+        assert_eq!(store.requeue_running().unwrap(), 1);
+        store
+            .commit_results(&[2, 3, 4].map(|seq| TaskResult::Claimed { job, seq }))
+            .unwrap();
+        let touched = store.commit_results(&[ok(2), ok(3), ok(4)]).unwrap();
+        assert_eq!(touched[0].state, JobState::Succeeded);
+        assert_eq!(touched[0].counters.succeeded, 4);
+        assert_eq!(task(2).attempts, 2);
     }
 }
