@@ -3,6 +3,7 @@
 
 mod local;
 mod local_list;
+mod staged;
 mod upload;
 
 use std::collections::BTreeMap;

@@ -13,15 +13,15 @@
 //! one slow call: on a busy machine any call may be preempted for a while.
 //!
 //! Outputs are kept in memory up to [`SPILL`] bytes, then spill to a staged
-//! file `dest#N` (the name `object_store` uses; the lister skips `#` names).
-//! Commit writes or finishes the staged file and renames it over `dest`; abort
-//! removes it. So a failed task leaves no object, and a reader never sees a
-//! partial one. Like `object_store`'s local store, nothing is fsynced.
+//! file (see `staged`: anonymous on Linux, else `dest#N`). Commit writes or
+//! finishes it and publishes it at `dest`; abort drops it. So a failed task
+//! leaves no object, and a reader never sees a partial one. Like
+//! `object_store`'s local store, nothing is fsynced.
 
 use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::ObjectsError;
+use super::staged::Staged;
 use super::upload::RenderKey;
 use crate::runtime::{InputSource, ObjectMeta, OutputTarget, OutputWriter};
 
@@ -55,6 +56,8 @@ struct Pace {
     /// Exponential moving average, in nanoseconds, weight 1/32 per call.
     average_ns: AtomicU64,
     blocking: AtomicBool,
+    /// Whether the first move to the blocking pool was logged.
+    said: AtomicBool,
 }
 
 impl Pace {
@@ -67,10 +70,15 @@ impl Pace {
         let blocking = self.blocking.load(Ordering::Relaxed);
         if !blocking && average > SLOW.as_nanos() as u64 {
             self.blocking.store(true, Ordering::Relaxed);
-            tracing::info!(bucket, average_us = average / 1000, "slow file system: local I/O moves to the blocking pool");
+            // Said once at info; a file system near the threshold may go back and forth.
+            if !self.said.swap(true, Ordering::Relaxed) {
+                tracing::info!(bucket, average_us = average / 1000, "slow file system: local I/O moves to the blocking pool");
+            } else {
+                tracing::debug!(bucket, average_us = average / 1000, "local I/O moves to the blocking pool");
+            }
         } else if blocking && average < FAST.as_nanos() as u64 {
             self.blocking.store(false, Ordering::Relaxed);
-            tracing::info!(bucket, average_us = average / 1000, "file system fast again: local I/O runs inline");
+            tracing::debug!(bucket, average_us = average / 1000, "local I/O runs inline again");
         }
     }
 }
@@ -186,43 +194,8 @@ struct LocalOutput {
     /// `bucket/key`, for messages.
     shown: String,
     buf: Vec<u8>,
-    /// The staged file, once the output outgrew [`SPILL`].
-    staged: Option<(File, PathBuf)>,
-}
-
-/// Create the staged file `dest#N`, with the folders it needs.
-fn create_staged(dest: &Path) -> std::io::Result<(File, PathBuf)> {
-    let mut n = 1u32;
-    loop {
-        let mut name = dest.as_os_str().to_owned();
-        name.push(format!("#{n}"));
-        let path = PathBuf::from(name);
-        match File::options().write(true).create_new(true).open(&path) {
-            Ok(f) => return Ok((f, path)),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => n += 1,
-            Err(e) if e.kind() == ErrorKind::NotFound => match dest.parent() {
-                Some(parent) if !parent.exists() => std::fs::create_dir_all(parent)?,
-                _ => return Err(e),
-            },
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Write `bytes` to the staged file and rename it over `dest`; on failure remove it.
-fn finish(staged: Option<(File, PathBuf)>, bytes: &[u8], dest: &Path) -> std::io::Result<()> {
-    let (mut file, path) = match staged {
-        Some(s) => s,
-        None => create_staged(dest)?,
-    };
-    let done = file.write_all(bytes).and_then(|()| {
-        drop(file);
-        std::fs::rename(&path, dest)
-    });
-    if done.is_err() {
-        let _ = std::fs::remove_file(&path);
-    }
-    done
+    /// The file being written, once the output outgrew [`SPILL`].
+    staged: Option<Staged>,
 }
 
 #[async_trait::async_trait]
@@ -234,34 +207,45 @@ impl OutputWriter for LocalOutput {
         }
         // Large output: stream it to the staged file, off the executor.
         let (dest, staged, pending) = (self.dest.clone(), self.staged.take(), std::mem::take(&mut self.buf));
-        let result = tokio::task::spawn_blocking(move || -> std::io::Result<(File, PathBuf)> {
-            let (mut file, path) = match staged {
+        let result = tokio::task::spawn_blocking(move || -> std::io::Result<Staged> {
+            let mut staged = match staged {
                 Some(s) => s,
-                None => create_staged(&dest)?,
+                None => Staged::create(&dest)?,
             };
-            if let Err(e) = file.write_all(&pending).and_then(|()| file.write_all(&bytes)) {
-                let _ = std::fs::remove_file(&path);
-                return Err(e);
+            match staged.write_all(&pending).and_then(|()| staged.write_all(&bytes)) {
+                Ok(()) => Ok(staged),
+                Err(e) => {
+                    let _ = staged.discard();
+                    Err(e)
+                }
             }
-            Ok((file, path))
         })
         .await
         .expect("file write panicked");
-        let staged = result.map_err(|e| format!("writing {}: {e}", self.shown))?;
-        self.staged = Some(staged);
+        self.staged = Some(result.map_err(|e| format!("writing {}: {e}", self.shown))?);
         Ok(())
     }
 
     async fn commit(self: Box<Self>) -> Result<String, String> {
         let LocalOutput { dir, dest, key, shown, buf, staged } = *self;
-        dir.call(move || finish(staged, &buf, &dest)).await.map_err(|e| format!("completing {shown}: {e}"))?;
+        let publish = move || -> std::io::Result<()> {
+            let mut staged = match staged {
+                Some(s) => s,
+                None => Staged::create(&dest)?,
+            };
+            if let Err(e) = staged.write_all(&buf) {
+                let _ = staged.discard();
+                return Err(e);
+            }
+            staged.publish(&dest)
+        };
+        dir.call(publish).await.map_err(|e| format!("completing {shown}: {e}"))?;
         Ok(key)
     }
 
     async fn abort(self: Box<Self>) {
-        if let Some((file, path)) = self.staged {
-            drop(file);
-            self.dir.call(move || std::fs::remove_file(&path)).await.unwrap_or_else(|e| {
+        if let Some(staged) = self.staged {
+            self.dir.call(move || staged.discard()).await.unwrap_or_else(|e| {
                 tracing::warn!(location = %self.shown, error = %e, "removing a staged output failed");
             });
         }
@@ -310,11 +294,9 @@ mod tests {
         let mut w = dir.target(render("big.bin")).open(1, None).await.unwrap();
         w.write(chunk.clone()).await.unwrap();
         w.write(chunk.clone()).await.unwrap();
-        let staged: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert!(staged.iter().any(|n| n.to_string_lossy() == "big.bin#1"), "{staged:?}");
         w.abort().await;
-        assert!(!tmp.path().join("big.bin").exists());
-        assert!(!tmp.path().join("big.bin#1").exists());
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("a")], "an aborted output leaves nothing");
 
         // Large and committed, then read back through `open` (streamed).
         let mut w = dir.target(render("big.bin")).open(1, None).await.unwrap();
