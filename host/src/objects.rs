@@ -1,7 +1,9 @@
 //! The bucket registry over `object_store`: streaming reads, listings in key
 //! order, and uploads that become visible only when a task succeeds.
 
+mod local;
 mod local_list;
+mod staged;
 mod upload;
 
 use std::collections::BTreeMap;
@@ -16,7 +18,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
 use crate::config::{BucketConfig, Config};
-use crate::runtime::{InputSource, ObjectMeta};
+use crate::runtime::{InputSource, ObjectMeta, OutputTarget};
 pub use upload::{BucketTarget, RenderKey};
 
 /// Errors from buckets. `NotFound` and `UnknownBucket` are the caller's
@@ -41,8 +43,9 @@ pub struct Bucket {
     pub name: String,
     pub kind: &'static str,
     store: Arc<dyn ObjectStore>,
-    /// For local buckets: the folder, listed by our own sorted walker.
-    local_root: Option<PathBuf>,
+    /// For local buckets: the folder, listed by our own sorted walker and
+    /// read and written by the fast path in `local`.
+    local: Option<local::LocalDir>,
 }
 
 /// What `GET /v1/buckets` shows of a bucket.
@@ -127,7 +130,7 @@ impl Buckets {
 }
 
 fn build(name: &str, cfg: &BucketConfig) -> Result<Bucket, object_store::Error> {
-    let (kind, store, local_root): (&'static str, Arc<dyn ObjectStore>, _) = match cfg {
+    let (kind, store, local_root): (&'static str, Arc<dyn ObjectStore>, Option<PathBuf>) = match cfg {
         BucketConfig::Local { path } => {
             std::fs::create_dir_all(path).map_err(|e| object_store::Error::Generic { store: "local", source: Box::new(e) })?;
             let store = object_store::local::LocalFileSystem::new_with_prefix(path)?;
@@ -193,7 +196,8 @@ fn build(name: &str, cfg: &BucketConfig) -> Result<Bucket, object_store::Error> 
             ("azure", Arc::new(b.build()?), None)
         }
     };
-    Ok(Bucket { name: name.to_string(), kind, store, local_root })
+    let local = local_root.map(|root| local::LocalDir::new(root, name.to_string()));
+    Ok(Bucket { name: name.to_string(), kind, store, local })
 }
 
 /// Azurite's well-known development account, key and blob endpoint (public, from Microsoft's docs).
@@ -236,6 +240,9 @@ impl Bucket {
 
     /// The object's metadata and its bytes as a stream.
     pub async fn open(&self, key: &str) -> Result<(ObjectMeta, InputSource), ObjectsError> {
+        if let Some(local) = &self.local {
+            return local.open(key).await;
+        }
         let path = store_path(key)?;
         let got = self.store.get(&path).await.map_err(|e| self.err(key, e))?;
         let meta = self.meta(got.meta.clone());
@@ -277,8 +284,8 @@ impl Bucket {
     /// Objects whose key starts with `prefix` and sorts after `after`, in
     /// key order, streamed: memory does not grow with the listing.
     pub fn list_from(&self, prefix: &str, after: Option<&str>) -> BoxStream<'static, Result<ObjectMeta, ObjectsError>> {
-        if let Some(root) = &self.local_root {
-            return local_list::sorted(root.clone(), self.name.clone(), prefix.to_string(), after.map(String::from));
+        if let Some(local) = &self.local {
+            return local_list::sorted(local.root.clone(), self.name.clone(), prefix.to_string(), after.map(String::from));
         }
         // Cloud stores and the memory store list in key order already.
         let dir = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
@@ -299,7 +306,10 @@ impl Bucket {
     }
 
     /// A target that uploads a task's outputs to this bucket, at keys from `render`.
-    pub fn target(&self, render: RenderKey) -> BucketTarget {
-        BucketTarget::new(self.name.clone(), self.store.clone(), render)
+    pub fn target(&self, render: RenderKey) -> Box<dyn OutputTarget> {
+        match &self.local {
+            Some(local) => Box::new(local.target(render)),
+            None => Box::new(BucketTarget::new(self.name.clone(), self.store.clone(), render)),
+        }
     }
 }

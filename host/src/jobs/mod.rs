@@ -3,7 +3,7 @@
 //!
 //! - The **planner** pages through the selection and writes tasks in batches,
 //!   each with the listing cursor, so planning resumes after a crash.
-//! - The **scheduler** claims pending tasks (one redb transaction per batch)
+//! - The **scheduler** claims pending tasks (in memory; see `claims`)
 //!   while a job is Running, keeping at most its `concurrency` in flight, at
 //!   most its tenant's `tasks_in_flight` quota, and at most `workers` across
 //!   the daemon. Free workers are shared among tenants first, then among each
@@ -13,6 +13,7 @@
 //! - The **committer** records results in groups: one transaction for up to
 //!   `commit_batch` results or `commit_delay_ms`, whichever comes first.
 
+mod claims;
 pub mod dry_run;
 mod plugins;
 mod prepare;
@@ -40,6 +41,9 @@ use crate::store::{PlannedObject, Store, TaskResult};
 const PLAN_PAGE: usize = 1000;
 /// Tasks claimed per transaction, at most.
 const CLAIM_BATCH: usize = 64;
+/// Claimed tasks that may wait for a worker, per worker. Enough to cover a
+/// claim's latency; few, because a waiting task is past priority and fair share.
+const CLAIM_AHEAD_PER_WORKER: usize = 2;
 
 #[derive(Clone)]
 pub struct Jobs {
@@ -55,8 +59,12 @@ pub(crate) struct Inner {
     commit_batch: usize,
     commit_delay: Duration,
     workers: Arc<Semaphore>,
+    worker_count: usize,
+    /// Tasks that may wait for a worker in memory, across the daemon.
+    claim_ahead: usize,
     results: mpsc::UnboundedSender<TaskResult>,
     wake: Notify,
+    claims: claims::Claims,
     /// Jobs the scheduler serves: Running ones, plus any with tasks still in flight.
     active: Mutex<BTreeMap<JobId, Active>>,
     /// Each tenant's quotas, kept current by the API, read by the scheduler.
@@ -120,8 +128,11 @@ impl Jobs {
             commit_batch: config.commit_batch,
             commit_delay: Duration::from_millis(config.commit_delay_ms),
             workers: Arc::new(Semaphore::new(config.workers)),
+            worker_count: config.workers,
+            claim_ahead: config.workers * CLAIM_AHEAD_PER_WORKER,
             results: tx,
             wake: Notify::new(),
+            claims: Default::default(),
             active: Mutex::new(BTreeMap::new()),
             quotas: RwLock::new(HashMap::new()),
             updates: broadcast::channel(1024).0,
@@ -546,20 +557,24 @@ async fn plan(inner: &Arc<Inner>, id: JobId, spec: &JobSpec, cursor: Option<Stri
     }
 }
 
-/// A job the scheduler may claim for now: its id, free slots and priority.
+/// A job the scheduler may claim for now: its id, free slots, concurrency and priority.
 struct Candidate {
     id: JobId,
     room: usize,
+    concurrency: usize,
     priority: i32,
 }
 
 /// Active jobs with room, grouped by tenant (the admin's under `""`), each
-/// tenant with the room its `tasks_in_flight` quota leaves.
-fn candidates_by_tenant(inner: &Inner) -> Vec<(usize, Vec<Candidate>)> {
+/// tenant with the room its `tasks_in_flight` quota leaves; and the tasks in
+/// flight across the daemon (claimed, waiting for a worker or running).
+fn candidates_by_tenant(inner: &Inner) -> (Vec<(usize, Vec<Candidate>)>, usize) {
     let mut active = inner.active.lock().unwrap();
     let quotas = inner.quotas.read().unwrap();
     let mut by_tenant: BTreeMap<String, (usize, Vec<Candidate>)> = BTreeMap::new();
+    let mut in_flight = 0;
     for (id, a) in active.iter_mut() {
+        in_flight += a.in_flight;
         let tenant = a.prepared.tenant.clone().unwrap_or_default();
         let entry = by_tenant.entry(tenant).or_insert_with(|| {
             let quota = a.prepared.tenant.as_ref().map_or(usize::MAX, |t| quotas.get(t).copied().unwrap_or_default().tasks_in_flight as usize);
@@ -569,10 +584,10 @@ fn candidates_by_tenant(inner: &Inner) -> Vec<(usize, Vec<Candidate>)> {
         entry.0 = entry.0.saturating_sub(a.in_flight);
         let room = a.room();
         if room > 0 {
-            entry.1.push(Candidate { id: *id, room, priority: a.priority });
+            entry.1.push(Candidate { id: *id, room, concurrency: a.prepared.spec.concurrency as usize, priority: a.priority });
         }
     }
-    by_tenant.into_values().filter(|(room, jobs)| *room > 0 && !jobs.is_empty()).collect()
+    (by_tenant.into_values().filter(|(room, jobs)| *room > 0 && !jobs.is_empty()).collect(), in_flight)
 }
 
 /// Claim tasks for active jobs and hand them to workers: tenants in turn,
@@ -582,19 +597,20 @@ async fn scheduler(inner: Arc<Inner>) {
     loop {
         let _ = tokio::time::timeout(Duration::from_millis(50), inner.wake.notified()).await;
         loop {
-            let free = inner.workers.available_permits();
-            if free == 0 {
+            let (mut tenants, in_flight) = candidates_by_tenant(&inner);
+            // Tasks are claimed ahead of the workers and wait for one in
+            // memory, so a claim is off the critical path; but only a few
+            // ahead, so a newcomer's tasks do not queue behind a big job's.
+            let mut capacity = (inner.worker_count + inner.claim_ahead).saturating_sub(in_flight);
+            if capacity == 0 || tenants.is_empty() {
                 break;
             }
-            let mut tenants = candidates_by_tenant(&inner);
-            if tenants.is_empty() {
-                break;
-            }
+            let idle = inner.workers.available_permits();
             // Rotate who goes first, so each tenant and each job gets its turn.
             let k = turn % tenants.len();
             tenants.rotate_left(k);
             turn = turn.wrapping_add(1);
-            let share = (free / tenants.len()).max(1);
+            let share = (capacity / tenants.len()).max(1);
             let mut claimed_any = false;
             for (tenant_room, mut jobs) in tenants {
                 // Jobs of equal priority take turns; a higher priority goes first.
@@ -602,12 +618,16 @@ async fn scheduler(inner: Arc<Inner>) {
                 jobs.rotate_left(k);
                 jobs.sort_by_key(|c| std::cmp::Reverse(c.priority));
                 let mut budget = share.min(tenant_room);
-                for Candidate { id, room, .. } in jobs {
-                    let n = room.min(budget).min(inner.workers.available_permits()).min(CLAIM_BATCH);
+                for Candidate { id, room, concurrency, .. } in jobs {
+                    let n = room.min(budget).min(capacity).min(CLAIM_BATCH);
                     if n == 0 {
                         break;
                     }
-                    let tasks = match inner.store.call(move |s| s.claim(id, n)).await {
+                    if idle == 0 && n < worker::low_water(concurrency, inner.claim_ahead) {
+                        // Every worker is busy: wait until one claim can serve several tasks.
+                        continue;
+                    }
+                    let tasks = match claims::claim(&inner, id, n).await {
                         Ok(t) => t,
                         Err(e) => {
                             tracing::error!(job = id, error = %e, "claiming tasks failed");
@@ -620,7 +640,8 @@ async fn scheduler(inner: Arc<Inner>) {
                     }
                     claimed_any = true;
                     budget -= tasks.len();
-                    spawn_workers(&inner, id, tasks).await;
+                    capacity -= tasks.len();
+                    spawn_workers(&inner, id, tasks);
                 }
             }
             if !claimed_any {
@@ -630,8 +651,8 @@ async fn scheduler(inner: Arc<Inner>) {
     }
 }
 
-/// Start one worker per claimed task, each holding a worker permit.
-async fn spawn_workers(inner: &Arc<Inner>, id: JobId, tasks: Vec<crate::model::TaskRecord>) {
+/// Start one worker per claimed task; each waits for a worker permit.
+fn spawn_workers(inner: &Arc<Inner>, id: JobId, tasks: Vec<crate::model::TaskRecord>) {
     let prepared = {
         let mut active = inner.active.lock().unwrap();
         let Some(a) = active.get_mut(&id) else { return };
@@ -640,9 +661,10 @@ async fn spawn_workers(inner: &Arc<Inner>, id: JobId, tasks: Vec<crate::model::T
         a.prepared.clone()
     };
     for task in tasks {
-        let permit = inner.workers.clone().acquire_owned().await.expect("semaphore never closed");
         let (inner, prepared) = (inner.clone(), prepared.clone());
         tokio::spawn(async move {
+            // Claimed ahead: wait for a worker here, not in the scheduler.
+            let permit = inner.workers.clone().acquire_owned().await.expect("semaphore never closed");
             let started = std::time::Instant::now();
             let result = worker::run(&inner, &prepared, task).await;
             drop(permit);
@@ -666,6 +688,7 @@ fn record_metrics(result: &TaskResult, took: Duration) {
         TaskResult::Failed { bytes_in, .. } => m.task_finished("failed", took, *bytes_in, 0),
         TaskResult::Retry { .. } => m.task_finished("retry", took, 0, 0),
         TaskResult::Skipped { .. } => m.task_finished("skipped", took, 0, 0),
+        TaskResult::Claimed { .. } => {}
     }
 }
 
@@ -688,13 +711,7 @@ async fn retire_if_idle(inner: &Arc<Inner>, id: JobId) {
 async fn committer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<TaskResult>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + inner.commit_delay;
-        while batch.len() < inner.commit_batch {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(r)) => batch.push(r),
-                _ => break,
-            }
-        }
+        worker::gather(&mut rx, &mut batch, inner.commit_batch, inner.commit_delay).await;
         let batch = Arc::new(batch);
         let committed = {
             let batch = batch.clone();
@@ -702,12 +719,13 @@ async fn committer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<TaskResult
         };
         match committed {
             Ok(touched) => {
+                inner.claims.committed(&batch);
                 for job in &touched {
                     publish(&inner, job);
                 }
                 report::jobs_changed(&inner, &touched);
             }
-            // The tasks stay Running in the store and are re-run after a restart.
+            // The tasks stay Running (or Pending) in the store and are re-run after a restart.
             Err(e) => tracing::error!(error = %e, results = batch.len(), "group commit failed"),
         }
         inner.wake.notify_one();

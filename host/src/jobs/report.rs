@@ -13,7 +13,6 @@ use futures::Stream;
 use crate::auth::{Access, RoleRecord};
 use crate::model::{JobId, JobRecord, ReportFormat, ReportScope, ReportSpec, TaskRecord, TaskState};
 use crate::objects::Buckets;
-use crate::runtime::OutputTarget;
 use crate::store::{Store, StoreError, TaskFilter};
 
 use super::{Inner, JobError};

@@ -1,7 +1,9 @@
 //! One attempt at one task: open the source, run the plugin, upload the outputs.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
 
 use crate::auth::Access;
 use crate::model::{TaskErrorRecord, TaskRecord, now};
@@ -12,8 +14,50 @@ use crate::template::Vars;
 
 use super::{Inner, Prepared};
 
+/// While every worker is busy, the fewest tasks worth one claim for a job:
+/// a quarter of its concurrency, or of the tasks the daemon may hold waiting
+/// for a worker, whichever is less. One claim then serves several tasks,
+/// and the others still queued cover the claim's latency.
+pub(super) fn low_water(concurrency: usize, claim_ahead: usize) -> usize {
+    (concurrency / 4).min(claim_ahead / 4).max(1)
+}
+
+/// Gather results for one group commit, up to `max` or for `delay`. It sleeps
+/// and drains in a few steps rather than waking once per result: at tens of
+/// thousands of results a second, those wake-ups cost more than the commit.
+pub(super) async fn gather(rx: &mut mpsc::UnboundedReceiver<TaskResult>, batch: &mut Vec<TaskResult>, max: usize, delay: Duration) {
+    let deadline = tokio::time::Instant::now() + delay;
+    let step = (delay / 4).max(Duration::from_millis(1));
+    loop {
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if batch.len() >= max || now >= deadline {
+            return;
+        }
+        tokio::time::sleep_until((now + step).min(deadline)).await;
+    }
+}
+
 fn error(kind: &str, message: impl std::fmt::Display) -> TaskErrorRecord {
     TaskErrorRecord { kind: kind.to_string(), message: message.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::low_water;
+
+    #[test]
+    fn claims_in_batches_while_workers_are_busy() {
+        assert_eq!(low_water(64, 32), 8, "a quarter of what may wait");
+        assert_eq!(low_water(8, 32), 2, "a quarter of a small job's concurrency");
+        assert_eq!(low_water(1, 32), 1, "a job of one task at a time still claims");
+        assert_eq!(low_water(2, 2), 1);
+    }
 }
 
 pub(super) async fn run(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord) -> TaskResult {
@@ -91,7 +135,7 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
         params: prepared.params.clone(),
         object: meta,
         input,
-        target: Box::new(prepared.output.target(render)),
+        target: prepared.output.target(render),
         limits: prepared.limits,
     };
     match inner.runtime.run(&prepared.plugin, run).await {

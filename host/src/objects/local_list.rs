@@ -7,9 +7,7 @@
 //! directory's entries per level are held in memory, and a bounded channel
 //! gives backpressure, so memory does not grow with the listing.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -71,16 +69,8 @@ impl Walk<'_> {
                 continue;
             }
             let meta = std::fs::metadata(dir.join(&name))?;
-            let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).unwrap_or_default();
-            let object = ObjectMeta {
-                bucket: self.bucket.to_string(),
-                key,
-                size: Some(meta.len()),
-                content_type: None,
-                // The same scheme as object_store's local `head`, so etags agree.
-                etag: Some(format!("{:x}-{:x}-{:x}", meta.ino(), mtime.as_micros(), meta.len())),
-                last_modified: Some(mtime.as_secs() as i64),
-            };
+            // The same etag scheme as object_store's local `head` and the fast path's `open`.
+            let object = super::local::object_meta(self.bucket, key, &meta);
             if self.tx.blocking_send(Ok(object)).is_err() {
                 return Ok(false);
             }

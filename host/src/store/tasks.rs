@@ -14,9 +14,12 @@ pub struct PlannedObject {
     pub last_modified: Option<i64>,
 }
 
-/// The end of one attempt at a task, as sent to the group commit.
+/// What the group commit records: a claim, or the end of one attempt at a task.
 #[derive(Debug, Clone)]
 pub enum TaskResult {
+    /// The scheduler claimed the task (in memory, see [`Store::pending`]):
+    /// it becomes Running and its attempts count one more.
+    Claimed { job: JobId, seq: u64 },
     /// `etag`: of the source as read, remembered for `skip_unchanged`.
     Succeeded { job: JobId, seq: u64, outputs: Vec<String>, bytes_in: u64, bytes_out: u64, duration_ms: u64, etag: Option<String> },
     /// The source is unchanged since the last successful run of the same job definition.
@@ -29,7 +32,8 @@ pub enum TaskResult {
 impl TaskResult {
     fn key(&self) -> (JobId, u64) {
         match self {
-            TaskResult::Succeeded { job, seq, .. }
+            TaskResult::Claimed { job, seq }
+            | TaskResult::Succeeded { job, seq, .. }
             | TaskResult::Failed { job, seq, .. }
             | TaskResult::Retry { job, seq, .. }
             | TaskResult::Skipped { job, seq } => {
@@ -63,8 +67,10 @@ fn save_job(txn: &WriteTransaction, before: JobState, job: &mut JobRecord) -> Re
     super::outbox::job_saved(txn, Some(before), job)
 }
 
-fn move_state(txn: &WriteTransaction, job: JobId, seq: u64, from: TaskState, to: TaskState) -> Result<()> {
-    let mut idx = txn.open_table(TASK_STATE)?;
+/// The state index, open in a write transaction.
+type StateIndex<'t> = redb::Table<'t, (u64, u8, u64), ()>;
+
+fn move_state(idx: &mut StateIndex<'_>, job: JobId, seq: u64, from: TaskState, to: TaskState) -> Result<()> {
     idx.remove((job, from.code(), seq))?;
     idx.insert((job, to.code(), seq), ())?;
     Ok(())
@@ -74,15 +80,14 @@ fn move_state(txn: &WriteTransaction, job: JobId, seq: u64, from: TaskState, to:
 /// failure's error), keeping the job's counters in step. Returns how many.
 fn back_to_pending(txn: &WriteTransaction, job: &mut JobRecord, from: TaskState) -> Result<u64> {
     let id = job.id;
-    let seqs: Vec<u64> = {
-        let idx = txn.open_table(TASK_STATE)?;
-        idx.range((id, from.code(), 0)..=(id, from.code(), u64::MAX))?
-            .map(|e| e.map(|(k, _)| k.value().2))
-            .collect::<std::result::Result<_, _>>()?
-    };
+    let mut idx = txn.open_table(TASK_STATE)?;
+    let seqs: Vec<u64> = idx
+        .range((id, from.code(), 0)..=(id, from.code(), u64::MAX))?
+        .map(|e| e.map(|(k, _)| k.value().2))
+        .collect::<std::result::Result<_, _>>()?;
     let mut tasks = txn.open_table(TASKS)?;
     for seq in &seqs {
-        move_state(txn, id, *seq, from, TaskState::Pending)?;
+        move_state(&mut idx, id, *seq, from, TaskState::Pending)?;
         let found = tasks.get((id, *seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()?;
         if let Some(mut task) = found {
             task.state = TaskState::Pending;
@@ -206,7 +211,7 @@ impl Store {
                 task.finished_at = None;
                 tasks.insert((id, seq), encode(&task).as_slice())?;
                 drop(tasks);
-                move_state(&txn, id, seq, from, TaskState::Pending)?;
+                move_state(&mut txn.open_table(TASK_STATE)?, id, seq, from, TaskState::Pending)?;
                 job.counters.moved(from, TaskState::Pending);
                 changed += 1;
             }
@@ -235,17 +240,16 @@ impl Store {
                 return Ok(vec![]);
             }
             let pending = TaskState::Pending.code();
-            let seqs: Vec<u64> = {
-                let idx = txn.open_table(TASK_STATE)?;
-                idx.range((id, pending, 0)..=(id, pending, u64::MAX))?
-                    .take(n)
-                    .map(|e| e.map(|(k, _)| k.value().2))
-                    .collect::<std::result::Result<_, _>>()?
-            };
+            let mut idx = txn.open_table(TASK_STATE)?;
+            let mut tasks = txn.open_table(TASKS)?;
+            let seqs: Vec<u64> = idx
+                .range((id, pending, 0)..=(id, pending, u64::MAX))?
+                .take(n)
+                .map(|e| e.map(|(k, _)| k.value().2))
+                .collect::<std::result::Result<_, _>>()?;
             let mut out = Vec::with_capacity(seqs.len());
             for seq in seqs {
-                move_state(&txn, id, seq, TaskState::Pending, TaskState::Running)?;
-                let mut tasks = txn.open_table(TASKS)?;
+                move_state(&mut idx, id, seq, TaskState::Pending, TaskState::Running)?;
                 let mut task: TaskRecord = match tasks.get((id, seq))? {
                     Some(v) => decode("tasks", v.value())?,
                     None => continue,
@@ -256,6 +260,7 @@ impl Store {
                 job.counters.moved(TaskState::Pending, TaskState::Running);
                 out.push(task);
             }
+            drop((idx, tasks));
             if !out.is_empty() {
                 let unchanged = job.state;
                 save_job(&txn, unchanged, &mut job)?;
@@ -266,34 +271,79 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Group commit: record many results, their jobs' counters and end states
-    /// in one transaction. A result for a task that is no longer Running (a
-    /// duplicate after a restart) is ignored, so each result counts once.
+    /// Up to `n` pending tasks of a running job, in planning order, except
+    /// those `held` (claimed in memory, their claim not yet recorded). A read
+    /// transaction: unlike [`Store::claim`], it never waits for the writer,
+    /// whose group commit may be in an fsync. The caller records the claims
+    /// through the group commit ([`TaskResult::Claimed`]).
+    pub fn pending(&self, id: JobId, n: usize, held: impl Fn(u64) -> bool) -> Result<Vec<TaskRecord>> {
+        let txn = self.db.begin_read()?;
+        let jobs = txn.open_table(JOBS)?;
+        let job: Option<JobRecord> = jobs.get(id)?.map(|v| decode("jobs", v.value())).transpose()?;
+        if job.is_none_or(|j| j.state != JobState::Running) || n == 0 {
+            return Ok(vec![]);
+        }
+        let idx = txn.open_table(TASK_STATE)?;
+        let tasks = txn.open_table(TASKS)?;
+        let pending = TaskState::Pending.code();
+        let mut out = Vec::with_capacity(n);
+        for e in idx.range((id, pending, 0)..=(id, pending, u64::MAX))? {
+            let seq = e?.0.value().2;
+            if held(seq) {
+                continue;
+            }
+            if let Some(v) = tasks.get((id, seq))? {
+                out.push(decode("tasks", v.value())?);
+                if out.len() == n {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Group commit: record many claims and results, their jobs' counters
+    /// and end states in one transaction. A claim counts only for a Pending
+    /// task, a result only for a Running one (not a duplicate after a
+    /// restart), so each counts once. Each task touched is read and written
+    /// once, however many entries it has in the batch.
     /// Returns the jobs touched, as they are now.
     pub fn commit_results(&self, results: &[TaskResult]) -> Result<Vec<JobRecord>> {
         let txn = self.db.begin_write()?;
         let touched = {
             // Each job as loaded, with its state before this commit.
             let mut jobs: std::collections::BTreeMap<JobId, (JobState, JobRecord)> = Default::default();
+            // Each task touched: its state when read, the record as it becomes, and whether it changed.
+            let mut records: std::collections::HashMap<(JobId, u64), (TaskState, TaskRecord, bool)> = Default::default();
+            let mut tasks = txn.open_table(TASKS)?;
+            let mut idx = txn.open_table(TASK_STATE)?;
             for r in results {
                 let (id, seq) = r.key();
-                if !jobs.contains_key(&id) {
-                    match load_job(&txn, id)? {
-                        Some(j) => {
-                            jobs.insert(id, (j.state, j));
-                        }
+                let (_, job) = match jobs.entry(id) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => match load_job(&txn, id)? {
+                        Some(j) => e.insert((j.state, j)),
                         None => continue,
-                    }
-                }
-                let job = &mut jobs.get_mut(&id).expect("inserted above").1;
-                let mut tasks = txn.open_table(TASKS)?;
-                let Some(mut task) = tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()? else {
-                    continue;
+                    },
                 };
-                if task.state != TaskState::Running {
+                let (_, task, changed) = match records.entry((id, seq)) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let Some(task) = tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()? else {
+                            continue;
+                        };
+                        e.insert((task.state, task, false))
+                    }
+                };
+                let from = task.state;
+                if from != if matches!(r, TaskResult::Claimed { .. }) { TaskState::Pending } else { TaskState::Running } {
                     continue;
                 }
                 let to = match r {
+                    TaskResult::Claimed { .. } => {
+                        task.attempts += 1;
+                        TaskState::Running
+                    }
                     TaskResult::Succeeded { outputs, bytes_in, bytes_out, duration_ms, etag, .. } => {
                         if let Some(etag) = etag {
                             if job.spec.skip_unchanged {
@@ -328,18 +378,25 @@ impl Store {
                     }
                     TaskResult::Skipped { .. } => TaskState::Skipped,
                 };
-                if to != TaskState::Pending {
+                if !matches!(to, TaskState::Pending | TaskState::Running) {
                     task.finished_at = Some(now());
                 }
                 task.state = to;
-                tasks.insert((id, seq), encode(&task).as_slice())?;
-                drop(tasks);
-                move_state(&txn, id, seq, TaskState::Running, to)?;
-                job.counters.moved(TaskState::Running, to);
-                if to != TaskState::Pending {
-                    super::outbox::task_finished(&txn, job, &task)?;
+                *changed = true;
+                job.counters.moved(from, to);
+                if !matches!(to, TaskState::Pending | TaskState::Running) {
+                    super::outbox::task_finished(&txn, job, task)?;
                 }
             }
+            for ((id, seq), (was, task, changed)) in &records {
+                if task.state != *was {
+                    move_state(&mut idx, *id, *seq, *was, task.state)?;
+                }
+                if *changed {
+                    tasks.insert((*id, *seq), encode(task).as_slice())?;
+                }
+            }
+            drop((tasks, idx));
             let mut touched = Vec::with_capacity(jobs.len());
             for (_, (before, mut job)) in jobs {
                 settle(&mut job);
@@ -480,5 +537,59 @@ impl Store {
             }
         }
         Ok((out, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::{planned, spec};
+
+    #[test]
+    fn claims_in_memory_are_recorded_by_the_group_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("k.redb")).unwrap();
+        let job = store.create_job(spec(), None, JobState::Running).unwrap().id;
+        store.add_planned(job, &planned(&["a", "b", "c", "d"]), None, true).unwrap();
+
+        // Reading pending tasks claims nothing in the store; `held` skips those claimed in memory.
+        let got: Vec<u64> = store.pending(job, 2, |seq| seq == 1).unwrap().iter().map(|t| t.seq).collect();
+        assert_eq!(got, vec![2, 3]);
+        let c = store.get_job(job).unwrap().unwrap().counters;
+        assert_eq!((c.pending, c.running), (4, 0));
+
+        let ok = |seq| TaskResult::Succeeded { job, seq, outputs: vec![], bytes_in: 1, bytes_out: 1, duration_ms: 0, etag: None };
+        let err = TaskErrorRecord { kind: "io".into(), message: "again".into() };
+        store
+            .commit_results(&[
+                TaskResult::Claimed { job, seq: 1 },
+                TaskResult::Claimed { job, seq: 2 },
+                ok(1),
+                TaskResult::Claimed { job, seq: 3 },
+                TaskResult::Retry { job, seq: 3, error: err },
+                // A result for a task never claimed, and a second claim, count for nothing.
+                ok(4),
+                TaskResult::Claimed { job, seq: 2 },
+            ])
+            .unwrap();
+        let j = store.get_job(job).unwrap().unwrap();
+        let c = j.counters;
+        assert_eq!((c.pending, c.running, c.succeeded), (2, 1, 1), "{c:?}");
+        assert_eq!(j.state, JobState::Running);
+        let task = |seq| store.get_task(job, seq).unwrap().unwrap();
+        assert_eq!((task(1).state, task(1).attempts), (TaskState::Succeeded, 1));
+        assert_eq!((task(2).state, task(2).attempts), (TaskState::Running, 1));
+        assert_eq!((task(3).state, task(3).attempts), (TaskState::Pending, 1), "retried: pending again, one attempt made");
+        assert_eq!(store.pending(job, 10, |_| false).unwrap().iter().map(|t| t.seq).collect::<Vec<_>>(), vec![3, 4]);
+
+        // After a crash the recorded claim is pending again.
+        assert_eq!(store.requeue_running().unwrap(), 1);
+        store
+            .commit_results(&[2, 3, 4].map(|seq| TaskResult::Claimed { job, seq }))
+            .unwrap();
+        let touched = store.commit_results(&[ok(2), ok(3), ok(4)]).unwrap();
+        assert_eq!(touched[0].state, JobState::Succeeded);
+        assert_eq!(touched[0].counters.succeeded, 4);
+        assert_eq!(task(2).attempts, 2);
     }
 }
