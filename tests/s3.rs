@@ -4,17 +4,9 @@
 
 mod common;
 
-use common::emulator::{self, Emulator};
-
 #[tokio::test]
 async fn job_between_s3_buckets_on_moto() {
-    let Some(moto) = emulator::find("moto_server", "`pip install 'moto[s3,server]'`") else { return };
-    let emu = Emulator::start(&moto, &["-H", "127.0.0.1", "-p", "{port}"]);
-    let http = reqwest::Client::new();
-    for bucket in ["photos", "results"] {
-        let r = http.put(format!("{}/{bucket}", emu.url)).send().await.unwrap();
-        assert!(r.status().is_success(), "creating bucket {bucket}: {}", r.status());
-    }
+    let Some(emu) = common::cloud::moto_with_buckets().await else { return };
     let bucket = |name: &str, bucket: &str| {
         format!(
             r#"
@@ -32,4 +24,5 @@ allow_http = true
     };
     let config = bucket("cin", "photos") + &bucket("cout", "results");
     common::cloud::job_scenario("s3", &config).await;
+    assert_eq!(common::cloud::open_uploads(&emu.url, "results").await, Vec::<String>::new(), "multipart uploads left open");
 }

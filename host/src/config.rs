@@ -91,7 +91,14 @@ pub enum BucketConfig {
         /// Another base URL than `https://storage.googleapis.com`, e.g. an emulator's.
         #[serde(default)]
         endpoint: Option<String>,
-        /// An emulator: send no credentials (no OAuth). Needs `endpoint`.
+        /// An OAuth access token sent as is, instead of one fetched with the
+        /// service account: it is never refreshed (one from `gcloud auth
+        /// print-access-token` lasts about an hour). With `use_emulator`, a
+        /// placeholder for a server that needs a token in `Authorization`.
+        #[serde(default)]
+        bearer_token: Option<String>,
+        /// An emulator: plain HTTP allowed, no OAuth (an empty bearer token
+        /// unless `bearer_token` is given). Needs `endpoint`.
         #[serde(default)]
         use_emulator: bool,
     },
@@ -211,6 +218,7 @@ mod tests {
             kind = "gcs"
             bucket = "g"
             endpoint = "http://127.0.0.1:4443"
+            bearer_token = "placeholder"
             use_emulator = true
             [buckets.blobs]
             kind = "azure"
@@ -223,7 +231,7 @@ mod tests {
         assert_eq!(cfg.runtime.limits.deadline, std::time::Duration::from_secs(5));
         assert!(matches!(cfg.buckets["in"], BucketConfig::S3 { path_style: true, .. }));
         assert_eq!(cfg.buckets["scratch"], BucketConfig::Memory);
-        assert!(matches!(cfg.buckets["gcs"], BucketConfig::Gcs { use_emulator: true, .. }));
+        assert!(matches!(&cfg.buckets["gcs"], BucketConfig::Gcs { use_emulator: true, bearer_token: Some(t), .. } if t == "placeholder"));
         assert!(matches!(&cfg.buckets["blobs"], BucketConfig::Azure { use_emulator: true, account: None, .. }));
         cfg.validate().unwrap();
 

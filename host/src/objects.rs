@@ -152,7 +152,7 @@ fn build(name: &str, cfg: &BucketConfig) -> Result<Bucket, object_store::Error> 
             }
             ("s3", Arc::new(b.build()?), None)
         }
-        BucketConfig::Gcs { bucket, service_account_path, endpoint, use_emulator } => {
+        BucketConfig::Gcs { bucket, service_account_path, endpoint, bearer_token, use_emulator } => {
             let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).with_retry(retry());
             if let Some(p) = service_account_path {
                 b = b.with_service_account_path(p.to_string_lossy());
@@ -160,13 +160,19 @@ fn build(name: &str, cfg: &BucketConfig) -> Result<Bucket, object_store::Error> 
             if let Some(e) = endpoint {
                 b = b.with_base_url(e.trim_end_matches('/'));
             }
+            if let Some(t) = bearer_token {
+                b = b.with_bearer_token(t);
+            }
             if *use_emulator {
-                // No OAuth: an empty bearer token, as object_store's own
-                // `disable_oauth` does. (`skip_signature` is not enough: its
-                // uploads still ask the metadata server for a token.)
                 use object_store::{ClientConfigKey, StaticCredentialProvider, gcp::{GcpCredential, GoogleConfigKey}};
-                let none = StaticCredentialProvider::new(GcpCredential { bearer: String::new() });
-                b = b.with_credentials(Arc::new(none)).with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
+                if bearer_token.is_none() {
+                    // No OAuth: an empty bearer token, as object_store's own
+                    // `disable_oauth` does. (`skip_signature` is not enough: its
+                    // uploads still ask the metadata server for a token.)
+                    let none = StaticCredentialProvider::new(GcpCredential { bearer: String::new() });
+                    b = b.with_credentials(Arc::new(none));
+                }
+                b = b.with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
             }
             ("gcs", Arc::new(b.build()?), None)
         }

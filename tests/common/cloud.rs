@@ -4,8 +4,10 @@
 //!
 //! It checks that a prefix + suffix selection picks exactly the right keys
 //! (listing in pages, resuming after a key), that outputs hold the right bytes
-//! (a 9 MiB one goes through a multipart upload), that a task failing after it
-//! wrote 20 MiB leaves no object, and that a missing key fails its task.
+//! (a 9 MiB one goes through a multipart upload), that a compressing style's
+//! outputs, read back from the bucket by a second job, decompress to the
+//! sources, that a task failing after it wrote 20 MiB leaves no object, and
+//! that a missing key fails its task.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use serde_json::json;
 
+use super::emulator::{self, Emulator};
 use super::{Daemon, assert_counters_add_up};
 
 const LONG: Duration = Duration::from_secs(180);
@@ -38,6 +41,31 @@ fn selected(key: &str) -> bool {
 
 async fn keys(bucket: &kiln::objects::Bucket, prefix: &str, after: Option<&str>) -> Vec<String> {
     bucket.list_from(prefix, after).map_ok(|m| m.key).try_collect().await.unwrap()
+}
+
+/// moto's S3 server (PyPI) on a free loopback port, with the scenario's
+/// buckets `photos` and `results` created. `None`: moto is missing and the
+/// test is skipped (see [`emulator::find`]).
+pub async fn moto_with_buckets() -> Option<Emulator> {
+    let moto = emulator::find("moto_server", "`pip install 'moto[s3,server]'`")?;
+    let emu = Emulator::start(&moto, &["-H", "127.0.0.1", "-p", "{port}"]);
+    let http = reqwest::Client::new();
+    for bucket in ["photos", "results"] {
+        let r = http.put(format!("{}/{bucket}", emu.url)).send().await.unwrap();
+        assert!(r.status().is_success(), "creating bucket {bucket}: {}", r.status());
+    }
+    Some(emu)
+}
+
+/// The keys of the multipart uploads still open in `bucket` on the server at
+/// `url` (`GET /{bucket}?uploads`, in S3's and GCS's XML APIs alike): an
+/// aborted upload is not among them.
+pub async fn open_uploads(url: &str, bucket: &str) -> Vec<String> {
+    let r = reqwest::get(format!("{url}/{bucket}?uploads")).await.unwrap();
+    assert!(r.status().is_success(), "listing multipart uploads of {bucket}: {}", r.status());
+    let body = r.text().await.unwrap();
+    let inner = |s: &str, tag: &str| s.split_once(&format!("<{tag}>")).and_then(|(_, r)| r.split_once(&format!("</{tag}>"))).map(|(v, _)| v.to_string());
+    body.split("<Upload>").skip(1).map(|u| inner(u, "Key").unwrap_or_else(|| panic!("an upload without a key: {body}"))).collect()
 }
 
 /// Create a job and wait for its end: its id and its final record.
@@ -95,6 +123,35 @@ pub async fn job_scenario(kind: &str, config: &str) {
     }
     let written: BTreeSet<String> = keys(&cout, "copies/", None).await.into_iter().collect();
     assert_eq!(written, want.iter().map(|k| format!("copies/{k}")).collect(), "{kind}: outputs");
+
+    // A compressing style over the same prefix, named by the plugin's
+    // extension; a second job reads the outputs back and decompresses them.
+    let (_, job) = run_job(&d, json!({
+        "input": {"bucket": "cin", "prefix": "2024/", "suffixes": ".txt"},
+        "style": "compress/gzip",
+        "output": {"bucket": "cout", "template": "gz/{key}.{autoext}"}
+    }))
+    .await;
+    assert_eq!(job["state"], "succeeded", "{kind}: {job}");
+    assert_counters_add_up(&job);
+    let gz: BTreeSet<String> = keys(&cout, "gz/", None).await.into_iter().collect();
+    assert_eq!(gz, want.iter().map(|k| format!("gz/{k}.gz")).collect(), "{kind}: gzip outputs");
+    for key in &gz {
+        let out = cout.get_bytes(key).await.unwrap();
+        assert!(out.starts_with(&[0x1f, 0x8b]), "{kind}: {key} is not gzip");
+    }
+    let (_, job) = run_job(&d, json!({
+        "input": {"bucket": "cout", "prefix": "gz/"},
+        "style": "compress/decompress",
+        "output": {"bucket": "cout", "template": "gunzip/{dirname}/{barename}"}
+    }))
+    .await;
+    assert_eq!(job["state"], "succeeded", "{kind}: {job}");
+    assert_eq!(job["counters"]["succeeded"].as_u64(), Some(want.len() as u64), "{kind}: {job}");
+    for (key, bytes) in fixtures.iter().filter(|(k, _)| selected(k)) {
+        let out = cout.get_bytes(&format!("gunzip/gz/{key}")).await.unwrap_or_else(|e| panic!("{kind}: gunzipped {key}: {e}"));
+        assert!(out == bytes.as_slice(), "{kind}: {key} gzipped and back differs ({} vs {} bytes)", out.len(), bytes.len());
+    }
 
     // A task that fails after writing 20 MiB (parts already uploaded) leaves no object.
     let (id, job) = run_job(&d, json!({
