@@ -56,7 +56,9 @@ impl CompileCache {
         sha256: &str,
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let Some(dir) = &self.dir else {
-            return Ok((Component::new(engine, wasm)?, CacheOutcome::Compiled));
+            let component = Component::new(engine, wasm);
+            super::heap::release_freed();
+            return Ok((component?, CacheOutcome::Compiled));
         };
         let path = self.path(dir, sha256);
         if path.exists() {
@@ -69,7 +71,9 @@ impl CompileCache {
                 Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile cache entry"),
             }
         }
-        let component = Component::new(engine, wasm)?;
+        let component = Component::new(engine, wasm);
+        super::heap::release_freed();
+        let component = component?;
         if let Err(e) = self.store(dir, &path, &component) {
             tracing::warn!(path = %path.display(), error = %e, "could not write compile cache entry");
         }

@@ -10,6 +10,7 @@ pub mod bindings;
 mod cache;
 mod console;
 mod errors;
+mod heap;
 mod host_impl;
 mod inspect;
 mod limits;
