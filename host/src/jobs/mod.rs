@@ -347,7 +347,9 @@ impl Jobs {
             self.check_running_quota(job.tenant.as_deref()).await?;
         }
         let prepared = prepare::prepare(&job.spec, job.tenant.as_deref(), &self.prepare_context()).await?;
-        self.inner.store.call(move |s| s.retry_failed(id)).await.map_err(internal)?;
+        if let Err(state) = self.inner.store.call(move |s| s.retry_failed(id)).await.map_err(internal)? {
+            return Err(JobError::WrongState { id, state: state.as_str(), action: "retry failed tasks: the job changed state meanwhile" });
+        }
         let job = self.get(caller, id).await?;
         self.insert_active(&job, prepared);
         publish(&self.inner, &job);

@@ -454,7 +454,7 @@ mod tests {
             .collect();
         let touched = store.commit_results(&done).unwrap();
         assert_eq!(touched[0].state, JobState::Failed, "one task failed: the job cannot succeed");
-        assert_eq!(store.retry_failed(job.id).unwrap(), 1);
+        assert_eq!(store.retry_failed(job.id).unwrap(), Ok(1));
         let t = store.claim(job.id, 10).unwrap();
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].attempts, 2);
@@ -462,6 +462,27 @@ mod tests {
             .commit_results(&[TaskResult::Succeeded { job: job.id, seq: t[0].seq, outputs: vec![], bytes_in: 0, bytes_out: 0, duration_ms: 0, etag: None }])
             .unwrap();
         assert_eq!(touched[0].state, JobState::Succeeded);
+    }
+
+    #[test]
+    fn retry_failed_never_revives_a_job_cancelled_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("k.redb")).unwrap();
+        let job = store.create_job(spec(), None, JobState::Running).unwrap();
+        store.add_planned(job.id, &planned(&["a"]), None, true).unwrap();
+        let t = store.claim(job.id, 1).unwrap();
+        let failed = TaskErrorRecord { kind: "plugin".into(), message: "no".into() };
+        store.commit_results(&[TaskResult::Failed { job: job.id, seq: t[0].seq, error: failed, duration_ms: 0, bytes_in: 0 }]).unwrap();
+        // The caller saw a Failed job; a cancel lands before its retry does.
+        store
+            .update_job::<()>(job.id, |j| {
+                j.state = JobState::Cancelled;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.retry_failed(job.id).unwrap(), Err(JobState::Cancelled));
+        let job = store.get_job(job.id).unwrap().unwrap();
+        assert_eq!((job.state, job.counters.failed, job.counters.pending), (JobState::Cancelled, 1, 0));
     }
 
     #[test]

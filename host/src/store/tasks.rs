@@ -433,11 +433,16 @@ impl Store {
     }
 
     /// Failed tasks back to Pending, and the job back to Running. Returns how many.
-    pub fn retry_failed(&self, id: JobId) -> Result<u64> {
+    pub fn retry_failed(&self, id: JobId) -> Result<std::result::Result<u64, JobState>> {
         let txn = self.db.begin_write()?;
         let moved = {
-            let Some(mut job) = load_job(&txn, id)? else { return Ok(0) };
+            let Some(mut job) = load_job(&txn, id)? else { return Ok(Ok(0)) };
             let before = job.state;
+            // Checked again here, in the same transaction as the change: a
+            // cancel between the caller's check and now must not be undone.
+            if !matches!(before, JobState::Failed | JobState::Succeeded | JobState::Running) {
+                return Ok(Err(before));
+            }
             let n = back_to_pending(&txn, &mut job, TaskState::Failed)?;
             if n > 0 {
                 job.state = JobState::Running;
@@ -448,7 +453,7 @@ impl Store {
             n
         };
         txn.commit()?;
-        Ok(moved)
+        Ok(Ok(moved))
     }
 
     pub fn get_task(&self, id: JobId, seq: u64) -> Result<Option<TaskRecord>> {
