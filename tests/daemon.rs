@@ -305,6 +305,55 @@ async fn cli_client_creates_waits_and_lists() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("output.template"));
 }
 
+/// Tasks are claimed a little ahead of the workers; those still waiting for a
+/// worker when the job is suspended must not start, and come back unspent.
+#[tokio::test]
+async fn suspend_starts_none_of_the_tasks_waiting_for_a_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for i in 0..8 {
+        let p = data.join(format!("buckets/in/s{i}.txt"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, format!("v{i}")).unwrap();
+    }
+    std::fs::create_dir_all(data.join("buckets/out")).unwrap();
+    std::fs::create_dir_all(data.join("plugins")).unwrap();
+    std::fs::copy(kiln_test_plugins::ECHO, data.join("plugins/echo.wasm")).unwrap();
+    // One worker: one task runs, and others wait for it in memory.
+    let d = Daemon::start(&data, Some("workers = 1\n"));
+    let id = create(&d, json!({
+        "input": {"bucket": "in"}, "style": "echo/sleep,ms_400", "output": {"bucket": "out", "template": "w/{basename}"},
+        "concurrency": 4
+    }))
+    .await;
+    loop {
+        let (_, job) = d.get(&format!("/v1/jobs/{id}")).await;
+        if job["counters"]["running"].as_u64().unwrap() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, job) = d.post(&format!("/v1/jobs/{id}/suspend"), json!({})).await;
+    assert_eq!(status, 200, "{job}");
+    // The running task finishes (400 ms); the ones that waited never start.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, job) = d.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!((job["counters"]["succeeded"].as_u64(), job["counters"]["running"].as_u64()), (Some(1), Some(0)), "{job}");
+    assert_eq!(job["counters"]["pending"], 7, "{job}");
+    assert_counters_add_up(&job);
+    let pending = d.all_tasks(id, "&state=pending").await;
+    assert!(pending.iter().all(|t| t["attempts"] == 0), "a task given back unstarted spent no attempt: {pending:?}");
+    let outputs = std::fs::read_dir(data.join("buckets/out/w")).unwrap().count();
+    assert_eq!(outputs, 1, "only the task that was running wrote its output");
+
+    let (status, _) = d.post(&format!("/v1/jobs/{id}/resume"), json!({})).await;
+    assert_eq!(status, 200);
+    let job = d.wait_job(id, LONG).await;
+    assert_eq!((job["state"].as_str(), job["counters"]["succeeded"].as_u64()), (Some("succeeded"), Some(8)), "{job}");
+    let tasks = d.all_tasks(id, "").await;
+    assert!(tasks.iter().all(|t| t["attempts"] == 1), "each task ran once: {tasks:?}");
+}
+
 #[tokio::test]
 async fn plugin_failing_on_chosen_keys_fast_fail_and_retry() {
     let dir = tempfile::tempdir().unwrap();

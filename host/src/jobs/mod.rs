@@ -84,13 +84,17 @@ struct Active {
     /// Pacing: tasks this job may start now (a token bucket holding one second's worth).
     tokens: f64,
     refilled: std::time::Instant,
+    /// Times the job left Running. A task claimed ahead that finds this
+    /// changed when its worker frees up goes back to Pending unstarted: a
+    /// suspend, cancel or fast-fail stops new tasks at once.
+    stops: u64,
 }
 
 impl Active {
     fn new(prepared: Arc<Prepared>) -> Active {
         let priority = prepared.spec.priority;
         let tokens = prepared.spec.max_tasks_per_second.map_or(f64::MAX, f64::from);
-        Active { prepared, in_flight: 0, planner_running: false, priority, tokens, refilled: std::time::Instant::now() }
+        Active { prepared, in_flight: 0, planner_running: false, priority, tokens, refilled: std::time::Instant::now(), stops: 0 }
     }
 
     /// Tasks the job may start now: its concurrency left, capped by its pace.
@@ -377,6 +381,11 @@ async fn jobs_store_tenants(store: &Store) -> anyhow::Result<Vec<crate::auth::Te
 
 /// Tell live listeners and the webhook deliverer that a job changed.
 fn publish(inner: &Inner, job: &JobRecord) {
+    if job.state != JobState::Running {
+        if let Some(a) = inner.active.lock().unwrap().get_mut(&job.id) {
+            a.stops += 1;
+        }
+    }
     let _ = inner.updates.send(job.clone());
     inner.outbox_wake.notify_one();
 }
@@ -565,6 +574,9 @@ struct Candidate {
     room: usize,
     concurrency: usize,
     priority: i32,
+    /// `Active::stops` before the claim: read first, so a stop that the
+    /// claim's snapshot missed is seen by the task.
+    stops: u64,
 }
 
 /// Active jobs with room, grouped by tenant (the admin's under `""`), each
@@ -586,7 +598,7 @@ fn candidates_by_tenant(inner: &Inner) -> (Vec<(usize, Vec<Candidate>)>, usize) 
         entry.0 = entry.0.saturating_sub(a.in_flight);
         let room = a.room();
         if room > 0 {
-            entry.1.push(Candidate { id: *id, room, concurrency: a.prepared.spec.concurrency as usize, priority: a.priority });
+            entry.1.push(Candidate { id: *id, room, concurrency: a.prepared.spec.concurrency as usize, priority: a.priority, stops: a.stops });
         }
     }
     (by_tenant.into_values().filter(|(room, jobs)| *room > 0 && !jobs.is_empty()).collect(), in_flight)
@@ -620,7 +632,7 @@ async fn scheduler(inner: Arc<Inner>) {
                 jobs.rotate_left(k);
                 jobs.sort_by_key(|c| std::cmp::Reverse(c.priority));
                 let mut budget = share.min(tenant_room);
-                for Candidate { id, room, concurrency, .. } in jobs {
+                for Candidate { id, room, concurrency, stops, .. } in jobs {
                     let n = room.min(budget).min(capacity).min(CLAIM_BATCH);
                     if n == 0 {
                         break;
@@ -643,7 +655,7 @@ async fn scheduler(inner: Arc<Inner>) {
                     claimed_any = true;
                     budget -= tasks.len();
                     capacity -= tasks.len();
-                    spawn_workers(&inner, id, tasks);
+                    spawn_workers(&inner, id, stops, tasks);
                 }
             }
             if !claimed_any {
@@ -654,7 +666,8 @@ async fn scheduler(inner: Arc<Inner>) {
 }
 
 /// Start one worker per claimed task; each waits for a worker permit.
-fn spawn_workers(inner: &Arc<Inner>, id: JobId, tasks: Vec<crate::model::TaskRecord>) {
+/// `stops`: the job's `Active::stops` when the tasks were claimed.
+fn spawn_workers(inner: &Arc<Inner>, id: JobId, stops: u64, tasks: Vec<crate::model::TaskRecord>) {
     let prepared = {
         let mut active = inner.active.lock().unwrap();
         let Some(a) = active.get_mut(&id) else { return };
@@ -667,10 +680,17 @@ fn spawn_workers(inner: &Arc<Inner>, id: JobId, tasks: Vec<crate::model::TaskRec
         tokio::spawn(async move {
             // Claimed ahead: wait for a worker here, not in the scheduler.
             let permit = inner.workers.clone().acquire_owned().await.expect("semaphore never closed");
-            let started = std::time::Instant::now();
-            let result = worker::run(&inner, &prepared, task).await;
-            drop(permit);
-            record_metrics(&result, started.elapsed());
+            let stopped = inner.active.lock().unwrap().get(&id).is_none_or(|a| a.stops != stops);
+            let result = if stopped {
+                drop(permit);
+                TaskResult::Released { job: id, seq: task.seq }
+            } else {
+                let started = std::time::Instant::now();
+                let result = worker::run(&inner, &prepared, task).await;
+                drop(permit);
+                record_metrics(&result, started.elapsed());
+                result
+            };
             // The slot is free as soon as the work is done: waiting
             // for the group commit here would cap throughput at
             // `concurrency` tasks per commit interval.
@@ -690,7 +710,7 @@ fn record_metrics(result: &TaskResult, took: Duration) {
         TaskResult::Failed { bytes_in, .. } => m.task_finished("failed", took, *bytes_in, 0),
         TaskResult::Retry { .. } => m.task_finished("retry", took, 0, 0),
         TaskResult::Skipped { .. } => m.task_finished("skipped", took, 0, 0),
-        TaskResult::Claimed { .. } => {}
+        TaskResult::Claimed { .. } | TaskResult::Released { .. } => {}
     }
 }
 

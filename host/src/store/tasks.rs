@@ -20,6 +20,9 @@ pub enum TaskResult {
     /// The scheduler claimed the task (in memory, see [`Store::pending`]):
     /// it becomes Running and its attempts count one more.
     Claimed { job: JobId, seq: u64 },
+    /// A claimed task given back unstarted (its job stopped while it waited
+    /// for a worker): Pending again, and the attempt is not counted.
+    Released { job: JobId, seq: u64 },
     /// `etag`: of the source as read, remembered for `skip_unchanged`.
     Succeeded { job: JobId, seq: u64, outputs: Vec<String>, bytes_in: u64, bytes_out: u64, duration_ms: u64, etag: Option<String> },
     /// The source is unchanged since the last successful run of the same job definition.
@@ -33,6 +36,7 @@ impl TaskResult {
     fn key(&self) -> (JobId, u64) {
         match self {
             TaskResult::Claimed { job, seq }
+            | TaskResult::Released { job, seq }
             | TaskResult::Succeeded { job, seq, .. }
             | TaskResult::Failed { job, seq, .. }
             | TaskResult::Retry { job, seq, .. }
@@ -343,6 +347,10 @@ impl Store {
                     TaskResult::Claimed { .. } => {
                         task.attempts += 1;
                         TaskState::Running
+                    }
+                    TaskResult::Released { .. } => {
+                        task.attempts = task.attempts.saturating_sub(1);
+                        TaskState::Pending
                     }
                     TaskResult::Succeeded { outputs, bytes_in, bytes_out, duration_ms, etag, .. } => {
                         if let Some(etag) = etag {
