@@ -193,6 +193,7 @@ pub struct JobSpec {
     pub output: OutputSpec,
     /// Tasks of this job in flight at once.
     #[serde(default = "default_concurrency")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub concurrency: u32,
     /// Stop the job at its first failed task.
     #[serde(default)]
@@ -214,6 +215,7 @@ pub struct JobSpec {
     pub priority: i32,
     /// At most this many tasks started per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub max_tasks_per_second: Option<u32>,
     /// Skip a source whose etag equals the one recorded by the last successful
     /// run of the same job definition (input, style, output and role).

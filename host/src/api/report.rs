@@ -34,8 +34,10 @@ struct ReportPath {
 #[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// `csv` (default) or `jsonl`.
+    #[param(pattern = "^(csv|jsonl|ndjson)$")]
     format: Option<String>,
     /// `all` (default) or `failed`.
+    #[param(pattern = "^(all|failed)$")]
     scope: Option<String>,
 }
 

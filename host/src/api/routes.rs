@@ -283,8 +283,10 @@ async fn create_job(State(s): State<AppState>, Caller(caller): Caller, Json(body
 pub struct JobQuery {
     state: Option<JobState>,
     /// `NAME=VALUE`: jobs with this tag.
+    #[param(pattern = "^[^=]+=.*$")]
     tag: Option<String>,
     /// `next` of the previous page.
+    #[param(pattern = "^[0-9]+$")]
     cursor: Option<String>,
     /// Jobs per page, newest first (default 100).
     #[param(minimum = 1, maximum = 1000)]

@@ -10,20 +10,24 @@ use utoipa::ToSchema;
 #[serde(default, deny_unknown_fields)]
 pub struct Quotas {
     /// Jobs Running at once; more are refused at create and resume.
+    #[schema(maximum = 1000000)]
     pub running_jobs: u32,
     /// Tasks in flight at once across all the tenant's jobs.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000)]
     pub tasks_in_flight: u32,
     /// Plugins the tenant may upload.
+    #[schema(maximum = 1000000)]
     pub plugins: u32,
     /// Largest plugin the tenant may upload, in bytes.
+    #[schema(maximum = 1099511627776.0)]
     pub plugin_size: u64,
     /// Linear memory of one task's plugin instance, in bytes (capped by the daemon's limit).
-    #[schema(minimum = 1048576)]
+    #[schema(minimum = 1048576, maximum = 1099511627776.0)]
     pub task_memory: u64,
-    /// Wall-clock deadline of one task (capped by the daemon's limit).
+    /// Wall-clock deadline of one task (capped by the daemon's limit), as `humantime`
+    /// reads and writes it: `30s`, `1m 30s`, `2h`.
     #[serde(with = "humantime_serde")]
-    #[schema(value_type = String, example = "30s")]
+    #[schema(value_type = String, example = "30s", default = "30s", pattern = r"^[0-9]{1,10} ?(nsec|ns|usec|us|µs|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y)( ?[0-9]{1,10} ?(nsec|ns|usec|us|µs|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y))*$")]
     pub task_deadline: Duration,
 }
 
@@ -40,19 +44,27 @@ impl Default for Quotas {
     }
 }
 
+/// The largest count quota (the same bound is in the OpenAPI schema).
+const MAX_COUNT: u32 = 1_000_000;
+/// The largest size quota, in bytes (the same bound is in the OpenAPI schema).
+const MAX_BYTES: u64 = 1 << 40;
+
 /// A change to some quotas; absent fields are kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotasPatch {
+    #[schema(maximum = 1000000)]
     pub running_jobs: Option<u32>,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000)]
     pub tasks_in_flight: Option<u32>,
+    #[schema(maximum = 1000000)]
     pub plugins: Option<u32>,
+    #[schema(maximum = 1099511627776.0)]
     pub plugin_size: Option<u64>,
-    #[schema(minimum = 1048576)]
+    #[schema(minimum = 1048576, maximum = 1099511627776.0)]
     pub task_memory: Option<u64>,
     #[serde(default, with = "humantime_serde")]
-    #[schema(value_type = Option<String>, example = "10s")]
+    #[schema(value_type = Option<String>, example = "10s", pattern = r"^[0-9]{1,10} ?(nsec|ns|usec|us|µs|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y)( ?[0-9]{1,10} ?(nsec|ns|usec|us|µs|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y))*$")]
     pub task_deadline: Option<Duration>,
 }
 
@@ -69,8 +81,18 @@ impl Quotas {
         if self.tasks_in_flight == 0 {
             return Err(("quotas.tasks_in_flight", "must be at least 1".into()));
         }
+        for (field, value) in [("quotas.running_jobs", self.running_jobs), ("quotas.tasks_in_flight", self.tasks_in_flight), ("quotas.plugins", self.plugins)] {
+            if value > MAX_COUNT {
+                return Err((field, format!("must be at most {MAX_COUNT}")));
+            }
+        }
         if self.task_memory < (1 << 20) {
             return Err(("quotas.task_memory", "must be at least 1 MiB".into()));
+        }
+        for (field, value) in [("quotas.task_memory", self.task_memory), ("quotas.plugin_size", self.plugin_size)] {
+            if value > MAX_BYTES {
+                return Err((field, format!("must be at most {MAX_BYTES} (1 TiB)")));
+            }
         }
         if self.task_deadline < Duration::from_millis(10) {
             return Err(("quotas.task_deadline", "must be at least 10ms".into()));
@@ -94,5 +116,8 @@ mod tests {
         assert!(serde_json::from_str::<QuotasPatch>(r#"{"running": 1}"#).is_err());
         q.tasks_in_flight = 0;
         assert_eq!(q.check().unwrap_err().0, "quotas.tasks_in_flight");
+        q.tasks_in_flight = 1;
+        q.plugins = MAX_COUNT + 1;
+        assert_eq!(q.check().unwrap_err(), ("quotas.plugins", "must be at most 1000000".to_string()));
     }
 }
