@@ -89,7 +89,8 @@ fn daemon(files: usize, config: &str) -> (tempfile::TempDir, Daemon) {
     (dir, d)
 }
 
-const FAST_RETRIES: &str = "[webhooks]\nfirst_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n";
+/// The receivers here listen on loopback, which webhooks may reach only when the admin allows it.
+const FAST_RETRIES: &str = "[webhooks]\nallow_private_networks = true\nfirst_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n";
 
 fn job_with_hook(url: &str, task_events: bool) -> Value {
     json!({
@@ -151,15 +152,22 @@ async fn webhooks_are_signed_cloudevents_in_order_and_retried() {
     }
 }
 
-#[tokio::test]
-async fn events_survive_a_kill_9_and_are_delivered_at_least_once() {
+/// A job over `files` objects whose loopback receiver is down: the job ends,
+/// its first event is tried, then the daemon is killed with its events queued.
+async fn queued_then_killed(files: usize, task_events: bool) -> (Arc<Mutex<Inbox>>, tempfile::TempDir, Daemon, u64) {
     let (url, inbox) = receiver().await;
     inbox.lock().unwrap().down = true;
-    let (_dir, mut d) = daemon(3, FAST_RETRIES);
-    let id = d.post("/v1/jobs", job_with_hook(&url, true)).await.1["id"].as_u64().unwrap();
+    let (dir, mut d) = daemon(files, FAST_RETRIES);
+    let id = d.post("/v1/jobs", job_with_hook(&url, task_events)).await.1["id"].as_u64().unwrap();
     assert_eq!(d.wait_job(id, LONG).await["state"], "succeeded");
     wait_for(&inbox, "a first attempt", |i| !i.requests.is_empty()).await;
     d.kill9();
+    (inbox, dir, d, id)
+}
+
+#[tokio::test]
+async fn events_survive_a_kill_9_and_are_delivered_at_least_once() {
+    let (inbox, _dir, mut d, id) = queued_then_killed(3, true).await;
     {
         let mut i = inbox.lock().unwrap();
         assert!(!has_final_state(&i, "succeeded"));
@@ -211,6 +219,66 @@ async fn refuses_bad_webhooks_naming_the_field() {
         let (status, p) = d.post("/v1/jobs", body).await;
         assert_eq!((status, p["field"].as_str()), (422, Some(field)), "{p}");
     }
+}
+
+#[tokio::test]
+async fn webhooks_to_private_addresses_are_refused_unless_the_admin_allows_them() {
+    let (url, inbox) = receiver().await;
+    let port = url.split(':').nth(2).unwrap().split('/').next().unwrap().to_string();
+    let (_dir, d) = daemon(1, "");
+    for target in [
+        url.clone(),
+        format!("http://localhost:{port}/hook"),
+        "http://[::1]/hook".into(),
+        "http://169.254.169.254/latest/meta-data/".into(),
+        "http://10.0.0.7/hook".into(),
+        "http://[fd00::1]/hook".into(),
+        "http://[::ffff:127.0.0.1]/hook".into(),
+        "http://0.0.0.0/hook".into(),
+        "http://224.0.0.1/hook".into(),
+        "http://2130706433/hook".into(),
+    ] {
+        for dry_run in [false, true] {
+            let mut body = job_with_hook(&target, false);
+            body["dry_run"] = json!(dry_run);
+            let (status, p) = d.post("/v1/jobs", body).await;
+            assert_eq!((status, p["field"].as_str()), (422, Some("notify.url")), "{target}: {p}");
+            assert!(p["detail"].as_str().unwrap().contains("webhooks.allow_private_networks"), "{target}: {p}");
+        }
+    }
+    let (_, jobs) = d.get("/v1/jobs").await;
+    assert_eq!(jobs["items"], json!([]), "nothing was stored");
+
+    // The admin allows private networks: the same loopback receiver gets the events.
+    let (_dir2, d) = daemon(1, "[webhooks]\nallow_private_networks = true\n");
+    let (status, job) = d.post("/v1/jobs", job_with_hook(&url, false)).await;
+    assert_eq!(status, 201, "{job}");
+    wait_for(&inbox, "the succeeded event", |i| has_final_state(i, "succeeded")).await;
+}
+
+#[tokio::test]
+async fn delivery_checks_the_destination_again() {
+    // Events queued while private networks were allowed; the admin turns that off and restarts.
+    let (inbox, _dir, mut d, id) = queued_then_killed(1, false).await;
+    std::fs::write(d.data_dir.join("kiln.toml"), "[webhooks]\nfirst_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n").unwrap();
+    let before = {
+        let mut i = inbox.lock().unwrap();
+        i.down = false;
+        i.requests.len()
+    };
+    d.kill9_and_restart();
+    let started = std::time::Instant::now();
+    loop {
+        let (_, hooks) = d.get(&format!("/v1/jobs/{id}/webhooks")).await;
+        let error = hooks["pending"][0]["last_error"].as_str().unwrap_or_default().to_string();
+        if error.starts_with("refused: `127.0.0.1` is a loopback address") && hooks["pending"][0]["attempts"].as_u64() >= Some(3) {
+            assert!(error.contains("webhooks.allow_private_networks"), "{error}");
+            break;
+        }
+        assert!(started.elapsed() < LONG, "{hooks}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(inbox.lock().unwrap().requests.len(), before, "no request reached the receiver after the restart");
 }
 
 #[tokio::test]

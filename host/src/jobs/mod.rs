@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     updates: broadcast::Sender<JobRecord>,
     /// Woken when a change may have queued webhook events.
     outbox_wake: Arc<Notify>,
+    /// `webhooks.allow_private_networks`: checked at creation, and again at delivery.
+    webhooks_allow_private: bool,
 }
 
 struct Active {
@@ -137,6 +139,7 @@ impl Jobs {
             quotas: RwLock::new(HashMap::new()),
             updates: broadcast::channel(1024).0,
             outbox_wake: Arc::new(Notify::new()),
+            webhooks_allow_private: config.webhooks.allow_private_networks,
         });
         crate::notify::Deliverer::start(inner.store.clone(), config.webhooks, inner.outbox_wake.clone());
         for tenant in jobs_store_tenants(&inner.store).await? {
@@ -177,7 +180,7 @@ impl Jobs {
     pub async fn create(&self, caller: &Principal, spec: JobSpec, start: bool) -> Result<JobRecord, JobError> {
         let tenant = caller.tenant().map(str::to_string);
         let prepared = prepare::prepare(&spec, tenant.as_deref(), &self.prepare_context()).await?;
-        prepare::check_manifest(&spec, &self.inner.buckets).await?;
+        self.check_at_creation(&spec).await?;
         if start {
             self.check_running_quota(tenant.as_deref()).await?;
         }
@@ -188,6 +191,19 @@ impl Jobs {
             self.insert_active(&job, prepared);
         }
         Ok(job)
+    }
+
+    /// The checks made when a job is created (and by a dry run), not each time
+    /// it is prepared again (resume, restart): the manifest exists, and the
+    /// webhook goes where the daemon's policy allows.
+    async fn check_at_creation(&self, spec: &JobSpec) -> Result<(), JobError> {
+        prepare::check_manifest(spec, &self.inner.buckets).await?;
+        if let Some(n) = &spec.notify {
+            crate::notify::check_destination(&n.url, self.inner.webhooks_allow_private)
+                .await
+                .map_err(|e| JobError::Invalid { field: "notify.url", message: e.to_string() })?;
+        }
+        Ok(())
     }
 
     /// Refuse to run one more job of a tenant already at its `running_jobs` quota.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use super::destination::{DestinationError, PublicOnly, check_literal, check_url, refusal};
 use crate::model::now;
 use crate::store::{OutboxEntry, Store};
 
@@ -27,6 +28,10 @@ pub struct WebhookConfig {
     /// listed under the job's dead events.
     #[serde(with = "humantime_serde")]
     pub give_up_after: Duration,
+    /// Also deliver to loopback, private, link-local and other non-public
+    /// addresses. Off by default, so a tenant cannot make the daemon call
+    /// services on its own host or network.
+    pub allow_private_networks: bool,
 }
 
 impl Default for WebhookConfig {
@@ -36,6 +41,7 @@ impl Default for WebhookConfig {
             first_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             give_up_after: Duration::from_secs(24 * 3600),
+            allow_private_networks: false,
         }
     }
 }
@@ -48,6 +54,55 @@ pub struct Deliverer {
     wake: Arc<Notify>,
 }
 
+/// The webhook client. It follows no redirects (a 3xx is a failed attempt:
+/// a redirect could lead anywhere) and uses no proxy from the environment
+/// (a proxy would connect on its behalf, past the address checks). Unless
+/// private networks are allowed, its resolver lets it connect only to
+/// public addresses.
+fn client(config: &WebhookConfig) -> reqwest::Client {
+    let builder = reqwest::Client::builder().timeout(config.timeout).redirect(reqwest::redirect::Policy::none()).no_proxy();
+    let builder = if config.allow_private_networks { builder } else { builder.dns_resolver(PublicOnly) };
+    builder.build().expect("a plain HTTP client builds")
+}
+
+/// POST one event; the error says why it was not delivered.
+async fn send(http: &reqwest::Client, allow_private_networks: bool, entry: &OutboxEntry) -> Result<(), String> {
+    let refused = |e: &DestinationError| format!("refused: {e}");
+    let url = check_url(&entry.url).map_err(|e| refused(&e))?;
+    if !allow_private_networks {
+        check_literal(&url).map_err(|e| refused(&e))?;
+    }
+    let body = serde_json::to_vec(&entry.event).expect("events serialise");
+    let result = http
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/cloudevents+json; charset=utf-8")
+        .header("Kiln-Signature", super::sign(&entry.secret, now(), &body))
+        .header("Kiln-Event-Id", entry.event["id"].as_str().unwrap_or_default())
+        .body(body)
+        .send()
+        .await;
+    match result {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) if r.status().is_redirection() => Err(format!("the receiver answered {} (redirects are not followed)", r.status())),
+        Ok(r) => Err(format!("the receiver answered {}", r.status())),
+        Err(e) => Err(match refusal(&e) {
+            Some(d) => refused(d),
+            None => format!("cannot reach the receiver: {}", causes(&e)),
+        }),
+    }
+}
+
+/// An error and its causes, `: `-separated (reqwest's own message leaves them out).
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -55,8 +110,7 @@ fn now_ms() -> i64 {
 impl Deliverer {
     /// Start delivering; `wake` is notified when new events are committed.
     pub fn start(store: Store, config: WebhookConfig, wake: Arc<Notify>) {
-        let http = reqwest::Client::builder().timeout(config.timeout).build().expect("a plain HTTP client builds");
-        let d = Deliverer { store, http, config, wake };
+        let d = Deliverer { store, http: client(&config), config, wake };
         tokio::spawn(d.run());
     }
 
@@ -92,22 +146,7 @@ impl Deliverer {
 
     /// One attempt; true if delivered.
     async fn deliver(&self, entry: &OutboxEntry) -> bool {
-        let body = serde_json::to_vec(&entry.event).expect("events serialise");
-        let t = now();
-        let result = self
-            .http
-            .post(&entry.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/cloudevents+json; charset=utf-8")
-            .header("Kiln-Signature", super::sign(&entry.secret, t, &body))
-            .header("Kiln-Event-Id", entry.event["id"].as_str().unwrap_or_default())
-            .body(body)
-            .send()
-            .await;
-        let error = match result {
-            Ok(r) if r.status().is_success() => None,
-            Ok(r) => Some(format!("the receiver answered {}", r.status())),
-            Err(e) => Some(format!("cannot reach the receiver: {e}")),
-        };
+        let error = send(&self.http, self.config.allow_private_networks, entry).await.err();
         let m = crate::metrics::global();
         let seq = entry.seq;
         let Some(error) = error else {
