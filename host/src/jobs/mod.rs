@@ -181,11 +181,9 @@ impl Jobs {
         let tenant = caller.tenant().map(str::to_string);
         let prepared = prepare::prepare(&spec, tenant.as_deref(), &self.prepare_context()).await?;
         self.check_at_creation(&spec).await?;
-        if start {
-            self.check_running_quota(tenant.as_deref()).await?;
-        }
         let state = if start { JobState::Running } else { JobState::Ready };
-        let job = self.inner.store.call(move |s| s.create_job(spec, tenant, state)).await.map_err(internal)?;
+        // The store refuses a job created Running at its tenant's `running_jobs` quota.
+        let job = self.inner.store.call(move |s| s.create_job(spec, tenant, state)).await.map_err(internal)??;
         publish(&self.inner, &job);
         if start {
             self.insert_active(&job, prepared);
@@ -202,23 +200,6 @@ impl Jobs {
             crate::notify::check_destination(&n.url, self.inner.webhooks_allow_private)
                 .await
                 .map_err(|e| JobError::Invalid { field: "notify.url", message: e.to_string() })?;
-        }
-        Ok(())
-    }
-
-    /// Refuse to run one more job of a tenant already at its `running_jobs` quota.
-    async fn check_running_quota(&self, tenant: Option<&str>) -> Result<(), JobError> {
-        let Some(t) = tenant else { return Ok(()) };
-        let quota = self.quotas(t).running_jobs as usize;
-        let owner = t.to_string();
-        let (running, _) = self
-            .inner
-            .store
-            .call(move |s| s.list_jobs(Some(Some(&owner)), Some(JobState::Running), None, None, quota + 1))
-            .await
-            .map_err(internal)?;
-        if running.len() >= quota {
-            return Err(JobError::Quota(format!("tenant `{t}` already has {} running jobs, its `running_jobs` quota", running.len())));
         }
         Ok(())
     }
@@ -335,10 +316,10 @@ impl Jobs {
     /// Go on from the planner's cursor and the pending tasks.
     pub async fn resume(&self, caller: &Principal, id: JobId) -> Result<JobRecord, JobError> {
         let current = self.get(caller, id).await?;
-        self.check_running_quota(current.tenant.as_deref()).await?;
         // Prepared first: a job whose plugin, style or role is gone is refused
         // here, rather than left Running with nothing to schedule it.
         let prepared = prepare::prepare(&current.spec, current.tenant.as_deref(), &self.prepare_context()).await?;
+        // Refused by the store at the tenant's `running_jobs` quota.
         let job = self.transition(caller, id, "resume", &[JobState::Suspended, JobState::Ready], JobState::Running).await?;
         self.insert_active(&job, prepared);
         // A job whose work was all done while suspended ends now.
@@ -359,11 +340,9 @@ impl Jobs {
         if !matches!(job.state, JobState::Failed | JobState::Succeeded | JobState::Running) || job.counters.failed == 0 {
             return Err(JobError::WrongState { id, state: job.state.as_str(), action: "retry failed tasks: none failed, or the job is not running or ended" });
         }
-        if job.state != JobState::Running {
-            self.check_running_quota(job.tenant.as_deref()).await?;
-        }
         let prepared = prepare::prepare(&job.spec, job.tenant.as_deref(), &self.prepare_context()).await?;
-        self.inner.store.call(move |s| s.retry_failed(id)).await.map_err(internal)?;
+        // Refused by the store at the tenant's `running_jobs` quota, unless the job is Running already.
+        self.inner.store.call(move |s| s.retry_failed(id)).await.map_err(internal)??;
         let job = self.get(caller, id).await?;
         self.insert_active(&job, prepared);
         publish(&self.inner, &job);
@@ -404,7 +383,7 @@ async fn fail_job(inner: &Inner, id: JobId, error: String) {
     let updated = inner
         .store
         .call(move |s| {
-            s.update_job::<()>(id, |job| {
+            s.update_job::<JobError>(id, |job| {
                 if !job.state.is_terminal() {
                     job.state = JobState::Failed;
                     job.error = Some(error);

@@ -2,7 +2,7 @@
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
-use super::{ETAGS, JOBS, Result, Store, TASK_KEYS, TASK_STATE, TASKS, decode, encode};
+use super::{ETAGS, JOBS, Result, RunningJobsFull, Store, TASK_KEYS, TASK_STATE, TASKS, decode, encode, load_job};
 use crate::model::{JobId, JobRecord, JobState, TaskErrorRecord, TaskRecord, TaskState, now};
 
 /// An object found by the planner.
@@ -53,11 +53,6 @@ pub struct TaskFilter {
     pub contains: Option<String>,
     /// Error kind or message containing this (a scan).
     pub error: Option<String>,
-}
-
-fn load_job(txn: &WriteTransaction, id: JobId) -> Result<Option<JobRecord>> {
-    let jobs = txn.open_table(JOBS)?;
-    jobs.get(id)?.map(|v| decode("jobs", v.value())).transpose()
 }
 
 /// Write a job back; a change of state from `before` also queues its webhook event.
@@ -432,23 +427,27 @@ impl Store {
         Ok(moved)
     }
 
-    /// Failed tasks back to Pending, and the job back to Running. Returns how many.
-    pub fn retry_failed(&self, id: JobId) -> Result<u64> {
+    /// Failed tasks back to Pending, and the job back to Running (refused at
+    /// its tenant's `running_jobs` quota). Returns how many.
+    pub fn retry_failed(&self, id: JobId) -> Result<std::result::Result<u64, RunningJobsFull>> {
         let txn = self.db.begin_write()?;
         let moved = {
-            let Some(mut job) = load_job(&txn, id)? else { return Ok(0) };
+            let Some(mut job) = load_job(&txn, id)? else { return Ok(Ok(0)) };
             let before = job.state;
             let n = back_to_pending(&txn, &mut job, TaskState::Failed)?;
             if n > 0 {
                 job.state = JobState::Running;
                 job.error = None;
                 job.finished_at = None;
+                if let Err(full) = super::running::may_start(&txn, Some(before), &job)? {
+                    return Ok(Err(full));
+                }
                 save_job(&txn, before, &mut job)?;
             }
             n
         };
         txn.commit()?;
-        Ok(moved)
+        Ok(Ok(moved))
     }
 
     pub fn get_task(&self, id: JobId, seq: u64) -> Result<Option<TaskRecord>> {
@@ -549,7 +548,7 @@ mod tests {
     fn claims_in_memory_are_recorded_by_the_group_commit() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("k.redb")).unwrap();
-        let job = store.create_job(spec(), None, JobState::Running).unwrap().id;
+        let job = store.create_job(spec(), None, JobState::Running).unwrap().unwrap().id;
         store.add_planned(job, &planned(&["a", "b", "c", "d"]), None, true).unwrap();
 
         // Reading pending tasks claims nothing in the store; `held` skips those claimed in memory.
