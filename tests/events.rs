@@ -281,6 +281,56 @@ async fn delivery_checks_the_destination_again() {
     assert_eq!(inbox.lock().unwrap().requests.len(), before, "no request reached the receiver after the restart");
 }
 
+/// Every event of an SSE response, as (name, data), until the stream ends (within `limit`).
+async fn read_events(mut resp: reqwest::Response, limit: Duration) -> Vec<(String, Value)> {
+    let mut text = String::new();
+    while let Some(chunk) = tokio::time::timeout(limit, resp.chunk()).await.expect("the stream ended in time").unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text.split("\n\n")
+        .filter_map(|e| {
+            let name = e.lines().find_map(|l| l.strip_prefix("event:"))?.trim().to_string();
+            let data = e.lines().find_map(|l| l.strip_prefix("data:"))?;
+            Some((name, serde_json::from_str(data.trim()).unwrap()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_event_stream_hears_a_resume_that_ends_the_job() {
+    // A job whose only task finished while it was suspended ends at once when resumed.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("plugins")).unwrap();
+    std::fs::copy(kiln_test_plugins::ECHO, data.join("plugins/echo.wasm")).unwrap();
+    std::fs::create_dir_all(data.join("buckets/in")).unwrap();
+    std::fs::write(data.join("buckets/in/a.txt"), "a").unwrap();
+    std::fs::create_dir_all(data.join("buckets/out")).unwrap();
+    let d = Daemon::start(&data, None);
+    let body = json!({"input": {"bucket": "in"}, "style": "echo/sleep,ms_1000", "output": {"bucket": "out", "template": "o/{basename}"}});
+    let id = d.post("/v1/jobs", body).await.1["id"].as_u64().unwrap();
+    let started = std::time::Instant::now();
+    while d.get(&format!("/v1/jobs/{id}")).await.1["counters"]["running"] != 1 {
+        assert!(started.elapsed() < LONG);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(d.post(&format!("/v1/jobs/{id}/suspend"), json!({})).await.0, 200);
+    while d.get(&format!("/v1/jobs/{id}")).await.1["counters"]["succeeded"] != 1 {
+        assert!(started.elapsed() < LONG);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = d.http.get(format!("{}/v1/jobs/{id}/events", d.url)).bearer_auth(&d.token).send().await.unwrap();
+    let resumed = d.post(&format!("/v1/jobs/{id}/resume"), json!({})).await.1;
+    assert_eq!(resumed["state"], "succeeded", "{resumed}");
+    // Told at once (a stream that hears nothing reads its job again only after 5 s).
+    let events = read_events(resp, Duration::from_secs(4)).await;
+    let names: Vec<&str> = events.iter().map(|(n, j)| if n == "state" { j["state"].as_str().unwrap() } else { n.as_str() }).collect();
+    assert_eq!(names.first(), Some(&"suspended"), "{names:?}");
+    assert_eq!(names.last(), Some(&"succeeded"), "{names:?}");
+    assert_eq!(d.delete(&format!("/v1/jobs/{id}")).await, 204);
+    assert_eq!(d.get(&format!("/v1/jobs/{id}/events")).await.0, 404);
+}
+
 #[tokio::test]
 async fn the_event_stream_follows_a_job_to_its_end() {
     let (_dir, d) = daemon(40, "workers = 2\n");
@@ -288,21 +338,10 @@ async fn the_event_stream_follows_a_job_to_its_end() {
     body.as_object_mut().unwrap().remove("notify");
     body["concurrency"] = json!(1);
     let id = d.post("/v1/jobs", body).await.1["id"].as_u64().unwrap();
-    let mut resp = d.http.get(format!("{}/v1/jobs/{id}/events", d.url)).bearer_auth(&d.token).send().await.unwrap();
+    let resp = d.http.get(format!("{}/v1/jobs/{id}/events", d.url)).bearer_auth(&d.token).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let mut text = String::new();
-    while let Some(chunk) = tokio::time::timeout(LONG, resp.chunk()).await.unwrap().unwrap() {
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    let events: Vec<(String, Value)> = text
-        .split("\n\n")
-        .filter_map(|e| {
-            let name = e.lines().find_map(|l| l.strip_prefix("event:"))?.trim().to_string();
-            let data = e.lines().find_map(|l| l.strip_prefix("data:"))?;
-            Some((name, serde_json::from_str(data.trim()).unwrap()))
-        })
-        .collect();
+    let events = read_events(resp, LONG).await;
     assert_eq!(events.first().unwrap().0, "state");
     let (name, last) = events.last().unwrap();
     assert_eq!((name.as_str(), last["state"].as_str()), ("state", Some("succeeded")));

@@ -69,12 +69,20 @@ pub(crate) struct Inner {
     active: Mutex<BTreeMap<JobId, Active>>,
     /// Each tenant's quotas, kept current by the API, read by the scheduler.
     quotas: RwLock<HashMap<String, Quotas>>,
-    /// Every job as it is after each change: the source of live events (SSE).
-    updates: broadcast::Sender<JobRecord>,
+    /// Every job as it is after each change, and each deletion: the source of live events (SSE).
+    updates: broadcast::Sender<JobUpdate>,
     /// Woken when a change may have queued webhook events.
     outbox_wake: Arc<Notify>,
     /// `webhooks.allow_private_networks`: checked at creation, and again at delivery.
     webhooks_allow_private: bool,
+}
+
+/// A change to a job, as live listeners (SSE) hear of it.
+#[derive(Debug, Clone)]
+pub enum JobUpdate {
+    /// The job as it is after the change.
+    Changed(Box<JobRecord>),
+    Deleted(JobId),
 }
 
 struct Active {
@@ -303,8 +311,8 @@ impl Jobs {
         Ok(job)
     }
 
-    /// Live updates of every job (each as it is after a change).
-    pub fn subscribe(&self) -> broadcast::Receiver<JobRecord> {
+    /// Live updates of every job (each as it is after a change), and deletions.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobUpdate> {
         self.inner.updates.subscribe()
     }
 
@@ -324,6 +332,9 @@ impl Jobs {
         self.insert_active(&job, prepared);
         // A job whose work was all done while suspended ends now.
         let job = self.inner.store.call(move |s| s.add_planned(id, &[], None, false).and_then(|_| s.get_job(id))).await.map_err(internal)?;
+        if let Some(j) = job.as_ref().filter(|j| j.state.is_terminal()) {
+            publish(&self.inner, j);
+        }
         report::jobs_changed(&self.inner, job.as_slice());
         job.ok_or(JobError::NotFound(id))
     }
@@ -356,6 +367,8 @@ impl Jobs {
             return Err(JobError::WrongState { id, state: job.state.as_str(), action: "delete (cancel it first)" });
         }
         self.inner.store.call(move |s| s.delete_job(id)).await.map_err(internal)?;
+        // Live listeners end their streams with a `deleted` event.
+        let _ = self.inner.updates.send(JobUpdate::Deleted(id));
         Ok(())
     }
 
@@ -370,7 +383,7 @@ async fn jobs_store_tenants(store: &Store) -> anyhow::Result<Vec<crate::auth::Te
 
 /// Tell live listeners and the webhook deliverer that a job changed.
 fn publish(inner: &Inner, job: &JobRecord) {
-    let _ = inner.updates.send(job.clone());
+    let _ = inner.updates.send(JobUpdate::Changed(Box::new(job.clone())));
     inner.outbox_wake.notify_one();
 }
 

@@ -74,11 +74,17 @@ mod tests {
         store.create_job(spec(), acme(), JobState::Ready).unwrap().unwrap();
         store.create_job(spec(), None, JobState::Running).unwrap().unwrap();
 
-        let resume = |id| store.update_job::<super::RunningJobsFull>(id, |j| Ok(j.state = JobState::Running)).unwrap().unwrap();
+        let resume = |id| store.update_job::<super::RunningJobsFull>(id, |j| {
+            j.state = JobState::Running;
+            Ok(())
+        }).unwrap().unwrap();
         assert!(resume(ready.id).is_err(), "resume is refused at the quota");
         // A change that keeps a job Running is no new start.
         assert!(resume(a.id).is_ok());
-        store.update_job::<super::RunningJobsFull>(a.id, |j| Ok(j.state = JobState::Suspended)).unwrap().unwrap().unwrap();
+        store.update_job::<super::RunningJobsFull>(a.id, |j| {
+                j.state = JobState::Suspended;
+                Ok(())
+            }).unwrap().unwrap().unwrap();
         assert!(resume(ready.id).is_ok(), "a slot was freed");
         assert_eq!(store.get_job(ready.id).unwrap().unwrap().state, JobState::Running);
     }
