@@ -24,6 +24,8 @@ struct Inbox {
     fail_next: usize,
     /// Answer 503 to everything while set.
     down: bool,
+    /// Answer only after this long.
+    delay: Duration,
 }
 
 /// A real HTTP server on a free port that records CloudEvents.
@@ -35,14 +37,20 @@ async fn receiver() -> (String, Arc<Mutex<Inbox>>) {
         axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
             let state = state.clone();
             async move {
-                let mut inbox = state.lock().unwrap();
-                let sig = headers.get("kiln-signature").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-                inbox.requests.push((sig, body.to_vec()));
-                if inbox.down || inbox.fail_next > 0 {
-                    inbox.fail_next = inbox.fail_next.saturating_sub(1);
-                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
-                }
-                axum::http::StatusCode::NO_CONTENT
+                let (status, delay) = {
+                    let mut inbox = state.lock().unwrap();
+                    let sig = headers.get("kiln-signature").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+                    inbox.requests.push((sig, body.to_vec()));
+                    let status = if inbox.down || inbox.fail_next > 0 {
+                        inbox.fail_next = inbox.fail_next.saturating_sub(1);
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        axum::http::StatusCode::NO_CONTENT
+                    };
+                    (status, inbox.delay)
+                };
+                tokio::time::sleep(delay).await;
+                status
             }
         }),
     );
@@ -150,6 +158,36 @@ async fn webhooks_are_signed_cloudevents_in_order_and_retried() {
         assert_eq!(data["outputs"][0]["bucket"], "out");
         assert!(data["duration_ms"].is_u64() && data["bytes_in"].as_u64().unwrap() > 0, "{data}");
     }
+}
+
+#[tokio::test]
+async fn a_slow_receiver_does_not_hold_up_other_jobs_events() {
+    let (slow_url, slow) = receiver().await;
+    slow.lock().unwrap().delay = Duration::from_secs(2);
+    let (fast_url, fast) = receiver().await;
+    let (_dir, d) = daemon(2, FAST_RETRIES);
+    // Job A: running, 2 tasks, succeeded: 4 events, 8 s at the slow receiver.
+    let a = d.post("/v1/jobs", job_with_hook(&slow_url, true)).await.1["id"].as_u64().unwrap();
+    wait_for(&slow, "A's first event", |i| !i.requests.is_empty()).await;
+    let started = std::time::Instant::now();
+    let mut body = job_with_hook(&fast_url, true);
+    body["output"]["template"] = json!("b/{basename}");
+    let b = d.post("/v1/jobs", body).await.1["id"].as_u64().unwrap();
+    assert_eq!(d.wait_job(b, LONG).await["state"], "succeeded");
+    wait_for(&fast, "B's events", |i| has_final_state(i, "succeeded")).await;
+    let took = started.elapsed();
+    // Delivered one at a time across the daemon, B's events would wait about 6 s behind A's.
+    assert!(took < Duration::from_secs(4), "B's events took {took:?}");
+    assert!(slow.lock().unwrap().requests.len() < 4, "A's receiver was still busy");
+    assert_eq!(delivered(&fast.lock().unwrap()).len(), 4);
+
+    // A's events all arrive, in order, one at a time.
+    wait_for(&slow, "A's events", |i| has_final_state(i, "succeeded")).await;
+    let events = delivered(&slow.lock().unwrap());
+    let seqs: Vec<u64> = events.iter().map(|e| e["kilnsequence"].as_u64().unwrap()).collect();
+    assert_eq!(seqs.len(), 4, "{events:#?}");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order per job: {seqs:?}");
+    assert!(events.iter().all(|e| e["source"] == format!("/kiln/jobs/{a}")));
 }
 
 /// A job over `files` objects whose loopback receiver is down: the job ends,

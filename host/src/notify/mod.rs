@@ -15,6 +15,7 @@
 mod address;
 mod deliver;
 mod destination;
+mod send;
 
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};

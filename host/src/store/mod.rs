@@ -14,7 +14,8 @@
 //! - `etags`: (job definition, key) → etag of the last successful run, for `skip_unchanged`.
 //! - `tenants`, `tokens` (by SHA-256), `roles`, `plugins` (`owner/name`): see [`tenancy`].
 //!
-//! Schema history: 1 had `styles` keyed by name alone; 2 added tenancy.
+//! Schema history: 1 had `styles` keyed by name alone; 2 added tenancy; 3
+//! added `outbox_by_job`.
 
 mod outbox;
 mod running;
@@ -49,7 +50,7 @@ const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 const ETAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("etags");
 
 /// The schema this build writes. A store written by a newer Kiln is refused.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The key of a thing owned by a tenant (or, with `None`, by the admin).
 /// Names never hold a `/`, so the owner's things are one key range.
@@ -115,8 +116,11 @@ impl Store {
                     return Err(StoreError::NewerSchema { path: shown, found: v, supported: SCHEMA_VERSION });
                 }
                 Some(v) if v == SCHEMA_VERSION => {}
-                Some(_) => {
-                    migrate_v1(&txn)?;
+                Some(v) => {
+                    if v < 2 {
+                        migrate_v1(&txn)?;
+                    }
+                    outbox::index_by_job(&txn)?;
                     meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())?;
                 }
                 None => {
@@ -135,6 +139,7 @@ impl Store {
             txn.open_table(PLUGINS)?;
             txn.open_table(ETAGS)?;
             txn.open_table(outbox::OUTBOX)?;
+            txn.open_table(outbox::OUTBOX_BY_JOB)?;
             txn.open_table(outbox::DEAD_EVENTS)?;
             txn.open_table(outbox::JOB_SECRETS)?;
         }
