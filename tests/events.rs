@@ -24,6 +24,8 @@ struct Inbox {
     fail_next: usize,
     /// Answer 503 to everything while set.
     down: bool,
+    /// Answer only after this long.
+    delay: Duration,
 }
 
 /// A real HTTP server on a free port that records CloudEvents.
@@ -35,14 +37,20 @@ async fn receiver() -> (String, Arc<Mutex<Inbox>>) {
         axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
             let state = state.clone();
             async move {
-                let mut inbox = state.lock().unwrap();
-                let sig = headers.get("kiln-signature").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-                inbox.requests.push((sig, body.to_vec()));
-                if inbox.down || inbox.fail_next > 0 {
-                    inbox.fail_next = inbox.fail_next.saturating_sub(1);
-                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
-                }
-                axum::http::StatusCode::NO_CONTENT
+                let (status, delay) = {
+                    let mut inbox = state.lock().unwrap();
+                    let sig = headers.get("kiln-signature").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+                    inbox.requests.push((sig, body.to_vec()));
+                    let status = if inbox.down || inbox.fail_next > 0 {
+                        inbox.fail_next = inbox.fail_next.saturating_sub(1);
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        axum::http::StatusCode::NO_CONTENT
+                    };
+                    (status, inbox.delay)
+                };
+                tokio::time::sleep(delay).await;
+                status
             }
         }),
     );
@@ -89,7 +97,8 @@ fn daemon(files: usize, config: &str) -> (tempfile::TempDir, Daemon) {
     (dir, d)
 }
 
-const FAST_RETRIES: &str = "[webhooks]\nfirst_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n";
+/// The receivers here listen on loopback, which webhooks may reach only when the admin allows it.
+const FAST_RETRIES: &str = "[webhooks]\nallow_private_networks = true\nfirst_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n";
 
 fn job_with_hook(url: &str, task_events: bool) -> Value {
     json!({
@@ -152,14 +161,51 @@ async fn webhooks_are_signed_cloudevents_in_order_and_retried() {
 }
 
 #[tokio::test]
-async fn events_survive_a_kill_9_and_are_delivered_at_least_once() {
+async fn a_slow_receiver_does_not_hold_up_other_jobs_events() {
+    let (slow_url, slow) = receiver().await;
+    slow.lock().unwrap().delay = Duration::from_secs(2);
+    let (fast_url, fast) = receiver().await;
+    let (_dir, d) = daemon(2, FAST_RETRIES);
+    // Job A: running, 2 tasks, succeeded: 4 events, 8 s at the slow receiver.
+    let a = d.post("/v1/jobs", job_with_hook(&slow_url, true)).await.1["id"].as_u64().unwrap();
+    wait_for(&slow, "A's first event", |i| !i.requests.is_empty()).await;
+    let started = std::time::Instant::now();
+    let mut body = job_with_hook(&fast_url, true);
+    body["output"]["template"] = json!("b/{basename}");
+    let b = d.post("/v1/jobs", body).await.1["id"].as_u64().unwrap();
+    assert_eq!(d.wait_job(b, LONG).await["state"], "succeeded");
+    wait_for(&fast, "B's events", |i| has_final_state(i, "succeeded")).await;
+    let took = started.elapsed();
+    // Delivered one at a time across the daemon, B's events would wait about 6 s behind A's.
+    assert!(took < Duration::from_secs(4), "B's events took {took:?}");
+    assert!(slow.lock().unwrap().requests.len() < 4, "A's receiver was still busy");
+    assert_eq!(delivered(&fast.lock().unwrap()).len(), 4);
+
+    // A's events all arrive, in order, one at a time.
+    wait_for(&slow, "A's events", |i| has_final_state(i, "succeeded")).await;
+    let events = delivered(&slow.lock().unwrap());
+    let seqs: Vec<u64> = events.iter().map(|e| e["kilnsequence"].as_u64().unwrap()).collect();
+    assert_eq!(seqs.len(), 4, "{events:#?}");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order per job: {seqs:?}");
+    assert!(events.iter().all(|e| e["source"] == format!("/kiln/jobs/{a}")));
+}
+
+/// A job over `files` objects whose loopback receiver is down: the job ends,
+/// its first event is tried, then the daemon is killed with its events queued.
+async fn queued_then_killed(files: usize, task_events: bool) -> (Arc<Mutex<Inbox>>, tempfile::TempDir, Daemon, u64) {
     let (url, inbox) = receiver().await;
     inbox.lock().unwrap().down = true;
-    let (_dir, mut d) = daemon(3, FAST_RETRIES);
-    let id = d.post("/v1/jobs", job_with_hook(&url, true)).await.1["id"].as_u64().unwrap();
+    let (dir, mut d) = daemon(files, FAST_RETRIES);
+    let id = d.post("/v1/jobs", job_with_hook(&url, task_events)).await.1["id"].as_u64().unwrap();
     assert_eq!(d.wait_job(id, LONG).await["state"], "succeeded");
     wait_for(&inbox, "a first attempt", |i| !i.requests.is_empty()).await;
     d.kill9();
+    (inbox, dir, d, id)
+}
+
+#[tokio::test]
+async fn events_survive_a_kill_9_and_are_delivered_at_least_once() {
+    let (inbox, _dir, mut d, id) = queued_then_killed(3, true).await;
     {
         let mut i = inbox.lock().unwrap();
         assert!(!has_final_state(&i, "succeeded"));
@@ -214,27 +260,126 @@ async fn refuses_bad_webhooks_naming_the_field() {
 }
 
 #[tokio::test]
+async fn webhooks_to_private_addresses_are_refused_unless_the_admin_allows_them() {
+    let (url, inbox) = receiver().await;
+    let port = url.split(':').nth(2).unwrap().split('/').next().unwrap().to_string();
+    let (_dir, d) = daemon(1, "");
+    for target in [
+        url.clone(),
+        format!("http://localhost:{port}/hook"),
+        "http://[::1]/hook".into(),
+        "http://169.254.169.254/latest/meta-data/".into(),
+        "http://10.0.0.7/hook".into(),
+        "http://[fd00::1]/hook".into(),
+        "http://[::ffff:127.0.0.1]/hook".into(),
+        "http://0.0.0.0/hook".into(),
+        "http://224.0.0.1/hook".into(),
+        "http://2130706433/hook".into(),
+    ] {
+        for dry_run in [false, true] {
+            let mut body = job_with_hook(&target, false);
+            body["dry_run"] = json!(dry_run);
+            let (status, p) = d.post("/v1/jobs", body).await;
+            assert_eq!((status, p["field"].as_str()), (422, Some("notify.url")), "{target}: {p}");
+            assert!(p["detail"].as_str().unwrap().contains("webhooks.allow_private_networks"), "{target}: {p}");
+        }
+    }
+    let (_, jobs) = d.get("/v1/jobs").await;
+    assert_eq!(jobs["items"], json!([]), "nothing was stored");
+
+    // The admin allows private networks: the same loopback receiver gets the events.
+    let (_dir2, d) = daemon(1, "[webhooks]\nallow_private_networks = true\n");
+    let (status, job) = d.post("/v1/jobs", job_with_hook(&url, false)).await;
+    assert_eq!(status, 201, "{job}");
+    wait_for(&inbox, "the succeeded event", |i| has_final_state(i, "succeeded")).await;
+}
+
+#[tokio::test]
+async fn delivery_checks_the_destination_again() {
+    // Events queued while private networks were allowed; the admin turns that off and restarts.
+    let (inbox, _dir, mut d, id) = queued_then_killed(1, false).await;
+    std::fs::write(d.data_dir.join("kiln.toml"), "[webhooks]\nfirst_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n").unwrap();
+    let before = {
+        let mut i = inbox.lock().unwrap();
+        i.down = false;
+        i.requests.len()
+    };
+    d.kill9_and_restart();
+    let started = std::time::Instant::now();
+    loop {
+        let (_, hooks) = d.get(&format!("/v1/jobs/{id}/webhooks")).await;
+        let error = hooks["pending"][0]["last_error"].as_str().unwrap_or_default().to_string();
+        if error.starts_with("refused: `127.0.0.1` is a loopback address") && hooks["pending"][0]["attempts"].as_u64() >= Some(3) {
+            assert!(error.contains("webhooks.allow_private_networks"), "{error}");
+            break;
+        }
+        assert!(started.elapsed() < LONG, "{hooks}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(inbox.lock().unwrap().requests.len(), before, "no request reached the receiver after the restart");
+}
+
+/// Every event of an SSE response, as (name, data), until the stream ends (within `limit`).
+async fn read_events(mut resp: reqwest::Response, limit: Duration) -> Vec<(String, Value)> {
+    let mut text = String::new();
+    while let Some(chunk) = tokio::time::timeout(limit, resp.chunk()).await.expect("the stream ended in time").unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text.split("\n\n")
+        .filter_map(|e| {
+            let name = e.lines().find_map(|l| l.strip_prefix("event:"))?.trim().to_string();
+            let data = e.lines().find_map(|l| l.strip_prefix("data:"))?;
+            Some((name, serde_json::from_str(data.trim()).unwrap()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_event_stream_hears_a_resume_that_ends_the_job() {
+    // A job whose only task finished while it was suspended ends at once when resumed.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("plugins")).unwrap();
+    std::fs::copy(kiln_test_plugins::ECHO, data.join("plugins/echo.wasm")).unwrap();
+    std::fs::create_dir_all(data.join("buckets/in")).unwrap();
+    std::fs::write(data.join("buckets/in/a.txt"), "a").unwrap();
+    std::fs::create_dir_all(data.join("buckets/out")).unwrap();
+    let d = Daemon::start(&data, None);
+    let body = json!({"input": {"bucket": "in"}, "style": "echo/sleep,ms_1000", "output": {"bucket": "out", "template": "o/{basename}"}});
+    let id = d.post("/v1/jobs", body).await.1["id"].as_u64().unwrap();
+    let started = std::time::Instant::now();
+    while d.get(&format!("/v1/jobs/{id}")).await.1["counters"]["running"] != 1 {
+        assert!(started.elapsed() < LONG);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(d.post(&format!("/v1/jobs/{id}/suspend"), json!({})).await.0, 200);
+    while d.get(&format!("/v1/jobs/{id}")).await.1["counters"]["succeeded"] != 1 {
+        assert!(started.elapsed() < LONG);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = d.http.get(format!("{}/v1/jobs/{id}/events", d.url)).bearer_auth(&d.token).send().await.unwrap();
+    let resumed = d.post(&format!("/v1/jobs/{id}/resume"), json!({})).await.1;
+    assert_eq!(resumed["state"], "succeeded", "{resumed}");
+    // Told at once (a stream that hears nothing reads its job again only after 5 s).
+    let events = read_events(resp, Duration::from_secs(4)).await;
+    let names: Vec<&str> = events.iter().map(|(n, j)| if n == "state" { j["state"].as_str().unwrap() } else { n.as_str() }).collect();
+    assert_eq!(names.first(), Some(&"suspended"), "{names:?}");
+    assert_eq!(names.last(), Some(&"succeeded"), "{names:?}");
+    assert_eq!(d.delete(&format!("/v1/jobs/{id}")).await, 204);
+    assert_eq!(d.get(&format!("/v1/jobs/{id}/events")).await.0, 404);
+}
+
+#[tokio::test]
 async fn the_event_stream_follows_a_job_to_its_end() {
     let (_dir, d) = daemon(40, "workers = 2\n");
     let mut body = job_with_hook("http://127.0.0.1:1/unused", false);
     body.as_object_mut().unwrap().remove("notify");
     body["concurrency"] = json!(1);
     let id = d.post("/v1/jobs", body).await.1["id"].as_u64().unwrap();
-    let mut resp = d.http.get(format!("{}/v1/jobs/{id}/events", d.url)).bearer_auth(&d.token).send().await.unwrap();
+    let resp = d.http.get(format!("{}/v1/jobs/{id}/events", d.url)).bearer_auth(&d.token).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let mut text = String::new();
-    while let Some(chunk) = tokio::time::timeout(LONG, resp.chunk()).await.unwrap().unwrap() {
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    let events: Vec<(String, Value)> = text
-        .split("\n\n")
-        .filter_map(|e| {
-            let name = e.lines().find_map(|l| l.strip_prefix("event:"))?.trim().to_string();
-            let data = e.lines().find_map(|l| l.strip_prefix("data:"))?;
-            Some((name, serde_json::from_str(data.trim()).unwrap()))
-        })
-        .collect();
+    let events = read_events(resp, LONG).await;
     assert_eq!(events.first().unwrap().0, "state");
     let (name, last) = events.last().unwrap();
     assert_eq!((name.as_str(), last["state"].as_str()), ("state", Some("succeeded")));

@@ -299,6 +299,43 @@ async fn quotas_bound_jobs_tasks_limits_and_plugins() {
 }
 
 #[tokio::test]
+async fn concurrent_starts_never_pass_the_running_jobs_quota() {
+    let (_dir, d) = daemon();
+    install_public_echo(&d).await;
+    let q = tenant(&d, "busy", own_prefix("a"), json!({"running_jobs": 2})).await;
+    // Three 2 s tasks one at a time: each job runs for at least 6 s.
+    let slow = |i: usize, start: bool| {
+        let mut body = job("a/", "echo/sleep,ms_2000", &format!("a/c{i}/{{barename}}.{{autoext}}"));
+        body["concurrency"] = json!(1);
+        body["start"] = json!(start);
+        body
+    };
+    let statuses = |answers: Vec<(u16, Value)>| {
+        for (status, p) in &answers {
+            assert!(*status == 201 || *status == 200 || (*status == 429 && p["detail"].as_str().unwrap().contains("running_jobs")), "{status} {p}");
+        }
+        answers.iter().filter(|(s, _)| *s == 429).count()
+    };
+
+    // Twelve creates at once: exactly two run.
+    let answers = futures::future::join_all((0..12).map(|i| q.post("/v1/jobs", slow(i, true)))).await;
+    assert_eq!(statuses(answers), 10, "exactly two of twelve are accepted");
+    async fn running(q: &Daemon) -> usize {
+        q.get("/v1/jobs?state=running").await.1["items"].as_array().unwrap().len()
+    }
+    assert_eq!(running(&q).await, 2);
+
+    // Resumes at once, with one slot freed: exactly one runs.
+    let ready: Vec<u64> = futures::future::join_all((20..24).map(|i| q.post("/v1/jobs", slow(i, false)))).await.iter().map(|(_, j)| j["id"].as_u64().unwrap()).collect();
+    let (_, first) = q.get("/v1/jobs?state=running").await;
+    q.post(&format!("/v1/jobs/{}/cancel", first["items"][0]["id"]), json!({})).await;
+    let paths: Vec<String> = ready.iter().map(|id| format!("/v1/jobs/{id}/resume")).collect();
+    let answers = futures::future::join_all(paths.iter().map(|p| q.post(p, json!({})))).await;
+    assert_eq!(statuses(answers), 3, "exactly one of four resumes is accepted");
+    assert_eq!(running(&q).await, 2);
+}
+
+#[tokio::test]
 async fn a_small_job_finishes_quickly_while_another_tenants_big_job_runs() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -157,6 +157,9 @@ impl Config {
         if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::Invalid("`admin_token` must be at least 16 characters".into()));
         }
+        if self.webhooks.concurrency == 0 {
+            return Err(ConfigError::Invalid("`webhooks.concurrency` must be at least 1".into()));
+        }
         self.tenant_quotas.check().map_err(|(field, msg)| ConfigError::Invalid(format!("tenant_{field}: {msg}")))?;
         for (name, bucket) in &self.buckets {
             crate::objects::check_bucket_name(name).map_err(|e| ConfigError::Invalid(format!("buckets.{name}: {e}")))?;
@@ -239,6 +242,10 @@ mod tests {
         assert!(no_account.validate().unwrap_err().to_string().contains("`account` is required"));
         let no_endpoint: Config = toml::from_str("[buckets.g]\nkind = \"gcs\"\nbucket = \"b\"\nuse_emulator = true").unwrap();
         assert!(no_endpoint.validate().unwrap_err().to_string().contains("needs `endpoint`"));
+
+        let webhooks: Config = toml::from_str("[webhooks]\nallow_private_networks = true\nconcurrency = 0").unwrap();
+        assert!(webhooks.webhooks.allow_private_networks);
+        assert!(webhooks.validate().unwrap_err().to_string().contains("webhooks.concurrency"));
 
         let err = toml::from_str::<Config>("listen_address = 1").unwrap_err().to_string();
         assert!(err.contains("listen_address"), "{err}");

@@ -249,7 +249,9 @@ fn default_follow_interval() -> std::time::Duration {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotifySpec {
-    /// `http://` or `https://` URL that receives CloudEvents 1.0 JSON POSTs.
+    /// `http://` or `https://` URL that receives CloudEvents 1.0 JSON POSTs. Its host
+    /// must be a public address (not loopback, private, link-local, …), unless the
+    /// daemon's admin sets `webhooks.allow_private_networks`.
     pub url: String,
     /// HMAC-SHA256 key for the `Kiln-Signature` header (at least 16 characters). Write-only.
     #[serde(default, skip_serializing)]

@@ -5,17 +5,17 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::Caller;
+use super::job_stream::{Change, RECHECK, follow};
 use super::openapi::Problems;
 use super::problem::{Json, Path, Problem};
-use crate::model::{JobId, JobRecord, JobState};
+use crate::model::JobId;
 use crate::store::OutboxEntry;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -31,19 +31,15 @@ struct JobIdPath {
     id: JobId,
 }
 
-/// What the event stream carries between two events of one job.
-struct Follow {
-    id: JobId,
-    rx: tokio::sync::broadcast::Receiver<JobRecord>,
-    jobs: crate::jobs::Jobs,
-    last_state: Option<JobState>,
-    first: Option<JobRecord>,
-    ended: bool,
-}
-
-fn event_of(job: &JobRecord, last_state: Option<JobState>) -> Event {
-    let name = if last_state == Some(job.state) { "progress" } else { "state" };
-    Event::default().event(name).id(format!("{}-{}", job.id, job.updated_at)).json_data(job).unwrap_or_else(|_| Event::default().comment("unencodable"))
+fn event_of(change: Change) -> Event {
+    let (name, id, data) = match change {
+        Change::Job { job, new_state } => {
+            let data = serde_json::to_value(&job).unwrap_or_default();
+            (if new_state { "state" } else { "progress" }, format!("{}-{}", job.id, job.updated_at), data)
+        }
+        Change::Deleted(id) => ("deleted", format!("{id}-deleted"), serde_json::json!({"id": id, "deleted": true})),
+    };
+    Event::default().event(name).id(id).json_data(data).unwrap_or_else(|_| Event::default().comment("unencodable"))
 }
 
 /// One event of the stream, as its fields (OpenAPI describes a `text/event-stream` event by event).
@@ -54,10 +50,20 @@ impl utoipa::PartialSchema for JobEvent {
         use utoipa::openapi::schema::{ObjectBuilder, Type};
         let string = || ObjectBuilder::new().schema_type(Type::String);
         ObjectBuilder::new()
-            .property("event", string().enum_values(Some(["state", "progress"])).description(Some("`state` when the job's state changed, else `progress`")))
+            .property(
+                "event",
+                string()
+                    .enum_values(Some(["state", "progress", "deleted"]))
+                    .description(Some("`state` when the job's state changed, `progress` when only its counters did, `deleted` (the last event) when the job was deleted")),
+            )
             .required("event")
-            .property("id", string().description(Some("`JOB-UPDATED_AT`")))
-            .property("data", string().content_media_type("application/json").description(Some("The job, as `GET /v1/jobs/{id}` gives it")))
+            .property("id", string().description(Some("`JOB-UPDATED_AT`, or `JOB-deleted`")))
+            .property(
+                "data",
+                string()
+                    .content_media_type("application/json")
+                    .description(Some("The job, as `GET /v1/jobs/{id}` gives it; for `deleted`, `{\"id\": JOB, \"deleted\": true}`")),
+            )
             .required("data")
             .into()
     }
@@ -68,14 +74,15 @@ impl utoipa::ToSchema for JobEvent {}
 /// `GET /v1/jobs/{id}/events`: Server-Sent Events. The first event is the
 /// job as it is now; then a `progress` event each time its counters change,
 /// and a `state` event each time its state does. The stream ends after a
-/// terminal state. Each event's data is the job (as `GET /v1/jobs/{id}`).
+/// terminal state, or with a `deleted` event if the job is deleted. Each
+/// event's data is the job (as `GET /v1/jobs/{id}`).
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}/events",
     tag = "jobs",
     params(JobIdPath),
     responses(
-        (status = 200, description = "`text/event-stream` of `state` and `progress` events, each with the job as data", content_type = "text/event-stream", body = JobEvent),
+        (status = 200, description = "`text/event-stream` of `state` and `progress` events, each with the job as data, and `deleted` if the job is deleted", content_type = "text/event-stream", body = JobEvent),
         Problems<400, 401, 404>,
     ),
 )]
@@ -83,42 +90,8 @@ async fn job_events(State(s): State<AppState>, Caller(caller): Caller, Path(JobI
     // Subscribe before reading the job, so no change falls in between.
     let rx = s.jobs.subscribe();
     let job = s.jobs.get(&caller, id).await?;
-    let follow = Follow { id, rx, jobs: s.jobs.clone(), last_state: None, first: Some(job), ended: false };
-    let stream = futures::stream::unfold(follow, |mut f| async move {
-        if f.ended {
-            return None;
-        }
-        let job = match f.first.take() {
-            Some(j) => j,
-            None => next_update(&mut f).await?,
-        };
-        let event = event_of(&job, f.last_state);
-        f.last_state = Some(job.state);
-        f.ended = job.state.is_terminal();
-        Some((Ok(event), f))
-    });
+    let stream = follow(job, rx, s.jobs.store().clone(), RECHECK).map(|change| Ok(event_of(change)));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
-}
-
-/// The job's next version, coalescing a burst of updates into the latest.
-async fn next_update(f: &mut Follow) -> Option<JobRecord> {
-    let mut latest: Option<JobRecord> = None;
-    loop {
-        let got = if latest.is_some() { f.rx.try_recv().map_err(|_| RecvError::Closed) } else { f.rx.recv().await };
-        match got {
-            Ok(j) if j.id == f.id => latest = Some(j),
-            Ok(_) => {}
-            // Too far behind: read the job afresh.
-            Err(RecvError::Lagged(_)) => {
-                let id = f.id;
-                latest = f.jobs.store().call(move |s| s.get_job(id)).await.ok().flatten();
-            }
-            Err(RecvError::Closed) => return latest,
-        }
-        if latest.as_ref().is_some_and(|j| j.state.is_terminal()) {
-            return latest;
-        }
-    }
 }
 
 /// A job's webhook deliveries that are not done.

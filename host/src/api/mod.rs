@@ -3,6 +3,7 @@
 
 mod auth;
 mod events;
+mod job_stream;
 mod observe;
 mod openapi;
 mod plugins;

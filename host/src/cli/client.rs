@@ -540,7 +540,8 @@ async fn wait(client: &Client, id: u64) -> anyhow::Result<()> {
     // restart), read the job and listen again.
     let job: JobRecord = loop {
         match follow_events(client, id, &show).await {
-            Ok(job) => break job,
+            Ok(Some(job)) => break job,
+            Ok(None) => bail!("job {id} was deleted"),
             Err(e) => {
                 tracing::debug!(error = %e, "event stream ended; reconnecting");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -575,8 +576,9 @@ async fn wait(client: &Client, id: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Read `GET /v1/jobs/{id}/events` until the job ends or is suspended.
-async fn follow_events(client: &Client, id: u64, show: &impl Fn(&JobRecord)) -> anyhow::Result<JobRecord> {
+/// Read `GET /v1/jobs/{id}/events` until the job ends or is suspended
+/// (`None`: it was deleted).
+async fn follow_events(client: &Client, id: u64, show: &impl Fn(&JobRecord)) -> anyhow::Result<Option<JobRecord>> {
     let mut resp = client.open_stream(&format!("/v1/jobs/{id}/events")).await?;
     let mut buf = String::new();
     while let Some(chunk) = resp.chunk().await? {
@@ -584,11 +586,14 @@ async fn follow_events(client: &Client, id: u64, show: &impl Fn(&JobRecord)) -> 
         // Events end with a blank line; the data of ours is one JSON line.
         while let Some(end) = buf.find("\n\n") {
             let event: String = buf.drain(..end + 2).collect();
+            if event.lines().any(|l| l.strip_prefix("event:").is_some_and(|n| n.trim() == "deleted")) {
+                return Ok(None);
+            }
             let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else { continue };
             let job: JobRecord = serde_json::from_str(data.trim())?;
             show(&job);
             if job.state.is_terminal() || job.state == JobState::Suspended {
-                return Ok(job);
+                return Ok(Some(job));
             }
         }
     }

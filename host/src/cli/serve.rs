@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// generated at first start and printed once.
     #[arg(long, env = "KILN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Let webhooks go to loopback, private, link-local and other non-public
+    /// addresses (`[webhooks] allow_private_networks`).
+    #[arg(long, env = "KILN_WEBHOOKS_ALLOW_PRIVATE_NETWORKS")]
+    webhooks_allow_private_networks: bool,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -49,6 +53,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(t) = args.admin_token {
         config.admin_token = Some(t);
     }
+    config.webhooks.allow_private_networks |= args.webhooks_allow_private_networks;
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
 

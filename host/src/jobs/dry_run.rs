@@ -240,7 +240,7 @@ impl Jobs {
     /// Nothing is stored; the tenant's `running_jobs` quota does not apply.
     pub async fn dry_run(&self, caller: &Principal, spec: JobSpec) -> Result<DryRun, JobError> {
         let prepared = super::prepare::prepare(&spec, caller.tenant(), &self.prepare_context()).await?;
-        super::prepare::check_manifest(&spec, &self.inner.buckets).await?;
+        self.check_at_creation(&spec).await?;
         let autoext = prepared.plugin.info.writes.first().map(|e| e.trim_start_matches('.').to_string()).filter(|e| !e.is_empty());
         let mut tally = Tally { prepared: &prepared, task_time: now(), autoext, out: DryRun::default(), seen: HashMap::new(), shown: BTreeMap::new() };
         if !spec.input.keys.is_empty() {

@@ -35,7 +35,7 @@ use crate::model::{JobId, JobRecord, JobSpec, JobState, now};
 use crate::objects::Buckets;
 use crate::runtime::Runtime;
 use crate::select::Pager;
-use crate::store::{PlannedObject, Store, TaskResult};
+use crate::store::{PlannedObject, RetryRefused, Store, TaskResult};
 
 /// Keys listed per planner batch (one transaction each).
 const PLAN_PAGE: usize = 1000;
@@ -69,10 +69,20 @@ pub(crate) struct Inner {
     active: Mutex<BTreeMap<JobId, Active>>,
     /// Each tenant's quotas, kept current by the API, read by the scheduler.
     quotas: RwLock<HashMap<String, Quotas>>,
-    /// Every job as it is after each change: the source of live events (SSE).
-    updates: broadcast::Sender<JobRecord>,
+    /// Every job as it is after each change, and each deletion: the source of live events (SSE).
+    updates: broadcast::Sender<JobUpdate>,
     /// Woken when a change may have queued webhook events.
     outbox_wake: Arc<Notify>,
+    /// `webhooks.allow_private_networks`: checked at creation, and again at delivery.
+    webhooks_allow_private: bool,
+}
+
+/// A change to a job, as live listeners (SSE) hear of it.
+#[derive(Debug, Clone)]
+pub enum JobUpdate {
+    /// The job as it is after the change.
+    Changed(Box<JobRecord>),
+    Deleted(JobId),
 }
 
 struct Active {
@@ -141,6 +151,7 @@ impl Jobs {
             quotas: RwLock::new(HashMap::new()),
             updates: broadcast::channel(1024).0,
             outbox_wake: Arc::new(Notify::new()),
+            webhooks_allow_private: config.webhooks.allow_private_networks,
         });
         crate::notify::Deliverer::start(inner.store.clone(), config.webhooks, inner.outbox_wake.clone());
         for tenant in jobs_store_tenants(&inner.store).await? {
@@ -181,12 +192,10 @@ impl Jobs {
     pub async fn create(&self, caller: &Principal, spec: JobSpec, start: bool) -> Result<JobRecord, JobError> {
         let tenant = caller.tenant().map(str::to_string);
         let prepared = prepare::prepare(&spec, tenant.as_deref(), &self.prepare_context()).await?;
-        prepare::check_manifest(&spec, &self.inner.buckets).await?;
-        if start {
-            self.check_running_quota(tenant.as_deref()).await?;
-        }
+        self.check_at_creation(&spec).await?;
         let state = if start { JobState::Running } else { JobState::Ready };
-        let job = self.inner.store.call(move |s| s.create_job(spec, tenant, state)).await.map_err(internal)?;
+        // The store refuses a job created Running at its tenant's `running_jobs` quota.
+        let job = self.inner.store.call(move |s| s.create_job(spec, tenant, state)).await.map_err(internal)??;
         publish(&self.inner, &job);
         if start {
             self.insert_active(&job, prepared);
@@ -194,19 +203,15 @@ impl Jobs {
         Ok(job)
     }
 
-    /// Refuse to run one more job of a tenant already at its `running_jobs` quota.
-    async fn check_running_quota(&self, tenant: Option<&str>) -> Result<(), JobError> {
-        let Some(t) = tenant else { return Ok(()) };
-        let quota = self.quotas(t).running_jobs as usize;
-        let owner = t.to_string();
-        let (running, _) = self
-            .inner
-            .store
-            .call(move |s| s.list_jobs(Some(Some(&owner)), Some(JobState::Running), None, None, quota + 1))
-            .await
-            .map_err(internal)?;
-        if running.len() >= quota {
-            return Err(JobError::Quota(format!("tenant `{t}` already has {} running jobs, its `running_jobs` quota", running.len())));
+    /// The checks made when a job is created (and by a dry run), not each time
+    /// it is prepared again (resume, restart): the manifest exists, and the
+    /// webhook goes where the daemon's policy allows.
+    async fn check_at_creation(&self, spec: &JobSpec) -> Result<(), JobError> {
+        prepare::check_manifest(spec, &self.inner.buckets).await?;
+        if let Some(n) = &spec.notify {
+            crate::notify::check_destination(&n.url, self.inner.webhooks_allow_private)
+                .await
+                .map_err(|e| JobError::Invalid { field: "notify.url", message: e.to_string() })?;
         }
         Ok(())
     }
@@ -310,8 +315,8 @@ impl Jobs {
         Ok(job)
     }
 
-    /// Live updates of every job (each as it is after a change).
-    pub fn subscribe(&self) -> broadcast::Receiver<JobRecord> {
+    /// Live updates of every job (each as it is after a change), and deletions.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobUpdate> {
         self.inner.updates.subscribe()
     }
 
@@ -323,14 +328,17 @@ impl Jobs {
     /// Go on from the planner's cursor and the pending tasks.
     pub async fn resume(&self, caller: &Principal, id: JobId) -> Result<JobRecord, JobError> {
         let current = self.get(caller, id).await?;
-        self.check_running_quota(current.tenant.as_deref()).await?;
         // Prepared first: a job whose plugin, style or role is gone is refused
         // here, rather than left Running with nothing to schedule it.
         let prepared = prepare::prepare(&current.spec, current.tenant.as_deref(), &self.prepare_context()).await?;
+        // Refused by the store at the tenant's `running_jobs` quota.
         let job = self.transition(caller, id, "resume", &[JobState::Suspended, JobState::Ready], JobState::Running).await?;
         self.insert_active(&job, prepared);
         // A job whose work was all done while suspended ends now.
         let job = self.inner.store.call(move |s| s.add_planned(id, &[], None, false).and_then(|_| s.get_job(id))).await.map_err(internal)?;
+        if let Some(j) = job.as_ref().filter(|j| j.state.is_terminal()) {
+            publish(&self.inner, j);
+        }
         report::jobs_changed(&self.inner, job.as_slice());
         job.ok_or(JobError::NotFound(id))
     }
@@ -347,12 +355,14 @@ impl Jobs {
         if !matches!(job.state, JobState::Failed | JobState::Succeeded | JobState::Running) || job.counters.failed == 0 {
             return Err(JobError::WrongState { id, state: job.state.as_str(), action: "retry failed tasks: none failed, or the job is not running or ended" });
         }
-        if job.state != JobState::Running {
-            self.check_running_quota(job.tenant.as_deref()).await?;
-        }
         let prepared = prepare::prepare(&job.spec, job.tenant.as_deref(), &self.prepare_context()).await?;
-        if let Err(state) = self.inner.store.call(move |s| s.retry_failed(id)).await.map_err(internal)? {
-            return Err(JobError::WrongState { id, state: state.as_str(), action: "retry failed tasks: the job changed state meanwhile" });
+        match self.inner.store.call(move |s| s.retry_failed(id)).await.map_err(internal)? {
+            Ok(_) => {}
+            Err(RetryRefused::State(state)) => {
+                return Err(JobError::WrongState { id, state: state.as_str(), action: "retry failed tasks: the job changed state meanwhile" });
+            }
+            // Refused by the store at the tenant's `running_jobs` quota, unless the job is Running already.
+            Err(RetryRefused::Quota(full)) => return Err(full.into()),
         }
         let job = self.get(caller, id).await?;
         self.insert_active(&job, prepared);
@@ -367,6 +377,8 @@ impl Jobs {
             return Err(JobError::WrongState { id, state: job.state.as_str(), action: "delete (cancel it first)" });
         }
         self.inner.store.call(move |s| s.delete_job(id)).await.map_err(internal)?;
+        // Live listeners end their streams with a `deleted` event.
+        let _ = self.inner.updates.send(JobUpdate::Deleted(id));
         Ok(())
     }
 
@@ -386,7 +398,7 @@ fn publish(inner: &Inner, job: &JobRecord) {
             a.stops += 1;
         }
     }
-    let _ = inner.updates.send(job.clone());
+    let _ = inner.updates.send(JobUpdate::Changed(Box::new(job.clone())));
     inner.outbox_wake.notify_one();
 }
 
@@ -399,7 +411,7 @@ async fn fail_job(inner: &Inner, id: JobId, error: String) {
     let updated = inner
         .store
         .call(move |s| {
-            s.update_job::<()>(id, |job| {
+            s.update_job::<JobError>(id, |job| {
                 if !job.state.is_terminal() {
                     job.state = JobState::Failed;
                     job.error = Some(error);

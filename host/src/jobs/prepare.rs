@@ -36,6 +36,12 @@ pub enum JobError {
     Internal(String),
 }
 
+impl From<crate::store::RunningJobsFull> for JobError {
+    fn from(full: crate::store::RunningJobsFull) -> Self {
+        JobError::Quota(full.to_string())
+    }
+}
+
 impl JobError {
     fn invalid(field: &'static str, message: impl std::fmt::Display) -> Self {
         JobError::Invalid { field, message: message.to_string() }

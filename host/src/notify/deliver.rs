@@ -1,15 +1,26 @@
 //! Delivery from the outbox: in order per job, at least once, with
 //! exponential backoff, giving up (visibly) after `give_up_after`.
+//!
+//! A dispatcher reads the oldest waiting event of each job and hands each
+//! that is due to a delivery task of its own; `concurrency` of them send at
+//! once. A job has at most one delivery under way, and its next event is
+//! its oldest only once that one is delivered or given up: so each job's
+//! events arrive in order, while a slow or dead receiver delays only its own
+//! job's events.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
-use crate::model::now;
+use super::send::{client, send};
+use crate::model::{JobId, now};
 use crate::store::{OutboxEntry, Store};
+
+/// Jobs whose next event one read of the outbox considers, at most.
+const HEADS_PER_READ: usize = 4096;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -27,6 +38,13 @@ pub struct WebhookConfig {
     /// listed under the job's dead events.
     #[serde(with = "humantime_serde")]
     pub give_up_after: Duration,
+    /// Also deliver to loopback, private, link-local and other non-public
+    /// addresses. Off by default, so a tenant cannot make the daemon call
+    /// services on its own host or network.
+    pub allow_private_networks: bool,
+    /// Deliveries in flight at once, each to a different job's receiver:
+    /// a slow receiver holds up its own job's events, not the others'.
+    pub concurrency: usize,
 }
 
 impl Default for WebhookConfig {
@@ -36,6 +54,8 @@ impl Default for WebhookConfig {
             first_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             give_up_after: Duration::from_secs(24 * 3600),
+            allow_private_networks: false,
+            concurrency: 16,
         }
     }
 }
@@ -45,7 +65,12 @@ pub struct Deliverer {
     store: Store,
     http: reqwest::Client,
     config: WebhookConfig,
+    /// Notified when events are committed, and when a delivery ends.
     wake: Arc<Notify>,
+    /// Jobs with a delivery under way.
+    busy: Mutex<HashSet<JobId>>,
+    /// Deliveries sending at once.
+    slots: Arc<Semaphore>,
 }
 
 fn now_ms() -> i64 {
@@ -55,34 +80,33 @@ fn now_ms() -> i64 {
 impl Deliverer {
     /// Start delivering; `wake` is notified when new events are committed.
     pub fn start(store: Store, config: WebhookConfig, wake: Arc<Notify>) {
-        let http = reqwest::Client::builder().timeout(config.timeout).build().expect("a plain HTTP client builds");
-        let d = Deliverer { store, http, config, wake };
-        tokio::spawn(d.run());
+        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let d = Deliverer { store, http: client(&config), config, wake, busy: Mutex::default(), slots };
+        tokio::spawn(Arc::new(d).dispatch());
     }
 
-    async fn run(self) {
+    /// Hand each job's due event to a delivery task, then wait for news.
+    async fn dispatch(self: Arc<Self>) {
+        let mut from_job = 0;
         loop {
-            let entries = match self.store.call(|s| s.outbox(1000)).await {
-                Ok(e) => e,
+            let heads = match self.store.call(move |s| s.outbox_heads(from_job, HEADS_PER_READ)).await {
+                Ok(h) => h,
                 Err(e) => {
                     tracing::error!(error = %e, "reading the webhook outbox");
                     Vec::new()
                 }
             };
-            // A job whose oldest event is not delivered yet waits: events of a job arrive in order.
-            let mut blocked: HashSet<u64> = HashSet::new();
+            // More jobs wait than one read holds: the next read goes on after them.
+            from_job = match heads.last() {
+                Some(last) if heads.len() == HEADS_PER_READ => last.job + 1,
+                _ => 0,
+            };
             let mut soonest: Option<i64> = None;
-            for entry in entries {
-                if blocked.contains(&entry.job) {
-                    continue;
-                }
+            for entry in heads {
                 if entry.next_attempt_at > now_ms() {
-                    blocked.insert(entry.job);
-                    soonest = Some(soonest.map_or(entry.next_attempt_at, |s: i64| s.min(entry.next_attempt_at)));
-                    continue;
-                }
-                if !self.deliver(&entry).await {
-                    blocked.insert(entry.job);
+                    soonest = Some(soonest.map_or(entry.next_attempt_at, |s| s.min(entry.next_attempt_at)));
+                } else if self.busy.lock().unwrap().insert(entry.job) {
+                    tokio::spawn(self.clone().deliver_head(entry));
                 }
             }
             let idle = soonest.map_or(Duration::from_secs(1), |t| Duration::from_millis((t - now_ms()).clamp(10, 1000) as u64));
@@ -90,32 +114,33 @@ impl Deliverer {
         }
     }
 
-    /// One attempt; true if delivered.
-    async fn deliver(&self, entry: &OutboxEntry) -> bool {
-        let body = serde_json::to_vec(&entry.event).expect("events serialise");
-        let t = now();
-        let result = self
-            .http
-            .post(&entry.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/cloudevents+json; charset=utf-8")
-            .header("Kiln-Signature", super::sign(&entry.secret, t, &body))
-            .header("Kiln-Event-Id", entry.event["id"].as_str().unwrap_or_default())
-            .body(body)
-            .send()
-            .await;
-        let error = match result {
-            Ok(r) if r.status().is_success() => None,
-            Ok(r) => Some(format!("the receiver answered {}", r.status())),
-            Err(e) => Some(format!("cannot reach the receiver: {e}")),
-        };
+    /// Deliver a job's oldest event (once a slot is free), then let the
+    /// dispatcher hand out the job's next one.
+    async fn deliver_head(self: Arc<Self>, seen: OutboxEntry) {
+        let _slot = self.slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+        // The dispatcher's read may be older than the last delivery of this
+        // job: act on the event as it is now (still waiting, and due).
+        let seq = seen.seq;
+        match self.store.call(move |s| s.outbox_entry(seq)).await {
+            Ok(Some(entry)) if entry.next_attempt_at <= now_ms() => self.attempt(&entry).await,
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "reading a webhook event"),
+        }
+        self.busy.lock().unwrap().remove(&seen.job);
+        self.wake.notify_one();
+    }
+
+    /// One attempt, recorded: delivered, deferred with backoff, or given up.
+    async fn attempt(&self, entry: &OutboxEntry) {
+        let error = send(&self.http, self.config.allow_private_networks, entry).await.err();
         let m = crate::metrics::global();
-        let seq = entry.seq;
+        let (job, seq) = (entry.job, entry.seq);
         let Some(error) = error else {
             m.webhook("delivered");
-            if let Err(e) = self.store.call(move |s| s.event_delivered(seq)).await {
+            if let Err(e) = self.store.call(move |s| s.event_delivered(job, seq)).await {
                 tracing::error!(error = %e, "recording a delivered event");
             }
-            return true;
+            return;
         };
         let age = Duration::from_secs((now() - entry.created_at).max(0) as u64);
         if age >= self.config.give_up_after {
@@ -131,6 +156,5 @@ impl Deliverer {
             let e = error.clone();
             let _ = self.store.call(move |s| s.event_deferred(seq, next, &e)).await;
         }
-        false
     }
 }

@@ -14,9 +14,11 @@
 //! - `etags`: (job definition, key) → etag of the last successful run, for `skip_unchanged`.
 //! - `tenants`, `tokens` (by SHA-256), `roles`, `plugins` (`owner/name`): see [`tenancy`].
 //!
-//! Schema history: 1 had `styles` keyed by name alone; 2 added tenancy.
+//! Schema history: 1 had `styles` keyed by name alone; 2 added tenancy; 3
+//! added `outbox_by_job`.
 
 mod outbox;
+mod running;
 mod tasks;
 mod tenancy;
 
@@ -28,7 +30,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::model::{JobId, JobRecord, JobState, StyleRecord, now};
 
 pub use outbox::OutboxEntry;
-pub use tasks::{PlannedObject, TaskFilter, TaskResult};
+pub use running::RunningJobsFull;
+pub use tasks::{PlannedObject, RetryRefused, TaskFilter, TaskResult};
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
@@ -47,7 +50,7 @@ const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 const ETAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("etags");
 
 /// The schema this build writes. A store written by a newer Kiln is refused.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The key of a thing owned by a tenant (or, with `None`, by the admin).
 /// Names never hold a `/`, so the owner's things are one key range.
@@ -91,6 +94,11 @@ fn decode<T: serde::de::DeserializeOwned>(table: &'static str, bytes: &[u8]) -> 
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { table, message: e.to_string() })
 }
 
+fn load_job(txn: &redb::WriteTransaction, id: JobId) -> Result<Option<JobRecord>> {
+    let jobs = txn.open_table(JOBS)?;
+    jobs.get(id)?.map(|v| decode("jobs", v.value())).transpose()
+}
+
 impl Store {
     /// Open (or create) the store, check its schema version, and create missing tables.
     pub fn open(path: &Path) -> Result<Store> {
@@ -108,8 +116,11 @@ impl Store {
                     return Err(StoreError::NewerSchema { path: shown, found: v, supported: SCHEMA_VERSION });
                 }
                 Some(v) if v == SCHEMA_VERSION => {}
-                Some(_) => {
-                    migrate_v1(&txn)?;
+                Some(v) => {
+                    if v < 2 {
+                        migrate_v1(&txn)?;
+                    }
+                    outbox::index_by_job(&txn)?;
                     meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())?;
                 }
                 None => {
@@ -128,6 +139,7 @@ impl Store {
             txn.open_table(PLUGINS)?;
             txn.open_table(ETAGS)?;
             txn.open_table(outbox::OUTBOX)?;
+            txn.open_table(outbox::OUTBOX_BY_JOB)?;
             txn.open_table(outbox::DEAD_EVENTS)?;
             txn.open_table(outbox::JOB_SECRETS)?;
         }
@@ -152,14 +164,13 @@ impl Store {
 
     // ---- jobs ----
 
-    /// Store a new job in `state`, with the next id.
-    pub fn create_job(&self, spec: crate::model::JobSpec, tenant: Option<String>, state: JobState) -> Result<JobRecord> {
+    /// Store a new job in `state`, with the next id. A tenant's job created
+    /// Running is refused at its `running_jobs` quota.
+    pub fn create_job(&self, spec: crate::model::JobSpec, tenant: Option<String>, state: JobState) -> Result<std::result::Result<JobRecord, RunningJobsFull>> {
         let txn = self.db.begin_write()?;
         let job = {
             let mut meta = txn.open_table(META)?;
             let id = meta.get("next_job_id")?.and_then(|v| v.value().parse::<u64>().ok()).unwrap_or(1);
-            meta.insert("next_job_id", (id + 1).to_string().as_str())?;
-            drop(meta);
             let t = now();
             let job = JobRecord {
                 id,
@@ -174,6 +185,11 @@ impl Store {
                 updated_at: t,
                 finished_at: None,
             };
+            if let Err(full) = running::may_start(&txn, None, &job)? {
+                return Ok(Err(full));
+            }
+            meta.insert("next_job_id", (id + 1).to_string().as_str())?;
+            drop(meta);
             txn.open_table(JOBS)?.insert(id, encode(&job).as_slice())?;
             txn.open_table(TENANT_JOBS)?.insert((job.tenant.as_deref().unwrap_or(""), id), ())?;
             if let Some(n) = &job.spec.notify {
@@ -183,7 +199,7 @@ impl Store {
             job
         };
         txn.commit()?;
-        Ok(job)
+        Ok(Ok(job))
     }
 
     pub fn get_job(&self, id: JobId) -> Result<Option<JobRecord>> {
@@ -250,32 +266,28 @@ impl Store {
         Ok(out)
     }
 
-    /// Change a job in one transaction; `f` returns an error to refuse the change.
-    pub fn update_job<E>(
+    /// Change a job in one transaction; `f` returns an error to refuse the
+    /// change. A change that makes a tenant's job Running is refused at the
+    /// tenant's `running_jobs` quota.
+    pub fn update_job<E: From<RunningJobsFull>>(
         &self,
         id: JobId,
         f: impl FnOnce(&mut JobRecord) -> std::result::Result<(), E>,
     ) -> Result<Option<std::result::Result<JobRecord, E>>> {
         let txn = self.db.begin_write()?;
-        let result = {
-            let mut jobs = txn.open_table(JOBS)?;
-            let Some(mut job) = jobs.get(id)?.map(|v| decode::<JobRecord>("jobs", v.value())).transpose()? else {
-                return Ok(None);
-            };
-            let before = job.state;
-            match f(&mut job) {
-                Err(e) => return Ok(Some(Err(e))),
-                Ok(()) => {
-                    job.updated_at = now();
-                    jobs.insert(id, encode(&job).as_slice())?;
-                    drop(jobs);
-                    outbox::job_saved(&txn, Some(before), &job)?;
-                    job
-                }
-            }
-        };
+        let Some(mut job) = load_job(&txn, id)? else { return Ok(None) };
+        let before = job.state;
+        if let Err(e) = f(&mut job) {
+            return Ok(Some(Err(e)));
+        }
+        if let Err(full) = running::may_start(&txn, Some(before), &job)? {
+            return Ok(Some(Err(full.into())));
+        }
+        job.updated_at = now();
+        txn.open_table(JOBS)?.insert(id, encode(&job).as_slice())?;
+        outbox::job_saved(&txn, Some(before), &job)?;
         txn.commit()?;
-        Ok(Some(Ok(result)))
+        Ok(Some(Ok(job)))
     }
 
     /// Delete a job and all its tasks.
@@ -425,7 +437,7 @@ mod tests {
     fn plans_claims_commits_and_settles_with_counters_that_add_up() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("k.redb")).unwrap();
-        let job = store.create_job(spec(), None, JobState::Running).unwrap();
+        let job = store.create_job(spec(), None, JobState::Running).unwrap().unwrap();
         assert_eq!(store.add_planned(job.id, &planned(&["a", "b", "c"]), Some("c"), false).unwrap(), 3);
         // A page listed again after a crash adds nothing.
         assert_eq!(store.add_planned(job.id, &planned(&["b", "c", "d"]), Some("d"), true).unwrap(), 1);
@@ -468,19 +480,19 @@ mod tests {
     fn retry_failed_never_revives_a_job_cancelled_meanwhile() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("k.redb")).unwrap();
-        let job = store.create_job(spec(), None, JobState::Running).unwrap();
+        let job = store.create_job(spec(), None, JobState::Running).unwrap().unwrap();
         store.add_planned(job.id, &planned(&["a"]), None, true).unwrap();
         let t = store.claim(job.id, 1).unwrap();
         let failed = TaskErrorRecord { kind: "plugin".into(), message: "no".into() };
         store.commit_results(&[TaskResult::Failed { job: job.id, seq: t[0].seq, error: failed, duration_ms: 0, bytes_in: 0 }]).unwrap();
         // The caller saw a Failed job; a cancel lands before its retry does.
         store
-            .update_job::<()>(job.id, |j| {
+            .update_job::<RetryRefused>(job.id, |j| {
                 j.state = JobState::Cancelled;
                 Ok(())
             })
             .unwrap();
-        assert_eq!(store.retry_failed(job.id).unwrap(), Err(JobState::Cancelled));
+        assert_eq!(store.retry_failed(job.id).unwrap(), Err(RetryRefused::State(JobState::Cancelled)));
         let job = store.get_job(job.id).unwrap().unwrap();
         assert_eq!((job.state, job.counters.failed, job.counters.pending), (JobState::Cancelled, 1, 0));
     }
@@ -489,7 +501,7 @@ mod tests {
     fn suspended_jobs_give_no_tasks_and_listings_page_by_state_and_prefix() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("k.redb")).unwrap();
-        let job = store.create_job(spec(), None, JobState::Suspended).unwrap();
+        let job = store.create_job(spec(), None, JobState::Suspended).unwrap().unwrap();
         let keys: Vec<String> = (0..25).map(|i| format!("{}/k{i:02}", if i % 2 == 0 { "even" } else { "odd" })).collect();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         store.add_planned(job.id, &planned(&refs), None, true).unwrap();

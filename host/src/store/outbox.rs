@@ -3,6 +3,8 @@
 //! (visibly) when delivery gives up.
 //!
 //! - `outbox`: seq → JSON [`OutboxEntry`], in the order the events happened.
+//! - `outbox_by_job`: (job, seq) → (): the same events by job, so each job's
+//!   oldest event (the next to deliver) is found without reading the others'.
 //! - `dead_events`: (job, seq) → JSON [`OutboxEntry`]: events given up on.
 //! - `job_secrets`: job → webhook secret, kept out of the job record so the API never shows it.
 
@@ -13,6 +15,7 @@ use super::{META, Result, Store, decode, encode};
 use crate::model::{JobId, JobRecord, JobState, TaskRecord, now};
 
 pub(super) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+pub(super) const OUTBOX_BY_JOB: TableDefinition<(u64, u64), ()> = TableDefinition::new("outbox_by_job");
 pub(super) const DEAD_EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("dead_events");
 pub(super) const JOB_SECRETS: TableDefinition<u64, &str> = TableDefinition::new("job_secrets");
 
@@ -65,6 +68,24 @@ fn enqueue(txn: &WriteTransaction, job: &JobRecord, event: impl FnOnce(u64) -> s
         last_error: None,
     };
     txn.open_table(OUTBOX)?.insert(seq, encode(&entry).as_slice())?;
+    txn.open_table(OUTBOX_BY_JOB)?.insert((job.id, seq), ())?;
+    Ok(())
+}
+
+/// Schema 2 → 3: index the events waiting by job.
+pub(super) fn index_by_job(txn: &WriteTransaction) -> Result<()> {
+    let waiting: Vec<(u64, u64)> = txn
+        .open_table(OUTBOX)?
+        .iter()?
+        .map(|e| {
+            let (k, v) = e?;
+            Ok((decode::<OutboxEntry>("outbox", v.value())?.job, k.value()))
+        })
+        .collect::<Result<_>>()?;
+    let mut index = txn.open_table(OUTBOX_BY_JOB)?;
+    for key in waiting {
+        index.insert(key, ())?;
+    }
     Ok(())
 }
 
@@ -90,17 +111,38 @@ pub(super) fn store_secret(txn: &WriteTransaction, job: JobId, secret: &str) -> 
 }
 
 impl Store {
-    /// Events due for delivery at `now_ms`, oldest first.
-    pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+    /// The oldest waiting event of each job (the next to deliver: a job's
+    /// events go in order), for jobs from `from_job` on, at most `limit`.
+    pub fn outbox_heads(&self, from_job: JobId, limit: usize) -> Result<Vec<OutboxEntry>> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(OUTBOX_BY_JOB)?;
+        let outbox = txn.open_table(OUTBOX)?;
+        let mut heads = Vec::new();
+        let mut from = from_job;
+        while heads.len() < limit {
+            let Some(first) = index.range((from, 0)..)?.next() else { break };
+            let (job, seq) = first?.0.value();
+            if let Some(v) = outbox.get(seq)? {
+                heads.push(decode("outbox", v.value())?);
+            }
+            let Some(next) = job.checked_add(1) else { break };
+            from = next;
+        }
+        Ok(heads)
+    }
+
+    /// One waiting event, as it is now.
+    pub fn outbox_entry(&self, seq: u64) -> Result<Option<OutboxEntry>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(OUTBOX)?;
-        t.iter()?.take(limit).map(|e| decode("outbox", e?.1.value())).collect()
+        t.get(seq)?.map(|v| decode("outbox", v.value())).transpose()
     }
 
     /// Delivered: gone from the outbox.
-    pub fn event_delivered(&self, seq: u64) -> Result<()> {
+    pub fn event_delivered(&self, job: JobId, seq: u64) -> Result<()> {
         let txn = self.db.begin_write()?;
         txn.open_table(OUTBOX)?.remove(seq)?;
+        txn.open_table(OUTBOX_BY_JOB)?.remove((job, seq))?;
         txn.commit()?;
         Ok(())
     }
@@ -131,6 +173,7 @@ impl Store {
             if let Some(mut e) = entry {
                 e.attempts += 1;
                 e.last_error = Some(error.to_string());
+                txn.open_table(OUTBOX_BY_JOB)?.remove((e.job, seq))?;
                 txn.open_table(DEAD_EVENTS)?.insert((e.job, seq), encode(&e).as_slice())?;
             }
         }
@@ -141,17 +184,70 @@ impl Store {
     /// A job's events still waiting, and those given up on.
     pub fn job_events(&self, job: JobId) -> Result<(Vec<OutboxEntry>, Vec<OutboxEntry>)> {
         let txn = self.db.begin_read()?;
-        let pending: Vec<OutboxEntry> = txn
-            .open_table(OUTBOX)?
-            .iter()?
-            .map(|e| decode::<OutboxEntry>("outbox", e?.1.value()))
-            .filter(|e| e.as_ref().map_or(true, |e| e.job == job))
-            .collect::<Result<_>>()?;
+        let outbox = txn.open_table(OUTBOX)?;
+        let mut pending = Vec::new();
+        for e in txn.open_table(OUTBOX_BY_JOB)?.range((job, 0)..=(job, u64::MAX))? {
+            if let Some(v) = outbox.get(e?.0.value().1)? {
+                pending.push(decode("outbox", v.value())?);
+            }
+        }
         let dead: Vec<OutboxEntry> = txn
             .open_table(DEAD_EVENTS)?
             .range((job, 0)..=(job, u64::MAX))?
             .map(|e| decode("dead_events", e?.1.value()))
             .collect::<Result<_>>()?;
         Ok((pending, dead))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::ReadableDatabase as _;
+
+    use super::*;
+    use crate::model::NotifySpec;
+    use crate::store::tests::spec;
+
+    fn seqs(entries: &[OutboxEntry]) -> Vec<u64> {
+        entries.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn heads_are_each_jobs_oldest_event_and_are_indexed_by_the_v3_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.redb");
+        let store = Store::open(&path).unwrap();
+        let mut notified = spec();
+        notified.notify = Some(NotifySpec { url: "https://hooks.example.com/k".into(), secret: "0123456789abcdef".into(), task_events: false });
+        // Events 1 (a created Running), 2 (b created), 3 (a suspended).
+        let a = store.create_job(notified.clone(), None, JobState::Running).unwrap().unwrap();
+        let b = store.create_job(notified, None, JobState::Running).unwrap().unwrap();
+        store
+            .update_job::<crate::store::RunningJobsFull>(a.id, |j| {
+                j.state = JobState::Suspended;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seqs(&store.outbox_heads(0, 10).unwrap()), vec![1, 2]);
+        assert_eq!(seqs(&store.outbox_heads(0, 1).unwrap()), vec![1], "at most `limit`");
+        assert_eq!(seqs(&store.outbox_heads(b.id, 10).unwrap()), vec![2], "from a job on");
+        store.event_delivered(a.id, 1).unwrap();
+        assert_eq!(seqs(&store.outbox_heads(0, 10).unwrap()), vec![3, 2], "a's next event is its head");
+        store.event_given_up(2, "gone").unwrap();
+        assert_eq!(seqs(&store.outbox_heads(0, 10).unwrap()), vec![3]);
+        let (pending, dead) = store.job_events(b.id).unwrap();
+        assert_eq!((seqs(&pending), seqs(&dead)), (vec![], vec![2]));
+        assert_eq!(store.outbox_entry(3).unwrap().map(|e| e.job), Some(a.id));
+
+        // A store of schema 2 had no index: opening it builds one.
+        let txn = store.db.begin_write().unwrap();
+        txn.delete_table(OUTBOX_BY_JOB).unwrap();
+        txn.open_table(META).unwrap().insert("schema_version", "2").unwrap();
+        txn.commit().unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(seqs(&store.outbox_heads(0, 10).unwrap()), vec![3]);
+        assert_eq!(seqs(&store.job_events(a.id).unwrap().0), vec![3]);
+        assert!(store.db.begin_read().unwrap().open_table(META).unwrap().get("schema_version").unwrap().is_some_and(|v| v.value() == "3"));
     }
 }

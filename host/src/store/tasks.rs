@@ -2,7 +2,7 @@
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
-use super::{ETAGS, JOBS, Result, Store, TASK_KEYS, TASK_STATE, TASKS, decode, encode};
+use super::{ETAGS, JOBS, Result, RunningJobsFull, Store, TASK_KEYS, TASK_STATE, TASKS, decode, encode, load_job};
 use crate::model::{JobId, JobRecord, JobState, TaskErrorRecord, TaskRecord, TaskState, now};
 
 /// An object found by the planner.
@@ -12,6 +12,21 @@ pub struct PlannedObject {
     pub size: Option<u64>,
     pub etag: Option<String>,
     pub last_modified: Option<i64>,
+}
+
+/// Why retry-failed changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryRefused {
+    /// The job is no longer in a state retry works on (a cancel came in between).
+    State(JobState),
+    /// The tenant runs as many jobs as its quota allows.
+    Quota(RunningJobsFull),
+}
+
+impl From<RunningJobsFull> for RetryRefused {
+    fn from(full: RunningJobsFull) -> Self {
+        RetryRefused::Quota(full)
+    }
 }
 
 /// What the group commit records: a claim, or the end of one attempt at a task.
@@ -57,11 +72,6 @@ pub struct TaskFilter {
     pub contains: Option<String>,
     /// Error kind or message containing this (a scan).
     pub error: Option<String>,
-}
-
-fn load_job(txn: &WriteTransaction, id: JobId) -> Result<Option<JobRecord>> {
-    let jobs = txn.open_table(JOBS)?;
-    jobs.get(id)?.map(|v| decode("jobs", v.value())).transpose()
 }
 
 /// Write a job back; a change of state from `before` also queues its webhook event.
@@ -440,8 +450,9 @@ impl Store {
         Ok(moved)
     }
 
-    /// Failed tasks back to Pending, and the job back to Running. Returns how many.
-    pub fn retry_failed(&self, id: JobId) -> Result<std::result::Result<u64, JobState>> {
+    /// Failed tasks back to Pending, and the job back to Running. Returns how
+    /// many, or why nothing changed.
+    pub fn retry_failed(&self, id: JobId) -> Result<std::result::Result<u64, RetryRefused>> {
         let txn = self.db.begin_write()?;
         let moved = {
             let Some(mut job) = load_job(&txn, id)? else { return Ok(Ok(0)) };
@@ -449,13 +460,16 @@ impl Store {
             // Checked again here, in the same transaction as the change: a
             // cancel between the caller's check and now must not be undone.
             if !matches!(before, JobState::Failed | JobState::Succeeded | JobState::Running) {
-                return Ok(Err(before));
+                return Ok(Err(RetryRefused::State(before)));
             }
             let n = back_to_pending(&txn, &mut job, TaskState::Failed)?;
             if n > 0 {
                 job.state = JobState::Running;
                 job.error = None;
                 job.finished_at = None;
+                if let Err(full) = super::running::may_start(&txn, Some(before), &job)? {
+                    return Ok(Err(RetryRefused::Quota(full)));
+                }
                 save_job(&txn, before, &mut job)?;
             }
             n
@@ -562,7 +576,7 @@ mod tests {
     fn claims_in_memory_are_recorded_by_the_group_commit() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("k.redb")).unwrap();
-        let job = store.create_job(spec(), None, JobState::Running).unwrap().id;
+        let job = store.create_job(spec(), None, JobState::Running).unwrap().unwrap().id;
         store.add_planned(job, &planned(&["a", "b", "c", "d"]), None, true).unwrap();
 
         // Reading pending tasks claims nothing in the store; `held` skips those claimed in memory.
