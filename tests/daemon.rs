@@ -404,6 +404,19 @@ async fn plugin_failing_on_chosen_keys_fast_fail_and_retry() {
     assert_eq!(job["counters"]["failed"], 1, "{job}");
     assert!(job["counters"]["pending"].as_u64().unwrap() > 0, "{job}");
     assert_counters_add_up(&job);
+
+    // Only bad keys, one after another: fast-fail acts on the first failure
+    // itself, not on its group commit, so the next key never starts.
+    let bad: Vec<String> = [3, 13, 23, 33].iter().map(|i| format!("k{i:02}-bad.txt")).collect();
+    let id = create(&d, json!({
+        "input": {"bucket": "in", "keys": bad}, "style": "echo/fail-on,k_bad", "output": {"bucket": "out", "template": "f/{barename}.{autoext}"},
+        "fast_fail": true, "concurrency": 1
+    }))
+    .await;
+    d.wait_job(id, LONG).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, job) = d.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!((job["state"].as_str(), job["counters"]["failed"].as_u64(), job["counters"]["pending"].as_u64()), (Some("failed"), Some(1), Some(3)), "{job}");
 }
 
 #[tokio::test]

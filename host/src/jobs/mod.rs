@@ -98,13 +98,16 @@ struct Active {
     /// changed when its worker frees up goes back to Pending unstarted: a
     /// suspend, cancel or fast-fail stops new tasks at once.
     stops: u64,
+    /// A task failed in a `fast_fail` job: claim nothing more, even before
+    /// the group commit records the failure and fails the job.
+    halted: bool,
 }
 
 impl Active {
     fn new(prepared: Arc<Prepared>) -> Active {
         let priority = prepared.spec.priority;
         let tokens = prepared.spec.max_tasks_per_second.map_or(f64::MAX, f64::from);
-        Active { prepared, in_flight: 0, planner_running: false, priority, tokens, refilled: std::time::Instant::now(), stops: 0 }
+        Active { prepared, in_flight: 0, planner_running: false, priority, tokens, refilled: std::time::Instant::now(), stops: 0, halted: false }
     }
 
     /// Tasks the job may start now: its concurrency left, capped by its pace.
@@ -247,6 +250,8 @@ impl Jobs {
         let start_planner = {
             let mut active = self.inner.active.lock().unwrap();
             let entry = active.entry(job.id).or_insert_with(|| Active::new(prepared));
+            // Resumed or retried: a fast-fail halt belongs to the run before.
+            entry.halted = false;
             let start = !job.planning.done && !entry.planner_running;
             entry.planner_running |= start;
             start
@@ -589,6 +594,7 @@ struct Candidate {
     /// `Active::stops` before the claim: read first, so a stop that the
     /// claim's snapshot missed is seen by the task.
     stops: u64,
+    halted: bool,
 }
 
 /// Active jobs with room, grouped by tenant (the admin's under `""`), each
@@ -610,7 +616,7 @@ fn candidates_by_tenant(inner: &Inner) -> (Vec<(usize, Vec<Candidate>)>, usize) 
         entry.0 = entry.0.saturating_sub(a.in_flight);
         let room = a.room();
         if room > 0 {
-            entry.1.push(Candidate { id: *id, room, concurrency: a.prepared.spec.concurrency as usize, priority: a.priority, stops: a.stops });
+            entry.1.push(Candidate { id: *id, room, concurrency: a.prepared.spec.concurrency as usize, priority: a.priority, stops: a.stops, halted: a.halted });
         }
     }
     (by_tenant.into_values().filter(|(room, jobs)| *room > 0 && !jobs.is_empty()).collect(), in_flight)
@@ -644,7 +650,12 @@ async fn scheduler(inner: Arc<Inner>) {
                 jobs.rotate_left(k);
                 jobs.sort_by_key(|c| std::cmp::Reverse(c.priority));
                 let mut budget = share.min(tenant_room);
-                for Candidate { id, room, concurrency, stops, .. } in jobs {
+                for Candidate { id, room, concurrency, stops, halted, .. } in jobs {
+                    if halted {
+                        // Gone from the scheduler once its failure is recorded and nothing is in flight.
+                        retire_if_idle(&inner, id).await;
+                        continue;
+                    }
                     let n = room.min(budget).min(capacity).min(CLAIM_BATCH);
                     if n == 0 {
                         break;
@@ -708,6 +719,13 @@ fn spawn_workers(inner: &Arc<Inner>, id: JobId, stops: u64, tasks: Vec<crate::mo
             // `concurrency` tasks per commit interval.
             if let Some(a) = inner.active.lock().unwrap().get_mut(&id) {
                 a.in_flight = a.in_flight.saturating_sub(1);
+                if prepared.spec.fast_fail && matches!(result, TaskResult::Failed { .. }) {
+                    // Fast-fail acts on the first failure, not on its commit
+                    // a few milliseconds later: no new task, and none of
+                    // those waiting for a worker, starts after it.
+                    a.halted = true;
+                    a.stops += 1;
+                }
             }
             let _ = inner.results.send(result);
             inner.wake.notify_one();
