@@ -252,6 +252,7 @@ pub struct NotifySpec {
     /// `http://` or `https://` URL that receives CloudEvents 1.0 JSON POSTs. Its host
     /// must be a public address (not loopback, private, link-local, …), unless the
     /// daemon's admin sets `webhooks.allow_private_networks`.
+    #[schema(pattern = r"^https?://[^\s/?#]+([/?#]\S*)?$")]
     pub url: String,
     /// HMAC-SHA256 key for the `Kiln-Signature` header (at least 16 characters). Write-only.
     #[serde(default, skip_serializing)]
