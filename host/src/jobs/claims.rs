@@ -48,6 +48,19 @@ impl Claims {
         }
         self.generation.store(generation, Ordering::Release);
     }
+
+    /// A job left the scheduler with nothing in flight: drop its recorded
+    /// claims, which only a later claim of the same job would otherwise prune.
+    /// A claim not yet recorded stays held: its task may still read as Pending.
+    pub(crate) fn forget(&self, job: JobId) {
+        let mut held = self.held.lock().unwrap();
+        if let Some(h) = held.get_mut(&job) {
+            h.retain(|_, recorded| recorded.is_none());
+            if h.is_empty() {
+                held.remove(&job);
+            }
+        }
+    }
 }
 
 /// Claim up to `n` pending tasks of job `id`: Running, with one more attempt,

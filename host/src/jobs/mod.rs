@@ -101,13 +101,16 @@ struct Active {
     /// A task failed in a `fast_fail` job: claim nothing more, even before
     /// the group commit records the failure and fails the job.
     halted: bool,
+    /// Times the job was (re)activated: resume and retry-failed reuse an
+    /// entry, and a retirement decided before one must not remove it.
+    activations: u64,
 }
 
 impl Active {
     fn new(prepared: Arc<Prepared>) -> Active {
         let priority = prepared.spec.priority;
         let tokens = prepared.spec.max_tasks_per_second.map_or(f64::MAX, f64::from);
-        Active { prepared, in_flight: 0, planner_running: false, priority, tokens, refilled: std::time::Instant::now(), stops: 0, halted: false }
+        Active { prepared, in_flight: 0, planner_running: false, priority, tokens, refilled: std::time::Instant::now(), stops: 0, halted: false, activations: 0 }
     }
 
     /// Tasks the job may start now: its concurrency left, capped by its pace.
@@ -252,6 +255,7 @@ impl Jobs {
             let entry = active.entry(job.id).or_insert_with(|| Active::new(prepared));
             // Resumed or retried: a fast-fail halt belongs to the run before.
             entry.halted = false;
+            entry.activations += 1;
             let start = !job.planning.done && !entry.planner_running;
             entry.planner_running |= start;
             start
@@ -746,15 +750,17 @@ fn record_metrics(result: &TaskResult, took: Duration) {
 
 /// Drop a job from the scheduler once it is no longer Running and nothing of it is in flight.
 async fn retire_if_idle(inner: &Arc<Inner>, id: JobId) {
-    let idle = inner.active.lock().unwrap().get(&id).is_some_and(|a| a.in_flight == 0 && !a.planner_running);
-    if !idle {
+    let idle = |a: &Active| a.in_flight == 0 && !a.planner_running;
+    let Some(activations) = inner.active.lock().unwrap().get(&id).filter(|a| idle(a)).map(|a| a.activations) else {
         return;
-    }
+    };
     let state = inner.store.call(move |s| s.get_job(id)).await.ok().flatten().map(|j| j.state);
     if state != Some(JobState::Running) {
         let mut active = inner.active.lock().unwrap();
-        if active.get(&id).is_some_and(|a| a.in_flight == 0 && !a.planner_running) {
+        // Not if it was resumed or retried while the state was read.
+        if active.get(&id).is_some_and(|a| idle(a) && a.activations == activations) {
             active.remove(&id);
+            inner.claims.forget(id);
         }
     }
 }
@@ -765,21 +771,30 @@ async fn committer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<TaskResult
         let mut batch = vec![first];
         worker::gather(&mut rx, &mut batch, inner.commit_batch, inner.commit_delay).await;
         let batch = Arc::new(batch);
-        let committed = {
-            let batch = batch.clone();
-            inner.store.call(move |s| s.commit_results(&batch)).await
-        };
-        match committed {
-            Ok(touched) => {
-                inner.claims.committed(&batch);
-                for job in &touched {
-                    publish(&inner, job);
+        // Until it commits: the batch's claims are held in memory until they
+        // are recorded, so dropping a batch would strand its tasks until a
+        // restart. A replay is harmless: each result applies only to a task
+        // in the state it expects. (A crash meanwhile re-runs them, as ever.)
+        let mut backoff = Duration::from_millis(50);
+        let touched = loop {
+            let committed = {
+                let batch = batch.clone();
+                inner.store.call(move |s| s.commit_results(&batch)).await
+            };
+            match committed {
+                Ok(touched) => break touched,
+                Err(e) => {
+                    tracing::error!(error = %e, results = batch.len(), retry_in = ?backoff, "group commit failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
-                report::jobs_changed(&inner, &touched);
             }
-            // The tasks stay Running (or Pending) in the store and are re-run after a restart.
-            Err(e) => tracing::error!(error = %e, results = batch.len(), "group commit failed"),
+        };
+        inner.claims.committed(&batch);
+        for job in &touched {
+            publish(&inner, job);
         }
+        report::jobs_changed(&inner, &touched);
         inner.wake.notify_one();
     }
 }

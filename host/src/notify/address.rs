@@ -33,6 +33,8 @@ fn non_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
         // 198.18.0.0/15, benchmarking; 192.0.0.0/24, IETF protocol assignments.
         _ if a == 198 && (b & 0xfe) == 18 => "a benchmarking",
         _ if a == 192 && b == 0 && c == 0 => "a protocol-assignment",
+        // 192.88.99.0/24, the deprecated 6to4 relay anycast block.
+        _ if a == 192 && b == 88 && c == 99 => "a 6to4-relay",
         _ => return None,
     })
 }
@@ -55,17 +57,21 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
         // 100::/64, discard-only; 64:ff9b:1::/48, local-use NAT64.
         _ if s[0] == 0x0100 && s[1..4] == [0, 0, 0] => "a discard-only",
         _ if s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 1 => "a local NAT64",
+        // 2001::/32, Teredo: tunnels to an IPv4 host through a relay.
+        _ if s[0] == 0x2001 && s[1] == 0 => "a Teredo",
         _ => return None,
     })
 }
 
 /// The IPv4 address an IPv6 address stands for: IPv4-mapped (`::ffff:a.b.c.d`),
-/// IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`) and 6to4 (`2002:AABB:CCDD::`).
+/// IPv4-translated (`::ffff:0:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`) and 6to4 (`2002:AABB:CCDD::`).
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
     let low = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     match s {
         [0, 0, 0, 0, 0, 0xffff, hi, lo] => Some(low(hi, lo)),
+        // IPv4-translated (`::ffff:0:a.b.c.d`, SIIT).
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(low(hi, lo)),
         // `::` and `::1` are IPv6's own unspecified and loopback addresses.
         [0, 0, 0, 0, 0, 0, hi, lo] if hi != 0 => Some(low(hi, lo)),
         [0x0064, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(low(hi, lo)),
@@ -117,6 +123,10 @@ mod tests {
             ("::10.0.0.1", "private"),
             ("64:ff9b::192.168.0.1", "private"),
             ("2002:7f00:1::", "loopback"),
+            ("::ffff:0:127.0.0.1", "loopback"),
+            ("::ffff:0:10.1.2.3", "private"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+            ("192.88.99.1", "6to4-relay"),
         ] {
             let got = kind(ip);
             assert!(got.is_some_and(|k| k.contains(what)), "{ip}: {got:?}, wanted {what}");

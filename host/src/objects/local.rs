@@ -20,7 +20,7 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +41,13 @@ const FAST: Duration = Duration::from_micros(200);
 const READ_WHOLE: u64 = 256 << 10;
 /// Output bytes kept in memory before they spill to the staged file.
 const SPILL: usize = 1 << 20;
+
+/// Whether the key's file name ends in `#` and digits: the names of files
+/// being written (see `staged`), which `object_store`'s local store also refuses.
+fn is_staging_name(key: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// A local bucket's folder and how its calls are run.
 #[derive(Clone)]
@@ -112,6 +119,9 @@ impl LocalDir {
         if parsed.as_ref() != key {
             return Err(ObjectsError::BadKey { key: key.to_string(), reason: "not a normalised key".into() });
         }
+        if is_staging_name(key) {
+            return Err(ObjectsError::BadKey { key: key.to_string(), reason: "a name ending in `#` and digits is kept for files being written".into() });
+        }
         Ok(self.root.join(key))
     }
 
@@ -127,10 +137,16 @@ impl LocalDir {
         let path = self.path(key)?;
         let opened = self
             .call(move || -> std::io::Result<(std::fs::Metadata, File, Option<Vec<u8>>)> {
-                let mut file = File::open(&path)?;
+                // Non-blocking, so that a FIFO (or another special file) in a
+                // bucket's folder is refused below instead of blocking a
+                // worker thread at open; for regular files it changes nothing.
+                let mut file = std::fs::OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32).open(&path)?;
                 let meta = file.metadata()?;
                 if meta.is_dir() {
                     return Err(ErrorKind::NotFound.into());
+                }
+                if !meta.is_file() {
+                    return Err(std::io::Error::new(ErrorKind::InvalidInput, "not a regular file"));
                 }
                 let whole = if meta.len() <= READ_WHOLE {
                     // Exactly the size just read, as object_store's local get does
@@ -319,5 +335,29 @@ mod tests {
         assert!(matches!(dir.open("missing").await, Err(ObjectsError::NotFound { .. })));
         assert!(matches!(dir.open("a/b").await, Err(ObjectsError::NotFound { .. })), "a folder is not an object");
         assert!(matches!(dir.open("a/../x").await, Err(ObjectsError::BadKey { .. })));
+        assert!(matches!(dir.open("big.bin#1").await, Err(ObjectsError::BadKey { .. })), "a staging name is never an object");
+        assert!(dir.target(render("out#12")).open(1, None).await.is_err(), "nor is it written");
+    }
+
+    #[test]
+    fn staging_names_are_told_apart() {
+        assert!(is_staging_name("a/b.jpg#3"));
+        assert!(is_staging_name("x#12"));
+        assert!(!is_staging_name("a#1/b.jpg"), "only the file name counts");
+        assert!(!is_staging_name("tag#v1"));
+        assert!(!is_staging_name("x#"));
+    }
+
+    #[tokio::test]
+    async fn a_fifo_in_the_folder_is_refused_not_waited_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("pipe");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+        let dir = LocalDir::new(tmp.path().to_path_buf(), "b".into());
+        let opened = tokio::time::timeout(Duration::from_secs(5), dir.open("pipe")).await.expect("open returned at once");
+        match opened {
+            Err(ObjectsError::Store { message, .. }) => assert!(message.contains("not a regular file"), "{message}"),
+            other => panic!("{:?}", other.map(|(m, _)| m.key)),
+        }
     }
 }
