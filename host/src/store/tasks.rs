@@ -239,50 +239,18 @@ impl Store {
         Ok(queued)
     }
 
-    /// Claim up to `n` pending tasks of a running job, in planning order, and
-    /// mark them Running. Nothing is claimed unless the job is Running, so
-    /// suspend and cancel take effect at once.
+    /// Claim up to `n` pending tasks as the scheduler does (`jobs::claims`):
+    /// read them, then record the claims as a group commit would. For tests.
+    #[cfg(test)]
     pub fn claim(&self, id: JobId, n: usize) -> Result<Vec<TaskRecord>> {
-        let mut txn = self.db.begin_write()?;
-        // A claim need not survive a crash: lost, its tasks are simply Pending
-        // again, which is what recovery does with Running tasks anyway. So no
-        // fsync here; the next group commit makes it durable.
-        txn.set_durability(redb::Durability::None).map_err(|e| super::StoreError::Db(e.to_string()))?;
-        let claimed = {
-            let Some(mut job) = load_job(&txn, id)? else { return Ok(vec![]) };
-            if job.state != JobState::Running || n == 0 {
-                return Ok(vec![]);
-            }
-            let pending = TaskState::Pending.code();
-            let mut idx = txn.open_table(TASK_STATE)?;
-            let mut tasks = txn.open_table(TASKS)?;
-            let seqs: Vec<u64> = idx
-                .range((id, pending, 0)..=(id, pending, u64::MAX))?
-                .take(n)
-                .map(|e| e.map(|(k, _)| k.value().2))
-                .collect::<std::result::Result<_, _>>()?;
-            let mut out = Vec::with_capacity(seqs.len());
-            for seq in seqs {
-                move_state(&mut idx, id, seq, TaskState::Pending, TaskState::Running)?;
-                let mut task: TaskRecord = match tasks.get((id, seq))? {
-                    Some(v) => decode("tasks", v.value())?,
-                    None => continue,
-                };
-                task.state = TaskState::Running;
-                task.attempts += 1;
-                tasks.insert((id, seq), encode(&task).as_slice())?;
-                job.counters.moved(TaskState::Pending, TaskState::Running);
-                out.push(task);
-            }
-            drop((idx, tasks));
-            if !out.is_empty() {
-                let unchanged = job.state;
-                save_job(&txn, unchanged, &mut job)?;
-            }
-            out
-        };
-        txn.commit()?;
-        Ok(claimed)
+        let mut tasks = self.pending(id, n, |_| false)?;
+        let claims: Vec<TaskResult> = tasks.iter().map(|t| TaskResult::Claimed { job: id, seq: t.seq }).collect();
+        self.commit_results(&claims)?;
+        for t in &mut tasks {
+            t.state = TaskState::Running;
+            t.attempts += 1;
+        }
+        Ok(tasks)
     }
 
     /// Up to `n` pending tasks of a running job, in planning order, except
