@@ -15,20 +15,11 @@ use super::auth::Caller;
 use super::job_stream::{Change, RECHECK, follow};
 use super::openapi::Problems;
 use super::problem::{Json, Path, Problem};
-use crate::model::JobId;
+use super::routes::JobPath;
 use crate::store::OutboxEntry;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(job_events)).routes(routes!(job_webhooks)).routes(routes!(s3_events))
-}
-
-/// A job's id in the path.
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-struct JobIdPath {
-    /// The job's id.
-    #[param(value_type = u64)]
-    id: JobId,
 }
 
 fn event_of(change: Change) -> Event {
@@ -80,13 +71,13 @@ impl utoipa::ToSchema for JobEvent {}
     get,
     path = "/v1/jobs/{id}/events",
     tag = "jobs",
-    params(JobIdPath),
+    params(JobPath),
     responses(
         (status = 200, description = "`text/event-stream` of `state` and `progress` events, each with the job as data, and `deleted` if the job is deleted", content_type = "text/event-stream", body = JobEvent),
         Problems<400, 401, 404>,
     ),
 )]
-async fn job_events(State(s): State<AppState>, Caller(caller): Caller, Path(JobIdPath { id }): Path<JobIdPath>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+async fn job_events(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     // Subscribe before reading the job, so no change falls in between.
     let rx = s.jobs.subscribe();
     let job = s.jobs.get(&caller, id).await?;
@@ -104,8 +95,8 @@ pub struct Webhooks {
 }
 
 /// The job's webhook events still pending and those given up on.
-#[utoipa::path(get, path = "/v1/jobs/{id}/webhooks", tag = "jobs", params(JobIdPath), responses((status = 200, body = Webhooks), Problems<400, 401, 404>))]
-async fn job_webhooks(State(s): State<AppState>, Caller(caller): Caller, Path(JobIdPath { id }): Path<JobIdPath>) -> Result<Json<Webhooks>, Problem> {
+#[utoipa::path(get, path = "/v1/jobs/{id}/webhooks", tag = "jobs", params(JobPath), responses((status = 200, body = Webhooks), Problems<400, 401, 404>))]
+async fn job_webhooks(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> Result<Json<Webhooks>, Problem> {
     s.jobs.get(&caller, id).await?;
     let (pending, given_up) = s.jobs.store().call(move |st| st.job_events(id)).await?;
     Ok(Json(Webhooks { pending: pending.into_iter().map(OutboxEntry::public).collect(), given_up: given_up.into_iter().map(OutboxEntry::public).collect() }))

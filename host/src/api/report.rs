@@ -14,20 +14,12 @@ use super::AppState;
 use super::auth::Caller;
 use super::openapi::Problems;
 use super::problem::{Path, Problem, Query};
+use super::routes::JobPath;
 use crate::jobs::report;
-use crate::model::{JobId, ReportFormat, ReportScope};
+use crate::model::{ReportFormat, ReportScope};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_report))
-}
-
-/// A job's id in the path.
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-struct ReportPath {
-    /// The job's id.
-    #[param(value_type = u64)]
-    id: JobId,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -47,7 +39,7 @@ pub struct ReportQuery {
     get,
     path = "/v1/jobs/{id}/report",
     tag = "jobs",
-    params(ReportPath, ReportQuery),
+    params(JobPath, ReportQuery),
     responses(
         (status = 200, description = "One row per task (CSV with a header, or JSON Lines), streamed", content(
             (String = "text/csv"),
@@ -56,7 +48,7 @@ pub struct ReportQuery {
         Problems<400, 401, 404>,
     ),
 )]
-async fn get_report(State(s): State<AppState>, Caller(caller): Caller, Path(ReportPath { id }): Path<ReportPath>, Query(q): Query<ReportQuery>) -> Result<Response, Problem> {
+async fn get_report(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>, Query(q): Query<ReportQuery>) -> Result<Response, Problem> {
     let format = match q.format.as_deref() {
         None | Some("csv") => ReportFormat::Csv,
         Some("jsonl" | "ndjson") => ReportFormat::Jsonl,

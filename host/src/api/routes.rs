@@ -39,13 +39,13 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-/// A job's id in the path.
+/// A job's id in the path (also of the event and report routes).
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
-struct JobPath {
+pub(super) struct JobPath {
     /// The job's id.
     #[param(value_type = u64, example = 1)]
-    id: JobId,
+    pub(super) id: JobId,
 }
 
 /// A task in the path.
