@@ -11,7 +11,8 @@ fn main() {
     let root = manifest.parent().unwrap();
     let target = root.join("target/wasm-plugins");
     let guests = kiln_guest_build::build_workspace(&root.join("plugins"), &target, BUNDLED);
-    let mut code = String::from("/// First-party plugins: (name, component bytes).\npub static BUNDLED: &[(&str, &[u8])] = &[\n");
+    let mut code =
+        String::from("/// First-party plugins: (name, component bytes).\npub static BUNDLED: &[(&str, &[u8])] = &[\n");
     for g in &guests {
         code.push_str(&format!("    ({:?}, include_bytes!({:?})),\n", g.name, g.wasm.display().to_string()));
     }

@@ -41,7 +41,16 @@ async fn job_between_azure_containers_on_azurite() {
     let Some(azurite) = emulator::find("azurite-blob", "`npm install azurite` into target/emulators") else { return };
     let emu = Emulator::start(
         &azurite,
-        &["--blobHost", "127.0.0.1", "--blobPort", "{port}", "--inMemoryPersistence", "--silent", "--skipApiVersionCheck", "--disableTelemetry"],
+        &[
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            "{port}",
+            "--inMemoryPersistence",
+            "--silent",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+        ],
     );
     for container in ["photos", "results"] {
         create_container(&emu.url, container).await;

@@ -44,12 +44,15 @@ async fn prefix_and_suffix_selection_copies_every_object() {
     assert_eq!(status, 200);
     assert!(buckets.as_array().unwrap().iter().any(|b| b["name"] == "in"));
 
-    let id = create(&d, json!({
-        "input": {"bucket": "in", "prefix": "d1/", "suffixes": ".txt"},
-        "style": "copy",
-        "output": {"bucket": "out", "template": "copies/{dirname}/{barename}.{autoext}"},
-        "tags": {"team": "a"}
-    }))
+    let id = create(
+        &d,
+        json!({
+            "input": {"bucket": "in", "prefix": "d1/", "suffixes": ".txt"},
+            "style": "copy",
+            "output": {"bucket": "out", "template": "copies/{dirname}/{barename}.{autoext}"},
+            "tags": {"team": "a"}
+        }),
+    )
     .await;
     let job = d.wait_job(id, LONG).await;
     assert_eq!(job["state"], "succeeded", "{job}");
@@ -62,7 +65,11 @@ async fn prefix_and_suffix_selection_copies_every_object() {
     }
     let tasks = d.all_tasks(id, "").await;
     assert_eq!(tasks.len(), 10);
-    assert!(tasks.iter().all(|t| t["state"] == "succeeded" && t["attempts"] == 1 && t["outputs"].as_array().unwrap().len() == 1));
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["state"] == "succeeded" && t["attempts"] == 1 && t["outputs"].as_array().unwrap().len() == 1)
+    );
 
     // Filters by state and tag on the job list.
     let (_, page) = d.get("/v1/jobs?state=succeeded&tag=team=a").await;
@@ -74,11 +81,14 @@ async fn prefix_and_suffix_selection_copies_every_object() {
 #[tokio::test]
 async fn file_prefix_filter_and_explicit_keys() {
     let (_dir, d) = daemon_with_files(3);
-    let id = create(&d, json!({
-        "input": {"bucket": "in", "prefix": "other/", "file_prefixes": "IMG_", "suffixes": [".jpg", ".png"]},
-        "style": "copy",
-        "output": {"bucket": "out", "template": "img/{basename}"}
-    }))
+    let id = create(
+        &d,
+        json!({
+            "input": {"bucket": "in", "prefix": "other/", "file_prefixes": "IMG_", "suffixes": [".jpg", ".png"]},
+            "style": "copy",
+            "output": {"bucket": "out", "template": "img/{basename}"}
+        }),
+    )
     .await;
     let job = d.wait_job(id, LONG).await;
     assert_eq!(job["counters"]["total"], 2, "{job}");
@@ -86,11 +96,14 @@ async fn file_prefix_filter_and_explicit_keys() {
     assert!(!d.data_dir.join("buckets/out/img/DSC_3.jpg").exists());
 
     // Explicit keys; a missing key fails its task, so the job cannot succeed.
-    let id = create(&d, json!({
-        "input": {"bucket": "in", "keys": ["d0/f0000.txt", "d1/f0001.txt", "nope/missing.txt"]},
-        "style": "copy",
-        "output": {"bucket": "out", "template": "keys/{key}"}
-    }))
+    let id = create(
+        &d,
+        json!({
+            "input": {"bucket": "in", "keys": ["d0/f0000.txt", "d1/f0001.txt", "nope/missing.txt"]},
+            "style": "copy",
+            "output": {"bucket": "out", "template": "keys/{key}"}
+        }),
+    )
     .await;
     let job = d.wait_job(id, LONG).await;
     assert_eq!(job["state"], "failed", "a job never succeeds while a task failed: {job}");
@@ -107,9 +120,7 @@ async fn file_prefix_filter_and_explicit_keys() {
 #[tokio::test]
 async fn every_path_rule_and_bad_request_is_refused_naming_the_field() {
     let (_dir, d) = daemon_with_files(1);
-    let base = |template: &str, out_bucket: &str, prefix: &str| {
-        json!({"input": {"bucket": "in", "prefix": prefix}, "style": "copy", "output": {"bucket": out_bucket, "template": template}})
-    };
+    let base = |template: &str, out_bucket: &str, prefix: &str| json!({"input": {"bucket": "in", "prefix": prefix}, "style": "copy", "output": {"bucket": out_bucket, "template": template}});
     let cases = [
         (base("thumbs/", "out", ""), "output.template", "end with"),
         (base("thumbs/fixed.jpg", "out", ""), "output.template", "variable"),
@@ -118,11 +129,31 @@ async fn every_path_rule_and_bad_request_is_refused_naming_the_field() {
         (base("{key}", "in", "d0/"), "output.template", "itself"),
         (base("a//{key}", "out", ""), "output.template", ""),
         (base("{key}", "nosuch", ""), "output.bucket", "unknown bucket `nosuch`"),
-        (json!({"input": {"bucket": "in"}, "style": "nosuch/x", "output": {"bucket": "out", "template": "{key}"}}), "style", "nosuch"),
-        (json!({"input": {"bucket": "in"}, "style": "copy/resize,w_1", "output": {"bucket": "out", "template": "{key}"}}), "style", "refused"),
-        (json!({"input": {"bucket": "in", "keys": ["a"], "prefix": "x/"}, "style": "copy", "output": {"bucket": "out", "template": "{key}"}}), "input", "keys"),
-        (json!({"input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "{key}"}, "colour": "red"}), "colour", "unknown field"),
-        (json!({"input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "{key}"}, "concurrency": 0}), "concurrency", "between"),
+        (
+            json!({"input": {"bucket": "in"}, "style": "nosuch/x", "output": {"bucket": "out", "template": "{key}"}}),
+            "style",
+            "nosuch",
+        ),
+        (
+            json!({"input": {"bucket": "in"}, "style": "copy/resize,w_1", "output": {"bucket": "out", "template": "{key}"}}),
+            "style",
+            "refused",
+        ),
+        (
+            json!({"input": {"bucket": "in", "keys": ["a"], "prefix": "x/"}, "style": "copy", "output": {"bucket": "out", "template": "{key}"}}),
+            "input",
+            "keys",
+        ),
+        (
+            json!({"input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "{key}"}, "colour": "red"}),
+            "colour",
+            "unknown field",
+        ),
+        (
+            json!({"input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "{key}"}, "concurrency": 0}),
+            "concurrency",
+            "between",
+        ),
     ];
     for (body, field, needle) in cases {
         let (status, problem) = d.post("/v1/jobs", body.clone()).await;
@@ -143,12 +174,15 @@ async fn every_path_rule_and_bad_request_is_refused_naming_the_field() {
 async fn suspend_stops_claims_and_resume_goes_on() {
     const N: u64 = 2000;
     let (_dir, d) = daemon_with_files(N as usize);
-    let id = create(&d, json!({
-        "input": {"bucket": "in", "suffixes": ".txt"},
-        "style": "copy",
-        "output": {"bucket": "out", "template": "s/{key}"},
-        "concurrency": 1
-    }))
+    let id = create(
+        &d,
+        json!({
+            "input": {"bucket": "in", "suffixes": ".txt"},
+            "style": "copy",
+            "output": {"bucket": "out", "template": "s/{key}"},
+            "concurrency": 1
+        }),
+    )
     .await;
     // Suspend once the job is under way (by progress, not by time: a fast
     // daemon could otherwise finish first).
@@ -211,11 +245,14 @@ async fn cancel_stops_the_job_and_delete_needs_a_terminal_state() {
 async fn retry_failed_re_drives_only_the_failed_tasks() {
     let (_dir, d) = daemon_with_files(6);
     // The key `d2/late.txt` does not exist yet: its task fails.
-    let id = create(&d, json!({
-        "input": {"bucket": "in", "keys": ["d0/f0000.txt", "d1/f0001.txt", "d2/late.txt"]},
-        "style": "copy",
-        "output": {"bucket": "out", "template": "r/{key}"}
-    }))
+    let id = create(
+        &d,
+        json!({
+            "input": {"bucket": "in", "keys": ["d0/f0000.txt", "d1/f0001.txt", "d2/late.txt"]},
+            "style": "copy",
+            "output": {"bucket": "out", "template": "r/{key}"}
+        }),
+    )
     .await;
     let job = d.wait_job(id, LONG).await;
     assert_eq!(job["state"], "failed");
@@ -286,7 +323,23 @@ async fn task_pages_neither_skip_nor_repeat_while_the_job_runs() {
 async fn cli_client_creates_waits_and_lists() {
     let (_dir, d) = daemon_with_files(5);
     let run = |args: &[&str]| d.cli(args);
-    let o = run(&["job", "create", "--bucket", "in", "--prefix", "d0/", "--suffix", ".txt", "--style", "copy", "--output-bucket", "out", "--output", "cli/{basename}", "--wait"]);
+    let o = run(&[
+        "job",
+        "create",
+        "--bucket",
+        "in",
+        "--prefix",
+        "d0/",
+        "--suffix",
+        ".txt",
+        "--style",
+        "copy",
+        "--output-bucket",
+        "out",
+        "--output",
+        "cli/{basename}",
+        "--wait",
+    ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout} {}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("succeeded: 2 succeeded, 0 failed"), "{stdout}");
@@ -338,7 +391,11 @@ async fn suspend_starts_none_of_the_tasks_waiting_for_a_worker() {
     // The running task finishes (400 ms); the ones that waited never start.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, job) = d.get(&format!("/v1/jobs/{id}")).await;
-    assert_eq!((job["counters"]["succeeded"].as_u64(), job["counters"]["running"].as_u64()), (Some(1), Some(0)), "{job}");
+    assert_eq!(
+        (job["counters"]["succeeded"].as_u64(), job["counters"]["running"].as_u64()),
+        (Some(1), Some(0)),
+        "{job}"
+    );
     assert_eq!(job["counters"]["pending"], 7, "{job}");
     assert_counters_add_up(&job);
     let pending = d.all_tasks(id, "&state=pending").await;
@@ -369,10 +426,12 @@ async fn plugin_failing_on_chosen_keys_fast_fail_and_retry() {
     std::fs::copy(kiln_test_plugins::ECHO, data.join("plugins/echo.wasm")).unwrap();
     let d = Daemon::start(&data, None);
 
-    let body = |fast_fail: bool, concurrency: u32| json!({
-        "input": {"bucket": "in"}, "style": "echo/fail-on,k_bad", "output": {"bucket": "out", "template": "e/{barename}.{autoext}"},
-        "fast_fail": fast_fail, "concurrency": concurrency
-    });
+    let body = |fast_fail: bool, concurrency: u32| {
+        json!({
+            "input": {"bucket": "in"}, "style": "echo/fail-on,k_bad", "output": {"bucket": "out", "template": "e/{barename}.{autoext}"},
+            "fast_fail": fast_fail, "concurrency": concurrency
+        })
+    };
     let id = create(&d, body(false, 4)).await;
     let job = d.wait_job(id, LONG).await;
     assert_eq!(job["state"], "failed", "{job}");
@@ -380,7 +439,9 @@ async fn plugin_failing_on_chosen_keys_fast_fail_and_retry() {
     assert_eq!(job["counters"]["succeeded"], 36);
     let failed = d.all_tasks(id, "&error=on purpose").await;
     assert_eq!(failed.len(), 4);
-    assert!(failed.iter().all(|t| t["error"]["kind"] == "failed" && t["source_key"].as_str().unwrap().contains("-bad")));
+    assert!(
+        failed.iter().all(|t| t["error"]["kind"] == "failed" && t["source_key"].as_str().unwrap().contains("-bad"))
+    );
     assert!(!d.data_dir.join("buckets/out/e/k03-bad.txt").exists(), "a failed task writes nothing");
 
     // retry-failed runs exactly the failed ones again (they fail again: same style).
@@ -416,7 +477,11 @@ async fn plugin_failing_on_chosen_keys_fast_fail_and_retry() {
     d.wait_job(id, LONG).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, job) = d.get(&format!("/v1/jobs/{id}")).await;
-    assert_eq!((job["state"].as_str(), job["counters"]["failed"].as_u64(), job["counters"]["pending"].as_u64()), (Some("failed"), Some(1), Some(3)), "{job}");
+    assert_eq!(
+        (job["state"].as_str(), job["counters"]["failed"].as_u64(), job["counters"]["pending"].as_u64()),
+        (Some("failed"), Some(1), Some(3)),
+        "{job}"
+    );
 }
 
 #[tokio::test]

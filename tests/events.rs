@@ -39,7 +39,8 @@ async fn receiver() -> (String, Arc<Mutex<Inbox>>) {
             async move {
                 let (status, delay) = {
                     let mut inbox = state.lock().unwrap();
-                    let sig = headers.get("kiln-signature").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+                    let sig =
+                        headers.get("kiln-signature").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
                     inbox.requests.push((sig, body.to_vec()));
                     let status = if inbox.down || inbox.fail_next > 0 {
                         inbox.fail_next = inbox.fail_next.saturating_sub(1);
@@ -62,7 +63,11 @@ async fn receiver() -> (String, Arc<Mutex<Inbox>>) {
 
 /// Verify `Kiln-Signature: t=…,v1=…` as the README tells receivers to.
 fn verify(signature: &str, body: &[u8]) -> bool {
-    let Some((t, v1)) = signature.split_once(',').and_then(|(t, v)| Some((t.strip_prefix("t=")?, v.strip_prefix("v1=")?))) else { return false };
+    let Some((t, v1)) =
+        signature.split_once(',').and_then(|(t, v)| Some((t.strip_prefix("t=")?, v.strip_prefix("v1=")?)))
+    else {
+        return false;
+    };
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);
@@ -98,7 +103,8 @@ fn daemon(files: usize, config: &str) -> (tempfile::TempDir, Daemon) {
 }
 
 /// The receivers here listen on loopback, which webhooks may reach only when the admin allows it.
-const FAST_RETRIES: &str = "[webhooks]\nallow_private_networks = true\nfirst_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n";
+const FAST_RETRIES: &str =
+    "[webhooks]\nallow_private_networks = true\nfirst_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n";
 
 fn job_with_hook(url: &str, task_events: bool) -> Value {
     json!({
@@ -142,12 +148,18 @@ async fn webhooks_are_signed_cloudevents_in_order_and_retried() {
     let seqs: Vec<u64> = events.iter().map(|e| e["kilnsequence"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order per job: {seqs:?}");
     let first = &events[0];
-    assert_eq!((first["specversion"].as_str(), first["type"].as_str()), (Some("1.0"), Some("dev.kiln.job.state_changed")));
+    assert_eq!(
+        (first["specversion"].as_str(), first["type"].as_str()),
+        (Some("1.0"), Some("dev.kiln.job.state_changed"))
+    );
     assert_eq!(first["source"], format!("/kiln/jobs/{id}"));
     assert_eq!(first["data"]["state"], "running");
     assert!(first["time"].as_str().unwrap().ends_with('Z'));
     let last = events.last().unwrap();
-    assert_eq!((last["data"]["state"].as_str(), last["data"]["counters"]["succeeded"].as_u64()), (Some("succeeded"), Some(5)));
+    assert_eq!(
+        (last["data"]["state"].as_str(), last["data"]["counters"]["succeeded"].as_u64()),
+        (Some("succeeded"), Some(5))
+    );
     let tasks: Vec<&Value> = events.iter().filter(|e| e["type"] == "dev.kiln.task.finished").collect();
     assert_eq!(tasks.len(), 5);
     for t in tasks {
@@ -225,7 +237,9 @@ async fn undeliverable_events_are_given_up_visibly() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!("{FAST_RETRIES}give_up_after = \"1s\"\n");
     let (_dir, d) = daemon(1, &config);
-    let id = d.post("/v1/jobs", job_with_hook(&format!("http://127.0.0.1:{port}/gone"), false)).await.1["id"].as_u64().unwrap();
+    let id = d.post("/v1/jobs", job_with_hook(&format!("http://127.0.0.1:{port}/gone"), false)).await.1["id"]
+        .as_u64()
+        .unwrap();
     assert_eq!(d.wait_job(id, LONG).await["state"], "succeeded");
     let started = std::time::Instant::now();
     loop {
@@ -298,7 +312,8 @@ async fn webhooks_to_private_addresses_are_refused_unless_the_admin_allows_them(
 async fn delivery_checks_the_destination_again() {
     // Events queued while private networks were allowed; the admin turns that off and restarts.
     let (inbox, _dir, mut d, id) = queued_then_killed(1, false).await;
-    std::fs::write(d.data_dir.join("kiln.toml"), "[webhooks]\nfirst_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n").unwrap();
+    std::fs::write(d.data_dir.join("kiln.toml"), "[webhooks]\nfirst_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n")
+        .unwrap();
     let before = {
         let mut i = inbox.lock().unwrap();
         i.down = false;
@@ -309,7 +324,9 @@ async fn delivery_checks_the_destination_again() {
     loop {
         let (_, hooks) = d.get(&format!("/v1/jobs/{id}/webhooks")).await;
         let error = hooks["pending"][0]["last_error"].as_str().unwrap_or_default().to_string();
-        if error.starts_with("refused: `127.0.0.1` is a loopback address") && hooks["pending"][0]["attempts"].as_u64() >= Some(3) {
+        if error.starts_with("refused: `127.0.0.1` is a loopback address")
+            && hooks["pending"][0]["attempts"].as_u64() >= Some(3)
+        {
             assert!(error.contains("webhooks.allow_private_networks"), "{error}");
             break;
         }
@@ -322,7 +339,8 @@ async fn delivery_checks_the_destination_again() {
 /// Every event of an SSE response, as (name, data), until the stream ends (within `limit`).
 async fn read_events(mut resp: reqwest::Response, limit: Duration) -> Vec<(String, Value)> {
     let mut text = String::new();
-    while let Some(chunk) = tokio::time::timeout(limit, resp.chunk()).await.expect("the stream ended in time").unwrap() {
+    while let Some(chunk) = tokio::time::timeout(limit, resp.chunk()).await.expect("the stream ended in time").unwrap()
+    {
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
     text.split("\n\n")
@@ -362,7 +380,8 @@ async fn the_event_stream_hears_a_resume_that_ends_the_job() {
     assert_eq!(resumed["state"], "succeeded", "{resumed}");
     // Told at once (a stream that hears nothing reads its job again only after 5 s).
     let events = read_events(resp, Duration::from_secs(4)).await;
-    let names: Vec<&str> = events.iter().map(|(n, j)| if n == "state" { j["state"].as_str().unwrap() } else { n.as_str() }).collect();
+    let names: Vec<&str> =
+        events.iter().map(|(n, j)| if n == "state" { j["state"].as_str().unwrap() } else { n.as_str() }).collect();
     assert_eq!(names.first(), Some(&"suspended"), "{names:?}");
     assert_eq!(names.last(), Some(&"succeeded"), "{names:?}");
     assert_eq!(d.delete(&format!("/v1/jobs/{id}")).await, 204);

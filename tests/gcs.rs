@@ -58,7 +58,11 @@ bearer_token = "placeholder"
     };
     let config = bucket("cin", "photos") + &bucket("cout", "results");
     common::cloud::job_scenario("gcs", &config).await;
-    assert_eq!(common::cloud::open_uploads(&emu.url, "results").await, Vec::<String>::new(), "multipart uploads left open");
+    assert_eq!(
+        common::cloud::open_uploads(&emu.url, "results").await,
+        Vec::<String>::new(),
+        "multipart uploads left open"
+    );
 }
 
 /// Without `bearer_token`, `use_emulator` sends an empty one, which moto
@@ -67,13 +71,18 @@ bearer_token = "placeholder"
 #[tokio::test]
 async fn empty_bearer_token_fails_on_moto() {
     let Some(emu) = common::cloud::moto_with_buckets().await else { return };
-    let config = format!("[buckets.g]\nkind = \"gcs\"\nbucket = \"photos\"\nendpoint = \"{}\"\nuse_emulator = true\n", emu.url);
+    let config =
+        format!("[buckets.g]\nkind = \"gcs\"\nbucket = \"photos\"\nendpoint = \"{}\"\nuse_emulator = true\n", emu.url);
     let mut parsed: kiln::config::Config = toml::from_str(&config).unwrap();
     let dir = tempfile::tempdir().unwrap();
     parsed.data_dir = dir.path().to_path_buf();
     parsed.validate().unwrap();
     let g = kiln::objects::Buckets::new(&parsed).unwrap().get("g").unwrap();
-    let err = g.put("a.txt", "a".into()).await.expect_err("moto now accepts `Authorization: Bearer ` with no token").to_string();
+    let err = g
+        .put("a.txt", "a".into())
+        .await
+        .expect_err("moto now accepts `Authorization: Bearer ` with no token")
+        .to_string();
     assert!(err.contains("500"), "{err}");
     assert!(emu.log().contains("IndexError"), "{}", emu.log());
 }

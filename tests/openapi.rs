@@ -24,7 +24,10 @@ fn schemathesis() -> Option<String> {
         return Some("schemathesis".into());
     }
     let on_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(!on_ci, "schemathesis is not installed, and CI=true: `python3 -m pip install schemathesis` (scripts/test pins the version)");
+    assert!(
+        !on_ci,
+        "schemathesis is not installed, and CI=true: `python3 -m pip install schemathesis` (scripts/test pins the version)"
+    );
     // Straight to stderr: the test harness would swallow `eprintln!` of a passing test.
     let _ = std::io::Write::write_all(
         &mut std::io::stderr(),
@@ -58,11 +61,10 @@ async fn seed(d: &Daemon) {
     created(d, "/v1/tenants", json!({"name": "acme", "roles": ["thumbnailer"]})).await;
     created(d, "/v1/tenants/acme/tokens", json!({"label": "ci"})).await;
     created(d, "/v1/styles", json!({"name": "thumb", "style": "image/resize,w_256/format,webp"})).await;
-    let (status, p) = d.post_bytes("/v1/plugins?name=echo&version=0.1.0", std::fs::read(kiln_test_plugins::ECHO).unwrap()).await;
+    let (status, p) =
+        d.post_bytes("/v1/plugins?name=echo&version=0.1.0", std::fs::read(kiln_test_plugins::ECHO).unwrap()).await;
     assert_eq!(status, 201, "{p}");
-    let job = |prefix: &str, style: &str, start: bool| {
-        json!({"input": {"bucket": "photos", "prefix": prefix}, "style": style, "output": {"bucket": "thumbs", "template": "{key}"}, "tags": {"seed": "1"}, "start": start})
-    };
+    let job = |prefix: &str, style: &str, start: bool| json!({"input": {"bucket": "photos", "prefix": prefix}, "style": style, "output": {"bucket": "thumbs", "template": "{key}"}, "tags": {"seed": "1"}, "start": start});
     let copied = created(d, "/v1/jobs", job("in/", "copy", true)).await;
     assert_eq!(copied["id"], 1);
     // Not images: every task fails, for retry-failed and the error filter.
@@ -104,7 +106,12 @@ async fn the_api_conforms_to_its_openapi_description() {
     let args: Vec<String> = args.into_iter().chain(extra.split_whitespace().map(String::from)).collect();
     eprintln!("running: {schemathesis} {}", args.join(" ").replace(ADMIN_TOKEN, "$TOKEN"));
     let started = Instant::now();
-    let out = Command::new(&schemathesis).args(&args).current_dir(dir.path()).env("NO_COLOR", "1").output().expect("running schemathesis");
+    let out = Command::new(&schemathesis)
+        .args(&args)
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("running schemathesis");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("schemathesis took {:.1?}", started.elapsed());

@@ -23,7 +23,16 @@ fn plugin_file_with_several_outputs_numbers_them() {
     std::fs::write(&input, "abc").unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    let o = kiln(&["process", "--plugin", plugins::ECHO, "--params", "repeat,n_3", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let o = kiln(&[
+        "process",
+        "--plugin",
+        plugins::ECHO,
+        "--params",
+        "repeat,n_3",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for name in ["in.txt", "in-2.txt", "in-3.txt"] {
         assert_eq!(std::fs::read_to_string(out.join(name)).unwrap(), "abc", "{name}");
@@ -62,11 +71,36 @@ fn errors_name_the_plugin_the_parameter_and_the_limit() {
     assert!(!o.status.success() && err.contains("unknown style `nosuch`"), "{err}");
 
     let out = dir.path().join("out/");
-    let o = kiln(&["process", "--plugin", plugins::HOSTILE, "--params", "loop", "--deadline", "1s", input, "-o", out.to_str().unwrap()]);
+    let o = kiln(&[
+        "process",
+        "--plugin",
+        plugins::HOSTILE,
+        "--params",
+        "loop",
+        "--deadline",
+        "1s",
+        input,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("plugin `hostile`") && err.contains("deadline of 1s exceeded"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("plugin `hostile`") && err.contains("deadline of 1s exceeded"),
+        "{err}"
+    );
 
-    let o = kiln(&["process", "--plugin", plugins::HOSTILE, "--params", "flood", "--max-output", "1MiB", input, "-o", out.to_str().unwrap()]);
+    let o = kiln(&[
+        "process",
+        "--plugin",
+        plugins::HOSTILE,
+        "--params",
+        "flood",
+        "--max-output",
+        "1MiB",
+        input,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("output limit"), "{err}");
     // A failed task leaves no file behind, not even a partial one.

@@ -18,7 +18,15 @@ fn python_component_runs_through_kiln_process() {
     // and sockets) with trapping stubs, so the component passes Kiln's
     // import check; the app itself only uses the contract.
     let built = Command::new("componentize-py")
-        .args(["-d", root.join("wit").to_str().unwrap(), "-w", "kiln:plugin/processor", "componentize", "--stub-wasi", "-p"])
+        .args([
+            "-d",
+            root.join("wit").to_str().unwrap(),
+            "-w",
+            "kiln:plugin/processor",
+            "componentize",
+            "--stub-wasi",
+            "-p",
+        ])
         .arg(root.join("tests/python-plugin"))
         .args(["app", "-o"])
         .arg(&wasm)

@@ -66,7 +66,10 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 fn by_source(csv: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     let rows = parse_csv(csv);
     let header = &rows[0];
-    assert_eq!(header.join(","), "source_key,outputs,state,error_kind,error_message,attempts,bytes_in,bytes_out,duration_ms");
+    assert_eq!(
+        header.join(","),
+        "source_key,outputs,state,error_kind,error_message,attempts,bytes_in,bytes_out,duration_ms"
+    );
     rows[1..].iter().map(|r| (r[0].clone(), header.iter().cloned().zip(r.iter().cloned()).collect())).collect()
 }
 
@@ -105,11 +108,14 @@ async fn wait_file(path: &std::path::Path, ok: impl Fn(&str) -> bool) -> String 
 async fn report_rows_match_the_tasks_of_a_job_with_failures() {
     let (_dir, d) = daemon();
     let (status, job) = d
-        .post("/v1/jobs", json!({
-            "input": {"bucket": "in"}, "style": "echo/fail-on,k_bad",
-            "output": {"bucket": "out", "template": "e/{barename}.{autoext}"},
-            "report": {"bucket": "out", "key": "reports/{jobid}.csv"}
-        }))
+        .post(
+            "/v1/jobs",
+            json!({
+                "input": {"bucket": "in"}, "style": "echo/fail-on,k_bad",
+                "output": {"bucket": "out", "template": "e/{barename}.{autoext}"},
+                "report": {"bucket": "out", "key": "reports/{jobid}.csv"}
+            }),
+        )
         .await;
     assert_eq!(status, 201, "{job}");
     let id = job["id"].as_u64().unwrap();
@@ -125,7 +131,11 @@ async fn report_rows_match_the_tasks_of_a_job_with_failures() {
     let rows = by_source(&csv);
     let failed: Vec<&String> = rows.iter().filter(|(_, r)| r["state"] == "failed").map(|(k, _)| k).collect();
     assert_eq!(failed, vec!["k02-bad.txt", "k07-bad.txt", "k12-bad.txt", "k17-bad.txt"]);
-    assert!(rows.values().filter(|r| r["state"] == "failed").all(|r| r["error_kind"] == "failed" && r["error_message"].contains("on purpose")));
+    assert!(
+        rows.values()
+            .filter(|r| r["state"] == "failed")
+            .all(|r| r["error_kind"] == "failed" && r["error_message"].contains("on purpose"))
+    );
     assert_eq!(rows["k00.txt"]["outputs"], "e/k00.txt");
     assert_eq!(rows["k00.txt"]["bytes_in"], "7");
 
@@ -184,7 +194,8 @@ async fn reports_are_checked_at_creation_and_private_to_their_tenant() {
     }
 
     // A tenant's report must be inside its write grants; others' reports are not found.
-    let grants = json!([{"bucket": "in", "prefix": "", "access": "read"}, {"bucket": "out", "prefix": "t/", "access": "write"}]);
+    let grants =
+        json!([{"bucket": "in", "prefix": "", "access": "read"}, {"bucket": "out", "prefix": "t/", "access": "write"}]);
     let (status, _) = d.post("/v1/roles", json!({"name": "t-role", "grants": grants})).await;
     assert!(status == 200 || status == 201);
     for name in ["t", "u"] {
@@ -193,7 +204,11 @@ async fn reports_are_checked_at_creation_and_private_to_their_tenant() {
     }
     let token = |name: &'static str| {
         let d = &d;
-        async move { d.as_token(d.post(&format!("/v1/tenants/{name}/tokens"), json!({"label": "x"})).await.1["token"].as_str().unwrap()) }
+        async move {
+            d.as_token(
+                d.post(&format!("/v1/tenants/{name}/tokens"), json!({"label": "x"})).await.1["token"].as_str().unwrap(),
+            )
+        }
     };
     let (t, u) = (token("t").await, token("u").await);
     let job = |report_key: &str| json!({"input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "t/{key}"}, "report": {"bucket": "out", "key": report_key, "format": "jsonl", "scope": "failed"}});

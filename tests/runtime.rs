@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::MemoryTarget;
 use kiln::runtime::{
-    CacheOutcome, InputSource, LimitHit, Limits, LoadError, ObjectMeta, Plugin, Runtime, RuntimeConfig, Task, TaskError,
-    TaskErrorKind,
+    CacheOutcome, InputSource, LimitHit, Limits, LoadError, ObjectMeta, Plugin, Runtime, RuntimeConfig, Task,
+    TaskError, TaskErrorKind,
 };
 use kiln_test_plugins as plugins;
 
@@ -24,11 +24,22 @@ async fn load(rt: &Runtime, path: &str) -> Plugin {
     rt.load(&std::fs::read(path).unwrap()).await.unwrap()
 }
 
-async fn run(rt: &Runtime, plugin: &Plugin, params: &str, key: &str, input: &[u8]) -> (Result<kiln::runtime::TaskOutcome, TaskError>, MemoryTarget) {
+async fn run(
+    rt: &Runtime,
+    plugin: &Plugin,
+    params: &str,
+    key: &str,
+    input: &[u8],
+) -> (Result<kiln::runtime::TaskOutcome, TaskError>, MemoryTarget) {
     let target = MemoryTarget::default();
     let task = Task {
         params: params.into(),
-        object: ObjectMeta { bucket: "b".into(), key: key.into(), size: Some(input.len() as u64), ..Default::default() },
+        object: ObjectMeta {
+            bucket: "b".into(),
+            key: key.into(),
+            size: Some(input.len() as u64),
+            ..Default::default()
+        },
         input: InputSource::from_bytes(input.to_vec()),
         target: Box::new(target.clone()),
         limits: limits(),
@@ -88,7 +99,10 @@ async fn validate_names_the_action_and_key() {
     let echo = load(&rt, plugins::ECHO).await;
     assert_eq!(rt.validate(&echo, "repeat,n_2").await.unwrap(), Ok(()));
     let refusal = rt.validate(&echo, "repeat,n_0").await.unwrap().unwrap_err();
-    assert!(refusal.contains("`repeat`") && refusal.contains("`n`") && refusal.contains("between 1 and 1000"), "{refusal}");
+    assert!(
+        refusal.contains("`repeat`") && refusal.contains("`n`") && refusal.contains("between 1 and 1000"),
+        "{refusal}"
+    );
     let refusal = rt.validate(&echo, "explode").await.unwrap().unwrap_err();
     assert!(refusal.contains("unknown action `explode`"), "{refusal}");
 }
@@ -102,10 +116,18 @@ async fn hostile_plugins_fail_their_task_and_the_host_goes_on() {
     let echo = load(&rt, plugins::ECHO).await;
     let cases: &[(&str, &dyn Fn(&TaskError) -> bool, &str)] = &[
         ("loop", &|e| matches!(e, TaskError::Limit { hit: LimitHit::Deadline(_), .. }), "deadline of 2s exceeded"),
-        ("alloc", &|e| matches!(e, TaskError::Limit { hit: LimitHit::Memory { .. }, .. }), "memory limit of 67108864 bytes exceeded"),
+        (
+            "alloc",
+            &|e| matches!(e, TaskError::Limit { hit: LimitHit::Memory { .. }, .. }),
+            "memory limit of 67108864 bytes exceeded",
+        ),
         ("recurse", &|e| matches!(e, TaskError::Limit { hit: LimitHit::Stack(_), .. }), "stack limit"),
         ("panic", &|e| matches!(e, TaskError::Crashed { .. }), "hostile plugin panicked on purpose"),
-        ("flood", &|e| matches!(e, TaskError::Limit { hit: LimitHit::Output(_), .. }), "output limit of 1048576 bytes exceeded"),
+        (
+            "flood",
+            &|e| matches!(e, TaskError::Limit { hit: LimitHit::Output(_), .. }),
+            "output limit of 1048576 bytes exceeded",
+        ),
         ("noise", &|e| matches!(e, TaskError::Crashed { .. }), "panicked after the noise"),
     ];
     for (action, is_expected, needle) in cases {
@@ -159,7 +181,8 @@ async fn bad_components_are_refused_at_load_with_a_clear_error() {
 #[tokio::test]
 async fn compile_cache_spares_the_second_load() {
     let dir = tempfile::tempdir().unwrap();
-    let config = RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), max_instances: 4, ..RuntimeConfig::default() };
+    let config =
+        RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), max_instances: 4, ..RuntimeConfig::default() };
     let wasm = std::fs::read(plugins::ECHO).unwrap();
 
     let first = Runtime::new(config.clone()).unwrap().load(&wasm).await.unwrap();

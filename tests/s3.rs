@@ -24,5 +24,9 @@ allow_http = true
     };
     let config = bucket("cin", "photos") + &bucket("cout", "results");
     common::cloud::job_scenario("s3", &config).await;
-    assert_eq!(common::cloud::open_uploads(&emu.url, "results").await, Vec::<String>::new(), "multipart uploads left open");
+    assert_eq!(
+        common::cloud::open_uploads(&emu.url, "results").await,
+        Vec::<String>::new(),
+        "multipart uploads left open"
+    );
 }

@@ -54,25 +54,45 @@ async fn csv_and_jsonl_manifests_select_exactly_their_keys() {
     let (_dir, d) = daemon(&refs);
     write(&d, "in", "odd, \"name\".txt", "quoted");
     // S3 Batch Operations style: a header, `bucket,key`, quoting; a blank line; a key listed twice.
-    write(&d, "lists", "batch1.csv", "bucket,key\r\nin,p/f1.txt\r\nin,\"odd, \"\"name\"\".txt\"\r\n\r\nin,p/f5.txt\r\nin,p/f1.txt\r\n");
-    let id = create(&d, json!({
-        "input": {"bucket": "in", "manifest": {"bucket": "lists", "key": "batch1.csv"}},
-        "style": "copy", "output": {"bucket": "out", "template": "m/{key}"}
-    }))
+    write(
+        &d,
+        "lists",
+        "batch1.csv",
+        "bucket,key\r\nin,p/f1.txt\r\nin,\"odd, \"\"name\"\".txt\"\r\n\r\nin,p/f5.txt\r\nin,p/f1.txt\r\n",
+    );
+    let id = create(
+        &d,
+        json!({
+            "input": {"bucket": "in", "manifest": {"bucket": "lists", "key": "batch1.csv"}},
+            "style": "copy", "output": {"bucket": "out", "template": "m/{key}"}
+        }),
+    )
     .await;
     let job = d.wait_job(id, LONG).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_counters_add_up(&job);
-    assert_eq!(sources(&d.all_tasks(id, "").await), vec!["odd, \"name\".txt", "p/f1.txt", "p/f5.txt"], "a key listed twice is one task");
+    assert_eq!(
+        sources(&d.all_tasks(id, "").await),
+        vec!["odd, \"name\".txt", "p/f1.txt", "p/f5.txt"],
+        "a key listed twice is one task"
+    );
     assert_eq!(std::fs::read_to_string(d.data_dir.join("buckets/out/m/odd, \"name\".txt")).unwrap(), "quoted");
     assert_eq!(job["planning"]["done"], true);
 
     // JSON Lines, in the input bucket, format from the extension; a missing key fails its task.
-    write(&d, "in", "lists/l.jsonl", "{\"key\": \"p/f2.txt\"}\n{\"key\": \"p/f3.txt\", \"size\": 7}\n{\"key\": \"p/nope.txt\"}\n");
-    let id = create(&d, json!({
-        "input": {"bucket": "in", "manifest": {"key": "lists/l.jsonl"}},
-        "style": "copy", "output": {"bucket": "in", "template": "copies/{key}"}
-    }))
+    write(
+        &d,
+        "in",
+        "lists/l.jsonl",
+        "{\"key\": \"p/f2.txt\"}\n{\"key\": \"p/f3.txt\", \"size\": 7}\n{\"key\": \"p/nope.txt\"}\n",
+    );
+    let id = create(
+        &d,
+        json!({
+            "input": {"bucket": "in", "manifest": {"key": "lists/l.jsonl"}},
+            "style": "copy", "output": {"bucket": "in", "template": "copies/{key}"}
+        }),
+    )
     .await;
     let job = d.wait_job(id, LONG).await;
     assert_eq!(job["state"], "failed", "{job}");
@@ -82,10 +102,13 @@ async fn csv_and_jsonl_manifests_select_exactly_their_keys() {
     // One key per line, no header, format given; many pages (the planner reads 1000 lines a page).
     let many: String = (0..2500).map(|i| format!("p/f{}.txt\n", i % 8)).collect();
     write(&d, "lists", "many.txt", &many);
-    let id = create(&d, json!({
-        "input": {"bucket": "in", "manifest": {"bucket": "lists", "key": "many.txt", "format": "csv"}},
-        "style": "copy", "output": {"bucket": "out", "template": "many/{key}"}
-    }))
+    let id = create(
+        &d,
+        json!({
+            "input": {"bucket": "in", "manifest": {"bucket": "lists", "key": "many.txt", "format": "csv"}},
+            "style": "copy", "output": {"bucket": "out", "template": "many/{key}"}
+        }),
+    )
     .await;
     let job = d.wait_job(id, LONG).await;
     assert_eq!(job["state"], "succeeded", "{job}");
@@ -104,7 +127,13 @@ async fn a_bad_manifest_line_fails_the_job_naming_the_line() {
     let (status, problem) = d.post("/v1/jobs", dry).await;
     assert_eq!(status, 422, "{problem}");
     assert_eq!(problem["field"], "input.manifest");
-    assert!(problem["detail"].as_str().unwrap().contains("manifest `lists/bad.csv` line 3: bucket `other-bucket` is not the job's input bucket `in`"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("manifest `lists/bad.csv` line 3: bucket `other-bucket` is not the job's input bucket `in`"),
+        "{problem}"
+    );
     // The job itself fails at that line.
     let id = create(&d, body).await;
     let job = d.wait_job(id, LONG).await;
@@ -117,20 +146,36 @@ async fn a_bad_manifest_line_fails_the_job_naming_the_line() {
         .post("/v1/jobs", json!({"input": {"bucket": "in", "manifest": {"key": "l.csv"}}, "style": "copy", "output": {"bucket": "in", "template": "out/{key}"}, "dry_run": true}))
         .await;
     assert_eq!(status, 422, "{problem}");
-    assert!(problem["detail"].as_str().unwrap().contains("line 2: key `out/b.txt` is where this job writes its outputs"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("line 2: key `out/b.txt` is where this job writes its outputs"),
+        "{problem}"
+    );
 
     // Refused at creation, naming the field.
     let cases = [
         (json!({"bucket": "in", "manifest": {"key": "nope.csv"}}), "input.manifest.key", "cannot be read"),
         (json!({"bucket": "in", "manifest": {"key": "l.txt"}}), "input.manifest.format", "\"format\""),
-        (json!({"bucket": "in", "manifest": {"key": "l.csv", "bucket": "nosuch"}}), "input.manifest.bucket", "unknown bucket"),
+        (
+            json!({"bucket": "in", "manifest": {"key": "l.csv", "bucket": "nosuch"}}),
+            "input.manifest.bucket",
+            "unknown bucket",
+        ),
         (json!({"bucket": "in", "prefix": "p/", "manifest": {"key": "l.csv"}}), "input.manifest", "input.prefix"),
         (json!({"bucket": "in", "keys": ["a.txt"], "manifest": {"key": "l.csv"}}), "input.manifest", "input.keys"),
         (json!({"bucket": "in", "min_size": 1, "manifest": {"key": "l.csv"}}), "input.manifest", "input.min_size"),
-        (json!({"bucket": "in", "manifest": {"key": "l.csv", "format": "xml"}}), "input.manifest.format", "unknown variant"),
+        (
+            json!({"bucket": "in", "manifest": {"key": "l.csv", "format": "xml"}}),
+            "input.manifest.format",
+            "unknown variant",
+        ),
     ];
     for (input, field, needle) in cases {
-        let (status, problem) = d.post("/v1/jobs", json!({"input": input, "style": "copy", "output": {"bucket": "out", "template": "x/{key}"}})).await;
+        let (status, problem) = d
+            .post(
+                "/v1/jobs",
+                json!({"input": input, "style": "copy", "output": {"bucket": "out", "template": "x/{key}"}}),
+            )
+            .await;
         assert_eq!(status, 422, "{input} -> {problem}");
         assert_eq!(problem["field"], field, "{input} -> {problem}");
         assert!(problem["detail"].as_str().unwrap().contains(needle), "{input} -> {problem}");
@@ -161,15 +206,28 @@ async fn size_time_and_glob_filters_on_listings() {
     let run = |input: Value| {
         let d = &d;
         async move {
-            let id = create(d, json!({"input": input, "style": "copy", "output": {"bucket": "out", "template": "f/{jobid}/{key}"}})).await;
+            let id = create(
+                d,
+                json!({"input": input, "style": "copy", "output": {"bucket": "out", "template": "f/{jobid}/{key}"}}),
+            )
+            .await;
             let job = d.wait_job(id, LONG).await;
             assert_eq!(job["state"], "succeeded", "{job}");
             sources(&d.all_tasks(id, "").await)
         }
     };
-    assert_eq!(run(json!({"bucket": "in", "glob": "photos/**/IMG_*.{jpg,png}"})).await, vec!["photos/2023/IMG_5.jpg", "photos/2024/IMG_1.jpg", "photos/2024/a/IMG_2.png"]);
-    assert_eq!(run(json!({"bucket": "in", "glob": "photos/*/IMG_*"})).await, vec!["photos/2023/IMG_5.jpg", "photos/2024/IMG_1.jpg", "photos/2024/IMG_3.gif"]);
-    assert_eq!(run(json!({"bucket": "in", "prefix": "photos/", "min_size": 50, "max_size": 100})).await, vec!["photos/2024/IMG_3.gif", "photos/2024/a/IMG_2.png", "photos/DSC_4.jpg"]);
+    assert_eq!(
+        run(json!({"bucket": "in", "glob": "photos/**/IMG_*.{jpg,png}"})).await,
+        vec!["photos/2023/IMG_5.jpg", "photos/2024/IMG_1.jpg", "photos/2024/a/IMG_2.png"]
+    );
+    assert_eq!(
+        run(json!({"bucket": "in", "glob": "photos/*/IMG_*"})).await,
+        vec!["photos/2023/IMG_5.jpg", "photos/2024/IMG_1.jpg", "photos/2024/IMG_3.gif"]
+    );
+    assert_eq!(
+        run(json!({"bucket": "in", "prefix": "photos/", "min_size": 50, "max_size": 100})).await,
+        vec!["photos/2024/IMG_3.gif", "photos/2024/a/IMG_2.png", "photos/DSC_4.jpg"]
+    );
     assert_eq!(
         run(json!({"bucket": "in", "modified_before": "2024-03-01T00:00:00Z"})).await,
         vec!["photos/2024/IMG_1.jpg"],
@@ -183,12 +241,21 @@ async fn size_time_and_glob_filters_on_listings() {
         (json!({"bucket": "in", "glob": "photos/[a"}), "input.glob", "invalid"),
         (json!({"bucket": "in", "prefix": "docs/", "glob": "photos/*"}), "input.glob", "can match no key"),
         (json!({"bucket": "in", "min_size": 10, "max_size": 9}), "input.min_size", "greater than"),
-        (json!({"bucket": "in", "modified_after": "2024-02-01T00:00:00Z", "modified_before": "2024-01-01T00:00:00Z"}), "input.modified_after", "not before"),
+        (
+            json!({"bucket": "in", "modified_after": "2024-02-01T00:00:00Z", "modified_before": "2024-01-01T00:00:00Z"}),
+            "input.modified_after",
+            "not before",
+        ),
         (json!({"bucket": "in", "modified_before": "last tuesday"}), "input.modified_before", "RFC 3339"),
         (json!({"bucket": "in", "keys": ["docs/IMG_6.jpg"], "glob": "*"}), "input.glob", "input.keys"),
     ];
     for (input, field, needle) in cases {
-        let (status, problem) = d.post("/v1/jobs", json!({"input": input, "style": "copy", "output": {"bucket": "out", "template": "x/{key}"}})).await;
+        let (status, problem) = d
+            .post(
+                "/v1/jobs",
+                json!({"input": input, "style": "copy", "output": {"bucket": "out", "template": "x/{key}"}}),
+            )
+            .await;
         assert_eq!(status, 422, "{input} -> {problem}");
         assert_eq!(problem["field"], field, "{input} -> {problem}");
         assert!(problem["detail"].as_str().unwrap().contains(needle), "{input} -> {problem}");
@@ -207,8 +274,12 @@ async fn dry_run_counts_samples_and_finds_collisions_and_problems() {
     assert_eq!(dry["dry_run"], true);
     assert_eq!((dry["objects"].as_u64(), dry["bytes"].as_u64()), (Some(4), Some(9)), "{dry}");
     assert_eq!(dry["autoext"], "txt", "echo declares txt as its first output format");
-    let sample: Vec<(String, String)> =
-        dry["sample"].as_array().unwrap().iter().map(|s| (s["source"].as_str().unwrap().into(), s["output"].as_str().unwrap().into())).collect();
+    let sample: Vec<(String, String)> = dry["sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["source"].as_str().unwrap().into(), s["output"].as_str().unwrap().into()))
+        .collect();
     assert_eq!(sample[1], ("d0/b.md".to_string(), "flat/b.txt".to_string()));
     assert_eq!(dry["collision_count"], 1);
     assert_eq!(dry["collisions"], json!([{"output": "flat/a.txt", "sources": ["d0/a.txt", "d1/a.txt"]}]));
@@ -225,7 +296,11 @@ async fn dry_run_counts_samples_and_finds_collisions_and_problems() {
 
     // Explicit keys are looked up: a missing one is reported, not counted.
     let (_, dry) = d.post("/v1/jobs", json!({"input": {"bucket": "in", "keys": ["d1/c.txt", "gone.txt"]}, "style": "copy", "output": {"bucket": "out", "template": "k/{key}"}, "dry_run": true})).await;
-    assert_eq!((dry["objects"].as_u64(), dry["bytes"].as_u64(), dry["missing_count"].as_u64()), (Some(1), Some(1), Some(1)), "{dry}");
+    assert_eq!(
+        (dry["objects"].as_u64(), dry["bytes"].as_u64(), dry["missing_count"].as_u64()),
+        (Some(1), Some(1), Some(1)),
+        "{dry}"
+    );
     assert_eq!(dry["missing"][0]["source"], "gone.txt");
 
     // A rendered key that breaks a path rule (over 1024 bytes) is reported.
@@ -247,10 +322,13 @@ async fn dry_run_reports_keys_outside_the_role_and_works_from_the_cli() {
     let files = [("t/a.txt", "a"), ("t/b.txt", "b"), ("t/deep/c.txt", "c")];
     let (_dir, d) = daemon(&files);
     let (status, r) = d
-        .post("/v1/roles", json!({"name": "r", "grants": [
-            {"bucket": "in", "prefix": "t/", "access": "read"},
-            {"bucket": "out", "prefix": "o/a", "access": "write"}
-        ]}))
+        .post(
+            "/v1/roles",
+            json!({"name": "r", "grants": [
+                {"bucket": "in", "prefix": "t/", "access": "read"},
+                {"bucket": "out", "prefix": "o/a", "access": "write"}
+            ]}),
+        )
         .await;
     assert!(status == 200 || status == 201, "{r}");
     let (status, t) = d.post("/v1/tenants", json!({"name": "acme", "roles": ["r"]})).await;
@@ -261,7 +339,8 @@ async fn dry_run_reports_keys_outside_the_role_and_works_from_the_cli() {
     assert_eq!(status, 200, "{dry}");
     assert_eq!(dry["objects"], 3);
     assert_eq!(dry["outside_grants_count"], 2, "{dry}");
-    let outside: Vec<&str> = dry["outside_grants"].as_array().unwrap().iter().map(|p| p["key"].as_str().unwrap()).collect();
+    let outside: Vec<&str> =
+        dry["outside_grants"].as_array().unwrap().iter().map(|p| p["key"].as_str().unwrap()).collect();
     assert_eq!(outside, vec!["o/b.txt", "o/c.txt"]);
     assert_eq!(dry["outside_grants"][0]["access"], "write");
     assert_eq!(dry["sample"], json!([{"source": "t/a.txt", "output": "o/a.txt"}]));
@@ -269,13 +348,44 @@ async fn dry_run_reports_keys_outside_the_role_and_works_from_the_cli() {
     let (status, p) = acme.post("/v1/jobs", json!({"input": {"bucket": "in", "prefix": "u/"}, "style": "copy", "output": {"bucket": "out", "template": "o/{basename}"}, "dry_run": true})).await;
     assert_eq!((status, p["field"].as_str()), (403, Some("input.prefix")), "{p}");
 
-    let o = d.cli(&["job", "create", "--bucket", "in", "--glob", "t/*.txt", "--style", "copy", "--output-bucket", "out", "--output", "flat/{basename}", "--dry-run"]);
+    let o = d.cli(&[
+        "job",
+        "create",
+        "--bucket",
+        "in",
+        "--glob",
+        "t/*.txt",
+        "--style",
+        "copy",
+        "--output-bucket",
+        "out",
+        "--output",
+        "flat/{basename}",
+        "--dry-run",
+    ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout} {}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("dry run: 2 objects, 2 B (2 bytes)"), "{stdout}");
     assert!(stdout.contains("t/b.txt -> flat/b.txt"), "{stdout}");
     assert!(stdout.contains("collisions: 0"), "{stdout}");
-    let o = d.cli(&["job", "create", "--bucket", "in", "--prefix", "t/", "--style", "copy", "--output-bucket", "out", "--output", "flat/{basename}", "--dry-run", "--json", "--min-size", "1"]);
+    let o = d.cli(&[
+        "job",
+        "create",
+        "--bucket",
+        "in",
+        "--prefix",
+        "t/",
+        "--style",
+        "copy",
+        "--output-bucket",
+        "out",
+        "--output",
+        "flat/{basename}",
+        "--dry-run",
+        "--json",
+        "--min-size",
+        "1",
+    ]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["objects"], 3);
     let (_, page) = d.get("/v1/jobs").await;
@@ -287,12 +397,16 @@ async fn manifest_planning_resumes_after_kill_9() {
     const N: usize = 6000;
     let (_dir, mut d) = daemon(&[]);
     // Keys that do not exist: only planning matters here, and slow tasks keep the job running.
-    let manifest: String = std::iter::once("key\n".to_string()).chain((0..N).map(|i| format!("k/{i:05}.txt\n"))).collect();
+    let manifest: String =
+        std::iter::once("key\n".to_string()).chain((0..N).map(|i| format!("k/{i:05}.txt\n"))).collect();
     write(&d, "lists", "big.csv", &manifest);
-    let id = create(&d, json!({
-        "input": {"bucket": "in", "manifest": {"bucket": "lists", "key": "big.csv"}},
-        "style": "echo/sleep,ms_1000", "output": {"bucket": "out", "template": "o/{key}"}, "concurrency": 1
-    }))
+    let id = create(
+        &d,
+        json!({
+            "input": {"bucket": "in", "manifest": {"bucket": "lists", "key": "big.csv"}},
+            "style": "echo/sleep,ms_1000", "output": {"bucket": "out", "template": "o/{key}"}, "concurrency": 1
+        }),
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(30)).await;
     d.kill9_and_restart();

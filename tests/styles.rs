@@ -21,7 +21,8 @@ fn ok(o: std::process::Output) -> Vec<u8> {
 #[test]
 fn compress_round_trips_every_format() {
     let dir = tempfile::tempdir().unwrap();
-    let original: Vec<u8> = (0..300_000u32).flat_map(|i| format!("line {} of a compressible log\n", i % 977).into_bytes()).collect();
+    let original: Vec<u8> =
+        (0..300_000u32).flat_map(|i| format!("line {} of a compressible log\n", i % 977).into_bytes()).collect();
     let input = dir.path().join("app.log");
     std::fs::write(&input, &original).unwrap();
     for (style, ext) in [("compress/gzip,l_6", "gz"), ("compress/zstd,l_3", "zst"), ("compress/brotli", "br")] {
@@ -61,7 +62,10 @@ fn zstd_levels_trade_speed_for_size() {
         let out = dir.path().join(format!("l{level}/"));
         ok(process(&format!("compress/zstd,l_{level}"), &input, &["-o", out.to_str().unwrap()]));
         let packed = out.join("notes.zst");
-        assert!(ok(process("compress/decompress", &packed, &[])) == text.as_bytes(), "l_{level}: round trip changed the bytes");
+        assert!(
+            ok(process("compress/decompress", &packed, &[])) == text.as_bytes(),
+            "l_{level}: round trip changed the bytes"
+        );
         sizes.push(std::fs::metadata(&packed).unwrap().len());
     }
     assert!(sizes[0] > sizes[1] && sizes[1] > sizes[2], "higher levels must be smaller: {sizes:?}");
@@ -73,10 +77,16 @@ fn zstd_levels_trade_speed_for_size() {
     let o = process("compress/zstd,l_22", &big, &["-o", dir.path().join("big/").to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("unsupported input"), "{err}");
-    assert!(err.contains("zstd level 22 needs about") && err.contains("limits.max_memory") && err.contains("lower level"), "{err}");
+    assert!(
+        err.contains("zstd level 22 needs about") && err.contains("limits.max_memory") && err.contains("lower level"),
+        "{err}"
+    );
     let o = process("compress/zstd,l_23", &input, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("`zstd`") && err.contains("`l`") && err.contains("between 1 and 22"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("`zstd`") && err.contains("`l`") && err.contains("between 1 and 22"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -103,7 +113,11 @@ fn checksum_gives_known_digests() {
 fn markdown_renders_gfm_to_html() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("notes.md");
-    std::fs::write(&input, "# Release & notes\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- [x] done\n- [ ] todo\n\n~~old~~ new\n").unwrap();
+    std::fs::write(
+        &input,
+        "# Release & notes\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- [x] done\n- [ ] todo\n\n~~old~~ new\n",
+    )
+    .unwrap();
     let html = String::from_utf8(ok(process("markdown", &input, &[]))).unwrap();
     assert!(html.contains("<table>") && html.contains("<td>1</td>"), "{html}");
     assert!(html.contains("type=\"checkbox\""), "{html}");
@@ -150,7 +164,11 @@ fn doc_converts_docx_to_text_and_markdown() {
     let bad = dir.path().join("broken.docx");
     std::fs::write(&bad, b"PK\x03\x04 not really a zip").unwrap();
     let o = process("doc/text", &bad, &[]);
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unsupported input"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unsupported input"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// A 24-bit BMP of `w`×`h` with a colour gradient, written by hand: the test
@@ -239,7 +257,12 @@ fn image_writes_lossy_webp_at_the_quality() {
     let original = bmp(640, 480);
     std::fs::write(&src, &original).unwrap();
     let mut results = Vec::new();
-    for style in ["image/format,webp/quality,Q_30", "image/format,webp/quality,Q_80", "image/format,webp", "image/format,webp/quality,Q_95"] {
+    for style in [
+        "image/format,webp/quality,Q_30",
+        "image/format,webp/quality,Q_80",
+        "image/format,webp",
+        "image/format,webp/quality,Q_95",
+    ] {
         let out = dir.path().join(format!("{}/", results.len()));
         ok(process(style, &src, &["-o", out.to_str().unwrap()]));
         let webp = std::fs::read(out.join("grad.webp")).unwrap();
@@ -250,7 +273,11 @@ fn image_writes_lossy_webp_at_the_quality() {
         results.push((style, webp, bmp_psnr(&original, &back)));
     }
     let [q30, q80, default, q95] = &results[..] else { unreachable!() };
-    assert!(q30.1.len() < q80.1.len() && q80.1.len() < q95.1.len(), "{:?}", results.iter().map(|r| r.1.len()).collect::<Vec<_>>());
+    assert!(
+        q30.1.len() < q80.1.len() && q80.1.len() < q95.1.len(),
+        "{:?}",
+        results.iter().map(|r| r.1.len()).collect::<Vec<_>>()
+    );
     assert_eq!(default.1, q80.1, "the default quality is 80");
     assert!(q30.2 > 28.0 && q80.2 > 35.0 && q95.2 > q80.2, "{:?}", results.iter().map(|r| r.2).collect::<Vec<_>>());
     // Lossless would be several times larger: 921 600 bytes of pixels.
@@ -276,7 +303,11 @@ fn image_webp_output_decodes_with_libwebp() {
         .output()
         .expect("python3 is needed (with Pillow: `pip install pillow`; scripts/test installs it)");
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "Pillow could not decode the WebP (is Pillow installed?): {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "Pillow could not decode the WebP (is Pillow installed?): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let fields: Vec<&str> = stdout.split_whitespace().collect();
     assert_eq!(fields[..3], ["WEBP", "333", "211"], "{stdout}");
     let psnr: f64 = fields[4].parse().unwrap();

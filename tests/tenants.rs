@@ -157,7 +157,15 @@ async fn tenant_b_sees_and_touches_nothing_of_tenant_a() {
     assert_eq!(std::fs::read_to_string(d.data_dir.join("buckets/out/a/1.txt")).unwrap(), "a file 1");
 
     // Reads: every one is "not found", so existence does not leak.
-    for path in [format!("/v1/jobs/{id}"), format!("/v1/jobs/{id}/tasks"), format!("/v1/jobs/{id}/tasks/1"), "/v1/plugins/a-echo".into(), "/v1/styles/a-style".into(), "/v1/tenants/a".into(), "/v1/roles/a-role".into()] {
+    for path in [
+        format!("/v1/jobs/{id}"),
+        format!("/v1/jobs/{id}/tasks"),
+        format!("/v1/jobs/{id}/tasks/1"),
+        "/v1/plugins/a-echo".into(),
+        "/v1/styles/a-style".into(),
+        "/v1/tenants/a".into(),
+        "/v1/roles/a-role".into(),
+    ] {
         let (status, body) = b.get(&path).await;
         assert_eq!(status, 404, "B read {path}: {body}");
     }
@@ -215,7 +223,13 @@ async fn tenant_b_sees_and_touches_nothing_of_tenant_a() {
 async fn grants_bound_every_job_at_creation_and_every_key_while_running() {
     let (_dir, d) = daemon();
     // Reads the whole bucket, writes only under `a/` of `out`.
-    let reader = tenant(&d, "reader", json!([{"bucket": "in", "prefix": "", "access": "read"}, {"bucket": "out", "prefix": "a/", "access": "write"}]), json!({})).await;
+    let reader = tenant(
+        &d,
+        "reader",
+        json!([{"bucket": "in", "prefix": "", "access": "read"}, {"bucket": "out", "prefix": "a/", "access": "write"}]),
+        json!({}),
+    )
+    .await;
     let narrow = tenant(&d, "narrow", own_prefix("a"), json!({})).await;
 
     // Refused at creation: a selection or template that can never fit.
@@ -233,7 +247,11 @@ async fn grants_bound_every_job_at_creation_and_every_key_while_running() {
     let id = create(&narrow, job("", "copy", "a/all/{key}")).await;
     let done = narrow.wait_job(id, LONG).await;
     assert_eq!(done["state"], "succeeded", "{done}");
-    assert_eq!((done["counters"]["total"].as_u64(), done["counters"]["succeeded"].as_u64()), (Some(3), Some(3)), "{done}");
+    assert_eq!(
+        (done["counters"]["total"].as_u64(), done["counters"]["succeeded"].as_u64()),
+        (Some(3), Some(3)),
+        "{done}"
+    );
     assert!(narrow.all_tasks(id, "").await.iter().all(|t| t["source_key"].as_str().unwrap().starts_with("a/")));
     let mut dry = job("", "copy", "a/all/{key}");
     dry["dry_run"] = json!(true);
@@ -245,18 +263,33 @@ async fn grants_bound_every_job_at_creation_and_every_key_while_running() {
     let manifest = json!({"input": {"bucket": "in", "manifest": {"key": "a/list.csv"}}, "style": "copy", "output": {"bucket": "out", "template": "a/m/{basename}"}});
     let id = create(&narrow, manifest).await;
     let done = narrow.wait_job(id, LONG).await;
-    assert_eq!((done["counters"]["succeeded"].as_u64(), done["counters"]["failed"].as_u64()), (Some(1), Some(1)), "{done}");
+    assert_eq!(
+        (done["counters"]["succeeded"].as_u64(), done["counters"]["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{done}"
+    );
     let failed = narrow.all_tasks(id, "&state=failed").await;
     assert_eq!(failed[0]["error"]["kind"], "grant", "{failed:?}");
-    assert!(failed[0]["error"]["message"].as_str().unwrap().contains("does not grant read on `in/b/1.txt`"), "{failed:?}");
+    assert!(
+        failed[0]["error"]["message"].as_str().unwrap().contains("does not grant read on `in/b/1.txt`"),
+        "{failed:?}"
+    );
 
     // Per key, writing: outputs outside the write grant fail, and nothing is written.
     let id = create(&reader, job("", "copy", "{key}")).await;
     let done = reader.wait_job(id, LONG).await;
     // a/0-2.txt and the manifest a/list.csv are inside the write grant; b/ and c/ are not.
-    assert_eq!((done["counters"]["succeeded"].as_u64(), done["counters"]["failed"].as_u64()), (Some(4), Some(6)), "{done}");
+    assert_eq!(
+        (done["counters"]["succeeded"].as_u64(), done["counters"]["failed"].as_u64()),
+        (Some(4), Some(6)),
+        "{done}"
+    );
     let failed = reader.all_tasks(id, "&state=failed").await;
-    assert!(failed.iter().all(|t| t["error"]["kind"] == "grant" && t["error"]["message"].as_str().unwrap().contains("does not grant write")), "{failed:?}");
+    assert!(
+        failed.iter().all(|t| t["error"]["kind"] == "grant"
+            && t["error"]["message"].as_str().unwrap().contains("does not grant write")),
+        "{failed:?}"
+    );
     assert!(!d.data_dir.join("buckets/out/b").exists(), "nothing is written outside the grants");
     assert!(d.data_dir.join("buckets/out/a/1.txt").exists());
 }
@@ -312,7 +345,12 @@ async fn concurrent_starts_never_pass_the_running_jobs_quota() {
     };
     let statuses = |answers: Vec<(u16, Value)>| {
         for (status, p) in &answers {
-            assert!(*status == 201 || *status == 200 || (*status == 429 && p["detail"].as_str().unwrap().contains("running_jobs")), "{status} {p}");
+            assert!(
+                *status == 201
+                    || *status == 200
+                    || (*status == 429 && p["detail"].as_str().unwrap().contains("running_jobs")),
+                "{status} {p}"
+            );
         }
         answers.iter().filter(|(s, _)| *s == 429).count()
     };
@@ -326,7 +364,11 @@ async fn concurrent_starts_never_pass_the_running_jobs_quota() {
     assert_eq!(running(&q).await, 2);
 
     // Resumes at once, with one slot freed: exactly one runs.
-    let ready: Vec<u64> = futures::future::join_all((20..24).map(|i| q.post("/v1/jobs", slow(i, false)))).await.iter().map(|(_, j)| j["id"].as_u64().unwrap()).collect();
+    let ready: Vec<u64> = futures::future::join_all((20..24).map(|i| q.post("/v1/jobs", slow(i, false))))
+        .await
+        .iter()
+        .map(|(_, j)| j["id"].as_u64().unwrap())
+        .collect();
     let (_, first) = q.get("/v1/jobs?state=running").await;
     q.post(&format!("/v1/jobs/{}/cancel", first["items"][0]["id"]), json!({})).await;
     let paths: Vec<String> = ready.iter().map(|id| format!("/v1/jobs/{id}/resume")).collect();
@@ -428,9 +470,12 @@ async fn uploads_are_validated_stored_by_digest_and_guarded_while_in_use() {
     // A hostile but well-formed plugin is accepted: its tasks meet the tenant's
     // limits at run time, and the daemon goes on.
     d.patch("/v1/tenants/a", json!({"quotas": {"task_memory": 64 << 20, "task_deadline": "1s"}})).await;
-    let (status, p) = a.post_bytes("/v1/plugins?name=hostile&version=1", std::fs::read(kiln_test_plugins::HOSTILE).unwrap()).await;
+    let (status, p) =
+        a.post_bytes("/v1/plugins?name=hostile&version=1", std::fs::read(kiln_test_plugins::HOSTILE).unwrap()).await;
     assert_eq!(status, 201, "{p}");
-    for (action, expect) in [("alloc", "memory limit of 67108864 bytes"), ("loop", "deadline of 1s"), ("panic", "panicked on purpose")] {
+    for (action, expect) in
+        [("alloc", "memory limit of 67108864 bytes"), ("loop", "deadline of 1s"), ("panic", "panicked on purpose")]
+    {
         let id = create(&a, job("a/", &format!("hostile/{action}"), &format!("a/h-{action}/{{basename}}"))).await;
         assert_eq!(a.wait_job(id, LONG).await["state"], "failed");
         let failed = a.all_tasks(id, "&state=failed").await;

@@ -84,12 +84,13 @@ async fn skip_unchanged_skips_what_the_last_run_already_did() {
 
 #[tokio::test]
 async fn priority_goes_first_and_pacing_caps_the_rate() {
-    let files: Vec<(String, String)> = (0..20).map(|i| (format!("low/{i:02}.txt"), "x".to_string())).chain((0..4).map(|i| (format!("high/{i}.txt"), "y".to_string()))).collect();
+    let files: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("low/{i:02}.txt"), "x".to_string()))
+        .chain((0..4).map(|i| (format!("high/{i}.txt"), "y".to_string())))
+        .collect();
     let refs: Vec<(&str, &str)> = files.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let (_dir, d) = daemon(&refs, "workers = 1\n");
-    let job = |prefix: &str, priority: i32| {
-        json!({"input": {"bucket": "in", "prefix": prefix}, "style": "echo/sleep,ms_40", "output": {"bucket": "out", "template": "{dirname}/{barename}.{autoext}"}, "priority": priority})
-    };
+    let job = |prefix: &str, priority: i32| json!({"input": {"bucket": "in", "prefix": prefix}, "style": "echo/sleep,ms_40", "output": {"bucket": "out", "template": "{dirname}/{barename}.{autoext}"}, "priority": priority});
     let low = create(&d, job("low/", 0)).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     let high = create(&d, job("high/", 10)).await;
@@ -166,7 +167,11 @@ async fn s3_event_notifications_trigger_following_jobs() {
     ]});
     let (status, r) = d.post("/v1/events/s3", event).await;
     assert_eq!(status, 200, "{r}");
-    assert_eq!((r["records"].as_u64(), r["queued"].as_u64(), r["ignored"].as_u64()), (Some(4), Some(1), Some(2)), "{r}");
+    assert_eq!(
+        (r["records"].as_u64(), r["queued"].as_u64(), r["ignored"].as_u64()),
+        (Some(4), Some(1), Some(2)),
+        "{r}"
+    );
     wait_until(&d, id, "the pushed object", |j| counter(j, "succeeded") == 2).await;
     assert_eq!(std::fs::read_to_string(d.data_dir.join("buckets/out/ev/e/sub dir/new file.txt")).unwrap(), "pushed");
 

@@ -162,10 +162,15 @@ impl Config {
         }
         self.tenant_quotas.check().map_err(|(field, msg)| ConfigError::Invalid(format!("tenant_{field}: {msg}")))?;
         for (name, bucket) in &self.buckets {
-            crate::objects::check_bucket_name(name).map_err(|e| ConfigError::Invalid(format!("buckets.{name}: {e}")))?;
+            crate::objects::check_bucket_name(name)
+                .map_err(|e| ConfigError::Invalid(format!("buckets.{name}: {e}")))?;
             let problem = match bucket {
-                BucketConfig::Gcs { use_emulator: true, endpoint: None, .. } => Some("`use_emulator` needs `endpoint`, the emulator's base URL"),
-                BucketConfig::Azure { use_emulator: false, account: None, .. } => Some("`account` is required (unless `use_emulator = true`)"),
+                BucketConfig::Gcs { use_emulator: true, endpoint: None, .. } => {
+                    Some("`use_emulator` needs `endpoint`, the emulator's base URL")
+                }
+                BucketConfig::Azure { use_emulator: false, account: None, .. } => {
+                    Some("`account` is required (unless `use_emulator = true`)")
+                }
                 _ => None,
             };
             if let Some(p) = problem {
@@ -234,13 +239,16 @@ mod tests {
         assert_eq!(cfg.runtime.limits.deadline, std::time::Duration::from_secs(5));
         assert!(matches!(cfg.buckets["in"], BucketConfig::S3 { path_style: true, .. }));
         assert_eq!(cfg.buckets["scratch"], BucketConfig::Memory);
-        assert!(matches!(&cfg.buckets["gcs"], BucketConfig::Gcs { use_emulator: true, bearer_token: Some(t), .. } if t == "placeholder"));
+        assert!(
+            matches!(&cfg.buckets["gcs"], BucketConfig::Gcs { use_emulator: true, bearer_token: Some(t), .. } if t == "placeholder")
+        );
         assert!(matches!(&cfg.buckets["blobs"], BucketConfig::Azure { use_emulator: true, account: None, .. }));
         cfg.validate().unwrap();
 
         let no_account: Config = toml::from_str("[buckets.a]\nkind = \"azure\"\ncontainer = \"c\"").unwrap();
         assert!(no_account.validate().unwrap_err().to_string().contains("`account` is required"));
-        let no_endpoint: Config = toml::from_str("[buckets.g]\nkind = \"gcs\"\nbucket = \"b\"\nuse_emulator = true").unwrap();
+        let no_endpoint: Config =
+            toml::from_str("[buckets.g]\nkind = \"gcs\"\nbucket = \"b\"\nuse_emulator = true").unwrap();
         assert!(no_endpoint.validate().unwrap_err().to_string().contains("needs `endpoint`"));
 
         let webhooks: Config = toml::from_str("[webhooks]\nallow_private_networks = true\nconcurrency = 0").unwrap();

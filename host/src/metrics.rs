@@ -75,14 +75,48 @@ impl Metrics {
             webhooks: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("tasks_finished", "Task attempts that ended, by state (retry: a transient failure, tried again)", m.tasks_finished.clone());
-        registry.register_with_unit("task_duration", "Time of one task attempt, from claim to result", prometheus_client::registry::Unit::Seconds, m.task_duration.clone());
-        registry.register_with_unit("task_input", "Bytes read from sources by tasks", prometheus_client::registry::Unit::Bytes, m.bytes_in.clone());
-        registry.register_with_unit("task_output", "Bytes written to outputs by successful tasks", prometheus_client::registry::Unit::Bytes, m.bytes_out.clone());
-        registry.register_with_unit("plugin_load", "Time to load a plugin: compile, or read from the compile cache", prometheus_client::registry::Unit::Seconds, m.plugin_load.clone());
-        registry.register_with_unit("plugin_instantiate", "Time to instantiate a plugin for one task", prometheus_client::registry::Unit::Seconds, m.instantiate.clone());
+        registry.register(
+            "tasks_finished",
+            "Task attempts that ended, by state (retry: a transient failure, tried again)",
+            m.tasks_finished.clone(),
+        );
+        registry.register_with_unit(
+            "task_duration",
+            "Time of one task attempt, from claim to result",
+            prometheus_client::registry::Unit::Seconds,
+            m.task_duration.clone(),
+        );
+        registry.register_with_unit(
+            "task_input",
+            "Bytes read from sources by tasks",
+            prometheus_client::registry::Unit::Bytes,
+            m.bytes_in.clone(),
+        );
+        registry.register_with_unit(
+            "task_output",
+            "Bytes written to outputs by successful tasks",
+            prometheus_client::registry::Unit::Bytes,
+            m.bytes_out.clone(),
+        );
+        registry.register_with_unit(
+            "plugin_load",
+            "Time to load a plugin: compile, or read from the compile cache",
+            prometheus_client::registry::Unit::Seconds,
+            m.plugin_load.clone(),
+        );
+        registry.register_with_unit(
+            "plugin_instantiate",
+            "Time to instantiate a plugin for one task",
+            prometheus_client::registry::Unit::Seconds,
+            m.instantiate.clone(),
+        );
         registry.register("http_requests", "HTTP requests, by route and status", m.http_requests.clone());
-        registry.register_with_unit("http_request_duration", "Time to answer an HTTP request", prometheus_client::registry::Unit::Seconds, m.http_duration.clone());
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time to answer an HTTP request",
+            prometheus_client::registry::Unit::Seconds,
+            m.http_duration.clone(),
+        );
         registry.register("tasks", "Tasks of all stored jobs, by state", m.tasks.clone());
         registry.register("queue_depth", "Pending tasks of Running jobs", m.queue_depth.clone());
         registry.register("jobs_running", "Jobs in the Running state", m.jobs_running.clone());
@@ -123,12 +157,17 @@ mod tests {
     fn renders_the_text_format_with_help_and_labels() {
         let m = Metrics::new();
         m.task_finished("succeeded", Duration::from_millis(3), 10, 20);
-        m.http_requests.get_or_create(&HttpLabels { method: "GET".into(), route: "/v1/jobs/{id}".into(), status: 200 }).inc();
+        m.http_requests
+            .get_or_create(&HttpLabels { method: "GET".into(), route: "/v1/jobs/{id}".into(), status: 200 })
+            .inc();
         let text = m.render();
         assert!(text.contains("# HELP kiln_tasks_finished"), "{text}");
         assert!(text.contains("kiln_tasks_finished_total{state=\"succeeded\"} 1"), "{text}");
         assert!(text.contains("kiln_task_input_bytes_total 10"), "{text}");
-        assert!(text.contains("kiln_http_requests_total{method=\"GET\",route=\"/v1/jobs/{id}\",status=\"200\"} 1"), "{text}");
+        assert!(
+            text.contains("kiln_http_requests_total{method=\"GET\",route=\"/v1/jobs/{id}\",status=\"200\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("kiln_task_duration_seconds_bucket"), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }

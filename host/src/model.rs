@@ -153,7 +153,9 @@ impl<'de> Deserialize<'de> for Timestamp {
             Secs(i64),
             Text(String),
         }
-        match Either::deserialize(d).map_err(|_| serde::de::Error::custom("expected an RFC 3339 time (`2024-06-01T00:00:00Z`) or unix seconds"))? {
+        match Either::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected an RFC 3339 time (`2024-06-01T00:00:00Z`) or unix seconds")
+        })? {
             Either::Secs(n) => Ok(Timestamp(n)),
             Either::Text(t) => t.parse().map_err(serde::de::Error::custom),
         }
@@ -235,7 +237,8 @@ impl JobSpec {
     /// The digest of the job's definition: its input, style, output and role.
     pub fn definition(&self) -> String {
         use sha2::Digest;
-        let what = serde_json::json!({"input": self.input, "style": self.style, "output": self.output, "role": self.role});
+        let what =
+            serde_json::json!({"input": self.input, "style": self.style, "output": self.output, "role": self.role});
         hex::encode(sha2::Sha256::digest(what.to_string().as_bytes()))
     }
 }
@@ -261,7 +264,6 @@ pub struct NotifySpec {
     #[serde(default)]
     pub task_events: bool,
 }
-
 
 /// Where and how the completion report is written when a job ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -80,7 +80,10 @@ impl Buckets {
         for (name, cfg) in &config.buckets {
             let bucket = build(name, cfg).map_err(|e| anyhow::anyhow!("bucket `{name}`: {e}"))?;
             configured.insert(name.clone(), bucket);
-            if let BucketConfig::S3 { bucket, .. } | BucketConfig::Gcs { bucket, .. } | BucketConfig::Azure { container: bucket, .. } = cfg {
+            if let BucketConfig::S3 { bucket, .. }
+            | BucketConfig::Gcs { bucket, .. }
+            | BucketConfig::Azure { container: bucket, .. } = cfg
+            {
                 remote_names.insert(bucket.clone(), name.clone());
             }
         }
@@ -103,10 +106,8 @@ impl Buckets {
         check_bucket_name(name)?;
         let dir = self.local_dir.join(name);
         if dir.is_dir() {
-            return build(name, &BucketConfig::Local { path: dir }).map_err(|e| ObjectsError::Store {
-                bucket: name.to_string(),
-                message: e.to_string(),
-            });
+            return build(name, &BucketConfig::Local { path: dir })
+                .map_err(|e| ObjectsError::Store { bucket: name.to_string(), message: e.to_string() });
         }
         Err(ObjectsError::UnknownBucket {
             name: name.to_string(),
@@ -132,7 +133,8 @@ impl Buckets {
 fn build(name: &str, cfg: &BucketConfig) -> Result<Bucket, object_store::Error> {
     let (kind, store, local_root): (&'static str, Arc<dyn ObjectStore>, Option<PathBuf>) = match cfg {
         BucketConfig::Local { path } => {
-            std::fs::create_dir_all(path).map_err(|e| object_store::Error::Generic { store: "local", source: Box::new(e) })?;
+            std::fs::create_dir_all(path)
+                .map_err(|e| object_store::Error::Generic { store: "local", source: Box::new(e) })?;
             let store = object_store::local::LocalFileSystem::new_with_prefix(path)?;
             ("local", Arc::new(store), Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())))
         }
@@ -153,7 +155,8 @@ fn build(name: &str, cfg: &BucketConfig) -> Result<Bucket, object_store::Error> 
             ("s3", Arc::new(b.build()?), None)
         }
         BucketConfig::Gcs { bucket, service_account_path, endpoint, bearer_token, use_emulator } => {
-            let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).with_retry(retry());
+            let mut b =
+                object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).with_retry(retry());
             if let Some(p) = service_account_path {
                 b = b.with_service_account_path(p.to_string_lossy());
             }
@@ -164,7 +167,10 @@ fn build(name: &str, cfg: &BucketConfig) -> Result<Bucket, object_store::Error> 
                 b = b.with_bearer_token(t);
             }
             if *use_emulator {
-                use object_store::{ClientConfigKey, StaticCredentialProvider, gcp::{GcpCredential, GoogleConfigKey}};
+                use object_store::{
+                    ClientConfigKey, StaticCredentialProvider,
+                    gcp::{GcpCredential, GoogleConfigKey},
+                };
                 if bearer_token.is_none() {
                     // No OAuth: an empty bearer token, as object_store's own
                     // `disable_oauth` does. (`skip_signature` is not enough: its
@@ -177,7 +183,9 @@ fn build(name: &str, cfg: &BucketConfig) -> Result<Bucket, object_store::Error> 
             ("gcs", Arc::new(b.build()?), None)
         }
         BucketConfig::Azure { account, container, access_key, endpoint, use_emulator } => {
-            let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_container_name(container).with_retry(retry());
+            let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_container_name(container)
+                .with_retry(retry());
             let account = account.as_deref().or(use_emulator.then_some(AZURITE_ACCOUNT));
             if let Some(a) = account {
                 b = b.with_account(a);
@@ -191,7 +199,10 @@ fn build(name: &str, cfg: &BucketConfig) -> Result<Bucket, object_store::Error> 
                 // (object_store's own emulator mode takes its URL only from the
                 // environment, so the same URLs are built here from the config.)
                 (e, true) => {
-                    let base = e.clone().or_else(|| std::env::var("AZURITE_BLOB_STORAGE_URL").ok()).unwrap_or_else(|| AZURITE_URL.into());
+                    let base = e
+                        .clone()
+                        .or_else(|| std::env::var("AZURITE_BLOB_STORAGE_URL").ok())
+                        .unwrap_or_else(|| AZURITE_URL.into());
                     Some(format!("{}/{}", base.trim_end_matches('/'), account.unwrap_or(AZURITE_ACCOUNT)))
                 }
                 (e, false) => e.clone(),
@@ -228,7 +239,9 @@ pub fn store_path(key: &str) -> Result<StorePath, ObjectsError> {
 impl Bucket {
     fn err(&self, key: &str, e: object_store::Error) -> ObjectsError {
         match e {
-            object_store::Error::NotFound { .. } => ObjectsError::NotFound { bucket: self.name.clone(), key: key.to_string() },
+            object_store::Error::NotFound { .. } => {
+                ObjectsError::NotFound { bucket: self.name.clone(), key: key.to_string() }
+            }
             other => ObjectsError::Store { bucket: self.name.clone(), message: other.to_string() },
         }
     }
@@ -253,13 +266,18 @@ impl Bucket {
         let got = self.store.get(&path).await.map_err(|e| self.err(key, e))?;
         let meta = self.meta(got.meta.clone());
         let bucket = self.name.clone();
-        let stream = got.into_stream().map_err(move |e| std::io::Error::other(format!("bucket `{bucket}`: {e}"))).boxed();
+        let stream =
+            got.into_stream().map_err(move |e| std::io::Error::other(format!("bucket `{bucket}`: {e}"))).boxed();
         Ok((meta, InputSource::new(stream)))
     }
 
     /// The object's bytes from byte `offset` on, as a stream (a manifest read
     /// again after a restart starts where planning stopped).
-    pub async fn read_from(&self, key: &str, offset: u64) -> Result<BoxStream<'static, Result<bytes::Bytes, ObjectsError>>, ObjectsError> {
+    pub async fn read_from(
+        &self,
+        key: &str,
+        offset: u64,
+    ) -> Result<BoxStream<'static, Result<bytes::Bytes, ObjectsError>>, ObjectsError> {
         let path = store_path(key)?;
         let options = object_store::GetOptions {
             range: (offset > 0).then_some(object_store::GetRange::Offset(offset)),
@@ -267,7 +285,10 @@ impl Bucket {
         };
         let got = self.store.get_opts(&path, options).await.map_err(|e| self.err(key, e))?;
         let (bucket, key) = (self.name.clone(), key.to_string());
-        Ok(got.into_stream().map_err(move |e| ObjectsError::Store { bucket: bucket.clone(), message: format!("reading `{key}`: {e}") }).boxed())
+        Ok(got
+            .into_stream()
+            .map_err(move |e| ObjectsError::Store { bucket: bucket.clone(), message: format!("reading `{key}`: {e}") })
+            .boxed())
     }
 
     pub async fn head(&self, key: &str) -> Result<ObjectMeta, ObjectsError> {
@@ -291,7 +312,12 @@ impl Bucket {
     /// key order, streamed: memory does not grow with the listing.
     pub fn list_from(&self, prefix: &str, after: Option<&str>) -> BoxStream<'static, Result<ObjectMeta, ObjectsError>> {
         if let Some(local) = &self.local {
-            return local_list::sorted(local.root.clone(), self.name.clone(), prefix.to_string(), after.map(String::from));
+            return local_list::sorted(
+                local.root.clone(),
+                self.name.clone(),
+                prefix.to_string(),
+                after.map(String::from),
+            );
         }
         // Cloud stores and the memory store list in key order already.
         let dir = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
@@ -304,10 +330,17 @@ impl Bucket {
             None => self.store.list(dir_path.as_ref()),
         };
         stream
-            .map(move |r| r.map(|m| this.meta(m)).map_err(|e| ObjectsError::Store { bucket: this.name.clone(), message: e.to_string() }))
+            .map(move |r| {
+                r.map(|m| this.meta(m))
+                    .map_err(|e| ObjectsError::Store { bucket: this.name.clone(), message: e.to_string() })
+            })
             // Also `> after` here: a store that ignores the offset (Azurite
             // ignores `startFrom`) must not re-list what was planned already.
-            .try_filter(move |m| futures::future::ready(m.key.starts_with(&prefix_owned) && after_owned.as_ref().is_none_or(|a| m.key > *a)))
+            .try_filter(move |m| {
+                futures::future::ready(
+                    m.key.starts_with(&prefix_owned) && after_owned.as_ref().is_none_or(|a| m.key > *a),
+                )
+            })
             .boxed()
     }
 

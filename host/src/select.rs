@@ -26,7 +26,9 @@ pub enum SelectionError {
     SlashInFilter { field: &'static str, value: String },
     #[error("input.manifest cannot be combined with input.{other}: the manifest lists exactly the keys to process")]
     ManifestAnd { other: &'static str },
-    #[error("input.{field} cannot be combined with input.keys: object metadata is known only when each object is read; filter the list itself")]
+    #[error(
+        "input.{field} cannot be combined with input.keys: object metadata is known only when each object is read; filter the list itself"
+    )]
     FilterWithKeys { field: &'static str },
     #[error("input.manifest.{field}: {reason}")]
     BadManifest { field: &'static str, reason: String },
@@ -106,7 +108,9 @@ pub fn check(input: &InputSpec) -> Result<(), SelectionError> {
             ("suffixes", !input.suffixes.is_empty()),
             ("file_prefixes", !input.file_prefixes.is_empty()),
         ];
-        if let Some(other) = others.into_iter().filter(|(_, set)| *set).map(|(n, _)| n).chain(metadata_filters(input)).next() {
+        if let Some(other) =
+            others.into_iter().filter(|(_, set)| *set).map(|(n, _)| n).chain(metadata_filters(input)).next()
+        {
             return Err(SelectionError::ManifestAnd { other });
         }
         if let Some(reason) = key_problem(&m.key) {
@@ -194,7 +198,8 @@ impl Filter {
         }
         if let (Some(after), Some(before)) = (input.modified_after, input.modified_before) {
             if after >= before {
-                let show = |t: crate::model::Timestamp| serde_json::to_value(t).map(|v| v.to_string()).unwrap_or_default();
+                let show =
+                    |t: crate::model::Timestamp| serde_json::to_value(t).map(|v| v.to_string()).unwrap_or_default();
                 return Err(SelectionError::TimeRange { after: show(after), before: show(before) });
             }
         }
@@ -214,7 +219,9 @@ impl Filter {
 
     fn check(&self, o: &ObjectMeta, unknown_passes: bool) -> bool {
         let i = &self.input;
-        let size_ok = |bound: Option<u64>, ok: fn(u64, u64) -> bool| bound.is_none_or(|b| o.size.map_or(unknown_passes, |s| ok(s, b)));
+        let size_ok = |bound: Option<u64>, ok: fn(u64, u64) -> bool| {
+            bound.is_none_or(|b| o.size.map_or(unknown_passes, |s| ok(s, b)))
+        };
         let time_ok = |bound: Option<crate::model::Timestamp>, ok: fn(i64, i64) -> bool| {
             bound.is_none_or(|b| o.last_modified.map_or(unknown_passes, |t| ok(t, b.0)))
         };
@@ -273,7 +280,12 @@ impl Pager {
 
     /// The selection of a job that is planned by pages (a listing or a
     /// manifest, not explicit keys), resumed from `cursor`.
-    pub async fn open(buckets: &Buckets, spec: &JobSpec, cursor: Option<&str>, page_size: usize) -> Result<Pager, PageError> {
+    pub async fn open(
+        buckets: &Buckets,
+        spec: &JobSpec,
+        cursor: Option<&str>,
+        page_size: usize,
+    ) -> Result<Pager, PageError> {
         if spec.input.manifest.is_some() {
             let reader = ManifestReader::open(buckets, spec, cursor).await?;
             return Ok(Pager { source: Source::Manifest(Box::new(reader)), page_size });
@@ -335,7 +347,8 @@ mod tests {
 
     #[test]
     fn accepts_comma_separated_filters() {
-        let s: InputSpec = serde_json::from_str(r#"{"bucket":"b","suffixes":".jpg, .png,","file_prefixes":["a"]}"#).unwrap();
+        let s: InputSpec =
+            serde_json::from_str(r#"{"bucket":"b","suffixes":".jpg, .png,","file_prefixes":["a"]}"#).unwrap();
         assert_eq!(s.suffixes, vec![".jpg", ".png"]);
         assert_eq!(s.file_prefixes, vec!["a"]);
     }
@@ -352,7 +365,13 @@ mod tests {
     }
 
     fn object(key: &str, size: u64, modified: i64) -> ObjectMeta {
-        ObjectMeta { bucket: "b".into(), key: key.into(), size: Some(size), last_modified: Some(modified), ..Default::default() }
+        ObjectMeta {
+            bucket: "b".into(),
+            key: key.into(),
+            size: Some(size),
+            last_modified: Some(modified),
+            ..Default::default()
+        }
     }
 
     fn parse(json: &str) -> InputSpec {
@@ -361,8 +380,10 @@ mod tests {
 
     #[test]
     fn glob_size_and_time_filters_combine() {
-        let s = parse(r#"{"bucket":"b","glob":"photos/**/IMG_*.{jpg,png}","min_size":10,"max_size":100,
-            "modified_after":"2024-06-01T00:00:00Z","modified_before":1719792000}"#);
+        let s = parse(
+            r#"{"bucket":"b","glob":"photos/**/IMG_*.{jpg,png}","min_size":10,"max_size":100,
+            "modified_after":"2024-06-01T00:00:00Z","modified_before":1719792000}"#,
+        );
         let f = Filter::new(&s).unwrap();
         let june = 1_717_200_000 + 86_400;
         assert!(f.matches(&object("photos/2024/x/IMG_1.jpg", 10, june)));
@@ -379,7 +400,10 @@ mod tests {
         assert!(f.matches(&object("a/x.txt", 1, 0)) && !f.matches(&object("a/b/x.txt", 1, 0)));
         // Times round-trip as RFC 3339.
         assert_eq!(serde_json::to_value(&s).unwrap()["modified_before"], "2024-07-01T00:00:00Z");
-        assert_eq!(parse(r#"{"bucket":"b","modified_after":"2024-06-01T02:00:00+02:00"}"#).modified_after, Some(crate::model::Timestamp(1_717_200_000)));
+        assert_eq!(
+            parse(r#"{"bucket":"b","modified_after":"2024-06-01T02:00:00+02:00"}"#).modified_after,
+            Some(crate::model::Timestamp(1_717_200_000))
+        );
     }
 
     #[test]
@@ -406,7 +430,9 @@ mod tests {
         assert_eq!(field(r#"{"bucket":"b","manifest":{"key":"m.txt"}}"#), "input.manifest.format");
         assert_eq!(field(r#"{"bucket":"b","manifest":{"key":"/m.csv"}}"#), "input.manifest.key");
         assert!(check(&parse(r#"{"bucket":"b","manifest":{"key":"m.txt","format":"jsonl"}}"#)).is_ok());
-        let e = serde_json::from_str::<InputSpec>(r#"{"bucket":"b","modified_after":"yesterday"}"#).unwrap_err().to_string();
+        let e = serde_json::from_str::<InputSpec>(r#"{"bucket":"b","modified_after":"yesterday"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("RFC 3339"), "{e}");
     }
 }

@@ -582,7 +582,8 @@ impl Template {
         // anything (rule 2 guarantees a variable follows the head).
         let head = self.fixed_head();
         let prefix = rules.input_prefix;
-        let overlaps = if rules.fixed_selection { head.is_empty() } else { head.starts_with(prefix) || prefix.starts_with(head) };
+        let overlaps =
+            if rules.fixed_selection { head.is_empty() } else { head.starts_with(prefix) || prefix.starts_with(head) };
         if overlaps {
             return Err(TemplateError::Recursion {
                 template: template(),

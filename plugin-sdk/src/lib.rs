@@ -214,7 +214,7 @@ macro_rules! export {
                     $crate::__private::process::<$processor>(params, object, input, outputs)
                 }
             }
-            $crate::bindings::__export_processor!(KilnGuest with_types_in $crate::bindings);
+    $crate::bindings::__export_processor!(KilnGuest with_types_in $crate::bindings);
         };
     };
 }
@@ -227,7 +227,13 @@ pub mod __private {
 
     pub fn info<P: Processor>() -> wit::PluginInfo {
         let i = P::info();
-        wit::PluginInfo { name: i.name, version: i.version, description: i.description, reads: i.reads, writes: i.writes }
+        wit::PluginInfo {
+            name: i.name,
+            version: i.version,
+            description: i.description,
+            reads: i.reads,
+            writes: i.writes,
+        }
     }
 
     pub fn validate<P: Processor>(params: &str) -> Result<(), String> {

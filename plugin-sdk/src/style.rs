@@ -74,10 +74,7 @@ impl Style {
                 args.push(match part.split_once('_') {
                     Some((key, value)) if !key.is_empty() => {
                         if args.iter().any(|a: &Arg| a.key.as_deref() == Some(key)) {
-                            return Err(StyleError::DuplicateKey {
-                                action: name.to_string(),
-                                key: key.to_string(),
-                            });
+                            return Err(StyleError::DuplicateKey { action: name.to_string(), key: key.to_string() });
                         }
                         Arg { key: Some(key.to_string()), value: value.to_string() }
                     }
@@ -151,10 +148,7 @@ impl Action {
     where
         T::Err: fmt::Display,
     {
-        self.get(key)?.ok_or_else(|| StyleError::MissingKey {
-            action: self.name.clone(),
-            key: key.to_string(),
-        })
+        self.get(key)?.ok_or_else(|| StyleError::MissingKey { action: self.name.clone(), key: key.to_string() })
     }
 
     /// Refuse any key not in `allowed`, and any bare value when `allow_values` is false.
@@ -169,10 +163,7 @@ impl Action {
                     });
                 }
                 None if !allow_values => {
-                    return Err(StyleError::UnexpectedValue {
-                        action: self.name.clone(),
-                        value: arg.value.clone(),
-                    });
+                    return Err(StyleError::UnexpectedValue { action: self.name.clone(), value: arg.value.clone() });
                 }
                 _ => {}
             }

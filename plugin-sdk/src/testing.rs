@@ -19,12 +19,21 @@ pub struct MemoryOutput {
 
 /// Validate `params`, then process `input` as an object named `input.bin`.
 pub fn run<P: Processor>(params: &str, input: &[u8]) -> Result<Vec<MemoryOutput>, ProcessError> {
-    let object = ObjectInfo { bucket: "test".into(), key: "input.bin".into(), size: Some(input.len() as u64), ..Default::default() };
+    let object = ObjectInfo {
+        bucket: "test".into(),
+        key: "input.bin".into(),
+        size: Some(input.len() as u64),
+        ..Default::default()
+    };
     run_with::<P>(params, &object, input)
 }
 
 /// Validate `params`, then process `input` as `object`.
-pub fn run_with<P: Processor>(params: &str, object: &ObjectInfo, input: impl Read) -> Result<Vec<MemoryOutput>, ProcessError> {
+pub fn run_with<P: Processor>(
+    params: &str,
+    object: &ObjectInfo,
+    input: impl Read,
+) -> Result<Vec<MemoryOutput>, ProcessError> {
     P::validate(params)?;
     let list = RefCell::new(Vec::new());
     {

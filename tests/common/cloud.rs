@@ -24,7 +24,8 @@ const MAX_OUTPUT: u64 = 20 << 20;
 
 /// The objects the scenario uploads to `cin`, with their bytes.
 fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> = (0..20).map(|i| (format!("2024/img-{i:02}.txt"), format!("cloud object {i}").into_bytes())).collect();
+    let mut v: Vec<(String, Vec<u8>)> =
+        (0..20).map(|i| (format!("2024/img-{i:02}.txt"), format!("cloud object {i}").into_bytes())).collect();
     v.extend((0..5).map(|i| (format!("2024/skip-{i}.md"), b"not selected: suffix".to_vec())));
     v.push(("2024/sub/deep.txt".into(), b"below the prefix".to_vec()));
     v.push(("2023/old.txt".into(), b"not selected: prefix".to_vec()));
@@ -64,8 +65,15 @@ pub async fn open_uploads(url: &str, bucket: &str) -> Vec<String> {
     let r = reqwest::get(format!("{url}/{bucket}?uploads")).await.unwrap();
     assert!(r.status().is_success(), "listing multipart uploads of {bucket}: {}", r.status());
     let body = r.text().await.unwrap();
-    let inner = |s: &str, tag: &str| s.split_once(&format!("<{tag}>")).and_then(|(_, r)| r.split_once(&format!("</{tag}>"))).map(|(v, _)| v.to_string());
-    body.split("<Upload>").skip(1).map(|u| inner(u, "Key").unwrap_or_else(|| panic!("an upload without a key: {body}"))).collect()
+    let inner = |s: &str, tag: &str| {
+        s.split_once(&format!("<{tag}>"))
+            .and_then(|(_, r)| r.split_once(&format!("</{tag}>")))
+            .map(|(v, _)| v.to_string())
+    };
+    body.split("<Upload>")
+        .skip(1)
+        .map(|u| inner(u, "Key").unwrap_or_else(|| panic!("an upload without a key: {body}")))
+        .collect()
 }
 
 /// Create a job and wait for its end: its id and its final record.
@@ -95,7 +103,8 @@ pub async fn job_scenario(kind: &str, config: &str) {
     }
     let all: Vec<String> = fixtures.iter().map(|(k, _)| k.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     assert_eq!(keys(&cin, "", None).await, all, "{kind}: a listing is in key order");
-    let after: Vec<String> = all.iter().filter(|k| k.starts_with("2024/") && k.as_str() > "2024/img-10.txt").cloned().collect();
+    let after: Vec<String> =
+        all.iter().filter(|k| k.starts_with("2024/") && k.as_str() > "2024/img-10.txt").cloned().collect();
     assert_eq!(keys(&cin, "2024/", Some("2024/img-10.txt")).await, after, "{kind}: a listing resumes after a key");
 
     std::fs::create_dir_all(data.join("plugins")).unwrap();
@@ -105,20 +114,25 @@ pub async fn job_scenario(kind: &str, config: &str) {
     assert!(list.as_array().unwrap().iter().any(|b| b["name"] == "cin" && b["kind"] == kind), "{list}");
 
     // Prefix + suffix: exactly the selected keys, each copied byte for byte.
-    let (id, job) = run_job(&d, json!({
-        "input": {"bucket": "cin", "prefix": "2024/", "suffixes": ".txt"},
-        "style": "copy",
-        "output": {"bucket": "cout", "template": "copies/{key}"}
-    }))
+    let (id, job) = run_job(
+        &d,
+        json!({
+            "input": {"bucket": "cin", "prefix": "2024/", "suffixes": ".txt"},
+            "style": "copy",
+            "output": {"bucket": "cout", "template": "copies/{key}"}
+        }),
+    )
     .await;
     assert_eq!(job["state"], "succeeded", "{kind}: {job}");
     assert_counters_add_up(&job);
     let want: BTreeSet<String> = fixtures.iter().map(|(k, _)| k.clone()).filter(|k| selected(k)).collect();
     assert_eq!(want.len(), 22);
-    let got: BTreeSet<String> = d.all_tasks(id, "").await.iter().map(|t| t["source_key"].as_str().unwrap().to_string()).collect();
+    let got: BTreeSet<String> =
+        d.all_tasks(id, "").await.iter().map(|t| t["source_key"].as_str().unwrap().to_string()).collect();
     assert_eq!(got, want, "{kind}: the selection");
     for (key, bytes) in fixtures.iter().filter(|(k, _)| selected(k)) {
-        let out = cout.get_bytes(&format!("copies/{key}")).await.unwrap_or_else(|e| panic!("{kind}: output of {key}: {e}"));
+        let out =
+            cout.get_bytes(&format!("copies/{key}")).await.unwrap_or_else(|e| panic!("{kind}: output of {key}: {e}"));
         assert!(out == bytes.as_slice(), "{kind}: output of {key} differs ({} vs {} bytes)", out.len(), bytes.len());
     }
     let written: BTreeSet<String> = keys(&cout, "copies/", None).await.into_iter().collect();
@@ -126,11 +140,14 @@ pub async fn job_scenario(kind: &str, config: &str) {
 
     // A compressing style over the same prefix, named by the plugin's
     // extension; a second job reads the outputs back and decompresses them.
-    let (_, job) = run_job(&d, json!({
-        "input": {"bucket": "cin", "prefix": "2024/", "suffixes": ".txt"},
-        "style": "compress/gzip",
-        "output": {"bucket": "cout", "template": "gz/{key}.{autoext}"}
-    }))
+    let (_, job) = run_job(
+        &d,
+        json!({
+            "input": {"bucket": "cin", "prefix": "2024/", "suffixes": ".txt"},
+            "style": "compress/gzip",
+            "output": {"bucket": "cout", "template": "gz/{key}.{autoext}"}
+        }),
+    )
     .await;
     assert_eq!(job["state"], "succeeded", "{kind}: {job}");
     assert_counters_add_up(&job);
@@ -140,25 +157,39 @@ pub async fn job_scenario(kind: &str, config: &str) {
         let out = cout.get_bytes(key).await.unwrap();
         assert!(out.starts_with(&[0x1f, 0x8b]), "{kind}: {key} is not gzip");
     }
-    let (_, job) = run_job(&d, json!({
-        "input": {"bucket": "cout", "prefix": "gz/"},
-        "style": "compress/decompress",
-        "output": {"bucket": "cout", "template": "gunzip/{dirname}/{barename}"}
-    }))
+    let (_, job) = run_job(
+        &d,
+        json!({
+            "input": {"bucket": "cout", "prefix": "gz/"},
+            "style": "compress/decompress",
+            "output": {"bucket": "cout", "template": "gunzip/{dirname}/{barename}"}
+        }),
+    )
     .await;
     assert_eq!(job["state"], "succeeded", "{kind}: {job}");
     assert_eq!(job["counters"]["succeeded"].as_u64(), Some(want.len() as u64), "{kind}: {job}");
     for (key, bytes) in fixtures.iter().filter(|(k, _)| selected(k)) {
-        let out = cout.get_bytes(&format!("gunzip/gz/{key}")).await.unwrap_or_else(|e| panic!("{kind}: gunzipped {key}: {e}"));
-        assert!(out == bytes.as_slice(), "{kind}: {key} gzipped and back differs ({} vs {} bytes)", out.len(), bytes.len());
+        let out = cout
+            .get_bytes(&format!("gunzip/gz/{key}"))
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: gunzipped {key}: {e}"));
+        assert!(
+            out == bytes.as_slice(),
+            "{kind}: {key} gzipped and back differs ({} vs {} bytes)",
+            out.len(),
+            bytes.len()
+        );
     }
 
     // A task that fails after writing 20 MiB (parts already uploaded) leaves no object.
-    let (id, job) = run_job(&d, json!({
-        "input": {"bucket": "cin", "keys": ["2024/img-01.txt"]},
-        "style": "hostile/flood",
-        "output": {"bucket": "cout", "template": "failed/{barename}.bin"}
-    }))
+    let (id, job) = run_job(
+        &d,
+        json!({
+            "input": {"bucket": "cin", "keys": ["2024/img-01.txt"]},
+            "style": "hostile/flood",
+            "output": {"bucket": "cout", "template": "failed/{barename}.bin"}
+        }),
+    )
     .await;
     assert_eq!(job["state"], "failed", "{kind}: {job}");
     let tasks = d.all_tasks(id, "").await;
@@ -168,13 +199,20 @@ pub async fn job_scenario(kind: &str, config: &str) {
     assert!(cout.head("failed/img-01.bin").await.is_err());
 
     // A missing key fails its task with `not-found`; the others still run.
-    let (id, job) = run_job(&d, json!({
-        "input": {"bucket": "cin", "keys": ["2024/img-02.txt", "2024/gone.txt"]},
-        "style": "copy", "output": {"bucket": "cout", "template": "k/{key}"}
-    }))
+    let (id, job) = run_job(
+        &d,
+        json!({
+            "input": {"bucket": "cin", "keys": ["2024/img-02.txt", "2024/gone.txt"]},
+            "style": "copy", "output": {"bucket": "cout", "template": "k/{key}"}
+        }),
+    )
     .await;
     assert_eq!(job["state"], "failed", "{kind}: {job}");
-    assert_eq!((job["counters"]["failed"].as_u64(), job["counters"]["succeeded"].as_u64()), (Some(1), Some(1)), "{job}");
+    assert_eq!(
+        (job["counters"]["failed"].as_u64(), job["counters"]["succeeded"].as_u64()),
+        (Some(1), Some(1)),
+        "{job}"
+    );
     let failed = d.all_tasks(id, "&state=failed").await;
     assert_eq!(failed[0]["error"]["kind"], "not-found", "{}", failed[0]);
     assert_eq!(cout.get_bytes("k/2024/img-02.txt").await.unwrap(), b"cloud object 2".as_slice());

@@ -33,7 +33,10 @@ pub fn find(name: &str, install: &str) -> Option<PathBuf> {
     };
     if found.is_none() {
         assert!(!under_ci(), "emulator `{name}` is missing and CI is set, so this test may not be skipped: {install}");
-        eprintln!("\n{0}\nSKIPPED: emulator `{name}` not found (install: {install}; `scripts/test` does)\n{0}\n", "!".repeat(72));
+        eprintln!(
+            "\n{0}\nSKIPPED: emulator `{name}` not found (install: {install}; `scripts/test` does)\n{0}\n",
+            "!".repeat(72)
+        );
     }
     found
 }
@@ -78,7 +81,12 @@ impl Emulator {
             if let Ok(Some(status)) = emulator.child.try_wait() {
                 panic!("{} exited with {status} before listening:\n{}", program.display(), emulator.log());
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "{} did not listen on port {port}:\n{}", program.display(), emulator.log());
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{} did not listen on port {port}:\n{}",
+                program.display(),
+                emulator.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         emulator

@@ -49,7 +49,12 @@ struct MemoryWriter {
 impl OutputTarget for MemoryTarget {
     async fn open(&mut self, index: u32, extension: Option<&str>) -> Result<Box<dyn OutputWriter>, String> {
         self.0.lock().unwrap().opened += 1;
-        Ok(Box::new(MemoryWriter { index, extension: extension.map(String::from), bytes: Vec::new(), record: self.0.clone() }))
+        Ok(Box::new(MemoryWriter {
+            index,
+            extension: extension.map(String::from),
+            bytes: Vec::new(),
+            record: self.0.clone(),
+        }))
     }
 }
 
@@ -151,12 +156,25 @@ impl Daemon {
 
     /// The same daemon, called with another bearer token (a tenant's, or a bad one).
     pub fn as_token(&self, token: &str) -> Daemon {
-        Daemon { child: None, url: self.url.clone(), data_dir: self.data_dir.clone(), config: None, http: self.http.clone(), token: token.to_string() }
+        Daemon {
+            child: None,
+            url: self.url.clone(),
+            data_dir: self.data_dir.clone(),
+            config: None,
+            http: self.http.clone(),
+            token: token.to_string(),
+        }
     }
 
     /// `kiln ARGS` as a client of this daemon, with this token.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(kiln_bin()).args(args).env("KILN_URL", &self.url).env("KILN_TOKEN", &self.token).env("KILN_LOG", "warn").output().unwrap()
+        Command::new(kiln_bin())
+            .args(args)
+            .env("KILN_URL", &self.url)
+            .env("KILN_TOKEN", &self.token)
+            .env("KILN_LOG", "warn")
+            .output()
+            .unwrap()
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
@@ -179,7 +197,8 @@ impl Daemon {
 
     /// POST raw bytes (a plugin upload).
     pub async fn post_bytes(&self, path: &str, bytes: Vec<u8>) -> (u16, serde_json::Value) {
-        self.send(self.http.post(format!("{}{path}", self.url)).header("content-type", "application/wasm").body(bytes)).await
+        self.send(self.http.post(format!("{}{path}", self.url)).header("content-type", "application/wasm").body(bytes))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> u16 {

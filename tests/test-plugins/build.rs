@@ -6,7 +6,8 @@ use std::path::PathBuf;
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().parent().unwrap();
-    let guests = kiln_guest_build::build_workspace(&manifest.join("guests"), &root.join("target/wasm-test-plugins"), &[]);
+    let guests =
+        kiln_guest_build::build_workspace(&manifest.join("guests"), &root.join("target/wasm-test-plugins"), &[]);
     let mut code = String::new();
     for g in guests {
         code.push_str(&format!(

@@ -26,9 +26,7 @@ pub fn build_workspace(dir: &Path, target_dir: &Path, packages: &[&str]) -> Vec<
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(dir)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
-        .arg(target_dir);
+    cmd.current_dir(dir).args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"]).arg(target_dir);
     let names: Vec<String> =
         if packages.is_empty() { members(dir) } else { packages.iter().map(|p| p.to_string()).collect() };
     for name in &names {
@@ -41,7 +39,12 @@ pub fn build_workspace(dir: &Path, target_dir: &Path, packages: &[&str]) -> Vec<
     for (key, _) in std::env::vars() {
         let keep = key == "CARGO_HOME" || key == "CARGO";
         let make = key == "MAKEFLAGS" || key == "MFLAGS";
-        if (key.starts_with("CARGO_") && !keep) || make || key == "RUSTFLAGS" || key == "RUSTC" || key == "RUSTC_WORKSPACE_WRAPPER" {
+        if (key.starts_with("CARGO_") && !keep)
+            || make
+            || key == "RUSTFLAGS"
+            || key == "RUSTC"
+            || key == "RUSTC_WORKSPACE_WRAPPER"
+        {
             cmd.env_remove(key);
         }
     }

@@ -77,7 +77,11 @@ impl utoipa::ToSchema for JobEvent {}
         Problems<400, 401, 404>,
     ),
 )]
-async fn job_events(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+async fn job_events(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(JobPath { id }): Path<JobPath>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     // Subscribe before reading the job, so no change falls in between.
     let rx = s.jobs.subscribe();
     let job = s.jobs.get(&caller, id).await?;
@@ -96,10 +100,17 @@ pub struct Webhooks {
 
 /// The job's webhook events still pending and those given up on.
 #[utoipa::path(get, path = "/v1/jobs/{id}/webhooks", tag = "jobs", params(JobPath), responses((status = 200, body = Webhooks), Problems<400, 401, 404>))]
-async fn job_webhooks(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> Result<Json<Webhooks>, Problem> {
+async fn job_webhooks(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(JobPath { id }): Path<JobPath>,
+) -> Result<Json<Webhooks>, Problem> {
     s.jobs.get(&caller, id).await?;
     let (pending, given_up) = s.jobs.store().call(move |st| st.job_events(id)).await?;
-    Ok(Json(Webhooks { pending: pending.into_iter().map(OutboxEntry::public).collect(), given_up: given_up.into_iter().map(OutboxEntry::public).collect() }))
+    Ok(Json(Webhooks {
+        pending: pending.into_iter().map(OutboxEntry::public).collect(),
+        given_up: given_up.into_iter().map(OutboxEntry::public).collect(),
+    }))
 }
 
 /// An S3 event notification (`{"Records": [...]}`), as S3, MinIO and others push.
@@ -152,7 +163,11 @@ pub struct S3EventResult {
 /// object is queued in every following, running job of the caller whose
 /// selection holds it (new keys, or keys whose etag changed).
 #[utoipa::path(post, path = "/v1/events/s3", tag = "jobs", request_body = S3Notification, responses((status = 200, body = S3EventResult), Problems<400, 401, 413, 422>))]
-async fn s3_events(State(s): State<AppState>, Caller(caller): Caller, Json(body): Json<S3Notification>) -> Result<Json<S3EventResult>, Problem> {
+async fn s3_events(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Json(body): Json<S3Notification>,
+) -> Result<Json<S3EventResult>, Problem> {
     let mut result = S3EventResult { records: body.records.len(), queued: 0, ignored: 0 };
     for r in body.records {
         let bucket = s.jobs.buckets().from_event_name(&r.s3.bucket.name);
@@ -162,7 +177,12 @@ async fn s3_events(State(s): State<AppState>, Caller(caller): Caller, Json(body)
         };
         let plus_decoded = r.s3.object.key.replace('+', " ");
         let key = percent_encoding::percent_decode_str(&plus_decoded).decode_utf8_lossy().into_owned();
-        let object = crate::store::PlannedObject { key, size: r.s3.object.size, etag: r.s3.object.etag.map(|e| e.trim_matches('"').to_string()), last_modified: None };
+        let object = crate::store::PlannedObject {
+            key,
+            size: r.s3.object.size,
+            etag: r.s3.object.etag.map(|e| e.trim_matches('"').to_string()),
+            last_modified: None,
+        };
         result.queued += s.jobs.object_event(&caller, &bucket, object).await?;
     }
     Ok(Json(result))

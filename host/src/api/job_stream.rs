@@ -50,7 +50,12 @@ struct Follow {
 }
 
 /// `first` (the job as read after subscribing to `rx`), then its changes.
-pub fn follow(first: JobRecord, rx: Receiver<JobUpdate>, store: Store, recheck: Duration) -> impl Stream<Item = Change> {
+pub fn follow(
+    first: JobRecord,
+    rx: Receiver<JobUpdate>,
+    store: Store,
+    recheck: Duration,
+) -> impl Stream<Item = Change> {
     let f = Follow { id: first.id, rx, store, recheck, first: Some(first), sent: None, ended: false };
     futures::stream::unfold(f, |mut f| async move {
         if f.ended {
@@ -143,10 +148,14 @@ mod tests {
     }
 
     fn cancel(store: &Store, id: JobId) {
-        store.update_job::<crate::store::RunningJobsFull>(id, |j| {
-            j.state = JobState::Cancelled;
-            Ok(())
-        }).unwrap().unwrap().unwrap();
+        store
+            .update_job::<crate::store::RunningJobsFull>(id, |j| {
+                j.state = JobState::Cancelled;
+                Ok(())
+            })
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]

@@ -17,7 +17,8 @@ use crate::model::{JobState, TaskState};
 /// Count every request by method, route pattern and status, and time it.
 pub async fn track_http(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = request.method().to_string();
     let response = next.run(request).await;
     let m = global();
@@ -29,7 +30,20 @@ pub async fn track_http(request: Request, next: Next) -> Response {
 /// `GET /metrics`: the admin's; Prometheus sends the token with `authorization: {credentials: …}`.
 pub async fn metrics(State(s): State<AppState>, caller: Caller) -> Result<Response, Problem> {
     caller.admin_only("read metrics")?;
-    let jobs = s.jobs.store().call(|st| st.jobs_in(&[JobState::Ready, JobState::Running, JobState::Suspended, JobState::Succeeded, JobState::Failed, JobState::Cancelled])).await?;
+    let jobs = s
+        .jobs
+        .store()
+        .call(|st| {
+            st.jobs_in(&[
+                JobState::Ready,
+                JobState::Running,
+                JobState::Suspended,
+                JobState::Succeeded,
+                JobState::Failed,
+                JobState::Cancelled,
+            ])
+        })
+        .await?;
     let m = global();
     let mut by_state = [0i64; 5];
     let (mut queue, mut running) = (0i64, 0i64);
@@ -48,7 +62,8 @@ pub async fn metrics(State(s): State<AppState>, caller: Caller) -> Result<Respon
     }
     m.queue_depth.set(queue);
     m.jobs_running.set(running);
-    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render()).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
+        .into_response())
 }
 
 /// `GET /readyz`: ready once the store answers (the router only exists after start-up).

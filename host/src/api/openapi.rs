@@ -50,7 +50,9 @@ impl Modify for BearerAuth {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         let scheme = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
-            .description(Some("The admin token (`KILN_ADMIN_TOKEN`), or a tenant's from `POST /v1/tenants/{name}/tokens`"))
+            .description(Some(
+                "The admin token (`KILN_ADMIN_TOKEN`), or a tenant's from `POST /v1/tenants/{name}/tokens`",
+            ))
             .build();
         api.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
         api.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
@@ -59,9 +61,19 @@ impl Modify for BearerAuth {
 
 /// Problem responses with these statuses (0: none), for `responses(...)` of
 /// `#[utoipa::path]`: `Problems<400, 401, 404>`.
-pub struct Problems<const A: u16, const B: u16 = 0, const C: u16 = 0, const D: u16 = 0, const E: u16 = 0, const F: u16 = 0, const G: u16 = 0>;
+pub struct Problems<
+    const A: u16,
+    const B: u16 = 0,
+    const C: u16 = 0,
+    const D: u16 = 0,
+    const E: u16 = 0,
+    const F: u16 = 0,
+    const G: u16 = 0,
+>;
 
-impl<const A: u16, const B: u16, const C: u16, const D: u16, const E: u16, const F: u16, const G: u16> IntoResponses for Problems<A, B, C, D, E, F, G> {
+impl<const A: u16, const B: u16, const C: u16, const D: u16, const E: u16, const F: u16, const G: u16> IntoResponses
+    for Problems<A, B, C, D, E, F, G>
+{
     fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
         [A, B, C, D, E, F, G].into_iter().filter(|&s| s != 0).map(|s| (s.to_string(), problem_response(s))).collect()
     }
@@ -109,7 +121,9 @@ fn touch_up(v: &mut serde_json::Value) {
     let Some(m) = v.as_object_mut() else { return };
     if let Some(serde_json::Value::Object(links)) = m.get_mut("links") {
         for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
-            for (from, to) in [("operation_id", "operationId"), ("operation_ref", "operationRef"), ("request_body", "requestBody")] {
+            for (from, to) in
+                [("operation_id", "operationId"), ("operation_ref", "operationRef"), ("request_body", "requestBody")]
+            {
                 if let Some(x) = link.remove(from) {
                     link.insert(to.into(), x);
                 }
@@ -119,7 +133,11 @@ fn touch_up(v: &mut serde_json::Value) {
     if let Some(serde_json::Value::Object(responses)) = m.get_mut("responses") {
         for (status, r) in responses.iter_mut() {
             if r.get("description").is_some_and(|d| d == "") {
-                let reason = status.parse().ok().and_then(|s| axum::http::StatusCode::from_u16(s).ok()).and_then(|s| s.canonical_reason());
+                let reason = status
+                    .parse()
+                    .ok()
+                    .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+                    .and_then(|s| s.canonical_reason());
                 r["description"] = reason.unwrap_or("Success").into();
             }
         }
@@ -151,8 +169,10 @@ mod tests {
     fn served(router: &axum::Router<super::super::AppState>) -> BTreeSet<(String, String)> {
         let text = format!("{router:?}");
         // Only the path router: the fallback router has paths of its own.
-        let path_router = &text[..text.find("fallback_router:").expect("axum's Router debug output names fallback_router")];
-        let nodes = &path_router[path_router.find("node: Node { paths: {").expect("axum's PathRouter debug output has its node")..];
+        let path_router =
+            &text[..text.find("fallback_router:").expect("axum's Router debug output names fallback_router")];
+        let nodes = &path_router
+            [path_router.find("node: Node { paths: {").expect("axum's PathRouter debug output has its node")..];
         let mut paths = BTreeMap::new();
         for entry in nodes.split("RouteId(").skip(1) {
             let (id, rest) = entry.split_once("): \"").expect("RouteId(n): \"path\"");
@@ -163,7 +183,9 @@ mod tests {
         for entry in routes.split("RouteId(").skip(1) {
             let (id, rest) = entry.split_once(')').unwrap();
             let path = paths.get(id).unwrap_or_else(|| panic!("route {id} has no path in {nodes}"));
-            let router = &rest[rest.find("MethodRouter {").unwrap_or_else(|| panic!("route {path} is not a method router: {rest}"))..];
+            let router = &rest[rest
+                .find("MethodRouter {")
+                .unwrap_or_else(|| panic!("route {path} is not a method router: {rest}"))..];
             for method in ["get", "head", "delete", "options", "patch", "post", "put", "trace", "connect"] {
                 let field = format!("{method}: ");
                 let at = router.find(&field).unwrap_or_else(|| panic!("no `{field}` in {router}")) + field.len();
@@ -194,7 +216,10 @@ mod tests {
         served.retain(|(_, m)| m != "head");
         let documented = documented(&spec());
         let undocumented: Vec<_> = served.difference(&documented).collect();
-        assert!(undocumented.is_empty(), "routes served but not in /openapi.json: register them with `routes!` and `#[utoipa::path]`: {undocumented:?}");
+        assert!(
+            undocumented.is_empty(),
+            "routes served but not in /openapi.json: register them with `routes!` and `#[utoipa::path]`: {undocumented:?}"
+        );
         let missing: Vec<_> = documented.difference(&served).collect();
         assert!(missing.is_empty(), "routes in /openapi.json that nothing serves: {missing:?}");
     }
@@ -227,7 +252,10 @@ mod tests {
                 for (status, r) in responses {
                     // The health checks answer probes in plain text; the API, in problems.
                     if !status.starts_with('2') && !public {
-                        assert!(r["content"][PROBLEM_JSON].is_object(), "{method} {path} {status} is not a problem: {r}");
+                        assert!(
+                            r["content"][PROBLEM_JSON].is_object(),
+                            "{method} {path} {status} is not a problem: {r}"
+                        );
                     }
                 }
             }
@@ -237,7 +265,12 @@ mod tests {
         let mut ops = BTreeMap::new();
         for item in json["paths"].as_object().unwrap().values() {
             for op in item.as_object().unwrap().values() {
-                let params: BTreeSet<String> = op["parameters"].as_array().into_iter().flatten().map(|p| p["name"].as_str().unwrap().to_string()).collect();
+                let params: BTreeSet<String> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p["name"].as_str().unwrap().to_string())
+                    .collect();
                 ops.insert(op["operationId"].as_str().unwrap().to_string(), params);
             }
         }

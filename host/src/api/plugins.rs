@@ -63,9 +63,19 @@ pub struct UploadQuery {
         Problems<400, 401, 413, 422, 429>,
     ),
 )]
-async fn upload(State(s): State<AppState>, Caller(caller): Caller, Query(q): Query<UploadQuery>, Body(body): Body) -> Result<(StatusCode, Json<PluginRecord>), Problem> {
+async fn upload(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Query(q): Query<UploadQuery>,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<PluginRecord>), Problem> {
     if body.is_empty() {
-        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-plugin", "the body must be the plugin's `.wasm` component").field("body"));
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-plugin",
+            "the body must be the plugin's `.wasm` component",
+        )
+        .field("body"));
     }
     let owner = caller.tenant().map(str::to_string);
     let quotas = owner.as_deref().map(|t| s.jobs.quotas(t));
@@ -77,7 +87,11 @@ async fn upload(State(s): State<AppState>, Caller(caller): Caller, Query(q): Que
             (n.unwrap_or(info.name), v.unwrap_or(info.version))
         }
     };
-    let record = s.jobs.plugins().upload(s.jobs.runtime(), s.jobs.store(), owner.as_deref(), quotas.as_ref(), &name, &version, &body).await?;
+    let record = s
+        .jobs
+        .plugins()
+        .upload(s.jobs.runtime(), s.jobs.store(), owner.as_deref(), quotas.as_ref(), &name, &version, &body)
+        .await?;
     tracing::info!(plugin = %record.name, owner = ?record.owner, sha256 = %record.sha256, "plugin uploaded");
     Ok((StatusCode::CREATED, Json(record)))
 }
@@ -97,7 +111,13 @@ pub struct OwnerQuery {
 
 /// The plugin `name` as the caller addresses it: a tenant reaches its own or a
 /// public one (but changes only its own); the admin names the owner with `?owner=`.
-fn find(plugins: &Plugins, caller: &Caller, owner: Option<String>, name: &str, to_change: bool) -> Result<Installed, Problem> {
+fn find(
+    plugins: &Plugins,
+    caller: &Caller,
+    owner: Option<String>,
+    name: &str,
+    to_change: bool,
+) -> Result<Installed, Problem> {
     let not_found = || Problem::not_found(format!("plugin `{name}` not found"));
     match caller.0.tenant() {
         Some(t) => {
@@ -118,7 +138,12 @@ fn find(plugins: &Plugins, caller: &Caller, owner: Option<String>, name: &str, t
     params(PluginPath, OwnerQuery),
     responses((status = 200, body = PluginRecord), Problems<400, 401, 404>),
 )]
-async fn get_plugin(State(s): State<AppState>, caller: Caller, Path(PluginPath { name }): Path<PluginPath>, Query(q): Query<OwnerQuery>) -> Result<Json<PluginRecord>, Problem> {
+async fn get_plugin(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(PluginPath { name }): Path<PluginPath>,
+    Query(q): Query<OwnerQuery>,
+) -> Result<Json<PluginRecord>, Problem> {
     Ok(Json(find(s.jobs.plugins(), &caller, q.owner, &name, false)?.record))
 }
 
@@ -139,16 +164,36 @@ pub struct PluginPatch {
     request_body = PluginPatch,
     responses((status = 200, body = PluginRecord), Problems<400, 401, 403, 404, 409, 413, 422>),
 )]
-async fn update_plugin(State(s): State<AppState>, caller: Caller, Path(PluginPath { name }): Path<PluginPath>, Query(q): Query<OwnerQuery>, Json(body): Json<PluginPatch>) -> Result<Json<PluginRecord>, Problem> {
+async fn update_plugin(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(PluginPath { name }): Path<PluginPath>,
+    Query(q): Query<OwnerQuery>,
+    Json(body): Json<PluginPatch>,
+) -> Result<Json<PluginRecord>, Problem> {
     caller.admin_only("make plugins public")?;
     let installed = find(s.jobs.plugins(), &caller, q.owner, &name, true)?;
     if installed.record.bundled {
-        return Err(Problem::new(StatusCode::CONFLICT, "bundled", format!("plugin `{name}` is installed with the daemon and always public")));
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "bundled",
+            format!("plugin `{name}` is installed with the daemon and always public"),
+        ));
     }
     if body.public {
-        let clash = s.jobs.plugins().visible(None).into_iter().any(|r| r.public && r.name == name && r.owner != installed.record.owner);
+        let clash = s
+            .jobs
+            .plugins()
+            .visible(None)
+            .into_iter()
+            .any(|r| r.public && r.name == name && r.owner != installed.record.owner);
         if clash {
-            return Err(Problem::new(StatusCode::CONFLICT, "name-taken", format!("another public plugin is named `{name}`: public names are unique")).field("public"));
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "name-taken",
+                format!("another public plugin is named `{name}`: public names are unique"),
+            )
+            .field("public"));
         }
     }
     let mut record = installed.record.clone();
@@ -167,17 +212,30 @@ async fn update_plugin(State(s): State<AppState>, caller: Caller, Path(PluginPat
     params(PluginPath, OwnerQuery),
     responses((status = 204, description = "Deleted"), Problems<400, 401, 404, 409>),
 )]
-async fn delete_plugin(State(s): State<AppState>, caller: Caller, Path(PluginPath { name }): Path<PluginPath>, Query(q): Query<OwnerQuery>) -> Result<StatusCode, Problem> {
+async fn delete_plugin(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(PluginPath { name }): Path<PluginPath>,
+    Query(q): Query<OwnerQuery>,
+) -> Result<StatusCode, Problem> {
     let installed = find(s.jobs.plugins(), &caller, q.owner, &name, true)?;
     let record = &installed.record;
     if record.bundled {
-        return Err(Problem::new(StatusCode::CONFLICT, "bundled", format!("plugin `{name}` is installed with the daemon: it cannot be deleted over the API")));
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "bundled",
+            format!("plugin `{name}` is installed with the daemon: it cannot be deleted over the API"),
+        ));
     }
     if let Some(job) = s.jobs.plugin_in_use(&installed.key()) {
         // Name the job only to someone who may see it.
         let visible = s.jobs.get(&caller.0, job).await.is_ok();
         let which = if visible { format!("running job {job}") } else { "a running job of another tenant".to_string() };
-        return Err(Problem::new(StatusCode::CONFLICT, "in-use", format!("plugin `{name}` is in use by {which}: wait for it to end, or cancel it")));
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "in-use",
+            format!("plugin `{name}` is in use by {which}: wait for it to end, or cancel it"),
+        ));
     }
     // A style uses the plugin when its owner would resolve the name to it.
     let (owner, public, n) = (record.owner.clone(), record.public, name.clone());
@@ -196,7 +254,11 @@ async fn delete_plugin(State(s): State<AppState>, caller: Caller, Path(PluginPat
         })
         .collect();
     if !styles.is_empty() {
-        return Err(Problem::new(StatusCode::CONFLICT, "in-use", format!("plugin `{name}` is used by style(s) {}: delete them first", styles.join(", "))));
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "in-use",
+            format!("plugin `{name}` is used by style(s) {}: delete them first", styles.join(", ")),
+        ));
     }
     let owner = record.owner.clone();
     let n = name.clone();

@@ -50,11 +50,16 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response =
-            (status, [(header::CONTENT_TYPE, "application/problem+json")], serde_json::to_string(&self).unwrap_or_default())
-                .into_response();
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            serde_json::to_string(&self).unwrap_or_default(),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"kiln\""));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"kiln\""));
         }
         response
     }
@@ -63,7 +68,9 @@ impl IntoResponse for Problem {
 impl From<JobError> for Problem {
     fn from(e: JobError) -> Problem {
         match &e {
-            JobError::Invalid { field, .. } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-job", &e).field(field),
+            JobError::Invalid { field, .. } => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-job", &e).field(field)
+            }
             JobError::UnknownStyle(_) | JobError::RefusedParams { .. } => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-style", &e).field("style")
             }
@@ -80,7 +87,9 @@ impl From<crate::jobs::UploadError> for Problem {
     fn from(e: crate::jobs::UploadError) -> Problem {
         use crate::jobs::UploadError;
         match &e {
-            UploadError::Invalid { field, .. } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-plugin", &e).field(field),
+            UploadError::Invalid { field, .. } => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-plugin", &e).field(field)
+            }
             UploadError::Load(_) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-plugin", &e).field("body"),
             UploadError::Quota(_) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "quota-exceeded", &e),
             UploadError::Internal(_) => Problem::internal(&e),
@@ -140,12 +149,17 @@ where
             Ok(axum::extract::Path(v)) => Ok(Path(v)),
             Err(PathRejection::FailedToDeserializePathParams(e)) if e.status().is_client_error() => {
                 let raw = RawPathParams::from_request_parts(parts, state).await.ok();
-                let keys: Vec<(String, String)> = raw.iter().flat_map(|r| r.iter().map(|(k, v)| (k.to_string(), v.to_string()))).collect();
+                let keys: Vec<(String, String)> =
+                    raw.iter().flat_map(|r| r.iter().map(|(k, v)| (k.to_string(), v.to_string()))).collect();
                 let field = match e.kind() {
-                    ErrorKind::ParseErrorAtKey { key, .. } | ErrorKind::InvalidUtf8InPathParam { key } => Some(key.clone()),
+                    ErrorKind::ParseErrorAtKey { key, .. } | ErrorKind::InvalidUtf8InPathParam { key } => {
+                        Some(key.clone())
+                    }
                     ErrorKind::DeserializeError { key, .. } => Some(key.clone()),
                     ErrorKind::ParseErrorAtIndex { index, .. } => keys.get(*index).map(|(k, _)| k.clone()),
-                    ErrorKind::ParseError { value, .. } => keys.iter().find(|(_, v)| v == value).map(|(k, _)| k.clone()),
+                    ErrorKind::ParseError { value, .. } => {
+                        keys.iter().find(|(_, v)| v == value).map(|(k, _)| k.clone())
+                    }
                     _ => None,
                 };
                 let p = Problem::new(StatusCode::BAD_REQUEST, "bad-path", e.body_text());
@@ -179,12 +193,20 @@ where
 
 /// No route has this path: a 404 problem rather than an empty body.
 pub async fn no_route(uri: axum::http::Uri) -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, "no-route", format!("no route `{}`; the routes are listed at /openapi.json", uri.path()))
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "no-route",
+        format!("no route `{}`; the routes are listed at /openapi.json", uri.path()),
+    )
 }
 
 /// The path exists, the method does not: a 405 problem (axum keeps the `Allow` header).
 pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Problem {
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", format!("`{}` does not take {method}", uri.path()))
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("`{}` does not take {method}", uri.path()),
+    )
 }
 
 /// Parse a JSON body; the error names the field at fault.

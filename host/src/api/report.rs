@@ -48,7 +48,12 @@ pub struct ReportQuery {
         Problems<400, 401, 404>,
     ),
 )]
-async fn get_report(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>, Query(q): Query<ReportQuery>) -> Result<Response, Problem> {
+async fn get_report(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(JobPath { id }): Path<JobPath>,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, Problem> {
     let format = match q.format.as_deref() {
         None | Some("csv") => ReportFormat::Csv,
         Some("jsonl" | "ndjson") => ReportFormat::Jsonl,
@@ -60,10 +65,14 @@ async fn get_report(State(s): State<AppState>, Caller(caller): Caller, Path(JobP
         Some(other) => return Err(Problem::bad_request(format!("scope `{other}`: use all or failed")).field("scope")),
     };
     s.jobs.get(&caller, id).await?;
-    let name = format!("job-{id}-report{}.{}", if scope == ReportScope::Failed { "-failed" } else { "" }, format.extension());
+    let name =
+        format!("job-{id}-report{}.{}", if scope == ReportScope::Failed { "-failed" } else { "" }, format.extension());
     let body = Body::from_stream(report::stream(s.jobs.store().clone(), id, format, scope));
     Ok((
-        [(header::CONTENT_TYPE, format.content_type().to_string()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))],
+        [
+            (header::CONTENT_TYPE, format.content_type().to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
         body,
     )
         .into_response())

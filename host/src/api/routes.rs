@@ -66,8 +66,8 @@ pub struct NewJob;
 
 impl utoipa::PartialSchema for NewJob {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
         use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
         let RefOr::T(Schema::Object(mut spec)) = <JobSpec as utoipa::PartialSchema>::schema() else {
             unreachable!("JobSpec derives an object schema")
         };
@@ -150,20 +150,34 @@ pub struct NewStyle {
         Problems<400, 401, 413, 422>,
     ),
 )]
-async fn create_style(State(s): State<AppState>, Caller(caller): Caller, Json(body): Json<NewStyle>) -> Result<(StatusCode, Json<StyleRecord>), Problem> {
-    crate::auth::check_name("style", &body.name).map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-style", e).field("name"))?;
+async fn create_style(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Json(body): Json<NewStyle>,
+) -> Result<(StatusCode, Json<StyleRecord>), Problem> {
+    crate::auth::check_name("style", &body.name)
+        .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-style", e).field("name"))?;
     let owner = caller.tenant().map(str::to_string);
     let (plugin_name, params) = crate::bundled::split_style(&body.style);
     let Some(installed) = s.jobs.plugins().resolve(owner.as_deref(), plugin_name) else {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-style",
-            format!("unknown plugin `{plugin_name}`; available: {}", s.jobs.plugins().names(owner.as_deref()).join(", ")),
+            format!(
+                "unknown plugin `{plugin_name}`; available: {}",
+                s.jobs.plugins().names(owner.as_deref()).join(", ")
+            ),
         )
         .field("style"));
     };
     crate::jobs::check_params(s.jobs.runtime(), &installed.plugin, params).await?;
-    let record = StyleRecord { name: body.name, owner, plugin: plugin_name.to_string(), params: params.to_string(), created_at: now() };
+    let record = StyleRecord {
+        name: body.name,
+        owner,
+        plugin: plugin_name.to_string(),
+        params: params.to_string(),
+        created_at: now(),
+    };
     let stored = record.clone();
     s.jobs.store().call(move |st| st.put_style(&stored)).await?;
     Ok((StatusCode::CREATED, Json(record)))
@@ -198,7 +212,11 @@ async fn list_styles(State(s): State<AppState>, Caller(caller): Caller) -> ApiRe
     params(("name" = String, Path, description = "The style's name")),
     responses((status = 200, body = StyleRecord), Problems<400, 401, 404>),
 )]
-async fn get_style(State(s): State<AppState>, Caller(caller): Caller, Path(name): Path<String>) -> ApiResult<StyleRecord> {
+async fn get_style(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StyleRecord> {
     let (n, owner) = (name.clone(), caller.tenant().map(str::to_string));
     let found = s
         .jobs
@@ -221,7 +239,11 @@ async fn get_style(State(s): State<AppState>, Caller(caller): Caller, Path(name)
     params(("name" = String, Path, description = "The style's name")),
     responses((status = 204, description = "Deleted"), Problems<400, 401, 404>),
 )]
-async fn delete_style(State(s): State<AppState>, Caller(caller): Caller, Path(name): Path<String>) -> Result<StatusCode, Problem> {
+async fn delete_style(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Problem> {
     let (n, owner) = (name.clone(), caller.tenant().map(str::to_string));
     if s.jobs.store().call(move |st| st.delete_style(owner.as_deref(), &n)).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -253,19 +275,33 @@ async fn delete_style(State(s): State<AppState>, Caller(caller): Caller, Path(na
         Problems<400, 401, 403, 413, 422, 429>,
     ),
 )]
-async fn create_job(State(s): State<AppState>, Caller(caller): Caller, Json(body): Json<serde_json::Value>) -> Result<axum::response::Response, Problem> {
+async fn create_job(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Json(body): Json<serde_json::Value>,
+) -> Result<axum::response::Response, Problem> {
     use axum::response::IntoResponse;
     // Parsed in two steps: `flatten` and `deny_unknown_fields` do not mix in serde.
     let mut body = body;
     let start = match body.as_object_mut().and_then(|o| o.remove("start")) {
         None => true,
         Some(serde_json::Value::Bool(b)) => b,
-        Some(_) => return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-job", "start: must be true or false").field("start")),
+        Some(_) => {
+            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-job", "start: must be true or false")
+                .field("start"));
+        }
     };
     let dry_run = match body.as_object_mut().and_then(|o| o.remove("dry_run")) {
         None => false,
         Some(serde_json::Value::Bool(b)) => b,
-        Some(_) => return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-job", "dry_run: must be true or false").field("dry_run")),
+        Some(_) => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-job",
+                "dry_run: must be true or false",
+            )
+            .field("dry_run"));
+        }
     };
     let spec: JobSpec = serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
@@ -295,29 +331,51 @@ pub struct JobQuery {
 
 /// List jobs, newest first: the admin sees every job; a tenant, its own.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobQuery), responses((status = 200, body = Page<JobRecord>), Problems<400, 401>))]
-async fn list_jobs(State(s): State<AppState>, Caller(caller): Caller, Query(q): Query<JobQuery>) -> ApiResult<Page<JobRecord>> {
+async fn list_jobs(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Query(q): Query<JobQuery>,
+) -> ApiResult<Page<JobRecord>> {
     let limit = page_limit(q.limit)?;
     let before = match &q.cursor {
         None => None,
-        Some(c) => Some(c.parse::<JobId>().map_err(|_| Problem::bad_request(format!("invalid cursor `{c}`")).field("cursor"))?),
+        Some(c) => Some(
+            c.parse::<JobId>().map_err(|_| Problem::bad_request(format!("invalid cursor `{c}`")).field("cursor"))?,
+        ),
     };
     let tag = match &q.tag {
         None => None,
-        Some(t) => Some(t.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| Problem::bad_request("tag must be NAME=VALUE").field("tag"))?),
+        Some(t) => Some(
+            t.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| Problem::bad_request("tag must be NAME=VALUE").field("tag"))?,
+        ),
     };
     let state = q.state;
     let owner = caller.tenant().map(str::to_string);
     let (items, next) = s
         .jobs
         .store()
-        .call(move |st| st.list_jobs(owner.as_deref().map(Some), state, tag.as_ref().map(|(k, v)| (k.as_str(), v.as_str())), before, limit))
+        .call(move |st| {
+            st.list_jobs(
+                owner.as_deref().map(Some),
+                state,
+                tag.as_ref().map(|(k, v)| (k.as_str(), v.as_str())),
+                before,
+                limit,
+            )
+        })
         .await?;
     Ok(Json(Page { items, next: next.map(|n| n.to_string()) }))
 }
 
 /// A job, with its counters.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(JobPath), responses((status = 200, body = JobRecord), Problems<400, 401, 404>))]
-async fn get_job(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> ApiResult<JobRecord> {
+async fn get_job(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(JobPath { id }): Path<JobPath>,
+) -> ApiResult<JobRecord> {
     Ok(Json(s.jobs.get(&caller, id).await?))
 }
 
@@ -338,7 +396,12 @@ pub struct JobPatch {
     request_body = JobPatch,
     responses((status = 200, body = JobRecord), Problems<400, 401, 404, 413, 422>),
 )]
-async fn update_job(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>, Json(body): Json<JobPatch>) -> ApiResult<JobRecord> {
+async fn update_job(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(JobPath { id }): Path<JobPath>,
+    Json(body): Json<JobPatch>,
+) -> ApiResult<JobRecord> {
     Ok(Json(s.jobs.set_priority(&caller, id, body.priority).await?))
 }
 
@@ -350,7 +413,11 @@ async fn update_job(State(s): State<AppState>, Caller(caller): Caller, Path(JobP
     params(JobPath),
     responses((status = 204, description = "Deleted"), Problems<400, 401, 404, 409>),
 )]
-async fn delete_job(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> Result<StatusCode, Problem> {
+async fn delete_job(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(JobPath { id }): Path<JobPath>,
+) -> Result<StatusCode, Problem> {
     s.jobs.delete(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -363,7 +430,11 @@ async fn delete_job(State(s): State<AppState>, Caller(caller): Caller, Path(JobP
     params(JobPath),
     responses((status = 200, body = JobRecord), Problems<400, 401, 404, 409>),
 )]
-async fn suspend(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> ApiResult<JobRecord> {
+async fn suspend(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(JobPath { id }): Path<JobPath>,
+) -> ApiResult<JobRecord> {
     Ok(Json(s.jobs.suspend(&caller, id).await?))
 }
 /// Start a Ready job, or resume a Suspended one.
@@ -374,7 +445,11 @@ async fn suspend(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath
     params(JobPath),
     responses((status = 200, body = JobRecord), Problems<400, 401, 403, 404, 409, 422, 429>),
 )]
-async fn resume(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> ApiResult<JobRecord> {
+async fn resume(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(JobPath { id }): Path<JobPath>,
+) -> ApiResult<JobRecord> {
     Ok(Json(s.jobs.resume(&caller, id).await?))
 }
 /// Cancel a job that has not ended: its pending tasks are skipped.
@@ -385,7 +460,11 @@ async fn resume(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath 
     params(JobPath),
     responses((status = 200, body = JobRecord), Problems<400, 401, 404, 409>),
 )]
-async fn cancel(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> ApiResult<JobRecord> {
+async fn cancel(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(JobPath { id }): Path<JobPath>,
+) -> ApiResult<JobRecord> {
     Ok(Json(s.jobs.cancel(&caller, id).await?))
 }
 /// Run a job's failed tasks again.
@@ -396,7 +475,11 @@ async fn cancel(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath 
     params(JobPath),
     responses((status = 200, body = JobRecord), Problems<400, 401, 403, 404, 409, 422, 429>),
 )]
-async fn retry_failed(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>) -> ApiResult<JobRecord> {
+async fn retry_failed(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(JobPath { id }): Path<JobPath>,
+) -> ApiResult<JobRecord> {
     Ok(Json(s.jobs.retry_failed(&caller, id).await?))
 }
 
@@ -425,7 +508,12 @@ pub struct TaskQuery {
     params(JobPath, TaskQuery),
     responses((status = 200, body = Page<TaskRecord>), Problems<400, 401, 404>),
 )]
-async fn list_tasks(State(s): State<AppState>, Caller(caller): Caller, Path(JobPath { id }): Path<JobPath>, Query(q): Query<TaskQuery>) -> ApiResult<Page<TaskRecord>> {
+async fn list_tasks(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(JobPath { id }): Path<JobPath>,
+    Query(q): Query<TaskQuery>,
+) -> ApiResult<Page<TaskRecord>> {
     let limit = page_limit(q.limit)?;
     s.jobs.get(&caller, id).await?;
     let filter = TaskFilter { state: q.state, prefix: q.prefix, contains: q.search, error: q.error };
@@ -442,7 +530,11 @@ async fn list_tasks(State(s): State<AppState>, Caller(caller): Caller, Path(JobP
     params(TaskPath),
     responses((status = 200, body = TaskRecord), Problems<400, 401, 404>),
 )]
-async fn get_task(State(s): State<AppState>, Caller(caller): Caller, Path(TaskPath { id, seq }): Path<TaskPath>) -> ApiResult<TaskRecord> {
+async fn get_task(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(TaskPath { id, seq }): Path<TaskPath>,
+) -> ApiResult<TaskRecord> {
     s.jobs.get(&caller, id).await?;
     s.jobs
         .store()

@@ -11,7 +11,10 @@ use super::AppState;
 use super::auth::Caller;
 use super::openapi::Problems;
 use super::problem::{Body, Json, Path, Problem};
-use crate::auth::{IssuedToken, QuotasPatch, RoleRecord, TenantRecord, TokenRecord, check_tenant_name, generate_token, token_digest, token_id};
+use crate::auth::{
+    IssuedToken, QuotasPatch, RoleRecord, TenantRecord, TokenRecord, check_tenant_name, generate_token, token_digest,
+    token_id,
+};
 use crate::model::now;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -102,14 +105,21 @@ async fn check_roles_exist(s: &AppState, roles: &[String]) -> Result<(), Problem
     for (i, r) in roles.iter().enumerate() {
         let name = r.clone();
         if s.jobs.store().call(move |st| st.get_role(&name)).await?.is_none() {
-            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-tenant", format!("role `{r}` does not exist: create it first")).field(&format!("roles[{i}]")));
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-tenant",
+                format!("role `{r}` does not exist: create it first"),
+            )
+            .field(&format!("roles[{i}]")));
         }
     }
     Ok(())
 }
 
 fn check_quotas(q: &crate::auth::Quotas) -> Result<(), Problem> {
-    q.check().map_err(|(field, msg)| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-tenant", format!("{field}: {msg}")).field(field))
+    q.check().map_err(|(field, msg)| {
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-tenant", format!("{field}: {msg}")).field(field)
+    })
 }
 
 /// Create a tenant (the admin).
@@ -129,9 +139,14 @@ fn check_quotas(q: &crate::auth::Quotas) -> Result<(), Problem> {
         Problems<400, 401, 403, 409, 413, 422>,
     ),
 )]
-async fn create_tenant(State(s): State<AppState>, caller: Caller, Json(body): Json<NewTenant>) -> Result<(StatusCode, Json<TenantRecord>), Problem> {
+async fn create_tenant(
+    State(s): State<AppState>,
+    caller: Caller,
+    Json(body): Json<NewTenant>,
+) -> Result<(StatusCode, Json<TenantRecord>), Problem> {
     caller.admin_only("create tenants")?;
-    check_tenant_name(&body.name).map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-tenant", e).field("name"))?;
+    check_tenant_name(&body.name)
+        .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-tenant", e).field("name"))?;
     check_roles_exist(&s, &body.roles).await?;
     let mut quotas = s.default_quotas;
     quotas.apply(&body.quotas);
@@ -139,7 +154,8 @@ async fn create_tenant(State(s): State<AppState>, caller: Caller, Json(body): Js
     let tenant = TenantRecord { name: body.name, roles: body.roles, quotas, created_at: now() };
     let stored = tenant.clone();
     if !s.jobs.store().call(move |st| st.create_tenant(&stored)).await? {
-        return Err(Problem::new(StatusCode::CONFLICT, "exists", format!("tenant `{}` already exists", tenant.name)).field("name"));
+        return Err(Problem::new(StatusCode::CONFLICT, "exists", format!("tenant `{}` already exists", tenant.name))
+            .field("name"));
     }
     s.jobs.set_quotas(&tenant.name, Some(tenant.quotas));
     Ok((StatusCode::CREATED, Json(tenant)))
@@ -164,7 +180,11 @@ async fn find_tenant(s: &AppState, caller: &Caller, name: &str) -> Result<Tenant
 
 /// A tenant: the admin may read any; a tenant, only itself.
 #[utoipa::path(get, path = "/v1/tenants/{name}", tag = "tenants", params(TenantPath), responses((status = 200, body = TenantRecord), Problems<400, 401, 404>))]
-async fn get_tenant(State(s): State<AppState>, caller: Caller, Path(TenantPath { name }): Path<TenantPath>) -> Result<Json<TenantRecord>, Problem> {
+async fn get_tenant(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(TenantPath { name }): Path<TenantPath>,
+) -> Result<Json<TenantRecord>, Problem> {
     Ok(Json(find_tenant(&s, &caller, &name).await?))
 }
 
@@ -177,7 +197,12 @@ async fn get_tenant(State(s): State<AppState>, caller: Caller, Path(TenantPath {
     request_body = TenantPatch,
     responses((status = 200, body = TenantRecord), Problems<400, 401, 403, 404, 413, 422>),
 )]
-async fn update_tenant(State(s): State<AppState>, caller: Caller, Path(TenantPath { name }): Path<TenantPath>, Json(body): Json<TenantPatch>) -> Result<Json<TenantRecord>, Problem> {
+async fn update_tenant(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(TenantPath { name }): Path<TenantPath>,
+    Json(body): Json<TenantPatch>,
+) -> Result<Json<TenantRecord>, Problem> {
     caller.admin_only("change tenants")?;
     let mut tenant = find_tenant(&s, &caller, &name).await?;
     if let Some(roles) = body.roles {
@@ -200,13 +225,27 @@ async fn update_tenant(State(s): State<AppState>, caller: Caller, Path(TenantPat
     params(TenantPath),
     responses((status = 204, description = "Deleted, with its tokens"), Problems<400, 401, 403, 404, 409>),
 )]
-async fn delete_tenant(State(s): State<AppState>, caller: Caller, Path(TenantPath { name }): Path<TenantPath>) -> Result<StatusCode, Problem> {
+async fn delete_tenant(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(TenantPath { name }): Path<TenantPath>,
+) -> Result<StatusCode, Problem> {
     caller.admin_only("delete tenants")?;
     find_tenant(&s, &caller, &name).await?;
     let n = name.clone();
-    let (has_jobs, plugins) = s.jobs.store().call(move |st| -> crate::store::Result<_> { Ok((st.tenant_has_jobs(&n)?, st.list_plugins(Some(Some(&n)))?.len())) }).await?;
+    let (has_jobs, plugins) = s
+        .jobs
+        .store()
+        .call(move |st| -> crate::store::Result<_> {
+            Ok((st.tenant_has_jobs(&n)?, st.list_plugins(Some(Some(&n)))?.len()))
+        })
+        .await?;
     if has_jobs || plugins > 0 {
-        return Err(Problem::new(StatusCode::CONFLICT, "in-use", format!("tenant `{name}` still owns jobs or {plugins} plugin(s): delete them first")));
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "in-use",
+            format!("tenant `{name}` still owns jobs or {plugins} plugin(s): delete them first"),
+        ));
     }
     let n = name.clone();
     s.jobs.store().call(move |st| st.delete_tenant(&n)).await?;
@@ -238,19 +277,39 @@ pub struct NewToken {
         Problems<400, 401, 403, 404, 413, 422>,
     ),
 )]
-async fn issue_token(State(s): State<AppState>, caller: Caller, Path(TenantPath { name }): Path<TenantPath>, Body(body): Body) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
+async fn issue_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(TenantPath { name }): Path<TenantPath>,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
     caller.admin_only("issue tokens")?;
     find_tenant(&s, &caller, &name).await?;
-    let label = if body.is_empty() { String::new() } else { super::problem::parse_json::<Option<NewToken>>(&body)?.unwrap_or_default().label };
+    let label = if body.is_empty() {
+        String::new()
+    } else {
+        super::problem::parse_json::<Option<NewToken>>(&body)?.unwrap_or_default().label
+    };
     if label.len() > 200 {
-        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-token", "label: at most 200 bytes").field("label"));
+        return Err(
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-token", "label: at most 200 bytes").field("label")
+        );
     }
     let token = generate_token();
     let digest = token_digest(&token);
     let record = TokenRecord { id: token_id(&digest), tenant: Some(name), label, created_at: now() };
     let stored = record.clone();
     s.jobs.store().call(move |st| st.put_token(&digest, &stored)).await?;
-    Ok((StatusCode::CREATED, Json(IssuedToken { id: record.id, tenant: record.tenant, label: record.label, token, created_at: record.created_at })))
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedToken {
+            id: record.id,
+            tenant: record.tenant,
+            label: record.label,
+            token,
+            created_at: record.created_at,
+        }),
+    ))
 }
 
 /// A tenant's tokens, without their secrets (the admin).
@@ -261,7 +320,11 @@ async fn issue_token(State(s): State<AppState>, caller: Caller, Path(TenantPath 
     params(TenantPath),
     responses((status = 200, body = Vec<TokenRecord>), Problems<400, 401, 403, 404>),
 )]
-async fn list_tokens(State(s): State<AppState>, caller: Caller, Path(TenantPath { name }): Path<TenantPath>) -> Result<Json<Vec<TokenRecord>>, Problem> {
+async fn list_tokens(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(TenantPath { name }): Path<TenantPath>,
+) -> Result<Json<Vec<TokenRecord>>, Problem> {
     caller.admin_only("list tokens")?;
     find_tenant(&s, &caller, &name).await?;
     Ok(Json(s.jobs.store().call(move |st| st.list_tokens(&name)).await?))
@@ -275,7 +338,11 @@ async fn list_tokens(State(s): State<AppState>, caller: Caller, Path(TenantPath 
     params(TokenPath),
     responses((status = 204, description = "Revoked"), Problems<400, 401, 403, 404>),
 )]
-async fn revoke_token(State(s): State<AppState>, caller: Caller, Path(TokenPath { name, id }): Path<TokenPath>) -> Result<StatusCode, Problem> {
+async fn revoke_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(TokenPath { name, id }): Path<TokenPath>,
+) -> Result<StatusCode, Problem> {
     caller.admin_only("revoke tokens")?;
     let (n, i) = (name.clone(), id.clone());
     if s.jobs.store().call(move |st| st.revoke_token(&n, &i)).await? {
@@ -299,7 +366,11 @@ async fn revoke_token(State(s): State<AppState>, caller: Caller, Path(TokenPath 
         Problems<400, 401, 403, 413, 422>,
     ),
 )]
-async fn put_role(State(s): State<AppState>, caller: Caller, Json(mut role): Json<RoleRecord>) -> Result<(StatusCode, Json<RoleRecord>), Problem> {
+async fn put_role(
+    State(s): State<AppState>,
+    caller: Caller,
+    Json(mut role): Json<RoleRecord>,
+) -> Result<(StatusCode, Json<RoleRecord>), Problem> {
     caller.admin_only("manage roles")?;
     role.check().map_err(|e| {
         let field = e.split(':').next().filter(|f| f.starts_with("grants[")).unwrap_or("name").to_string();
@@ -334,9 +405,17 @@ async fn list_roles(State(s): State<AppState>, Caller(caller): Caller) -> Result
 
 /// A role, if the caller sees it.
 #[utoipa::path(get, path = "/v1/roles/{name}", tag = "roles", params(RolePath), responses((status = 200, body = RoleRecord), Problems<400, 401, 404>))]
-async fn get_role(State(s): State<AppState>, caller: Caller, Path(RolePath { name }): Path<RolePath>) -> Result<Json<RoleRecord>, Problem> {
+async fn get_role(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(RolePath { name }): Path<RolePath>,
+) -> Result<Json<RoleRecord>, Problem> {
     let Json(roles) = list_roles(State(s), caller).await?;
-    roles.into_iter().find(|r| r.name == name).map(Json).ok_or_else(|| Problem::not_found(format!("role `{name}` not found")))
+    roles
+        .into_iter()
+        .find(|r| r.name == name)
+        .map(Json)
+        .ok_or_else(|| Problem::not_found(format!("role `{name}` not found")))
 }
 
 /// Delete a role no tenant holds (the admin).
@@ -347,13 +426,28 @@ async fn get_role(State(s): State<AppState>, caller: Caller, Path(RolePath { nam
     params(RolePath),
     responses((status = 204, description = "Deleted"), Problems<400, 401, 403, 404, 409>),
 )]
-async fn delete_role(State(s): State<AppState>, caller: Caller, Path(RolePath { name }): Path<RolePath>) -> Result<StatusCode, Problem> {
+async fn delete_role(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(RolePath { name }): Path<RolePath>,
+) -> Result<StatusCode, Problem> {
     caller.admin_only("manage roles")?;
     let n = name.clone();
-    let holders: Vec<String> =
-        s.jobs.store().call(move |st| st.list_tenants()).await?.into_iter().filter(|t| t.roles.contains(&n)).map(|t| t.name).collect();
+    let holders: Vec<String> = s
+        .jobs
+        .store()
+        .call(move |st| st.list_tenants())
+        .await?
+        .into_iter()
+        .filter(|t| t.roles.contains(&n))
+        .map(|t| t.name)
+        .collect();
     if !holders.is_empty() {
-        return Err(Problem::new(StatusCode::CONFLICT, "in-use", format!("role `{name}` is granted to {}: take it from them first", holders.join(", "))));
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "in-use",
+            format!("role `{name}` is granted to {}: take it from them first", holders.join(", ")),
+        ));
     }
     let n = name.clone();
     if s.jobs.store().call(move |st| st.delete_role(&n)).await? {

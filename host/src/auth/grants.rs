@@ -52,7 +52,9 @@ pub struct RoleRecord {
 pub enum GrantError {
     #[error("role `{role}` does not grant {access} on `{bucket}/{key}`")]
     Key { role: String, access: &'static str, bucket: String, key: String },
-    #[error("role `{role}` grants no {access} in bucket `{bucket}` under `{prefix}`: no {what} of this job can be inside its grants")]
+    #[error(
+        "role `{role}` grants no {access} in bucket `{bucket}` under `{prefix}`: no {what} of this job can be inside its grants"
+    )]
     Never { role: String, access: &'static str, bucket: String, prefix: String, what: &'static str },
 }
 
@@ -83,25 +85,38 @@ impl RoleRecord {
 
     /// May a task read (or write) `key` of `bucket`?
     pub fn allows(&self, bucket: &str, key: &str, access: Access) -> Result<(), GrantError> {
-        let ok = self.grants.iter().any(|g| g.bucket == bucket && g.access.allows(access) && key.starts_with(&g.prefix));
+        let ok =
+            self.grants.iter().any(|g| g.bucket == bucket && g.access.allows(access) && key.starts_with(&g.prefix));
         if ok {
             Ok(())
         } else {
-            Err(GrantError::Key { role: self.name.clone(), access: verb(access), bucket: bucket.into(), key: key.into() })
+            Err(GrantError::Key {
+                role: self.name.clone(),
+                access: verb(access),
+                bucket: bucket.into(),
+                key: key.into(),
+            })
         }
     }
 
     /// Can any key starting with `prefix` be inside a grant? Either a grant
     /// covers the whole prefix, or the prefix is wider than some grant.
     pub fn may_touch(&self, bucket: &str, prefix: &str, access: Access, what: &'static str) -> Result<(), GrantError> {
-        let ok = self
-            .grants
-            .iter()
-            .any(|g| g.bucket == bucket && g.access.allows(access) && (prefix.starts_with(&g.prefix) || g.prefix.starts_with(prefix)));
+        let ok = self.grants.iter().any(|g| {
+            g.bucket == bucket
+                && g.access.allows(access)
+                && (prefix.starts_with(&g.prefix) || g.prefix.starts_with(prefix))
+        });
         if ok {
             Ok(())
         } else {
-            Err(GrantError::Never { role: self.name.clone(), access: verb(access), bucket: bucket.into(), prefix: prefix.into(), what })
+            Err(GrantError::Never {
+                role: self.name.clone(),
+                access: verb(access),
+                bucket: bucket.into(),
+                prefix: prefix.into(),
+                what,
+            })
         }
     }
 }

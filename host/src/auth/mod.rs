@@ -111,7 +111,9 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{what} name `{name}`: use 1-64 of lowercase letters, digits, `-`, `_` or `.`, starting with a letter or digit"))
+        Err(format!(
+            "{what} name `{name}`: use 1-64 of lowercase letters, digits, `-`, `_` or `.`, starting with a letter or digit"
+        ))
     }
 }
 

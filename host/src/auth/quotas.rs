@@ -81,7 +81,11 @@ impl Quotas {
         if self.tasks_in_flight == 0 {
             return Err(("quotas.tasks_in_flight", "must be at least 1".into()));
         }
-        for (field, value) in [("quotas.running_jobs", self.running_jobs), ("quotas.tasks_in_flight", self.tasks_in_flight), ("quotas.plugins", self.plugins)] {
+        for (field, value) in [
+            ("quotas.running_jobs", self.running_jobs),
+            ("quotas.tasks_in_flight", self.tasks_in_flight),
+            ("quotas.plugins", self.plugins),
+        ] {
             if value > MAX_COUNT {
                 return Err((field, format!("must be at most {MAX_COUNT}")));
             }

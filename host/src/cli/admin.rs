@@ -19,7 +19,9 @@ pub enum TenantCommand {
         quotas: Vec<String>,
     },
     List,
-    Get { name: String },
+    Get {
+        name: String,
+    },
     /// Change a tenant's roles or quotas (admin).
     Update {
         name: String,
@@ -30,7 +32,9 @@ pub enum TenantCommand {
         #[arg(long = "quota")]
         quotas: Vec<String>,
     },
-    Delete { name: String },
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -41,8 +45,13 @@ pub enum TokenCommand {
         #[arg(long, default_value = "")]
         label: String,
     },
-    List { tenant: String },
-    Revoke { tenant: String, id: String },
+    List {
+        tenant: String,
+    },
+    Revoke {
+        tenant: String,
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -55,8 +64,12 @@ pub enum RoleCommand {
         grants: Vec<String>,
     },
     List,
-    Get { name: String },
-    Delete { name: String },
+    Get {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,11 +137,24 @@ pub async fn tenant(client: &Client, cmd: TenantCommand) -> anyhow::Result<()> {
     match cmd {
         TenantCommand::Create { name, roles, quotas: q } => {
             let t = client.post("/v1/tenants", &json!({"name": name, "roles": roles, "quotas": quotas(&q)?})).await?;
-            client.print(&t, |t| format!("tenant {} created; issue it a token with `kiln token create {}`", s(t, "name"), s(t, "name")));
+            client.print(&t, |t| {
+                format!("tenant {} created; issue it a token with `kiln token create {}`", s(t, "name"), s(t, "name"))
+            });
         }
         TenantCommand::List => {
             let l = client.get("/v1/tenants", &[]).await?;
-            client.print(&l, |l| lines(l, |t| format!("{:<24} roles: {}", s(t, "name"), t["roles"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")).unwrap_or_default())));
+            client.print(&l, |l| {
+                lines(l, |t| {
+                    format!(
+                        "{:<24} roles: {}",
+                        s(t, "name"),
+                        t["roles"]
+                            .as_array()
+                            .map(|r| r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                            .unwrap_or_default()
+                    )
+                })
+            });
         }
         TenantCommand::Get { name } => {
             let t = client.get(&format!("/v1/tenants/{name}"), &[]).await?;
@@ -154,7 +180,9 @@ pub async fn token(client: &Client, cmd: TokenCommand) -> anyhow::Result<()> {
     match cmd {
         TokenCommand::Create { tenant, label } => {
             let t = client.post(&format!("/v1/tenants/{tenant}/tokens"), &json!({"label": label})).await?;
-            client.print(&t, |t| format!("token {} for tenant {} (shown only now):\n{}", s(t, "id"), tenant, s(t, "token")));
+            client.print(&t, |t| {
+                format!("token {} for tenant {} (shown only now):\n{}", s(t, "id"), tenant, s(t, "token"))
+            });
         }
         TokenCommand::List { tenant } => {
             let l = client.get(&format!("/v1/tenants/{tenant}/tokens"), &[]).await?;
@@ -186,7 +214,12 @@ pub async fn role(client: &Client, cmd: RoleCommand) -> anyhow::Result<()> {
             let l = client.get("/v1/roles", &[]).await?;
             client.print(&l, |l| {
                 lines(l, |r| {
-                    let grants: Vec<String> = r["grants"].as_array().into_iter().flatten().map(|g| format!("{}:{}:{}", s(g, "bucket"), s(g, "prefix"), s(g, "access"))).collect();
+                    let grants: Vec<String> = r["grants"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|g| format!("{}:{}:{}", s(g, "bucket"), s(g, "prefix"), s(g, "access")))
+                        .collect();
                     format!("{:<20} {}", s(r, "name"), grants.join(" "))
                 })
             });
@@ -212,7 +245,9 @@ pub async fn plugin(client: &Client, cmd: PluginCommand) -> anyhow::Result<()> {
             q.extend(name.map(|n| ("name", n)));
             q.extend(version.map(|v| ("version", v)));
             let p = client.post_bytes("/v1/plugins", &q, bytes).await?;
-            client.print(&p, |p| format!("plugin {} {} uploaded (sha256 {})", s(p, "name"), s(p, "version"), s(p, "sha256")));
+            client.print(&p, |p| {
+                format!("plugin {} {} uploaded (sha256 {})", s(p, "name"), s(p, "version"), s(p, "sha256"))
+            });
         }
         PluginCommand::List => {
             let l = client.get("/v1/plugins", &[]).await?;
@@ -220,7 +255,14 @@ pub async fn plugin(client: &Client, cmd: PluginCommand) -> anyhow::Result<()> {
                 lines(l, |p| {
                     let owner = p["owner"].as_str().unwrap_or("(admin)");
                     let public = if p["public"].as_bool() == Some(true) { "public" } else { "private" };
-                    format!("{:<16} {:<10} {:<12} {:<8} {}", s(p, "name"), s(p, "version"), owner, public, s(&p["info"], "description"))
+                    format!(
+                        "{:<16} {:<10} {:<12} {:<8} {}",
+                        s(p, "name"),
+                        s(p, "version"),
+                        owner,
+                        public,
+                        s(&p["info"], "description")
+                    )
                 })
             });
         }
@@ -247,6 +289,8 @@ pub async fn plugin(client: &Client, cmd: PluginCommand) -> anyhow::Result<()> {
 
 pub async fn whoami(client: &Client) -> anyhow::Result<()> {
     let w = client.get("/v1/whoami", &[]).await?;
-    client.print(&w, |w| if w["admin"].as_bool() == Some(true) { "admin".into() } else { format!("tenant {}", s(&w["tenant"], "name")) });
+    client.print(&w, |w| {
+        if w["admin"].as_bool() == Some(true) { "admin".into() } else { format!("tenant {}", s(&w["tenant"], "name")) }
+    });
     Ok(())
 }

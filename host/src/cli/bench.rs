@@ -232,8 +232,18 @@ async fn style_bench(args: &BenchArgs) -> anyhow::Result<()> {
                 let file = tokio::fs::File::open(&path).await?;
                 let object = ObjectMeta { key: path.to_string_lossy().into_owned(), ..Default::default() };
                 // Large inputs (1 GiB for gzip) need more than the default deadline.
-                let limits = Limits { deadline: std::time::Duration::from_secs(3600), max_output: u64::MAX, ..Limits::default() };
-                let task = Task { params: params.clone(), object, input: InputSource::from_reader(file), target: Box::new(Discard), limits };
+                let limits = Limits {
+                    deadline: std::time::Duration::from_secs(3600),
+                    max_output: u64::MAX,
+                    ..Limits::default()
+                };
+                let task = Task {
+                    params: params.clone(),
+                    object,
+                    input: InputSource::from_reader(file),
+                    target: Box::new(Discard),
+                    limits,
+                };
                 runtime.run(&plugin, task).await.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             }
         }));

@@ -37,16 +37,33 @@ pub enum JobCommand {
         #[arg(long)]
         cursor: Option<String>,
     },
-    Get { id: u64 },
-    Suspend { id: u64 },
-    Resume { id: u64 },
-    Cancel { id: u64 },
-    RetryFailed { id: u64 },
+    Get {
+        id: u64,
+    },
+    Suspend {
+        id: u64,
+    },
+    Resume {
+        id: u64,
+    },
+    Cancel {
+        id: u64,
+    },
+    RetryFailed {
+        id: u64,
+    },
     /// Change a job's priority (also while it runs).
-    Priority { id: u64, priority: i32 },
-    Delete { id: u64 },
+    Priority {
+        id: u64,
+        priority: i32,
+    },
+    Delete {
+        id: u64,
+    },
     /// Wait for a job to end, with a progress bar.
-    Wait { id: u64 },
+    Wait {
+        id: u64,
+    },
     /// Download the completion report: one row per task.
     Report {
         id: u64,
@@ -194,16 +211,26 @@ pub enum TaskCommand {
         #[arg(long)]
         cursor: Option<String>,
     },
-    Get { job: u64, seq: u64 },
+    Get {
+        job: u64,
+        seq: u64,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum StyleCommand {
     /// Save a style: `kiln style create thumb 'image/resize,w_256/format,webp'`.
-    Create { name: String, style: String },
+    Create {
+        name: String,
+        style: String,
+    },
     List,
-    Get { name: String },
-    Delete { name: String },
+    Get {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
 }
 
 pub struct Client {
@@ -215,7 +242,12 @@ pub struct Client {
 
 impl Client {
     pub fn new(args: &ClientArgs) -> Client {
-        Client { base: args.url.trim_end_matches('/').to_string(), http: reqwest::Client::new(), token: args.token.clone(), json: args.json }
+        Client {
+            base: args.url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            token: args.token.clone(),
+            json: args.json,
+        }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
@@ -223,7 +255,10 @@ impl Client {
             Some(t) => req.bearer_auth(t),
             None => req,
         };
-        let resp = req.send().await.with_context(|| format!("cannot reach kiln at {} (is `kiln serve` running? set KILN_URL)", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach kiln at {} (is `kiln serve` running? set KILN_URL)", self.base))?;
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {
@@ -246,7 +281,10 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.with_context(|| format!("cannot reach kiln at {} (is `kiln serve` running? set KILN_URL)", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach kiln at {} (is `kiln serve` running? set KILN_URL)", self.base))?;
         if !resp.status().is_success() {
             let status = resp.status();
             let problem: Value = resp.json().await.unwrap_or(Value::Null);
@@ -269,7 +307,8 @@ impl Client {
     }
     /// A streaming GET (server-sent events), checked for errors like any other call.
     pub async fn open_stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
-        let mut req = self.http.get(format!("{}{path}", self.base)).header(reqwest::header::ACCEPT, "text/event-stream");
+        let mut req =
+            self.http.get(format!("{}{path}", self.base)).header(reqwest::header::ACCEPT, "text/event-stream");
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -284,7 +323,12 @@ impl Client {
 
     /// POST raw bytes, e.g. a plugin's component.
     pub async fn post_bytes(&self, path: &str, query: &[(&str, String)], bytes: Vec<u8>) -> anyhow::Result<Value> {
-        let req = self.http.post(format!("{}{path}", self.base)).query(query).header(reqwest::header::CONTENT_TYPE, "application/wasm").body(bytes);
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .query(query)
+            .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+            .body(bytes);
         self.send(req).await
     }
 
@@ -313,9 +357,22 @@ fn job_line(j: &Value) -> String {
 }
 
 fn task_line(t: &Value) -> String {
-    let err = t["error"]["message"].as_str().map(|m| format!("  [{}] {m}", t["error"]["kind"].as_str().unwrap_or(""))).unwrap_or_default();
-    let outs = t["outputs"].as_array().map(|o| o.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default();
-    format!("{:>7}  {:<9} {}{}{}", t["seq"], t["state"].as_str().unwrap_or(""), t["source_key"].as_str().unwrap_or(""), if outs.is_empty() { String::new() } else { format!(" -> {outs}") }, err)
+    let err = t["error"]["message"]
+        .as_str()
+        .map(|m| format!("  [{}] {m}", t["error"]["kind"].as_str().unwrap_or("")))
+        .unwrap_or_default();
+    let outs = t["outputs"]
+        .as_array()
+        .map(|o| o.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default();
+    format!(
+        "{:>7}  {:<9} {}{}{}",
+        t["seq"],
+        t["state"].as_str().unwrap_or(""),
+        t["source_key"].as_str().unwrap_or(""),
+        if outs.is_empty() { String::new() } else { format!(" -> {outs}") },
+        err
+    )
 }
 
 pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
@@ -343,7 +400,11 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
                     input["prefix"] = json!(c.prefix);
                 }
             }
-            for (name, value) in [("glob", c.glob.clone()), ("modified_after", c.modified_after.clone()), ("modified_before", c.modified_before.clone())] {
+            for (name, value) in [
+                ("glob", c.glob.clone()),
+                ("modified_after", c.modified_after.clone()),
+                ("modified_before", c.modified_before.clone()),
+            ] {
                 if let Some(v) = value {
                     input[name] = json!(v);
                 }
@@ -391,7 +452,8 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
                 body["concurrency"] = json!(n);
             }
             if let (Some(bucket), Some(key)) = (&c.report_bucket, &c.report_key) {
-                body["report"] = json!({"bucket": bucket, "key": key, "scope": if c.report_failed { "failed" } else { "all" }});
+                body["report"] =
+                    json!({"bucket": bucket, "key": key, "scope": if c.report_failed { "failed" } else { "all" }});
             }
             if c.dry_run {
                 body["dry_run"] = json!(true);
@@ -454,7 +516,9 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             let query = [("format", format.to_string()), ("scope", if failed { "failed" } else { "all" }.to_string())];
             let mut resp = client.get_raw(&format!("/v1/jobs/{id}/report"), &query).await?;
             let mut sink: Box<dyn std::io::Write> = match &output {
-                Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+                Some(path) => {
+                    Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?)
+                }
                 None => Box::new(std::io::stdout().lock()),
             };
             while let Some(chunk) = resp.chunk().await? {
@@ -554,14 +618,21 @@ async fn wait(client: &Client, id: u64) -> anyhow::Result<()> {
         }
     };
     bar.finish_and_clear();
-    let failures = client.get(&format!("/v1/jobs/{id}/tasks"), &[("state", "failed".into()), ("limit", "20".into())]).await?;
+    let failures =
+        client.get(&format!("/v1/jobs/{id}/tasks"), &[("state", "failed".into()), ("limit", "20".into())]).await?;
     if client.json {
         println!("{}", serde_json::to_string_pretty(&json!({"job": job, "failures": failures["items"]}))?);
     } else {
         let c = job.counters;
         println!(
             "job {id} {}: {} succeeded, {} failed, {} skipped of {}; {} bytes in, {} bytes out",
-            job.state.as_str(), c.succeeded, c.failed, c.skipped, c.total, c.bytes_in, c.bytes_out
+            job.state.as_str(),
+            c.succeeded,
+            c.failed,
+            c.skipped,
+            c.total,
+            c.bytes_in,
+            c.bytes_out
         );
         if let Some(e) = &job.error {
             println!("error: {e}");
@@ -641,7 +712,14 @@ pub async fn style(client: &Client, cmd: StyleCommand) -> anyhow::Result<()> {
                 l.as_array()
                     .into_iter()
                     .flatten()
-                    .map(|s| format!("{:<20} {}/{}", s["name"].as_str().unwrap_or(""), s["plugin"].as_str().unwrap_or(""), s["params"].as_str().unwrap_or("")))
+                    .map(|s| {
+                        format!(
+                            "{:<20} {}/{}",
+                            s["name"].as_str().unwrap_or(""),
+                            s["plugin"].as_str().unwrap_or(""),
+                            s["params"].as_str().unwrap_or("")
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             });
@@ -661,7 +739,12 @@ pub async fn style(client: &Client, cmd: StyleCommand) -> anyhow::Result<()> {
 pub async fn buckets(client: &Client) -> anyhow::Result<()> {
     let list = client.get("/v1/buckets", &[]).await?;
     client.print(&list, |l| {
-        l.as_array().into_iter().flatten().map(|b| format!("{:<24} {}", b["name"].as_str().unwrap_or(""), b["kind"].as_str().unwrap_or(""))).collect::<Vec<_>>().join("\n")
+        l.as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| format!("{:<24} {}", b["name"].as_str().unwrap_or(""), b["kind"].as_str().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join("\n")
     });
     Ok(())
 }

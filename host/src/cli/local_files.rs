@@ -29,7 +29,11 @@ impl OutputTarget for LocalTarget {
         let path = match &self.destination {
             Destination::Folder { dir, barename } => {
                 let ext = extension.map(|e| format!(".{e}")).unwrap_or_default();
-                if index == 1 { dir.join(format!("{barename}{ext}")) } else { dir.join(format!("{barename}-{index}{ext}")) }
+                if index == 1 {
+                    dir.join(format!("{barename}{ext}"))
+                } else {
+                    dir.join(format!("{barename}-{index}{ext}"))
+                }
             }
             Destination::File(_) | Destination::Stdout if index > 1 => {
                 return Err("the plugin writes several outputs: give `-o` a folder".into());
@@ -40,7 +44,11 @@ impl OutputTarget for LocalTarget {
         // A device or a pipe (`-o /dev/null`) is written in place: renaming a
         // temp file over it would replace the device with a regular file.
         if std::fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
-            let file = tokio::fs::OpenOptions::new().write(true).open(&path).await.map_err(|e| format!("opening {}: {e}", path.display()))?;
+            let file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .await
+                .map_err(|e| format!("opening {}: {e}", path.display()))?;
             return Ok(Box::new(SpecialFileWriter { file, path }));
         }
         FileWriter::create(path).await.map(|w| Box::new(w) as Box<dyn OutputWriter>)

@@ -55,7 +55,8 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<()> {
         max_output: args.max_output.map_or(defaults.max_output, |b| b.as_u64()),
         ..defaults
     };
-    let config = RuntimeConfig { limits, max_instances: 2, cache_dir: args.cache_dir.clone(), ..RuntimeConfig::default() };
+    let config =
+        RuntimeConfig { limits, max_instances: 2, cache_dir: args.cache_dir.clone(), ..RuntimeConfig::default() };
     let runtime = Runtime::new(config)?;
 
     let (label, wasm, params) = match (&args.style, &args.plugin) {
@@ -91,7 +92,11 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<()> {
         let object = ObjectMeta {
             key: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             size: Some(meta.len()),
-            last_modified: meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs() as i64),
+            last_modified: meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64),
             ..Default::default()
         };
         (InputSource::from_reader(file), object)

@@ -55,7 +55,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.webhooks.allow_private_networks |= args.webhooks_allow_private_networks;
     config.validate()?;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
 
     let store = Store::open(&config.db_path())?;
     let buckets = Arc::new(Buckets::new(&config)?);
@@ -69,27 +70,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     plugins.load_dir(&runtime, &config.plugins_dir()).await?;
     plugins.load_uploaded(&runtime, &store).await?;
     // Each plugin installed with the daemon is also a shared style of the same name with no parameters.
-    let installed_with_daemon: Vec<String> = plugins.visible(None).into_iter().filter(|p| p.bundled).map(|p| p.name).collect();
+    let installed_with_daemon: Vec<String> =
+        plugins.visible(None).into_iter().filter(|p| p.bundled).map(|p| p.name).collect();
     for name in installed_with_daemon {
         let n = name.clone();
         if store.call(move |s| s.get_style(None, &n)).await?.is_none() {
-            let style = StyleRecord { name: name.clone(), owner: None, plugin: name, params: String::new(), created_at: now() };
+            let style =
+                StyleRecord { name: name.clone(), owner: None, plugin: name, params: String::new(), created_at: now() };
             store.call(move |s| s.put_style(&style)).await?;
         }
     }
     let admin_digest = admin_token_digest(&config, &store).await?;
     let jobs = Jobs::start(&config, store, buckets, runtime, plugins).await?;
 
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
     // Printed on stdout, so scripts and tests can find a port picked with `:0`.
     println!("kiln listening on http://{addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), workers = config.workers, "kiln serving");
     let state = AppState { jobs, admin_digest: Arc::new(admin_digest), default_quotas: config.tenant_quotas };
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
     tracing::info!("kiln stopped");
     Ok(())
 }

@@ -185,7 +185,13 @@ impl Tally<'_> {
     fn grant_problem(&mut self, bucket: &str, key: &str, access: &str, source: &str, error: String) {
         self.out.outside_grants_count += 1;
         if self.out.outside_grants.len() < MAX_LISTED {
-            let p = GrantProblem { bucket: bucket.into(), key: key.into(), access: access.into(), source: source.into(), error };
+            let p = GrantProblem {
+                bucket: bucket.into(),
+                key: key.into(),
+                access: access.into(),
+                source: source.into(),
+                error,
+            };
             self.out.outside_grants.push(p);
         }
     }
@@ -207,11 +213,14 @@ impl Tally<'_> {
     /// Look keys up (a HEAD each, a few at a time) and add those found.
     async fn add_keys(&mut self, keys: Vec<String>) -> Result<(), JobError> {
         let bucket = &self.prepared.input;
-        let mut heads = futures::stream::iter(keys).map(|k| async move { (bucket.head(&k).await, k) }).buffered(HEADS_IN_FLIGHT);
+        let mut heads =
+            futures::stream::iter(keys).map(|k| async move { (bucket.head(&k).await, k) }).buffered(HEADS_IN_FLIGHT);
         while let Some((head, key)) = heads.next().await {
             match head {
                 Ok(meta) => self.add(&meta),
-                Err(e @ (ObjectsError::NotFound { .. } | ObjectsError::BadKey { .. })) => self.missing(&key, e.to_string()),
+                Err(e @ (ObjectsError::NotFound { .. } | ObjectsError::BadKey { .. })) => {
+                    self.missing(&key, e.to_string())
+                }
                 Err(e) => return Err(JobError::Internal(format!("reading `{key}`: {e}"))),
             }
         }
@@ -241,8 +250,21 @@ impl Jobs {
     pub async fn dry_run(&self, caller: &Principal, spec: JobSpec) -> Result<DryRun, JobError> {
         let prepared = super::prepare::prepare(&spec, caller.tenant(), &self.prepare_context()).await?;
         self.check_at_creation(&spec).await?;
-        let autoext = prepared.plugin.info.writes.first().map(|e| e.trim_start_matches('.').to_string()).filter(|e| !e.is_empty());
-        let mut tally = Tally { prepared: &prepared, task_time: now(), autoext, out: DryRun::default(), seen: HashMap::new(), shown: BTreeMap::new() };
+        let autoext = prepared
+            .plugin
+            .info
+            .writes
+            .first()
+            .map(|e| e.trim_start_matches('.').to_string())
+            .filter(|e| !e.is_empty());
+        let mut tally = Tally {
+            prepared: &prepared,
+            task_time: now(),
+            autoext,
+            out: DryRun::default(),
+            seen: HashMap::new(),
+            shown: BTreeMap::new(),
+        };
         if !spec.input.keys.is_empty() {
             for chunk in spec.input.keys.chunks(PAGE) {
                 tally.add_keys(chunk.to_vec()).await?;

@@ -110,7 +110,17 @@ impl Active {
     fn new(prepared: Arc<Prepared>) -> Active {
         let priority = prepared.spec.priority;
         let tokens = prepared.spec.max_tasks_per_second.map_or(f64::MAX, f64::from);
-        Active { prepared, in_flight: 0, planner_running: false, priority, tokens, refilled: std::time::Instant::now(), stops: 0, halted: false, activations: 0 }
+        Active {
+            prepared,
+            in_flight: 0,
+            planner_running: false,
+            priority,
+            tokens,
+            refilled: std::time::Instant::now(),
+            stops: 0,
+            halted: false,
+            activations: 0,
+        }
     }
 
     /// Tasks the job may start now: its concurrency left, capped by its pace.
@@ -133,7 +143,13 @@ impl Active {
 
 impl Jobs {
     /// Recover from the store and start the scheduler and the committer.
-    pub async fn start(config: &Config, store: Store, buckets: Arc<Buckets>, runtime: Arc<Runtime>, plugins: Plugins) -> anyhow::Result<Jobs> {
+    pub async fn start(
+        config: &Config,
+        store: Store,
+        buckets: Arc<Buckets>,
+        runtime: Arc<Runtime>,
+        plugins: Plugins,
+    ) -> anyhow::Result<Jobs> {
         let requeued = store.call(|s| s.requeue_running()).await?;
         if requeued > 0 {
             tracing::info!(requeued, "tasks left running by the last process are pending again");
@@ -274,7 +290,12 @@ impl Jobs {
 
     /// Change a job of `caller` in one store transaction, and tell listeners.
     /// `f` refuses the change with an error; another tenant's job is not found.
-    async fn update_owned(&self, caller: &Principal, id: JobId, f: impl FnOnce(&mut JobRecord) -> Result<(), JobError> + Send + 'static) -> Result<JobRecord, JobError> {
+    async fn update_owned(
+        &self,
+        caller: &Principal,
+        id: JobId,
+        f: impl FnOnce(&mut JobRecord) -> Result<(), JobError> + Send + 'static,
+    ) -> Result<JobRecord, JobError> {
         let caller = caller.clone();
         let result = self
             .inner
@@ -295,7 +316,14 @@ impl Jobs {
     }
 
     /// Move a job between states, refusing moves the state machine does not allow.
-    async fn transition(&self, caller: &Principal, id: JobId, action: &'static str, allowed: &'static [JobState], to: JobState) -> Result<JobRecord, JobError> {
+    async fn transition(
+        &self,
+        caller: &Principal,
+        id: JobId,
+        action: &'static str,
+        allowed: &'static [JobState],
+        to: JobState,
+    ) -> Result<JobRecord, JobError> {
         self.update_owned(caller, id, move |job| {
             if !allowed.contains(&job.state) {
                 return Err(JobError::WrongState { id, state: job.state.as_str(), action });
@@ -341,10 +369,16 @@ impl Jobs {
         // here, rather than left Running with nothing to schedule it.
         let prepared = prepare::prepare(&current.spec, current.tenant.as_deref(), &self.prepare_context()).await?;
         // Refused by the store at the tenant's `running_jobs` quota.
-        let job = self.transition(caller, id, "resume", &[JobState::Suspended, JobState::Ready], JobState::Running).await?;
+        let job =
+            self.transition(caller, id, "resume", &[JobState::Suspended, JobState::Ready], JobState::Running).await?;
         self.insert_active(&job, prepared);
         // A job whose work was all done while suspended ends now.
-        let job = self.inner.store.call(move |s| s.add_planned(id, &[], None, false).and_then(|_| s.get_job(id))).await.map_err(internal)?;
+        let job = self
+            .inner
+            .store
+            .call(move |s| s.add_planned(id, &[], None, false).and_then(|_| s.get_job(id)))
+            .await
+            .map_err(internal)?;
         if let Some(j) = job.as_ref().filter(|j| j.state.is_terminal()) {
             publish(&self.inner, j);
         }
@@ -353,7 +387,15 @@ impl Jobs {
     }
 
     pub async fn cancel(&self, caller: &Principal, id: JobId) -> Result<JobRecord, JobError> {
-        let job = self.transition(caller, id, "cancel", &[JobState::Ready, JobState::Running, JobState::Suspended], JobState::Cancelled).await?;
+        let job = self
+            .transition(
+                caller,
+                id,
+                "cancel",
+                &[JobState::Ready, JobState::Running, JobState::Suspended],
+                JobState::Cancelled,
+            )
+            .await?;
         report::jobs_changed(&self.inner, std::slice::from_ref(&job));
         Ok(job)
     }
@@ -361,14 +403,23 @@ impl Jobs {
     /// Re-drive only the failed tasks.
     pub async fn retry_failed(&self, caller: &Principal, id: JobId) -> Result<JobRecord, JobError> {
         let job = self.get(caller, id).await?;
-        if !matches!(job.state, JobState::Failed | JobState::Succeeded | JobState::Running) || job.counters.failed == 0 {
-            return Err(JobError::WrongState { id, state: job.state.as_str(), action: "retry failed tasks: none failed, or the job is not running or ended" });
+        if !matches!(job.state, JobState::Failed | JobState::Succeeded | JobState::Running) || job.counters.failed == 0
+        {
+            return Err(JobError::WrongState {
+                id,
+                state: job.state.as_str(),
+                action: "retry failed tasks: none failed, or the job is not running or ended",
+            });
         }
         let prepared = prepare::prepare(&job.spec, job.tenant.as_deref(), &self.prepare_context()).await?;
         match self.inner.store.call(move |s| s.retry_failed(id)).await.map_err(internal)? {
             Ok(_) => {}
             Err(RetryRefused::State(state)) => {
-                return Err(JobError::WrongState { id, state: state.as_str(), action: "retry failed tasks: the job changed state meanwhile" });
+                return Err(JobError::WrongState {
+                    id,
+                    state: state.as_str(),
+                    action: "retry failed tasks: the job changed state meanwhile",
+                });
             }
             // Refused by the store at the tenant's `running_jobs` quota, unless the job is Running already.
             Err(RetryRefused::Quota(full)) => return Err(full.into()),
@@ -467,11 +518,16 @@ fn job_role(inner: &Inner, id: JobId) -> Option<crate::auth::RoleRecord> {
 /// shown. (A manifest names its keys itself: one outside the grants becomes a
 /// task that fails with kind `grant`.)
 pub(crate) fn listed_under_role(spec: &JobSpec, role: Option<&crate::auth::RoleRecord>, key: &str) -> bool {
-    spec.input.manifest.is_some() || role.is_none_or(|r| r.allows(&spec.input.bucket, key, crate::auth::Access::Read).is_ok())
+    spec.input.manifest.is_some()
+        || role.is_none_or(|r| r.allows(&spec.input.bucket, key, crate::auth::Access::Read).is_ok())
 }
 
 /// A page of the selection as tasks to plan: what the role lets the listing see.
-fn to_plan(spec: &JobSpec, role: Option<&crate::auth::RoleRecord>, objects: Vec<crate::runtime::ObjectMeta>) -> Vec<PlannedObject> {
+fn to_plan(
+    spec: &JobSpec,
+    role: Option<&crate::auth::RoleRecord>,
+    objects: Vec<crate::runtime::ObjectMeta>,
+) -> Vec<PlannedObject> {
     objects
         .into_iter()
         .filter(|o| listed_under_role(spec, role, &o.key))
@@ -519,7 +575,12 @@ impl Jobs {
                     let spec = &a.prepared.spec;
                     // Size and time filters apply when the event carries them; a
                     // missing value passes (the etag check still guards re-runs).
-                    let meta = crate::runtime::ObjectMeta { key: object.key.clone(), size: object.size, last_modified: object.last_modified, ..Default::default() };
+                    let meta = crate::runtime::ObjectMeta {
+                        key: object.key.clone(),
+                        size: object.size,
+                        last_modified: object.last_modified,
+                        ..Default::default()
+                    };
                     spec.follow
                         && caller.owns(a.prepared.tenant.as_deref())
                         && spec.input.bucket == bucket
@@ -532,7 +593,13 @@ impl Jobs {
         };
         let mut queued = 0;
         for id in candidates {
-            let running = self.inner.store.call(move |s| s.get_job(id)).await.map_err(internal)?.is_some_and(|j| j.state == JobState::Running);
+            let running = self
+                .inner
+                .store
+                .call(move |s| s.get_job(id))
+                .await
+                .map_err(internal)?
+                .is_some_and(|j| j.state == JobState::Running);
             if !running {
                 continue;
             }
@@ -554,7 +621,11 @@ async fn plan(inner: &Arc<Inner>, id: JobId, spec: &JobSpec, cursor: Option<Stri
             .input
             .keys
             .chunks(PLAN_PAGE)
-            .map(|c| c.iter().map(|k| PlannedObject { key: k.clone(), size: None, etag: None, last_modified: None }).collect())
+            .map(|c| {
+                c.iter()
+                    .map(|k| PlannedObject { key: k.clone(), size: None, etag: None, last_modified: None })
+                    .collect()
+            })
             .collect();
         let n = chunks.len();
         for (i, chunk) in chunks.into_iter().enumerate() {
@@ -613,14 +684,25 @@ fn candidates_by_tenant(inner: &Inner) -> (Vec<(usize, Vec<Candidate>)>, usize) 
         in_flight += a.in_flight;
         let tenant = a.prepared.tenant.clone().unwrap_or_default();
         let entry = by_tenant.entry(tenant).or_insert_with(|| {
-            let quota = a.prepared.tenant.as_ref().map_or(usize::MAX, |t| quotas.get(t).copied().unwrap_or_default().tasks_in_flight as usize);
+            let quota = a
+                .prepared
+                .tenant
+                .as_ref()
+                .map_or(usize::MAX, |t| quotas.get(t).copied().unwrap_or_default().tasks_in_flight as usize);
             (quota, Vec::new())
         });
         // The tenant's room is its quota less everything of it in flight.
         entry.0 = entry.0.saturating_sub(a.in_flight);
         let room = a.room();
         if room > 0 {
-            entry.1.push(Candidate { id: *id, room, concurrency: a.prepared.spec.concurrency as usize, priority: a.priority, stops: a.stops, halted: a.halted });
+            entry.1.push(Candidate {
+                id: *id,
+                room,
+                concurrency: a.prepared.spec.concurrency as usize,
+                priority: a.priority,
+                stops: a.stops,
+                halted: a.halted,
+            });
         }
     }
     (by_tenant.into_values().filter(|(room, jobs)| *room > 0 && !jobs.is_empty()).collect(), in_flight)

@@ -66,7 +66,8 @@ impl Plugins {
     /// public. A plugin that fails its checks is skipped with a warning naming the problem.
     pub async fn load_dir(&self, runtime: &Runtime, dir: &Path) -> anyhow::Result<()> {
         let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
-        let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "wasm")).collect();
+        let mut paths: Vec<_> =
+            entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "wasm")).collect();
         paths.sort();
         for path in paths {
             let wasm = std::fs::read(&path)?;
@@ -92,7 +93,9 @@ impl Plugins {
             };
             match loaded {
                 Ok(plugin) => self.insert(record, plugin),
-                Err(e) => tracing::error!(plugin = %record.name, owner = ?record.owner, error = %e, "an uploaded plugin could not be loaded"),
+                Err(e) => {
+                    tracing::error!(plugin = %record.name, owner = ?record.owner, error = %e, "an uploaded plugin could not be loaded")
+                }
             }
         }
         Ok(())
@@ -118,24 +121,37 @@ impl Plugins {
     ) -> Result<PluginRecord, UploadError> {
         crate::auth::check_name("plugin", name).map_err(|message| UploadError::Invalid { field: "name", message })?;
         if version.is_empty() || version.len() > 64 || version.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(UploadError::Invalid { field: "version", message: "give 1-64 printable characters, e.g. `1.2.0`".into() });
+            return Err(UploadError::Invalid {
+                field: "version",
+                message: "give 1-64 printable characters, e.g. `1.2.0`".into(),
+            });
         }
         if self.get(None, name).is_some_and(|i| i.record.bundled) {
-            return Err(UploadError::Invalid { field: "name", message: format!("`{name}` is a plugin installed with the daemon: choose another name") });
+            return Err(UploadError::Invalid {
+                field: "name",
+                message: format!("`{name}` is a plugin installed with the daemon: choose another name"),
+            });
         }
         if let Some(q) = quotas {
             if wasm.len() as u64 > q.plugin_size {
-                return Err(UploadError::Quota(format!("plugin of {} bytes is over the tenant's plugin_size quota of {} bytes", wasm.len(), q.plugin_size)));
+                return Err(UploadError::Quota(format!(
+                    "plugin of {} bytes is over the tenant's plugin_size quota of {} bytes",
+                    wasm.len(),
+                    q.plugin_size
+                )));
             }
             let owned = self.owned_by(owner).iter().filter(|r| r.name != name).count();
             if owned as u64 >= u64::from(q.plugins) {
-                return Err(UploadError::Quota(format!("the tenant has {owned} plugins, its `plugins` quota: delete one first")));
+                return Err(UploadError::Quota(format!(
+                    "the tenant has {owned} plugins, its `plugins` quota: delete one first"
+                )));
             }
         }
         let plugin = runtime.load(wasm).await?;
         let path = self.blob_path(&plugin.sha256);
         if !path.exists() {
-            write_atomically(&self.blob_dir, &path, wasm).map_err(|e| UploadError::Internal(format!("{}: {e}", path.display())))?;
+            write_atomically(&self.blob_dir, &path, wasm)
+                .map_err(|e| UploadError::Internal(format!("{}: {e}", path.display())))?;
         }
         // A new component is private again, even under a public name: the
         // admin made public what they saw, not what replaces it.

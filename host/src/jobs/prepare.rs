@@ -71,14 +71,21 @@ pub struct Prepared {
 /// Resolve `style` as `viewer` (a tenant, or `None` for the admin) sees it: its
 /// own saved style, then the admin's, then `PLUGIN/params`. A saved style's
 /// plugin is found as the style's owner sees it.
-pub fn resolve_style(store: &Store, plugins: &Plugins, viewer: Option<&str>, style: &str) -> Result<(Installed, String), JobError> {
+pub fn resolve_style(
+    store: &Store,
+    plugins: &Plugins,
+    viewer: Option<&str>,
+    style: &str,
+) -> Result<(Installed, String), JobError> {
     let saved = match store.get_style(viewer, style).map_err(|e| JobError::Internal(e.to_string()))? {
         Some(s) => Some(s),
         None if viewer.is_some() => store.get_style(None, style).map_err(|e| JobError::Internal(e.to_string()))?,
         None => None,
     };
     if let Some(saved) = saved {
-        let plugin = plugins.resolve(saved.owner.as_deref(), &saved.plugin).ok_or_else(|| JobError::UnknownStyle(style.to_string()))?;
+        let plugin = plugins
+            .resolve(saved.owner.as_deref(), &saved.plugin)
+            .ok_or_else(|| JobError::UnknownStyle(style.to_string()))?;
         return Ok((plugin, saved.params));
     }
     let (name, params) = split_style(style);
@@ -96,20 +103,35 @@ pub fn resolve_role(store: &Store, tenant: Option<&str>, wanted: Option<&str>) -
             Some(w) => w.to_string(),
         },
         Some(t) => {
-            let record = store.get_tenant(t).map_err(internal)?.ok_or_else(|| JobError::Forbidden { field: "tenant", message: format!("tenant `{t}` no longer exists") })?;
+            let record = store.get_tenant(t).map_err(internal)?.ok_or_else(|| JobError::Forbidden {
+                field: "tenant",
+                message: format!("tenant `{t}` no longer exists"),
+            })?;
             match (wanted, record.roles.as_slice()) {
                 (Some(w), granted) if granted.iter().any(|g| g == w) => w.to_string(),
                 (Some(w), granted) => {
-                    return Err(JobError::Forbidden { field: "role", message: format!("role `{w}` is not granted to tenant `{t}`; granted: {}", list_or_none(granted)) });
+                    return Err(JobError::Forbidden {
+                        field: "role",
+                        message: format!(
+                            "role `{w}` is not granted to tenant `{t}`; granted: {}",
+                            list_or_none(granted)
+                        ),
+                    });
                 }
                 (None, [only]) => only.clone(),
                 (None, granted) => {
-                    return Err(JobError::invalid("role", format!("name the role the job runs under; granted to tenant `{t}`: {}", list_or_none(granted))));
+                    return Err(JobError::invalid(
+                        "role",
+                        format!("name the role the job runs under; granted to tenant `{t}`: {}", list_or_none(granted)),
+                    ));
                 }
             }
         }
     };
-    let role = store.get_role(&name).map_err(internal)?.ok_or_else(|| JobError::invalid("role", format!("role `{name}` does not exist")))?;
+    let role = store
+        .get_role(&name)
+        .map_err(internal)?
+        .ok_or_else(|| JobError::invalid("role", format!("role `{name}` does not exist")))?;
     Ok(Some(role))
 }
 
@@ -132,7 +154,8 @@ fn check_grants(role: &RoleRecord, spec: &JobSpec, template: &Template) -> Resul
             role.allows(&spec.input.bucket, key, Access::Read).map_err(|e| forbidden("input.keys", e))?;
         }
     }
-    role.may_touch(&spec.output.bucket, template.literal_head(), Access::Write, "output").map_err(|e| forbidden("output.template", e))
+    role.may_touch(&spec.output.bucket, template.literal_head(), Access::Write, "output")
+        .map_err(|e| forbidden("output.template", e))
 }
 
 /// Ask the plugin's own `validate` whether `params` are acceptable.
@@ -213,7 +236,9 @@ pub async fn prepare(spec: &JobSpec, tenant: Option<&str>, cx: &PrepareContext<'
 /// At creation (not at every restart): a manifest must exist when the job is created.
 pub async fn check_manifest(spec: &JobSpec, buckets: &Buckets) -> Result<(), JobError> {
     let Some(m) = &spec.input.manifest else { return Ok(()) };
-    let bucket = buckets.get(m.bucket.as_deref().unwrap_or(&spec.input.bucket)).map_err(|e| JobError::invalid("input.manifest.bucket", e))?;
+    let bucket = buckets
+        .get(m.bucket.as_deref().unwrap_or(&spec.input.bucket))
+        .map_err(|e| JobError::invalid("input.manifest.bucket", e))?;
     match bucket.head(&m.key).await {
         Ok(_) => Ok(()),
         Err(e @ (crate::objects::ObjectsError::NotFound { .. } | crate::objects::ObjectsError::BadKey { .. })) => {
@@ -228,7 +253,10 @@ fn check_options(spec: &JobSpec) -> Result<(), JobError> {
     if let Some(n) = &spec.notify {
         crate::notify::check_url(&n.url).map_err(|e| JobError::invalid("notify.url", e))?;
         if n.secret.len() < 16 {
-            return Err(JobError::invalid("notify.secret", "give a secret of at least 16 characters: it signs every request"));
+            return Err(JobError::invalid(
+                "notify.secret",
+                "give a secret of at least 16 characters: it signs every request",
+            ));
         }
     }
     if spec.max_tasks_per_second == Some(0) {
@@ -236,7 +264,10 @@ fn check_options(spec: &JobSpec) -> Result<(), JobError> {
     }
     if spec.follow {
         if !spec.input.keys.is_empty() || spec.input.manifest.is_some() {
-            return Err(JobError::invalid("follow", "a job over explicit keys or a manifest has nothing to watch: follow needs a prefix"));
+            return Err(JobError::invalid(
+                "follow",
+                "a job over explicit keys or a manifest has nothing to watch: follow needs a prefix",
+            ));
         }
         if spec.follow_interval < std::time::Duration::from_secs(1) {
             return Err(JobError::invalid("follow_interval", "must be at least 1s"));

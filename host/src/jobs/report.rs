@@ -21,7 +21,17 @@ use super::{Inner, JobError};
 const PAGE: usize = 500;
 
 /// The CSV header; JSON Lines rows have the same names.
-pub const COLUMNS: [&str; 9] = ["source_key", "outputs", "state", "error_kind", "error_message", "attempts", "bytes_in", "bytes_out", "duration_ms"];
+pub const COLUMNS: [&str; 9] = [
+    "source_key",
+    "outputs",
+    "state",
+    "error_kind",
+    "error_message",
+    "attempts",
+    "bytes_in",
+    "bytes_out",
+    "duration_ms",
+];
 
 impl ReportFormat {
     pub fn content_type(self) -> &'static str {
@@ -62,12 +72,14 @@ pub fn check_spec(spec: &ReportSpec, role: Option<&RoleRecord>, buckets: &Bucket
         return Err(invalid("report.key", format!("`{}`: the only variable of a report key is `{{jobid}}`", spec.key)));
     }
     let sample = render_key(spec, 1);
-    crate::template::check_key(&sample).map_err(|rule| invalid("report.key", format!("`{}` is not a valid key: {rule}", spec.key)))?;
+    crate::template::check_key(&sample)
+        .map_err(|rule| invalid("report.key", format!("`{}` is not a valid key: {rule}", spec.key)))?;
     if let Some(role) = role {
         // Every id renders a key that starts with the text before `{jobid}`.
         let head = spec.key.split("{jobid}").next().unwrap_or("");
         let fixed = if spec.key.contains("{jobid}") { head } else { spec.key.as_str() };
-        role.allows(&spec.bucket, fixed, Access::Write).map_err(|e| JobError::Forbidden { field: "report.key", message: e.to_string() })?;
+        role.allows(&spec.bucket, fixed, Access::Write)
+            .map_err(|e| JobError::Forbidden { field: "report.key", message: e.to_string() })?;
     }
     Ok(())
 }
@@ -136,7 +148,12 @@ fn filter(scope: ReportScope) -> TaskFilter {
 
 /// The report of job `id` as a stream of chunks, one per page of tasks.
 /// Rows are in planning order; a job still running gives the rows so far.
-pub fn stream(store: Store, id: JobId, format: ReportFormat, scope: ReportScope) -> impl Stream<Item = Result<Bytes, StoreError>> + Send + 'static {
+pub fn stream(
+    store: Store,
+    id: JobId,
+    format: ReportFormat,
+    scope: ReportScope,
+) -> impl Stream<Item = Result<Bytes, StoreError>> + Send + 'static {
     // State: the cursor of the next page, or `None` once done; whether the header is out.
     let start = (Some(None::<String>), format == ReportFormat::Csv);
     futures::stream::unfold(start, move |(cursor, header)| {
@@ -214,13 +231,25 @@ pub(super) async fn job_changed(inner: &Arc<Inner>, id: JobId) {
 pub(super) fn catch_up(inner: Arc<Inner>) {
     tokio::spawn(async move {
         let week_ago = crate::model::now() - 7 * 86_400;
-        let ended = inner.store.call(|s| s.jobs_in(&[crate::model::JobState::Succeeded, crate::model::JobState::Failed, crate::model::JobState::Cancelled])).await;
+        let ended = inner
+            .store
+            .call(|s| {
+                s.jobs_in(&[
+                    crate::model::JobState::Succeeded,
+                    crate::model::JobState::Failed,
+                    crate::model::JobState::Cancelled,
+                ])
+            })
+            .await;
         let Ok(ended) = ended else { return };
         let mut missing = Vec::new();
         for job in ended.into_iter().filter(|j| j.finished_at.is_some_and(|t| t >= week_ago)) {
             let Some(spec) = &job.spec.report else { continue };
             let Ok(bucket) = inner.buckets.get(&spec.bucket) else { continue };
-            if matches!(bucket.head(&render_key(spec, job.id)).await, Err(crate::objects::ObjectsError::NotFound { .. })) {
+            if matches!(
+                bucket.head(&render_key(spec, job.id)).await,
+                Err(crate::objects::ObjectsError::NotFound { .. })
+            ) {
                 missing.push(job);
             }
         }
@@ -235,7 +264,8 @@ async fn write(inner: &Arc<Inner>, id: JobId) -> Result<(), String> {
     let Some(spec) = job.spec.report.clone() else { return Ok(()) };
     let key = render_key(&spec, id);
     // The role may have changed since the job was created.
-    let role = super::resolve_role(&inner.store, job.tenant.as_deref(), job.spec.role.as_deref()).map_err(|e| e.to_string())?;
+    let role = super::resolve_role(&inner.store, job.tenant.as_deref(), job.spec.role.as_deref())
+        .map_err(|e| e.to_string())?;
     if let Some(role) = role {
         role.allows(&spec.bucket, &key, Access::Write).map_err(|e| e.to_string())?;
     }
@@ -296,7 +326,10 @@ mod tests {
         let mut out = String::new();
         csv_row(&mut out, &t);
         assert_eq!(out, "x.txt,o/1.txt;o/2.txt,succeeded,,,1,3,0,\r\n");
-        assert_eq!(csv_header(), "source_key,outputs,state,error_kind,error_message,attempts,bytes_in,bytes_out,duration_ms\r\n");
+        assert_eq!(
+            csv_header(),
+            "source_key,outputs,state,error_kind,error_message,attempts,bytes_in,bytes_out,duration_ms\r\n"
+        );
     }
 
     #[test]
@@ -313,7 +346,12 @@ mod tests {
 
     #[test]
     fn report_keys_and_formats() {
-        let spec = ReportSpec { bucket: "b".into(), key: "reports/{jobid}.jsonl".into(), format: None, scope: ReportScope::All };
+        let spec = ReportSpec {
+            bucket: "b".into(),
+            key: "reports/{jobid}.jsonl".into(),
+            format: None,
+            scope: ReportScope::All,
+        };
         assert_eq!(render_key(&spec, 42), "reports/42.jsonl");
         assert_eq!(format_of(&spec), ReportFormat::Jsonl);
         let spec = ReportSpec { key: "r/{jobid}".into(), ..spec };

@@ -25,7 +25,12 @@ pub(super) fn low_water(concurrency: usize, claim_ahead: usize) -> usize {
 /// Gather results for one group commit, up to `max` or for `delay`. It sleeps
 /// and drains in a few steps rather than waking once per result: at tens of
 /// thousands of results a second, those wake-ups cost more than the commit.
-pub(super) async fn gather(rx: &mut mpsc::UnboundedReceiver<TaskResult>, batch: &mut Vec<TaskResult>, max: usize, delay: Duration) {
+pub(super) async fn gather(
+    rx: &mut mpsc::UnboundedReceiver<TaskResult>,
+    batch: &mut Vec<TaskResult>,
+    max: usize,
+    delay: Duration,
+) {
     let deadline = tokio::time::Instant::now() + delay;
     let step = (delay / 4).max(Duration::from_millis(1));
     loop {
@@ -126,7 +131,8 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
             };
             let key = prepared.template.render(&vars).map_err(|e| refuse("template", e.to_string()))?;
             if let Some(role) = &prepared.role {
-                role.allows(&prepared.spec.output.bucket, &key, Access::Write).map_err(|e| refuse("grant", e.to_string()))?;
+                role.allows(&prepared.spec.output.bucket, &key, Access::Write)
+                    .map_err(|e| refuse("grant", e.to_string()))?;
             }
             Ok(key)
         })

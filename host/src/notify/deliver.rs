@@ -109,7 +109,8 @@ impl Deliverer {
                     tokio::spawn(self.clone().deliver_head(entry));
                 }
             }
-            let idle = soonest.map_or(Duration::from_secs(1), |t| Duration::from_millis((t - now_ms()).clamp(10, 1000) as u64));
+            let idle = soonest
+                .map_or(Duration::from_secs(1), |t| Duration::from_millis((t - now_ms()).clamp(10, 1000) as u64));
             let _ = tokio::time::timeout(idle, self.wake.notified()).await;
         }
     }
@@ -150,7 +151,8 @@ impl Deliverer {
             let _ = self.store.call(move |s| s.event_given_up(seq, &e)).await;
         } else {
             m.webhook("failed");
-            let backoff = self.config.first_backoff.saturating_mul(1 << entry.attempts.min(20)).min(self.config.max_backoff);
+            let backoff =
+                self.config.first_backoff.saturating_mul(1 << entry.attempts.min(20)).min(self.config.max_backoff);
             tracing::debug!(job = entry.job, url = %entry.url, %error, ?backoff, "webhook attempt failed");
             let next = now_ms() + backoff.as_millis() as i64;
             let e = error.clone();

@@ -34,7 +34,8 @@ pub enum DestinationError {
 
 /// The URL, if it is an http(s) URL with a host.
 pub fn check_url(url: &str) -> Result<reqwest::Url, DestinationError> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| DestinationError::NotAUrl { url: url.to_string(), reason: e.to_string() })?;
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| DestinationError::NotAUrl { url: url.to_string(), reason: e.to_string() })?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
         return Err(DestinationError::Scheme { url: url.to_string() });
     }
@@ -124,12 +125,22 @@ mod tests {
 
     #[test]
     fn literals_in_any_spelling_are_judged() {
-        for url in ["http://127.0.0.1/x", "http://2130706433/x", "http://0x7f.1/x", "http://[::1]:8080/x", "http://[::ffff:169.254.169.254]/", "https://10.0.0.1/"] {
+        for url in [
+            "http://127.0.0.1/x",
+            "http://2130706433/x",
+            "http://0x7f.1/x",
+            "http://[::1]:8080/x",
+            "http://[::ffff:169.254.169.254]/",
+            "https://10.0.0.1/",
+        ] {
             let err = check_literal(&check_url(url).unwrap()).unwrap_err();
             assert!(matches!(err, DestinationError::NotPublic { .. }), "{url}: {err}");
         }
         assert!(check_literal(&check_url("http://8.8.8.8/x").unwrap()).is_ok());
-        assert!(check_literal(&check_url("http://example.com/x").unwrap()).is_ok(), "names are the resolver's to judge");
+        assert!(
+            check_literal(&check_url("http://example.com/x").unwrap()).is_ok(),
+            "names are the resolver's to judge"
+        );
     }
 
     #[tokio::test]

@@ -10,13 +10,18 @@ use crate::store::OutboxEntry;
 /// private networks are allowed, its resolver lets it connect only to
 /// public addresses.
 pub(super) fn client(config: &super::WebhookConfig) -> reqwest::Client {
-    let builder = reqwest::Client::builder().timeout(config.timeout).redirect(reqwest::redirect::Policy::none()).no_proxy();
+    let builder =
+        reqwest::Client::builder().timeout(config.timeout).redirect(reqwest::redirect::Policy::none()).no_proxy();
     let builder = if config.allow_private_networks { builder } else { builder.dns_resolver(PublicOnly) };
     builder.build().expect("a plain HTTP client builds")
 }
 
 /// POST one event; the error says why it was not delivered.
-pub(super) async fn send(http: &reqwest::Client, allow_private_networks: bool, entry: &OutboxEntry) -> Result<(), String> {
+pub(super) async fn send(
+    http: &reqwest::Client,
+    allow_private_networks: bool,
+    entry: &OutboxEntry,
+) -> Result<(), String> {
     let refused = |e: &DestinationError| format!("refused: {e}");
     let url = check_url(&entry.url).map_err(|e| refused(&e))?;
     if !allow_private_networks {
@@ -33,7 +38,9 @@ pub(super) async fn send(http: &reqwest::Client, allow_private_networks: bool, e
         .await;
     match result {
         Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) if r.status().is_redirection() => Err(format!("the receiver answered {} (redirects are not followed)", r.status())),
+        Ok(r) if r.status().is_redirection() => {
+            Err(format!("the receiver answered {} (redirects are not followed)", r.status()))
+        }
         Ok(r) => Err(format!("the receiver answered {}", r.status())),
         Err(e) => Err(match refusal(&e) {
             Some(d) => refused(d),

@@ -79,7 +79,11 @@ impl Pace {
             self.blocking.store(true, Ordering::Relaxed);
             // Said once at info; a file system near the threshold may go back and forth.
             if !self.said.swap(true, Ordering::Relaxed) {
-                tracing::info!(bucket, average_us = average / 1000, "slow file system: local I/O moves to the blocking pool");
+                tracing::info!(
+                    bucket,
+                    average_us = average / 1000,
+                    "slow file system: local I/O moves to the blocking pool"
+                );
             } else {
                 tracing::debug!(bucket, average_us = average / 1000, "local I/O moves to the blocking pool");
             }
@@ -120,7 +124,10 @@ impl LocalDir {
             return Err(ObjectsError::BadKey { key: key.to_string(), reason: "not a normalised key".into() });
         }
         if is_staging_name(key) {
-            return Err(ObjectsError::BadKey { key: key.to_string(), reason: "a name ending in `#` and digits is kept for files being written".into() });
+            return Err(ObjectsError::BadKey {
+                key: key.to_string(),
+                reason: "a name ending in `#` and digits is kept for files being written".into(),
+            });
         }
         Ok(self.root.join(key))
     }
@@ -140,7 +147,10 @@ impl LocalDir {
                 // Non-blocking, so that a FIFO (or another special file) in a
                 // bucket's folder is refused below instead of blocking a
                 // worker thread at open; for regular files it changes nothing.
-                let mut file = std::fs::OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32).open(&path)?;
+                let mut file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                    .open(&path)?;
                 let meta = file.metadata()?;
                 if meta.is_dir() {
                     return Err(ErrorKind::NotFound.into());
@@ -282,7 +292,10 @@ mod tests {
         for _ in 0..20 {
             pace.record(Duration::from_millis(30), "b");
         }
-        assert!(pace.blocking.load(Ordering::Relaxed), "an occasional preemption does not switch; a run of slow calls does");
+        assert!(
+            pace.blocking.load(Ordering::Relaxed),
+            "an occasional preemption does not switch; a run of slow calls does"
+        );
         for _ in 0..200 {
             pace.record(Duration::from_micros(5), "b");
         }
@@ -335,7 +348,10 @@ mod tests {
         assert!(matches!(dir.open("missing").await, Err(ObjectsError::NotFound { .. })));
         assert!(matches!(dir.open("a/b").await, Err(ObjectsError::NotFound { .. })), "a folder is not an object");
         assert!(matches!(dir.open("a/../x").await, Err(ObjectsError::BadKey { .. })));
-        assert!(matches!(dir.open("big.bin#1").await, Err(ObjectsError::BadKey { .. })), "a staging name is never an object");
+        assert!(
+            matches!(dir.open("big.bin#1").await, Err(ObjectsError::BadKey { .. })),
+            "a staging name is never an object"
+        );
         assert!(dir.target(render("out#12")).open(1, None).await.is_err(), "nor is it written");
     }
 
@@ -352,9 +368,17 @@ mod tests {
     async fn a_fifo_in_the_folder_is_refused_not_waited_on() {
         let tmp = tempfile::tempdir().unwrap();
         let fifo = tmp.path().join("pipe");
-        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
         let dir = LocalDir::new(tmp.path().to_path_buf(), "b".into());
-        let opened = tokio::time::timeout(Duration::from_secs(5), dir.open("pipe")).await.expect("open returned at once");
+        let opened =
+            tokio::time::timeout(Duration::from_secs(5), dir.open("pipe")).await.expect("open returned at once");
         match opened {
             Err(ObjectsError::Store { message, .. }) => assert!(message.contains("not a regular file"), "{message}"),
             other => panic!("{:?}", other.map(|(m, _)| m.key)),

@@ -9,13 +9,18 @@
 
 use std::path::{Path, PathBuf};
 
-use futures::stream::BoxStream;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 
 use super::ObjectsError;
 use crate::runtime::ObjectMeta;
 
-pub fn sorted(root: PathBuf, bucket: String, prefix: String, after: Option<String>) -> BoxStream<'static, Result<ObjectMeta, ObjectsError>> {
+pub fn sorted(
+    root: PathBuf,
+    bucket: String,
+    prefix: String,
+    after: Option<String>,
+) -> BoxStream<'static, Result<ObjectMeta, ObjectsError>> {
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     tokio::task::spawn_blocking(move || {
         let walk = Walk { bucket: &bucket, prefix: &prefix, after: after.as_deref(), tx: &tx };

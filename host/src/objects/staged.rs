@@ -76,7 +76,10 @@ fn in_folder<T>(dest: &Path, mut make: impl FnMut() -> std::io::Result<T>) -> st
 }
 
 /// Create the first free `dest#N`, by `create` (which fails if the name exists).
-fn first_free_name<T>(dest: &Path, mut create: impl FnMut(&Path) -> std::io::Result<T>) -> std::io::Result<(T, PathBuf)> {
+fn first_free_name<T>(
+    dest: &Path,
+    mut create: impl FnMut(&Path) -> std::io::Result<T>,
+) -> std::io::Result<(T, PathBuf)> {
     for n in 1u32.. {
         let mut name = dest.as_os_str().to_owned();
         name.push(format!("#{n}"));
@@ -130,7 +133,11 @@ fn link_anonymous(file: &File, dest: &Path) -> std::io::Result<Option<PathBuf>> 
     let link = |name: &Path| {
         if !EMPTY_PATH_REFUSED.load(Ordering::Relaxed) {
             match rustix::fs::linkat(file, "", CWD, name, AtFlags::EMPTY_PATH) {
-                Err(e) if e == rustix::io::Errno::PERM || e == rustix::io::Errno::NOENT || e == rustix::io::Errno::INVAL => {
+                Err(e)
+                    if e == rustix::io::Errno::PERM
+                        || e == rustix::io::Errno::NOENT
+                        || e == rustix::io::Errno::INVAL =>
+                {
                     EMPTY_PATH_REFUSED.store(true, Ordering::Relaxed);
                 }
                 done => return done.map_err(std::io::Error::from),
@@ -176,7 +183,8 @@ mod tests {
         let mut s = Staged::create(&tmp.path().join("a/b/d.txt")).unwrap();
         s.write_all(b"gone").unwrap();
         s.discard().unwrap();
-        let names: Vec<_> = std::fs::read_dir(tmp.path().join("a/b")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(tmp.path().join("a/b")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("c.txt")], "no temp files left");
 
         // The named fallback behaves the same.

@@ -21,12 +21,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            deadline: Duration::from_secs(30),
-            max_memory: 512 << 20,
-            max_output: 1 << 30,
-            max_console: 4096,
-        }
+        Limits { deadline: Duration::from_secs(30), max_memory: 512 << 20, max_output: 1 << 30, max_console: 4096 }
     }
 }
 

@@ -33,8 +33,8 @@ pub use cache::CacheOutcome;
 use cache::CompileCache;
 use console::ConsoleTail;
 pub use errors::{LoadError, TaskError, TaskErrorKind};
-pub use limits::{LimitHit, Limits};
 use limits::TaskLimiter;
+pub use limits::{LimitHit, Limits};
 use streams::{InputHandle, OutputsHandle};
 pub use streams::{InputSource, OutputTarget, OutputWriter};
 
@@ -105,7 +105,11 @@ pub struct Plugin {
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin").field("sha256", &self.sha256).field("info", &self.info).field("cache", &self.cache).finish()
+        f.debug_struct("Plugin")
+            .field("sha256", &self.sha256)
+            .field("info", &self.info)
+            .field("cache", &self.cache)
+            .finish()
     }
 }
 
@@ -240,7 +244,10 @@ impl Runtime {
         };
         let load_time = started.elapsed();
         let outcome = if cache == CacheOutcome::Hit { "hit" } else { "compiled" };
-        crate::metrics::global().plugin_load.get_or_create(&crate::metrics::CacheLabel { cache: outcome.into() }).observe(load_time.as_secs_f64());
+        crate::metrics::global()
+            .plugin_load
+            .get_or_create(&crate::metrics::CacheLabel { cache: outcome.into() })
+            .observe(load_time.as_secs_f64());
         // Types and resources the world `use`s appear as imports too; only
         // instances and functions give a plugin capabilities.
         let imports: Vec<String> = component
@@ -423,7 +430,13 @@ impl Runtime {
 
 impl PluginInfo {
     fn default_unknown() -> Self {
-        PluginInfo { name: "(loading)".into(), version: String::new(), description: String::new(), reads: vec![], writes: vec![] }
+        PluginInfo {
+            name: "(loading)".into(),
+            version: String::new(),
+            description: String::new(),
+            reads: vec![],
+            writes: vec![],
+        }
     }
 }
 
@@ -481,9 +494,9 @@ fn pooling(config: &RuntimeConfig) -> PoolingAllocationConfig {
 /// The WASI interfaces a plugin may use: io, clocks, random and cli (empty
 /// environment, captured stdio). Filesystem and sockets are never linked.
 fn add_allowed_wasi(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
-    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
     use wasmtime_wasi::random::WasiRandom;
     type T = TaskState;
     let l = linker;

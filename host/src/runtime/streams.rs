@@ -7,8 +7,8 @@
 //! succeeds; otherwise they are aborted and nothing is left behind.
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 
 /// The source object as a stream of chunks.
 pub struct InputSource {

@@ -46,7 +46,10 @@ pub fn format_of(m: &ManifestSpec) -> Result<ManifestFormat, SelectionError> {
         "jsonl" | "ndjson" => Ok(ManifestFormat::Jsonl),
         _ => Err(SelectionError::BadManifest {
             field: "format",
-            reason: format!("cannot tell the format of `{}` from its extension: give \"format\": \"csv\" or \"jsonl\"", m.key),
+            reason: format!(
+                "cannot tell the format of `{}` from its extension: give \"format\": \"csv\" or \"jsonl\"",
+                m.key
+            ),
         }),
     }
 }
@@ -83,19 +86,40 @@ impl ManifestReader {
         let shown = format!("{bucket_name}/{}", m.key);
         let (line, offset) = match cursor {
             None => (0, 0),
-            Some(c) => parse_cursor(c).ok_or_else(|| ManifestError::Read { manifest: shown.clone(), reason: format!("bad planner cursor `{c}`") })?,
+            Some(c) => parse_cursor(c).ok_or_else(|| ManifestError::Read {
+                manifest: shown.clone(),
+                reason: format!("bad planner cursor `{c}`"),
+            })?,
         };
         let bucket = buckets.get(bucket_name)?;
-        let stream = bucket.read_from(&m.key, offset).await.map_err(|e| ManifestError::Read { manifest: shown.clone(), reason: e.to_string() })?;
+        let stream = bucket
+            .read_from(&m.key, offset)
+            .await
+            .map_err(|e| ManifestError::Read { manifest: shown.clone(), reason: e.to_string() })?;
         let output_head = (spec.output.bucket == spec.input.bucket)
             .then(|| crate::template::Template::parse(&spec.output.template).ok().map(|t| t.literal_head().to_string()))
             .flatten()
             .filter(|h| !h.is_empty());
-        Ok(ManifestReader { stream, buf: BytesMut::new(), eof: false, line, offset, format, input_bucket: spec.input.bucket.clone(), shown, output_head })
+        Ok(ManifestReader {
+            stream,
+            buf: BytesMut::new(),
+            eof: false,
+            line,
+            offset,
+            format,
+            input_bucket: spec.input.bucket.clone(),
+            shown,
+            output_head,
+        })
     }
 
     /// A reader over any byte stream (tests).
-    pub fn from_stream(stream: BoxStream<'static, Result<bytes::Bytes, ObjectsError>>, format: ManifestFormat, input_bucket: &str, output_head: Option<&str>) -> ManifestReader {
+    pub fn from_stream(
+        stream: BoxStream<'static, Result<bytes::Bytes, ObjectsError>>,
+        format: ManifestFormat,
+        input_bucket: &str,
+        output_head: Option<&str>,
+    ) -> ManifestReader {
         ManifestReader {
             stream,
             buf: BytesMut::new(),
@@ -188,7 +212,9 @@ impl ManifestReader {
         while self.line < stop {
             let Some(text) = self.next_line().await? else { break };
             match self.parse(&text) {
-                Ok(Some(key)) => objects.push(ObjectMeta { bucket: self.input_bucket.clone(), key, ..Default::default() }),
+                Ok(Some(key)) => {
+                    objects.push(ObjectMeta { bucket: self.input_bucket.clone(), key, ..Default::default() })
+                }
                 Ok(None) => {}
                 Err(reason) => return Err(self.line_error(self.line, reason)),
             }
@@ -224,7 +250,8 @@ impl ManifestReader {
                     #[serde(default)]
                     bucket: Option<String>,
                 }
-                let e: Entry = serde_json::from_str(text).map_err(|e| format!("expected a JSON object like {{\"key\": \"photos/cat.jpg\"}}: {e}"))?;
+                let e: Entry = serde_json::from_str(text)
+                    .map_err(|e| format!("expected a JSON object like {{\"key\": \"photos/cat.jpg\"}}: {e}"))?;
                 (e.bucket, e.key)
             }
         };
@@ -238,7 +265,10 @@ impl ManifestReader {
         }
         if let Some(head) = &self.output_head {
             if key.starts_with(head.as_str()) {
-                return Err(format!("key `{key}` is where this job writes its outputs (`{head}…` in bucket `{}`), so it could be an output", self.input_bucket));
+                return Err(format!(
+                    "key `{key}` is where this job writes its outputs (`{head}…` in bucket `{}`), so it could be an output",
+                    self.input_bucket
+                ));
             }
         }
         Ok(Some(key))
@@ -286,7 +316,9 @@ pub fn parse_csv_line(line: &str) -> Result<Vec<String>, String> {
                         return Ok(fields);
                     }
                     Some(',') => break,
-                    Some('"') => return Err("a `\"` inside an unquoted field: quote the field and double the quote".into()),
+                    Some('"') => {
+                        return Err("a `\"` inside an unquoted field: quote the field and double the quote".into());
+                    }
                     Some(c) => field.push(c),
                 }
             }

@@ -60,7 +60,9 @@ pub fn owned_key(owner: Option<&str>, name: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the store at {path} has schema version {found}, newer than this Kiln supports ({supported}): upgrade Kiln")]
+    #[error(
+        "the store at {path} has schema version {found}, newer than this Kiln supports ({supported}): upgrade Kiln"
+    )]
     NewerSchema { path: String, found: u32, supported: u32 },
     #[error("opening the store at {path}: {message}")]
     Open { path: String, message: String },
@@ -106,7 +108,10 @@ impl Store {
         // redb caches up to 1 GiB by default, so the daemon's memory grew with
         // the store (10k vs 100k tasks: 139 vs 195 MB). Recent pages are what
         // the writers touch; older ones come back from the OS page cache.
-        let db = Database::builder().set_cache_size(16 << 20).create(path).map_err(|e| StoreError::Open { path: shown.clone(), message: e.to_string() })?;
+        let db = Database::builder()
+            .set_cache_size(16 << 20)
+            .create(path)
+            .map_err(|e| StoreError::Open { path: shown.clone(), message: e.to_string() })?;
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
@@ -166,7 +171,12 @@ impl Store {
 
     /// Store a new job in `state`, with the next id. A tenant's job created
     /// Running is refused at its `running_jobs` quota.
-    pub fn create_job(&self, spec: crate::model::JobSpec, tenant: Option<String>, state: JobState) -> Result<std::result::Result<JobRecord, RunningJobsFull>> {
+    pub fn create_job(
+        &self,
+        spec: crate::model::JobSpec,
+        tenant: Option<String>,
+        state: JobState,
+    ) -> Result<std::result::Result<JobRecord, RunningJobsFull>> {
         let txn = self.db.begin_write()?;
         let job = {
             let mut meta = txn.open_table(META)?;
@@ -294,7 +304,8 @@ impl Store {
     pub fn delete_job(&self, id: JobId) -> Result<bool> {
         let txn = self.db.begin_write()?;
         let existed = {
-            let removed: Option<JobRecord> = txn.open_table(JOBS)?.remove(id)?.map(|v| decode("jobs", v.value())).transpose()?;
+            let removed: Option<JobRecord> =
+                txn.open_table(JOBS)?.remove(id)?.map(|v| decode("jobs", v.value())).transpose()?;
             let existed = removed.is_some();
             txn.open_table(outbox::JOB_SECRETS)?.remove(id)?;
             if let Some(job) = removed {
@@ -348,7 +359,10 @@ impl Store {
 fn migrate_v1(txn: &redb::WriteTransaction) -> Result<()> {
     let old: Vec<(String, Vec<u8>)> = {
         let styles = txn.open_table(STYLES_V1)?;
-        styles.iter()?.map(|e| e.map(|(k, v)| (k.value().to_string(), v.value().to_vec()))).collect::<std::result::Result<_, _>>()?
+        styles
+            .iter()?
+            .map(|e| e.map(|(k, v)| (k.value().to_string(), v.value().to_vec())))
+            .collect::<std::result::Result<_, _>>()?
     };
     {
         let mut styles = txn.open_table(STYLES)?;
@@ -357,7 +371,8 @@ fn migrate_v1(txn: &redb::WriteTransaction) -> Result<()> {
         }
     }
     txn.delete_table(STYLES_V1)?;
-    let ids: Vec<u64> = txn.open_table(JOBS)?.iter()?.map(|e| e.map(|(k, _)| k.value())).collect::<std::result::Result<_, _>>()?;
+    let ids: Vec<u64> =
+        txn.open_table(JOBS)?.iter()?.map(|e| e.map(|(k, _)| k.value())).collect::<std::result::Result<_, _>>()?;
     let mut index = txn.open_table(TENANT_JOBS)?;
     for id in ids {
         index.insert(("", id), ())?;
@@ -376,14 +391,24 @@ fn put_json<T: serde::Serialize>(db: &Database, table: JsonTable, key: &str, val
     Ok(())
 }
 
-fn get_json<T: serde::de::DeserializeOwned>(db: &Database, table: JsonTable, name: &'static str, key: &str) -> Result<Option<T>> {
+fn get_json<T: serde::de::DeserializeOwned>(
+    db: &Database,
+    table: JsonTable,
+    name: &'static str,
+    key: &str,
+) -> Result<Option<T>> {
     let txn = db.begin_read()?;
     let t = txn.open_table(table)?;
     t.get(key)?.map(|v| decode(name, v.value())).transpose()
 }
 
 /// Every record, or (with `owner`) those keyed `owner/…`.
-fn list_json<T: serde::de::DeserializeOwned>(db: &Database, table: JsonTable, name: &'static str, owner: Option<Option<&str>>) -> Result<Vec<T>> {
+fn list_json<T: serde::de::DeserializeOwned>(
+    db: &Database,
+    table: JsonTable,
+    name: &'static str,
+    owner: Option<Option<&str>>,
+) -> Result<Vec<T>> {
     let txn = db.begin_read()?;
     let t = txn.open_table(table)?;
     let range = match owner {
@@ -421,7 +446,9 @@ mod tests {
     }
 
     pub(super) fn planned(keys: &[&str]) -> Vec<PlannedObject> {
-        keys.iter().map(|k| PlannedObject { key: k.to_string(), size: Some(1), etag: None, last_modified: None }).collect()
+        keys.iter()
+            .map(|k| PlannedObject { key: k.to_string(), size: Some(1), etag: None, last_modified: None })
+            .collect()
     }
 
     #[test]
@@ -445,11 +472,27 @@ mod tests {
         assert_eq!(claimed.iter().map(|t| t.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
         let err = TaskErrorRecord { kind: "failed".into(), message: "no".into() };
         let results = vec![
-            TaskResult::Succeeded { job: job.id, seq: 1, outputs: vec!["o/a".into()], bytes_in: 1, bytes_out: 1, duration_ms: 1, etag: None },
+            TaskResult::Succeeded {
+                job: job.id,
+                seq: 1,
+                outputs: vec!["o/a".into()],
+                bytes_in: 1,
+                bytes_out: 1,
+                duration_ms: 1,
+                etag: None,
+            },
             TaskResult::Failed { job: job.id, seq: 2, error: err.clone(), duration_ms: 1, bytes_in: 0 },
             TaskResult::Retry { job: job.id, seq: 3, error: err.clone() },
             // A duplicate result counts once.
-            TaskResult::Succeeded { job: job.id, seq: 1, outputs: vec![], bytes_in: 9, bytes_out: 9, duration_ms: 1, etag: None },
+            TaskResult::Succeeded {
+                job: job.id,
+                seq: 1,
+                outputs: vec![],
+                bytes_in: 9,
+                bytes_out: 9,
+                duration_ms: 1,
+                etag: None,
+            },
         ];
         store.commit_results(&results).unwrap();
         let j = store.get_job(job.id).unwrap().unwrap();
@@ -462,7 +505,15 @@ mod tests {
         let rest = store.claim(job.id, 10).unwrap();
         let done: Vec<TaskResult> = rest
             .iter()
-            .map(|t| TaskResult::Succeeded { job: job.id, seq: t.seq, outputs: vec![], bytes_in: 0, bytes_out: 0, duration_ms: 0, etag: None })
+            .map(|t| TaskResult::Succeeded {
+                job: job.id,
+                seq: t.seq,
+                outputs: vec![],
+                bytes_in: 0,
+                bytes_out: 0,
+                duration_ms: 0,
+                etag: None,
+            })
             .collect();
         let touched = store.commit_results(&done).unwrap();
         assert_eq!(touched[0].state, JobState::Failed, "one task failed: the job cannot succeed");
@@ -471,7 +522,15 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].attempts, 2);
         let touched = store
-            .commit_results(&[TaskResult::Succeeded { job: job.id, seq: t[0].seq, outputs: vec![], bytes_in: 0, bytes_out: 0, duration_ms: 0, etag: None }])
+            .commit_results(&[TaskResult::Succeeded {
+                job: job.id,
+                seq: t[0].seq,
+                outputs: vec![],
+                bytes_in: 0,
+                bytes_out: 0,
+                duration_ms: 0,
+                etag: None,
+            }])
             .unwrap();
         assert_eq!(touched[0].state, JobState::Succeeded);
     }
@@ -484,7 +543,15 @@ mod tests {
         store.add_planned(job.id, &planned(&["a"]), None, true).unwrap();
         let t = store.claim(job.id, 1).unwrap();
         let failed = TaskErrorRecord { kind: "plugin".into(), message: "no".into() };
-        store.commit_results(&[TaskResult::Failed { job: job.id, seq: t[0].seq, error: failed, duration_ms: 0, bytes_in: 0 }]).unwrap();
+        store
+            .commit_results(&[TaskResult::Failed {
+                job: job.id,
+                seq: t[0].seq,
+                error: failed,
+                duration_ms: 0,
+                bytes_in: 0,
+            }])
+            .unwrap();
         // The caller saw a Failed job; a cancel lands before its retry does.
         store
             .update_job::<RetryRefused>(job.id, |j| {
@@ -502,7 +569,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("k.redb")).unwrap();
         let job = store.create_job(spec(), None, JobState::Suspended).unwrap().unwrap();
-        let keys: Vec<String> = (0..25).map(|i| format!("{}/k{i:02}", if i % 2 == 0 { "even" } else { "odd" })).collect();
+        let keys: Vec<String> =
+            (0..25).map(|i| format!("{}/k{i:02}", if i % 2 == 0 { "even" } else { "odd" })).collect();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         store.add_planned(job.id, &planned(&refs), None, true).unwrap();
         assert!(store.claim(job.id, 5).unwrap().is_empty());
@@ -522,7 +590,10 @@ mod tests {
 
         let filter = TaskFilter { prefix: Some("odd/".into()), ..Default::default() };
         let (page, next) = store.list_tasks(job.id, &filter, None, 5).unwrap();
-        assert_eq!(page.iter().map(|t| t.source_key.as_str()).collect::<Vec<_>>(), vec!["odd/k01", "odd/k03", "odd/k05", "odd/k07", "odd/k09"]);
+        assert_eq!(
+            page.iter().map(|t| t.source_key.as_str()).collect::<Vec<_>>(),
+            vec!["odd/k01", "odd/k03", "odd/k05", "odd/k07", "odd/k09"]
+        );
         let (page2, _) = store.list_tasks(job.id, &filter, next.as_deref(), 100).unwrap();
         assert_eq!(page2.len(), 7);
         assert_eq!(page2[0].source_key, "odd/k11");

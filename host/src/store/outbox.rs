@@ -218,7 +218,11 @@ mod tests {
         let path = dir.path().join("k.redb");
         let store = Store::open(&path).unwrap();
         let mut notified = spec();
-        notified.notify = Some(NotifySpec { url: "https://hooks.example.com/k".into(), secret: "0123456789abcdef".into(), task_events: false });
+        notified.notify = Some(NotifySpec {
+            url: "https://hooks.example.com/k".into(),
+            secret: "0123456789abcdef".into(),
+            task_events: false,
+        });
         // Events 1 (a created Running), 2 (b created), 3 (a suspended).
         let a = store.create_job(notified.clone(), None, JobState::Running).unwrap().unwrap();
         let b = store.create_job(notified, None, JobState::Running).unwrap().unwrap();
@@ -248,6 +252,16 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(seqs(&store.outbox_heads(0, 10).unwrap()), vec![3]);
         assert_eq!(seqs(&store.job_events(a.id).unwrap().0), vec![3]);
-        assert!(store.db.begin_read().unwrap().open_table(META).unwrap().get("schema_version").unwrap().is_some_and(|v| v.value() == "3"));
+        assert!(
+            store
+                .db
+                .begin_read()
+                .unwrap()
+                .open_table(META)
+                .unwrap()
+                .get("schema_version")
+                .unwrap()
+                .is_some_and(|v| v.value() == "3")
+        );
     }
 }

@@ -26,12 +26,17 @@ struct StateOnly {
 /// May `job` become Running, coming from `before`? Refused if it is a
 /// tenant's job and the tenant already has its quota of Running jobs (the
 /// quota as stored with the tenant; an unknown tenant has no cap here).
-pub(super) fn may_start(txn: &WriteTransaction, before: Option<JobState>, job: &JobRecord) -> Result<std::result::Result<(), RunningJobsFull>> {
+pub(super) fn may_start(
+    txn: &WriteTransaction,
+    before: Option<JobState>,
+    job: &JobRecord,
+) -> Result<std::result::Result<(), RunningJobsFull>> {
     let Some(tenant) = job.tenant.as_deref() else { return Ok(Ok(())) };
     if job.state != JobState::Running || before == Some(JobState::Running) {
         return Ok(Ok(()));
     }
-    let record: Option<TenantRecord> = txn.open_table(TENANTS)?.get(tenant)?.map(|v| decode("tenants", v.value())).transpose()?;
+    let record: Option<TenantRecord> =
+        txn.open_table(TENANTS)?.get(tenant)?.map(|v| decode("tenants", v.value())).transpose()?;
     let Some(quota) = record.map(|r| r.quotas.running_jobs) else { return Ok(Ok(())) };
     let jobs = txn.open_table(JOBS)?;
     let mut running = 0;
@@ -74,17 +79,26 @@ mod tests {
         store.create_job(spec(), acme(), JobState::Ready).unwrap().unwrap();
         store.create_job(spec(), None, JobState::Running).unwrap().unwrap();
 
-        let resume = |id| store.update_job::<super::RunningJobsFull>(id, |j| {
-            j.state = JobState::Running;
-            Ok(())
-        }).unwrap().unwrap();
+        let resume = |id| {
+            store
+                .update_job::<super::RunningJobsFull>(id, |j| {
+                    j.state = JobState::Running;
+                    Ok(())
+                })
+                .unwrap()
+                .unwrap()
+        };
         assert!(resume(ready.id).is_err(), "resume is refused at the quota");
         // A change that keeps a job Running is no new start.
         assert!(resume(a.id).is_ok());
-        store.update_job::<super::RunningJobsFull>(a.id, |j| {
+        store
+            .update_job::<super::RunningJobsFull>(a.id, |j| {
                 j.state = JobState::Suspended;
                 Ok(())
-            }).unwrap().unwrap().unwrap();
+            })
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert!(resume(ready.id).is_ok(), "a slot was freed");
         assert_eq!(store.get_job(ready.id).unwrap().unwrap().state, JobState::Running);
     }

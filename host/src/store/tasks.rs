@@ -34,17 +34,44 @@ impl From<RunningJobsFull> for RetryRefused {
 pub enum TaskResult {
     /// The scheduler claimed the task (in memory, see [`Store::pending`]):
     /// it becomes Running and its attempts count one more.
-    Claimed { job: JobId, seq: u64 },
+    Claimed {
+        job: JobId,
+        seq: u64,
+    },
     /// A claimed task given back unstarted (its job stopped while it waited
     /// for a worker): Pending again, and the attempt is not counted.
-    Released { job: JobId, seq: u64 },
+    Released {
+        job: JobId,
+        seq: u64,
+    },
     /// `etag`: of the source as read, remembered for `skip_unchanged`.
-    Succeeded { job: JobId, seq: u64, outputs: Vec<String>, bytes_in: u64, bytes_out: u64, duration_ms: u64, etag: Option<String> },
+    Succeeded {
+        job: JobId,
+        seq: u64,
+        outputs: Vec<String>,
+        bytes_in: u64,
+        bytes_out: u64,
+        duration_ms: u64,
+        etag: Option<String>,
+    },
     /// The source is unchanged since the last successful run of the same job definition.
-    Skipped { job: JobId, seq: u64 },
-    Failed { job: JobId, seq: u64, error: TaskErrorRecord, duration_ms: u64, bytes_in: u64 },
+    Skipped {
+        job: JobId,
+        seq: u64,
+    },
+    Failed {
+        job: JobId,
+        seq: u64,
+        error: TaskErrorRecord,
+        duration_ms: u64,
+        bytes_in: u64,
+    },
     /// A transient failure: back to Pending for another attempt.
-    Retry { job: JobId, seq: u64, error: TaskErrorRecord },
+    Retry {
+        job: JobId,
+        seq: u64,
+        error: TaskErrorRecord,
+    },
 }
 
 impl TaskResult {
@@ -55,9 +82,7 @@ impl TaskResult {
             | TaskResult::Succeeded { job, seq, .. }
             | TaskResult::Failed { job, seq, .. }
             | TaskResult::Retry { job, seq, .. }
-            | TaskResult::Skipped { job, seq } => {
-                (*job, *seq)
-            }
+            | TaskResult::Skipped { job, seq } => (*job, *seq),
         }
     }
 }
@@ -140,7 +165,9 @@ fn insert_planned(txn: &WriteTransaction, job: &mut JobRecord, objects: &[Planne
             continue;
         }
         let unchanged = job.spec.skip_unchanged
-            && o.etag.as_deref().is_some_and(|e| etags.get((job.definition.as_str(), o.key.as_str())).ok().flatten().is_some_and(|v| v.value() == e));
+            && o.etag.as_deref().is_some_and(|e| {
+                etags.get((job.definition.as_str(), o.key.as_str())).ok().flatten().is_some_and(|v| v.value() == e)
+            });
         let state = if unchanged { TaskState::Skipped } else { TaskState::Pending };
         let seq = job.counters.total + 1;
         let task = TaskRecord {
@@ -211,7 +238,11 @@ impl Store {
                     continue;
                 };
                 let mut tasks = txn.open_table(TASKS)?;
-                let Some(mut task) = tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()? else { continue };
+                let Some(mut task) =
+                    tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()?
+                else {
+                    continue;
+                };
                 let ended = matches!(task.state, TaskState::Succeeded | TaskState::Failed | TaskState::Skipped);
                 if !ended || o.etag.is_none() || task.etag == o.etag {
                     continue;
@@ -296,7 +327,8 @@ impl Store {
             // Each job as loaded, with its state before this commit.
             let mut jobs: std::collections::BTreeMap<JobId, (JobState, JobRecord)> = Default::default();
             // Each task touched: its state when read, the record as it becomes, and whether it changed.
-            let mut records: std::collections::HashMap<(JobId, u64), (TaskState, TaskRecord, bool)> = Default::default();
+            let mut records: std::collections::HashMap<(JobId, u64), (TaskState, TaskRecord, bool)> =
+                Default::default();
             let mut tasks = txn.open_table(TASKS)?;
             let mut idx = txn.open_table(TASK_STATE)?;
             for r in results {
@@ -311,14 +343,17 @@ impl Store {
                 let (_, task, changed) = match records.entry((id, seq)) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        let Some(task) = tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()? else {
+                        let Some(task) =
+                            tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()?
+                        else {
                             continue;
                         };
                         e.insert((task.state, task, false))
                     }
                 };
                 let from = task.state;
-                if from != if matches!(r, TaskResult::Claimed { .. }) { TaskState::Pending } else { TaskState::Running } {
+                if from != if matches!(r, TaskResult::Claimed { .. }) { TaskState::Pending } else { TaskState::Running }
+                {
                     continue;
                 }
                 let to = match r {
@@ -333,7 +368,8 @@ impl Store {
                     TaskResult::Succeeded { outputs, bytes_in, bytes_out, duration_ms, etag, .. } => {
                         if let Some(etag) = etag {
                             if job.spec.skip_unchanged {
-                                txn.open_table(ETAGS)?.insert((job.definition.as_str(), task.source_key.as_str()), etag.as_str())?;
+                                txn.open_table(ETAGS)?
+                                    .insert((job.definition.as_str(), task.source_key.as_str()), etag.as_str())?;
                             }
                             task.etag = Some(etag.clone());
                         }
@@ -353,7 +389,10 @@ impl Store {
                         job.counters.bytes_in += bytes_in;
                         if job.spec.fast_fail && job.state == JobState::Running {
                             job.state = JobState::Failed;
-                            job.error = Some(format!("fast-fail: task {seq} (`{}`) failed: {}", task.source_key, error.message));
+                            job.error = Some(format!(
+                                "fast-fail: task {seq} (`{}`) failed: {}",
+                                task.source_key, error.message
+                            ));
                             job.finished_at = Some(now());
                         }
                         TaskState::Failed
@@ -456,7 +495,13 @@ impl Store {
     /// listings in planning order, `k<key>` for prefix listings in key order.
     /// A page reads rows in proportion to its size, except for `contains` and
     /// `error`, which scan until the page is full.
-    pub fn list_tasks(&self, id: JobId, filter: &TaskFilter, cursor: Option<&str>, limit: usize) -> Result<(Vec<TaskRecord>, Option<String>)> {
+    pub fn list_tasks(
+        &self,
+        id: JobId,
+        filter: &TaskFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<TaskRecord>, Option<String>)> {
         let txn = self.db.begin_read()?;
         let tasks = txn.open_table(TASKS)?;
         let keep = |t: &TaskRecord| {
@@ -487,7 +532,9 @@ impl Store {
                 if !key.starts_with(prefix.as_str()) {
                     break;
                 }
-                let Some(t) = tasks.get((id, seq.value()))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()? else {
+                let Some(t) =
+                    tasks.get((id, seq.value()))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()?
+                else {
                     continue;
                 };
                 if !keep(&t) {
@@ -506,7 +553,8 @@ impl Store {
             let idx = txn.open_table(TASK_STATE)?;
             for e in idx.range((id, state.code(), after + 1)..=(id, state.code(), u64::MAX))? {
                 let seq = e?.0.value().2;
-                let Some(t) = tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()? else {
+                let Some(t) = tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()?
+                else {
                     continue;
                 };
                 if !keep(&t) {
@@ -553,7 +601,15 @@ mod tests {
         let c = store.get_job(job).unwrap().unwrap().counters;
         assert_eq!((c.pending, c.running), (4, 0));
 
-        let ok = |seq| TaskResult::Succeeded { job, seq, outputs: vec![], bytes_in: 1, bytes_out: 1, duration_ms: 0, etag: None };
+        let ok = |seq| TaskResult::Succeeded {
+            job,
+            seq,
+            outputs: vec![],
+            bytes_in: 1,
+            bytes_out: 1,
+            duration_ms: 0,
+            etag: None,
+        };
         let err = TaskErrorRecord { kind: "io".into(), message: "again".into() };
         store
             .commit_results(&[
@@ -574,14 +630,16 @@ mod tests {
         let task = |seq| store.get_task(job, seq).unwrap().unwrap();
         assert_eq!((task(1).state, task(1).attempts), (TaskState::Succeeded, 1));
         assert_eq!((task(2).state, task(2).attempts), (TaskState::Running, 1));
-        assert_eq!((task(3).state, task(3).attempts), (TaskState::Pending, 1), "retried: pending again, one attempt made");
+        assert_eq!(
+            (task(3).state, task(3).attempts),
+            (TaskState::Pending, 1),
+            "retried: pending again, one attempt made"
+        );
         assert_eq!(store.pending(job, 10, |_| false).unwrap().iter().map(|t| t.seq).collect::<Vec<_>>(), vec![3, 4]);
 
         // After a crash the recorded claim is pending again.
         assert_eq!(store.requeue_running().unwrap(), 1);
-        store
-            .commit_results(&[2, 3, 4].map(|seq| TaskResult::Claimed { job, seq }))
-            .unwrap();
+        store.commit_results(&[2, 3, 4].map(|seq| TaskResult::Claimed { job, seq })).unwrap();
         let touched = store.commit_results(&[ok(2), ok(3), ok(4)]).unwrap();
         assert_eq!(touched[0].state, JobState::Succeeded);
         assert_eq!(touched[0].counters.succeeded, 4);

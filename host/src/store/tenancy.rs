@@ -8,8 +8,10 @@
 
 use redb::{ReadableDatabase, ReadableTable};
 
-
-use super::{META, PLUGINS, ROLES, Result, Store, TENANT_JOBS, TENANTS, TOKENS, decode, encode, get_json, list_json, owned_key, put_json, remove_key};
+use super::{
+    META, PLUGINS, ROLES, Result, Store, TENANT_JOBS, TENANTS, TOKENS, decode, encode, get_json, list_json, owned_key,
+    put_json, remove_key,
+};
 use crate::auth::{RoleRecord, TenantRecord, TokenRecord};
 use crate::model::PluginRecord;
 
@@ -72,7 +74,9 @@ impl Store {
         let existed = {
             let existed = txn.open_table(TENANTS)?.remove(name)?.is_some();
             let mut tokens = txn.open_table(TOKENS)?;
-            tokens.retain(|_, v| decode::<TokenRecord>("tokens", v).map_or(true, |t| t.tenant.as_deref() != Some(name)))?;
+            tokens.retain(|_, v| {
+                decode::<TokenRecord>("tokens", v).map_or(true, |t| t.tenant.as_deref() != Some(name))
+            })?;
             // Its styles go too: a later tenant of the same name starts empty.
             let (start, end) = (format!("{name}/"), format!("{name}0"));
             txn.open_table(super::STYLES)?.retain_in(start.as_str()..end.as_str(), |_, _| false)?;
@@ -105,7 +109,8 @@ impl Store {
             let mut tokens = txn.open_table(TOKENS)?;
             let mut revoked = false;
             tokens.retain(|_, v| {
-                let hit = decode::<TokenRecord>("tokens", v).is_ok_and(|t| t.tenant.as_deref() == Some(tenant) && t.id == id);
+                let hit =
+                    decode::<TokenRecord>("tokens", v).is_ok_and(|t| t.tenant.as_deref() == Some(tenant) && t.id == id);
                 revoked |= hit;
                 !hit
             })?;

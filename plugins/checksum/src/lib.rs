@@ -112,7 +112,12 @@ impl Processor for Checksum {
         parse(params).map(|_| ())
     }
 
-    fn process(params: &str, _object: &ObjectInfo, input: &mut Input<'_>, outputs: &mut Outputs<'_>) -> Result<(), ProcessError> {
+    fn process(
+        params: &str,
+        _object: &ObjectInfo,
+        input: &mut Input<'_>,
+        outputs: &mut Outputs<'_>,
+    ) -> Result<(), ProcessError> {
         let algorithm = parse(params)?;
         let mut hasher = Hasher::new(algorithm);
         let mut size: u64 = 0;
@@ -127,7 +132,8 @@ impl Processor for Checksum {
             hasher.update(&buf[..n]);
             size += n as u64;
         }
-        let json = format!("{{\"algorithm\":\"{}\",\"hex\":\"{}\",\"size\":{}}}\n", algorithm.name(), hasher.hex(), size);
+        let json =
+            format!("{{\"algorithm\":\"{}\",\"hex\":\"{}\",\"size\":{}}}\n", algorithm.name(), hasher.hex(), size);
         let mut out = outputs.open(Some("json"))?;
         out.write_all(json.as_bytes())?;
         Ok(())

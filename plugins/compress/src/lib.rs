@@ -74,22 +74,33 @@ fn brotli_quality(action: &Action) -> Result<u32, StyleError> {
     let q = action.get_in::<u32>("q", 0..=11)?;
     let l = action.get_in::<u32>("l", 0..=11)?;
     match (q, l) {
-        (Some(_), Some(_)) => Err(action.invalid("l", action.raw("l").unwrap_or_default(), "give either `q` or `l`, not both")),
+        (Some(_), Some(_)) => {
+            Err(action.invalid("l", action.raw("l").unwrap_or_default(), "give either `q` or `l`, not both"))
+        }
         (q, l) => Ok(q.or(l).unwrap_or(6)),
     }
 }
 
 impl Processor for Compress {
     fn info() -> PluginInfo {
-        PluginInfo::new("compress", env!("CARGO_PKG_VERSION"), "gzip, zstd and brotli compression and decompression, streamed")
-            .writes(&["gz", "zst", "br"])
+        PluginInfo::new(
+            "compress",
+            env!("CARGO_PKG_VERSION"),
+            "gzip, zstd and brotli compression and decompression, streamed",
+        )
+        .writes(&["gz", "zst", "br"])
     }
 
     fn validate(params: &str) -> Result<(), StyleError> {
         parse(params).map(|_| ())
     }
 
-    fn process(params: &str, object: &ObjectInfo, input: &mut Input<'_>, outputs: &mut Outputs<'_>) -> Result<(), ProcessError> {
+    fn process(
+        params: &str,
+        object: &ObjectInfo,
+        input: &mut Input<'_>,
+        outputs: &mut Outputs<'_>,
+    ) -> Result<(), ProcessError> {
         match parse(params)? {
             Mode::Gzip { level } => {
                 let out = outputs.open(Some("gz"))?;
@@ -110,7 +121,8 @@ impl Processor for Compress {
             }
             Mode::Brotli { quality } => {
                 let mut out = outputs.open(Some("br"))?;
-                let params = brotli::enc::BrotliEncoderParams { quality: quality as i32, lgwin: 22, ..Default::default() };
+                let params =
+                    brotli::enc::BrotliEncoderParams { quality: quality as i32, lgwin: 22, ..Default::default() };
                 brotli::BrotliCompress(input, &mut out, &params)?;
             }
             Mode::Decompress => decompress(object, input, outputs)?,
@@ -147,7 +159,9 @@ fn pump(input: &mut impl Read, out: &mut impl Write) -> io::Result<u64> {
 /// memory the level needs is reserved first, so a level too large for the
 /// task's memory limit is refused with a message rather than a crash.
 fn zstd_compress(level: i32, size: Option<u64>, input: &mut Input<'_>, out: impl Write) -> Result<(), ProcessError> {
-    use structured_zstd::encoding::{CompressionLevel, StreamingEncoder, estimated_compression_workspace_bytes_for_source};
+    use structured_zstd::encoding::{
+        CompressionLevel, StreamingEncoder, estimated_compression_workspace_bytes_for_source,
+    };
     let zl = CompressionLevel::from_level(level);
     let needed = estimated_compression_workspace_bytes_for_source(zl, size) as u64;
     kiln_plugin_sdk::memory::reserve(needed).map_err(|_| {
@@ -308,7 +322,9 @@ impl<R: BufRead> Read for ZstdFrames<R> {
                 }
                 match self.decoder.init(&mut self.source) {
                     Ok(()) => self.in_frame = true,
-                    Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame { length, .. })) => {
+                    Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
+                        length, ..
+                    })) => {
                         let skipped = io::copy(&mut (&mut self.source).take(u64::from(length)), &mut io::sink())?;
                         if skipped < u64::from(length) {
                             return Err(invalid("truncated skippable frame"));
@@ -328,11 +344,12 @@ impl<R: BufRead> Read for ZstdFrames<R> {
             if self.decoder.is_finished() && self.decoder.can_collect() == 0 {
                 if let (Some(stored), Some(computed)) =
                     (self.decoder.get_checksum_from_data(), self.decoder.get_calculated_checksum())
-                    && stored != computed {
-                        return Err(invalid(format!(
-                            "content checksum mismatch (stored {stored:08x}, computed {computed:08x})"
-                        )));
-                    }
+                    && stored != computed
+                {
+                    return Err(invalid(format!(
+                        "content checksum mismatch (stored {stored:08x}, computed {computed:08x})"
+                    )));
+                }
                 self.in_frame = false;
             }
         }
@@ -367,14 +384,16 @@ mod tests {
     /// Prose-like text: made-up words drawn by Zipf's law, in sentences and
     /// paragraphs. On it, as on most text, zstd's levels rank as they should.
     fn prose(len: usize) -> Vec<u8> {
-        let syllables = ["ka", "lo", "mi", "ren", "to", "sa", "vel", "di", "on", "ar", "ek", "shu", "po", "la", "tin", "gro"];
+        let syllables =
+            ["ka", "lo", "mi", "ren", "to", "sa", "vel", "di", "on", "ar", "ek", "shu", "po", "la", "tin", "gro"];
         let mut x: u32 = 2;
         let mut next = move || {
             x = x.wrapping_mul(1103515245).wrapping_add(12345);
             x >> 8
         };
-        let vocab: Vec<String> =
-            (0..400).map(|_| (0..1 + next() % 3).map(|_| syllables[next() as usize % syllables.len()]).collect()).collect();
+        let vocab: Vec<String> = (0..400)
+            .map(|_| (0..1 + next() % 3).map(|_| syllables[next() as usize % syllables.len()]).collect())
+            .collect();
         let mut v = Vec::with_capacity(len + 100);
         let mut words = 0;
         while v.len() < len {
@@ -403,7 +422,8 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].extension.as_deref(), Some(ext));
         let compressed = out[0].bytes.clone();
-        let back = run_with::<Compress>("decompress", &object(&format!("dir/file.txt.{ext}")), &compressed[..]).unwrap();
+        let back =
+            run_with::<Compress>("decompress", &object(&format!("dir/file.txt.{ext}")), &compressed[..]).unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].extension.as_deref(), Some("txt"));
         assert!(back[0].bytes == data, "{style}: round trip differs");
@@ -469,7 +489,13 @@ mod tests {
             sizes.push((level, c.len()));
         }
         for pair in sizes.windows(2) {
-            assert!(pair[1].1 <= pair[0].1, "l_{} gives {} bytes, more than l_{}: {sizes:?}", pair[1].0, pair[1].1, pair[0].0);
+            assert!(
+                pair[1].1 <= pair[0].1,
+                "l_{} gives {} bytes, more than l_{}: {sizes:?}",
+                pair[1].0,
+                pair[1].1,
+                pair[0].0
+            );
         }
         let (lowest, highest) = (sizes[0].1, sizes[sizes.len() - 1].1);
         assert!(highest * 10 < lowest * 8, "l_22 should be over 20% smaller than l_1: {sizes:?}");

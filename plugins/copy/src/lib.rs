@@ -17,7 +17,12 @@ impl Processor for Copy {
         }
     }
 
-    fn process(_params: &str, object: &ObjectInfo, input: &mut Input<'_>, outputs: &mut Outputs<'_>) -> Result<(), ProcessError> {
+    fn process(
+        _params: &str,
+        object: &ObjectInfo,
+        input: &mut Input<'_>,
+        outputs: &mut Outputs<'_>,
+    ) -> Result<(), ProcessError> {
         let ext = object.extension();
         let mut out = outputs.open(ext.as_deref())?;
         std::io::copy(input, &mut out)?;

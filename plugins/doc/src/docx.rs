@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::io::{Cursor, Read};
 
+use quick_xml::NsReader;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
-use quick_xml::NsReader;
 
 use crate::MAX_PART;
 
@@ -87,7 +87,8 @@ pub fn read(bytes: Vec<u8>) -> Result<Document, String> {
     if !bytes.starts_with(b"PK") {
         return Err("not a DOCX: not a zip archive (no `PK` signature)".into());
     }
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("not a DOCX: corrupt zip archive: {e}"))?;
+    let mut zip =
+        zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("not a DOCX: corrupt zip archive: {e}"))?;
     let document = match part(&mut zip, "word/document.xml")? {
         Some(xml) => xml,
         None => return Err("not a DOCX: the zip archive has no word/document.xml".into()),
@@ -134,7 +135,8 @@ fn part(zip: &mut zip::ZipArchive<Cursor<Vec<u8>>>, name: &str) -> Result<Option
             .collect();
         String::from_utf16(&units).map_err(|_| format!("{name} is not valid UTF-16"))?
     } else {
-        let s = String::from_utf8(bytes).map_err(|e| format!("{name} is not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to()))?;
+        let s = String::from_utf8(bytes)
+            .map_err(|e| format!("{name} is not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to()))?;
         match s.strip_prefix('\u{feff}') {
             Some(rest) => rest.to_string(),
             None => s,
@@ -146,9 +148,10 @@ fn part(zip: &mut zip::ZipArchive<Cursor<Vec<u8>>>, name: &str) -> Result<Option
 
 fn strip_declaration(text: String) -> String {
     if text.starts_with("<?xml")
-        && let Some(end) = text.find("?>") {
-            return text[end + 2..].to_string();
-        }
+        && let Some(end) = text.find("?>")
+    {
+        return text[end + 2..].to_string();
+    }
     text
 }
 
@@ -368,10 +371,14 @@ impl DocParser<'_> {
             "strike" | "dstrike" if self.in_rpr => self.set_format(|f| &mut f.strike, on_off(e)),
             "t" if self.in_run && !empty => self.in_text = true,
             "tab" if self.in_run && !self.in_rpr => self.push_text("\t"),
-            "br" | "cr" if self.in_run && !self.in_rpr
-                && attr(e, "type").as_deref() != Some("page") && attr(e, "type").as_deref() != Some("column") => {
-                    self.push_text("\n");
-                }
+            "br" | "cr"
+                if self.in_run
+                    && !self.in_rpr
+                    && attr(e, "type").as_deref() != Some("page")
+                    && attr(e, "type").as_deref() != Some("column") =>
+            {
+                self.push_text("\n");
+            }
             "noBreakHyphen" if self.in_run => self.push_text("-"),
             "hyperlink" if !empty => {
                 let target = match attr(e, "id") {
@@ -407,9 +414,10 @@ impl DocParser<'_> {
         let format = self.run_format.clone();
         if let Some(p) = self.para()
             && let Some(run) = p.para.runs.last_mut()
-                && run.text.is_empty() {
-                    run.format = format;
-                }
+            && run.text.is_empty()
+        {
+            run.format = format;
+        }
     }
 
     fn end(&mut self, ns: Ns, name: &str) {
@@ -431,10 +439,11 @@ impl DocParser<'_> {
             }
             "tbl" => {
                 if matches!(self.stack.last(), Some(Container::Table(_)))
-                    && let Some(Container::Table(mut t)) = self.stack.pop() {
-                        end_row(&mut t);
-                        self.place(Block::Table(t.table));
-                    }
+                    && let Some(Container::Table(mut t)) = self.stack.pop()
+                {
+                    end_row(&mut t);
+                    self.place(Block::Table(t.table));
+                }
             }
             "tr" => {
                 if let Some(t) = self.table() {
@@ -500,7 +509,16 @@ fn skipped(ns: Ns, name: &str) -> bool {
     match ns {
         Ns::W => matches!(
             name,
-            "del" | "moveFrom" | "pPrChange" | "rPrChange" | "sdtPr" | "sdtEndPr" | "tblPr" | "tblGrid" | "trPr" | "instrText"
+            "del"
+                | "moveFrom"
+                | "pPrChange"
+                | "rPrChange"
+                | "sdtPr"
+                | "sdtEndPr"
+                | "tblPr"
+                | "tblGrid"
+                | "trPr"
+                | "instrText"
         ),
         Ns::Mc => name == "Fallback",
         Ns::Other => false,
@@ -526,10 +544,9 @@ fn parse_document(xml: &str, rels: &HashMap<String, String>) -> Result<Document,
                     p.start(ns, &e, false);
                 }
             }
-            Event::Empty(e)
-                if skip_depth == 0 && !skipped(ns, &local(&e)) => {
-                    p.start(ns, &e, true);
-                }
+            Event::Empty(e) if skip_depth == 0 && !skipped(ns, &local(&e)) => {
+                p.start(ns, &e, true);
+            }
             Event::End(e) => {
                 if skip_depth > 0 {
                     skip_depth -= 1;
@@ -642,7 +659,9 @@ fn parse_numbering(xml: &str) -> Result<Numbering, String> {
         match (parent, local(e).as_str()) {
             (_, "abstractNum") => abstract_id = attr(e, "abstractNumId"),
             (_, "num") => num_id = attr(e, "numId"),
-            (Some("abstractNum"), "lvl") | (Some("lvlOverride"), "lvl") => level = attr(e, "ilvl").and_then(|v| v.parse().ok()),
+            (Some("abstractNum"), "lvl") | (Some("lvlOverride"), "lvl") => {
+                level = attr(e, "ilvl").and_then(|v| v.parse().ok())
+            }
             (Some("num"), "lvlOverride") => level = attr(e, "ilvl").and_then(|v| v.parse().ok()),
             (Some("num"), "abstractNumId") => {
                 if let (Some(num), Some(abs)) = (&num_id, attr(e, "val")) {
@@ -661,7 +680,9 @@ fn parse_numbering(xml: &str) -> Result<Numbering, String> {
                 }
             }
             (Some("lvl"), "start") if path.iter().any(|p| p == "abstractNum") => {
-                if let (Some(abs), Some(l), Some(v)) = (&abstract_id, level, attr(e, "val").and_then(|v| v.parse().ok())) {
+                if let (Some(abs), Some(l), Some(v)) =
+                    (&abstract_id, level, attr(e, "val").and_then(|v| v.parse().ok()))
+                {
                     n.levels.entry((abs.clone(), l)).or_insert((false, 1)).1 = v;
                 }
             }
@@ -750,7 +771,8 @@ impl Resolver<'_> {
         }
         let level = para.ilvl.or_else(|| chain.iter().find_map(|(_, i)| i.ilvl)).unwrap_or(0).min(8);
         let abs = self.numbering.nums.get(&num_id);
-        let (ordered, start) = abs.and_then(|a| self.numbering.levels.get(&(a.clone(), level)).copied()).unwrap_or((false, 1));
+        let (ordered, start) =
+            abs.and_then(|a| self.numbering.levels.get(&(a.clone(), level)).copied()).unwrap_or((false, 1));
         let start = self.numbering.overrides.get(&(num_id.clone(), level)).copied().unwrap_or(start);
         let counters = self.counters.entry(num_id).or_insert([0; 9]);
         let l = level as usize;

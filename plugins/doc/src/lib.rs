@@ -60,7 +60,12 @@ impl Processor for Doc {
         parse(params).map(|_| ())
     }
 
-    fn process(params: &str, _object: &ObjectInfo, input: &mut Input<'_>, outputs: &mut Outputs<'_>) -> Result<(), ProcessError> {
+    fn process(
+        params: &str,
+        _object: &ObjectInfo,
+        input: &mut Input<'_>,
+        outputs: &mut Outputs<'_>,
+    ) -> Result<(), ProcessError> {
         let format = parse(params)?;
         let bytes = input.read_all(MAX_INPUT).map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidData => ProcessError::unsupported(format!("DOCX too large: {e}")),

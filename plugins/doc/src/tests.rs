@@ -50,9 +50,14 @@ fn docx_parts(parts: &[(&str, &str)]) -> Vec<u8> {
 }
 
 fn docx(body: &str) -> Vec<u8> {
-    let document = format!(r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document {W}><w:body>{body}<w:sectPr/></w:body></w:document>"#);
+    let document = format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document {W}><w:body>{body}<w:sectPr/></w:body></w:document>"#
+    );
     docx_parts(&[
-        ("[Content_Types].xml", r#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>"#),
+        (
+            "[Content_Types].xml",
+            r#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>"#,
+        ),
         ("word/document.xml", &document),
         ("word/styles.xml", STYLES),
         ("word/numbering.xml", NUMBERING),
@@ -193,7 +198,10 @@ fn inline_formatting_links_and_escaping_in_markdown() {
         md,
         "Plain **bold *both***, *it* not ~~gone~~ see [the site](https://example.org/) and [spaced](<https://example.com/a b>) 2\\*3 \\[x\\] \\<tag\\> & A©\n\n\\# not a heading\n\n1\\. not a list\\\n\\- nor this\n"
     );
-    assert_eq!(text, "Plain bold both, it not gone see the site and spaced 2*3 [x] <tag> & A©\n\n# not a heading\n\n1. not a list\n- nor this\n");
+    assert_eq!(
+        text,
+        "Plain bold both, it not gone see the site and spaced 2*3 [x] <tag> & A©\n\n# not a heading\n\n1. not a list\n- nor this\n"
+    );
 }
 
 #[test]
@@ -250,7 +258,8 @@ fn corrupt_inputs_are_unsupported_and_named() {
 fn zip_bomb_is_refused() {
     // 65 MiB of spaces deflate to about 65 KiB.
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(false);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(false);
     zip.start_file("word/document.xml", options).unwrap();
     let chunk = vec![b' '; 1 << 20];
     for _ in 0..65 {

@@ -11,7 +11,9 @@ fn u16_at(d: &[u8], at: usize) -> OpResult<u16> {
 }
 
 fn u32_at(d: &[u8], at: usize) -> OpResult<u32> {
-    d.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(|| "truncated BMP header".to_string())
+    d.get(at..at + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| "truncated BMP header".to_string())
 }
 
 pub struct Header {

@@ -16,7 +16,14 @@ use crate::params::{Op, OutFormat, Plan};
 /// Bytes needed at the peak of decoding, processing and encoding `bytes`.
 /// `jpeg_min` is the smallest size wanted from a JPEG (decoded at reduced
 /// scale), `upright` the image's size once oriented.
-pub fn peak_bytes(bytes: &[u8], header: &Header, plan: &Plan, jpeg_min: Option<(u32, u32)>, upright: (u32, u32), out: OutFormat) -> u64 {
+pub fn peak_bytes(
+    bytes: &[u8],
+    header: &Header,
+    plan: &Plan,
+    jpeg_min: Option<(u32, u32)>,
+    upright: (u32, u32),
+    out: OutFormat,
+) -> u64 {
     let ch = u64::from(header.channels.clamp(1, 4));
     let (w, h) = (header.width, header.height);
     // JPEGs are decoded at reduced scale when the first action shrinks them.
@@ -51,7 +58,9 @@ pub fn peak_bytes(bytes: &[u8], header: &Header, plan: &Plan, jpeg_min: Option<(
                 Some(g) => (g.canvas, 2 * area(cur.0, cur.1) + area(g.scaled.0, cur.1) + area(g.scaled.0, g.scaled.1)),
                 None => (logical, area(cur.0, cur.1) * 2),
             },
-            Op::Crop(c) => (ops::crop_region(c, logical.0, logical.1).map_or(logical, |(_, _, w, h)| (w, h)), area(cur.0, cur.1)),
+            Op::Crop(c) => {
+                (ops::crop_region(c, logical.0, logical.1).map_or(logical, |(_, _, w, h)| (w, h)), area(cur.0, cur.1))
+            }
             Op::Rotate(deg) => {
                 let (w, h) = ops::rotated_size(logical.0, logical.1, *deg);
                 ((w.min(u64::from(u32::MAX)) as u32, h.min(u64::from(u32::MAX)) as u32), area(cur.0, cur.1))

@@ -68,7 +68,8 @@ pub fn probe(d: &[u8], format: OutFormat) -> OpResult<Header> {
             };
         }
         OutFormat::Gif => {
-            let dec = gif_options(&Limits::default()).read_info(Cursor::new(d)).map_err(|e| format!("corrupt GIF: {e}"))?;
+            let dec =
+                gif_options(&Limits::default()).read_info(Cursor::new(d)).map_err(|e| format!("corrupt GIF: {e}"))?;
             (h.width, h.height) = (u32::from(dec.width()), u32::from(dec.height()));
         }
         OutFormat::Webp => {
@@ -118,7 +119,10 @@ fn scan_jpeg(d: &[u8]) -> OpResult<JpegHeader<'_>> {
             0xd9 | 0xda => break,
             _ => {}
         }
-        let len = d.get(pos..pos + 2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize).ok_or("corrupt JPEG: truncated marker")?;
+        let len = d
+            .get(pos..pos + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+            .ok_or("corrupt JPEG: truncated marker")?;
         let seg = d.get(pos + 2..pos + len.max(2)).ok_or("corrupt JPEG: truncated segment")?;
         match marker {
             0xe1 if seg.starts_with(b"Exif\0\0") && out.exif.is_none() => out.exif = Some(&seg[6..]),
@@ -175,7 +179,10 @@ pub fn exif_orientation(tiff: &[u8]) -> Option<u8> {
         [b'M', b'M', 0, 42] => false,
         _ => return None,
     };
-    let u16_at = |at: usize| tiff.get(at..at + 2).map(|b| if le { u16::from_le_bytes([b[0], b[1]]) } else { u16::from_be_bytes([b[0], b[1]]) });
+    let u16_at = |at: usize| {
+        tiff.get(at..at + 2)
+            .map(|b| if le { u16::from_le_bytes([b[0], b[1]]) } else { u16::from_be_bytes([b[0], b[1]]) })
+    };
     let u32_at = |at: usize| {
         tiff.get(at..at + 4).map(|b| {
             let a = [b[0], b[1], b[2], b[3]];
@@ -209,7 +216,8 @@ pub fn decode(d: &[u8], header: &Header, jpeg_min: Option<(u32, u32)>, limits: &
     let img = match header.format {
         OutFormat::Jpeg => decode_jpeg(d, header, jpeg_min)?,
         OutFormat::Png => {
-            let budget = usize::try_from(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20)).unwrap_or(usize::MAX);
+            let budget =
+                usize::try_from(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20)).unwrap_or(usize::MAX);
             let mut dec = png::Decoder::new_with_limits(Cursor::new(d), png::Limits { bytes: budget });
             dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
             let mut reader = dec.read_info().map_err(|e| format!("corrupt PNG: {e}"))?;
@@ -227,7 +235,9 @@ pub fn decode(d: &[u8], header: &Header, jpeg_min: Option<(u32, u32)>, limits: &
             if frame.line_size != row {
                 let mut packed = Vec::with_capacity(row * frame.height as usize);
                 for y in 0..frame.height as usize {
-                    packed.extend_from_slice(buf.get(y * frame.line_size..y * frame.line_size + row).ok_or("corrupt PNG: short rows")?);
+                    packed.extend_from_slice(
+                        buf.get(y * frame.line_size..y * frame.line_size + row).ok_or("corrupt PNG: short rows")?,
+                    );
                 }
                 buf = packed;
             }
@@ -237,8 +247,10 @@ pub fn decode(d: &[u8], header: &Header, jpeg_min: Option<(u32, u32)>, limits: &
         OutFormat::Gif => {
             let mut dec = gif_options(limits).read_info(Cursor::new(d)).map_err(|e| format!("corrupt GIF: {e}"))?;
             let (sw, sh) = (u32::from(dec.width()), u32::from(dec.height()));
-            let frame = dec.next_frame_info().map_err(|e| format!("corrupt GIF: {e}"))?.ok_or("the GIF has no frames")?;
-            let (left, top, fw, fh) = (u32::from(frame.left), u32::from(frame.top), u32::from(frame.width), u32::from(frame.height));
+            let frame =
+                dec.next_frame_info().map_err(|e| format!("corrupt GIF: {e}"))?.ok_or("the GIF has no frames")?;
+            let (left, top, fw, fh) =
+                (u32::from(frame.left), u32::from(frame.top), u32::from(frame.width), u32::from(frame.height));
             crate::ops::check_size(u64::from(fw.max(1)), u64::from(fh.max(1)), limits, "the GIF frame")?;
             let mut pixels = vec![0u8; fw as usize * fh as usize * 4];
             dec.read_into_buffer(&mut pixels).map_err(|e| format!("corrupt GIF: {e}"))?;
@@ -294,7 +306,8 @@ fn decode_jpeg(d: &[u8], header: &Header, min: Option<(u32, u32)>) -> OpResult<I
     let mut dec = jpeg_decoder::Decoder::new(Cursor::new(d));
     dec.read_info().map_err(|e| format!("corrupt JPEG: {e}"))?;
     if e < 8 {
-        dec.scale(scaled(w, e).min(65535) as u16, scaled(h, e).min(65535) as u16).map_err(|e| format!("corrupt JPEG: {e}"))?;
+        dec.scale(scaled(w, e).min(65535) as u16, scaled(h, e).min(65535) as u16)
+            .map_err(|e| format!("corrupt JPEG: {e}"))?;
     }
     let pixels = dec.decode().map_err(|e| format!("corrupt JPEG: {e}"))?;
     let info = dec.info().ok_or("corrupt JPEG: no frame")?;
@@ -347,7 +360,8 @@ pub fn encode(img: &Image, format: OutFormat, quality: u8) -> OpResult<Vec<u8>> 
             let color = if img.ch == 1 { jpeg_encoder::ColorType::Luma } else { jpeg_encoder::ColorType::Rgb };
             let mut enc = jpeg_encoder::Encoder::new(&mut buf, quality.clamp(1, 100));
             enc.set_optimized_huffman_tables(true);
-            enc.encode(&img.data, img.w as u16, img.h as u16, color).map_err(|e| format!("JPEG encoding failed: {e}"))?;
+            enc.encode(&img.data, img.w as u16, img.h as u16, color)
+                .map_err(|e| format!("JPEG encoding failed: {e}"))?;
         }
         OutFormat::Png => {
             let mut enc = png::Encoder::new(&mut buf, img.w, img.h);

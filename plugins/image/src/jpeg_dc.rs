@@ -63,7 +63,13 @@ impl Huffman {
             code <<= 1;
         }
         maxcode[17] = i32::MAX;
-        let mut h = Huffman { lut, multi: Box::new([0; 1 << MULTI_BITS]), maxcode, valoffset, symbols: symbols[..total].to_vec() };
+        let mut h = Huffman {
+            lut,
+            multi: Box::new([0; 1 << MULTI_BITS]),
+            maxcode,
+            valoffset,
+            symbols: symbols[..total].to_vec(),
+        };
         for prefix in 0..1u32 << MULTI_BITS {
             h.multi[prefix as usize] = h.multi_entry(prefix);
         }
@@ -138,7 +144,8 @@ impl<'a> Bits<'a> {
         }
         // Fast path: the next 8 bytes hold no 0xFF (no stuffing, no marker).
         if let Some(chunk) = self.data.get(self.pos..self.pos + 8) {
-            let x = u64::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
+            let x =
+                u64::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
             let inverted = !x;
             let has_ff = inverted.wrapping_sub(0x0101_0101_0101_0101) & !inverted & 0x8080_8080_8080_8080;
             if has_ff == 0 {
@@ -340,7 +347,11 @@ pub fn accepts(d: &[u8]) -> bool {
 type Tables = [Option<Huffman>; 4];
 
 /// Read the headers up to the scan, then hand them to `then`.
-fn parse<T>(d: &[u8], per_block: usize, then: impl FnOnce(&[u8], usize, &Frame<'_>, &Tables, &Tables) -> Option<T>) -> Option<T> {
+fn parse<T>(
+    d: &[u8],
+    per_block: usize,
+    then: impl FnOnce(&[u8], usize, &Frame<'_>, &Tables, &Tables) -> Option<T>,
+) -> Option<T> {
     if !(per_block == 1 || per_block == 2) {
         return None;
     }
@@ -388,12 +399,13 @@ fn parse<T>(d: &[u8], per_block: usize, then: impl FnOnce(&[u8], usize, &Frame<'
                 }
             }
             0xc2..=0xcf if !matches!(marker, 0xc4 | 0xc8 | 0xcc) => return None, // not baseline
-            0xcc => return None,                                                  // arithmetic coding
+            0xcc => return None,                                                 // arithmetic coding
             0xee if seg.starts_with(b"Adobe")
                 // transform 0 with 3 components is RGB, not YCbCr
-                && seg.get(11) == Some(&0) => {
-                    return None;
-                }
+                && seg.get(11) == Some(&0) =>
+            {
+                return None;
+            }
             0xdb => {
                 let mut s = seg;
                 while let Some((&pq_tq, rest)) = s.split_first() {
@@ -405,7 +417,11 @@ fn parse<T>(d: &[u8], per_block: usize, then: impl FnOnce(&[u8], usize, &Frame<'
                         return None;
                     }
                     for (i, q) in quant[t].iter_mut().enumerate() {
-                        *q = if wide { u16::from_be_bytes([table[2 * i], table[2 * i + 1]]) } else { u16::from(table[i]) };
+                        *q = if wide {
+                            u16::from_be_bytes([table[2 * i], table[2 * i + 1]])
+                        } else {
+                            u16::from(table[i])
+                        };
                     }
                     s = &rest[n..];
                 }
@@ -469,7 +485,11 @@ struct Frame<'a> {
 
 /// Per component: its DC and AC tables and its first five quantisers, or
 /// `None` if one is missing or a quantiser is zero.
-fn tables<'t>(f: &Frame<'_>, dc_tables: &'t Tables, ac_tables: &'t Tables) -> Option<Vec<(&'t Huffman, &'t Huffman, [i32; 5])>> {
+fn tables<'t>(
+    f: &Frame<'_>,
+    dc_tables: &'t Tables,
+    ac_tables: &'t Tables,
+) -> Option<Vec<(&'t Huffman, &'t Huffman, [i32; 5])>> {
     let tables: Vec<(&Huffman, &Huffman, [i32; 5])> = f
         .comps
         .iter()

@@ -71,9 +71,8 @@ fn decoding(plan: &Plan, header: &codec::Header) -> Decoding {
     let swap = orient.is_some_and(|t| t.swaps_sides());
     let upright = if swap { (header.height, header.width) } else { (header.width, header.height) };
     let jpeg_min = match plan.ops.first() {
-        Some(Op::Resize(r)) if header.format == OutFormat::Jpeg => {
-            ops::resize_geometry(r, upright.0, upright.1).map(|g| if swap { (g.scaled.1, g.scaled.0) } else { g.scaled })
-        }
+        Some(Op::Resize(r)) if header.format == OutFormat::Jpeg => ops::resize_geometry(r, upright.0, upright.1)
+            .map(|g| if swap { (g.scaled.1, g.scaled.0) } else { g.scaled }),
         _ => None,
     };
     Decoding { orient, upright, jpeg_min }
@@ -132,7 +131,12 @@ impl Processor for ImagePlugin {
         params::parse(params).map(|_| ())
     }
 
-    fn process(params: &str, _object: &ObjectInfo, input: &mut Input<'_>, outputs: &mut Outputs<'_>) -> Result<(), ProcessError> {
+    fn process(
+        params: &str,
+        _object: &ObjectInfo,
+        input: &mut Input<'_>,
+        outputs: &mut Outputs<'_>,
+    ) -> Result<(), ProcessError> {
         let plan = params::parse(params)?;
         let bytes = input.read_all(MAX_INPUT).map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidData => ProcessError::unsupported(format!("image file too large: {e}")),

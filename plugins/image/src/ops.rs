@@ -51,7 +51,10 @@ pub fn check_size(w: u64, h: u64, limits: &Limits, what: &str) -> OpResult<()> {
         return Err(format!("{what} would be empty ({w}x{h})"));
     }
     if w > u64::from(limits.max_side) || h > u64::from(limits.max_side) {
-        return Err(format!("{what} is {w}x{h}, over the limit of {} px per side (see the `limits` action)", limits.max_side));
+        return Err(format!(
+            "{what} is {w}x{h}, over the limit of {} px per side (see the `limits` action)",
+            limits.max_side
+        ));
     }
     if w * h > limits.max_pixels {
         return Err(format!(
@@ -100,7 +103,11 @@ impl Image {
             4 => {
                 let mut data = Vec::with_capacity(self.w as usize * self.h as usize * 3);
                 for p in self.data.chunks_exact(4) {
-                    data.extend_from_slice(&[blend(p[0], bg[0], p[3]), blend(p[1], bg[1], p[3]), blend(p[2], bg[2], p[3])]);
+                    data.extend_from_slice(&[
+                        blend(p[0], bg[0], p[3]),
+                        blend(p[1], bg[1], p[3]),
+                        blend(p[2], bg[2], p[3]),
+                    ]);
                 }
                 Image { w: self.w, h: self.h, ch: 3, data }
             }
@@ -185,7 +192,8 @@ pub fn resize_geometry(r: &Resize, sw: u32, sh: u32) -> Option<Geometry> {
                     ResizeMode::Fill | ResizeMode::Pad => {
                         let s = if r.mode == ResizeMode::Fill { fw.max(fh) } else { fw.min(fh) };
                         let scaled = (scale_dim(sw, s), scale_dim(sh, s));
-                        let offset = ((i64::from(w) - i64::from(scaled.0)) / 2, (i64::from(h) - i64::from(scaled.1)) / 2);
+                        let offset =
+                            ((i64::from(w) - i64::from(scaled.0)) / 2, (i64::from(h) - i64::from(scaled.1)) / 2);
                         Geometry { scaled, canvas: (w, h), offset }
                     }
                     ResizeMode::Fixed => Geometry { scaled: (w, h), canvas: (w, h), offset: (0, 0) },
@@ -246,9 +254,8 @@ pub fn resample(src: &Image, crop: (f64, f64, f64, f64), w: u32, h: u32) -> OpRe
     }
     let src_img = fr::images::Image::from_vec_u8(src.w, src.h, data, pixel_type(src.ch)).map_err(|e| e.to_string())?;
     let mut dst = fr::images::Image::new(w, h, pixel_type(src.ch));
-    let options = fr::ResizeOptions::new()
-        .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3))
-        .use_alpha(false);
+    let options =
+        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3)).use_alpha(false);
     // Floating-point error must not push the box past the edge (fast_image_resize refuses that).
     let (sw, sh) = (f64::from(src.w), f64::from(src.h));
     let left = crop.0.clamp(0.0, sw - 1.0);
@@ -296,7 +303,10 @@ fn pad(img: &Image, size: (u32, u32), offset: (i64, i64), color: [u8; 3]) -> Ima
     let ch = img.ch as usize;
     let bg: Vec<u8> = match img.ch {
         1 => vec![((u32::from(color[0]) * 299 + u32::from(color[1]) * 587 + u32::from(color[2]) * 114) / 1000) as u8],
-        2 => vec![((u32::from(color[0]) * 299 + u32::from(color[1]) * 587 + u32::from(color[2]) * 114) / 1000) as u8, 255],
+        2 => vec![
+            ((u32::from(color[0]) * 299 + u32::from(color[1]) * 587 + u32::from(color[2]) * 114) / 1000) as u8,
+            255,
+        ],
         3 => color.to_vec(),
         _ => vec![color[0], color[1], color[2], 255],
     };
@@ -468,11 +478,7 @@ pub fn rotate(img: Image, deg: u32, limits: &Limits) -> OpResult<Image> {
     let iw = img.w as i64;
     let ih = img.h as i64;
     let fetch = |x: i64, y: i64, c: usize| -> f32 {
-        if x < 0 || y < 0 || x >= iw || y >= ih {
-            bg[c]
-        } else {
-            f32::from(img.data[((y * iw + x) as usize) * ch + c])
-        }
+        if x < 0 || y < 0 || x >= iw || y >= ih { bg[c] } else { f32::from(img.data[((y * iw + x) as usize) * ch + c]) }
     };
     let mut data = vec![0u8; ow * oh * ch];
     for y in 0..oh {

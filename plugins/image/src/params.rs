@@ -162,7 +162,11 @@ pub fn parse(params: &str) -> Result<Plan, StyleError> {
                 let big_q = action.get_in::<u8>("Q", 1..=100)?;
                 plan.quality = Some(match (q, big_q) {
                     (Some(_), Some(_)) => {
-                        return Err(action.invalid("Q", action.raw("Q").unwrap_or_default(), "give either `q` or `Q`, not both"));
+                        return Err(action.invalid(
+                            "Q",
+                            action.raw("Q").unwrap_or_default(),
+                            "give either `q` or `Q`, not both",
+                        ));
                     }
                     (Some(q), None) => Quality::Relative(q),
                     (None, Some(q)) => Quality::Absolute(q),
@@ -236,7 +240,8 @@ fn resize(action: &Action, limits: &Limits) -> Result<Resize, StyleError> {
         },
         color: match action.raw("color") {
             None => [255, 255, 255],
-            Some(hex) => parse_color(hex).ok_or_else(|| action.invalid("color", hex, "expected a hex colour RRGGBB, e.g. FF0000"))?,
+            Some(hex) => parse_color(hex)
+                .ok_or_else(|| action.invalid("color", hex, "expected a hex colour RRGGBB, e.g. FF0000"))?,
         },
     };
     let has_wh = r.w.is_some() || r.h.is_some();
@@ -281,7 +286,11 @@ fn crop(action: &Action) -> Result<Crop, StyleError> {
             Some("south") => Gravity::South,
             Some("se") => Gravity::SouthEast,
             Some(other) => {
-                return Err(action.invalid("g", other, "expected one of: nw, north, ne, west, center, east, sw, south, se"));
+                return Err(action.invalid(
+                    "g",
+                    other,
+                    "expected one of: nw, north, ne, west, center, east, sw, south, se",
+                ));
             }
         },
     })

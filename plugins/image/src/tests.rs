@@ -1,10 +1,10 @@
 use kiln_plugin_sdk::testing::run;
 use kiln_plugin_sdk::{ProcessError, Processor};
 
+use crate::ImagePlugin;
 use crate::codec;
 use crate::ops::Image;
 use crate::params::{Limits, OutFormat};
-use crate::ImagePlugin;
 
 const RED: [u8; 3] = [220, 30, 30];
 const GREEN: [u8; 3] = [30, 200, 40];
@@ -303,7 +303,13 @@ fn converts_between_all_formats_and_keeps_the_input_format() {
         let (ext, format, img) = process("resize,w_32", &src);
         assert_eq!((ext.as_str(), format), (input.extension(), input), "{input:?} kept");
         assert_eq!((img.w, img.h), (32, 24));
-        for (name, output) in [("jpg", OutFormat::Jpeg), ("png", OutFormat::Png), ("webp", OutFormat::Webp), ("gif", OutFormat::Gif), ("bmp", OutFormat::Bmp)] {
+        for (name, output) in [
+            ("jpg", OutFormat::Jpeg),
+            ("png", OutFormat::Png),
+            ("webp", OutFormat::Webp),
+            ("gif", OutFormat::Gif),
+            ("bmp", OutFormat::Bmp),
+        ] {
             let (ext, format, img) = process(&format!("format,{name}"), &src);
             assert_eq!(ext, name);
             assert_eq!(format, output, "{input:?} -> {name}");
@@ -361,16 +367,22 @@ fn quality_relative_and_absolute() {
     let q = codec::probe(&out, OutFormat::Jpeg).unwrap().quality.unwrap();
     assert!((38..=42).contains(&q), "q_50 of 80 gave {q}");
     // Absolute: Q_95 does not raise a quality-80 source; Q_30 lowers it.
-    let q = |style: &str| codec::probe(&run::<ImagePlugin>(style, &src80).unwrap()[0].bytes, OutFormat::Jpeg).unwrap().quality.unwrap();
+    let q = |style: &str| {
+        codec::probe(&run::<ImagePlugin>(style, &src80).unwrap()[0].bytes, OutFormat::Jpeg).unwrap().quality.unwrap()
+    };
     assert!((78..=82).contains(&q("quality,Q_95")));
     assert!((28..=32).contains(&q("quality,Q_30")));
     // Default: 85, or the source's quality if lower.
     assert!((78..=82).contains(&q("resize,w_64")));
-    let q = codec::probe(&run::<ImagePlugin>("format,jpg", &png_src).unwrap()[0].bytes, OutFormat::Jpeg).unwrap().quality.unwrap();
+    let q = codec::probe(&run::<ImagePlugin>("format,jpg", &png_src).unwrap()[0].bytes, OutFormat::Jpeg)
+        .unwrap()
+        .quality
+        .unwrap();
     assert!((83..=87).contains(&q), "{q}");
     // WebP is lossy at the quality, with the same rules: default 80, `q_`
     // relative to a JPEG source's quality, `Q_` absolute.
-    let webp = |style: &str, src: &[u8]| run::<ImagePlugin>(&format!("format,webp/{style}"), src).unwrap().remove(0).bytes;
+    let webp =
+        |style: &str, src: &[u8]| run::<ImagePlugin>(&format!("format,webp/{style}"), src).unwrap().remove(0).bytes;
     let sizes: Vec<usize> = [20, 80, 95].iter().map(|q| webp(&format!("quality,Q_{q}"), &png_src).len()).collect();
     assert!(sizes.windows(2).all(|p| p[0] < p[1]), "{sizes:?}");
     assert_eq!(webp("quality,Q_80", &png_src), webp("auto-orient,1", &png_src), "default 80");
@@ -383,14 +395,22 @@ fn info_reports_header_without_decoding() {
     let src = encoded(123, 45, OutFormat::Webp);
     let out = run::<ImagePlugin>("info", &src).unwrap();
     assert_eq!(out[0].extension.as_deref(), Some("json"));
-    assert_eq!(String::from_utf8(out[0].bytes.clone()).unwrap(), format!("{{\"width\":123,\"height\":45,\"format\":\"webp\",\"size\":{}}}\n", src.len()));
-    for (format, name) in [(OutFormat::Jpeg, "jpeg"), (OutFormat::Png, "png"), (OutFormat::Gif, "gif"), (OutFormat::Bmp, "bmp")] {
+    assert_eq!(
+        String::from_utf8(out[0].bytes.clone()).unwrap(),
+        format!("{{\"width\":123,\"height\":45,\"format\":\"webp\",\"size\":{}}}\n", src.len())
+    );
+    for (format, name) in
+        [(OutFormat::Jpeg, "jpeg"), (OutFormat::Png, "png"), (OutFormat::Gif, "gif"), (OutFormat::Bmp, "bmp")]
+    {
         let out = run::<ImagePlugin>("info", &encoded(7, 5, format)).unwrap();
         let json = String::from_utf8(out[0].bytes.clone()).unwrap();
         assert!(json.starts_with(&format!("{{\"width\":7,\"height\":5,\"format\":\"{name}\"")), "{json}");
     }
     // info sees a bomb's header but still refuses it.
-    assert!(matches!(run::<ImagePlugin>("info", &png_claiming(100_000, 100_000)), Err(ProcessError::UnsupportedInput(_))));
+    assert!(matches!(
+        run::<ImagePlugin>("info", &png_claiming(100_000, 100_000)),
+        Err(ProcessError::UnsupportedInput(_))
+    ));
 }
 
 #[test]
@@ -659,7 +679,8 @@ fn fast_dc_decoder_matches_the_general_decoder() {
             dec.scale(w.div_ceil(4) as u16, h.div_ceil(4) as u16).unwrap();
             let reference4 = dec.decode().unwrap();
             assert_eq!(fast4.data.len(), reference4.len());
-            let mean = fast4.data.iter().zip(&reference4).map(|(&a, &b)| (a as i32 - b as i32).abs()).sum::<i32>() as f64
+            let mean = fast4.data.iter().zip(&reference4).map(|(&a, &b)| (a as i32 - b as i32).abs()).sum::<i32>()
+                as f64
                 / reference4.len() as f64;
             eprintln!("1/4 scale of {w}x{h}: mean difference {mean:.2}");
             assert!(mean < 4.0, "1/4 scale of {w}x{h}: mean difference {mean}");
@@ -723,10 +744,21 @@ fn thumbnail_timing() {
             })
             .fold(f64::MAX, f64::min)
     };
-    eprintln!("fast 1/8 decode: {:.2} ms", best(&|| drop(std::hint::black_box(crate::jpeg_dc::decode(&src, 1).unwrap()))));
+    eprintln!(
+        "fast 1/8 decode: {:.2} ms",
+        best(&|| drop(std::hint::black_box(crate::jpeg_dc::decode(&src, 1).unwrap())))
+    );
     let thumb = crate::jpeg_dc::decode(&src, 1).unwrap();
-    eprintln!("encode jpeg {}x{}: {:.2} ms", thumb.w, thumb.h, best(&|| drop(std::hint::black_box(codec::encode(&thumb, OutFormat::Jpeg, 85).unwrap()))));
-    eprintln!("whole resize,w_256: {:.2} ms", best(&|| drop(std::hint::black_box(run::<ImagePlugin>("resize,w_256", &src).unwrap()))));
+    eprintln!(
+        "encode jpeg {}x{}: {:.2} ms",
+        thumb.w,
+        thumb.h,
+        best(&|| drop(std::hint::black_box(codec::encode(&thumb, OutFormat::Jpeg, 85).unwrap())))
+    );
+    eprintln!(
+        "whole resize,w_256: {:.2} ms",
+        best(&|| drop(std::hint::black_box(run::<ImagePlugin>("resize,w_256", &src).unwrap())))
+    );
 }
 
 /// A longer mutation run (`KILN_FUZZ_ITERS=20000 cargo test -- --ignored fuzz --nocapture`).
@@ -757,7 +789,15 @@ fn fuzz_all_formats() {
     enc.set_progressive(true);
     enc.encode(&rgb, 64, 48, jpeg_encoder::ColorType::Rgb).unwrap();
     seeds.push(prog);
-    let styles = ["resize,w_8", "resize,w_30,h_30,m_fill", "info", "rotate,17/format,gif", "crop,w_5,h_5,g_se/format,bmp", "format,webp", "format,png"];
+    let styles = [
+        "resize,w_8",
+        "resize,w_30,h_30,m_fill",
+        "info",
+        "rotate,17/format,gif",
+        "crop,w_5,h_5,g_se/format,bmp",
+        "format,webp",
+        "format,png",
+    ];
     for i in 0..iters {
         let mut d = seeds[i % seeds.len()].clone();
         match next() % 4 {

@@ -39,7 +39,9 @@ fn vp8_frame(img: &Image, quality: u8) -> OpResult<Vec<u8>> {
     params.lossy_quality = quality.clamp(1, 100);
     enc.set_params(params);
     enc.encode(&rgb, pw, ph, webp_lossy::ColorType::Rgb8).map_err(|e| format!("WebP encoding failed: {e}"))?;
-    chunk(&riff, b"VP8 ").map(<[u8]>::to_vec).ok_or_else(|| "WebP encoding failed: no VP8 frame in the encoder's output".into())
+    chunk(&riff, b"VP8 ")
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| "WebP encoding failed: no VP8 frame in the encoder's output".into())
 }
 
 /// `len` rounded up to whole macroblocks, at most 16384 (whose 14-bit field
@@ -94,7 +96,9 @@ fn alpha_chunk(img: &Image) -> OpResult<Vec<u8>> {
     image_webp::WebPEncoder::new(&mut riff)
         .encode(&plane, img.w, img.h, image_webp::ColorType::L8)
         .map_err(|e| format!("WebP alpha encoding failed: {e}"))?;
-    let vp8l = chunk(&riff, b"VP8L").filter(|d| d.len() > 5 && d[0] == 0x2f).ok_or("WebP alpha encoding failed: no VP8L stream")?;
+    let vp8l = chunk(&riff, b"VP8L")
+        .filter(|d| d.len() > 5 && d[0] == 0x2f)
+        .ok_or("WebP alpha encoding failed: no VP8L stream")?;
     // Header byte: no pre-processing, no filtering, compression 1 (lossless).
     let mut alph = Vec::with_capacity(vp8l.len() - 4);
     alph.push(1);
@@ -208,7 +212,11 @@ mod tests {
             assert_eq!((out.w, out.h, out.ch), (301, 203, 3));
             let db = psnr(&src, &out);
             assert!(db > min_db && db > last_db, "q{q}: PSNR {db:.1} dB");
-            assert!(bytes.len() > last_size, "q{q}: {} bytes, not more than at the quality below ({last_size})", bytes.len());
+            assert!(
+                bytes.len() > last_size,
+                "q{q}: {} bytes, not more than at the quality below ({last_size})",
+                bytes.len()
+            );
             (last_size, last_db) = (bytes.len(), db);
         }
         // Far smaller than lossless.
@@ -246,9 +254,14 @@ mod tests {
         // Grey, and grey with alpha.
         let grey = Image::new(20, 9, 1, (0..180).map(|i| (i * 7 % 256) as u8).collect()).unwrap();
         assert_eq!(decode(&encode(&grey, 90).unwrap()).ch, 3);
-        let grey_alpha = Image::new(3, 3, 2, vec![10, 255, 20, 0, 30, 128, 40, 255, 50, 255, 60, 255, 70, 1, 80, 255, 90, 255]).unwrap();
+        let grey_alpha =
+            Image::new(3, 3, 2, vec![10, 255, 20, 0, 30, 128, 40, 255, 50, 255, 60, 255, 70, 1, 80, 255, 90, 255])
+                .unwrap();
         let out = decode(&encode(&grey_alpha, 90).unwrap());
-        assert_eq!(out.data.chunks_exact(4).map(|p| p[3]).collect::<Vec<_>>(), vec![255, 0, 128, 255, 255, 255, 1, 255, 255]);
+        assert_eq!(
+            out.data.chunks_exact(4).map(|p| p[3]).collect::<Vec<_>>(),
+            vec![255, 0, 128, 255, 255, 255, 1, 255, 255]
+        );
     }
 
     #[test]

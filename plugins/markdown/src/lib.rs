@@ -54,7 +54,12 @@ fn page_value(action: &Action) -> Result<String, StyleError> {
 }
 
 fn action_invalid(key: &str, value: &str) -> StyleError {
-    StyleError::InvalidValue { action: "page".into(), key: key.into(), value: value.into(), reason: "must be 0 or 1".into() }
+    StyleError::InvalidValue {
+        action: "page".into(),
+        key: key.into(),
+        value: value.into(),
+        reason: "must be 0 or 1".into(),
+    }
 }
 
 fn options() -> Options {
@@ -116,23 +121,35 @@ fn render(source: &str, page: bool, key: &str) -> String {
 
 impl Processor for Markdown {
     fn info() -> PluginInfo {
-        PluginInfo::new("markdown", env!("CARGO_PKG_VERSION"), "CommonMark with GFM tables, task lists and strikethrough to HTML")
-            .reads(&["md", "markdown", "txt"])
-            .writes(&["html"])
+        PluginInfo::new(
+            "markdown",
+            env!("CARGO_PKG_VERSION"),
+            "CommonMark with GFM tables, task lists and strikethrough to HTML",
+        )
+        .reads(&["md", "markdown", "txt"])
+        .writes(&["html"])
     }
 
     fn validate(params: &str) -> Result<(), StyleError> {
         parse(params).map(|_| ())
     }
 
-    fn process(params: &str, object: &ObjectInfo, input: &mut Input<'_>, outputs: &mut Outputs<'_>) -> Result<(), ProcessError> {
+    fn process(
+        params: &str,
+        object: &ObjectInfo,
+        input: &mut Input<'_>,
+        outputs: &mut Outputs<'_>,
+    ) -> Result<(), ProcessError> {
         let params = parse(params)?;
         let bytes = input.read_all(MAX_INPUT).map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidData => ProcessError::unsupported(format!("Markdown source too large: {e}")),
             _ => ProcessError::failed(format!("reading the object: {e}")),
         })?;
         let source = std::str::from_utf8(&bytes).map_err(|e| {
-            ProcessError::unsupported(format!("the Markdown source is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()))
+            ProcessError::unsupported(format!(
+                "the Markdown source is not valid UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ))
         })?;
         let source = source.strip_prefix('\u{feff}').unwrap_or(source);
         let html = render(source, params.page, &object.key);
@@ -158,7 +175,10 @@ mod tests {
 
     #[test]
     fn commonmark_basics() {
-        let h = html("", "# Title\n\nSome *em* and **strong** and `code`.\n\n- a\n- b\n\n1. one\n2. two\n\n> quote\n\n```rust\nfn x() {}\n```\n");
+        let h = html(
+            "",
+            "# Title\n\nSome *em* and **strong** and `code`.\n\n- a\n- b\n\n1. one\n2. two\n\n> quote\n\n```rust\nfn x() {}\n```\n",
+        );
         assert!(h.starts_with("<h1>Title</h1>\n"), "{h}");
         assert!(h.contains("<p>Some <em>em</em> and <strong>strong</strong> and <code>code</code>.</p>"));
         assert!(h.contains("<ul>\n<li>a</li>\n<li>b</li>\n</ul>"));

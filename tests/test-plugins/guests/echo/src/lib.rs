@@ -39,7 +39,12 @@ fn parse(params: &str) -> Result<Params, StyleError> {
             }
             "reject" => p.reject = true,
             "log" => p.log = true,
-            other => return Err(kiln_plugin_sdk::style::unknown_action(other, &["repeat", "fail-on", "reject", "log", "sleep"])),
+            other => {
+                return Err(kiln_plugin_sdk::style::unknown_action(
+                    other,
+                    &["repeat", "fail-on", "reject", "log", "sleep"],
+                ));
+            }
         }
     }
     Ok(p)
@@ -54,7 +59,12 @@ impl Processor for Echo {
         parse(params).map(|_| ())
     }
 
-    fn process(params: &str, object: &ObjectInfo, input: &mut Input<'_>, outputs: &mut Outputs<'_>) -> Result<(), ProcessError> {
+    fn process(
+        params: &str,
+        object: &ObjectInfo,
+        input: &mut Input<'_>,
+        outputs: &mut Outputs<'_>,
+    ) -> Result<(), ProcessError> {
         let p = parse(params)?;
         if p.reject {
             return Err(ProcessError::unsupported(format!("echo refuses `{}` on purpose", object.key)));

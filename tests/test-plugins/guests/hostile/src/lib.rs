@@ -29,7 +29,12 @@ impl Processor for Hostile {
         Ok(())
     }
 
-    fn process(params: &str, _object: &ObjectInfo, _input: &mut Input<'_>, outputs: &mut Outputs<'_>) -> Result<(), ProcessError> {
+    fn process(
+        params: &str,
+        _object: &ObjectInfo,
+        _input: &mut Input<'_>,
+        outputs: &mut Outputs<'_>,
+    ) -> Result<(), ProcessError> {
         match params {
             "loop" => {
                 let mut x = 0u64;
