@@ -94,10 +94,10 @@ fn check_rows_match_tasks(csv: &str, tasks: &[Value]) {
 async fn wait_file(path: &std::path::Path, ok: impl Fn(&str) -> bool) -> String {
     let started = Instant::now();
     loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if ok(&text) {
-                return text;
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && ok(&text)
+        {
+            return text;
         }
         assert!(started.elapsed() < Duration::from_secs(30), "{} never became as expected", path.display());
         tokio::time::sleep(Duration::from_millis(50)).await;

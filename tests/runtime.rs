@@ -58,9 +58,7 @@ async fn well_behaved_plugin_writes_one_or_several_outputs() {
     let outcome = outcome.unwrap();
     assert_eq!(outcome.bytes_in, 10);
     assert_eq!(outcome.bytes_out, 10);
-    let rec = target.0.lock().unwrap();
-    assert_eq!(rec.committed, vec![(1, Some("txt".into()), b"hello kiln".to_vec())]);
-    drop(rec);
+    assert_eq!(target.0.lock().unwrap().committed, vec![(1, Some("txt".into()), b"hello kiln".to_vec())]);
 
     let (outcome, target) = run(&rt, &echo, "repeat,n_3", "a/b.txt", b"xy").await;
     let outcome = outcome.unwrap();
@@ -114,7 +112,8 @@ async fn hostile_plugins_fail_their_task_and_the_host_goes_on() {
     let rt = runtime();
     let hostile = load(&rt, plugins::HOSTILE).await;
     let echo = load(&rt, plugins::ECHO).await;
-    let cases: &[(&str, &dyn Fn(&TaskError) -> bool, &str)] = &[
+    type Expected<'a> = &'a dyn Fn(&TaskError) -> bool;
+    let cases: &[(&str, Expected, &str)] = &[
         ("loop", &|e| matches!(e, TaskError::Limit { hit: LimitHit::Deadline(_), .. }), "deadline of 2s exceeded"),
         (
             "alloc",
@@ -139,10 +138,11 @@ async fn hostile_plugins_fail_their_task_and_the_host_goes_on() {
         assert!(msg.contains(needle), "{action}: `{msg}` should contain `{needle}`");
         assert!(msg.len() < 2000, "{action}: the error must stay bounded, got {} bytes", msg.len());
         assert!(started.elapsed() < Duration::from_secs(10), "{action} took {:?}", started.elapsed());
-        let rec = target.0.lock().unwrap();
-        assert!(rec.committed.is_empty(), "{action}: a failed task commits nothing");
-        assert_eq!(rec.aborted, rec.opened, "{action}: every opened output is aborted");
-        drop(rec);
+        {
+            let rec = target.0.lock().unwrap();
+            assert!(rec.committed.is_empty(), "{action}: a failed task commits nothing");
+            assert_eq!(rec.aborted, rec.opened, "{action}: every opened output is aborted");
+        }
 
         let (ok, _) = run(&rt, &echo, "", "after.txt", b"still serving").await;
         assert!(ok.is_ok(), "after {action}, the runtime must go on: {ok:?}");
@@ -195,4 +195,176 @@ async fn compile_cache_spares_the_second_load() {
     assert!(second.load_time < first.load_time, "{:?} vs {:?}", second.load_time, first.load_time);
     let (ok, _) = run(&rt, &second, "", "a.txt", b"cached").await;
     assert!(ok.is_ok());
+}
+
+/// The largest single allocation made on this thread since the last reset:
+/// the runtime's own copies of what a plugin returns happen on the caller's
+/// thread (the guest's memory is mapped by wasmtime, not allocated here).
+mod largest_allocation {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! { static LARGEST: Cell<usize> = const { Cell::new(0) }; }
+
+    struct Tracking;
+
+    fn note(size: usize) {
+        let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+    }
+
+    // SAFETY: every call is passed on unchanged to the system allocator.
+    unsafe impl GlobalAlloc for Tracking {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note(new_size);
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Tracking = Tracking;
+
+    pub fn reset() {
+        LARGEST.with(|l| l.set(0));
+    }
+    pub fn get() -> usize {
+        LARGEST.with(|l| l.get())
+    }
+}
+
+/// A runtime whose plugins have room for 100 MB of text (the hostile plugin's).
+fn roomy_runtime() -> Runtime {
+    let limits = Limits { max_memory: 512 << 20, ..limits() };
+    Runtime::new(RuntimeConfig { limits, max_instances: 4, ..RuntimeConfig::default() }).unwrap()
+}
+
+/// Every string a plugin hands the host is cut to its cap, on a character
+/// boundary with a marker, and never copied whole first.
+#[tokio::test(flavor = "current_thread")]
+async fn plugin_text_is_capped_and_never_copied_whole() {
+    let rt = roomy_runtime();
+    let caps = rt.config().text;
+    let hostile = load(&rt, plugins::HOSTILE).await;
+    let mut task_limits = limits();
+    task_limits.max_memory = 512 << 20;
+
+    // A 100 MB error from `process`.
+    largest_allocation::reset();
+    let target = MemoryTarget::default();
+    let task = Task {
+        params: "bigerror".into(),
+        object: ObjectMeta { bucket: "b".into(), key: "k".into(), ..Default::default() },
+        input: InputSource::from_bytes(b"x".to_vec()),
+        target: Box::new(target.clone()),
+        limits: task_limits,
+    };
+    let err = rt.run(&hostile, task).await.unwrap_err();
+    let largest = largest_allocation::get();
+    let msg = err.to_string();
+    assert_eq!(err.kind(), TaskErrorKind::Failed);
+    assert!(msg.len() < caps.max_message + 200, "{} bytes", msg.len());
+    // The hostile plugin's message is 112 MiB and a little more.
+    let marker = format!("[cut at {} of ", caps.max_message);
+    let whole: u64 =
+        msg.split(&marker).nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(whole > 100_000_000, "{}", &msg[msg.len().saturating_sub(80)..]);
+    assert!(largest < 8 << 20, "the host copied {largest} bytes at once: the whole error?");
+
+    // One 100 MB log line: cut before it is copied; the task succeeds.
+    largest_allocation::reset();
+    let task = Task {
+        params: "biglog".into(),
+        object: ObjectMeta { bucket: "b".into(), key: "k".into(), ..Default::default() },
+        input: InputSource::from_bytes(b"x".to_vec()),
+        target: Box::new(MemoryTarget::default()),
+        limits: task_limits,
+    };
+    rt.run(&hostile, task).await.unwrap();
+    let largest = largest_allocation::get();
+    assert!(largest < 8 << 20, "the host copied {largest} bytes at once: the whole log line?");
+
+    // A 100 MB refusal from `validate`.
+    largest_allocation::reset();
+    let refusal = rt.validate(&hostile, "bigrefusal").await.unwrap().unwrap_err();
+    let largest = largest_allocation::get();
+    assert!(refusal.len() < caps.max_message + 100, "{} bytes", refusal.len());
+    assert!(refusal.contains("[cut at"), "{refusal:.200}");
+    assert!(largest < 8 << 20, "the host copied {largest} bytes at once: the whole refusal?");
+
+    // An `info()` of 42 MB and 100,000 formats.
+    largest_allocation::reset();
+    let bigmouth = load(&rt, plugins::BIGMOUTH).await;
+    let largest = largest_allocation::get();
+    assert_eq!(bigmouth.info.name, "bigmouth");
+    assert!(bigmouth.info.description.len() < caps.max_info_field + 100);
+    assert!(bigmouth.info.description.ends_with("of 41943040 bytes]"), "{:.100}", bigmouth.info.description);
+    assert_eq!(bigmouth.info.reads.len(), caps.max_info_formats + 1);
+    assert_eq!(bigmouth.info.reads.last().unwrap(), &format!("… [{} more not shown]", 100_000 - caps.max_info_formats));
+    assert!(largest < 8 << 20, "the host copied {largest} bytes at once: the whole info?");
+}
+
+/// `info` and `validate` answer API requests: a plugin that hangs in them is
+/// stopped at the control deadline, not the task deadline.
+#[tokio::test]
+async fn info_and_validate_that_hang_are_stopped_at_the_control_deadline() {
+    let config = RuntimeConfig {
+        limits: Limits { deadline: Duration::from_secs(30), ..limits() },
+        control_deadline: Duration::from_millis(500),
+        max_instances: 4,
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::new(config).unwrap();
+    let started = std::time::Instant::now();
+    let err = rt.load(&std::fs::read(plugins::STALL_INFO).unwrap()).await.unwrap_err();
+    assert!(matches!(err, LoadError::Info(_)), "{err:?}");
+    assert!(err.to_string().contains("runtime.control_deadline"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+
+    let hostile = load(&rt, plugins::HOSTILE).await;
+    let started = std::time::Instant::now();
+    let err = rt.validate(&hostile, "hang").await.unwrap_err();
+    assert!(err.to_string().contains("runtime.control_deadline"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+
+    // A plugin reloaded from its record is not called at all: its recorded info stands.
+    let recorded = kiln::runtime::PluginInfo {
+        name: "stall".into(),
+        version: "1".into(),
+        description: "recorded at upload".into(),
+        reads: vec![],
+        writes: vec![],
+    };
+    let started = std::time::Instant::now();
+    let plugin = rt.reload(&std::fs::read(plugins::STALL_INFO).unwrap(), recorded.clone()).await.unwrap();
+    assert_eq!(plugin.info, recorded);
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
+
+/// A plugin that swallows a refused `outputs.open` and returns `ok` fails its
+/// task; one that calls `exit(0)` is reported as such, without a backtrace.
+#[tokio::test]
+async fn ignoring_a_refused_open_or_exiting_fails_the_task_in_plain_words() {
+    let rt = runtime();
+    let hostile = load(&rt, plugins::HOSTILE).await;
+    let (result, target) = run(&rt, &hostile, "ignore-refused", "a.txt", b"x").await;
+    let err = result.unwrap_err();
+    assert_eq!(err.kind(), TaskErrorKind::Failed);
+    assert!(err.to_string().contains("after the host refused to open an output"), "{err}");
+    assert!(err.to_string().contains("invalid extension `not/an/extension`"), "{err}");
+    assert!(target.0.lock().unwrap().committed.is_empty());
+
+    let (result, _) = run(&rt, &hostile, "exit", "a.txt", b"x").await;
+    let err = result.unwrap_err();
+    assert_eq!(err.kind(), TaskErrorKind::Crashed);
+    assert_eq!(err.to_string(), "the plugin exited (status 0) before returning");
 }

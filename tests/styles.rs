@@ -53,7 +53,7 @@ fn zstd_levels_trade_speed_for_size() {
     while text.len() < 400_000 {
         x = x.wrapping_mul(1103515245).wrapping_add(12345);
         text.push_str(words[(x >> 16) as usize % words.len()]);
-        text.push_str(if x % 11 == 0 { ".\n" } else { " " });
+        text.push_str(if x.is_multiple_of(11) { ".\n" } else { " " });
     }
     let input = dir.path().join("notes.txt");
     std::fs::write(&input, &text).unwrap();

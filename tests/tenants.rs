@@ -416,6 +416,54 @@ async fn a_small_job_finishes_quickly_while_another_tenants_big_job_runs() {
     whale.post(&format!("/v1/jobs/{big_id}/cancel"), json!({})).await;
 }
 
+/// Workers are shared by what each tenant has running: a tenant whose tasks
+/// only sleep holds its share of the workers, and another tenant's fast job
+/// stays within twice its time alone.
+#[tokio::test]
+async fn a_tenant_whose_tasks_sleep_holds_only_its_share_of_the_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (prefix, n) in [("sleepy", 40), ("fast", 2000)] {
+        let p = data.join("buckets/in").join(prefix);
+        std::fs::create_dir_all(&p).unwrap();
+        for i in 0..n {
+            std::fs::write(p.join(format!("{i:04}.txt")), format!("{prefix} {i}")).unwrap();
+        }
+    }
+    std::fs::create_dir_all(data.join("buckets/out")).unwrap();
+    let d = Daemon::start(&data, Some("workers = 4\n"));
+    install_public_echo(&d).await;
+    let sleepy = tenant(&d, "sleepy", own_prefix("sleepy"), json!({"tasks_in_flight": 64})).await;
+    let fast = tenant(&d, "fast", own_prefix("fast"), json!({})).await;
+
+    let run_fast = |round: &'static str| {
+        let fast = &fast;
+        async move {
+            let started = Instant::now();
+            let id = create(fast, job("fast/", "copy", &format!("fast/{round}/{{basename}}"))).await;
+            let done = fast.wait_job(id, LONG).await;
+            assert_eq!(done["state"], "succeeded", "{done}");
+            assert_eq!(done["counters"]["succeeded"], 2000, "{done}");
+            started.elapsed()
+        }
+    };
+    let alone = run_fast("alone").await;
+    // 40 tasks of 5 s each, all allowed in flight: they would hold all 4 workers for 50 s.
+    let mut body = job("sleepy/", "echo/sleep,ms_5000", "sleepy/{barename}.{autoext}");
+    body["concurrency"] = json!(40);
+    let sleepy_id = create(&sleepy, body).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let beside = run_fast("beside").await;
+    eprintln!("the fast job took {alone:?} alone and {beside:?} beside the sleeping one");
+    let (_, sleeping) = sleepy.get(&format!("/v1/jobs/{sleepy_id}")).await;
+    assert_eq!(sleeping["state"], "running", "{sleeping}");
+    assert!(
+        beside <= alone * 2 + Duration::from_millis(500),
+        "beside a sleeping tenant the fast job took {beside:?}, alone {alone:?}"
+    );
+    sleepy.post(&format!("/v1/jobs/{sleepy_id}/cancel"), json!({})).await;
+}
+
 #[tokio::test]
 async fn uploads_are_validated_stored_by_digest_and_guarded_while_in_use() {
     let (_dir, d) = daemon();

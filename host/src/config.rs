@@ -160,6 +160,37 @@ impl Config {
         if self.webhooks.concurrency == 0 {
             return Err(ConfigError::Invalid("`webhooks.concurrency` must be at least 1".into()));
         }
+        if self.runtime.memory_budget.is_some_and(|b| b < self.runtime.limits.max_memory) {
+            return Err(ConfigError::Invalid(
+                "`runtime.memory_budget` must be at least `runtime.limits.max_memory`: a task must fit".into(),
+            ));
+        }
+        if self.runtime.control_deadline.is_zero() {
+            return Err(ConfigError::Invalid("`runtime.control_deadline` must be above zero".into()));
+        }
+        let text = &self.runtime.text;
+        // A cap under a line of text would hide every message; the markers alone take ~40 bytes.
+        for (field, value) in [
+            ("max_message", text.max_message),
+            ("max_log_line", text.max_log_line),
+            ("max_info_field", text.max_info_field),
+        ] {
+            if value < 64 {
+                return Err(ConfigError::Invalid(format!("`runtime.text.{field}` must be at least 64 bytes")));
+            }
+            if value > crate::runtime::MAX_TEXT_CAP {
+                return Err(ConfigError::Invalid(format!(
+                    "`runtime.text.{field}` must be at most {} bytes (what the host copies of one plugin string)",
+                    crate::runtime::MAX_TEXT_CAP
+                )));
+            }
+        }
+        if text.max_info_formats > crate::runtime::MAX_TEXT_ITEMS {
+            return Err(ConfigError::Invalid(format!(
+                "`runtime.text.max_info_formats` must be at most {}",
+                crate::runtime::MAX_TEXT_ITEMS
+            )));
+        }
         self.tenant_quotas.check().map_err(|(field, msg)| ConfigError::Invalid(format!("tenant_{field}: {msg}")))?;
         for (name, bucket) in &self.buckets {
             crate::objects::check_bucket_name(name)

@@ -379,9 +379,18 @@ pub struct JobRecord {
 /// A task's error: its kind and message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TaskErrorRecord {
-    /// invalid-params, unsupported-input, failed, limit, crashed, io, not-found, template, grant
-    pub kind: String,
+    pub kind: crate::runtime::TaskErrorKind,
     pub message: String,
+}
+
+impl TaskErrorRecord {
+    /// Longest message stored with a task. Its parts are capped where they are
+    /// made (plugin text, captured stderr); this bounds what they add up to.
+    pub const MAX_MESSAGE: usize = 16 << 10;
+
+    pub fn new(kind: crate::runtime::TaskErrorKind, message: impl std::fmt::Display) -> Self {
+        TaskErrorRecord { kind, message: crate::runtime::bounded(&message.to_string(), Self::MAX_MESSAGE) }
+    }
 }
 
 /// One source object within one job.

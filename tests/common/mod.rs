@@ -147,6 +147,39 @@ impl Daemon {
         }
     }
 
+    /// SIGTERM, and wait for the daemon to exit (its store closed cleanly).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let started = std::time::Instant::now();
+            while c.try_wait().unwrap().is_none() {
+                if started.elapsed() > std::time::Duration::from_secs(30) {
+                    c.kill().unwrap();
+                    panic!("kiln serve did not stop within 30 s of SIGTERM");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Start again on the same data dir (after [`Daemon::stop`] or [`Daemon::kill9`]).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the daemon first");
+        self.spawn();
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("this handle started the daemon").id()
+    }
+
+    /// The daemon's resident memory now, in bytes (`VmRSS`).
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).map(|v| v.trim().trim_end_matches("kB").trim());
+        kib.and_then(|k| k.parse::<u64>().ok()).unwrap_or(0) * 1024
+    }
+
     /// A local bucket folder, created if missing.
     pub fn bucket_dir(&self, name: &str) -> PathBuf {
         let p = self.data_dir.join("buckets").join(name);

@@ -143,10 +143,20 @@ pub struct S3Bucket {
 pub struct S3Object {
     /// URL-encoded, as S3 sends it (`+` for a space).
     pub key: String,
-    #[serde(default)]
+    /// Bytes: 0 to 2^63-1, as S3 sends a size (a signed 64-bit integer).
+    #[serde(default, deserialize_with = "object_size")]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub size: Option<u64>,
     #[serde(rename = "eTag", default)]
     pub etag: Option<String>,
+}
+
+/// A size as the schema gives it: a signed 64-bit integer, not negative.
+fn object_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        Some(n) if n < 0 => Err(serde::de::Error::custom(format!("size {n} is negative"))),
+        n => Ok(n.map(|n| n as u64)),
+    }
 }
 
 /// What an event notification did.

@@ -58,6 +58,7 @@ fn api(max_plugin_size: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
+        .routes(routes!(store_backup))
         .routes(routes!(openapi::openapi_json))
         .merge(routes::router())
         .merge(events::router())
@@ -85,6 +86,21 @@ async fn healthz() -> &'static str {
 )]
 async fn readyz(state: State<AppState>) -> axum::response::Response {
     observe::readyz(state).await
+}
+
+/// A consistent copy of the store (a redb file), taken while the daemon runs; the admin's.
+/// `kiln store backup PATH` saves it; `kiln store check --file PATH` checks it.
+#[utoipa::path(
+    get,
+    path = "/v1/store/backup",
+    tag = "health",
+    responses(
+        (status = 200, description = "The copy", content_type = "application/octet-stream", body = Vec<u8>),
+        Problems<401, 403, 503>,
+    ),
+)]
+async fn store_backup(state: State<AppState>, caller: auth::Caller) -> Result<axum::response::Response, Problem> {
+    observe::backup(state, caller).await
 }
 
 /// Prometheus metrics in the OpenMetrics text format; the admin's.

@@ -66,10 +66,44 @@ pub async fn metrics(State(s): State<AppState>, caller: Caller) -> Result<Respon
         .into_response())
 }
 
-/// `GET /readyz`: ready once the store answers (the router only exists after start-up).
+/// `GET /readyz`: ready once the store answers (the router only exists after
+/// start-up); 503 with the reason while a disk error keeps the store unavailable.
 pub async fn readyz(State(s): State<AppState>) -> Response {
+    if let Some(reason) = s.jobs.store().unavailable() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {reason}")).into_response();
+    }
     match s.jobs.store().call(|st| st.get_job(0)).await {
         Ok(_) => "ready".into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")).into_response(),
     }
+}
+
+/// `GET /v1/store/backup`: a consistent copy of the store, taken while the
+/// daemon runs (see `store::check`); the admin's. The copy is built beside the
+/// store, unlinked at once, and streamed from the open file.
+pub async fn backup(State(s): State<AppState>, caller: Caller) -> Result<Response, Problem> {
+    caller.admin_only("back up the store")?;
+    let store = s.jobs.store().clone();
+    let dir = store.path().parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let unique = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let path = dir.join(format!(".backup-{}-{unique}.redb", std::process::id()));
+    let file = store
+        .call(move |st| {
+            let copied = st.backup_to(&path);
+            let opened = copied
+                .and_then(|_| std::fs::File::open(&path).map_err(|e| crate::store::StoreError::Io(e.to_string())));
+            let _ = std::fs::remove_file(&path);
+            opened
+        })
+        .await?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)));
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"kiln-{stamp}.redb\"")),
+        ],
+        body,
+    )
+        .into_response())
 }

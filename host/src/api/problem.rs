@@ -56,6 +56,9 @@ impl IntoResponse for Problem {
             serde_json::to_string(&self).unwrap_or_default(),
         )
             .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -67,6 +70,10 @@ impl IntoResponse for Problem {
 
 impl From<JobError> for Problem {
     fn from(e: JobError) -> Problem {
+        let e = match e {
+            JobError::Store(store) => return store.into(),
+            e => e,
+        };
         match &e {
             JobError::Invalid { field, .. } => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-job", &e).field(field)
@@ -79,6 +86,7 @@ impl From<JobError> for Problem {
             JobError::Quota(_) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "quota-exceeded", &e),
             JobError::WrongState { .. } => Problem::new(StatusCode::CONFLICT, "wrong-state", &e),
             JobError::Internal(_) => Problem::internal(&e),
+            JobError::Store(_) => unreachable!("handled above"),
         }
     }
 }
@@ -99,7 +107,15 @@ impl From<crate::jobs::UploadError> for Problem {
 
 impl From<crate::store::StoreError> for Problem {
     fn from(e: crate::store::StoreError) -> Problem {
-        Problem::internal(e)
+        use crate::store::StoreError;
+        match &e {
+            // A full or failing disk is a pause: clients retry.
+            StoreError::Unavailable(_) | StoreError::Io(_) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store-unavailable", &e)
+            }
+            StoreError::Corrupt { .. } => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt-record", &e),
+            _ => Problem::internal(&e),
+        }
     }
 }
 
@@ -210,17 +226,73 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri
 }
 
 /// Parse a JSON body; the error names the field at fault.
+///
+/// Every body the API takes is an object (or, where a body is optional,
+/// `null`): serde would also build a struct from an array, which the
+/// description does not allow. Whole numbers written with a fraction
+/// (`3.0`) are integers for JSON Schema, so they are taken as integers here.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", format!("{path}: {}", e.inner()));
+    let invalid = |path: String, message: String| {
+        let p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", format!("{path}: {message}"));
         if path == "." { p } else { p.field(&path) }
-    })
+    };
+    let mut value: serde_json::Value = {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        serde_path_to_error::deserialize(de).map_err(|e| invalid(e.path().to_string(), e.inner().to_string()))?
+    };
+    if !(value.is_object() || value.is_null()) {
+        return Err(invalid(".".into(), "the body must be a JSON object".into()));
+    }
+    integral_numbers_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| invalid(e.path().to_string(), e.inner().to_string()))
+}
+
+/// `3.0` becomes `3`, and `-2.0` becomes `-2`, wherever they are in `value`.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                // Within ±2^53 every whole f64 is exact; beyond, leave it for serde to refuse.
+                if f.abs() <= 9_007_199_254_740_992.0 {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_numbers_as_integers),
+        _ => {}
+    }
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::parse_json;
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Body {
+        n: i32,
+        list: Vec<u8>,
+    }
+
+    #[test]
+    fn whole_numbers_with_a_fraction_are_integers() {
+        let b: Body = parse_json(br#"{"n": -106537.0, "list": [1.0, 2]}"#).unwrap();
+        assert_eq!(b, Body { n: -106537, list: vec![1, 2] });
+        let err = parse_json::<Body>(br#"{"n": 1.5, "list": []}"#).unwrap_err();
+        assert_eq!(err.status, 422);
+    }
+
+    #[test]
+    fn a_body_must_be_an_object() {
+        let err = parse_json::<Option<Body>>(b"[]").unwrap_err();
+        assert!(format!("{err:?}").contains("must be a JSON object"), "{err:?}");
+        assert_eq!(parse_json::<Option<Body>>(b"null").unwrap(), None);
     }
 }

@@ -21,6 +21,8 @@ pub struct ClientArgs {
     pub json: bool,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum JobCommand {
     /// Create (and by default start) a job.

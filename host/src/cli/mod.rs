@@ -6,6 +6,7 @@ mod client;
 mod local_files;
 mod process;
 mod serve;
+mod store;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,8 @@ enum LogFormat {
     Json,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: the HTTP control plane and the job scheduler.
@@ -90,6 +93,11 @@ enum Command {
         #[command(flatten)]
         client: client::ClientArgs,
     },
+    /// The store: `check` it (daemon stopped) or `backup` a running daemon's.
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
     /// Run one style over one local file (or stdin), writing its outputs locally.
     Process(process::ProcessArgs),
     /// Benchmarks, reported as ratios against baselines from the same run.
@@ -119,6 +127,7 @@ pub fn main() -> ExitCode {
             Command::Tenant { client, command } => admin::tenant(&client::Client::new(&client), command).await,
             Command::Token { client, command } => admin::token(&client::Client::new(&client), command).await,
             Command::Role { client, command } => admin::role(&client::Client::new(&client), command).await,
+            Command::Store { command } => store::run(command).await,
             Command::Whoami { client } => admin::whoami(&client::Client::new(&client)).await,
         }
     });

@@ -58,11 +58,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
 
-    let store = Store::open(&config.db_path())?;
+    refuse_a_lost_store(&config)?;
+    let store = Store::open(&config.db_path())
+        .with_context(|| format!("`kiln store check --data-dir {}` says what is wrong", config.data_dir.display()))?;
+    tokio::spawn(store.clone().watch_health());
     let buckets = Arc::new(Buckets::new(&config)?);
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         cache_dir: Some(config.cache_dir()),
-        max_instances: (config.workers as u32 + 8).max(config.runtime.max_instances),
+        // Up to twice `workers` tasks may run while a tenant under its fair share
+        // starts beside a busy one (jobs::dispatch), plus `info`/`validate` calls.
+        max_instances: (2 * config.workers as u32 + 8).max(config.runtime.max_instances),
         ..config.runtime.clone()
     })?);
     let plugins = Plugins::new(config.plugin_blobs_dir());
@@ -130,4 +135,39 @@ async fn shutdown_signal() {
     };
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down: in-flight tasks are re-run at next start");
+}
+
+/// An empty (0-byte) or missing `kiln.redb` beside the state of an earlier
+/// daemon means the store was lost: starting would silently forget every
+/// job, tenant and token, so refuse and say what to do.
+fn refuse_a_lost_store(config: &Config) -> anyhow::Result<()> {
+    let db = config.db_path();
+    let len = match std::fs::metadata(&db) {
+        Ok(m) => Some(m.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", db.display())),
+    };
+    if len.is_some_and(|n| n > 0) {
+        return Ok(());
+    }
+    let non_empty = |dir: std::path::PathBuf| std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+    let mut state = Vec::new();
+    if non_empty(config.plugin_blobs_dir()) {
+        state.push(config.plugin_blobs_dir());
+    }
+    if len == Some(0) && non_empty(config.cache_dir()) {
+        state.push(config.cache_dir());
+    }
+    if state.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = state.iter().map(|p| p.display().to_string()).collect();
+    anyhow::bail!(
+        "the store {} is {} but the data dir holds an earlier daemon's state ({}): every job, tenant and token would be lost. \
+         Restore the store from a backup (`kiln store backup`), or, to start afresh on purpose, move {} aside",
+        db.display(),
+        if len == Some(0) { "empty (0 bytes)" } else { "missing" },
+        shown.join(", "),
+        if len == Some(0) { format!("{} and {}", db.display(), shown.join(" and ")) } else { shown.join(" and ") },
+    )
 }

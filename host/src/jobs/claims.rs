@@ -39,10 +39,10 @@ impl Claims {
         {
             let mut held = self.held.lock().unwrap();
             for r in batch {
-                if let TaskResult::Claimed { job, seq } = r {
-                    if let Some(entry) = held.get_mut(job).and_then(|h| h.get_mut(seq)) {
-                        *entry = Some(generation);
-                    }
+                if let TaskResult::Claimed { job, seq } = r
+                    && let Some(entry) = held.get_mut(job).and_then(|h| h.get_mut(seq))
+                {
+                    *entry = Some(generation);
                 }
             }
         }

@@ -120,13 +120,15 @@ impl Tally<'_> {
         if !super::listed_under_role(spec, self.prepared.role.as_ref(), &o.key) {
             return;
         }
-        self.out.objects += 1;
-        self.out.bytes += o.size.unwrap_or(0);
         let role = self.prepared.role.as_ref();
         if let Some(Err(e)) = role.map(|r| r.allows(&spec.input.bucket, &o.key, Access::Read)) {
             self.grant_problem(&spec.input.bucket, &o.key, "read", &o.key, e.to_string());
             return;
         }
+        // Counted only once the caller may read it: a count or a size is
+        // itself something learnt about the object.
+        self.out.objects += 1;
+        self.out.bytes += o.size.unwrap_or(0);
         let vars = Vars {
             bucket: &o.bucket,
             key: &o.key,
@@ -210,8 +212,22 @@ impl Tally<'_> {
         }
     }
 
-    /// Look keys up (a HEAD each, a few at a time) and add those found.
+    /// Look keys up (a HEAD each, a few at a time) and add those found. A key
+    /// the role may not read is reported as outside the grants and never
+    /// looked up, so whether it exists stays unknown to the caller.
     async fn add_keys(&mut self, keys: Vec<String>) -> Result<(), JobError> {
+        let (spec, role) = (&self.prepared.spec, self.prepared.role.as_ref());
+        let mut readable = Vec::with_capacity(keys.len());
+        for key in keys {
+            match role.map(|r| r.allows(&spec.input.bucket, &key, Access::Read)) {
+                Some(Err(e)) => {
+                    let bucket = spec.input.bucket.clone();
+                    self.grant_problem(&bucket, &key, "read", &key, e.to_string());
+                }
+                _ => readable.push(key),
+            }
+        }
+        let keys = readable;
         let bucket = &self.prepared.input;
         let mut heads =
             futures::stream::iter(keys).map(|k| async move { (bucket.head(&k).await, k) }).buffered(HEADS_IN_FLIGHT);

@@ -14,6 +14,7 @@
 //!   `commit_batch` results or `commit_delay_ms`, whichever comes first.
 
 mod claims;
+mod dispatch;
 pub mod dry_run;
 mod plugins;
 mod prepare;
@@ -24,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 
 pub use plugins::{Installed, Plugins, UploadError};
 pub use prepare::{JobError, Prepared, check_params, resolve_role, resolve_style};
@@ -58,7 +59,8 @@ pub(crate) struct Inner {
     pub max_attempts: u32,
     commit_batch: usize,
     commit_delay: Duration,
-    workers: Arc<Semaphore>,
+    /// Which claimed task gets the next worker: fair by tasks running, within the memory budget.
+    dispatcher: Arc<dispatch::Dispatcher>,
     worker_count: usize,
     /// Tasks that may wait for a worker in memory, across the daemon.
     claim_ahead: usize,
@@ -163,7 +165,7 @@ impl Jobs {
             max_attempts: config.max_attempts.max(1),
             commit_batch: config.commit_batch,
             commit_delay: Duration::from_millis(config.commit_delay_ms),
-            workers: Arc::new(Semaphore::new(config.workers)),
+            dispatcher: dispatch::Dispatcher::new(config.workers, config.runtime.memory_budget()),
             worker_count: config.workers,
             claim_ahead: config.workers * CLAIM_AHEAD_PER_WORKER,
             results: tx,
@@ -182,7 +184,7 @@ impl Jobs {
         let jobs = Jobs { inner };
         let running = jobs.inner.store.call(|s| s.jobs_in(&[JobState::Running])).await?;
         for job in running {
-            if let Err(e) = jobs.activate(&job).await {
+            if let Err(e) = jobs.resume_at_start(&job).await {
                 jobs.fail_job(job.id, format!("cannot resume after restart: {e}")).await;
             }
         }
@@ -207,7 +209,13 @@ impl Jobs {
 
     fn prepare_context(&self) -> prepare::PrepareContext<'_> {
         let i = &self.inner;
-        prepare::PrepareContext { store: &i.store, buckets: &i.buckets, plugins: &i.plugins, runtime: &i.runtime }
+        prepare::PrepareContext {
+            store: &i.store,
+            buckets: &i.buckets,
+            plugins: &i.plugins,
+            runtime: &i.runtime,
+            validate_params: true,
+        }
     }
 
     /// Validate and store a job for `caller`; start it unless `start` is false (then it is Ready).
@@ -254,8 +262,11 @@ impl Jobs {
         self.inner.wake.notify_one();
     }
 
-    async fn activate(&self, job: &JobRecord) -> Result<(), JobError> {
-        let prepared = prepare::prepare(&job.spec, job.tenant.as_deref(), &self.prepare_context()).await?;
+    /// Serve a job that was Running when the daemon stopped, without calling
+    /// its plugin (see [`prepare::PrepareContext::validate_params`]).
+    async fn resume_at_start(&self, job: &JobRecord) -> Result<(), JobError> {
+        let cx = prepare::PrepareContext { validate_params: false, ..self.prepare_context() };
+        let prepared = prepare::prepare(&job.spec, job.tenant.as_deref(), &cx).await?;
         self.insert_active(job, prepared);
         Ok(())
     }
@@ -327,6 +338,10 @@ impl Jobs {
         self.update_owned(caller, id, move |job| {
             if !allowed.contains(&job.state) {
                 return Err(JobError::WrongState { id, state: job.state.as_str(), action });
+            }
+            if to == JobState::Running && job.state == JobState::Suspended {
+                // The reason it was suspended for (a full disk) is over.
+                job.error = None;
             }
             job.state = to;
             if to.is_terminal() {
@@ -453,17 +468,39 @@ async fn jobs_store_tenants(store: &Store) -> anyhow::Result<Vec<crate::auth::Te
 
 /// Tell live listeners and the webhook deliverer that a job changed.
 fn publish(inner: &Inner, job: &JobRecord) {
-    if job.state != JobState::Running {
-        if let Some(a) = inner.active.lock().unwrap().get_mut(&job.id) {
-            a.stops += 1;
-        }
+    if job.state != JobState::Running
+        && let Some(a) = inner.active.lock().unwrap().get_mut(&job.id)
+    {
+        a.stops += 1;
     }
     let _ = inner.updates.send(JobUpdate::Changed(Box::new(job.clone())));
     inner.outbox_wake.notify_one();
 }
 
-fn internal(e: impl std::fmt::Display) -> JobError {
-    JobError::Internal(e.to_string())
+fn internal(e: crate::store::StoreError) -> JobError {
+    JobError::Store(e)
+}
+
+/// A task could not write because the disk is full: the job is suspended
+/// with the reason (the task goes back to Pending, its attempt uncounted),
+/// and `kiln job resume` goes on once space is freed.
+async fn suspend_for_full_disk(inner: &Arc<Inner>, id: JobId, reason: String) {
+    let reason = format!("suspended: a disk is full ({reason}); free space, then resume the job");
+    let updated = patiently(inner, move |s| {
+        let reason = reason.clone();
+        s.update_job::<JobError>(id, move |job| {
+            if job.state == JobState::Running {
+                tracing::warn!(job = id, %reason, "job suspended");
+                job.state = JobState::Suspended;
+                job.error = Some(reason);
+            }
+            Ok(())
+        })
+    })
+    .await;
+    if let Ok(Some(Ok(job))) = updated {
+        publish(inner, &job);
+    }
 }
 
 async fn fail_job(inner: &Inner, id: JobId, error: String) {
@@ -630,11 +667,11 @@ async fn plan(inner: &Arc<Inner>, id: JobId, spec: &JobSpec, cursor: Option<Stri
         let n = chunks.len();
         for (i, chunk) in chunks.into_iter().enumerate() {
             let done = i + 1 == n;
-            inner.store.call(move |s| s.add_planned(id, &chunk, None, done)).await.map_err(|e| e.to_string())?;
+            patiently(inner, move |s| s.add_planned(id, &chunk, None, done)).await?;
             inner.wake.notify_one();
         }
         if n == 0 {
-            inner.store.call(move |s| s.add_planned(id, &[], None, true)).await.map_err(|e| e.to_string())?;
+            patiently(inner, move |s| s.add_planned(id, &[], None, true)).await?;
         }
         return Ok(());
     }
@@ -644,18 +681,37 @@ async fn plan(inner: &Arc<Inner>, id: JobId, spec: &JobSpec, cursor: Option<Stri
         let page = pager.next_page().await.map_err(|e| e.to_string())?;
         let objects = to_plan(spec, role.as_ref(), page.objects);
         let (cursor, done) = (page.cursor, page.done);
-        inner
-            .store
-            .call(move |s| s.add_planned(id, &objects, cursor.as_deref(), done))
-            .await
-            .map_err(|e| e.to_string())?;
+        patiently(inner, move |s| s.add_planned(id, &objects, cursor.as_deref(), done)).await?;
         inner.wake.notify_one();
         if done {
             return Ok(());
         }
         // Stop when the job is suspended or cancelled; resume re-plans from the cursor.
-        if !still_running(inner.store.call(move |s| s.get_job(id)).await.map_err(|e| e.to_string())?) {
+        if !still_running(patiently(inner, move |s| s.get_job(id)).await?) {
             return Ok(());
+        }
+    }
+}
+
+/// A store call that waits out an unavailable store (a full disk: see
+/// `store::health`) instead of failing the job; other errors are returned.
+async fn patiently<T: Send + 'static>(
+    inner: &Inner,
+    f: impl Fn(&Store) -> crate::store::Result<T> + Send + Sync + 'static,
+) -> Result<T, String> {
+    let f = Arc::new(f);
+    let mut warned = false;
+    loop {
+        let call = f.clone();
+        match inner.store.call(move |s| call(s)).await {
+            Err(crate::store::StoreError::Unavailable(reason)) => {
+                if !warned {
+                    tracing::warn!(%reason, "the store is unavailable; planning waits for it");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            result => return result.map_err(|e| e.to_string()),
         }
     }
 }
@@ -672,13 +728,22 @@ struct Candidate {
     halted: bool,
 }
 
-/// Active jobs with room, grouped by tenant (the admin's under `""`), each
-/// tenant with the room its `tasks_in_flight` quota leaves; and the tasks in
-/// flight across the daemon (claimed, waiting for a worker or running).
-fn candidates_by_tenant(inner: &Inner) -> (Vec<(usize, Vec<Candidate>)>, usize) {
+/// One tenant's claimable work: its jobs with room, the room its
+/// `tasks_in_flight` quota leaves, and its tasks in flight (claimed, waiting
+/// for a worker or running).
+struct TenantWork {
+    quota_room: usize,
+    in_flight: usize,
+    jobs: Vec<Candidate>,
+}
+
+/// Active jobs with room, grouped by tenant (the admin's under `""`); the
+/// tasks in flight across the daemon; and how many tenants have work (jobs
+/// with room or tasks in flight), among whom claims are shared.
+fn candidates_by_tenant(inner: &Inner) -> (Vec<TenantWork>, usize, usize) {
     let mut active = inner.active.lock().unwrap();
     let quotas = inner.quotas.read().unwrap();
-    let mut by_tenant: BTreeMap<String, (usize, Vec<Candidate>)> = BTreeMap::new();
+    let mut by_tenant: BTreeMap<String, TenantWork> = BTreeMap::new();
     let mut in_flight = 0;
     for (id, a) in active.iter_mut() {
         in_flight += a.in_flight;
@@ -689,13 +754,14 @@ fn candidates_by_tenant(inner: &Inner) -> (Vec<(usize, Vec<Candidate>)>, usize) 
                 .tenant
                 .as_ref()
                 .map_or(usize::MAX, |t| quotas.get(t).copied().unwrap_or_default().tasks_in_flight as usize);
-            (quota, Vec::new())
+            TenantWork { quota_room: quota, in_flight: 0, jobs: Vec::new() }
         });
         // The tenant's room is its quota less everything of it in flight.
-        entry.0 = entry.0.saturating_sub(a.in_flight);
+        entry.quota_room = entry.quota_room.saturating_sub(a.in_flight);
+        entry.in_flight += a.in_flight;
         let room = a.room();
         if room > 0 {
-            entry.1.push(Candidate {
+            entry.jobs.push(Candidate {
                 id: *id,
                 room,
                 concurrency: a.prepared.spec.concurrency as usize,
@@ -705,48 +771,63 @@ fn candidates_by_tenant(inner: &Inner) -> (Vec<(usize, Vec<Candidate>)>, usize) 
             });
         }
     }
-    (by_tenant.into_values().filter(|(room, jobs)| *room > 0 && !jobs.is_empty()).collect(), in_flight)
+    let with_work = by_tenant.values().filter(|t| t.in_flight > 0 || !t.jobs.is_empty()).count();
+    let claimable = by_tenant.into_values().filter(|t| t.quota_room > 0 && !t.jobs.is_empty()).collect();
+    (claimable, in_flight, with_work)
 }
 
 /// Claim tasks for active jobs and hand them to workers: tenants in turn,
 /// then each tenant's jobs in turn.
+///
+/// Claims are shared among tenants by what each holds in flight: a tenant
+/// may always claim up to its fair part of `workers + claim_ahead` (divided
+/// among the tenants with work), even while another tenant's slow tasks hold
+/// every slot; the dispatcher then starts the newcomer's tasks first (see
+/// `dispatch`). Beyond its fair part, a tenant claims only from what is free.
 async fn scheduler(inner: Arc<Inner>) {
     let mut turn = 0usize;
+    let slots = inner.worker_count + inner.claim_ahead;
     loop {
         let _ = tokio::time::timeout(Duration::from_millis(50), inner.wake.notified()).await;
         loop {
-            let (mut tenants, in_flight) = candidates_by_tenant(&inner);
+            let (mut tenants, in_flight, with_work) = candidates_by_tenant(&inner);
+            if tenants.is_empty() {
+                break;
+            }
             // Tasks are claimed ahead of the workers and wait for one in
             // memory, so a claim is off the critical path; but only a few
             // ahead, so a newcomer's tasks do not queue behind a big job's.
-            let mut capacity = (inner.worker_count + inner.claim_ahead).saturating_sub(in_flight);
-            if capacity == 0 || tenants.is_empty() {
-                break;
-            }
-            let idle = inner.workers.available_permits();
+            let mut capacity = slots.saturating_sub(in_flight);
+            // A hard ceiling on claims held: fair parts claimed past a busy
+            // tenant's slots may at most double them.
+            let mut ceiling = (2 * slots).saturating_sub(in_flight);
+            let fair = slots.div_ceil(with_work.max(1));
+            let idle = inner.dispatcher.idle();
             // Rotate who goes first, so each tenant and each job gets its turn.
             let k = turn % tenants.len();
             tenants.rotate_left(k);
             turn = turn.wrapping_add(1);
             let share = (capacity / tenants.len()).max(1);
             let mut claimed_any = false;
-            for (tenant_room, mut jobs) in tenants {
+            for TenantWork { quota_room, in_flight: tenant_in_flight, mut jobs } in tenants {
                 // Jobs of equal priority take turns; a higher priority goes first.
                 let k = turn % jobs.len();
                 jobs.rotate_left(k);
                 jobs.sort_by_key(|c| std::cmp::Reverse(c.priority));
-                let mut budget = share.min(tenant_room);
+                // Only when tenants compete: alone, a tenant's fair part is everything.
+                let under_fair = if with_work > 1 { fair.saturating_sub(tenant_in_flight) } else { 0 };
+                let mut budget = share.min(capacity).max(under_fair).min(quota_room).min(ceiling);
                 for Candidate { id, room, concurrency, stops, halted, .. } in jobs {
                     if halted {
                         // Gone from the scheduler once its failure is recorded and nothing is in flight.
                         retire_if_idle(&inner, id).await;
                         continue;
                     }
-                    let n = room.min(budget).min(capacity).min(CLAIM_BATCH);
+                    let n = room.min(budget).min(CLAIM_BATCH);
                     if n == 0 {
                         break;
                     }
-                    if idle == 0 && n < worker::low_water(concurrency, inner.claim_ahead) {
+                    if idle == 0 && under_fair == 0 && n < worker::low_water(concurrency, inner.claim_ahead) {
                         // Every worker is busy: wait until one claim can serve several tasks.
                         continue;
                     }
@@ -763,7 +844,8 @@ async fn scheduler(inner: Arc<Inner>) {
                     }
                     claimed_any = true;
                     budget -= tasks.len();
-                    capacity -= tasks.len();
+                    capacity = capacity.saturating_sub(tasks.len());
+                    ceiling -= tasks.len();
                     spawn_workers(&inner, id, stops, tasks);
                 }
             }
@@ -788,7 +870,8 @@ fn spawn_workers(inner: &Arc<Inner>, id: JobId, stops: u64, tasks: Vec<crate::mo
         let (inner, prepared) = (inner.clone(), prepared.clone());
         tokio::spawn(async move {
             // Claimed ahead: wait for a worker here, not in the scheduler.
-            let permit = inner.workers.clone().acquire_owned().await.expect("semaphore never closed");
+            let tenant = prepared.tenant.as_deref().unwrap_or_default();
+            let permit = inner.dispatcher.acquire(tenant, prepared.limits.max_memory).await;
             let stopped = inner.active.lock().unwrap().get(&id).is_none_or(|a| a.stops != stops);
             let result = if stopped {
                 drop(permit);

@@ -88,7 +88,7 @@ impl Plugins {
         for record in store.list_plugins(None)? {
             let path = self.blob_path(&record.sha256);
             let loaded = match std::fs::read(&path) {
-                Ok(wasm) => runtime.load(&wasm).await.map_err(|e| e.to_string()),
+                Ok(wasm) => runtime.reload(&wasm, record.info.clone()).await.map_err(|e| e.to_string()),
                 Err(e) => Err(format!("reading {}: {e}", path.display())),
             };
             match loaded {
@@ -109,6 +109,8 @@ impl Plugins {
     /// A plugin of the same owner and name is replaced, and private again until
     /// the admin publishes it: running jobs keep the version they started with
     /// until the daemon restarts.
+    // Each argument is a separate input of the upload request; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub async fn upload(
         &self,
         runtime: &Runtime,

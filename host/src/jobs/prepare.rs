@@ -34,6 +34,9 @@ pub enum JobError {
     WrongState { id: u64, state: &'static str, action: &'static str },
     #[error("internal error: {0}")]
     Internal(String),
+    /// The store failed: unavailable (503), a corrupt record, or another error.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl From<crate::store::RunningJobsFull> for JobError {
@@ -96,7 +99,7 @@ pub fn resolve_style(
 /// The role a job runs under: the one it names, which must be granted to its
 /// tenant, or the tenant's only role. The admin's jobs may name any role, or none.
 pub fn resolve_role(store: &Store, tenant: Option<&str>, wanted: Option<&str>) -> Result<Option<RoleRecord>, JobError> {
-    let internal = |e: crate::store::StoreError| JobError::Internal(e.to_string());
+    let internal = JobError::Store;
     let name = match tenant {
         None => match wanted {
             None => return Ok(None),
@@ -175,6 +178,10 @@ pub struct PrepareContext<'a> {
     pub buckets: &'a Buckets,
     pub plugins: &'a Plugins,
     pub runtime: &'a crate::runtime::Runtime,
+    /// Ask the plugin's `validate`. Off only when a stored job is resumed at
+    /// start-up: its parameters were accepted when it was created, and a
+    /// daemon must not wait on plugins to come back.
+    pub validate_params: bool,
 }
 
 /// Check the whole job: selection, buckets, template and path rules, role and
@@ -210,14 +217,16 @@ pub async fn prepare(spec: &JobSpec, tenant: Option<&str>, cx: &PrepareContext<'
         super::report::check_spec(report, role.as_ref(), cx.buckets)?;
     }
     let mut limits = cx.runtime.config().limits;
-    if let Some(t) = tenant {
-        if let Some(record) = cx.store.get_tenant(t).map_err(|e| JobError::Internal(e.to_string()))? {
-            limits.max_memory = limits.max_memory.min(record.quotas.task_memory);
-            limits.deadline = limits.deadline.min(record.quotas.task_deadline);
-        }
+    if let Some(t) = tenant
+        && let Some(record) = cx.store.get_tenant(t).map_err(|e| JobError::Internal(e.to_string()))?
+    {
+        limits.max_memory = limits.max_memory.min(record.quotas.task_memory);
+        limits.deadline = limits.deadline.min(record.quotas.task_deadline);
     }
     let (installed, params) = resolve_style(cx.store, cx.plugins, tenant, &spec.style)?;
-    check_params(cx.runtime, &installed.plugin, &params).await?;
+    if cx.validate_params {
+        check_params(cx.runtime, &installed.plugin, &params).await?;
+    }
     Ok(Arc::new(Prepared {
         plugin_key: installed.key(),
         plugin: installed.plugin,

@@ -316,7 +316,8 @@ mod tests {
     #[test]
     fn csv_rows_quote_what_needs_quoting() {
         let mut t = task("a,b \"c\".txt", TaskState::Failed);
-        t.error = Some(TaskErrorRecord { kind: "failed".into(), message: "line one\nline two".into() });
+        t.error =
+            Some(TaskErrorRecord { kind: crate::runtime::TaskErrorKind::Failed, message: "line one\nline two".into() });
         let mut out = String::new();
         csv_row(&mut out, &t);
         assert_eq!(out, "\"a,b \"\"c\"\".txt\",,failed,failed,\"line one\nline two\",1,3,0,7\r\n");

@@ -48,21 +48,15 @@ pub(super) async fn gather(
     }
 }
 
-fn error(kind: &str, message: impl std::fmt::Display) -> TaskErrorRecord {
-    TaskErrorRecord { kind: kind.to_string(), message: message.to_string() }
+fn error(kind: TaskErrorKind, message: impl std::fmt::Display) -> TaskErrorRecord {
+    TaskErrorRecord::new(kind, message)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::low_water;
-
-    #[test]
-    fn claims_in_batches_while_workers_are_busy() {
-        assert_eq!(low_water(64, 32), 8, "a quarter of what may wait");
-        assert_eq!(low_water(8, 32), 2, "a quarter of a small job's concurrency");
-        assert_eq!(low_water(1, 32), 1, "a job of one task at a time still claims");
-        assert_eq!(low_water(2, 2), 1);
-    }
+/// Whether an I/O error's message is the OS saying the disk (or the quota)
+/// is full: ENOSPC or EDQUOT, which `std::io::Error` shows as `(os error N)`.
+/// Errors reach here as text through the runtime, so the code is matched.
+fn disk_full(message: &str) -> bool {
+    [libc::ENOSPC, libc::EDQUOT].iter().any(|code| message.contains(&format!("(os error {code})")))
 }
 
 pub(super) async fn run(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord) -> TaskResult {
@@ -81,26 +75,46 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
     let elapsed = || started.elapsed().as_millis() as u64;
     let may_retry = task.attempts < inner.max_attempts;
 
-    if let Some(role) = &prepared.role {
-        if let Err(e) = role.allows(&prepared.spec.input.bucket, &task.source_key, Access::Read) {
-            return TaskResult::Failed { job, seq, error: error("grant", e), duration_ms: elapsed(), bytes_in: 0 };
-        }
+    if let Some(role) = &prepared.role
+        && let Err(e) = role.allows(&prepared.spec.input.bucket, &task.source_key, Access::Read)
+    {
+        return TaskResult::Failed {
+            job,
+            seq,
+            error: error(TaskErrorKind::Grant, e),
+            duration_ms: elapsed(),
+            bytes_in: 0,
+        };
     }
     let (meta, input) = match prepared.input.open(&task.source_key).await {
         Ok(opened) => opened,
         Err(e @ (ObjectsError::NotFound { .. } | ObjectsError::BadKey { .. })) => {
-            return TaskResult::Failed { job, seq, error: error("not-found", e), duration_ms: elapsed(), bytes_in: 0 };
+            return TaskResult::Failed {
+                job,
+                seq,
+                error: error(TaskErrorKind::NotFound, e),
+                duration_ms: elapsed(),
+                bytes_in: 0,
+            };
         }
-        Err(e) if may_retry => return TaskResult::Retry { job, seq, error: error("io", e) },
-        Err(e) => return TaskResult::Failed { job, seq, error: error("io", e), duration_ms: elapsed(), bytes_in: 0 },
+        Err(e) if may_retry => return TaskResult::Retry { job, seq, error: error(TaskErrorKind::Io, e) },
+        Err(e) => {
+            return TaskResult::Failed {
+                job,
+                seq,
+                error: error(TaskErrorKind::Io, e),
+                duration_ms: elapsed(),
+                bytes_in: 0,
+            };
+        }
     };
 
-    if prepared.spec.skip_unchanged {
-        if let Some(etag) = meta.etag.clone() {
-            let (definition, key) = (prepared.definition.clone(), task.source_key.clone());
-            if inner.store.call(move |s| s.last_etag(&definition, &key)).await.ok().flatten() == Some(etag) {
-                return TaskResult::Skipped { job, seq };
-            }
+    if prepared.spec.skip_unchanged
+        && let Some(etag) = meta.etag.clone()
+    {
+        let (definition, key) = (prepared.definition.clone(), task.source_key.clone());
+        if inner.store.call(move |s| s.last_etag(&definition, &key)).await.ok().flatten() == Some(etag) {
+            return TaskResult::Skipped { job, seq };
         }
     }
     let source_etag = meta.etag.clone();
@@ -108,7 +122,7 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
     // The output key of each output, rendered as the plugin opens it. A key
     // that breaks the path rules, or that the role may not write, fails the
     // task and nothing is written. The slot keeps the error's kind and message.
-    let template_error: Arc<Mutex<Option<(&'static str, String)>>> = Arc::default();
+    let template_error: Arc<Mutex<Option<(TaskErrorKind, String)>>> = Arc::default();
     let render = {
         let (prepared, meta, template_error) = (prepared.clone(), meta.clone(), template_error.clone());
         let task_time = now();
@@ -125,14 +139,14 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
                 jobid: &jobid,
                 tags: &prepared.spec.tags,
             };
-            let refuse = |kind: &'static str, msg: String| {
+            let refuse = |kind: TaskErrorKind, msg: String| {
                 *template_error.lock().unwrap() = Some((kind, msg.clone()));
                 msg
             };
-            let key = prepared.template.render(&vars).map_err(|e| refuse("template", e.to_string()))?;
+            let key = prepared.template.render(&vars).map_err(|e| refuse(TaskErrorKind::Template, e.to_string()))?;
             if let Some(role) = &prepared.role {
                 role.allows(&prepared.spec.output.bucket, &key, Access::Write)
-                    .map_err(|e| refuse("grant", e.to_string()))?;
+                    .map_err(|e| refuse(TaskErrorKind::Grant, e.to_string()))?;
             }
             Ok(key)
         })
@@ -158,11 +172,38 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
             if let Some((kind, msg)) = template_error.lock().unwrap().take() {
                 return TaskResult::Failed { job, seq, error: error(kind, msg), duration_ms: elapsed(), bytes_in: 0 };
             }
+            // A full disk is a pause, not a verdict on this object.
+            if e.kind() == TaskErrorKind::Io && disk_full(&e.to_string()) {
+                super::suspend_for_full_disk(inner, job, e.to_string()).await;
+                return TaskResult::Released { job, seq };
+            }
             // Only I/O failures are transient; a plugin's verdict or a limit is not.
             if e.kind() == TaskErrorKind::Io && may_retry {
-                return TaskResult::Retry { job, seq, error: error("io", &e) };
+                return TaskResult::Retry { job, seq, error: error(TaskErrorKind::Io, &e) };
             }
-            TaskResult::Failed { job, seq, error: error(e.kind().as_str(), &e), duration_ms: elapsed(), bytes_in: 0 }
+            TaskResult::Failed { job, seq, error: error(e.kind(), &e), duration_ms: elapsed(), bytes_in: 0 }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{disk_full, low_water};
+
+    #[test]
+    fn a_full_disk_is_told_from_other_io_errors() {
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC).to_string();
+        assert!(disk_full(&format!("committing output 1: {full}")), "{full}");
+        assert!(disk_full(&std::io::Error::from_raw_os_error(libc::EDQUOT).to_string()));
+        assert!(!disk_full(&std::io::Error::from_raw_os_error(libc::EIO).to_string()));
+        assert!(!disk_full("connection reset"));
+    }
+
+    #[test]
+    fn claims_in_batches_while_workers_are_busy() {
+        assert_eq!(low_water(64, 32), 8, "a quarter of what may wait");
+        assert_eq!(low_water(8, 32), 2, "a quarter of a small job's concurrency");
+        assert_eq!(low_water(1, 32), 1, "a job of one task at a time still claims");
+        assert_eq!(low_water(2, 2), 1);
     }
 }

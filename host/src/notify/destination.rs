@@ -42,10 +42,24 @@ pub fn check_url(url: &str) -> Result<reqwest::Url, DestinationError> {
     Ok(parsed)
 }
 
-/// The host of `url` if it is an IP literal (`127.0.0.1`, `[::1]`; the URL
-/// parser has already turned forms such as `2130706433` into dotted quads).
+/// The host of `url` as it is judged: the URL parser (WHATWG) has already
+/// lowered its case, applied IDNA, and turned numeric forms such as
+/// `2130706433` and `0x7f.1` into dotted quads; this also drops the
+/// trailing dots of a fully-qualified name (`localhost.` is `localhost`).
+fn normalised_host(url: &reqwest::Url) -> Option<String> {
+    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    Some(host.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// The host of `url` if it is an IP literal (`127.0.0.1`, `[::1]`, `127.0.0.1.`).
 fn literal(url: &reqwest::Url) -> Option<IpAddr> {
-    url.host_str()?.trim_start_matches('[').trim_end_matches(']').parse().ok()
+    normalised_host(url)?.parse().ok()
+}
+
+/// Names that stand for this host whatever DNS says (RFC 6761): `localhost`
+/// and every name under it.
+fn loopback_name(host: &str) -> bool {
+    host == "localhost" || host.ends_with(".localhost")
 }
 
 fn check_ip(host: &str, ip: IpAddr) -> Result<(), DestinationError> {
@@ -55,10 +69,15 @@ fn check_ip(host: &str, ip: IpAddr) -> Result<(), DestinationError> {
     }
 }
 
-/// Before each request: refuse a URL whose host is a non-public IP literal.
+/// Before each request: refuse a URL whose host is a non-public IP literal,
+/// or a name that always means this host.
 pub fn check_literal(url: &reqwest::Url) -> Result<(), DestinationError> {
+    let host = url.host_str().unwrap_or_default();
+    if normalised_host(url).is_some_and(|h| loopback_name(&h)) {
+        return check_ip(host, IpAddr::from([127, 0, 0, 1]));
+    }
     match literal(url) {
-        Some(ip) => check_ip(url.host_str().unwrap_or_default(), ip),
+        Some(ip) => check_ip(host, ip),
         None => Ok(()),
     }
 }
@@ -132,6 +151,12 @@ mod tests {
             "http://[::1]:8080/x",
             "http://[::ffff:169.254.169.254]/",
             "https://10.0.0.1/",
+            "http://127.0.0.1./x",
+            "http://localhost./x",
+            "http://LocalHost/x",
+            "http://hooks.localhost:8080/x",
+            // Full-width letters: IDNA maps them to `localhost`.
+            "http://\u{ff4c}\u{ff4f}\u{ff43}\u{ff41}\u{ff4c}\u{ff48}\u{ff4f}\u{ff53}\u{ff54}/x",
         ] {
             let err = check_literal(&check_url(url).unwrap()).unwrap_err();
             assert!(matches!(err, DestinationError::NotPublic { .. }), "{url}: {err}");

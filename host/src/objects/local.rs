@@ -41,6 +41,10 @@ const FAST: Duration = Duration::from_micros(200);
 const READ_WHOLE: u64 = 256 << 10;
 /// Output bytes kept in memory before they spill to the staged file.
 const SPILL: usize = 1 << 20;
+/// Output bytes one task keeps in memory across all its outputs: past this,
+/// each output spills at once, so a plugin that opens a thousand outputs of
+/// just under [`SPILL`] holds 8 MiB of host memory, not a gigabyte.
+const TASK_HELD: u64 = 8 << 20;
 
 /// Whether the key's file name ends in `#` and digits: the names of files
 /// being written (see `staged`), which `object_store`'s local store also refuses.
@@ -181,7 +185,7 @@ impl LocalDir {
 
     /// A target that writes a task's outputs under this folder.
     pub fn target(&self, render: RenderKey) -> LocalTarget {
-        LocalTarget { dir: self.clone(), render }
+        LocalTarget { dir: self.clone(), render, held: Arc::default() }
     }
 }
 
@@ -201,6 +205,8 @@ pub fn object_meta(bucket: &str, key: String, meta: &std::fs::Metadata) -> Objec
 pub struct LocalTarget {
     dir: LocalDir,
     render: RenderKey,
+    /// Bytes the task's outputs hold in memory, together.
+    held: Arc<AtomicU64>,
 }
 
 #[async_trait::async_trait]
@@ -209,7 +215,8 @@ impl OutputTarget for LocalTarget {
         let key = (self.render)(index, extension)?;
         let dest = self.dir.path(&key).map_err(|e| e.to_string())?;
         let shown = format!("{}/{key}", self.dir.bucket);
-        Ok(Box::new(LocalOutput { dir: self.dir.clone(), dest, key, shown, buf: Vec::new(), staged: None }))
+        let held = self.held.clone();
+        Ok(Box::new(LocalOutput { dir: self.dir.clone(), dest, key, shown, buf: Vec::new(), staged: None, held }))
     }
 }
 
@@ -222,16 +229,30 @@ struct LocalOutput {
     buf: Vec<u8>,
     /// The file being written, once the output outgrew [`SPILL`].
     staged: Option<Staged>,
+    /// The task's bytes in memory, `buf` included.
+    held: Arc<AtomicU64>,
+}
+
+impl Drop for LocalOutput {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.buf.len() as u64, Ordering::Relaxed);
+    }
 }
 
 #[async_trait::async_trait]
 impl OutputWriter for LocalOutput {
     async fn write(&mut self, bytes: Bytes) -> Result<(), String> {
-        if self.staged.is_none() && self.buf.len() + bytes.len() <= SPILL {
+        let n = bytes.len() as u64;
+        if self.staged.is_none()
+            && self.buf.len() + bytes.len() <= SPILL
+            && self.held.load(Ordering::Relaxed) + n <= TASK_HELD
+        {
             self.buf.extend_from_slice(&bytes);
+            self.held.fetch_add(n, Ordering::Relaxed);
             return Ok(());
         }
-        // Large output: stream it to the staged file, off the executor.
+        // Large output, or the task holds enough already: stream it to the staged file, off the executor.
+        self.held.fetch_sub(self.buf.len() as u64, Ordering::Relaxed);
         let (dest, staged, pending) = (self.dest.clone(), self.staged.take(), std::mem::take(&mut self.buf));
         let result = tokio::task::spawn_blocking(move || -> std::io::Result<Staged> {
             let mut staged = match staged {
@@ -252,8 +273,10 @@ impl OutputWriter for LocalOutput {
         Ok(())
     }
 
-    async fn commit(self: Box<Self>) -> Result<String, String> {
-        let LocalOutput { dir, dest, key, shown, buf, staged } = *self;
+    async fn commit(mut self: Box<Self>) -> Result<String, String> {
+        self.held.fetch_sub(self.buf.len() as u64, Ordering::Relaxed);
+        let (dir, dest, key, shown) = (self.dir.clone(), self.dest.clone(), self.key.clone(), self.shown.clone());
+        let (buf, staged) = (std::mem::take(&mut self.buf), self.staged.take());
         let publish = move || -> std::io::Result<()> {
             let mut staged = match staged {
                 Some(s) => s,
@@ -269,8 +292,8 @@ impl OutputWriter for LocalOutput {
         Ok(key)
     }
 
-    async fn abort(self: Box<Self>) {
-        if let Some(staged) = self.staged {
+    async fn abort(mut self: Box<Self>) {
+        if let Some(staged) = self.staged.take() {
             self.dir.call(move || staged.discard()).await.unwrap_or_else(|e| {
                 tracing::warn!(location = %self.shown, error = %e, "removing a staged output failed");
             });

@@ -29,19 +29,49 @@ pub enum LoadError {
     Info(String),
 }
 
-/// The kind of a task error, as recorded with the task and shown in reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The kind of a task error, as recorded with the task, shown in reports and
+/// filtered on. One vocabulary for every place a task can fail: the plugin's
+/// own verdicts, the sandbox's limits, and the host's checks around a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TaskErrorKind {
+    /// The plugin refused the style's parameters.
     InvalidParams,
+    /// The plugin cannot process this object (format, damage, size).
     UnsupportedInput,
+    /// The plugin failed for another reason.
     Failed,
+    /// A sandbox limit: deadline, memory, output, stack.
     Limit,
+    /// The plugin trapped, panicked or exited instead of returning.
     Crashed,
+    /// Reading the source or writing an output failed (retried while attempts remain).
     Io,
+    /// The source object is gone, or its key is not one a bucket can hold.
+    NotFound,
+    /// The output template rendered a key that breaks the path rules.
+    Template,
+    /// The job's role does not grant the source or the output key.
+    Grant,
+    /// A kind this build does not know (a record written by another version).
+    #[serde(other)]
+    Unknown,
 }
 
 impl TaskErrorKind {
+    pub const ALL: [TaskErrorKind; 10] = [
+        TaskErrorKind::InvalidParams,
+        TaskErrorKind::UnsupportedInput,
+        TaskErrorKind::Failed,
+        TaskErrorKind::Limit,
+        TaskErrorKind::Crashed,
+        TaskErrorKind::Io,
+        TaskErrorKind::NotFound,
+        TaskErrorKind::Template,
+        TaskErrorKind::Grant,
+        TaskErrorKind::Unknown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskErrorKind::InvalidParams => "invalid-params",
@@ -50,7 +80,17 @@ impl TaskErrorKind {
             TaskErrorKind::Limit => "limit",
             TaskErrorKind::Crashed => "crashed",
             TaskErrorKind::Io => "io",
+            TaskErrorKind::NotFound => "not-found",
+            TaskErrorKind::Template => "template",
+            TaskErrorKind::Grant => "grant",
+            TaskErrorKind::Unknown => "unknown",
         }
+    }
+}
+
+impl std::fmt::Display for TaskErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -67,6 +107,9 @@ pub enum TaskError {
     Limit { hit: LimitHit, console: String },
     #[error("plugin crashed ({trap}){}", console_suffix(console))]
     Crashed { trap: String, console: String },
+    /// The plugin called WASI's `exit` instead of returning its result.
+    #[error("the plugin exited (status {status}) before returning{}", console_suffix(console))]
+    Exited { status: i32, console: String },
     #[error("I/O error: {0}")]
     Io(String),
 }
@@ -94,8 +137,22 @@ impl TaskError {
             TaskError::UnsupportedInput { .. } => TaskErrorKind::UnsupportedInput,
             TaskError::Failed { .. } => TaskErrorKind::Failed,
             TaskError::Limit { .. } => TaskErrorKind::Limit,
-            TaskError::Crashed { .. } => TaskErrorKind::Crashed,
+            TaskError::Crashed { .. } | TaskError::Exited { .. } => TaskErrorKind::Crashed,
             TaskError::Io(_) => TaskErrorKind::Io,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskErrorKind;
+
+    #[test]
+    fn kinds_serialise_as_their_names_and_unknown_ones_still_decode() {
+        for kind in TaskErrorKind::ALL {
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{}\"", kind.as_str()));
+        }
+        let old: TaskErrorKind = serde_json::from_str("\"plugin\"").unwrap();
+        assert_eq!(old, TaskErrorKind::Unknown);
     }
 }

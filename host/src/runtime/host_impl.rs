@@ -1,17 +1,14 @@
 //! The host functions of the contract: stream resources and `log`.
 
 use bytes::Bytes;
-use wasmtime::component::Resource;
+use wasmtime::component::{Linker, Resource, WasmStr};
+use wasmtime::{AsContext, StoreContextMut};
 
 use super::bindings::kiln::plugin::{host, types};
 use super::limits::LimitHit;
 use super::streams::{InputHandle, OutputHandle, OutputsHandle};
+use super::text::{bounded, bounded_wasm};
 use super::{MAX_OUTPUTS, MAX_READ, OpenOutput, TaskState};
-
-/// Lines a plugin may log per task, and bytes per line: a chatty plugin must
-/// not flood the daemon's log.
-const MAX_LOG_LINES: u32 = 1000;
-const MAX_LOG_LINE: usize = 2048;
 
 impl types::Host for TaskState {}
 
@@ -42,30 +39,7 @@ impl types::HostOutputs for TaskState {
         _outputs: Resource<OutputsHandle>,
         extension: Option<String>,
     ) -> wasmtime::Result<Result<Resource<OutputHandle>, String>> {
-        if let Some(ext) = &extension {
-            if ext.is_empty() || ext.len() > 16 || !ext.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Ok(Err(format!("invalid extension `{ext}`: 1 to 16 ASCII letters or digits, without the dot")));
-            }
-        }
-        if self.outputs.len() >= MAX_OUTPUTS {
-            return Ok(Err(format!("a task may write at most {MAX_OUTPUTS} outputs")));
-        }
-        let Some(target) = self.target.as_mut() else {
-            return Ok(Err("this call cannot write outputs".to_string()));
-        };
-        let index = self.outputs.len() as u32 + 1;
-        match target.open(index, extension.as_deref()).await {
-            Ok(writer) => {
-                self.outputs.push(OpenOutput { writer: Some(writer), extension, bytes: 0 });
-                let handle = self.table.push(OutputHandle { slot: self.outputs.len() - 1 })?;
-                Ok(Ok(handle))
-            }
-            Err(e) => {
-                let msg = format!("opening output {index}: {e}");
-                self.host_error = Some(msg.clone());
-                Ok(Err(msg))
-            }
-        }
+        self.open_output(extension.as_deref()).await
     }
 
     async fn drop(&mut self, outputs: Resource<OutputsHandle>) -> wasmtime::Result<()> {
@@ -111,19 +85,62 @@ impl types::HostOutput for TaskState {
 
 impl host::Host for TaskState {
     async fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
-        self.log_lines += 1;
-        if self.log_lines > MAX_LOG_LINES {
-            return Ok(());
+        self.log_line(level, &message);
+        Ok(())
+    }
+}
+
+impl TaskState {
+    /// `outputs.open`: start output `{index}` = the next number, with `{autoext}` = `extension`.
+    async fn open_output(
+        &mut self,
+        extension: Option<&str>,
+    ) -> wasmtime::Result<Result<Resource<OutputHandle>, String>> {
+        if let Some(ext) = extension
+            && let Err(e) = check_extension(ext)
+        {
+            return Ok(Err(self.refuse_open(e)));
         }
-        let mut message = message;
-        if message.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
+        if self.outputs.len() >= MAX_OUTPUTS {
+            return Ok(Err(self.refuse_open(format!("a task may write at most {MAX_OUTPUTS} outputs"))));
+        }
+        let Some(target) = self.target.as_mut() else {
+            return Ok(Err(self.refuse_open("this call cannot write outputs".to_string())));
+        };
+        let index = self.outputs.len() as u32 + 1;
+        match target.open(index, extension).await {
+            Ok(writer) => {
+                self.outputs.push(OpenOutput {
+                    writer: Some(writer),
+                    extension: extension.map(str::to_string),
+                    bytes: 0,
+                });
+                let handle = self.table.push(OutputHandle { slot: self.outputs.len() - 1 })?;
+                Ok(Ok(handle))
             }
-            message.truncate(cut);
-            message.push('…');
+            Err(e) => {
+                let msg = format!("opening output {index}: {e}");
+                self.host_error = Some(msg.clone());
+                Ok(Err(msg))
+            }
         }
+    }
+
+    /// Record a refused `outputs.open` (the task fails whatever the plugin
+    /// returns) and give the message back for the plugin.
+    fn refuse_open(&mut self, message: String) -> String {
+        self.open_refused.get_or_insert_with(|| message.clone());
+        message
+    }
+
+    /// `log`: one line into the daemon's log, cut to its cap, and none past
+    /// the task's line budget, so a chatty plugin cannot flood the log.
+    fn log_line(&mut self, level: host::Level, message: &str) {
+        self.log_lines += 1;
+        if self.log_lines > self.text.max_log_lines {
+            return;
+        }
+        let message = bounded(message, self.text.max_log_line);
         let (plugin, key) = (&*self.plugin, &*self.key);
         match level {
             host::Level::Trace => tracing::trace!(target: "kiln::plugin", plugin, key, "{message}"),
@@ -132,6 +149,68 @@ impl host::Host for TaskState {
             host::Level::Warn => tracing::warn!(target: "kiln::plugin", plugin, key, "{message}"),
             host::Level::Error => tracing::error!(target: "kiln::plugin", plugin, key, "{message}"),
         }
-        Ok(())
     }
+}
+
+/// Longest `{autoext}` a plugin may declare.
+const MAX_EXTENSION: usize = 16;
+
+fn check_extension(ext: &str) -> Result<(), String> {
+    if ext.is_empty() || ext.len() > MAX_EXTENSION || !ext.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(bad_extension(&bounded(ext, MAX_EXTENSION)));
+    }
+    Ok(())
+}
+
+fn bad_extension(shown: &str) -> String {
+    format!("invalid extension `{shown}`: 1 to {MAX_EXTENSION} ASCII letters or digits, without the dot")
+}
+
+/// Redefine the two imports that take a plugin's string (`log`, `outputs.open`)
+/// so that they read it in place: the bindings' versions copy the whole string
+/// into the host before any cap applies. The bindings' trait methods stay as
+/// the same logic for the typed path.
+pub(crate) fn link_bounded_imports(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut host_iface = linker.instance("kiln:plugin/host@0.1.0")?;
+    host_iface.func_wrap(
+        "log",
+        |mut store: StoreContextMut<'_, TaskState>, (level, message): (host::Level, WasmStr)| {
+            let cap = store.data().text.max_log_line;
+            let message = bounded_wasm(&store, &message, cap);
+            store.data_mut().log_line(level, &message);
+            Ok(())
+        },
+    )?;
+    let mut types_iface = linker.instance("kiln:plugin/types@0.1.0")?;
+    types_iface.func_wrap_async(
+        "[method]outputs.open",
+        |mut store: StoreContextMut<'_, TaskState>,
+         (_outputs, extension): (Resource<OutputsHandle>, Option<WasmStr>)| {
+            Box::new(async move {
+                let extension = match extension {
+                    None => None,
+                    Some(ext) => {
+                        // Only an extension within its cap is copied; a longer one is refused as it stands.
+                        let (fits, text) = {
+                            let text = ext.to_str(store.as_context())?;
+                            if text.len() > MAX_EXTENSION {
+                                (false, bounded(&text, MAX_EXTENSION))
+                            } else {
+                                (true, text.into_owned())
+                            }
+                        };
+                        if !fits {
+                            return Ok((Err(store.data_mut().refuse_open(bad_extension(&text))),));
+                        }
+                        Some(text)
+                    }
+                };
+                let opened = store.data_mut().open_output(extension.as_deref()).await?;
+                Ok((opened,))
+            })
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }

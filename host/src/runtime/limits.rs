@@ -30,6 +30,8 @@ impl Default for Limits {
 pub enum LimitHit {
     #[error("deadline of {0:?} exceeded (limits.deadline)")]
     Deadline(Duration),
+    #[error("the plugin did not answer within {0:?} (runtime.control_deadline, for `info` and `validate`)")]
+    ControlDeadline(Duration),
     #[error("memory limit of {limit} bytes exceeded: the plugin asked for {requested} bytes (limits.max_memory)")]
     Memory { limit: u64, requested: u64 },
     #[error("output limit of {0} bytes exceeded (limits.max_output)")]

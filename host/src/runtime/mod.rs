@@ -10,11 +10,14 @@ pub mod bindings;
 mod cache;
 mod console;
 mod errors;
+mod exports;
 mod heap;
 mod host_impl;
 mod inspect;
+mod lifted;
 mod limits;
 mod streams;
+mod text;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,10 +36,13 @@ pub use cache::CacheOutcome;
 use cache::CompileCache;
 use console::ConsoleTail;
 pub use errors::{LoadError, TaskError, TaskErrorKind};
+use exports::ExportIndices;
+pub use lifted::{MAX_ITEMS as MAX_TEXT_ITEMS, MAX_LIFT as MAX_TEXT_CAP};
 use limits::TaskLimiter;
 pub use limits::{LimitHit, Limits};
 use streams::{InputHandle, OutputsHandle};
 pub use streams::{InputSource, OutputTarget, OutputWriter};
+pub use text::{TextLimits, bounded};
 
 /// Engine-wide settings. Per-task [`Limits`] may be lowered per tenant, never raised above these.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +58,32 @@ pub struct RuntimeConfig {
     pub max_plugin_size: usize,
     /// Where compiled artifacts are cached; `None` compiles on every load.
     pub cache_dir: Option<PathBuf>,
+    /// Wall-clock time for `info()` and `validate()`: they answer API requests
+    /// (job and style creation, uploads), so a plugin that hangs in them must
+    /// not hold a request for the whole task deadline.
+    #[serde(with = "humantime_serde")]
+    pub control_deadline: Duration,
+    /// Caps on the text a plugin returns or logs.
+    pub text: TextLimits,
+    /// Bytes that the memory limits of all running tasks may add up to: a
+    /// task starts only while its limit fits beside the running ones'.
+    /// Unset: half the machine's memory. Never below `limits.max_memory`.
+    pub memory_budget: Option<u64>,
+}
+
+impl RuntimeConfig {
+    /// The memory budget in effect (see [`RuntimeConfig::memory_budget`]).
+    pub fn memory_budget(&self) -> u64 {
+        self.memory_budget.unwrap_or_else(|| machine_memory().map_or(4 << 30, |m| m / 2)).max(self.limits.max_memory)
+    }
+}
+
+/// The machine's memory in bytes (`MemTotal` of `/proc/meminfo`).
+fn machine_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 =
+        info.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
 }
 
 impl Default for RuntimeConfig {
@@ -62,6 +94,9 @@ impl Default for RuntimeConfig {
             max_instances: 64,
             max_plugin_size: 64 << 20,
             cache_dir: None,
+            control_deadline: Duration::from_secs(1),
+            text: TextLimits::default(),
+            memory_budget: None,
         }
     }
 }
@@ -81,7 +116,13 @@ pub struct Runtime {
     cache: Arc<CompileCache>,
     config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
+    /// Verdicts of `validate`, by plugin digest and parameters: a style used
+    /// by many jobs asks its plugin once, not at every job creation.
+    verdicts: std::sync::Mutex<std::collections::HashMap<(String, String), Result<(), String>>>,
 }
+
+/// Verdicts kept at most; the cache is emptied when it is full (it only saves calls).
+const MAX_VERDICTS: usize = 4096;
 
 impl Drop for Runtime {
     fn drop(&mut self) {
@@ -101,6 +142,7 @@ pub struct Plugin {
     /// Time to compile or load from the cache.
     pub load_time: Duration,
     pre: ProcessorPre<TaskState>,
+    exports: ExportIndices,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -182,6 +224,10 @@ pub(crate) struct TaskState {
     /// if the plugin ignores the error it was given.
     host_error: Option<String>,
     log_lines: u32,
+    text: TextLimits,
+    /// The host refused an `outputs.open`: the task fails even if the plugin
+    /// goes on and returns `ok`, since it could not write all it meant to.
+    open_refused: Option<String>,
     plugin: Arc<str>,
     key: Arc<str>,
 }
@@ -217,11 +263,12 @@ impl Runtime {
         add_allowed_wasi(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         Processor::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        host_impl::link_bounded_imports(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), ticker_stop.clone());
         let cache = Arc::new(CompileCache::new(&engine, config.cache_dir.clone()));
-        Ok(Runtime { engine, linker, cache, config, ticker_stop })
+        Ok(Runtime { engine, linker, cache, config, ticker_stop, verdicts: Default::default() })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -229,8 +276,19 @@ impl Runtime {
     }
 
     /// Check, compile (or load from the cache) and pre-instantiate a plugin,
-    /// then ask it for its `info()`.
+    /// then ask it for its `info()` under the control deadline.
     pub async fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
+        self.load_with(wasm, None).await
+    }
+
+    /// [`Runtime::load`] for a plugin whose `info()` is already recorded (an
+    /// upload reloaded at start): the plugin is not called, so becoming ready
+    /// never waits on what a plugin does.
+    pub async fn reload(&self, wasm: &[u8], info: PluginInfo) -> Result<Plugin, LoadError> {
+        self.load_with(wasm, Some(info)).await
+    }
+
+    async fn load_with(&self, wasm: &[u8], known_info: Option<PluginInfo>) -> Result<Plugin, LoadError> {
         inspect::check_bytes(wasm, self.config.max_plugin_size)?;
         let sha256 = hex::encode(Sha256::digest(wasm));
         let started = Instant::now();
@@ -259,41 +317,63 @@ impl Runtime {
         inspect::check_imports(imports.iter().map(String::as_str))?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = ProcessorPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let exports = ExportIndices::find(&component)
+            .ok_or_else(|| LoadError::WrongWorld("it does not export `info`, `validate` and `process`".into()))?;
 
-        let mut plugin = Plugin { sha256, info: PluginInfo::default_unknown(), cache, load_time, pre };
-        let limits = self.config.limits;
-        let mut store = self.new_store(&plugin, &limits, "(info)", None, None);
-        let call = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_info(&mut store).await
-        };
-        let info = tokio::time::timeout(limits.deadline + TICK * 20, call)
-            .await
-            .map_err(|_| LoadError::Info(LimitHit::Deadline(limits.deadline).to_string()))?
-            .map_err(|e| LoadError::Info(classify_trap(e, store.data(), &self.config).to_string()))?;
-        plugin.info = PluginInfo {
-            name: info.name,
-            version: info.version,
-            description: info.description,
-            reads: info.reads,
-            writes: info.writes,
+        let mut plugin = Plugin { sha256, info: PluginInfo::default_unknown(), cache, load_time, pre, exports };
+        plugin.info = match known_info {
+            // A record written before the caps existed may hold anything.
+            Some(info) => info.bounded(&self.config.text),
+            None => self.call_info(&plugin).await?,
         };
         Ok(plugin)
     }
 
+    async fn call_info(&self, plugin: &Plugin) -> Result<PluginInfo, LoadError> {
+        let limits = self.control_limits();
+        let mut store = self.new_store(plugin, &limits, "(info)", None, None);
+        let call = async {
+            let instance = plugin.pre.instance_pre().instantiate_async(&mut store).await?;
+            exports::info(&mut store, &instance, &plugin.exports, &self.config.text).await
+        };
+        tokio::time::timeout(limits.deadline + TICK * 20, call)
+            .await
+            .map_err(|_| LoadError::Info(control_deadline_hit(limits.deadline)))?
+            .map_err(|e| LoadError::Info(classify_trap(e, control_call(&mut store), &self.config).to_string()))
+    }
+
     /// Ask the plugin whether `params` are valid. `Ok(Err(msg))` is the plugin's refusal.
     pub async fn validate(&self, plugin: &Plugin, params: &str) -> Result<Result<(), String>, TaskError> {
-        let limits = self.config.limits;
+        let key = (plugin.sha256.clone(), params.to_string());
+        if let Some(verdict) = self.verdicts.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(verdict.clone());
+        }
+        let verdict = self.call_validate(plugin, params).await?;
+        let mut verdicts = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        if verdicts.len() >= MAX_VERDICTS {
+            verdicts.clear();
+        }
+        verdicts.insert(key, verdict.clone());
+        Ok(verdict)
+    }
+
+    async fn call_validate(&self, plugin: &Plugin, params: &str) -> Result<Result<(), String>, TaskError> {
+        let limits = self.control_limits();
         let mut store = self.new_store(plugin, &limits, "(validate)", None, None);
         let call = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_validate(&mut store, params).await
+            let instance = plugin.pre.instance_pre().instantiate_async(&mut store).await?;
+            exports::validate(&mut store, &instance, &plugin.exports, &self.config.text, params).await
         };
         match tokio::time::timeout(limits.deadline + TICK * 20, call).await {
-            Err(_) => Err(TaskError::limit(LimitHit::Deadline(limits.deadline), String::new())),
+            Err(_) => Err(TaskError::limit(LimitHit::ControlDeadline(limits.deadline), String::new())),
             Ok(Ok(verdict)) => Ok(verdict),
-            Ok(Err(trap)) => Err(classify_trap(trap, store.data(), &self.config)),
+            Ok(Err(trap)) => Err(classify_trap(trap, control_call(&mut store), &self.config)),
         }
+    }
+
+    /// The limits of an `info()` or `validate()` call: the task limits with the control deadline.
+    fn control_limits(&self) -> Limits {
+        Limits { deadline: self.config.control_deadline, ..self.config.limits }
     }
 
     /// Run one task: instantiate, stream the input through `process`, then
@@ -313,19 +393,13 @@ impl Runtime {
         };
         let call = async {
             let instantiating = Instant::now();
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            let instance = plugin.pre.instance_pre().instantiate_async(&mut store).await?;
             crate::metrics::global().instantiate.observe(instantiating.elapsed().as_secs_f64());
             let input: Resource<InputHandle> = store.data_mut().table.push(InputHandle)?;
             let outputs: Resource<OutputsHandle> = store.data_mut().table.push(OutputsHandle)?;
-            instance
-                .call_process(
-                    &mut store,
-                    &params,
-                    &wit_object,
-                    Resource::new_borrow(input.rep()),
-                    Resource::new_borrow(outputs.rep()),
-                )
-                .await
+            let args =
+                (params.as_str(), &wit_object, Resource::new_borrow(input.rep()), Resource::new_borrow(outputs.rep()));
+            exports::process(&mut store, &instance, &plugin.exports, &self.config.text, args).await
         };
         // The epoch deadline stops guest code; this also bounds time spent
         // awaiting host I/O (a stalled object store) on the plugin's behalf.
@@ -335,7 +409,14 @@ impl Runtime {
             Err(_) => Some(TaskError::limit(LimitHit::Deadline(limits.deadline), state.console.text())),
             Ok(Err(trap)) => Some(classify_trap(trap, state, &self.config)),
             Ok(Ok(Err(process_error))) => Some(TaskError::from_plugin(process_error, state.console.text())),
-            Ok(Ok(Ok(()))) => state.host_error.clone().map(TaskError::Io),
+            Ok(Ok(Ok(()))) => state.host_error.clone().map(TaskError::Io).or_else(|| {
+                state.open_refused.clone().map(|refusal| TaskError::Failed {
+                    message: format!(
+                        "the plugin returned `ok` after the host refused to open an output ({refusal}): its result would be incomplete"
+                    ),
+                    console: state.console.text(),
+                })
+            }),
         };
         let outputs = std::mem::take(&mut state.outputs);
         if let Some(error) = error {
@@ -406,6 +487,8 @@ impl Runtime {
             max_output: limits.max_output,
             host_error: None,
             log_lines: 0,
+            text: self.config.text,
+            open_refused: None,
             plugin: Arc::from(plugin.info.name.as_str()),
             key: Arc::from(key),
         };
@@ -429,6 +512,26 @@ impl Runtime {
 }
 
 impl PluginInfo {
+    /// This info with every field within the caps, as a fresh `info()` call gives it.
+    fn bounded(self, caps: &TextLimits) -> Self {
+        let formats = |list: Vec<String>| -> Vec<String> {
+            let more = list.len().saturating_sub(caps.max_info_formats);
+            let mut kept: Vec<String> =
+                list.iter().take(caps.max_info_formats).map(|f| bounded(f, text::MAX_FORMAT_NAME)).collect();
+            if more > 0 {
+                kept.push(text::more_not_shown(more));
+            }
+            kept
+        };
+        PluginInfo {
+            name: bounded(&self.name, caps.max_info_field),
+            version: bounded(&self.version, caps.max_info_field),
+            description: bounded(&self.description, caps.max_info_field),
+            reads: formats(self.reads),
+            writes: formats(self.writes),
+        }
+    }
+
     fn default_unknown() -> Self {
         PluginInfo {
             name: "(loading)".into(),
@@ -438,6 +541,19 @@ impl PluginInfo {
             writes: vec![],
         }
     }
+}
+
+/// The state of an `info()` or `validate()` call, whose deadline is the control deadline.
+fn control_call(store: &mut Store<TaskState>) -> &TaskState {
+    if let Some(LimitHit::Deadline(d)) = store.data().hit {
+        store.data_mut().hit = Some(LimitHit::ControlDeadline(d));
+    }
+    store.data()
+}
+
+/// The message of an `info()` that outlived the control deadline.
+fn control_deadline_hit(deadline: Duration) -> String {
+    LimitHit::ControlDeadline(deadline).to_string()
 }
 
 /// Turn a trap into the task error a user can act on: the limit that was hit,
@@ -452,6 +568,9 @@ fn classify_trap(err: wasmtime::Error, state: &TaskState, config: &RuntimeConfig
     }
     if let Some(io) = &state.host_error {
         return TaskError::Io(io.clone());
+    }
+    if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return TaskError::Exited { status: exit.0, console };
     }
     let trap = match err.downcast_ref::<Trap>() {
         // Rust's panic handler prints its message, then aborts via `unreachable`.
@@ -483,7 +602,11 @@ fn pooling(config: &RuntimeConfig) -> PoolingAllocationConfig {
     pool.table_keep_resident(64 << 10);
     // Likewise for the fiber stacks of async calls: two calls per task.
     pool.async_stack_keep_resident(128 << 10);
-    pool.decommit_batch_size(16);
+    // No batching of decommits: a batch keeps up to (cores × (batch - 1))
+    // released slots resident, each as large as its task let it grow (822 MB
+    // stayed resident after a job with a batch of 16), which no memory
+    // budget could account for.
+    pool.decommit_batch_size(1);
     // With PAGEMAP_SCAN (Linux 6.7+) a slot's reset zeroes only the pages the
     // task touched; without it, the whole kept-resident part of the memory
     // (all of a small plugin's 2 MiB) is zeroed after every task.

@@ -255,21 +255,21 @@ impl ManifestReader {
                 (e.bucket, e.key)
             }
         };
-        if let Some(b) = bucket {
-            if b != self.input_bucket {
-                return Err(format!("bucket `{b}` is not the job's input bucket `{}`", self.input_bucket));
-            }
+        if let Some(b) = bucket
+            && b != self.input_bucket
+        {
+            return Err(format!("bucket `{b}` is not the job's input bucket `{}`", self.input_bucket));
         }
         if let Some(reason) = key_problem(&key) {
             return Err(format!("invalid key: {reason}"));
         }
-        if let Some(head) = &self.output_head {
-            if key.starts_with(head.as_str()) {
-                return Err(format!(
-                    "key `{key}` is where this job writes its outputs (`{head}…` in bucket `{}`), so it could be an output",
-                    self.input_bucket
-                ));
-            }
+        if let Some(head) = &self.output_head
+            && key.starts_with(head.as_str())
+        {
+            return Err(format!(
+                "key `{key}` is where this job writes its outputs (`{head}…` in bucket `{}`), so it could be an output",
+                self.input_bucket
+            ));
         }
         Ok(Some(key))
     }

@@ -17,6 +17,8 @@
 //! Schema history: 1 had `styles` keyed by name alone; 2 added tenancy; 3
 //! added `outbox_by_job`.
 
+mod check;
+mod health;
 mod outbox;
 mod running;
 mod tasks;
@@ -25,10 +27,11 @@ mod tenancy;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::model::{JobId, JobRecord, JobState, StyleRecord, now};
 
+pub use check::{CheckReport, check_file};
 pub use outbox::OutboxEntry;
 pub use running::RunningJobsFull;
 pub use tasks::{PlannedObject, RetryRefused, TaskFilter, TaskResult};
@@ -58,7 +61,7 @@ pub fn owned_key(owner: Option<&str>, name: &str) -> String {
     format!("{}/{name}", owner.unwrap_or(""))
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error(
         "the store at {path} has schema version {found}, newer than this Kiln supports ({supported}): upgrade Kiln"
@@ -68,88 +71,95 @@ pub enum StoreError {
     Open { path: String, message: String },
     #[error("storage error: {0}")]
     Db(String),
-    #[error("corrupt record in `{table}`: {message}")]
-    Corrupt { table: &'static str, message: String },
+    /// The disk failed a read or write: the store becomes [`StoreError::Unavailable`].
+    #[error("the store's disk failed: {0}")]
+    Io(String),
+    /// A disk error took the store out until it can be reopened (see `health`).
+    #[error("the store cannot be written ({0}); Kiln reopens it by itself once the disk accepts writes again")]
+    Unavailable(String),
+    #[error(
+        "the store holds a record it cannot read ({at}, table `{table}`): {message}; run `kiln store check` with the daemon stopped"
+    )]
+    Corrupt { table: &'static str, at: String, message: String },
+}
+
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        match e {
+            redb::StorageError::Io(_) | redb::StorageError::PreviousIo => StoreError::Io(e.to_string()),
+            e => StoreError::Db(e.to_string()),
+        }
+    }
 }
 
 macro_rules! db_errors {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
+    ($($t:ident),*) => {$(
+        impl From<redb::$t> for StoreError {
+            fn from(e: redb::$t) -> Self {
+                match e {
+                    redb::$t::Storage(s) => s.into(),
+                    e => StoreError::Db(e.to_string()),
+                }
+            }
         }
     )*};
 }
-db_errors!(redb::Error, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+db_errors!(TransactionError, TableError, CommitError);
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        match e {
+            redb::Error::Io(_) | redb::Error::PreviousIo => StoreError::Io(e.to_string()),
+            e => StoreError::Db(e.to_string()),
+        }
+    }
+}
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    handle: Arc<health::Handle>,
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records always serialise")
 }
 
-fn decode<T: serde::de::DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { table, message: e.to_string() })
+/// Which record: formatted only when one fails to decode.
+#[derive(Clone, Copy)]
+pub(crate) enum At<'a> {
+    Job(JobId),
+    Task(JobId, u64),
+    Name(&'a str),
+    Event(u64),
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            At::Job(id) => write!(f, "job {id}"),
+            At::Task(id, seq) => write!(f, "job {id}, task {seq}"),
+            At::Name(name) => write!(f, "`{name}`"),
+            At::Event(seq) => write!(f, "event {seq}"),
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(table: &'static str, at: At<'_>, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { table, at: at.to_string(), message: e.to_string() })
 }
 
 fn load_job(txn: &redb::WriteTransaction, id: JobId) -> Result<Option<JobRecord>> {
     let jobs = txn.open_table(JOBS)?;
-    jobs.get(id)?.map(|v| decode("jobs", v.value())).transpose()
+    jobs.get(id)?.map(|v| decode("jobs", At::Job(id), v.value())).transpose()
 }
 
 impl Store {
     /// Open (or create) the store, check its schema version, and create missing tables.
     pub fn open(path: &Path) -> Result<Store> {
-        let shown = path.display().to_string();
-        // redb caches up to 1 GiB by default, so the daemon's memory grew with
-        // the store (10k vs 100k tasks: 139 vs 195 MB). Recent pages are what
-        // the writers touch; older ones come back from the OS page cache.
-        let db = Database::builder()
-            .set_cache_size(16 << 20)
-            .create(path)
-            .map_err(|e| StoreError::Open { path: shown.clone(), message: e.to_string() })?;
-        let txn = db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            let found = meta.get("schema_version")?.map(|v| v.value().parse::<u32>().unwrap_or(u32::MAX));
-            match found {
-                Some(v) if v > SCHEMA_VERSION => {
-                    return Err(StoreError::NewerSchema { path: shown, found: v, supported: SCHEMA_VERSION });
-                }
-                Some(v) if v == SCHEMA_VERSION => {}
-                Some(v) => {
-                    if v < 2 {
-                        migrate_v1(&txn)?;
-                    }
-                    outbox::index_by_job(&txn)?;
-                    meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())?;
-                }
-                None => {
-                    meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())?;
-                }
-            }
-            txn.open_table(JOBS)?;
-            txn.open_table(TASKS)?;
-            txn.open_table(TASK_KEYS)?;
-            txn.open_table(TASK_STATE)?;
-            txn.open_table(TENANT_JOBS)?;
-            txn.open_table(STYLES)?;
-            txn.open_table(TENANTS)?;
-            txn.open_table(TOKENS)?;
-            txn.open_table(ROLES)?;
-            txn.open_table(PLUGINS)?;
-            txn.open_table(ETAGS)?;
-            txn.open_table(outbox::OUTBOX)?;
-            txn.open_table(outbox::OUTBOX_BY_JOB)?;
-            txn.open_table(outbox::DEAD_EVENTS)?;
-            txn.open_table(outbox::JOB_SECRETS)?;
-        }
-        txn.commit()?;
-        Ok(Store { db: Arc::new(db) })
+        let db = open_database(path)?;
+        Ok(Store { handle: Arc::new(health::Handle::new(path.to_path_buf(), db)) })
     }
 
     /// Run a store call on the blocking pool: commits fsync.
@@ -161,9 +171,9 @@ impl Store {
     /// Mark the store as written by a future version (tests of the version check).
     #[doc(hidden)]
     pub fn set_schema_version_for_tests(&self, version: u32) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         txn.open_table(META)?.insert("schema_version", version.to_string().as_str())?;
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(())
     }
 
@@ -177,7 +187,7 @@ impl Store {
         tenant: Option<String>,
         state: JobState,
     ) -> Result<std::result::Result<JobRecord, RunningJobsFull>> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let job = {
             let mut meta = txn.open_table(META)?;
             let id = meta.get("next_job_id")?.and_then(|v| v.value().parse::<u64>().ok()).unwrap_or(1);
@@ -208,14 +218,14 @@ impl Store {
             outbox::job_saved(&txn, None, &job)?;
             job
         };
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(Ok(job))
     }
 
     pub fn get_job(&self, id: JobId) -> Result<Option<JobRecord>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let jobs = txn.open_table(JOBS)?;
-        jobs.get(id)?.map(|v| decode("jobs", v.value())).transpose()
+        jobs.get(id)?.map(|v| decode("jobs", At::Job(id), v.value())).transpose()
     }
 
     /// Jobs, newest first, after `before` (a job id cursor), filtered. With
@@ -229,7 +239,7 @@ impl Store {
         before: Option<JobId>,
         limit: usize,
     ) -> Result<(Vec<JobRecord>, Option<JobId>)> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let jobs = txn.open_table(JOBS)?;
         let before = before.unwrap_or(u64::MAX);
         let ids: Box<dyn Iterator<Item = Result<JobId>>> = match owner {
@@ -242,15 +252,16 @@ impl Store {
         };
         let mut out = Vec::new();
         for id in ids {
-            let Some(v) = jobs.get(id?)? else { continue };
-            let job: JobRecord = decode("jobs", v.value())?;
+            let id = id?;
+            let Some(v) = jobs.get(id)? else { continue };
+            let job: JobRecord = decode("jobs", At::Job(id), v.value())?;
             if state.is_some_and(|s| s != job.state) {
                 continue;
             }
-            if let Some((k, val)) = tag {
-                if job.spec.tags.get(k).map(String::as_str) != Some(val) {
-                    continue;
-                }
+            if let Some((k, val)) = tag
+                && job.spec.tags.get(k).map(String::as_str) != Some(val)
+            {
+                continue;
             }
             if out.len() == limit {
                 let next = out.last().map(|j: &JobRecord| j.id);
@@ -263,12 +274,12 @@ impl Store {
 
     /// All jobs in one of `states` (for start-up recovery and the scheduler).
     pub fn jobs_in(&self, states: &[JobState]) -> Result<Vec<JobRecord>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let jobs = txn.open_table(JOBS)?;
         let mut out = Vec::new();
         for entry in jobs.iter()? {
-            let (_, v) = entry?;
-            let job: JobRecord = decode("jobs", v.value())?;
+            let (k, v) = entry?;
+            let job: JobRecord = decode("jobs", At::Job(k.value()), v.value())?;
             if states.contains(&job.state) {
                 out.push(job);
             }
@@ -284,7 +295,7 @@ impl Store {
         id: JobId,
         f: impl FnOnce(&mut JobRecord) -> std::result::Result<(), E>,
     ) -> Result<Option<std::result::Result<JobRecord, E>>> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let Some(mut job) = load_job(&txn, id)? else { return Ok(None) };
         let before = job.state;
         if let Err(e) = f(&mut job) {
@@ -296,16 +307,16 @@ impl Store {
         job.updated_at = now();
         txn.open_table(JOBS)?.insert(id, encode(&job).as_slice())?;
         outbox::job_saved(&txn, Some(before), &job)?;
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(Some(Ok(job)))
     }
 
     /// Delete a job and all its tasks.
     pub fn delete_job(&self, id: JobId) -> Result<bool> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let existed = {
             let removed: Option<JobRecord> =
-                txn.open_table(JOBS)?.remove(id)?.map(|v| decode("jobs", v.value())).transpose()?;
+                txn.open_table(JOBS)?.remove(id)?.map(|v| decode("jobs", At::Job(id), v.value())).transpose()?;
             let existed = removed.is_some();
             txn.open_table(outbox::JOB_SECRETS)?.remove(id)?;
             if let Some(job) = removed {
@@ -323,13 +334,13 @@ impl Store {
             }
             existed
         };
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(existed)
     }
 
     /// The etag the last successful run of a job definition processed for `key`.
     pub fn last_etag(&self, definition: &str, key: &str) -> Result<Option<String>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let t = txn.open_table(ETAGS)?;
         Ok(t.get((definition, key))?.map(|v| v.value().to_string()))
     }
@@ -337,21 +348,72 @@ impl Store {
     // ---- styles ----
 
     pub fn put_style(&self, style: &StyleRecord) -> Result<()> {
-        put_json(&self.db, STYLES, &owned_key(style.owner.as_deref(), &style.name), style)
+        put_json(self, STYLES, &owned_key(style.owner.as_deref(), &style.name), style)
     }
 
     pub fn get_style(&self, owner: Option<&str>, name: &str) -> Result<Option<StyleRecord>> {
-        get_json(&self.db, STYLES, "styles", &owned_key(owner, name))
+        get_json(self, STYLES, "styles", &owned_key(owner, name))
     }
 
     /// Every style, or only one owner's.
     pub fn list_styles(&self, owner: Option<Option<&str>>) -> Result<Vec<StyleRecord>> {
-        list_json(&self.db, STYLES, "styles", owner)
+        list_json(self, STYLES, "styles", owner)
     }
 
     pub fn delete_style(&self, owner: Option<&str>, name: &str) -> Result<bool> {
-        remove_key(&self.db, STYLES, &owned_key(owner, name))
+        remove_key(self, STYLES, &owned_key(owner, name))
     }
+}
+
+/// Open (or create) the database file, check its schema version, migrate,
+/// and create missing tables.
+fn open_database(path: &Path) -> Result<Database> {
+    let shown = path.display().to_string();
+    // redb caches up to 1 GiB by default, so the daemon's memory grew with
+    // the store (10k vs 100k tasks: 139 vs 195 MB). Recent pages are what
+    // the writers touch; older ones come back from the OS page cache.
+    let db = Database::builder()
+        .set_cache_size(16 << 20)
+        .create(path)
+        .map_err(|e| StoreError::Open { path: shown.clone(), message: e.to_string() })?;
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let found = meta.get("schema_version")?.map(|v| v.value().parse::<u32>().unwrap_or(u32::MAX));
+        match found {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema { path: shown, found: v, supported: SCHEMA_VERSION });
+            }
+            Some(v) if v == SCHEMA_VERSION => {}
+            Some(v) => {
+                if v < 2 {
+                    migrate_v1(&txn)?;
+                }
+                outbox::index_by_job(&txn)?;
+                meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())?;
+            }
+            None => {
+                meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())?;
+            }
+        }
+        txn.open_table(JOBS)?;
+        txn.open_table(TASKS)?;
+        txn.open_table(TASK_KEYS)?;
+        txn.open_table(TASK_STATE)?;
+        txn.open_table(TENANT_JOBS)?;
+        txn.open_table(STYLES)?;
+        txn.open_table(TENANTS)?;
+        txn.open_table(TOKENS)?;
+        txn.open_table(ROLES)?;
+        txn.open_table(PLUGINS)?;
+        txn.open_table(ETAGS)?;
+        txn.open_table(outbox::OUTBOX)?;
+        txn.open_table(outbox::OUTBOX_BY_JOB)?;
+        txn.open_table(outbox::DEAD_EVENTS)?;
+        txn.open_table(outbox::JOB_SECRETS)?;
+    }
+    txn.commit()?;
+    Ok(db)
 }
 
 /// Schema 1 → 2: styles move to `owner/name` keys (all of them the admin's),
@@ -384,32 +446,32 @@ fn migrate_v1(txn: &redb::WriteTransaction) -> Result<()> {
 
 type JsonTable = TableDefinition<'static, &'static str, &'static [u8]>;
 
-fn put_json<T: serde::Serialize>(db: &Database, table: JsonTable, key: &str, value: &T) -> Result<()> {
-    let txn = db.begin_write()?;
+fn put_json<T: serde::Serialize>(store: &Store, table: JsonTable, key: &str, value: &T) -> Result<()> {
+    let txn = store.begin_write()?;
     txn.open_table(table)?.insert(key, encode(value).as_slice())?;
-    txn.commit()?;
+    store.commit(txn)?;
     Ok(())
 }
 
 fn get_json<T: serde::de::DeserializeOwned>(
-    db: &Database,
+    store: &Store,
     table: JsonTable,
     name: &'static str,
     key: &str,
 ) -> Result<Option<T>> {
-    let txn = db.begin_read()?;
+    let txn = store.begin_read()?;
     let t = txn.open_table(table)?;
-    t.get(key)?.map(|v| decode(name, v.value())).transpose()
+    t.get(key)?.map(|v| decode(name, At::Name(key), v.value())).transpose()
 }
 
 /// Every record, or (with `owner`) those keyed `owner/…`.
 fn list_json<T: serde::de::DeserializeOwned>(
-    db: &Database,
+    store: &Store,
     table: JsonTable,
     name: &'static str,
     owner: Option<Option<&str>>,
 ) -> Result<Vec<T>> {
-    let txn = db.begin_read()?;
+    let txn = store.begin_read()?;
     let t = txn.open_table(table)?;
     let range = match owner {
         None => t.iter()?,
@@ -420,13 +482,18 @@ fn list_json<T: serde::de::DeserializeOwned>(
             t.range(start.as_str()..end.as_str())?
         }
     };
-    range.map(|e| decode(name, e?.1.value())).collect()
+    range
+        .map(|e| {
+            let (k, v) = e?;
+            decode(name, At::Name(k.value()), v.value())
+        })
+        .collect()
 }
 
-fn remove_key(db: &Database, table: JsonTable, key: &str) -> Result<bool> {
-    let txn = db.begin_write()?;
+fn remove_key(store: &Store, table: JsonTable, key: &str) -> Result<bool> {
+    let txn = store.begin_write()?;
     let existed = txn.open_table(table)?.remove(key)?.is_some();
-    txn.commit()?;
+    store.commit(txn)?;
     Ok(existed)
 }
 
@@ -470,7 +537,7 @@ mod tests {
         assert_eq!(store.add_planned(job.id, &planned(&["b", "c", "d"]), Some("d"), true).unwrap(), 1);
         let claimed = store.claim(job.id, 3).unwrap();
         assert_eq!(claimed.iter().map(|t| t.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
-        let err = TaskErrorRecord { kind: "failed".into(), message: "no".into() };
+        let err = TaskErrorRecord { kind: crate::runtime::TaskErrorKind::Failed, message: "no".into() };
         let results = vec![
             TaskResult::Succeeded {
                 job: job.id,
@@ -542,7 +609,7 @@ mod tests {
         let job = store.create_job(spec(), None, JobState::Running).unwrap().unwrap();
         store.add_planned(job.id, &planned(&["a"]), None, true).unwrap();
         let t = store.claim(job.id, 1).unwrap();
-        let failed = TaskErrorRecord { kind: "plugin".into(), message: "no".into() };
+        let failed = TaskErrorRecord { kind: crate::runtime::TaskErrorKind::Failed, message: "no".into() };
         store
             .commit_results(&[TaskResult::Failed {
                 job: job.id,

@@ -8,10 +8,10 @@
 //! - `dead_events`: (job, seq) → JSON [`OutboxEntry`]: events given up on.
 //! - `job_secrets`: job → webhook secret, kept out of the job record so the API never shows it.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::{META, Result, Store, decode, encode};
+use super::{At, META, Result, Store, decode, encode};
 use crate::model::{JobId, JobRecord, JobState, TaskRecord, now};
 
 pub(super) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
@@ -79,7 +79,7 @@ pub(super) fn index_by_job(txn: &WriteTransaction) -> Result<()> {
         .iter()?
         .map(|e| {
             let (k, v) = e?;
-            Ok((decode::<OutboxEntry>("outbox", v.value())?.job, k.value()))
+            Ok((decode::<OutboxEntry>("outbox", At::Event(k.value()), v.value())?.job, k.value()))
         })
         .collect::<Result<_>>()?;
     let mut index = txn.open_table(OUTBOX_BY_JOB)?;
@@ -114,7 +114,7 @@ impl Store {
     /// The oldest waiting event of each job (the next to deliver: a job's
     /// events go in order), for jobs from `from_job` on, at most `limit`.
     pub fn outbox_heads(&self, from_job: JobId, limit: usize) -> Result<Vec<OutboxEntry>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let index = txn.open_table(OUTBOX_BY_JOB)?;
         let outbox = txn.open_table(OUTBOX)?;
         let mut heads = Vec::new();
@@ -123,7 +123,7 @@ impl Store {
             let Some(first) = index.range((from, 0)..)?.next() else { break };
             let (job, seq) = first?.0.value();
             if let Some(v) = outbox.get(seq)? {
-                heads.push(decode("outbox", v.value())?);
+                heads.push(decode("outbox", At::Event(seq), v.value())?);
             }
             let Some(next) = job.checked_add(1) else { break };
             from = next;
@@ -133,26 +133,27 @@ impl Store {
 
     /// One waiting event, as it is now.
     pub fn outbox_entry(&self, seq: u64) -> Result<Option<OutboxEntry>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let t = txn.open_table(OUTBOX)?;
-        t.get(seq)?.map(|v| decode("outbox", v.value())).transpose()
+        t.get(seq)?.map(|v| decode("outbox", At::Event(seq), v.value())).transpose()
     }
 
     /// Delivered: gone from the outbox.
     pub fn event_delivered(&self, job: JobId, seq: u64) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         txn.open_table(OUTBOX)?.remove(seq)?;
         txn.open_table(OUTBOX_BY_JOB)?.remove((job, seq))?;
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(())
     }
 
     /// A failed attempt: try again at `next_attempt_at` (unix ms).
     pub fn event_deferred(&self, seq: u64, next_attempt_at: i64, error: &str) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(OUTBOX)?;
-            let entry: Option<OutboxEntry> = t.get(seq)?.map(|v| decode("outbox", v.value())).transpose()?;
+            let entry: Option<OutboxEntry> =
+                t.get(seq)?.map(|v| decode("outbox", At::Event(seq), v.value())).transpose()?;
             if let Some(mut e) = entry {
                 e.attempts += 1;
                 e.next_attempt_at = next_attempt_at;
@@ -160,16 +161,17 @@ impl Store {
                 t.insert(seq, encode(&e).as_slice())?;
             }
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(())
     }
 
     /// Given up: moved from the outbox to the job's dead events.
     pub fn event_given_up(&self, seq: u64, error: &str) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(OUTBOX)?;
-            let entry: Option<OutboxEntry> = t.remove(seq)?.map(|v| decode("outbox", v.value())).transpose()?;
+            let entry: Option<OutboxEntry> =
+                t.remove(seq)?.map(|v| decode("outbox", At::Event(seq), v.value())).transpose()?;
             if let Some(mut e) = entry {
                 e.attempts += 1;
                 e.last_error = Some(error.to_string());
@@ -177,24 +179,28 @@ impl Store {
                 txn.open_table(DEAD_EVENTS)?.insert((e.job, seq), encode(&e).as_slice())?;
             }
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(())
     }
 
     /// A job's events still waiting, and those given up on.
     pub fn job_events(&self, job: JobId) -> Result<(Vec<OutboxEntry>, Vec<OutboxEntry>)> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let outbox = txn.open_table(OUTBOX)?;
         let mut pending = Vec::new();
         for e in txn.open_table(OUTBOX_BY_JOB)?.range((job, 0)..=(job, u64::MAX))? {
-            if let Some(v) = outbox.get(e?.0.value().1)? {
-                pending.push(decode("outbox", v.value())?);
+            let seq = e?.0.value().1;
+            if let Some(v) = outbox.get(seq)? {
+                pending.push(decode("outbox", At::Event(seq), v.value())?);
             }
         }
         let dead: Vec<OutboxEntry> = txn
             .open_table(DEAD_EVENTS)?
             .range((job, 0)..=(job, u64::MAX))?
-            .map(|e| decode("dead_events", e?.1.value()))
+            .map(|e| {
+                let (k, v) = e?;
+                decode("dead_events", At::Event(k.value().1), v.value())
+            })
             .collect::<Result<_>>()?;
         Ok((pending, dead))
     }
@@ -202,8 +208,6 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use redb::ReadableDatabase as _;
-
     use super::*;
     use crate::model::NotifySpec;
     use crate::store::tests::spec;
@@ -244,7 +248,7 @@ mod tests {
         assert_eq!(store.outbox_entry(3).unwrap().map(|e| e.job), Some(a.id));
 
         // A store of schema 2 had no index: opening it builds one.
-        let txn = store.db.begin_write().unwrap();
+        let txn = store.begin_write().unwrap();
         txn.delete_table(OUTBOX_BY_JOB).unwrap();
         txn.open_table(META).unwrap().insert("schema_version", "2").unwrap();
         txn.commit().unwrap();
@@ -254,7 +258,6 @@ mod tests {
         assert_eq!(seqs(&store.job_events(a.id).unwrap().0), vec![3]);
         assert!(
             store
-                .db
                 .begin_read()
                 .unwrap()
                 .open_table(META)

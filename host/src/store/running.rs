@@ -5,7 +5,7 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::{JOBS, Result, TENANT_JOBS, TENANTS, decode};
+use super::{At, JOBS, Result, TENANT_JOBS, TENANTS, decode};
 use crate::auth::TenantRecord;
 use crate::model::{JobRecord, JobState};
 
@@ -36,7 +36,7 @@ pub(super) fn may_start(
         return Ok(Ok(()));
     }
     let record: Option<TenantRecord> =
-        txn.open_table(TENANTS)?.get(tenant)?.map(|v| decode("tenants", v.value())).transpose()?;
+        txn.open_table(TENANTS)?.get(tenant)?.map(|v| decode("tenants", At::Name(tenant), v.value())).transpose()?;
     let Some(quota) = record.map(|r| r.quotas.running_jobs) else { return Ok(Ok(())) };
     let jobs = txn.open_table(JOBS)?;
     let mut running = 0;
@@ -46,7 +46,7 @@ pub(super) fn may_start(
         }
         let id = entry?.0.value().1;
         let Some(v) = jobs.get(id)?.filter(|_| id != job.id) else { continue };
-        if decode::<StateOnly>("jobs", v.value())?.state == JobState::Running {
+        if decode::<StateOnly>("jobs", At::Job(id), v.value())?.state == JobState::Running {
             running += 1;
         }
     }

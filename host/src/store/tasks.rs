@@ -1,8 +1,8 @@
 //! Tasks: planning, claiming, group commit of results, listings and recovery.
 
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
-use super::{ETAGS, JOBS, Result, RunningJobsFull, Store, TASK_KEYS, TASK_STATE, TASKS, decode, encode, load_job};
+use super::{At, ETAGS, JOBS, Result, RunningJobsFull, Store, TASK_KEYS, TASK_STATE, TASKS, decode, encode, load_job};
 use crate::model::{JobId, JobRecord, JobState, TaskErrorRecord, TaskRecord, TaskState, now};
 
 /// An object found by the planner.
@@ -127,7 +127,8 @@ fn back_to_pending(txn: &WriteTransaction, job: &mut JobRecord, from: TaskState)
     let mut tasks = txn.open_table(TASKS)?;
     for seq in &seqs {
         move_state(&mut idx, id, *seq, from, TaskState::Pending)?;
-        let found = tasks.get((id, *seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()?;
+        let found =
+            tasks.get((id, *seq))?.map(|v| decode::<TaskRecord>("tasks", At::Task(id, *seq), v.value())).transpose()?;
         if let Some(mut task) = found {
             task.state = TaskState::Pending;
             if from == TaskState::Failed {
@@ -200,7 +201,7 @@ impl Store {
     /// Add a batch of planned objects and the listing cursor in one transaction.
     /// Keys already planned (a page listed again after a crash) are skipped.
     pub fn add_planned(&self, id: JobId, objects: &[PlannedObject], cursor: Option<&str>, done: bool) -> Result<u64> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let added = {
             let Some(mut job) = load_job(&txn, id)? else { return Ok(0) };
             let before = job.state;
@@ -214,7 +215,7 @@ impl Store {
             save_job(&txn, before, &mut job)?;
             added
         };
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(added)
     }
 
@@ -222,7 +223,7 @@ impl Store {
     /// before become Pending tasks, and a key whose etag changed since its task
     /// ended is Pending again. Returns how many tasks were queued.
     pub fn follow_planned(&self, id: JobId, objects: &[PlannedObject]) -> Result<u64> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let queued = {
             let Some(mut job) = load_job(&txn, id)? else { return Ok(0) };
             if job.state.is_terminal() {
@@ -238,8 +239,10 @@ impl Store {
                     continue;
                 };
                 let mut tasks = txn.open_table(TASKS)?;
-                let Some(mut task) =
-                    tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()?
+                let Some(mut task) = tasks
+                    .get((id, seq))?
+                    .map(|v| decode::<TaskRecord>("tasks", At::Task(id, seq), v.value()))
+                    .transpose()?
                 else {
                     continue;
                 };
@@ -266,7 +269,7 @@ impl Store {
             }
             queued
         };
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(queued)
     }
 
@@ -290,9 +293,9 @@ impl Store {
     /// whose group commit may be in an fsync. The caller records the claims
     /// through the group commit ([`TaskResult::Claimed`]).
     pub fn pending(&self, id: JobId, n: usize, held: impl Fn(u64) -> bool) -> Result<Vec<TaskRecord>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let jobs = txn.open_table(JOBS)?;
-        let job: Option<JobRecord> = jobs.get(id)?.map(|v| decode("jobs", v.value())).transpose()?;
+        let job: Option<JobRecord> = jobs.get(id)?.map(|v| decode("jobs", At::Job(id), v.value())).transpose()?;
         if job.is_none_or(|j| j.state != JobState::Running) || n == 0 {
             return Ok(vec![]);
         }
@@ -306,7 +309,7 @@ impl Store {
                 continue;
             }
             if let Some(v) = tasks.get((id, seq))? {
-                out.push(decode("tasks", v.value())?);
+                out.push(decode("tasks", At::Task(id, seq), v.value())?);
                 if out.len() == n {
                     break;
                 }
@@ -322,7 +325,7 @@ impl Store {
     /// once, however many entries it has in the batch.
     /// Returns the jobs touched, as they are now.
     pub fn commit_results(&self, results: &[TaskResult]) -> Result<Vec<JobRecord>> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let touched = {
             // Each job as loaded, with its state before this commit.
             let mut jobs: std::collections::BTreeMap<JobId, (JobState, JobRecord)> = Default::default();
@@ -343,8 +346,10 @@ impl Store {
                 let (_, task, changed) = match records.entry((id, seq)) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        let Some(task) =
-                            tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()?
+                        let Some(task) = tasks
+                            .get((id, seq))?
+                            .map(|v| decode::<TaskRecord>("tasks", At::Task(id, seq), v.value()))
+                            .transpose()?
                         else {
                             continue;
                         };
@@ -430,13 +435,13 @@ impl Store {
             }
             touched
         };
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(touched)
     }
 
     /// At start-up: every task left Running by a crash is Pending again.
     pub fn requeue_running(&self) -> Result<u64> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let mut moved = 0;
         {
             let ids: Vec<JobId> = {
@@ -453,14 +458,14 @@ impl Store {
                 }
             }
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(moved)
     }
 
     /// Failed tasks back to Pending, and the job back to Running. Returns how
     /// many, or why nothing changed.
     pub fn retry_failed(&self, id: JobId) -> Result<std::result::Result<u64, RetryRefused>> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let moved = {
             let Some(mut job) = load_job(&txn, id)? else { return Ok(Ok(0)) };
             let before = job.state;
@@ -481,14 +486,14 @@ impl Store {
             }
             n
         };
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(Ok(moved))
     }
 
     pub fn get_task(&self, id: JobId, seq: u64) -> Result<Option<TaskRecord>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let tasks = txn.open_table(TASKS)?;
-        tasks.get((id, seq))?.map(|v| decode("tasks", v.value())).transpose()
+        tasks.get((id, seq))?.map(|v| decode("tasks", At::Task(id, seq), v.value())).transpose()
     }
 
     /// A page of a job's tasks. The cursor is opaque to clients: `s<seq>` for
@@ -502,14 +507,14 @@ impl Store {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<TaskRecord>, Option<String>)> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let tasks = txn.open_table(TASKS)?;
         let keep = |t: &TaskRecord| {
             filter.state.is_none_or(|s| t.state == s)
                 && filter.prefix.as_deref().is_none_or(|p| t.source_key.starts_with(p))
                 && filter.contains.as_deref().is_none_or(|c| t.source_key.contains(c))
                 && filter.error.as_deref().is_none_or(|needle| {
-                    t.error.as_ref().is_some_and(|e| e.kind.contains(needle) || e.message.contains(needle))
+                    t.error.as_ref().is_some_and(|e| e.kind.as_str().contains(needle) || e.message.contains(needle))
                 })
         };
         let mut out = Vec::new();
@@ -532,8 +537,10 @@ impl Store {
                 if !key.starts_with(prefix.as_str()) {
                     break;
                 }
-                let Some(t) =
-                    tasks.get((id, seq.value()))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()?
+                let Some(t) = tasks
+                    .get((id, seq.value()))?
+                    .map(|v| decode::<TaskRecord>("tasks", At::Task(id, seq.value()), v.value()))
+                    .transpose()?
                 else {
                     continue;
                 };
@@ -553,7 +560,10 @@ impl Store {
             let idx = txn.open_table(TASK_STATE)?;
             for e in idx.range((id, state.code(), after + 1)..=(id, state.code(), u64::MAX))? {
                 let seq = e?.0.value().2;
-                let Some(t) = tasks.get((id, seq))?.map(|v| decode::<TaskRecord>("tasks", v.value())).transpose()?
+                let Some(t) = tasks
+                    .get((id, seq))?
+                    .map(|v| decode::<TaskRecord>("tasks", At::Task(id, seq), v.value()))
+                    .transpose()?
                 else {
                     continue;
                 };
@@ -568,7 +578,7 @@ impl Store {
         } else {
             for e in tasks.range((id, after + 1)..=(id, u64::MAX))? {
                 let (k, v) = e?;
-                let t: TaskRecord = decode("tasks", v.value())?;
+                let t: TaskRecord = decode("tasks", At::Task(id, k.value().1), v.value())?;
                 if !keep(&t) {
                     continue;
                 }
@@ -610,7 +620,7 @@ mod tests {
             duration_ms: 0,
             etag: None,
         };
-        let err = TaskErrorRecord { kind: "io".into(), message: "again".into() };
+        let err = TaskErrorRecord { kind: crate::runtime::TaskErrorKind::Io, message: "again".into() };
         store
             .commit_results(&[
                 TaskResult::Claimed { job, seq: 1 },

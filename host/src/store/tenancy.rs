@@ -6,11 +6,11 @@
 //! - `plugins`: `owner/name` → JSON [`PluginRecord`]; the component is a file named by its SHA-256.
 //! - `meta.admin_token_sha256`: the generated admin token's digest.
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::{
-    META, PLUGINS, ROLES, Result, Store, TENANT_JOBS, TENANTS, TOKENS, decode, encode, get_json, list_json, owned_key,
-    put_json, remove_key,
+    At, META, PLUGINS, ROLES, Result, Store, TENANT_JOBS, TENANTS, TOKENS, decode, encode, get_json, list_json,
+    owned_key, put_json, remove_key,
 };
 use crate::auth::{RoleRecord, TenantRecord, TokenRecord};
 use crate::model::PluginRecord;
@@ -19,15 +19,15 @@ impl Store {
     // ---- the admin token ----
 
     pub fn admin_token_digest(&self) -> Result<Option<String>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let meta = txn.open_table(META)?;
         Ok(meta.get("admin_token_sha256")?.map(|v| v.value().to_string()))
     }
 
     pub fn set_admin_token_digest(&self, digest: &str) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         txn.open_table(META)?.insert("admin_token_sha256", digest)?;
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(())
     }
 
@@ -35,7 +35,7 @@ impl Store {
 
     /// Store a new tenant; `false` if the name is taken.
     pub fn create_tenant(&self, tenant: &TenantRecord) -> Result<bool> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let created = {
             let mut t = txn.open_table(TENANTS)?;
             if t.get(tenant.name.as_str())?.is_some() {
@@ -45,116 +45,116 @@ impl Store {
                 true
             }
         };
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(created)
     }
 
     pub fn put_tenant(&self, tenant: &TenantRecord) -> Result<()> {
-        put_json(&self.db, TENANTS, &tenant.name, tenant)
+        put_json(self, TENANTS, &tenant.name, tenant)
     }
 
     pub fn get_tenant(&self, name: &str) -> Result<Option<TenantRecord>> {
-        get_json(&self.db, TENANTS, "tenants", name)
+        get_json(self, TENANTS, "tenants", name)
     }
 
     pub fn list_tenants(&self) -> Result<Vec<TenantRecord>> {
-        list_json(&self.db, TENANTS, "tenants", None)
+        list_json(self, TENANTS, "tenants", None)
     }
 
     /// Whether the tenant owns any job (any state).
     pub fn tenant_has_jobs(&self, name: &str) -> Result<bool> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let index = txn.open_table(TENANT_JOBS)?;
         Ok(index.range((name, 0)..=(name, u64::MAX))?.next().is_some())
     }
 
     /// Delete a tenant with its tokens, so none of them works any more.
     pub fn delete_tenant(&self, name: &str) -> Result<bool> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let existed = {
             let existed = txn.open_table(TENANTS)?.remove(name)?.is_some();
             let mut tokens = txn.open_table(TOKENS)?;
-            tokens.retain(|_, v| {
-                decode::<TokenRecord>("tokens", v).map_or(true, |t| t.tenant.as_deref() != Some(name))
+            tokens.retain(|k, v| {
+                decode::<TokenRecord>("tokens", At::Name(k), v).map_or(true, |t| t.tenant.as_deref() != Some(name))
             })?;
             // Its styles go too: a later tenant of the same name starts empty.
             let (start, end) = (format!("{name}/"), format!("{name}0"));
             txn.open_table(super::STYLES)?.retain_in(start.as_str()..end.as_str(), |_, _| false)?;
             existed
         };
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(existed)
     }
 
     // ---- tokens ----
 
     pub fn put_token(&self, digest: &str, token: &TokenRecord) -> Result<()> {
-        put_json(&self.db, TOKENS, digest, token)
+        put_json(self, TOKENS, digest, token)
     }
 
     pub fn find_token(&self, digest: &str) -> Result<Option<TokenRecord>> {
-        get_json(&self.db, TOKENS, "tokens", digest)
+        get_json(self, TOKENS, "tokens", digest)
     }
 
     /// A tenant's tokens (without secrets).
     pub fn list_tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>> {
-        let all: Vec<TokenRecord> = list_json(&self.db, TOKENS, "tokens", None)?;
+        let all: Vec<TokenRecord> = list_json(self, TOKENS, "tokens", None)?;
         Ok(all.into_iter().filter(|t| t.tenant.as_deref() == Some(tenant)).collect())
     }
 
     /// Revoke a tenant's token by its id; `false` if it has no such token.
     pub fn revoke_token(&self, tenant: &str, id: &str) -> Result<bool> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let revoked = {
             let mut tokens = txn.open_table(TOKENS)?;
             let mut revoked = false;
-            tokens.retain(|_, v| {
-                let hit =
-                    decode::<TokenRecord>("tokens", v).is_ok_and(|t| t.tenant.as_deref() == Some(tenant) && t.id == id);
+            tokens.retain(|k, v| {
+                let hit = decode::<TokenRecord>("tokens", At::Name(k), v)
+                    .is_ok_and(|t| t.tenant.as_deref() == Some(tenant) && t.id == id);
                 revoked |= hit;
                 !hit
             })?;
             revoked
         };
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(revoked)
     }
 
     // ---- roles ----
 
     pub fn put_role(&self, role: &RoleRecord) -> Result<()> {
-        put_json(&self.db, ROLES, &role.name, role)
+        put_json(self, ROLES, &role.name, role)
     }
 
     pub fn get_role(&self, name: &str) -> Result<Option<RoleRecord>> {
-        get_json(&self.db, ROLES, "roles", name)
+        get_json(self, ROLES, "roles", name)
     }
 
     pub fn list_roles(&self) -> Result<Vec<RoleRecord>> {
-        list_json(&self.db, ROLES, "roles", None)
+        list_json(self, ROLES, "roles", None)
     }
 
     pub fn delete_role(&self, name: &str) -> Result<bool> {
-        remove_key(&self.db, ROLES, name)
+        remove_key(self, ROLES, name)
     }
 
     // ---- plugins ----
 
     pub fn put_plugin(&self, plugin: &PluginRecord) -> Result<()> {
-        put_json(&self.db, PLUGINS, &owned_key(plugin.owner.as_deref(), &plugin.name), plugin)
+        put_json(self, PLUGINS, &owned_key(plugin.owner.as_deref(), &plugin.name), plugin)
     }
 
     pub fn get_plugin(&self, owner: Option<&str>, name: &str) -> Result<Option<PluginRecord>> {
-        get_json(&self.db, PLUGINS, "plugins", &owned_key(owner, name))
+        get_json(self, PLUGINS, "plugins", &owned_key(owner, name))
     }
 
     /// Every uploaded plugin, or only one owner's.
     pub fn list_plugins(&self, owner: Option<Option<&str>>) -> Result<Vec<PluginRecord>> {
-        list_json(&self.db, PLUGINS, "plugins", owner)
+        list_json(self, PLUGINS, "plugins", owner)
     }
 
     pub fn delete_plugin(&self, owner: Option<&str>, name: &str) -> Result<bool> {
-        remove_key(&self.db, PLUGINS, &owned_key(owner, name))
+        remove_key(self, PLUGINS, &owned_key(owner, name))
     }
 }
 

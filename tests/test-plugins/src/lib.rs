@@ -2,7 +2,12 @@
 //!
 //! - `ECHO`: well-behaved; copies its input to one output, or several with `repeat,n_N`;
 //!   fails on purpose for keys containing `fail-on,k_TEXT`.
-//! - `HOSTILE`: `loop`, `alloc`, `recurse`, `panic`, `flood` (huge output), `noise` (floods stderr then panics).
+//! - `HOSTILE`: `loop`, `alloc`, `recurse`, `panic`, `flood` (huge output), `noise` (floods stderr then panics),
+//!   `bigerror` (a 100 MB error), `biglog` (a 100 MB log line), `ignore-refused` (returns `ok` after a refused
+//!   `outputs.open`), `exit` (calls `exit(0)`), `outputs` (1,000 outputs of 256 KiB); its `validate` loops forever
+//!   for `hang` and refuses `bigrefusal` with 100 MB of text.
+//! - `BIGMOUTH`: an `info()` of 64 MiB and 100,000 formats.
+//! - `STALL_INFO`: an `info()` that never returns.
 //! - `FS_IMPORT`, `NET_IMPORT`: import `wasi:filesystem` / `wasi:sockets`, which Kiln refuses.
 
 include!(concat!(env!("OUT_DIR"), "/paths.rs"));

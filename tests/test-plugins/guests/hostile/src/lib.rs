@@ -7,7 +7,26 @@ use kiln_plugin_sdk::{Input, ObjectInfo, Outputs, PluginInfo, ProcessError, Proc
 
 struct Hostile;
 
-const ACTIONS: &[&str] = &["loop", "alloc", "recurse", "panic", "flood", "noise"];
+const ACTIONS: &[&str] = &[
+    "loop",
+    "alloc",
+    "recurse",
+    "panic",
+    "flood",
+    "noise",
+    "bigerror",
+    "biglog",
+    "ignore-refused",
+    "exit",
+    "outputs",
+    "hang",
+    "bigrefusal",
+];
+
+/// 100 MB of text: more than any cap, far less than the task's memory limit.
+fn huge_text() -> String {
+    "too long ".repeat(100 << 20 >> 3)
+}
 
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
@@ -21,6 +40,17 @@ impl Processor for Hostile {
     }
 
     fn validate(params: &str) -> Result<(), StyleError> {
+        match params {
+            // `validate` answers API requests: the host must not wait on it for long.
+            "hang" => loop {
+                black_box(());
+            },
+            // A refusal far larger than any 422 body should be.
+            "bigrefusal" => {
+                return Err(StyleError::UnexpectedValue { action: "bigrefusal".into(), value: huge_text() });
+            }
+            _ => {}
+        }
         for a in Style::parse(params)?.actions {
             if !ACTIONS.contains(&a.name.as_str()) {
                 return Err(kiln_plugin_sdk::style::unknown_action(&a.name, ACTIONS));
@@ -66,6 +96,25 @@ impl Processor for Hostile {
                     eprintln!("noise line {i} that nobody should keep in full");
                 }
                 panic!("panicked after the noise");
+            }
+            "bigerror" => Err(ProcessError::Failed(huge_text())),
+            "biglog" => {
+                kiln_plugin_sdk::log::info(&huge_text());
+                Ok(())
+            }
+            "ignore-refused" => {
+                // An extension the host refuses; the plugin swallows the error and claims success.
+                let _ = outputs.open(Some("not/an/extension"));
+                Ok(())
+            }
+            "exit" => std::process::exit(0),
+            "outputs" => {
+                // 1,000 outputs of 256 KiB each: the host must not hold them all in memory.
+                let chunk = vec![0x42; 256 << 10];
+                for _ in 0..1000 {
+                    outputs.open(Some("bin"))?.write_all(&chunk)?;
+                }
+                Ok(())
             }
             _ => Err(ProcessError::InvalidParams(format!("unknown action `{params}`"))),
         }

@@ -1,0 +1,188 @@
+//! Which claimed task gets the next worker: by what each tenant has
+//! *running*, within a memory budget for the whole host.
+//!
+//! A claimed task waits here for a slot. Slots go first to the tenant with the
+//! fewest tasks running, so a tenant whose tasks are slow (a plugin that
+//! sleeps) holds its share of the workers and no more. A tenant under its fair
+//! share (`workers` divided among the tenants that have work) may start a task
+//! even while every worker is busy with another tenant's slow tasks: a running
+//! task cannot be preempted, so waiting for one to end would let a slow tenant
+//! decide how long everyone else waits. That oversubscription is bounded: at
+//! most twice `workers` tasks run at once, and the busy tenant starts nothing
+//! more until it is back under its share.
+//!
+//! Every running task also holds its memory limit against
+//! `runtime.memory_budget`: a task starts only while the limits of all the
+//! running ones and its own fit, so tasks that each stay under their cap can
+//! never, together, take more memory than the budget.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+/// Hands out worker slots. See the module's comment.
+pub(super) struct Dispatcher {
+    workers: usize,
+    memory_budget: u64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Per tenant (the admin's under `""`): tasks running and tasks waiting.
+    tenants: BTreeMap<Arc<str>, TenantSlots>,
+    running: usize,
+    /// Sum of the memory limits of the running tasks.
+    reserved: u64,
+}
+
+#[derive(Default)]
+struct TenantSlots {
+    running: usize,
+    waiting: VecDeque<Waiter>,
+}
+
+struct Waiter {
+    memory: u64,
+    wake: oneshot::Sender<()>,
+}
+
+/// A worker slot: released (and the next task dispatched) when dropped.
+pub(super) struct Slot {
+    dispatcher: Arc<Dispatcher>,
+    tenant: Arc<str>,
+    memory: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut st = self.dispatcher.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.running -= 1;
+        st.reserved -= self.memory;
+        if let Some(t) = st.tenants.get_mut(&self.tenant) {
+            t.running -= 1;
+        }
+        self.dispatcher.dispatch(&mut st);
+    }
+}
+
+impl Dispatcher {
+    /// `memory_budget` must be at least the largest memory limit of a task.
+    pub fn new(workers: usize, memory_budget: u64) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher { workers: workers.max(1), memory_budget, state: Mutex::default() })
+    }
+
+    /// Wait for a slot for a task of `tenant` whose memory limit is `memory`.
+    pub async fn acquire(self: &Arc<Self>, tenant: &str, memory: u64) -> Slot {
+        let memory = memory.min(self.memory_budget);
+        let tenant: Arc<str> = Arc::from(tenant);
+        let (wake, woken) = oneshot::channel();
+        {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.tenants.entry(tenant.clone()).or_default().waiting.push_back(Waiter { memory, wake });
+            self.dispatch(&mut st);
+        }
+        // The dispatcher counted the slot as taken when it woke this waiter.
+        woken.await.expect("the dispatcher outlives its waiters");
+        Slot { dispatcher: self.clone(), tenant, memory }
+    }
+
+    /// Workers not running a task (0 while oversubscribed).
+    pub fn idle(&self) -> usize {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.workers.saturating_sub(st.running)
+    }
+
+    /// Tasks running now, per tenant: for tests and status.
+    #[cfg(test)]
+    fn running(&self, tenant: &str) -> usize {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.tenants.get(tenant).map_or(0, |t| t.running)
+    }
+
+    /// Start every waiting task that may start now, the tenant with the
+    /// fewest running first.
+    fn dispatch(&self, st: &mut State) {
+        st.tenants.retain(|_, t| t.running > 0 || !t.waiting.is_empty());
+        let share = self.workers.div_ceil(st.tenants.len().max(1));
+        loop {
+            let next = st
+                .tenants
+                .iter()
+                .filter(|(_, t)| !t.waiting.is_empty())
+                .min_by_key(|(_, t)| t.running)
+                .map(|(name, t)| (name.clone(), t.running, t.waiting[0].memory));
+            let Some((name, running, memory)) = next else { return };
+            let worker_free = st.running < self.workers || (running < share && st.running < 2 * self.workers);
+            if !worker_free || st.reserved + memory > self.memory_budget {
+                return;
+            }
+            let t = st.tenants.get_mut(&name).expect("picked from the map");
+            let waiter = t.waiting.pop_front().expect("not empty");
+            if waiter.wake.send(()).is_ok() {
+                t.running += 1;
+                st.running += 1;
+                st.reserved += memory;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn started(d: &Arc<Dispatcher>, tenant: &'static str, memory: u64) -> tokio::task::JoinHandle<Slot> {
+        let d = d.clone();
+        let h = tokio::spawn(async move { d.acquire(tenant, memory).await });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        h
+    }
+
+    #[tokio::test]
+    async fn a_tenant_under_its_share_starts_even_when_another_holds_every_worker() {
+        let d = Dispatcher::new(4, u64::MAX);
+        let mut slow = Vec::new();
+        for _ in 0..4 {
+            slow.push(started(&d, "slow", 1).await);
+        }
+        let queued = started(&d, "slow", 1).await;
+        assert_eq!(d.running("slow"), 4);
+        // Two tenants: a share of 2 workers each. The newcomer starts at once, twice.
+        let fast1 = started(&d, "fast", 1).await;
+        let fast2 = started(&d, "fast", 1).await;
+        let fast3 = started(&d, "fast", 1).await;
+        assert_eq!(d.running("fast"), 2);
+        assert!(fast1.is_finished() && fast2.is_finished() && !fast3.is_finished());
+        // A slow task ends: 5 still run, above the 4 workers, so nothing starts.
+        drop(slow.remove(0).await.unwrap());
+        assert_eq!((d.running("slow"), d.running("fast")), (3, 2));
+        // Another: 4 run; the next worker goes to the tenant with fewer running.
+        drop(slow.remove(0).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!((d.running("slow"), d.running("fast")), (2, 2), "the slow tenant is back to its share");
+        drop(fast1.await.unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(fast3.is_finished(), "the fast tenant (1 running) goes before the slow one (2)");
+        assert!(!queued.is_finished());
+    }
+
+    #[tokio::test]
+    async fn a_task_starts_only_while_the_memory_limits_fit_the_budget() {
+        let d = Dispatcher::new(8, 1000);
+        let a = started(&d, "t", 600).await;
+        let b = started(&d, "t", 600).await;
+        assert!(a.is_finished() && !b.is_finished(), "600 + 600 is over the budget of 1000");
+        assert_eq!(d.idle(), 7);
+        drop(a.await.unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(b.is_finished());
+        // A limit above the whole budget is clamped to it, so it can still run alone.
+        drop(b.await.unwrap());
+        let huge = started(&d, "t", 5000).await;
+        assert!(huge.is_finished());
+    }
+}
