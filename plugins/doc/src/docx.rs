@@ -142,15 +142,17 @@ fn part(zip: &mut zip::ZipArchive<Cursor<Vec<u8>>>, name: &str) -> Result<Option
             None => s,
         }
     };
-    // The XML declaration may name UTF-16 while we already decoded it: drop it.
-    Ok(Some(strip_declaration(text)))
+    // The XML declaration may name UTF-16 while we already decoded it: blank
+    // it out (same length, so that lines and columns in errors stay true).
+    Ok(Some(blank_declaration(text)))
 }
 
-fn strip_declaration(text: String) -> String {
+fn blank_declaration(mut text: String) -> String {
     if text.starts_with("<?xml")
         && let Some(end) = text.find("?>")
     {
-        return text[end + 2..].to_string();
+        let blank: String = text[..end + 2].chars().map(|c| if c == '\n' || c == '\r' { c } else { ' ' }).collect();
+        text.replace_range(..end + 2, &blank);
     }
     text
 }
@@ -197,8 +199,119 @@ fn local(e: &BytesStart<'_>) -> String {
     s.to_string()
 }
 
-fn xml_error(part: &str, reader_pos: u64, e: impl std::fmt::Display) -> String {
-    format!("malformed XML in {part} at byte {reader_pos}: {e}")
+/// Line and column (from 1; the column in characters) of a byte offset.
+fn line_col(xml: &str, at: usize) -> (usize, usize) {
+    let mut at = at.min(xml.len());
+    while !xml.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &xml[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..].chars().count() + 1;
+    (line, column)
+}
+
+/// The `unsupported-input` message for XML that is not well-formed.
+fn malformed(part: &str, xml: &str, at: usize, what: impl std::fmt::Display) -> String {
+    let (line, column) = line_col(xml, at);
+    format!("malformed XML in {part} at line {line}, column {column}: {what}")
+}
+
+/// Read a part as one well-formed XML document, handing each event to `f`
+/// with its element's namespace. Whatever is not well-formed stops the
+/// reading with an error naming the part and the line and column: a syntax
+/// error, an end tag that does not match, an element still open at the end
+/// (a truncated part), no root element or more than one, text outside the
+/// root, an undefined entity, a malformed or repeated attribute, or an
+/// undeclared namespace prefix.
+fn read_xml<'x>(
+    part: &str,
+    xml: &'x str,
+    mut f: impl FnMut(&ResolveResult<'_>, Event<'x>) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut reader = NsReader::from_str(xml);
+    // Open elements: name and where each starts.
+    let mut open: Vec<(String, usize)> = Vec::new();
+    let mut root_done = false;
+    loop {
+        let pos = reader.buffer_position() as usize;
+        let (resolved, event) = match reader.read_resolved_event() {
+            Ok(r) => r,
+            Err(e) => {
+                let mut what = e.to_string();
+                if what.contains("end of input") {
+                    what.push_str(" (the part is cut short or damaged)");
+                }
+                return Err(malformed(part, xml, reader.error_position() as usize, what));
+            }
+        };
+        let outside = open.is_empty();
+        match &event {
+            Event::Eof => {
+                if let Some((name, at)) = open.last() {
+                    let (line, column) = line_col(xml, *at);
+                    let what = format!(
+                        "the part ends inside the element `{name}` opened at line {line}, column {column} (it is cut short or damaged)"
+                    );
+                    return Err(malformed(part, xml, xml.len(), what));
+                }
+                if !root_done {
+                    return Err(malformed(part, xml, xml.len(), "no root element (the part is empty)"));
+                }
+                return Ok(());
+            }
+            Event::Start(e) | Event::Empty(e) => {
+                let name: String = e.name().as_ref().to_owned();
+                if outside && root_done {
+                    return Err(malformed(part, xml, pos, format!("a second root element `{name}`")));
+                }
+                if let ResolveResult::Unknown(prefix) = &resolved {
+                    return Err(malformed(
+                        part,
+                        xml,
+                        pos,
+                        format!("undeclared namespace prefix `{prefix}` in `{name}`"),
+                    ));
+                }
+                for a in e.attributes() {
+                    if let Err(err) = a {
+                        return Err(malformed(part, xml, pos, format!("in the attributes of `{name}`: {err}")));
+                    }
+                }
+                if matches!(event, Event::Start(_)) {
+                    open.push((name, pos));
+                } else if outside {
+                    root_done = true;
+                }
+            }
+            Event::End(_) => {
+                open.pop();
+                if open.is_empty() {
+                    root_done = true;
+                }
+            }
+            Event::Text(t) if outside && !t.chars().all(|c| c.is_ascii_whitespace()) => {
+                return Err(malformed(part, xml, pos, "text outside the root element"));
+            }
+            Event::CData(_) if outside => return Err(malformed(part, xml, pos, "CDATA outside the root element")),
+            Event::GeneralRef(r) => {
+                if outside {
+                    return Err(malformed(part, xml, pos, "text outside the root element"));
+                }
+                let name = r.xml10_content();
+                if reference(&name).is_none() {
+                    return Err(malformed(
+                        part,
+                        xml,
+                        pos,
+                        format!("undefined entity or bad character reference `&{name};`"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        f(&resolved, event)?;
+    }
 }
 
 /// `w:val` of an on/off property: absent or true-ish means on.
@@ -478,7 +591,7 @@ impl DocParser<'_> {
         }
     }
 
-    /// Close whatever is still open at the end of the XML (a truncated part).
+    /// The blocks read (a well-formed part leaves nothing open).
     fn finish(mut self) -> Vec<Block> {
         while let Some(top) = self.stack.last() {
             match top {
@@ -526,15 +639,11 @@ fn skipped(ns: Ns, name: &str) -> bool {
 }
 
 fn parse_document(xml: &str, rels: &HashMap<String, String>) -> Result<Document, String> {
-    let mut reader = NsReader::from_str(xml);
     let mut p = DocParser { rels: Some(rels), ..Default::default() };
     let mut skip_depth = 0usize;
-    loop {
-        let pos = reader.buffer_position();
-        let (resolved, event) = reader.read_resolved_event().map_err(|e| xml_error("word/document.xml", pos, e))?;
-        let ns = ns_of(&resolved);
+    read_xml("word/document.xml", xml, |resolved, event| {
+        let ns = ns_of(resolved);
         match event {
-            Event::Eof => break,
             Event::Start(e) => {
                 if skip_depth > 0 {
                     skip_depth += 1;
@@ -572,7 +681,8 @@ fn parse_document(xml: &str, rels: &HashMap<String, String>) -> Result<Document,
             }
             _ => {}
         }
-    }
+        Ok(())
+    })?;
     Ok(Document { blocks: p.finish() })
 }
 
@@ -590,12 +700,9 @@ struct StyleInfo {
 /// Walk the simple parts (styles, numbering, rels) element by element: only
 /// names, attributes and nesting matter there.
 fn walk(part: &str, xml: &str, mut f: impl FnMut(&[String], &BytesStart<'_>)) -> Result<(), String> {
-    let mut reader = NsReader::from_str(xml);
     let mut path: Vec<String> = Vec::new();
-    loop {
-        let pos = reader.buffer_position();
-        match reader.read_event().map_err(|e| xml_error(part, pos, e))? {
-            Event::Eof => return Ok(()),
+    read_xml(part, xml, |_, event| {
+        match event {
             Event::Start(e) => {
                 f(&path, &e);
                 path.push(local(&e));
@@ -606,7 +713,8 @@ fn walk(part: &str, xml: &str, mut f: impl FnMut(&[String], &BytesStart<'_>)) ->
             }
             _ => {}
         }
-    }
+        Ok(())
+    })
 }
 
 fn parse_styles(xml: &str) -> Result<HashMap<String, StyleInfo>, String> {

@@ -245,13 +245,99 @@ fn corrupt_inputs_are_unsupported_and_named() {
     assert!(unsupported(&no_doc).contains("no word/document.xml"));
     let bad_xml = docx_parts(&[("word/document.xml", "<w:document><w:body><w:p></w:body>")]);
     assert!(unsupported(&bad_xml).contains("malformed XML in word/document.xml"), "{}", unsupported(&bad_xml));
-    let not_utf8 = docx_parts(&[("word/document.xml", "")]);
-    assert!(run::<Doc>("text", &not_utf8).is_ok());
+    let empty = docx_parts(&[("word/document.xml", "")]);
+    let m = unsupported(&empty);
+    assert!(m.contains("malformed XML in word/document.xml") && m.contains("no root element"), "{m}");
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     zip.start_file("word/document.xml", zip::write::SimpleFileOptions::default()).unwrap();
     zip.write_all(b"<a>\xff\xfe</a>").unwrap();
     let latin = zip.finish().unwrap().into_inner();
     assert!(unsupported(&latin).contains("not valid UTF-8"));
+}
+
+/// The DOCX `docx(body)` builds, with one part replaced.
+fn docx_with(body: &str, name: &str, content: &str) -> Vec<u8> {
+    let document = format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<w:document {W}><w:body>{body}<w:sectPr/></w:body></w:document>"#
+    );
+    let mut parts = vec![
+        ("word/document.xml", document.as_str()),
+        ("word/styles.xml", STYLES),
+        ("word/numbering.xml", NUMBERING),
+        ("word/_rels/document.xml.rels", RELS),
+    ];
+    for (n, c) in &mut parts {
+        if *n == name {
+            *c = content;
+        }
+    }
+    docx_parts(&parts)
+}
+
+#[test]
+fn a_document_cut_in_half_is_refused_with_the_place() {
+    let body: String = (1..=40).map(|i| p("", &format!("Paragraph number {i} of the report."))).collect();
+    let document = format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<w:document {W}><w:body>{body}<w:sectPr/></w:body></w:document>"#
+    );
+    // The whole document converts.
+    let whole = docx_with(&body, "word/document.xml", &document);
+    assert!(convert("text", &whole).0.contains("Paragraph number 40"));
+    // Cut in half: before, this gave success with the first twenty paragraphs.
+    let half = &document[..document.len() / 2];
+    for style in ["text", "markdown"] {
+        match run::<Doc>(style, &docx_with(&body, "word/document.xml", half)) {
+            Err(ProcessError::UnsupportedInput(m)) => {
+                assert!(m.starts_with("malformed XML in word/document.xml at line 2, column "), "{m}");
+                assert!(m.contains("cut short"), "{m}");
+            }
+            other => panic!("{style}: expected unsupported input and no output, got {other:?}"),
+        }
+    }
+    // Cut inside a tag, inside text, inside an attribute, right after an end tag.
+    for cut in ["<w:t xml:sp", "Paragraph number 7 o", r#"<w:t xml:space="pres"#, "</w:p>"] {
+        let at = document.find(cut).unwrap() + cut.len();
+        let m = unsupported(&docx_with(&body, "word/document.xml", &document[..at]));
+        let (_, column) = m.split_once("column ").unwrap_or_else(|| panic!("{m}"));
+        assert!(m.starts_with("malformed XML in word/document.xml at line 2, column "), "{cut}: {m}");
+        assert!(column.split(':').next().unwrap().parse::<usize>().is_ok(), "{m}");
+    }
+    // The position is the right one: an end tag that does not match, on line 3.
+    let bad = format!(
+        "<w:document {W}><w:body>\n<w:p><w:r><w:t>x</w:t></w:r></w:p>\n  <w:p></w:r></w:p></w:body></w:document>"
+    );
+    let m = unsupported(&docx_with("", "word/document.xml", &bad));
+    assert!(m.starts_with("malformed XML in word/document.xml at line 3, column 8:"), "{m}");
+    assert!(m.contains("`</w:p>`") && m.contains("`</w:r>`"), "{m}");
+}
+
+#[test]
+fn malformed_xml_in_any_part_is_refused_and_named() {
+    let body = p("Heading1", "Title");
+    let cases = [
+        ("word/styles.xml", &STYLES[..STYLES.len() - 40], "word/styles.xml", "cut short"),
+        ("word/numbering.xml", &NUMBERING[..NUMBERING.len() / 2], "word/numbering.xml", "cut short"),
+        (
+            "word/_rels/document.xml.rels",
+            "<Relationships><Relationship Id=\"a\" Id=\"b\"/></Relationships>",
+            "word/_rels/document.xml.rels",
+            "attributes",
+        ),
+        ("word/styles.xml", "<w:styles xmlns:w=\"x\"/><w:styles xmlns:w=\"x\"/>", "word/styles.xml", "second root"),
+        ("word/styles.xml", "<x:styles/>", "word/styles.xml", "undeclared namespace prefix `x`"),
+    ];
+    for (part, content, named, what) in cases {
+        let m = unsupported(&docx_with(&body, part, content));
+        assert!(m.starts_with(&format!("malformed XML in {named} at line ")), "{part}: {m}");
+        assert!(m.contains(what), "{part}: {m}");
+    }
+    let entity = format!("<w:document {W}><w:body><w:p><w:r><w:t>a &nbsp; b</w:t></w:r></w:p></w:body></w:document>");
+    let m = unsupported(&docx_with("", "word/document.xml", &entity));
+    assert!(m.contains("line 1, column ") && m.contains("`&nbsp;`"), "{m}");
+    let trailing = format!("<w:document {W}><w:body/></w:document>stray text");
+    assert!(unsupported(&docx_with("", "word/document.xml", &trailing)).contains("text outside the root element"));
 }
 
 #[test]
