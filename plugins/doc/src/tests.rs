@@ -15,6 +15,16 @@ const STYLES: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
   <w:style w:type="paragraph" w:styleId="MyChapter"><w:name w:val="Chapter"/><w:basedOn w:val="berschrift2"/></w:style>
   <w:style w:type="paragraph" w:styleId="Title"><w:name w:val="Title"/></w:style>
   <w:style w:type="paragraph" w:styleId="ListBullet"><w:name w:val="List Bullet"/><w:pPr><w:numPr><w:numId w:val="1"/></w:numPr></w:pPr></w:style>
+  <w:style w:type="character" w:styleId="Strong"><w:name w:val="Strong"/><w:rPr><w:b/><w:bCs/></w:rPr></w:style>
+  <w:style w:type="character" w:styleId="Emphasis"><w:name w:val="Emphasis"/><w:rPr><w:i/><w:iCs/></w:rPr></w:style>
+  <w:style w:type="character" w:styleId="StrongEmphasis"><w:name w:val="Strong Emphasis"/><w:basedOn w:val="Strong"/><w:rPr><w:i/></w:rPr></w:style>
+  <w:style w:type="character" w:styleId="Gone"><w:name w:val="Gone"/><w:rPr><w:strike/></w:rPr></w:style>
+  <w:style w:type="paragraph" w:styleId="Code"><w:name w:val="Code"/><w:basedOn w:val="Normal"/></w:style>
+  <w:style w:type="paragraph" w:styleId="HTMLPreformatted"><w:name w:val="HTML Preformatted"/><w:basedOn w:val="Normal"/><w:rPr><w:rFonts w:ascii="Courier New" w:hAnsi="Courier New"/></w:rPr></w:style>
+  <w:style w:type="paragraph" w:styleId="Listing"><w:name w:val="Listing"/><w:rPr><w:rFonts w:ascii="Consolas" w:hAnsi="Consolas"/><w:sz w:val="18"/></w:rPr></w:style>
+  <w:style w:type="paragraph" w:styleId="Quote"><w:name w:val="Quote"/><w:basedOn w:val="Normal"/><w:rPr><w:i/></w:rPr></w:style>
+  <w:style w:type="paragraph" w:styleId="IntenseQuote"><w:name w:val="Intense Quote"/><w:basedOn w:val="Normal"/></w:style>
+  <w:style w:type="paragraph" w:styleId="Zitat"><w:name w:val="Block Text"/></w:style>
 </w:styles>"#;
 
 const NUMBERING: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
@@ -36,6 +46,7 @@ const RELS: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
   <Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" Target="styles.xml"/>
   <Relationship Id="rId7" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/hyperlink" Target="https://example.com/a b" TargetMode="External"/>
   <Relationship Id="rId8" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/hyperlink" Target="https://example.org/" TargetMode="External"/>
+  <Relationship Id="rId9" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/hyperlink" Target="https://example.com/page#section-2" TargetMode="External"/>
 </Relationships>"#;
 
 /// A DOCX (zip) with these parts; `document.xml` gets `body` wrapped in the usual envelope.
@@ -202,6 +213,106 @@ fn inline_formatting_links_and_escaping_in_markdown() {
         text,
         "Plain bold both, it not gone see the site and spaced 2*3 [x] <tag> & A©\n\n# not a heading\n\n1. not a list\n- nor this\n"
     );
+}
+
+fn wrun(rpr: &str, text: &str) -> String {
+    format!(r#"<w:r><w:rPr>{rpr}</w:rPr><w:t xml:space="preserve">{text}</w:t></w:r>"#)
+}
+
+#[test]
+fn character_styles_give_bold_italic_and_strikethrough() {
+    let body = format!(
+        "<w:p>{}{}{}{}{}{}{}{}{}</w:p>",
+        wrun("", "Plain "),
+        wrun(r#"<w:rStyle w:val="Strong"/>"#, "strong"),
+        wrun("", " and "),
+        wrun(r#"<w:rStyle w:val="Emphasis"/>"#, "emphasis"),
+        wrun("", ", "),
+        wrun(r#"<w:rStyle w:val="StrongEmphasis"/>"#, "both"),
+        wrun(r#"<w:rStyle w:val="Gone"/>"#, " gone"),
+        wrun(r#"<w:rStyle w:val="Strong"/><w:b w:val="0"/>"#, " but not this"),
+        wrun(r#"<w:rStyle w:val="NoSuchStyle"/>"#, " end"),
+    );
+    let (text, md) = both(&body);
+    assert_eq!(md, "Plain **strong** and *emphasis*, ***both*** ~~gone~~ but not this end\n");
+    assert_eq!(text, "Plain strong and emphasis, both gone but not this end\n");
+}
+
+#[test]
+fn links_keep_their_fragment() {
+    let body = r#"<w:p>
+        <w:hyperlink r:id="rId8" w:anchor="intro"><w:r><w:t>site intro</w:t></w:r></w:hyperlink>
+        <w:r><w:t xml:space="preserve">, </w:t></w:r>
+        <w:hyperlink r:id="rId9"><w:r><w:t>section</w:t></w:r></w:hyperlink>
+        <w:r><w:t xml:space="preserve">, </w:t></w:r>
+        <w:hyperlink r:id="rId9" w:anchor="other"><w:r><w:t>own fragment wins</w:t></w:r></w:hyperlink>
+        <w:r><w:t xml:space="preserve">, </w:t></w:r>
+        <w:hyperlink w:anchor="_Toc1"><w:r><w:t>contents</w:t></w:r></w:hyperlink>
+    </w:p>"#;
+    let (_, md) = both(body);
+    assert_eq!(
+        md,
+        "[site intro](https://example.org/#intro), [section](https://example.com/page#section-2), \
+         [own fragment wins](https://example.com/page#section-2), [contents](#_Toc1)\n"
+    );
+}
+
+#[test]
+fn code_blocks_from_code_styles_and_monospace_fonts() {
+    let courier = |text: &str| {
+        format!(r#"<w:p>{}</w:p>"#, wrun(r#"<w:rFonts w:ascii="Courier New" w:hAnsi="Courier New"/>"#, text))
+    };
+    let body = [
+        p("", "Run this:"),
+        p("Code", "fn main() {"),
+        p("Code", r#"    println!("*hi* _there_");"#),
+        "<w:p><w:pPr><w:pStyle w:val=\"Code\"/></w:pPr></w:p>".to_string(),
+        p("Code", "}"),
+        p("", "Then:"),
+        p("HTMLPreformatted", "use ``` fences"),
+        p("", "A listing style known only by its font:"),
+        p("Listing", "$ ls -l"),
+        p("", "A paragraph in Courier New:"),
+        courier("x = 1 # set"),
+        courier("y = 2"),
+        format!(
+            "<w:p>{}{}</w:p>",
+            wrun(r#"<w:rFonts w:ascii="Consolas"/>"#, "mixed"),
+            wrun(r#"<w:rFonts w:ascii="Arial"/>"#, " fonts stay a paragraph")
+        ),
+    ]
+    .concat();
+    let (text, md) = both(&body);
+    assert_eq!(
+        md,
+        "Run this:\n\n```\nfn main() {\n    println!(\"*hi* _there_\");\n\n}\n```\n\nThen:\n\n````\nuse ``` fences\n````\n\n\
+         A listing style known only by its font:\n\n```\n$ ls -l\n```\n\nA paragraph in Courier New:\n\n```\nx = 1 # set\ny = 2\n```\n\n\
+         mixed fonts stay a paragraph\n"
+    );
+    assert_eq!(
+        text,
+        "Run this:\n\nfn main() {\n    println!(\"*hi* _there_\");\n\n}\n\nThen:\n\nuse ``` fences\n\n\
+         A listing style known only by its font:\n\n$ ls -l\n\nA paragraph in Courier New:\n\nx = 1 # set\ny = 2\n\n\
+         mixed fonts stay a paragraph\n"
+    );
+}
+
+#[test]
+fn block_quotes_from_quote_styles() {
+    let body = [
+        p("", "He said:"),
+        p("Quote", "To be, or not to be,"),
+        p("IntenseQuote", "that is the *question*."),
+        p("", "And later:"),
+        p("Zitat", "# not a heading"),
+    ]
+    .concat();
+    let (text, md) = both(&body);
+    assert_eq!(
+        md,
+        "He said:\n\n> To be, or not to be,\n>\n> that is the \\*question\\*.\n\nAnd later:\n\n> \\# not a heading\n"
+    );
+    assert_eq!(text, "He said:\n\nTo be, or not to be,\n\nthat is the *question*.\n\nAnd later:\n\n# not a heading\n");
 }
 
 #[test]
