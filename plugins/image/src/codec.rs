@@ -254,8 +254,24 @@ pub fn png_error(e: &png::DecodingError) -> String {
 ///
 /// Anything it does not understand is copied as it is, for the decoder to judge.
 pub fn repair_jpeg(d: &[u8]) -> Option<Vec<u8>> {
+    // A first pass only looks, so that a sound file is not copied.
+    if !walk_jpeg(d, &mut None)? {
+        return None;
+    }
     let mut out = Vec::with_capacity(d.len() + 16);
-    out.extend_from_slice(d.get(..2)?);
+    walk_jpeg(d, &mut Some(&mut out))?;
+    Some(out)
+}
+
+/// Walk the segments of a JPEG, writing the repaired file to `out` if given;
+/// whether anything needs repair.
+fn walk_jpeg(d: &[u8], out: &mut Option<&mut Vec<u8>>) -> Option<bool> {
+    let mut emit = |bytes: &[u8]| {
+        if let Some(out) = out.as_deref_mut() {
+            out.extend_from_slice(bytes);
+        }
+    };
+    emit(d.get(..2)?);
     let mut changed = false;
     let mut pos = 2;
     // The interval the file declares, and the one the copy declares so far.
@@ -281,11 +297,11 @@ pub fn repair_jpeg(d: &[u8]) -> Option<Vec<u8>> {
         }
         match marker {
             0xd9 => {
-                out.extend_from_slice(&d[pos..]);
-                return changed.then_some(out);
+                emit(&d[pos..]);
+                return Some(changed);
             }
             0x01 | 0xd0..=0xd8 => {
-                out.extend_from_slice(&d[pos..m + 1]);
+                emit(&d[pos..m + 1]);
                 pos = m + 1;
                 continue;
             }
@@ -299,12 +315,12 @@ pub fn repair_jpeg(d: &[u8]) -> Option<Vec<u8>> {
         if marker == 0xdd && len >= 4 && end >= m + 5 {
             declared = u16::from_be_bytes([d[m + 3], d[m + 4]]);
             written = declared;
-            out.extend_from_slice(&d[pos..end]);
+            emit(&d[pos..end]);
             pos = end;
             continue;
         }
         if marker != 0xda {
-            out.extend_from_slice(&d[pos..end]);
+            emit(&d[pos..end]);
             pos = end;
             continue;
         }
@@ -333,17 +349,17 @@ pub fn repair_jpeg(d: &[u8]) -> Option<Vec<u8>> {
         }
         let wanted = if declared > 0 && !restarts { 0 } else { declared };
         if wanted != written {
-            out.extend_from_slice(&[0xff, 0xdd, 0, 4]);
-            out.extend_from_slice(&wanted.to_be_bytes());
+            emit(&[0xff, 0xdd, 0, 4]);
+            emit(&wanted.to_be_bytes());
             written = wanted;
             changed = true;
         }
-        out.extend_from_slice(&d[pos..data_end]);
+        emit(&d[pos..data_end]);
         pos = data_end;
     }
     // Truncated: copy what is left for the decoder to judge.
-    out.extend_from_slice(&d[pos.min(d.len())..]);
-    changed.then_some(out)
+    emit(&d[pos.min(d.len())..]);
+    Some(changed)
 }
 
 fn memchr_ff(d: &[u8]) -> Option<usize> {
