@@ -29,6 +29,12 @@ pub enum ParaKind {
     Heading(u8),
     /// Nesting level from 0, and the item's number for ordered lists.
     ListItem { level: u8, number: Option<u32> },
+    /// Preformatted text: a code paragraph style (`Code`, `HTML Preformatted`,
+    /// `Source Code`, …), a paragraph style in a monospace font, or every run
+    /// in a monospace font.
+    Code,
+    /// A block quote: paragraph style `Quote`, `Intense Quote` or `Block Text`.
+    Quote,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +61,8 @@ pub struct Format {
     pub italic: bool,
     pub strike: bool,
     pub link: Option<String>,
+    /// In a monospace font (direct or through the character style).
+    pub mono: bool,
 }
 
 #[derive(Debug, Default)]
@@ -105,7 +113,7 @@ pub fn read(bytes: Vec<u8>) -> Result<Document, String> {
         Some(xml) => parse_rels(&xml)?,
         None => HashMap::new(),
     };
-    let mut doc = parse_document(&document, &rels)?;
+    let mut doc = parse_document(&document, &rels, &styles)?;
     resolve(&mut doc, &styles, &numbering);
     Ok(doc)
 }
@@ -142,15 +150,17 @@ fn part(zip: &mut zip::ZipArchive<Cursor<Vec<u8>>>, name: &str) -> Result<Option
             None => s,
         }
     };
-    // The XML declaration may name UTF-16 while we already decoded it: drop it.
-    Ok(Some(strip_declaration(text)))
+    // The XML declaration may name UTF-16 while we already decoded it: blank
+    // it out (same length, so that lines and columns in errors stay true).
+    Ok(Some(blank_declaration(text)))
 }
 
-fn strip_declaration(text: String) -> String {
+fn blank_declaration(mut text: String) -> String {
     if text.starts_with("<?xml")
         && let Some(end) = text.find("?>")
     {
-        return text[end + 2..].to_string();
+        let blank: String = text[..end + 2].chars().map(|c| if c == '\n' || c == '\r' { c } else { ' ' }).collect();
+        text.replace_range(..end + 2, &blank);
     }
     text
 }
@@ -197,8 +207,119 @@ fn local(e: &BytesStart<'_>) -> String {
     s.to_string()
 }
 
-fn xml_error(part: &str, reader_pos: u64, e: impl std::fmt::Display) -> String {
-    format!("malformed XML in {part} at byte {reader_pos}: {e}")
+/// Line and column (from 1; the column in characters) of a byte offset.
+fn line_col(xml: &str, at: usize) -> (usize, usize) {
+    let mut at = at.min(xml.len());
+    while !xml.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &xml[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..].chars().count() + 1;
+    (line, column)
+}
+
+/// The `unsupported-input` message for XML that is not well-formed.
+fn malformed(part: &str, xml: &str, at: usize, what: impl std::fmt::Display) -> String {
+    let (line, column) = line_col(xml, at);
+    format!("malformed XML in {part} at line {line}, column {column}: {what}")
+}
+
+/// Read a part as one well-formed XML document, handing each event to `f`
+/// with its element's namespace. Whatever is not well-formed stops the
+/// reading with an error naming the part and the line and column: a syntax
+/// error, an end tag that does not match, an element still open at the end
+/// (a truncated part), no root element or more than one, text outside the
+/// root, an undefined entity, a malformed or repeated attribute, or an
+/// undeclared namespace prefix.
+fn read_xml<'x>(
+    part: &str,
+    xml: &'x str,
+    mut f: impl FnMut(&ResolveResult<'_>, Event<'x>) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut reader = NsReader::from_str(xml);
+    // Open elements: name and where each starts.
+    let mut open: Vec<(String, usize)> = Vec::new();
+    let mut root_done = false;
+    loop {
+        let pos = reader.buffer_position() as usize;
+        let (resolved, event) = match reader.read_resolved_event() {
+            Ok(r) => r,
+            Err(e) => {
+                let mut what = e.to_string();
+                if what.contains("end of input") {
+                    what.push_str(" (the part is cut short or damaged)");
+                }
+                return Err(malformed(part, xml, reader.error_position() as usize, what));
+            }
+        };
+        let outside = open.is_empty();
+        match &event {
+            Event::Eof => {
+                if let Some((name, at)) = open.last() {
+                    let (line, column) = line_col(xml, *at);
+                    let what = format!(
+                        "the part ends inside the element `{name}` opened at line {line}, column {column} (it is cut short or damaged)"
+                    );
+                    return Err(malformed(part, xml, xml.len(), what));
+                }
+                if !root_done {
+                    return Err(malformed(part, xml, xml.len(), "no root element (the part is empty)"));
+                }
+                return Ok(());
+            }
+            Event::Start(e) | Event::Empty(e) => {
+                let name: String = e.name().as_ref().to_owned();
+                if outside && root_done {
+                    return Err(malformed(part, xml, pos, format!("a second root element `{name}`")));
+                }
+                if let ResolveResult::Unknown(prefix) = &resolved {
+                    return Err(malformed(
+                        part,
+                        xml,
+                        pos,
+                        format!("undeclared namespace prefix `{prefix}` in `{name}`"),
+                    ));
+                }
+                for a in e.attributes() {
+                    if let Err(err) = a {
+                        return Err(malformed(part, xml, pos, format!("in the attributes of `{name}`: {err}")));
+                    }
+                }
+                if matches!(event, Event::Start(_)) {
+                    open.push((name, pos));
+                } else if outside {
+                    root_done = true;
+                }
+            }
+            Event::End(_) => {
+                open.pop();
+                if open.is_empty() {
+                    root_done = true;
+                }
+            }
+            Event::Text(t) if outside && !t.chars().all(|c| c.is_ascii_whitespace()) => {
+                return Err(malformed(part, xml, pos, "text outside the root element"));
+            }
+            Event::CData(_) if outside => return Err(malformed(part, xml, pos, "CDATA outside the root element")),
+            Event::GeneralRef(r) => {
+                if outside {
+                    return Err(malformed(part, xml, pos, "text outside the root element"));
+                }
+                let name = r.xml10_content();
+                if reference(&name).is_none() {
+                    return Err(malformed(
+                        part,
+                        xml,
+                        pos,
+                        format!("undefined entity or bad character reference `&{name};`"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        f(&resolved, event)?;
+    }
 }
 
 /// `w:val` of an on/off property: absent or true-ish means on.
@@ -252,9 +373,34 @@ impl TableBuilder {
     }
 }
 
+/// Run properties as written: `None` where the run says nothing.
+#[derive(Debug, Default, Clone, Copy)]
+struct RunProps {
+    bold: Option<bool>,
+    italic: Option<bool>,
+    strike: Option<bool>,
+    mono: Option<bool>,
+}
+
+impl RunProps {
+    /// These, falling back to `under` where unset.
+    fn or(self, under: RunProps) -> RunProps {
+        RunProps {
+            bold: self.bold.or(under.bold),
+            italic: self.italic.or(under.italic),
+            strike: self.strike.or(under.strike),
+            mono: self.mono.or(under.mono),
+        }
+    }
+}
+
 #[derive(Default)]
 struct DocParser<'a> {
     rels: Option<&'a HashMap<String, String>>,
+    styles: Option<&'a HashMap<String, StyleInfo>>,
+    /// The run's direct properties, and those of its character style (`w:rStyle`).
+    run_direct: RunProps,
+    run_styled: RunProps,
     blocks: Vec<Block>,
     stack: Vec<Container>,
     links: Vec<Option<String>>,
@@ -358,7 +504,10 @@ impl DocParser<'_> {
             }
             "r" if !empty => {
                 self.in_run = true;
+                self.run_direct = RunProps::default();
+                self.run_styled = RunProps::default();
                 self.run_format = Format { link: self.links.last().cloned().flatten(), ..Format::default() };
+                self.apply_run_props();
                 // Start a new run so formatting changes split runs.
                 let format = self.run_format.clone();
                 if let Some(p) = self.para() {
@@ -366,9 +515,27 @@ impl DocParser<'_> {
                 }
             }
             "rPr" if self.in_run && !self.in_ppr && !empty => self.in_rpr = true,
-            "b" if self.in_rpr => self.set_format(|f| &mut f.bold, on_off(e)),
-            "i" if self.in_rpr => self.set_format(|f| &mut f.italic, on_off(e)),
-            "strike" | "dstrike" if self.in_rpr => self.set_format(|f| &mut f.strike, on_off(e)),
+            "rStyle" if self.in_rpr => {
+                let styled = attr(e, "val").and_then(|id| Some(style_run_props(self.styles?, &id)));
+                self.run_styled = styled.unwrap_or_default();
+                self.apply_run_props();
+            }
+            "b" if self.in_rpr => {
+                self.run_direct.bold = Some(on_off(e));
+                self.apply_run_props();
+            }
+            "i" if self.in_rpr => {
+                self.run_direct.italic = Some(on_off(e));
+                self.apply_run_props();
+            }
+            "strike" | "dstrike" if self.in_rpr => {
+                self.run_direct.strike = Some(on_off(e));
+                self.apply_run_props();
+            }
+            "rFonts" if self.in_rpr => {
+                self.run_direct.mono = fonts_mono(e);
+                self.apply_run_props();
+            }
             "t" if self.in_run && !empty => self.in_text = true,
             "tab" if self.in_run && !self.in_rpr => self.push_text("\t"),
             "br" | "cr"
@@ -381,9 +548,14 @@ impl DocParser<'_> {
             }
             "noBreakHyphen" if self.in_run => self.push_text("-"),
             "hyperlink" if !empty => {
-                let target = match attr(e, "id") {
-                    Some(id) => self.rels.and_then(|r| r.get(&id)).cloned(),
-                    None => attr(e, "anchor").map(|a| format!("#{a}")),
+                // `r:id` names the target (which may carry its own `#fragment`);
+                // `w:anchor` is a bookmark: in this document, or in the target.
+                let anchor = attr(e, "anchor").filter(|a| !a.is_empty());
+                let target = match (attr(e, "id").and_then(|id| self.rels.and_then(|r| r.get(&id)).cloned()), anchor) {
+                    (Some(url), Some(a)) if !url.contains('#') => Some(format!("{url}#{a}")),
+                    (Some(url), _) => Some(url),
+                    (None, Some(a)) => Some(format!("#{a}")),
+                    (None, None) => None,
                 };
                 self.links.push(target);
             }
@@ -409,8 +581,23 @@ impl DocParser<'_> {
         }
     }
 
-    fn set_format(&mut self, field: impl Fn(&mut Format) -> &mut bool, value: bool) {
-        *field(&mut self.run_format) = value;
+    /// The run's format from its direct properties over its character style's.
+    fn apply_run_props(&mut self) {
+        let props = self.run_direct.or(self.run_styled);
+        self.run_format.bold = props.bold.unwrap_or(false);
+        self.run_format.italic = props.italic.unwrap_or(false);
+        self.run_format.strike = props.strike.unwrap_or(false);
+        self.run_format.mono = match props.mono {
+            Some(mono) => mono,
+            // The paragraph style's font.
+            None => {
+                let style = self.para().and_then(|p| p.para.style.clone());
+                match (self.styles, style) {
+                    (Some(styles), Some(id)) => style_run_props(styles, &id).mono.unwrap_or(false),
+                    _ => false,
+                }
+            }
+        };
         let format = self.run_format.clone();
         if let Some(p) = self.para()
             && let Some(run) = p.para.runs.last_mut()
@@ -478,7 +665,7 @@ impl DocParser<'_> {
         }
     }
 
-    /// Close whatever is still open at the end of the XML (a truncated part).
+    /// The blocks read (a well-formed part leaves nothing open).
     fn finish(mut self) -> Vec<Block> {
         while let Some(top) = self.stack.last() {
             match top {
@@ -525,16 +712,16 @@ fn skipped(ns: Ns, name: &str) -> bool {
     }
 }
 
-fn parse_document(xml: &str, rels: &HashMap<String, String>) -> Result<Document, String> {
-    let mut reader = NsReader::from_str(xml);
-    let mut p = DocParser { rels: Some(rels), ..Default::default() };
+fn parse_document(
+    xml: &str,
+    rels: &HashMap<String, String>,
+    styles: &HashMap<String, StyleInfo>,
+) -> Result<Document, String> {
+    let mut p = DocParser { rels: Some(rels), styles: Some(styles), ..Default::default() };
     let mut skip_depth = 0usize;
-    loop {
-        let pos = reader.buffer_position();
-        let (resolved, event) = reader.read_resolved_event().map_err(|e| xml_error("word/document.xml", pos, e))?;
-        let ns = ns_of(&resolved);
+    read_xml("word/document.xml", xml, |resolved, event| {
+        let ns = ns_of(resolved);
         match event {
-            Event::Eof => break,
             Event::Start(e) => {
                 if skip_depth > 0 {
                     skip_depth += 1;
@@ -572,7 +759,8 @@ fn parse_document(xml: &str, rels: &HashMap<String, String>) -> Result<Document,
             }
             _ => {}
         }
-    }
+        Ok(())
+    })?;
     Ok(Document { blocks: p.finish() })
 }
 
@@ -585,17 +773,90 @@ struct StyleInfo {
     outline: Option<u8>,
     num_id: Option<String>,
     ilvl: Option<u8>,
+    /// Run properties of the style's `w:rPr`.
+    run: RunProps,
+}
+
+/// Whether `w:rFonts` names a monospace font (`None` when it names none).
+fn fonts_mono(e: &BytesStart<'_>) -> Option<bool> {
+    let font = attr(e, "ascii").or_else(|| attr(e, "hAnsi"))?;
+    Some(is_mono_font(&font))
+}
+
+/// Monospace fonts by name: the usual families of code and terminals.
+fn is_mono_font(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "mono",
+        "courier",
+        "consolas",
+        "menlo",
+        "monaco",
+        "lucida console",
+        "lucida sans typewriter",
+        "inconsolata",
+        "code",
+        "andale",
+        "fixedsys",
+        "terminal",
+        "typewriter",
+        "ocr a",
+        "letter gothic",
+        "hack",
+    ]
+    .iter()
+    .any(|f| n.contains(f))
+}
+
+/// The style and its ancestors (`basedOn`), loops cut.
+fn style_chain<'s>(styles: &'s HashMap<String, StyleInfo>, id: &str) -> Vec<(&'s str, &'s StyleInfo)> {
+    let mut out: Vec<(&str, &StyleInfo)> = Vec::new();
+    let mut cur = Some(id);
+    while let Some(id) = cur {
+        if out.len() >= 16 || out.iter().any(|(seen, _)| *seen == id) {
+            break;
+        }
+        match styles.get_key_value(id) {
+            Some((k, info)) => {
+                out.push((k.as_str(), info));
+                cur = info.based_on.as_deref();
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// The run properties a style gives, through its `basedOn` ancestors.
+fn style_run_props(styles: &HashMap<String, StyleInfo>, id: &str) -> RunProps {
+    style_chain(styles, id).iter().fold(RunProps::default(), |acc, (_, info)| acc.or(info.run))
+}
+
+/// A style's id or name reduced to compare: lower case, letters and digits only.
+fn style_key(s: &str) -> String {
+    s.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+/// Paragraph styles of preformatted text, by id or name.
+fn is_code_style(key: &str) -> bool {
+    key.starts_with("code")
+        || matches!(
+            key,
+            "sourcecode" | "htmlpreformatted" | "preformatted" | "preformattedtext" | "macrotext" | "verbatim"
+        )
+}
+
+/// Paragraph styles of block quotes, by id or name.
+fn is_quote_style(key: &str) -> bool {
+    matches!(key, "quote" | "intensequote" | "blocktext" | "blockquote" | "quotation" | "quotations")
 }
 
 /// Walk the simple parts (styles, numbering, rels) element by element: only
 /// names, attributes and nesting matter there.
 fn walk(part: &str, xml: &str, mut f: impl FnMut(&[String], &BytesStart<'_>)) -> Result<(), String> {
-    let mut reader = NsReader::from_str(xml);
     let mut path: Vec<String> = Vec::new();
-    loop {
-        let pos = reader.buffer_position();
-        match reader.read_event().map_err(|e| xml_error(part, pos, e))? {
-            Event::Eof => return Ok(()),
+    read_xml(part, xml, |_, event| {
+        match event {
             Event::Start(e) => {
                 f(&path, &e);
                 path.push(local(&e));
@@ -606,7 +867,8 @@ fn walk(part: &str, xml: &str, mut f: impl FnMut(&[String], &BytesStart<'_>)) ->
             }
             _ => {}
         }
-    }
+        Ok(())
+    })
 }
 
 fn parse_styles(xml: &str) -> Result<HashMap<String, StyleInfo>, String> {
@@ -627,7 +889,13 @@ fn parse_styles(xml: &str) -> Result<HashMap<String, StyleInfo>, String> {
         }
         let Some(info) = styles.get_mut(id) else { return };
         let parent = path.last().map(String::as_str);
+        // The style's own `w:rPr` (not that of a table style's parts).
+        let in_style_rpr = parent == Some("rPr") && path.iter().rev().nth(1).map(String::as_str) == Some("style");
         match (parent, name.as_str()) {
+            (_, "b") if in_style_rpr => info.run.bold = Some(on_off(e)),
+            (_, "i") if in_style_rpr => info.run.italic = Some(on_off(e)),
+            (_, "strike" | "dstrike") if in_style_rpr => info.run.strike = Some(on_off(e)),
+            (_, "rFonts") if in_style_rpr => info.run.mono = fonts_mono(e),
             (Some("style"), "name") => info.name = attr(e, "val"),
             (Some("style"), "basedOn") => info.based_on = attr(e, "val"),
             (Some("pPr"), "outlineLvl") => info.outline = attr(e, "val").and_then(|v| v.parse().ok()),
@@ -725,23 +993,31 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    /// The style and its ancestors (`basedOn`), loops cut.
     fn chain(&self, id: &str) -> Vec<(&str, &StyleInfo)> {
-        let mut out: Vec<(&str, &StyleInfo)> = Vec::new();
-        let mut cur = Some(id);
-        while let Some(id) = cur {
-            if out.len() >= 16 || out.iter().any(|(seen, _)| *seen == id) {
-                break;
-            }
-            match self.styles.get_key_value(id) {
-                Some((k, info)) => {
-                    out.push((k.as_str(), info));
-                    cur = info.based_on.as_deref();
-                }
-                None => break,
-            }
+        style_chain(self.styles, id)
+    }
+
+    /// Preformatted: by the style's name or font, or every run in a monospace font.
+    fn code(&self, para: &Para) -> bool {
+        let chain = para.style.as_deref().map(|s| self.chain(s)).unwrap_or_default();
+        if chain.iter().any(|(id, info)| {
+            is_code_style(&style_key(id)) || info.name.as_deref().is_some_and(|n| is_code_style(&style_key(n)))
+        }) {
+            return true;
         }
-        out
+        // Each run's font is its own, else its character style's, else the paragraph style's.
+        let mut runs = para.runs.iter().filter(|r| !r.text.trim().is_empty()).peekable();
+        if runs.peek().is_none() {
+            return chain.iter().find_map(|(_, info)| info.run.mono).unwrap_or(false);
+        }
+        runs.all(|r| r.format.mono)
+    }
+
+    fn quote(&self, para: &Para) -> bool {
+        let Some(style) = para.style.as_deref() else { return false };
+        self.chain(style).iter().any(|(id, info)| {
+            is_quote_style(&style_key(id)) || info.name.as_deref().is_some_and(|n| is_quote_style(&style_key(n)))
+        })
     }
 
     fn heading(&self, para: &Para) -> Option<u8> {
@@ -786,7 +1062,12 @@ impl Resolver<'_> {
     fn para(&mut self, para: &mut Para) {
         para.kind = match self.heading(para) {
             Some(h) => ParaKind::Heading(h),
-            None => self.list(para).unwrap_or(ParaKind::Normal),
+            None => match self.list(para) {
+                Some(item) => item,
+                None if self.code(para) => ParaKind::Code,
+                None if self.quote(para) => ParaKind::Quote,
+                None => ParaKind::Normal,
+            },
         };
     }
 

@@ -42,14 +42,61 @@ fn hang(text: &str, continuation: &str) -> String {
 
 // ---------------------------------------------------------------- plain text
 
-pub fn text(doc: &Document) -> String {
+/// The blocks, with each run of consecutive paragraphs of kind `kind` (code,
+/// quote) handed to `group` together and every other block to `single`.
+fn grouped<'d>(
+    blocks: &'d [Block],
+    is_grouped: impl Fn(&Para) -> bool,
+    mut group: impl FnMut(&[&'d Para]) -> Piece,
+    mut single: impl FnMut(&'d Block) -> Piece,
+) -> Vec<Piece> {
     let mut pieces = Vec::new();
-    for block in &doc.blocks {
+    let mut run: Vec<&Para> = Vec::new();
+    let mut kind = None;
+    for block in blocks {
+        let this = match block {
+            Block::Para(p) if is_grouped(p) => Some(p.kind),
+            _ => None,
+        };
+        if !run.is_empty() && this != kind {
+            pieces.push(group(&run));
+            run.clear();
+        }
+        kind = this;
         match block {
-            Block::Para(p) => pieces.push(text_para(p)),
-            Block::Table(t) => pieces.push(Piece { text: text_table(t), list_item: false }),
+            Block::Para(p) if this.is_some() => run.push(p),
+            other => pieces.push(single(other)),
         }
     }
+    if !run.is_empty() {
+        pieces.push(group(&run));
+    }
+    pieces
+}
+
+/// The lines of consecutive code paragraphs, blank ones at either end dropped.
+fn code_lines(paras: &[&Para]) -> Vec<String> {
+    let mut lines: Vec<String> =
+        paras.iter().flat_map(|p| p.text().split('\n').map(|l| l.trim_end().to_string()).collect::<Vec<_>>()).collect();
+    while lines.last().is_some_and(String::is_empty) {
+        lines.pop();
+    }
+    let first = lines.iter().position(|l| !l.is_empty()).unwrap_or(lines.len());
+    lines.drain(..first);
+    lines
+}
+
+pub fn text(doc: &Document) -> String {
+    // Consecutive code paragraphs stay together, line by line.
+    let pieces = grouped(
+        &doc.blocks,
+        |p| p.kind == ParaKind::Code,
+        |paras| Piece { text: code_lines(paras).join("\n"), list_item: false },
+        |block| match block {
+            Block::Para(p) => text_para(p),
+            Block::Table(t) => Piece { text: text_table(t), list_item: false },
+        },
+    );
     join(pieces)
 }
 
@@ -102,14 +149,49 @@ fn text_table(t: &Table) -> String {
 // ---------------------------------------------------------------- Markdown
 
 pub fn markdown(doc: &Document) -> String {
-    let mut pieces = Vec::new();
-    for block in &doc.blocks {
-        match block {
-            Block::Para(p) => pieces.push(md_para(p)),
-            Block::Table(t) => pieces.push(Piece { text: md_table(t), list_item: false }),
+    let pieces = grouped(
+        &doc.blocks,
+        |p| matches!(p.kind, ParaKind::Code | ParaKind::Quote),
+        |paras| match paras[0].kind {
+            ParaKind::Code => md_code(paras),
+            _ => md_quote(paras),
+        },
+        |block| match block {
+            Block::Para(p) => md_para(p),
+            Block::Table(t) => Piece { text: md_table(t), list_item: false },
+        },
+    );
+    join(pieces)
+}
+
+/// Consecutive code paragraphs as one fenced code block, the text as it is
+/// (a fence longer than any run of backticks in it).
+fn md_code(paras: &[&Para]) -> Piece {
+    let lines = code_lines(paras);
+    if lines.is_empty() {
+        return Piece { text: String::new(), list_item: false };
+    }
+    let mut longest = 0;
+    for line in &lines {
+        let mut run = 0;
+        for c in line.chars() {
+            run = if c == '`' { run + 1 } else { 0 };
+            longest = longest.max(run);
         }
     }
-    join(pieces)
+    let fence = "`".repeat((longest + 1).max(3));
+    Piece { text: format!("{fence}\n{}\n{fence}", lines.join("\n")), list_item: false }
+}
+
+/// Consecutive quote paragraphs as one block quote, a paragraph each.
+fn md_quote(paras: &[&Para]) -> Piece {
+    let quoted: Vec<String> = paras
+        .iter()
+        .map(|p| block_safe(&inline(&p.runs, Context::Paragraph)))
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| t.lines().map(|l| format!("> {l}")).collect::<Vec<_>>().join("\n"))
+        .collect();
+    Piece { text: quoted.join("\n>\n"), list_item: false }
 }
 
 fn md_para(p: &Para) -> Piece {
@@ -126,7 +208,9 @@ fn md_para(p: &Para) -> Piece {
             let text = block_safe(&inline(&p.runs, Context::Paragraph));
             Piece { text: format!("{marker}{}", hang(&text, &cont)), list_item: true }
         }
-        ParaKind::Normal => Piece { text: block_safe(&inline(&p.runs, Context::Paragraph)), list_item: false },
+        ParaKind::Normal | ParaKind::Code | ParaKind::Quote => {
+            Piece { text: block_safe(&inline(&p.runs, Context::Paragraph)), list_item: false }
+        }
     }
 }
 

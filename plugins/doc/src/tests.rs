@@ -15,6 +15,16 @@ const STYLES: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
   <w:style w:type="paragraph" w:styleId="MyChapter"><w:name w:val="Chapter"/><w:basedOn w:val="berschrift2"/></w:style>
   <w:style w:type="paragraph" w:styleId="Title"><w:name w:val="Title"/></w:style>
   <w:style w:type="paragraph" w:styleId="ListBullet"><w:name w:val="List Bullet"/><w:pPr><w:numPr><w:numId w:val="1"/></w:numPr></w:pPr></w:style>
+  <w:style w:type="character" w:styleId="Strong"><w:name w:val="Strong"/><w:rPr><w:b/><w:bCs/></w:rPr></w:style>
+  <w:style w:type="character" w:styleId="Emphasis"><w:name w:val="Emphasis"/><w:rPr><w:i/><w:iCs/></w:rPr></w:style>
+  <w:style w:type="character" w:styleId="StrongEmphasis"><w:name w:val="Strong Emphasis"/><w:basedOn w:val="Strong"/><w:rPr><w:i/></w:rPr></w:style>
+  <w:style w:type="character" w:styleId="Gone"><w:name w:val="Gone"/><w:rPr><w:strike/></w:rPr></w:style>
+  <w:style w:type="paragraph" w:styleId="Code"><w:name w:val="Code"/><w:basedOn w:val="Normal"/></w:style>
+  <w:style w:type="paragraph" w:styleId="HTMLPreformatted"><w:name w:val="HTML Preformatted"/><w:basedOn w:val="Normal"/><w:rPr><w:rFonts w:ascii="Courier New" w:hAnsi="Courier New"/></w:rPr></w:style>
+  <w:style w:type="paragraph" w:styleId="Listing"><w:name w:val="Listing"/><w:rPr><w:rFonts w:ascii="Consolas" w:hAnsi="Consolas"/><w:sz w:val="18"/></w:rPr></w:style>
+  <w:style w:type="paragraph" w:styleId="Quote"><w:name w:val="Quote"/><w:basedOn w:val="Normal"/><w:rPr><w:i/></w:rPr></w:style>
+  <w:style w:type="paragraph" w:styleId="IntenseQuote"><w:name w:val="Intense Quote"/><w:basedOn w:val="Normal"/></w:style>
+  <w:style w:type="paragraph" w:styleId="Zitat"><w:name w:val="Block Text"/></w:style>
 </w:styles>"#;
 
 const NUMBERING: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
@@ -36,6 +46,7 @@ const RELS: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
   <Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" Target="styles.xml"/>
   <Relationship Id="rId7" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/hyperlink" Target="https://example.com/a b" TargetMode="External"/>
   <Relationship Id="rId8" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/hyperlink" Target="https://example.org/" TargetMode="External"/>
+  <Relationship Id="rId9" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/hyperlink" Target="https://example.com/page#section-2" TargetMode="External"/>
 </Relationships>"#;
 
 /// A DOCX (zip) with these parts; `document.xml` gets `body` wrapped in the usual envelope.
@@ -204,6 +215,106 @@ fn inline_formatting_links_and_escaping_in_markdown() {
     );
 }
 
+fn wrun(rpr: &str, text: &str) -> String {
+    format!(r#"<w:r><w:rPr>{rpr}</w:rPr><w:t xml:space="preserve">{text}</w:t></w:r>"#)
+}
+
+#[test]
+fn character_styles_give_bold_italic_and_strikethrough() {
+    let body = format!(
+        "<w:p>{}{}{}{}{}{}{}{}{}</w:p>",
+        wrun("", "Plain "),
+        wrun(r#"<w:rStyle w:val="Strong"/>"#, "strong"),
+        wrun("", " and "),
+        wrun(r#"<w:rStyle w:val="Emphasis"/>"#, "emphasis"),
+        wrun("", ", "),
+        wrun(r#"<w:rStyle w:val="StrongEmphasis"/>"#, "both"),
+        wrun(r#"<w:rStyle w:val="Gone"/>"#, " gone"),
+        wrun(r#"<w:rStyle w:val="Strong"/><w:b w:val="0"/>"#, " but not this"),
+        wrun(r#"<w:rStyle w:val="NoSuchStyle"/>"#, " end"),
+    );
+    let (text, md) = both(&body);
+    assert_eq!(md, "Plain **strong** and *emphasis*, ***both*** ~~gone~~ but not this end\n");
+    assert_eq!(text, "Plain strong and emphasis, both gone but not this end\n");
+}
+
+#[test]
+fn links_keep_their_fragment() {
+    let body = r#"<w:p>
+        <w:hyperlink r:id="rId8" w:anchor="intro"><w:r><w:t>site intro</w:t></w:r></w:hyperlink>
+        <w:r><w:t xml:space="preserve">, </w:t></w:r>
+        <w:hyperlink r:id="rId9"><w:r><w:t>section</w:t></w:r></w:hyperlink>
+        <w:r><w:t xml:space="preserve">, </w:t></w:r>
+        <w:hyperlink r:id="rId9" w:anchor="other"><w:r><w:t>own fragment wins</w:t></w:r></w:hyperlink>
+        <w:r><w:t xml:space="preserve">, </w:t></w:r>
+        <w:hyperlink w:anchor="_Toc1"><w:r><w:t>contents</w:t></w:r></w:hyperlink>
+    </w:p>"#;
+    let (_, md) = both(body);
+    assert_eq!(
+        md,
+        "[site intro](https://example.org/#intro), [section](https://example.com/page#section-2), \
+         [own fragment wins](https://example.com/page#section-2), [contents](#_Toc1)\n"
+    );
+}
+
+#[test]
+fn code_blocks_from_code_styles_and_monospace_fonts() {
+    let courier = |text: &str| {
+        format!(r#"<w:p>{}</w:p>"#, wrun(r#"<w:rFonts w:ascii="Courier New" w:hAnsi="Courier New"/>"#, text))
+    };
+    let body = [
+        p("", "Run this:"),
+        p("Code", "fn main() {"),
+        p("Code", r#"    println!("*hi* _there_");"#),
+        "<w:p><w:pPr><w:pStyle w:val=\"Code\"/></w:pPr></w:p>".to_string(),
+        p("Code", "}"),
+        p("", "Then:"),
+        p("HTMLPreformatted", "use ``` fences"),
+        p("", "A listing style known only by its font:"),
+        p("Listing", "$ ls -l"),
+        p("", "A paragraph in Courier New:"),
+        courier("x = 1 # set"),
+        courier("y = 2"),
+        format!(
+            "<w:p>{}{}</w:p>",
+            wrun(r#"<w:rFonts w:ascii="Consolas"/>"#, "mixed"),
+            wrun(r#"<w:rFonts w:ascii="Arial"/>"#, " fonts stay a paragraph")
+        ),
+    ]
+    .concat();
+    let (text, md) = both(&body);
+    assert_eq!(
+        md,
+        "Run this:\n\n```\nfn main() {\n    println!(\"*hi* _there_\");\n\n}\n```\n\nThen:\n\n````\nuse ``` fences\n````\n\n\
+         A listing style known only by its font:\n\n```\n$ ls -l\n```\n\nA paragraph in Courier New:\n\n```\nx = 1 # set\ny = 2\n```\n\n\
+         mixed fonts stay a paragraph\n"
+    );
+    assert_eq!(
+        text,
+        "Run this:\n\nfn main() {\n    println!(\"*hi* _there_\");\n\n}\n\nThen:\n\nuse ``` fences\n\n\
+         A listing style known only by its font:\n\n$ ls -l\n\nA paragraph in Courier New:\n\nx = 1 # set\ny = 2\n\n\
+         mixed fonts stay a paragraph\n"
+    );
+}
+
+#[test]
+fn block_quotes_from_quote_styles() {
+    let body = [
+        p("", "He said:"),
+        p("Quote", "To be, or not to be,"),
+        p("IntenseQuote", "that is the *question*."),
+        p("", "And later:"),
+        p("Zitat", "# not a heading"),
+    ]
+    .concat();
+    let (text, md) = both(&body);
+    assert_eq!(
+        md,
+        "He said:\n\n> To be, or not to be,\n>\n> that is the \\*question\\*.\n\nAnd later:\n\n> \\# not a heading\n"
+    );
+    assert_eq!(text, "He said:\n\nTo be, or not to be,\n\nthat is the *question*.\n\nAnd later:\n\n# not a heading\n");
+}
+
 #[test]
 fn deleted_text_fallbacks_and_text_boxes() {
     let body = r#"<w:p>
@@ -245,13 +356,99 @@ fn corrupt_inputs_are_unsupported_and_named() {
     assert!(unsupported(&no_doc).contains("no word/document.xml"));
     let bad_xml = docx_parts(&[("word/document.xml", "<w:document><w:body><w:p></w:body>")]);
     assert!(unsupported(&bad_xml).contains("malformed XML in word/document.xml"), "{}", unsupported(&bad_xml));
-    let not_utf8 = docx_parts(&[("word/document.xml", "")]);
-    assert!(run::<Doc>("text", &not_utf8).is_ok());
+    let empty = docx_parts(&[("word/document.xml", "")]);
+    let m = unsupported(&empty);
+    assert!(m.contains("malformed XML in word/document.xml") && m.contains("no root element"), "{m}");
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     zip.start_file("word/document.xml", zip::write::SimpleFileOptions::default()).unwrap();
     zip.write_all(b"<a>\xff\xfe</a>").unwrap();
     let latin = zip.finish().unwrap().into_inner();
     assert!(unsupported(&latin).contains("not valid UTF-8"));
+}
+
+/// The DOCX `docx(body)` builds, with one part replaced.
+fn docx_with(body: &str, name: &str, content: &str) -> Vec<u8> {
+    let document = format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<w:document {W}><w:body>{body}<w:sectPr/></w:body></w:document>"#
+    );
+    let mut parts = vec![
+        ("word/document.xml", document.as_str()),
+        ("word/styles.xml", STYLES),
+        ("word/numbering.xml", NUMBERING),
+        ("word/_rels/document.xml.rels", RELS),
+    ];
+    for (n, c) in &mut parts {
+        if *n == name {
+            *c = content;
+        }
+    }
+    docx_parts(&parts)
+}
+
+#[test]
+fn a_document_cut_in_half_is_refused_with_the_place() {
+    let body: String = (1..=40).map(|i| p("", &format!("Paragraph number {i} of the report."))).collect();
+    let document = format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<w:document {W}><w:body>{body}<w:sectPr/></w:body></w:document>"#
+    );
+    // The whole document converts.
+    let whole = docx_with(&body, "word/document.xml", &document);
+    assert!(convert("text", &whole).0.contains("Paragraph number 40"));
+    // Cut in half: before, this gave success with the first twenty paragraphs.
+    let half = &document[..document.len() / 2];
+    for style in ["text", "markdown"] {
+        match run::<Doc>(style, &docx_with(&body, "word/document.xml", half)) {
+            Err(ProcessError::UnsupportedInput(m)) => {
+                assert!(m.starts_with("malformed XML in word/document.xml at line 2, column "), "{m}");
+                assert!(m.contains("cut short"), "{m}");
+            }
+            other => panic!("{style}: expected unsupported input and no output, got {other:?}"),
+        }
+    }
+    // Cut inside a tag, inside text, inside an attribute, right after an end tag.
+    for cut in ["<w:t xml:sp", "Paragraph number 7 o", r#"<w:t xml:space="pres"#, "</w:p>"] {
+        let at = document.find(cut).unwrap() + cut.len();
+        let m = unsupported(&docx_with(&body, "word/document.xml", &document[..at]));
+        let (_, column) = m.split_once("column ").unwrap_or_else(|| panic!("{m}"));
+        assert!(m.starts_with("malformed XML in word/document.xml at line 2, column "), "{cut}: {m}");
+        assert!(column.split(':').next().unwrap().parse::<usize>().is_ok(), "{m}");
+    }
+    // The position is the right one: an end tag that does not match, on line 3.
+    let bad = format!(
+        "<w:document {W}><w:body>\n<w:p><w:r><w:t>x</w:t></w:r></w:p>\n  <w:p></w:r></w:p></w:body></w:document>"
+    );
+    let m = unsupported(&docx_with("", "word/document.xml", &bad));
+    assert!(m.starts_with("malformed XML in word/document.xml at line 3, column 8:"), "{m}");
+    assert!(m.contains("`</w:p>`") && m.contains("`</w:r>`"), "{m}");
+}
+
+#[test]
+fn malformed_xml_in_any_part_is_refused_and_named() {
+    let body = p("Heading1", "Title");
+    let cases = [
+        ("word/styles.xml", &STYLES[..STYLES.len() - 40], "word/styles.xml", "cut short"),
+        ("word/numbering.xml", &NUMBERING[..NUMBERING.len() / 2], "word/numbering.xml", "cut short"),
+        (
+            "word/_rels/document.xml.rels",
+            "<Relationships><Relationship Id=\"a\" Id=\"b\"/></Relationships>",
+            "word/_rels/document.xml.rels",
+            "attributes",
+        ),
+        ("word/styles.xml", "<w:styles xmlns:w=\"x\"/><w:styles xmlns:w=\"x\"/>", "word/styles.xml", "second root"),
+        ("word/styles.xml", "<x:styles/>", "word/styles.xml", "undeclared namespace prefix `x`"),
+    ];
+    for (part, content, named, what) in cases {
+        let m = unsupported(&docx_with(&body, part, content));
+        assert!(m.starts_with(&format!("malformed XML in {named} at line ")), "{part}: {m}");
+        assert!(m.contains(what), "{part}: {m}");
+    }
+    let entity = format!("<w:document {W}><w:body><w:p><w:r><w:t>a &nbsp; b</w:t></w:r></w:p></w:body></w:document>");
+    let m = unsupported(&docx_with("", "word/document.xml", &entity));
+    assert!(m.contains("line 1, column ") && m.contains("`&nbsp;`"), "{m}");
+    let trailing = format!("<w:document {W}><w:body/></w:document>stray text");
+    assert!(unsupported(&docx_with("", "word/document.xml", &trailing)).contains("text outside the root element"));
 }
 
 #[test]

@@ -165,16 +165,19 @@ pub fn decode(d: &[u8]) -> OpResult<Image> {
     Image::new(hd.width, hd.height, ch as u8, out)
 }
 
-/// RLE8 / RLE4 (always bottom-up).
+/// RLE8 / RLE4. The format says bottom-up, but writers also store them
+/// top-down (a negative height), which is honoured as for uncompressed BMPs.
 fn rle(data: &[u8], hd: &Header, palette: &[[u8; 3]]) -> Image {
     let (w, h) = (hd.width as usize, hd.height as usize);
     let mut idx = vec![0u8; w * h];
     let (mut x, mut y) = (0usize, 0usize);
     let mut i = 0usize;
     let four = hd.bpp == 4;
+    let top_down = hd.top_down;
     let mut put = |x: &mut usize, y: usize, v: u8| {
         if *x < w && y < h {
-            idx[(h - 1 - y) * w + *x] = v;
+            let row = if top_down { y } else { h - 1 - y };
+            idx[row * w + *x] = v;
         }
         *x += 1;
     };

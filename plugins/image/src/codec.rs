@@ -50,7 +50,7 @@ pub fn probe(d: &[u8], format: OutFormat) -> OpResult<Header> {
         }
         OutFormat::Png => {
             let mut dec = png::Decoder::new(Cursor::new(d));
-            let info = dec.read_header_info().map_err(|e| format!("corrupt PNG: {e}"))?;
+            let info = dec.read_header_info().map_err(|e| format!("corrupt PNG: {}", png_error(&e)))?;
             (h.width, h.height) = (info.width, info.height);
             let color = info.color_type;
             // The eXIf and tRNS chunks come before the image data; reading them allocates nothing large.
@@ -90,6 +90,280 @@ pub fn probe(d: &[u8], format: OutFormat) -> OpResult<Header> {
         return Err(format!("the {} header gives an empty image ({}x{})", format.name(), h.width, h.height));
     }
     Ok(h)
+}
+
+/// The file repaired where a mature decoder tolerates what this one's codec
+/// refuses, or `None` when it needs nothing: see [`repair_jpeg`] and
+/// [`gif_default_palette`].
+pub fn repair(d: &[u8], format: OutFormat) -> Option<Vec<u8>> {
+    match format {
+        OutFormat::Jpeg => repair_jpeg(d),
+        OutFormat::Gif => gif_default_palette(d),
+        OutFormat::Png => png_low_depth_trns(d),
+        _ => None,
+    }
+}
+
+/// A grey PNG of 1, 2 or 4 bits whose tRNS value has bits above the sample
+/// depth (Pillow writes 255 for white in a 1-bit image) gets the value masked
+/// to the depth, as libpng does: the PNG decoder compares the whole value and
+/// would find no transparent pixel.
+pub fn png_low_depth_trns(d: &[u8]) -> Option<Vec<u8>> {
+    // IHDR is the first chunk: bit depth at 24, colour type at 25.
+    let (depth, color) = (*d.get(24)?, *d.get(25)?);
+    if color != 0 || !matches!(depth, 1 | 2 | 4) {
+        return None;
+    }
+    let mut pos = 8;
+    while let Some(head) = d.get(pos..pos + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let kind = &head[4..8];
+        if kind == b"IDAT" || kind == b"IEND" {
+            return None;
+        }
+        if kind == b"tRNS" && len == 2 {
+            let value = u16::from_be_bytes([*d.get(pos + 8)?, *d.get(pos + 9)?]);
+            let masked = value & ((1 << depth) - 1);
+            if masked == value {
+                return None;
+            }
+            let mut out = d.to_vec();
+            out[pos + 8..pos + 10].copy_from_slice(&masked.to_be_bytes());
+            let crc = crc32(&out[pos + 4..pos + 10]);
+            out.get_mut(pos + 10..pos + 14)?.copy_from_slice(&crc.to_be_bytes());
+            return Some(out);
+        }
+        pos = pos.checked_add(12 + len)?;
+    }
+    None
+}
+
+/// CRC-32 of a PNG chunk (ISO 3309), bit by bit: used on a few bytes only.
+pub(crate) fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A GIF with neither a global colour table nor, for its frames, local ones
+/// is given a global table of 256 greys, entry `i` = (i, i, i): the GIF
+/// specification leaves the colours to the decoder, and this is what Pillow
+/// shows (a greyscale image whose grey level is the colour index). Frames
+/// with a local colour table keep it.
+pub fn gif_default_palette(d: &[u8]) -> Option<Vec<u8>> {
+    let flags = *d.get(10)?;
+    if flags & 0x80 != 0 || d.len() < 13 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(d.len() + 768);
+    out.extend_from_slice(&d[..13]);
+    out[10] = flags | 0x87; // a global table of 2^(7+1) entries
+    out.extend((0..=255u8).flat_map(|i| [i, i, i]));
+    out.extend_from_slice(&d[13..]);
+    Some(out)
+}
+
+/// A PNG decoding error in plain words: the `png` crate prints some of its
+/// errors with Rust debug text (`ChunkType { type: IDAT, critical: true, … }`,
+/// `Corrupt deflate stream. InvalidDistanceCode`).
+pub fn png_error(e: &png::DecodingError) -> String {
+    let text = match e {
+        png::DecodingError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return "the file ends before the image does (truncated)".into();
+        }
+        png::DecodingError::LimitsExceeded => return "the image needs more memory than the decoder may use".into(),
+        other => other.to_string(),
+    };
+    // `ChunkType { type: IDAT, critical: true, private: false, … }` → `IDAT`.
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("ChunkType {") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at..];
+        let end = after.find('}').map_or(after.len(), |i| i + 1);
+        let name = after
+            .split_once("type: ")
+            .and_then(|(_, t)| t.split([',', ' ', '}']).next())
+            .filter(|n| !n.is_empty())
+            .unwrap_or("?");
+        out.push('`');
+        out.push_str(name);
+        out.push('`');
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    // Debug names of enums (`InvalidDistanceCode`, `GrayscaleAlpha`, `Sixteen`) → words.
+    let words: Vec<String> = out
+        .split(' ')
+        .map(|w| {
+            let core = w.trim_end_matches(['.', ',', ':', ')']);
+            let tail = &w[core.len()..];
+            let named = match core {
+                "Grayscale" => Some("greyscale".to_string()),
+                "GrayscaleAlpha" => Some("greyscale with alpha".into()),
+                "Rgb" => Some("RGB".into()),
+                "Rgba" => Some("RGBA".into()),
+                "Indexed" => Some("palette".into()),
+                _ => None,
+            };
+            if let Some(n) = named {
+                return format!("{n}{tail}");
+            }
+            let camel = core.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                && core.chars().skip(1).any(|c| c.is_ascii_uppercase())
+                && core.chars().any(|c| c.is_ascii_lowercase())
+                && core.chars().all(|c| c.is_ascii_alphanumeric());
+            if !camel {
+                return w.to_string();
+            }
+            let mut spaced = String::new();
+            for (i, c) in core.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    spaced.push(' ');
+                }
+                spaced.push(c.to_ascii_lowercase());
+            }
+            format!("{spaced}{tail}")
+        })
+        .collect();
+    let mut out = words.join(" ");
+    out = out.replace("Corrupt deflate stream. ", "corrupt compressed image data: ");
+    let out = out.trim_end_matches('.');
+    let mut chars = out.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => "unknown error".into(),
+    }
+}
+
+/// A JPEG rewritten the way libjpeg tolerates two kinds of damage it
+/// decodes with only a warning, or `None` when there is nothing to repair:
+///
+/// - stray bytes between marker segments (libjpeg: "extraneous bytes before
+///   marker") are dropped;
+/// - a restart interval (DRI) declared for a scan that holds no restart
+///   markers at all is set to 0 for that scan, so that the whole scan is
+///   decoded. (libjpeg looks for the first restart marker, does not find it,
+///   skips to the end of the scan and leaves the rest of the image grey;
+///   decoding the entropy data that is there gives the picture instead.)
+///
+/// Anything it does not understand is copied as it is, for the decoder to judge.
+pub fn repair_jpeg(d: &[u8]) -> Option<Vec<u8>> {
+    // A first pass only looks, so that a sound file is not copied.
+    if !walk_jpeg(d, &mut None)? {
+        return None;
+    }
+    let mut out = Vec::with_capacity(d.len() + 16);
+    walk_jpeg(d, &mut Some(&mut out))?;
+    Some(out)
+}
+
+/// Walk the segments of a JPEG, writing the repaired file to `out` if given;
+/// whether anything needs repair.
+fn walk_jpeg(d: &[u8], out: &mut Option<&mut Vec<u8>>) -> Option<bool> {
+    let mut emit = |bytes: &[u8]| {
+        if let Some(out) = out.as_deref_mut() {
+            out.extend_from_slice(bytes);
+        }
+    };
+    emit(d.get(..2)?);
+    let mut changed = false;
+    let mut pos = 2;
+    // The interval the file declares, and the one the copy declares so far.
+    let (mut declared, mut written) = (0u16, 0u16);
+    while pos < d.len() {
+        if d[pos] != 0xff || d.get(pos + 1) == Some(&0x00) {
+            // Stray bytes (or a stuffed zero) between segments.
+            let skip = d[pos + 1..].iter().position(|&b| b == 0xff).map_or(d.len() - pos, |i| i + 1);
+            let skip = if d[pos] == 0xff { skip.max(2) } else { skip };
+            pos += skip;
+            changed = true;
+            continue;
+        }
+        let mut m = pos + 1;
+        while d.get(m) == Some(&0xff) {
+            m += 1;
+        }
+        let Some(&marker) = d.get(m) else { break };
+        if marker == 0x00 {
+            pos = m + 1;
+            changed = true;
+            continue;
+        }
+        match marker {
+            0xd9 => {
+                emit(&d[pos..]);
+                return Some(changed);
+            }
+            0x01 | 0xd0..=0xd8 => {
+                emit(&d[pos..m + 1]);
+                pos = m + 1;
+                continue;
+            }
+            _ => {}
+        }
+        let len = match d.get(m + 1..m + 3) {
+            Some(b) => usize::from(u16::from_be_bytes([b[0], b[1]])),
+            None => break,
+        };
+        let end = (m + 1 + len).min(d.len());
+        if marker == 0xdd && len >= 4 && end >= m + 5 {
+            declared = u16::from_be_bytes([d[m + 3], d[m + 4]]);
+            written = declared;
+            emit(&d[pos..end]);
+            pos = end;
+            continue;
+        }
+        if marker != 0xda {
+            emit(&d[pos..end]);
+            pos = end;
+            continue;
+        }
+        // A scan: its header, then entropy-coded data up to the next marker
+        // that is not a restart marker.
+        let mut data_end = end;
+        let mut restarts = false;
+        while data_end < d.len() {
+            match memchr_ff(&d[data_end..]) {
+                None => data_end = d.len(),
+                Some(i) => {
+                    let at = data_end + i;
+                    match d.get(at + 1) {
+                        Some(0x00 | 0xff) => data_end = at + 1,
+                        Some(0xd0..=0xd7) => {
+                            restarts = true;
+                            data_end = at + 2;
+                        }
+                        _ => {
+                            data_end = at;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let wanted = if declared > 0 && !restarts { 0 } else { declared };
+        if wanted != written {
+            emit(&[0xff, 0xdd, 0, 4]);
+            emit(&wanted.to_be_bytes());
+            written = wanted;
+            changed = true;
+        }
+        emit(&d[pos..data_end]);
+        pos = data_end;
+    }
+    // Truncated: copy what is left for the decoder to judge.
+    emit(&d[pos.min(d.len())..]);
+    Some(changed)
+}
+
+fn memchr_ff(d: &[u8]) -> Option<usize> {
+    d.iter().position(|&b| b == 0xff)
 }
 
 struct JpegHeader<'a> {
@@ -220,10 +494,10 @@ pub fn decode(d: &[u8], header: &Header, jpeg_min: Option<(u32, u32)>, limits: &
                 usize::try_from(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20)).unwrap_or(usize::MAX);
             let mut dec = png::Decoder::new_with_limits(Cursor::new(d), png::Limits { bytes: budget });
             dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-            let mut reader = dec.read_info().map_err(|e| format!("corrupt PNG: {e}"))?;
+            let mut reader = dec.read_info().map_err(|e| format!("corrupt PNG: {}", png_error(&e)))?;
             let size = reader.output_buffer_size().ok_or("PNG too large")?;
             let mut buf = vec![0u8; size];
-            let frame = reader.next_frame(&mut buf).map_err(|e| format!("corrupt PNG: {e}"))?;
+            let frame = reader.next_frame(&mut buf).map_err(|e| format!("corrupt PNG: {}", png_error(&e)))?;
             let ch = match frame.color_type {
                 png::ColorType::Grayscale => 1,
                 png::ColorType::GrayscaleAlpha => 2,

@@ -85,12 +85,16 @@ fn run(plan: &Plan, bytes: &[u8], outputs: &mut Outputs<'_>) -> Result<(), Proce
     }
     let format = codec::detect(bytes)
         .ok_or_else(|| ProcessError::unsupported("not a JPEG, PNG, WebP, GIF or BMP image (unrecognised signature)"))?;
+    // Damage that mature decoders tolerate is repaired first; `size` stays the file's.
+    let size = bytes.len();
+    let repaired = codec::repair(bytes, format);
+    let bytes = repaired.as_deref().unwrap_or(bytes);
     let header = codec::probe(bytes, format).map_err(unsupported)?;
     let limits = &plan.limits;
     ops::check_size(u64::from(header.width), u64::from(header.height), limits, "the image").map_err(unsupported)?;
     if plan.info {
         let mut out = outputs.open(Some("json"))?;
-        out.write_all(info_json(&header, bytes.len()).as_bytes())?;
+        out.write_all(info_json(&header, size).as_bytes())?;
         return Ok(());
     }
 

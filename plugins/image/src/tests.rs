@@ -448,20 +448,9 @@ fn png_claiming(w: u32, h: u32) -> Vec<u8> {
     let mut p = png(1, 1, 3, &[1, 2, 3]);
     p[16..20].copy_from_slice(&w.to_be_bytes());
     p[20..24].copy_from_slice(&h.to_be_bytes());
-    let crc = crc32(&p[12..29]);
+    let crc = codec::crc32(&p[12..29]);
     p[29..33].copy_from_slice(&crc.to_be_bytes());
     p
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 fn unsupported(style: &str, input: &[u8]) -> String {
@@ -825,5 +814,229 @@ fn fuzz_all_formats() {
         let _ = run::<ImagePlugin>(styles[i % styles.len()], &d);
         let _ = crate::jpeg_dc::decode(&d, 1);
         let _ = crate::jpeg_dc::decode(&d, 2);
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).position(|w| w == needle).expect("marker present")
+}
+
+fn insert(d: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
+    [&d[..at], bytes, &d[at..]].concat()
+}
+
+fn info_json(input: &[u8]) -> String {
+    let out = run::<ImagePlugin>("info", input).unwrap_or_else(|e| panic!("info: {e}"));
+    String::from_utf8(out[0].bytes.clone()).unwrap()
+}
+
+/// JPEGs that libjpeg decodes with a warning, made from a valid one by byte
+/// surgery: they were refused, even by `info`.
+#[test]
+fn jpegs_libjpeg_tolerates_are_decoded() {
+    let good = jpeg(64, 48, &quadrants(64, 48), 90, None);
+    let (_, want) = decode(&good);
+    let (_, _, want_thumb) = process("resize,w_8/format,png", &good);
+
+    // Stray bytes between two marker segments (before the quantisation tables).
+    let stray = insert(&good, find(&good, &[0xff, 0xdb]), b"\x00\x12junk\x34");
+    // A restart interval of 2 MCUs declared, and no restart marker in the scan.
+    let dri = insert(&good, find(&good, &[0xff, 0xda]), &[0xff, 0xdd, 0, 4, 0, 2]);
+    assert!(jpeg_decoder::Decoder::new(&dri[..]).decode().is_err(), "the codec alone refuses it");
+    // Both at once, and the stray bytes after the last segment before the scan.
+    let both = insert(&dri, find(&dri, &[0xff, 0xda]), b"\x01\x02\x03");
+
+    for (name, damaged) in [("stray bytes", &stray), ("DRI without RST", &dri), ("both", &both)] {
+        let info = info_json(damaged);
+        assert_eq!(
+            info,
+            format!("{{\"width\":64,\"height\":48,\"format\":\"jpeg\",\"size\":{}}}\n", damaged.len()),
+            "{name}"
+        );
+        // Every pixel as in the undamaged file, at full size and through the reduced-scale path.
+        let (_, _, img) = process("format,png", damaged);
+        assert_eq!((img.w, img.h, img.ch), (want.w, want.h, want.ch), "{name}");
+        assert!(img.data == want.data, "{name}: the pixels differ from the undamaged JPEG's");
+        let (_, _, thumb) = process("resize,w_8/format,png", damaged);
+        assert!(thumb.data == want_thumb.data, "{name}: the thumbnail differs");
+    }
+    // A file that has nothing to repair is left as it is.
+    assert!(codec::repair_jpeg(&good).is_none());
+}
+
+/// A PNG with the given colour type and bit depth, tRNS and raw (packed) rows.
+fn png_raw(w: u32, h: u32, color: png::ColorType, depth: png::BitDepth, trns: Option<&[u8]>, data: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut enc = png::Encoder::new(&mut buf, w, h);
+    enc.set_color(color);
+    enc.set_depth(depth);
+    if let Some(t) = trns {
+        enc.set_trns(t.to_vec());
+    }
+    let mut wr = enc.write_header().unwrap();
+    wr.write_image_data(data).unwrap();
+    wr.finish().unwrap();
+    buf
+}
+
+#[test]
+fn one_bit_grey_png_keeps_its_transparent_colour() {
+    // 8x2, 1 bit per pixel: row 0 alternates white/black, row 1 is 4 white then 4 black.
+    // tRNS makes white transparent: as the value 1, or as 255, as Pillow writes
+    // it (libpng keeps the bits of the sample depth; the PNG decoder compared 255
+    // with 1 and lost the transparency).
+    for trns in [[0, 1], [0, 255], [255, 255]] {
+        let p = png_raw(8, 2, png::ColorType::Grayscale, png::BitDepth::One, Some(&trns), &[0b1010_1010, 0b1111_0000]);
+        assert!(info_json(&p).starts_with("{\"width\":8,\"height\":2,\"format\":\"png\""));
+        one_bit_grey_transparency(&p);
+    }
+    // 2-bit grey: only the exact value is transparent (here 2, written as 0xAA, its 8-bit scaling).
+    for trns in [[0, 2], [0, 0xaa]] {
+        let p2 = png_raw(4, 1, png::ColorType::Grayscale, png::BitDepth::Two, Some(&trns), &[0b00_01_10_11]);
+        let (_, _, img) = process("format,png", &p2);
+        assert_eq!(img.ch, 2);
+        assert_eq!(img.data, vec![0, 255, 85, 255, 170, 0, 255, 255], "tRNS {trns:?}");
+    }
+}
+
+fn one_bit_grey_transparency(p: &[u8]) {
+    for style in ["format,png", "resize,w_8/format,png", "format,bmp"] {
+        let (_, _, img) = process(style, p);
+        assert!(img.ch == 2 || img.ch == 4, "{style}: alpha lost ({} channels)", img.ch);
+        let alpha = |x: u32, y: u32| img.data[((y * img.w + x) * u32::from(img.ch)) as usize + img.ch as usize - 1];
+        for (x, y, white) in [(0, 0, true), (1, 0, false), (3, 1, true), (4, 1, false)] {
+            let want = if white { 0 } else { 255 };
+            assert_eq!(alpha(x, y), want, "{style}: alpha of ({x},{y})");
+            if !white {
+                assert_eq!(rgb_at(&img, x, y), [0, 0, 0], "{style}: ({x},{y})");
+            }
+        }
+    }
+}
+
+/// An 8-bit palette BMP header (two colours, BGRA blue and red) for `rows` of width 3.
+fn bmp8(height: i32, compression: u32, bpp: u16, pixels: &[u8]) -> Vec<u8> {
+    let offset = 14 + 40 + 8;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"BM");
+    b.extend_from_slice(&((offset + pixels.len()) as u32).to_le_bytes());
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&(offset as u32).to_le_bytes());
+    b.extend_from_slice(&40u32.to_le_bytes());
+    b.extend_from_slice(&3i32.to_le_bytes());
+    b.extend_from_slice(&height.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&bpp.to_le_bytes());
+    b.extend_from_slice(&compression.to_le_bytes());
+    b.extend_from_slice(&[0; 12]);
+    b.extend_from_slice(&2u32.to_le_bytes()); // colours used
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&[255, 0, 0, 0, 0, 0, 255, 0]); // blue, red
+    b.extend_from_slice(pixels);
+    b
+}
+
+#[test]
+fn top_down_rle_bmps_are_the_right_way_up() {
+    // Top row: red red blue; bottom row: blue red blue.
+    let want = vec![255, 0, 0, 255, 0, 0, 0, 0, 255, 0, 0, 255, 255, 0, 0, 0, 0, 255];
+    // Bottom-up RLE8 (the usual kind): bottom row first.
+    let (_, img) = decode(&bmp8(2, 1, 8, &[1, 0, 1, 1, 1, 0, 0, 0, 2, 1, 1, 0, 0, 1]));
+    assert_eq!(img.data, want);
+    // Top-down RLE8 (negative height): top row first.
+    let (_, img) = decode(&bmp8(-2, 1, 8, &[2, 1, 1, 0, 0, 0, 1, 0, 1, 1, 1, 0, 0, 1]));
+    assert_eq!(img.data, want, "top-down RLE8 came out upside down");
+    // Top-down RLE4: runs of alternating nibbles (2 × "1 1", then "0"), line end, then "0 1 0", end.
+    let (_, img) = decode(&bmp8(-2, 2, 4, &[2, 0x11, 1, 0x00, 0, 0, 3, 0x01, 0, 1]));
+    assert_eq!(img.data, want, "top-down RLE4 came out upside down");
+    // Through the plugin, to PNG.
+    let (_, _, img) = process("format,png", &bmp8(-2, 1, 8, &[2, 1, 1, 0, 0, 0, 1, 0, 1, 1, 1, 0, 0, 1]));
+    assert_eq!(img.data, want);
+}
+
+#[test]
+fn gif_without_colour_tables_is_greyscale() {
+    // 4x1, colour indices 0, 85, 170, 255, no global and no local colour table;
+    // index 85 is transparent. Written with a local table, which is then cut out.
+    let mut buf = Vec::new();
+    {
+        let mut enc = gif::Encoder::new(&mut buf, 4, 1, &[]).unwrap();
+        let frame = gif::Frame {
+            width: 4,
+            height: 1,
+            buffer: std::borrow::Cow::Borrowed(&[0, 85, 170, 255]),
+            palette: Some(vec![9; 768]),
+            transparent: Some(85),
+            ..Default::default()
+        };
+        enc.write_frame(&frame).unwrap();
+    }
+    if buf[10] & 0x80 != 0 {
+        let n = 3 << ((buf[10] & 7) + 1);
+        buf.drain(13..13 + n);
+        buf[10] &= !0x87;
+    }
+    let desc = 13 + buf[13..].iter().position(|&b| b == 0x2c).unwrap();
+    assert_eq!(buf[desc + 9] & 0x87, 0x87, "a local table of 256 colours");
+    buf.drain(desc + 10..desc + 10 + 768);
+    buf[desc + 9] &= !0x87;
+    assert!(
+        matches!(gif::DecodeOptions::new().read_info(&buf[..]).unwrap().next_frame_info(), Err(_)),
+        "the codec alone refuses it"
+    );
+    assert!(info_json(&buf).starts_with("{\"width\":4,\"height\":1,\"format\":\"gif\""));
+    let (_, _, img) = process("format,png", &buf);
+    assert_eq!((img.w, img.h, img.ch), (4, 1, 4));
+    assert_eq!(img.data, vec![0, 0, 0, 255, 85, 85, 85, 0, 170, 170, 170, 255, 255, 255, 255, 255]);
+    // A GIF with a local colour table keeps its colours.
+    let mut buf = Vec::new();
+    {
+        let mut enc = gif::Encoder::new(&mut buf, 2, 1, &[]).unwrap();
+        let frame = gif::Frame {
+            width: 2,
+            height: 1,
+            buffer: std::borrow::Cow::Borrowed(&[0, 1]),
+            palette: Some(vec![200, 0, 0, 0, 0, 200]),
+            ..Default::default()
+        };
+        enc.write_frame(&frame).unwrap();
+    }
+    let (_, _, img) = process("format,png", &buf);
+    assert_eq!(img.data, vec![200, 0, 0, 0, 0, 200]);
+}
+
+#[test]
+fn png_errors_are_plain_words() {
+    let good = png(8, 8, 3, &quadrants(8, 8));
+    let mut bad_crc = good.clone();
+    let idat = find(&good, b"IDAT");
+    let len = u32::from_be_bytes(good[idat - 4..idat].try_into().unwrap()) as usize;
+    bad_crc[idat + 4 + len] ^= 0xff;
+    let mut duplicate = good.clone();
+    let ihdr = find(&good, b"IHDR");
+    let ihdr_chunk = good[ihdr - 4..ihdr + 4 + 13 + 4].to_vec();
+    duplicate.splice(idat - 4..idat - 4, ihdr_chunk);
+    let mut deflate = good.clone();
+    for b in &mut deflate[idat + 6..idat + 4 + len] {
+        *b ^= 0x5a;
+    }
+    // The CRC has to match for the corrupt data to reach the inflater.
+    let crc = codec::crc32(&deflate[idat..idat + 4 + len]);
+    deflate[idat + 4 + len..idat + 8 + len].copy_from_slice(&crc.to_be_bytes());
+    let cases: [(&[u8], &str); 4] =
+        [(&bad_crc, "IDAT"), (&duplicate, "IHDR"), (&deflate, "corrupt"), (&good[..good.len() - 20], "corrupt PNG")];
+    for (input, needle) in cases {
+        let m = unsupported("format,jpg", input);
+        assert!(m.starts_with("corrupt PNG: "), "{m}");
+        assert!(m.contains(needle), "{needle}: {m}");
+        assert!(!m.contains("ChunkType") && !m.contains('{') && !m.contains("::"), "debug text in: {m}");
+        let words = m.trim_start_matches("corrupt PNG: ");
+        assert!(
+            !words.split(' ').any(|w| w.len() > 1
+                && w.chars().next().unwrap().is_ascii_uppercase()
+                && w.chars().skip(1).any(|c| c.is_ascii_uppercase())
+                && w.chars().any(|c| c.is_ascii_lowercase())),
+            "a Rust name in: {m}"
+        );
     }
 }

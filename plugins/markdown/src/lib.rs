@@ -1,15 +1,20 @@
-//! `markdown`: CommonMark, with the GFM tables, task lists and strikethrough
-//! extensions, to HTML (extension `html`).
+//! `markdown`: CommonMark with the GitHub Flavored Markdown extensions
+//! (tables, task lists, strikethrough, extended autolinks and the disallowed
+//! raw HTML filter) to HTML (extension `html`), by `comrak`, a port of
+//! GitHub's cmark-gfm.
 //!
 //! `markdown` writes an HTML fragment; `markdown/page_1` writes a complete
 //! HTML5 page whose `<title>` is the text of the first heading (or, without a
 //! heading, the file name of the object key). As in CommonMark, raw HTML in the
-//! source is passed through.
+//! source is passed through, but for the tags GFM filters (`<script>`,
+//! `<style>`, `<title>`, `<textarea>`, `<xmp>`, `<iframe>`, `<noembed>`,
+//! `<noframes>`, `<plaintext>`), whose `<` is written `&lt;`.
 
 use std::io::Write;
 
+use comrak::nodes::NodeValue;
+use comrak::{Arena, Node, Options};
 use kiln_plugin_sdk::{Action, Input, ObjectInfo, Outputs, PluginInfo, ProcessError, Processor, Style, StyleError};
-use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
 pub struct Markdown;
 
@@ -62,31 +67,95 @@ fn action_invalid(key: &str, value: &str) -> StyleError {
     }
 }
 
-fn options() -> Options {
-    Options::ENABLE_TABLES | Options::ENABLE_TASKLISTS | Options::ENABLE_STRIKETHROUGH
+fn options() -> Options<'static> {
+    let mut o = Options::default();
+    o.extension.table = true;
+    o.extension.tasklist = true;
+    o.extension.strikethrough = true;
+    o.extension.autolink = true;
+    // Raw HTML passes through, as CommonMark specifies (less what `tagfilter` takes).
+    o.render.r#unsafe = true;
+    o
 }
 
 /// The plain text of the first heading, whitespace collapsed.
-fn first_heading(source: &str) -> Option<String> {
-    let mut text = String::new();
-    let mut inside = false;
-    for event in Parser::new_ext(source, options()) {
-        match event {
-            Event::Start(Tag::Heading { .. }) => inside = true,
-            Event::End(TagEnd::Heading(_)) => {
-                let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-                if !collapsed.is_empty() {
-                    return Some(collapsed);
-                }
-                inside = false;
-                text.clear();
+fn first_heading<'a>(root: Node<'a>) -> Option<String> {
+    for node in root.descendants() {
+        if !matches!(node.data().value, NodeValue::Heading(_)) {
+            continue;
+        }
+        let mut text = String::new();
+        for inner in node.descendants() {
+            match &inner.data().value {
+                NodeValue::Text(t) => text.push_str(t),
+                NodeValue::Code(c) => text.push_str(&c.literal),
+                NodeValue::SoftBreak | NodeValue::LineBreak => text.push(' '),
+                _ => {}
             }
-            Event::Text(t) | Event::Code(t) if inside => text.push_str(&t),
-            Event::SoftBreak | Event::HardBreak if inside => text.push(' '),
-            _ => {}
+        }
+        let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !collapsed.is_empty() {
+            return Some(collapsed);
         }
     }
     None
+}
+
+/// GFM's disallowed raw HTML extension (cmark-gfm's `tagfilter`, which
+/// comrak has dropped): in raw HTML, the `<` that opens or closes one of
+/// these tags is written `&lt;`, so that the browser shows it as text.
+const DISALLOWED: [&str; 9] =
+    ["title", "textarea", "style", "xmp", "iframe", "noembed", "noframes", "script", "plaintext"];
+
+/// Whether `html` starts with a disallowed tag: `<name` or `</name`, then
+/// whitespace, `>` or `/>` (cmark-gfm's `is_tag`).
+fn disallowed_tag(html: &[u8]) -> bool {
+    let Some(rest) = html.strip_prefix(b"<") else { return false };
+    let rest = rest.strip_prefix(b"/").unwrap_or(rest);
+    DISALLOWED.iter().any(|name| {
+        rest.len() > name.len()
+            && rest[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            && match rest[name.len()] {
+                b'>' | b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => true,
+                b'/' => rest.get(name.len() + 1) == Some(&b'>'),
+                _ => false,
+            }
+    })
+}
+
+/// `html` with the `<` of every disallowed tag written `&lt;`.
+fn filter_tags(html: &str) -> Option<String> {
+    let bytes = html.as_bytes();
+    let hits: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i] == b'<' && disallowed_tag(&bytes[i..])).collect();
+    if hits.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(html.len() + 3 * hits.len());
+    let mut from = 0;
+    for at in hits {
+        out.push_str(&html[from..at]);
+        out.push_str("&lt;");
+        from = at + 1;
+    }
+    out.push_str(&html[from..]);
+    Some(out)
+}
+
+/// Apply the filter to the raw HTML of the document: every `<` of an HTML
+/// block, and the tag an inline HTML node starts with.
+fn tagfilter<'a>(root: Node<'a>) {
+    for node in root.descendants() {
+        let mut data = node.data_mut();
+        match &mut data.value {
+            NodeValue::HtmlBlock(block) => {
+                if let Some(filtered) = filter_tags(&block.literal) {
+                    block.literal = filtered;
+                }
+            }
+            NodeValue::HtmlInline(html) if disallowed_tag(html.as_bytes()) => html.replace_range(..1, "&lt;"),
+            _ => {}
+        }
+    }
 }
 
 fn escape_html(s: &str) -> String {
@@ -106,12 +175,17 @@ fn escape_html(s: &str) -> String {
 
 /// Render `source` as an HTML fragment, or as a whole page titled after its first heading.
 fn render(source: &str, page: bool, key: &str) -> String {
+    let options = options();
+    let arena = Arena::new();
+    let root = comrak::parse_document(&arena, source, &options);
+    tagfilter(root);
     let mut body = String::with_capacity(source.len() * 3 / 2);
-    pulldown_cmark::html::push_html(&mut body, Parser::new_ext(source, options()));
+    // Writing into a String cannot fail.
+    let _ = comrak::format_html(root, &options, &mut body);
     if !page {
         return body;
     }
-    let title = first_heading(source).unwrap_or_else(|| key.rsplit('/').next().unwrap_or(key).to_string());
+    let title = first_heading(root).unwrap_or_else(|| key.rsplit('/').next().unwrap_or(key).to_string());
     format!(
         "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n</head>\n<body>\n{}</body>\n</html>\n",
         escape_html(&title),
@@ -121,13 +195,9 @@ fn render(source: &str, page: bool, key: &str) -> String {
 
 impl Processor for Markdown {
     fn info() -> PluginInfo {
-        PluginInfo::new(
-            "markdown",
-            env!("CARGO_PKG_VERSION"),
-            "CommonMark with GFM tables, task lists and strikethrough to HTML",
-        )
-        .reads(&["md", "markdown", "txt"])
-        .writes(&["html"])
+        PluginInfo::new("markdown", env!("CARGO_PKG_VERSION"), "CommonMark with the GFM extensions to HTML")
+            .reads(&["md", "markdown", "txt"])
+            .writes(&["html"])
     }
 
     fn validate(params: &str) -> Result<(), StyleError> {
@@ -192,11 +262,68 @@ mod tests {
     fn gfm_tables_task_lists_strikethrough() {
         let h = html("", "| a | b |\n|---|:-:|\n| 1 | 2 |\n\n- [x] done\n- [ ] todo\n\n~~gone~~\n");
         assert!(h.contains("<table>") && h.contains("<thead>") && h.contains("<th>a</th>"), "{h}");
-        assert!(h.contains("<th style=\"text-align: center\">b</th>"), "{h}");
-        assert!(h.contains("<td>1</td>") && h.contains("<td style=\"text-align: center\">2</td>"), "{h}");
-        assert!(h.contains("<input disabled=\"\" type=\"checkbox\" checked=\"\"/>"), "{h}");
-        assert!(h.contains("<input disabled=\"\" type=\"checkbox\"/>"), "{h}");
+        assert!(h.contains("<th align=\"center\">b</th>"), "{h}");
+        assert!(h.contains("<td>1</td>") && h.contains("<td align=\"center\">2</td>"), "{h}");
+        assert!(h.contains("<li><input type=\"checkbox\" checked=\"\" disabled=\"\" /> done</li>"), "{h}");
+        assert!(h.contains("<li><input type=\"checkbox\" disabled=\"\" /> todo</li>"), "{h}");
         assert!(h.contains("<del>gone</del>"), "{h}");
+    }
+
+    #[test]
+    fn table_cells_carry_align_and_a_table_without_rows_has_no_tbody() {
+        let h = html("", "| l | c | r | n |\n|:--|:-:|--:|---|\n| 1 | 2 | 3 | 4 |\n");
+        assert_eq!(
+            h,
+            "<table>\n<thead>\n<tr>\n<th align=\"left\">l</th>\n<th align=\"center\">c</th>\n\
+             <th align=\"right\">r</th>\n<th>n</th>\n</tr>\n</thead>\n<tbody>\n<tr>\n<td align=\"left\">1</td>\n\
+             <td align=\"center\">2</td>\n<td align=\"right\">3</td>\n<td>4</td>\n</tr>\n</tbody>\n</table>\n"
+        );
+        let h = html("", "| a | b |\n| --- | --- |\n");
+        assert_eq!(h, "<table>\n<thead>\n<tr>\n<th>a</th>\n<th>b</th>\n</tr>\n</thead>\n</table>\n");
+    }
+
+    #[test]
+    fn extended_autolinks() {
+        assert_eq!(
+            html("", "Visit www.commonmark.org/help, https://example.com/a?b=c. or mail foo@bar.example.\n"),
+            "<p>Visit <a href=\"http://www.commonmark.org/help\">www.commonmark.org/help</a>, \
+             <a href=\"https://example.com/a?b=c\">https://example.com/a?b=c</a>. or mail \
+             <a href=\"mailto:foo@bar.example\">foo@bar.example</a>.</p>\n"
+        );
+        // Trailing parentheses are balanced, and text inside code is no link.
+        assert_eq!(
+            html("", "(see www.google.com/search?q=Markup+(business))) `www.x.org`"),
+            "<p>(see <a href=\"http://www.google.com/search?q=Markup+(business)\">www.google.com/search?q=Markup+(business)</a>)) \
+             <code>www.x.org</code></p>\n"
+        );
+    }
+
+    #[test]
+    fn disallowed_raw_html_is_filtered() {
+        // The GFM spec's example: the `<` of the filtered tags becomes `&lt;`, others pass.
+        let h = html(
+            "",
+            "<strong> <title> <style> <em>\n\n<blockquote>\n  <xmp> is disallowed.  <XMP> is also disallowed.\n</blockquote>\n",
+        );
+        assert_eq!(
+            h,
+            "<p><strong> &lt;title> &lt;style> <em></p>\n<blockquote>\n  &lt;xmp> is disallowed.  &lt;XMP> is also disallowed.\n</blockquote>\n"
+        );
+        for tag in ["title", "textarea", "style", "xmp", "iframe", "noembed", "noframes", "script", "plaintext"] {
+            let h = html("", &format!("<{tag}>x</{tag}>\n\na <{tag} id=\"1\"/> b </{tag}>\n"));
+            assert!(!h.contains(&format!("<{tag}")) && !h.contains(&format!("</{tag}")), "{tag}: {h}");
+            assert!(h.contains(&format!("&lt;{tag}>")) && h.contains(&format!("&lt;/{tag}>")), "{tag}: {h}");
+        }
+        // Raw HTML otherwise passes, and names that only start alike are not filtered.
+        assert_eq!(
+            html("", "<div class=\"x\">\n<titles>ok</titles>\n</div>\n"),
+            "<div class=\"x\">\n<titles>ok</titles>\n</div>\n"
+        );
+    }
+
+    #[test]
+    fn quotes_in_text_are_escaped_as_commonmark_does() {
+        assert_eq!(html("", "\"Hi\" & 'bye' <3\n"), "<p>&quot;Hi&quot; &amp; 'bye' &lt;3</p>\n");
     }
 
     #[test]
@@ -204,7 +331,10 @@ mod tests {
         let h = html("page_1", "Intro text\n\n## Fish & \"Chips\" < 3 `v2`\n\n# Later\n");
         assert!(h.starts_with("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">"), "{h}");
         assert!(h.contains("<title>Fish &amp; &quot;Chips&quot; &lt; 3 v2</title>"), "{h}");
-        assert!(h.contains("<body>\n<p>Intro text</p>\n<h2>Fish &amp; \"Chips\" &lt; 3 <code>v2</code></h2>"), "{h}");
+        assert!(
+            h.contains("<body>\n<p>Intro text</p>\n<h2>Fish &amp; &quot;Chips&quot; &lt; 3 <code>v2</code></h2>"),
+            "{h}"
+        );
         assert!(h.trim_end().ends_with("</body>\n</html>"));
         // Setext headings count too; `page,1` and `page` are the same as `page_1`.
         assert!(html("page,1", "Big\n===\n").contains("<title>Big</title>"));
