@@ -37,6 +37,10 @@ pub struct Config {
     pub tenant_quotas: crate::auth::Quotas,
     /// Webhook delivery: timeout, backoff, when to give up.
     pub webhooks: crate::notify::WebhookConfig,
+    /// On SIGTERM or Ctrl-C: how long tasks in flight may go on before the
+    /// daemon exits (those still running then run again at the next start).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Default for Config {
@@ -53,6 +57,7 @@ impl Default for Config {
             admin_token: None,
             tenant_quotas: crate::auth::Quotas::default(),
             webhooks: crate::notify::WebhookConfig::default(),
+            shutdown_grace: std::time::Duration::from_secs(10),
         }
     }
 }

@@ -81,6 +81,8 @@ pub const ADMIN_TOKEN: &str = "kiln-test-admin-token-0123456789";
 /// request helpers act as the admin; [`Daemon::as_token`] acts as someone else.
 pub struct Daemon {
     child: Option<std::process::Child>,
+    /// `--listen`: `127.0.0.1:0` (a free port) unless started with [`Daemon::start_on`].
+    listen: String,
     pub url: String,
     pub data_dir: PathBuf,
     config: Option<PathBuf>,
@@ -91,6 +93,11 @@ pub struct Daemon {
 impl Daemon {
     /// Start a daemon on `data_dir`, with an optional TOML config.
     pub fn start(data_dir: &std::path::Path, config: Option<&str>) -> Daemon {
+        Daemon::start_on(data_dir, config, "127.0.0.1:0")
+    }
+
+    /// Start a daemon listening on `listen`, so a restart keeps its address.
+    pub fn start_on(data_dir: &std::path::Path, config: Option<&str>, listen: &str) -> Daemon {
         std::fs::create_dir_all(data_dir).unwrap();
         let config = config.map(|text| {
             let path = data_dir.join("kiln.toml");
@@ -99,6 +106,7 @@ impl Daemon {
         });
         let mut d = Daemon {
             child: None,
+            listen: listen.to_string(),
             url: String::new(),
             data_dir: data_dir.to_path_buf(),
             config,
@@ -112,7 +120,7 @@ impl Daemon {
     fn spawn(&mut self) {
         use std::io::BufRead;
         let mut cmd = Command::new(kiln_bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["serve", "--listen", &self.listen, "--data-dir"])
             .arg(&self.data_dir)
             .env("KILN_LOG", "warn")
             .env("KILN_ADMIN_TOKEN", ADMIN_TOKEN);
@@ -145,6 +153,25 @@ impl Daemon {
             c.kill().unwrap(); // SIGKILL on unix
             c.wait().unwrap();
         }
+    }
+
+    /// Send SIGTERM without waiting.
+    pub fn sigterm(&self) {
+        let pid = self.pid().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    }
+
+    /// Wait up to `timeout` for the daemon to exit; its exit status, or `None` if it did not.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(status) = self.child.as_mut().expect("running").try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
     }
 
     /// SIGTERM, and wait for the daemon to exit (its store closed cleanly).
@@ -191,6 +218,7 @@ impl Daemon {
     pub fn as_token(&self, token: &str) -> Daemon {
         Daemon {
             child: None,
+            listen: self.listen.clone(),
             url: self.url.clone(),
             data_dir: self.data_dir.clone(),
             config: None,
@@ -201,13 +229,19 @@ impl Daemon {
 
     /// `kiln ARGS` as a client of this daemon, with this token.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(kiln_bin())
-            .args(args)
+        self.cli_command(args).output().unwrap()
+    }
+
+    /// `kiln ARGS` as a client of this daemon, to spawn; stdout and stderr piped.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(kiln_bin());
+        cmd.args(args)
             .env("KILN_URL", &self.url)
             .env("KILN_TOKEN", &self.token)
             .env("KILN_LOG", "warn")
-            .output()
-            .unwrap()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {

@@ -65,7 +65,8 @@ impl utoipa::ToSchema for JobEvent {}
 /// `GET /v1/jobs/{id}/events`: Server-Sent Events. The first event is the
 /// job as it is now; then a `progress` event each time its counters change,
 /// and a `state` event each time its state does. The stream ends after a
-/// terminal state, or with a `deleted` event if the job is deleted. Each
+/// terminal state, or with a `deleted` event if the job is deleted, or with a
+/// `shutdown` event when the daemon stops. Each `state` and `progress`
 /// event's data is the job (as `GET /v1/jobs/{id}`).
 #[utoipa::path(
     get,
@@ -73,7 +74,7 @@ impl utoipa::ToSchema for JobEvent {}
     tag = "jobs",
     params(JobPath),
     responses(
-        (status = 200, description = "`text/event-stream` of `state` and `progress` events, each with the job as data, and `deleted` if the job is deleted", content_type = "text/event-stream", body = JobEvent),
+        (status = 200, description = "`text/event-stream` of `state` and `progress` events, each with the job as data, `deleted` if the job is deleted, and `shutdown` when the daemon stops", content_type = "text/event-stream", body = JobEvent),
         Problems<400, 401, 404>,
     ),
 )]
@@ -85,8 +86,19 @@ async fn job_events(
     // Subscribe before reading the job, so no change falls in between.
     let rx = s.jobs.subscribe();
     let job = s.jobs.get(&caller, id).await?;
-    let stream = follow(job, rx, s.jobs.store().clone(), RECHECK).map(|change| Ok(event_of(change)));
+    let stop = s.shutdown.clone();
+    let changes = follow(job, rx, s.jobs.store().clone(), RECHECK).map(|change| Ok(event_of(change)));
+    // A stopping daemon ends the stream with a `shutdown` event, so clients
+    // reconnect (to the next daemon) rather than hold the old one open.
+    let last = futures::stream::once(async move { stop.is_cancelled().then(|| Ok(shutdown_event())) })
+        .filter_map(std::future::ready);
+    let stream = changes.take_until(s.shutdown.clone().cancelled_owned()).chain(last);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The last event of a stream cut short because the daemon is stopping.
+fn shutdown_event() -> Event {
+    Event::default().event("shutdown").data("the daemon is stopping: reconnect to go on following the job")
 }
 
 /// A job's webhook deliveries that are not done.

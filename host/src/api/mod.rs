@@ -34,6 +34,8 @@ pub struct AppState {
     pub admin_digest: Arc<String>,
     /// Quotas of a new tenant, before the admin's changes.
     pub default_quotas: Quotas,
+    /// Cancelled when the daemon begins to stop: live streams end with a last event.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 pub fn router(state: AppState) -> Router {

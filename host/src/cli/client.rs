@@ -19,6 +19,10 @@ pub struct ClientArgs {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// How long `job wait` and `--wait` keep reconnecting while the daemon
+    /// cannot be reached (a restart), e.g. `30s`, `5m`.
+    #[arg(long, global = true, env = "KILN_RECONNECT_FOR", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub reconnect_for: Duration,
 }
 
 // Parsed once per process: the size of the largest variant costs nothing.
@@ -240,15 +244,20 @@ pub struct Client {
     http: reqwest::Client,
     token: Option<String>,
     pub json: bool,
+    reconnect_for: Duration,
 }
 
 impl Client {
     pub fn new(args: &ClientArgs) -> Client {
+        let url = args.url.trim_end_matches('/');
+        // `127.0.0.1:7878` means the daemon's plain-HTTP address.
+        let base = if url.contains("://") { url.to_string() } else { format!("http://{url}") };
         Client {
-            base: args.url.trim_end_matches('/').to_string(),
+            base,
             http: reqwest::Client::new(),
             token: args.token.clone(),
             json: args.json,
+            reconnect_for: args.reconnect_for,
         }
     }
 
@@ -603,20 +612,40 @@ async fn wait(client: &Client, id: u64) -> anyhow::Result<()> {
         bar.set_message(format!("{id} {}", job.state.as_str()));
     };
     // Live from the job's event stream; if the connection drops (a daemon
-    // restart), read the job and listen again.
+    // restart), read the job and listen again, with backoff, for up to
+    // `--reconnect-for` while the daemon cannot be reached.
+    let mut lost: Option<std::time::Instant> = None;
+    let mut backoff = Duration::from_millis(250);
     let job: JobRecord = loop {
         match follow_events(client, id, &show).await {
             Ok(Some(job)) => break job,
             Ok(None) => bail!("job {id} was deleted"),
-            Err(e) => {
-                tracing::debug!(error = %e, "event stream ended; reconnecting");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let job: JobRecord = serde_json::from_value(client.get(&format!("/v1/jobs/{id}"), &[]).await?)?;
+            Err(e) if !retryable(&e) => return Err(e),
+            Err(e) => tracing::debug!(error = %e, "event stream ended; reconnecting"),
+        }
+        match client.get(&format!("/v1/jobs/{id}"), &[]).await {
+            Ok(v) => {
+                lost = None;
+                backoff = Duration::from_millis(250);
+                let job: JobRecord = serde_json::from_value(v)?;
                 show(&job);
                 if job.state.is_terminal() || job.state == JobState::Suspended {
                     break job;
                 }
             }
+            Err(e) if retryable(&e) => {
+                let since = *lost.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= client.reconnect_for {
+                    return Err(e.context(format!(
+                        "the daemon did not answer for {} (--reconnect-for)",
+                        humantime::format_duration(client.reconnect_for)
+                    )));
+                }
+                bar.set_message(format!("{id}: the daemon is not answering; reconnecting"));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
         }
     };
     bar.finish_and_clear();
@@ -649,6 +678,22 @@ async fn wait(client: &Client, id: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether an error is the daemon being away (a restart, a full disk) rather
+/// than an answer: a connection that failed or dropped, or a 503.
+fn retryable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(|r| r.is_connect() || r.is_request() || r.is_body() || r.is_timeout())
+            || cause.downcast_ref::<StreamEnded>().is_some()
+    }) || e.to_string().starts_with("503")
+}
+
+/// The event stream ended before the job did (the daemon stopped).
+#[derive(Debug, thiserror::Error)]
+#[error("the event stream ended before the job did")]
+struct StreamEnded;
+
 /// Read `GET /v1/jobs/{id}/events` until the job ends or is suspended
 /// (`None`: it was deleted).
 async fn follow_events(client: &Client, id: u64, show: &impl Fn(&JobRecord)) -> anyhow::Result<Option<JobRecord>> {
@@ -659,8 +704,12 @@ async fn follow_events(client: &Client, id: u64, show: &impl Fn(&JobRecord)) -> 
         // Events end with a blank line; the data of ours is one JSON line.
         while let Some(end) = buf.find("\n\n") {
             let event: String = buf.drain(..end + 2).collect();
-            if event.lines().any(|l| l.strip_prefix("event:").is_some_and(|n| n.trim() == "deleted")) {
-                return Ok(None);
+            let name = event.lines().find_map(|l| l.strip_prefix("event:")).map(str::trim);
+            match name {
+                Some("deleted") => return Ok(None),
+                // The daemon is stopping: reconnect, to it or its successor.
+                Some("shutdown") => return Err(StreamEnded.into()),
+                _ => {}
             }
             let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else { continue };
             let job: JobRecord = serde_json::from_str(data.trim())?;
@@ -670,7 +719,7 @@ async fn follow_events(client: &Client, id: u64, show: &impl Fn(&JobRecord)) -> 
             }
         }
     }
-    anyhow::bail!("the event stream of job {id} ended early")
+    Err(StreamEnded.into())
 }
 
 pub async fn task(client: &Client, cmd: TaskCommand) -> anyhow::Result<()> {

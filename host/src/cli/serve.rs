@@ -59,8 +59,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
 
     refuse_a_lost_store(&config)?;
-    let store = Store::open(&config.db_path())
-        .with_context(|| format!("`kiln store check --data-dir {}` says what is wrong", config.data_dir.display()))?;
+    let store = open_store(&config).await?;
     tokio::spawn(store.clone().watch_health());
     let buckets = Arc::new(Buckets::new(&config)?);
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
@@ -95,10 +94,71 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Printed on stdout, so scripts and tests can find a port picked with `:0`.
     println!("kiln listening on http://{addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), workers = config.workers, "kiln serving");
-    let state = AppState { jobs, admin_digest: Arc::new(admin_digest), default_quotas: config.tenant_quotas };
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let state = AppState {
+        jobs: jobs.clone(),
+        admin_digest: Arc::new(admin_digest),
+        default_quotas: config.tenant_quotas,
+        shutdown: shutdown.clone(),
+    };
+    tokio::spawn(on_signals(jobs.clone(), shutdown.clone(), config.shutdown_grace));
+    let stopping = shutdown.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { stopping.cancelled().await })
+        .await
+        .context("serving HTTP")?;
+    // Every connection is closed (live streams ended with a `shutdown` event):
+    // now the tasks in flight get their grace period.
+    let still_running = jobs.drain(config.shutdown_grace).await;
+    if still_running > 0 {
+        tracing::warn!(tasks = still_running, grace = ?config.shutdown_grace, "grace period over; these tasks run again at the next start");
+    }
     tracing::info!("kiln stopped");
     Ok(())
+}
+
+/// How long a start waits for a daemon that is still stopping to let go of the store.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Open the store; while another process holds it (a daemon still stopping
+/// after its grace period), wait for it, saying so, for up to [`LOCK_WAIT`].
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        match Store::open(&config.db_path()) {
+            Err(crate::store::StoreError::Locked { path }) if started.elapsed() < LOCK_WAIT => {
+                if !said {
+                    eprintln!(
+                        "kiln: {path} is open in another process (a daemon still stopping?); waiting up to {LOCK_WAIT:?}"
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            result => {
+                return result.with_context(|| {
+                    format!("`kiln store check --data-dir {}` says what is wrong", config.data_dir.display())
+                });
+            }
+        }
+    }
+}
+
+/// The first SIGTERM or Ctrl-C begins a graceful stop: no task is claimed
+/// any more, live streams end, in-flight tasks get `grace` to finish. A
+/// second one exits at once (in-flight tasks run again at the next start).
+async fn on_signals(jobs: Jobs, shutdown: tokio_util::sync::CancellationToken, grace: std::time::Duration) {
+    signal().await;
+    tracing::info!(
+        ?grace,
+        "shutting down: claiming no more tasks; in-flight tasks may finish within the grace period (signal again to exit now)"
+    );
+    jobs.stop_claiming();
+    shutdown.cancel();
+    signal().await;
+    tracing::warn!("second signal: exiting now; in-flight tasks run again at the next start");
+    std::process::exit(130);
 }
 
 /// The admin token's digest: from the config, or generated at first start,
@@ -121,7 +181,7 @@ async fn admin_token_digest(config: &Config, store: &Store) -> anyhow::Result<St
     Ok(digest)
 }
 
-async fn shutdown_signal() {
+async fn signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -134,7 +194,6 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: in-flight tasks are re-run at next start");
 }
 
 /// An empty (0-byte) or missing `kiln.redb` beside the state of an earlier

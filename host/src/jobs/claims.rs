@@ -91,7 +91,7 @@ pub(super) async fn claim(inner: &Inner, id: JobId, n: usize) -> Result<Vec<Task
         }
     }
     for t in &tasks {
-        let _ = inner.results.send(TaskResult::Claimed { job: id, seq: t.seq });
+        super::send_result(inner, TaskResult::Claimed { job: id, seq: t.seq });
     }
     Ok(tasks)
 }

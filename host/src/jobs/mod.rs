@@ -65,6 +65,10 @@ pub(crate) struct Inner {
     /// Tasks that may wait for a worker in memory, across the daemon.
     claim_ahead: usize,
     results: mpsc::UnboundedSender<TaskResult>,
+    /// Results sent to the committer and not yet committed.
+    uncommitted: std::sync::atomic::AtomicUsize,
+    /// The daemon is stopping: claim nothing more.
+    stopping: std::sync::atomic::AtomicBool,
     wake: Notify,
     claims: claims::Claims,
     /// Jobs the scheduler serves: Running ones, plus any with tasks still in flight.
@@ -169,6 +173,8 @@ impl Jobs {
             worker_count: config.workers,
             claim_ahead: config.workers * CLAIM_AHEAD_PER_WORKER,
             results: tx,
+            uncommitted: Default::default(),
+            stopping: Default::default(),
             wake: Notify::new(),
             claims: Default::default(),
             active: Mutex::new(BTreeMap::new()),
@@ -269,6 +275,36 @@ impl Jobs {
         let prepared = prepare::prepare(&job.spec, job.tenant.as_deref(), &cx).await?;
         self.insert_active(job, prepared);
         Ok(())
+    }
+
+    /// The daemon is stopping: claim no task from now on. Tasks claimed but
+    /// not started go back to Pending, their attempt uncounted.
+    pub fn stop_claiming(&self) {
+        self.inner.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.wake.notify_one();
+    }
+
+    /// After [`Jobs::stop_claiming`]: wait up to `grace` for the tasks in
+    /// flight to finish, then for their results to be committed. Returns how
+    /// many tasks were still running at the end of the grace period (they run
+    /// again at the next start).
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        let running = loop {
+            let running: usize = self.inner.active.lock().unwrap().values().map(|a| a.in_flight).sum();
+            if running == 0 || tokio::time::Instant::now() >= deadline {
+                break running;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        // The group commit takes milliseconds, or retries while the store is unavailable.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.inner.uncommitted.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        running
     }
 
     /// Whether a Running job uses the plugin stored under `key` (`owner/name`).
@@ -790,6 +826,10 @@ async fn scheduler(inner: Arc<Inner>) {
     loop {
         let _ = tokio::time::timeout(Duration::from_millis(50), inner.wake.notified()).await;
         loop {
+            // Stopping, or the store cannot record claims (a full disk): claim nothing.
+            if inner.stopping.load(std::sync::atomic::Ordering::SeqCst) || inner.store.unavailable().is_some() {
+                break;
+            }
             let (mut tenants, in_flight, with_work) = candidates_by_tenant(&inner);
             if tenants.is_empty() {
                 break;
@@ -872,7 +912,8 @@ fn spawn_workers(inner: &Arc<Inner>, id: JobId, stops: u64, tasks: Vec<crate::mo
             // Claimed ahead: wait for a worker here, not in the scheduler.
             let tenant = prepared.tenant.as_deref().unwrap_or_default();
             let permit = inner.dispatcher.acquire(tenant, prepared.limits.max_memory).await;
-            let stopped = inner.active.lock().unwrap().get(&id).is_none_or(|a| a.stops != stops);
+            let stopped = inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
+                || inner.active.lock().unwrap().get(&id).is_none_or(|a| a.stops != stops);
             let result = if stopped {
                 drop(permit);
                 TaskResult::Released { job: id, seq: task.seq }
@@ -885,10 +926,14 @@ fn spawn_workers(inner: &Arc<Inner>, id: JobId, stops: u64, tasks: Vec<crate::mo
             };
             // The slot is free as soon as the work is done: waiting
             // for the group commit here would cap throughput at
-            // `concurrency` tasks per commit interval.
+            // `concurrency` tasks per commit interval. The result is
+            // counted as uncommitted before the task stops counting as in
+            // flight, so a drain never misses it.
+            let failed = matches!(result, TaskResult::Failed { .. });
+            send_result(&inner, result);
             if let Some(a) = inner.active.lock().unwrap().get_mut(&id) {
                 a.in_flight = a.in_flight.saturating_sub(1);
-                if prepared.spec.fast_fail && matches!(result, TaskResult::Failed { .. }) {
+                if prepared.spec.fast_fail && failed {
                     // Fast-fail acts on the first failure, not on its commit
                     // a few milliseconds later: no new task, and none of
                     // those waiting for a worker, starts after it.
@@ -896,7 +941,6 @@ fn spawn_workers(inner: &Arc<Inner>, id: JobId, stops: u64, tasks: Vec<crate::mo
                     a.stops += 1;
                 }
             }
-            let _ = inner.results.send(result);
             inner.wake.notify_one();
         });
     }
@@ -930,6 +974,14 @@ async fn retire_if_idle(inner: &Arc<Inner>, id: JobId) {
     }
 }
 
+/// Hand a result to the committer, counted until it is committed.
+fn send_result(inner: &Inner, result: TaskResult) {
+    inner.uncommitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if inner.results.send(result).is_err() {
+        inner.uncommitted.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Group commit: gather results for up to `commit_delay`, then one transaction.
 async fn committer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<TaskResult>) {
     while let Some(first) = rx.recv().await {
@@ -956,6 +1008,7 @@ async fn committer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<TaskResult
             }
         };
         inner.claims.committed(&batch);
+        inner.uncommitted.fetch_sub(batch.len(), std::sync::atomic::Ordering::SeqCst);
         for job in &touched {
             publish(&inner, job);
         }

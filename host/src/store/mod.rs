@@ -69,6 +69,9 @@ pub enum StoreError {
     NewerSchema { path: String, found: u32, supported: u32 },
     #[error("opening the store at {path}: {message}")]
     Open { path: String, message: String },
+    /// Another process (a daemon still stopping?) holds the store's lock.
+    #[error("the store at {path} is open in another process (a kiln still running or stopping?)")]
+    Locked { path: String },
     #[error("storage error: {0}")]
     Db(String),
     /// The disk failed a read or write: the store becomes [`StoreError::Unavailable`].
@@ -372,10 +375,10 @@ fn open_database(path: &Path) -> Result<Database> {
     // redb caches up to 1 GiB by default, so the daemon's memory grew with
     // the store (10k vs 100k tasks: 139 vs 195 MB). Recent pages are what
     // the writers touch; older ones come back from the OS page cache.
-    let db = Database::builder()
-        .set_cache_size(16 << 20)
-        .create(path)
-        .map_err(|e| StoreError::Open { path: shown.clone(), message: e.to_string() })?;
+    let db = Database::builder().set_cache_size(16 << 20).create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: shown.clone() },
+        e => StoreError::Open { path: shown.clone(), message: e.to_string() },
+    })?;
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(META)?;
