@@ -429,3 +429,57 @@ async fn manifest_planning_resumes_after_kill_9() {
     let (status, _) = d.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
     assert_eq!(status, 200);
 }
+
+/// In the bucket it reads, a job may write into a folder of its own (its
+/// listing never selects it), or next to its sources when its suffix filter
+/// can keep no output; what could loop is refused, in plain words.
+#[tokio::test]
+async fn outputs_beside_the_sources_are_accepted_when_they_provably_cannot_be_selected() {
+    let files = [("a.txt", "a"), ("trip-1/b.txt", "b"), ("trip-1/c.txt", "c"), ("zz.txt", "z")];
+    let (_dir, d) = daemon(&files);
+    // The whole bucket, into `thumbs/` of the same bucket: `thumbs/` sorts
+    // between the sources, and is never listed.
+    let id = create(
+        &d,
+        json!({"input": {"bucket": "in", "suffixes": ".txt"}, "style": "echo", "output": {"bucket": "in", "template": "thumbs/{barename}.{autoext}"}}),
+    )
+    .await;
+    let job = d.wait_job(id, LONG).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["counters"]["total"], 4, "no output was selected: {job}");
+    assert_counters_add_up(&job);
+    assert_eq!(std::fs::read_to_string(d.bucket_dir("in").join("thumbs/b.txt")).unwrap(), "b");
+    // Run again: the outputs are still never selected.
+    let again = create(
+        &d,
+        json!({"input": {"bucket": "in", "suffixes": ".txt"}, "style": "echo", "output": {"bucket": "in", "template": "thumbs/{barename}.{autoext}"}}),
+    )
+    .await;
+    assert_eq!(d.wait_job(again, LONG).await["counters"]["total"], 4);
+
+    // Beside the sources, with a fixed extension the suffix filter cannot keep.
+    let id = create(
+        &d,
+        json!({"input": {"bucket": "in", "prefix": "trip-1/", "suffixes": ".txt"}, "style": "echo", "output": {"bucket": "in", "template": "{dirname}/{barename}-small.out"}}),
+    )
+    .await;
+    let job = d.wait_job(id, LONG).await;
+    assert_eq!((job["state"].as_str(), job["counters"]["total"].as_u64()), (Some("succeeded"), Some(2)), "{job}");
+    assert_eq!(std::fs::read_to_string(d.bucket_dir("in").join("trip-1/c-small.out")).unwrap(), "c");
+
+    // The same with `.{autoext}`: echo may write `txt`, so `b-small.txt` could be selected again.
+    let (status, problem) = d
+        .post(
+            "/v1/jobs",
+            json!({"input": {"bucket": "in", "prefix": "trip-1/", "suffixes": ".txt"}, "style": "echo", "output": {"bucket": "in", "template": "{dirname}/{barename}-small.{autoext}"}}),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "output.template");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("it starts with a variable, so its outputs can land anywhere, `trip-1/` included"),
+        "{detail}"
+    );
+    assert!(!detail.contains("``"), "no empty quote: {detail}");
+}

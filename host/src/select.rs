@@ -162,6 +162,17 @@ fn glob_head(glob: &str) -> &str {
     &glob[..end]
 }
 
+/// The fixed folder a job writes its outputs under, when it writes to the
+/// bucket it reads and its template starts with a folder (`thumbs/…`): no
+/// key under it is selected. A head without a `/` (`t{key}`) is not taken as
+/// a folder: excluding every key that starts with `t` would drop sources.
+pub fn output_head(spec: &JobSpec) -> Option<String> {
+    (spec.output.bucket == spec.input.bucket)
+        .then(|| crate::template::Template::parse(&spec.output.template).ok().map(|t| t.fixed_head().to_string()))
+        .flatten()
+        .filter(|h| h.contains('/'))
+}
+
 /// Whether a listed key passes the file-name filter.
 pub fn matches(input: &InputSpec, key: &str) -> bool {
     let name = key.rsplit('/').next().unwrap_or(key);
@@ -176,6 +187,9 @@ pub fn matches(input: &InputSpec, key: &str) -> bool {
 pub struct Filter {
     input: InputSpec,
     glob: Option<GlobMatcher>,
+    /// Keys under the job's own output folder (in the same bucket) are never
+    /// selected: outputs cannot become inputs (see `template`, path rule 6).
+    output_head: Option<String>,
 }
 
 impl Filter {
@@ -202,7 +216,15 @@ impl Filter {
             let show = |t: crate::model::Timestamp| serde_json::to_value(t).map(|v| v.to_string()).unwrap_or_default();
             return Err(SelectionError::TimeRange { after: show(after), before: show(before) });
         }
-        Ok(Filter { input: input.clone(), glob })
+        Ok(Filter { input: input.clone(), glob, output_head: None })
+    }
+
+    /// The filter of a job: its input's, and never a key under its output
+    /// folder when it writes to the bucket it reads.
+    pub fn for_job(spec: &JobSpec) -> Result<Filter, SelectionError> {
+        let mut filter = Filter::new(&spec.input)?;
+        filter.output_head = output_head(spec);
+        Ok(filter)
     }
 
     /// Whether a listed object passes. An unknown size or time fails a bound on it.
@@ -225,6 +247,7 @@ impl Filter {
             bound.is_none_or(|b| o.last_modified.map_or(unknown_passes, |t| ok(t, b.0)))
         };
         matches(i, &o.key)
+            && self.output_head.as_ref().is_none_or(|head| !o.key.starts_with(head.as_str()))
             && self.glob.as_ref().is_none_or(|g| g.is_match(&o.key))
             && size_ok(i.min_size, |s, b| s >= b)
             && size_ok(i.max_size, |s, b| s <= b)
@@ -273,7 +296,16 @@ enum Source {
 impl Pager {
     /// A listing of `bucket` per `input`, resumed after the key `after`.
     pub fn new(bucket: &Bucket, input: &InputSpec, after: Option<&str>, page_size: usize) -> Result<Pager, PageError> {
-        let filter = Filter::new(input)?;
+        Pager::filtered(bucket, input, Filter::new(input)?, after, page_size)
+    }
+
+    fn filtered(
+        bucket: &Bucket,
+        input: &InputSpec,
+        filter: Filter,
+        after: Option<&str>,
+        page_size: usize,
+    ) -> Result<Pager, PageError> {
         let prefix = listing_prefix(input)?;
         let stream = bucket.list_from(prefix, after);
         Ok(Pager { source: Source::Listing { stream, filter, bucket: bucket.name.clone() }, page_size })
@@ -292,7 +324,7 @@ impl Pager {
             return Ok(Pager { source: Source::Manifest(Box::new(reader)), page_size });
         }
         let bucket = buckets.get(&spec.input.bucket)?;
-        Pager::new(&bucket, &spec.input, cursor, page_size)
+        Pager::filtered(&bucket, &spec.input, Filter::for_job(spec)?, cursor, page_size)
     }
 
     pub async fn next_page(&mut self) -> Result<Page, PageError> {

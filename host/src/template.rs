@@ -75,19 +75,27 @@
 //!    (it would overwrite its source). Checked by rendering sample keys under
 //!    the input prefix; rule 6 already implies it, this rule exists to give the
 //!    clearer message for `{dirname}/{barename}.{autoext}` and the like.
-//! 6. In the same bucket, the output keys cannot land inside the input
-//!    selection (recursion: outputs would be listed and processed again). The
-//!    keys that a template can render all start with its fixed head (the text
-//!    before its first variable, less a final `.` that an empty `{ext}` right
-//!    after it would swallow), followed by anything. They can start with the
-//!    input prefix exactly when the head starts with the prefix **or** the
-//!    prefix starts with the head. Both are refused. The second direction
-//!    matters: with input prefix `photos/`, the template `{key}.thumb.jpg`
-//!    (head empty) writes `photos/cat.jpg.thumb.jpg`, inside the input. An
-//!    empty input prefix (the whole bucket) is therefore always refused in the
-//!    same bucket. This is conservative: `photos/{t_year}-thumbs/{basename}`
-//!    with input prefix `photos/2024/` is refused although it could not
-//!    recurse; a distinct fixed head such as `thumbs/` fixes it.
+//! 6. In the same bucket, no output can be selected by the job (recursion:
+//!    outputs would be listed and processed again). The keys a template can
+//!    render all start with its fixed head (the text before its first
+//!    variable, less a final `.` that an empty `{ext}` right after it would
+//!    swallow), followed by anything. Accepted when it provably cannot happen:
+//!    - the head holds a folder (`thumbs/…`, `photos/small/…`): a listing
+//!      never selects a key under the head (`select::output_head`), so this is
+//!      refused only when the input prefix lies inside the head;
+//!    - otherwise, the head and the input prefix are apart (neither starts
+//!      with the other), or the suffix filter can keep no output: every
+//!      output's file name ends in the template's final literal text (or, for
+//!      `.{autoext}`, in `.` and an extension the plugin declares in
+//!      `info().writes`), and no suffix can match those endings.
+//!
+//!    The second direction of the overlap matters: with input prefix
+//!    `photos/`, the template `{key}.thumb.jpg` (head empty) writes
+//!    `photos/cat.jpg.thumb.jpg`, inside the input. A manifest's selection is
+//!    fixed: it only needs a head (its planner refuses listed keys under it).
+//!    At run time the worker also refuses any output key the job's own
+//!    selection would take (an output opened without an extension takes the
+//!    source's, which the proof above cannot see).
 //!
 //! # Key rules (checked on every rendered key, by [`check_key`])
 //!
@@ -253,6 +261,18 @@ impl Var {
     }
 }
 
+/// Where a template's outputs can land, for [`TemplateError::Recursion`].
+fn recursion_where(head: &str, input_prefix: &str) -> String {
+    match (head.is_empty(), input_prefix.is_empty()) {
+        (true, true) => "it starts with a variable and the job selects the whole bucket".into(),
+        (true, false) => {
+            format!("it starts with a variable, so its outputs can land anywhere, `{input_prefix}` included")
+        }
+        (false, true) => format!("its outputs start with `{head}`, inside the whole bucket that the job selects"),
+        (false, false) => format!("its outputs start with `{head}`, which overlaps the input prefix `{input_prefix}`"),
+    }
+}
+
 /// What [`Template::check_rules`] needs to know about the job.
 #[derive(Debug, Clone, Copy)]
 pub struct RuleContext<'a> {
@@ -267,6 +287,11 @@ pub struct RuleContext<'a> {
     /// it, so the no-recursion rule only asks for a fixed head, and the
     /// planner refuses listed keys under that head.
     pub fixed_selection: bool,
+    /// The selection's file-name suffix filter (`input.suffixes`); empty: none.
+    pub name_suffixes: &'a [String],
+    /// The extensions the style's plugin declares it writes (`info().writes`),
+    /// the values `{autoext}` takes; empty: unknown.
+    pub output_exts: &'a [String],
 }
 
 /// The values for rendering one output of one source object.
@@ -361,11 +386,13 @@ pub enum TemplateError {
     )]
     OverwritesSource { template: String, key: String },
     #[error(
-        "template `{template}`: its outputs start with `{head}`, which overlaps the input prefix `{input_prefix}`{}, \
-         so outputs would land in the input selection of bucket `{bucket}` and be processed again \
-         (path rule: in the same bucket, the outputs lie outside the input prefix; \
-         start the template with a fixed folder outside the input, or write to another bucket)",
-        if input_prefix.is_empty() { " (the whole bucket)" } else { "" }
+        "template `{template}`: {}, so outputs could be selected as inputs of bucket `{bucket}` and processed \
+         again (path rule: in the same bucket, outputs stay out of the selection). Start the template with a \
+         folder outside {}, write to another bucket, or select with a suffix filter (`--suffix`) that the \
+         outputs' names cannot end with (a template ending in a fixed extension, or in `.{{autoext}}` with a \
+         plugin that declares what it writes)",
+        recursion_where(head, input_prefix),
+        if input_prefix.is_empty() { "the bucket's selection".to_string() } else { format!("`{input_prefix}`") }
     )]
     Recursion { template: String, bucket: String, input_prefix: String, head: String },
 
@@ -582,8 +609,18 @@ impl Template {
         // anything (rule 2 guarantees a variable follows the head).
         let head = self.fixed_head();
         let prefix = rules.input_prefix;
-        let overlaps =
-            if rules.fixed_selection { head.is_empty() } else { head.starts_with(prefix) || prefix.starts_with(head) };
+        // With a fixed folder in its head, outputs all land under the head,
+        // and a listing never selects a key under it (`select::output_head`):
+        // safe, unless the selection itself lies inside it. Otherwise outputs
+        // may land in the selection unless the head is apart from the input
+        // prefix or the file-name filter can never keep an output.
+        let overlaps = if rules.fixed_selection {
+            head.is_empty()
+        } else if head.contains('/') {
+            prefix.starts_with(head)
+        } else {
+            (head.starts_with(prefix) || prefix.starts_with(head)) && !self.outputs_escape_suffixes(rules)
+        };
         if overlaps {
             return Err(TemplateError::Recursion {
                 template: template(),
@@ -695,11 +732,41 @@ impl Template {
 
     /// The head that every rendered key surely starts with: the literal head,
     /// less a final `.` that an empty `{ext}` right after it would swallow.
-    fn fixed_head(&self) -> &str {
+    pub fn fixed_head(&self) -> &str {
         match self.segments.get(1) {
             Some(Segment::Var(var)) if var.swallows_dot() => self.head.strip_suffix('.').unwrap_or(&self.head),
             _ => &self.head,
         }
+    }
+
+    /// The endings every rendered file name has, when they are known: the
+    /// literal text after the last variable, or, for a template ending in
+    /// `.{autoext}`, that text followed by each extension the plugin declares.
+    fn name_endings(&self, output_exts: &[String]) -> Option<Vec<String>> {
+        match self.segments.last()? {
+            Segment::Literal(tail) => Some(vec![tail.rsplit('/').next().unwrap_or(tail).to_string()]),
+            Segment::Var(Var::Autoext) if !output_exts.is_empty() => {
+                let before = match self.segments.iter().rev().nth(1) {
+                    Some(Segment::Literal(text)) if text.ends_with('.') => text.rsplit('/').next().unwrap_or(text),
+                    _ => return None,
+                };
+                Some(output_exts.iter().map(|e| format!("{before}{}", e.trim_start_matches('.'))).collect())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether no output can pass the selection's suffix filter. A name ending
+    /// in `E` can end in suffix `s` when `E` ends in `s`, or when `s` ends in
+    /// `E` (the variables before `E` may supply the rest of `s`).
+    fn outputs_escape_suffixes(&self, rules: &RuleContext) -> bool {
+        if rules.name_suffixes.is_empty() || rules.fixed_selection {
+            return false;
+        }
+        let Some(endings) = self.name_endings(rules.output_exts) else { return false };
+        endings.iter().all(|e| {
+            !e.is_empty() && rules.name_suffixes.iter().all(|s| !e.ends_with(s.as_str()) && !s.ends_with(e.as_str()))
+        })
     }
 
     /// Whether a variable follows the template's last literal `/`.
@@ -971,7 +1038,15 @@ mod tests {
         prefix: &'a str,
         tags: &'a BTreeMap<String, String>,
     ) -> RuleContext<'a> {
-        RuleContext { input_bucket: input, output_bucket: output, input_prefix: prefix, tags, fixed_selection: false }
+        RuleContext {
+            input_bucket: input,
+            output_bucket: output,
+            input_prefix: prefix,
+            tags,
+            fixed_selection: false,
+            name_suffixes: &[],
+            output_exts: &[],
+        }
     }
 
     fn check(template: &str, prefix: &str) -> Result<(), TemplateError> {
@@ -1348,36 +1423,71 @@ mod tests {
 
     #[test]
     fn rule_no_recursion() {
-        // The head inside the input prefix.
-        let err = check("photos/thumbs/{basename}", "photos/").unwrap_err();
+        // The input prefix inside the output folder: every source is an output's place.
+        let err = check("photos/{basename}-small.{ext}", "photos/2024/").unwrap_err();
+        assert_eq!(err.rule(), "recursion");
         assert_eq!(
             err.to_string(),
-            "template `photos/thumbs/{basename}`: its outputs start with `photos/thumbs/`, which overlaps the input \
-             prefix `photos/`, so outputs would land in the input selection of bucket `media` and be processed again \
-             (path rule: in the same bucket, the outputs lie outside the input prefix; start the template with a \
-             fixed folder outside the input, or write to another bucket)"
+            "template `photos/{basename}-small.{ext}`: its outputs start with `photos/`, which overlaps the input \
+             prefix `photos/2024/`, so outputs could be selected as inputs of bucket `media` and processed again \
+             (path rule: in the same bucket, outputs stay out of the selection). Start the template with a folder \
+             outside `photos/2024/`, write to another bucket, or select with a suffix filter (`--suffix`) that the \
+             outputs' names cannot end with (a template ending in a fixed extension, or in `.{autoext}` with a \
+             plugin that declares what it writes)"
         );
-        // A raw string prefix: `photos` also lists `photos-thumbs/`.
-        assert_eq!(check("photos-thumbs/{key}", "photos").unwrap_err().rule(), "recursion");
+        // A head without a folder: `photos` also lists `photos-thumbs/`.
+        assert_eq!(check("photos-{key}", "photos").unwrap_err().rule(), "recursion");
         // The input prefix inside the head's reach: `{key}.thumb.jpg` writes
-        // `photos/cat.jpg.thumb.jpg`.
-        assert_eq!(check("{key}.thumb.jpg", "photos/").unwrap_err().rule(), "recursion");
-        // Conservative: this one could not recurse, but its head is a prefix
-        // of the input prefix.
-        assert_eq!(check("photos/{t_year}-thumbs/{basename}", "photos/2024/").unwrap_err().rule(), "recursion");
+        // `photos/cat.jpg.thumb.jpg`; the message no longer quotes an empty head.
+        let err = check("{key}.thumb.jpg", "photos/").unwrap_err();
+        assert_eq!(err.rule(), "recursion");
+        assert!(
+            err.to_string().contains("it starts with a variable, so its outputs can land anywhere, `photos/` included"),
+            "{err}"
+        );
         // And this one can overwrite its source, when the task runs in 2024.
         let err = check("photos/{t_year}/{basename}", "photos/2024/").unwrap_err();
         assert!(err.to_string().contains("renders `photos/2024/cat.jpg` to itself"), "{err}");
-        // The whole bucket is always refused in the same bucket.
-        let err = check("thumbs/{key}", "").unwrap_err();
-        assert_eq!(err.rule(), "recursion");
-        assert!(err.to_string().contains("the input prefix `` (the whole bucket)"), "{err}");
         // An empty `{ext}` swallowing the head's final dot is accounted for.
         assert_eq!(check("photos.{ext}/{key}", "photos/").unwrap_err().rule(), "recursion");
-        // Disjoint heads pass.
+        // An output folder beside or inside the selection: the listing skips it.
         check("thumbs/{key}", "photos/").unwrap();
-        check("photos/thumbs/{basename}", "photos/2024/").unwrap();
+        check("thumbs/{key}", "").unwrap();
+        check("photos/thumbs/{basename}", "photos/").unwrap();
+        // Conservative: this one could not recurse, but the selection lies inside its head.
+        assert_eq!(check("photos/{t_year}-thumbs/{basename}", "photos/2024/").unwrap_err().rule(), "recursion");
         check_other_bucket("thumbs/{key}").unwrap();
+    }
+
+    #[test]
+    fn a_suffix_filter_that_no_output_can_pass_proves_there_is_no_recursion() {
+        let t = tags();
+        let with = |template: &str, prefix: &str, suffixes: &[&str], exts: &[&str]| {
+            let suffixes: Vec<String> = suffixes.iter().map(|s| s.to_string()).collect();
+            let exts: Vec<String> = exts.iter().map(|s| s.to_string()).collect();
+            let mut c = ctx("media", "media", prefix, &t);
+            c.name_suffixes = &suffixes;
+            c.output_exts = &exts;
+            Template::parse(template).unwrap().check_rules(&c).map(|_| ()).map_err(|e| e.rule())
+        };
+        // A fixed extension that no suffix matches.
+        assert_eq!(with("{dirname}/{barename}-small.webp", "trip-1/", &[".jpg"], &[]), Ok(()));
+        // `.{autoext}` with the plugin's declared extensions.
+        assert_eq!(
+            with("{dirname}/{barename}-small.{autoext}", "trip-1/", &[".jpg", ".png"], &["webp", "avif"]),
+            Ok(())
+        );
+        // The plugin may write `jpg`: an output could be selected again.
+        assert_eq!(
+            with("{dirname}/{barename}-small.{autoext}", "trip-1/", &[".jpg"], &["jpg", "webp"]),
+            Err("recursion")
+        );
+        // Nothing declared, or no filter: nothing is proved.
+        assert_eq!(with("{dirname}/{barename}-small.{autoext}", "trip-1/", &[".jpg"], &[]), Err("recursion"));
+        assert_eq!(with("{dirname}/{barename}-small.webp", "trip-1/", &[], &[]), Err("recursion"));
+        // A suffix longer than the ending may still end an output (`x-small.webp` ends in `small.webp`).
+        assert_eq!(with("{dirname}/{barename}-small.webp", "trip-1/", &["small.webp"], &[]), Err("recursion"));
+        assert_eq!(with("{dirname}/{barename}.webp", "trip-1/", &["-x.webp"], &[]), Err("recursion"));
     }
 
     // --- serde and traits ---
@@ -1423,6 +1533,5 @@ mod tests {
         assert!(fixed("thumbs/{key}").is_ok(), "the whole bucket is listed in no manifest");
         assert_eq!(fixed("{dirname}/{barename}-s.{ext}").unwrap_err().rule(), "recursion");
         assert_eq!(fixed("{key}").unwrap_err().rule(), "overwrites-source");
-        assert_eq!(check("thumbs/{key}", "").unwrap_err().rule(), "recursion");
     }
 }

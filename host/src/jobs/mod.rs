@@ -659,7 +659,7 @@ impl Jobs {
                         && spec.input.bucket == bucket
                         && object.key.starts_with(&spec.input.prefix)
                         && listed_under_role(spec, a.prepared.role.as_ref(), &object.key)
-                        && crate::select::Filter::new(&spec.input).is_ok_and(|f| f.matches_known(&meta))
+                        && crate::select::Filter::for_job(spec).is_ok_and(|f| f.matches_known(&meta))
                 })
                 .map(|(id, _)| *id)
                 .collect()

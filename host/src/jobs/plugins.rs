@@ -54,8 +54,23 @@ impl Plugins {
 
     /// Load every bundled plugin (from the compile cache after the first start).
     pub async fn load_bundled(&self, runtime: &Runtime) -> anyhow::Result<()> {
-        for (name, wasm) in crate::bundled::BUNDLED {
-            let plugin = runtime.load(wasm).await.map_err(|e| anyhow::anyhow!("bundled plugin `{name}`: {e}"))?;
+        let total = crate::bundled::BUNDLED.len();
+        for (i, (name, wasm)) in crate::bundled::BUNDLED.iter().enumerate() {
+            // From the compile cache this takes milliseconds; a first start on a
+            // new data dir compiles each one (seconds): say so rather than stay silent.
+            let load = runtime.load(wasm);
+            tokio::pin!(load);
+            let loaded = tokio::select! {
+                loaded = &mut load => loaded,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                    tracing::info!(
+                        "compiling bundled plugin {}/{total} `{name}` for this machine (a first start on this data dir; later starts reuse the compile cache)",
+                        i + 1
+                    );
+                    load.await
+                }
+            };
+            let plugin = loaded.map_err(|e| anyhow::anyhow!("bundled plugin `{name}`: {e}"))?;
             tracing::debug!(plugin = name, cache = ?plugin.cache, load_time = ?plugin.load_time, "loaded bundled plugin");
             self.insert(operator_record(name, &plugin, wasm.len(), true), plugin);
         }

@@ -69,6 +69,9 @@ pub struct Prepared {
     pub input: Bucket,
     pub output: Bucket,
     pub spec: JobSpec,
+    /// For a listing that writes to the bucket it reads: its selection, so
+    /// that no output the selection would take is written (see `worker`).
+    pub own_selection: Option<crate::select::Filter>,
 }
 
 /// Resolve `style` as `viewer` (a tenant, or `None` for the admin) sees it: its
@@ -201,12 +204,16 @@ pub async fn prepare(spec: &JobSpec, tenant: Option<&str>, cx: &PrepareContext<'
     // For explicit keys, their longest common prefix stands for the selection.
     let keys_prefix = common_prefix(&spec.input.keys);
     let listing_prefix = crate::select::listing_prefix(&spec.input).map_err(|e| JobError::invalid(e.field(), e))?;
+    // The style first: the extensions its plugin writes take part in the path rules.
+    let (installed, params) = resolve_style(cx.store, cx.plugins, tenant, &spec.style)?;
     let rules = RuleContext {
         input_bucket: &spec.input.bucket,
         output_bucket: &spec.output.bucket,
         input_prefix: if spec.input.keys.is_empty() { listing_prefix } else { keys_prefix },
         tags: &spec.tags,
         fixed_selection: spec.input.manifest.is_some(),
+        name_suffixes: &spec.input.suffixes,
+        output_exts: &installed.plugin.info.writes,
     };
     template.check_rules(&rules).map_err(|e| JobError::invalid("output.template", e))?;
     let role = resolve_role(cx.store, tenant, spec.role.as_deref())?;
@@ -223,7 +230,6 @@ pub async fn prepare(spec: &JobSpec, tenant: Option<&str>, cx: &PrepareContext<'
         limits.max_memory = limits.max_memory.min(record.quotas.task_memory);
         limits.deadline = limits.deadline.min(record.quotas.task_deadline);
     }
-    let (installed, params) = resolve_style(cx.store, cx.plugins, tenant, &spec.style)?;
     if cx.validate_params {
         check_params(cx.runtime, &installed.plugin, &params).await?;
     }
@@ -238,6 +244,11 @@ pub async fn prepare(spec: &JobSpec, tenant: Option<&str>, cx: &PrepareContext<'
         template,
         input,
         output,
+        own_selection: (spec.output.bucket == spec.input.bucket
+            && spec.input.keys.is_empty()
+            && spec.input.manifest.is_none())
+        .then(|| crate::select::Filter::for_job(spec).ok())
+        .flatten(),
         spec: spec.clone(),
     }))
 }

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use crate::auth::Access;
 use crate::model::{TaskErrorRecord, TaskRecord, now};
 use crate::objects::ObjectsError;
-use crate::runtime::{Task, TaskErrorKind};
+use crate::runtime::{ObjectMeta, Task, TaskErrorKind};
 use crate::store::TaskResult;
 use crate::template::Vars;
 
@@ -50,6 +50,17 @@ pub(super) async fn gather(
 
 fn error(kind: TaskErrorKind, message: impl std::fmt::Display) -> TaskErrorRecord {
     TaskErrorRecord::new(kind, message)
+}
+
+/// Whether a listing job that writes to the bucket it reads would select
+/// `key`: the path rules prove this cannot happen for the outputs a plugin
+/// declares (see `template`, rule 6); this catches the rest (an output opened
+/// without an extension takes the source's).
+fn selection_keeps(prepared: &Prepared, key: &str) -> bool {
+    let Some(selection) = &prepared.own_selection else { return false };
+    let input = &prepared.spec.input;
+    let prefix = crate::select::listing_prefix(input).unwrap_or(&input.prefix);
+    key.starts_with(prefix) && selection.matches_known(&ObjectMeta { key: key.to_string(), ..Default::default() })
 }
 
 /// Whether an I/O error's message is the OS saying the disk (or the quota)
@@ -147,6 +158,15 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
             if let Some(role) = &prepared.role {
                 role.allows(&prepared.spec.output.bucket, &key, Access::Write)
                     .map_err(|e| refuse(TaskErrorKind::Grant, e.to_string()))?;
+            }
+            if selection_keeps(&prepared, &key) {
+                return Err(refuse(
+                    TaskErrorKind::Template,
+                    format!(
+                        "output key `{key}` is one this job's own selection (prefix and filters) would take: \
+                         it is not written, so the job can never process its own outputs"
+                    ),
+                ));
             }
             Ok(key)
         })
