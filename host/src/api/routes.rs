@@ -272,7 +272,7 @@ async fn delete_style(
             ("tasks" = (operation_id = "list_tasks", parameters(("id" = "$response.body#/id")))),
         )),
         (status = 200, description = "A dry run: what the job would do", body = crate::jobs::dry_run::DryRun),
-        Problems<400, 401, 403, 413, 422, 429>,
+        Problems<400, 401, 403, 413, 422, 429, 502>,
     ),
 )]
 async fn create_job(
