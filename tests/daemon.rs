@@ -348,7 +348,11 @@ async fn cli_client_creates_waits_and_lists() {
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(list["items"][0]["state"], "succeeded");
     let o = run(&["task", "list", "1", "--state", "succeeded", "--search", "f0003"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("d0/f0003.txt -> cli/f0003.txt"));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("SEQ  STATE"), "a header: {table}");
+    let row = lines.next().unwrap();
+    assert!(row.contains("succeeded") && row.contains("d0/f0003.txt") && row.contains("cli/f0003.txt"), "{table}");
     let o = run(&["style", "create", "plain", "copy"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = run(&["style", "list"]);

@@ -122,3 +122,67 @@ fn output_to_a_device_writes_in_place() {
     use std::os::unix::fs::FileTypeExt;
     assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device(), "/dev/null must stay a device");
 }
+
+/// The plugin author's loop: the second run of a plugin comes from the
+/// compile cache in the user's cache folder; `--no-cache` compiles afresh.
+#[test]
+fn process_keeps_a_compile_cache_in_the_users_cache_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "hi").unwrap();
+    let run = |extra: &[&str]| {
+        let o = std::process::Command::new(common::kiln_bin())
+            .args(["process", "--plugin", plugins::ECHO, "--json", input.to_str().unwrap(), "-o", "/dev/null"])
+            .args(extra)
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .env("KILN_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let line = String::from_utf8_lossy(&o.stderr).lines().last().unwrap().to_string();
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()["compile_cache"].as_str().unwrap().to_string()
+    };
+    assert_eq!(run(&[]), "compiled");
+    assert!(dir.path().join("cache/kiln").is_dir(), "the cache lives in $XDG_CACHE_HOME/kiln");
+    assert_eq!(run(&[]), "hit");
+    assert_eq!(run(&["--no-cache"]), "compiled");
+}
+
+/// Outputs are ordinary files: 0666 less the umask, not tempfile's 0600.
+#[cfg(unix)]
+#[test]
+fn process_writes_files_with_the_users_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("a.txt");
+    std::fs::write(&input, "x").unwrap();
+    let out = dir.path().join("out/");
+    let o = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("umask 022 && exec \"$0\" process --style copy {} -o {}", input.display(), out.display()),
+        ])
+        .arg(common::kiln_bin())
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mode = std::fs::metadata(out.join("a.txt")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "{mode:o}");
+}
+
+/// A command piped into `head` ends quietly, as every Unix tool does.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.txt");
+    std::fs::write(&input, "line\n".repeat(200_000)).unwrap();
+    let o = std::process::Command::new("sh")
+        .args(["-c", &format!("\"$0\" process --style copy {} | head -c 10 > /dev/null", input.display())])
+        .arg(common::kiln_bin())
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+}

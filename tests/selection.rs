@@ -483,3 +483,32 @@ async fn outputs_beside_the_sources_are_accepted_when_they_provably_cannot_be_se
     );
     assert!(!detail.contains("``"), "no empty quote: {detail}");
 }
+
+/// A tenant's dry run over a manifest never learns about keys outside its
+/// grants: they are "outside grants" whether or not they exist (nothing is
+/// looked up for them), and only readable objects are counted and sized.
+#[tokio::test]
+async fn a_dry_run_tells_nothing_about_keys_outside_the_grants() {
+    let files = [("t/a.txt", "aaaa"), ("secret/s.txt", "another tenant's 30 secret bytes")];
+    let (_dir, d) = daemon(&files);
+    let grants = json!([{"bucket": "in", "prefix": "t/", "access": "read"}, {"bucket": "lists", "prefix": "", "access": "read"},
+                        {"bucket": "out", "prefix": "", "access": "write"}]);
+    assert!(matches!(d.post("/v1/roles", json!({"name": "r", "grants": grants})).await.0, 200 | 201));
+    assert!(matches!(d.post("/v1/tenants", json!({"name": "acme", "roles": ["r"]})).await.0, 200 | 201));
+    let (_, tok) = d.post("/v1/tenants/acme/tokens", json!({"label": "x"})).await;
+    let acme = d.as_token(tok["token"].as_str().unwrap());
+    write(&d, "lists", "probe.csv", "in,t/a.txt\nin,secret/s.txt\nin,secret/none.txt\n");
+    let (status, dry) = acme
+        .post(
+            "/v1/jobs",
+            json!({"input": {"bucket": "in", "manifest": {"bucket": "lists", "key": "probe.csv"}}, "style": "copy",
+                   "output": {"bucket": "out", "template": "m/{key}"}, "dry_run": true, "role": "r"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!((dry["objects"].as_u64(), dry["bytes"].as_u64()), (Some(1), Some(4)), "only t/a.txt: {dry}");
+    assert_eq!(dry["missing_count"], 0, "nothing outside the grants is looked up: {dry}");
+    let outside: Vec<&str> =
+        dry["outside_grants"].as_array().unwrap().iter().map(|p| p["key"].as_str().unwrap()).collect();
+    assert_eq!(outside, vec!["secret/s.txt", "secret/none.txt"], "an existing and a missing key look alike: {dry}");
+}

@@ -36,6 +36,11 @@ pub enum SelectionError {
     BadGlob { glob: String, reason: String },
     #[error("input.glob `{glob}` can match no key under input.prefix `{prefix}`")]
     GlobOutsidePrefix { glob: String, prefix: String },
+    #[error(
+        "input.prefix `{prefix}` starts with `/`, which no object key does, so it would select nothing: drop the leading `/` (`{}`)",
+        prefix.trim_start_matches('/')
+    )]
+    LeadingSlash { prefix: String },
     #[error("input.min_size ({min}) is greater than input.max_size ({max}): no object can match")]
     SizeRange { min: u64, max: u64 },
     #[error("input.modified_after ({after}) is not before input.modified_before ({before}): no object can match")]
@@ -56,6 +61,7 @@ impl SelectionError {
             SelectionError::BadManifest { field: "format", .. } => "input.manifest.format",
             SelectionError::BadManifest { .. } => "input.manifest",
             SelectionError::BadGlob { .. } | SelectionError::GlobOutsidePrefix { .. } => "input.glob",
+            SelectionError::LeadingSlash { .. } => "input.prefix",
             SelectionError::SizeRange { .. } => "input.min_size",
             SelectionError::TimeRange { .. } => "input.modified_after",
         }
@@ -131,6 +137,9 @@ pub fn check(input: &InputSpec) -> Result<(), SelectionError> {
                 return Err(SelectionError::BadKey { index, reason });
             }
         }
+    }
+    if input.prefix.starts_with('/') {
+        return Err(SelectionError::LeadingSlash { prefix: input.prefix.clone() });
     }
     for (field, list) in [("suffixes", &input.suffixes), ("file_prefixes", &input.file_prefixes)] {
         if let Some(v) = list.iter().find(|v| v.contains('/')) {
@@ -355,6 +364,13 @@ impl Pager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_with_a_leading_slash_is_refused_saying_what_to_write() {
+        let err = check(&spec("/photos/", &[], &[])).unwrap_err();
+        assert_eq!(err.field(), "input.prefix");
+        assert!(err.to_string().contains("drop the leading `/` (`photos/`)"), "{err}");
+    }
 
     fn spec(prefix: &str, suffixes: &[&str], file_prefixes: &[&str]) -> InputSpec {
         InputSpec {

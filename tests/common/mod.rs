@@ -22,7 +22,13 @@ pub fn kiln_bin() -> PathBuf {
 
 /// Run `kiln ARGS` to completion.
 pub fn kiln(args: &[&str]) -> Output {
-    Command::new(kiln_bin()).args(args).env("KILN_LOG", "warn").output().expect("running kiln")
+    Command::new(kiln_bin())
+        .args(args)
+        .env("KILN_LOG", "warn")
+        // `kiln process` keeps a compile cache in the user's cache folder: the tests' own.
+        .env("XDG_CACHE_HOME", std::env::temp_dir().join("kiln-tests-cache"))
+        .output()
+        .expect("running kiln")
 }
 
 /// What an in-memory output target saw, for asserting commit/abort semantics.

@@ -91,6 +91,8 @@ fn problem_response(status: u16) -> RefOr<utoipa::openapi::Response> {
         422 => "The body (or a parameter) is well-formed but invalid; `field` names it",
         429 => "A quota of the tenant is exhausted",
         500 => "Internal error",
+        502 => "A bucket did not answer (unreachable, refusing or failing); the detail names it",
+        503 => "The store cannot be written (a full or failing disk); retry after `Retry-After` seconds",
         _ => "Error",
     };
     ResponseBuilder::new()

@@ -86,6 +86,8 @@ impl From<JobError> for Problem {
             JobError::Quota(_) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "quota-exceeded", &e),
             JobError::WrongState { .. } => Problem::new(StatusCode::CONFLICT, "wrong-state", &e),
             JobError::Internal(_) => Problem::internal(&e),
+            // The bucket, not Kiln, failed: a gateway's error, naming the bucket.
+            JobError::Upstream(_) => Problem::new(StatusCode::BAD_GATEWAY, "bucket-unavailable", &e),
             JobError::Store(_) => unreachable!("handled above"),
         }
     }

@@ -272,7 +272,7 @@ async fn delete_style(
             ("tasks" = (operation_id = "list_tasks", parameters(("id" = "$response.body#/id")))),
         )),
         (status = 200, description = "A dry run: what the job would do", body = crate::jobs::dry_run::DryRun),
-        Problems<400, 401, 403, 413, 422, 429>,
+        Problems<400, 401, 403, 413, 422, 429, 502>,
     ),
 )]
 async fn create_job(
@@ -339,6 +339,10 @@ async fn list_jobs(
     let limit = page_limit(q.limit)?;
     let before = match &q.cursor {
         None => None,
+        // Jobs older than this id; a number past the largest id lists from the newest job.
+        Some(c) if !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(c.parse::<JobId>().unwrap_or(JobId::MAX))
+        }
         Some(c) => Some(
             c.parse::<JobId>().map_err(|_| Problem::bad_request(format!("invalid cursor `{c}`")).field("cursor"))?,
         ),

@@ -10,6 +10,7 @@ use super::client::Client;
 pub enum TenantCommand {
     /// Create a tenant (admin): `kiln tenant create acme --role thumbs`.
     Create {
+        /// The tenant's name: letters, digits, `-` and `_`.
         name: String,
         /// A role to grant (repeatable).
         #[arg(long = "role")]
@@ -18,12 +19,16 @@ pub enum TenantCommand {
         #[arg(long = "quota")]
         quotas: Vec<String>,
     },
+    /// Every tenant (admin).
     List,
+    /// One tenant: its roles, quotas and usage.
     Get {
+        /// The tenant.
         name: String,
     },
     /// Change a tenant's roles or quotas (admin).
     Update {
+        /// The tenant.
         name: String,
         /// Replace the roles with these (repeatable).
         #[arg(long = "role")]
@@ -32,7 +37,9 @@ pub enum TenantCommand {
         #[arg(long = "quota")]
         quotas: Vec<String>,
     },
+    /// Delete a tenant and its tokens and styles; roles are shared and stay (admin).
     Delete {
+        /// The tenant.
         name: String,
     },
 }
@@ -41,15 +48,22 @@ pub enum TenantCommand {
 pub enum TokenCommand {
     /// Issue a token to a tenant (admin). The token is printed once.
     Create {
+        /// The tenant the token acts as.
         tenant: String,
+        /// A note to tell tokens apart, e.g. `ci`.
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// A tenant's tokens: ids, labels, creation times (never the tokens).
     List {
+        /// The tenant.
         tenant: String,
     },
+    /// Revoke a token: it stops working at once.
     Revoke {
+        /// The tenant.
         tenant: String,
+        /// The token's id, as `token list` shows it.
         id: String,
     },
 }
@@ -58,16 +72,22 @@ pub enum TokenCommand {
 pub enum RoleCommand {
     /// Create or replace a role (admin): `--grant photos:in/:read --grant photos:thumbs/:write`.
     Create {
+        /// The role's name.
         name: String,
         /// BUCKET:PREFIX:ACCESS with ACCESS read, write or read-write (repeatable).
         #[arg(long = "grant", required = true)]
         grants: Vec<String>,
     },
+    /// Every role (admin).
     List,
+    /// One role and its grants.
     Get {
+        /// The role.
         name: String,
     },
+    /// Delete a role (admin).
     Delete {
+        /// The role.
         name: String,
     },
 }
@@ -76,6 +96,7 @@ pub enum RoleCommand {
 pub enum PluginCommand {
     /// Upload a plugin component: `kiln plugin add my-style.wasm --name my-style --version 1.0.0`.
     Add {
+        /// The component file (`.wasm`, built for wasm32-wasip2).
         file: std::path::PathBuf,
         /// Default: the name the plugin gives itself.
         #[arg(long)]
@@ -86,13 +107,17 @@ pub enum PluginCommand {
     },
     /// The plugins you may use.
     List,
+    /// One plugin: its version, digest, size and what it reads and writes.
     Get {
+        /// The plugin.
         name: String,
         /// Admin: the owning tenant.
         #[arg(long)]
         owner: Option<String>,
     },
+    /// Delete an uploaded plugin (refused while a running job uses it).
     Rm {
+        /// The plugin.
         name: String,
         /// Admin: the owning tenant.
         #[arg(long)]
@@ -100,7 +125,9 @@ pub enum PluginCommand {
     },
     /// Make a plugin usable by every tenant (admin).
     Publish {
+        /// The plugin.
         name: String,
+        /// The owning tenant.
         #[arg(long)]
         owner: Option<String>,
         /// Make it private again.
@@ -119,6 +146,29 @@ fn quotas(pairs: &[String]) -> anyhow::Result<Value> {
         q.insert(k.to_string(), value);
     }
     Ok(Value::Object(q))
+}
+
+/// `kiln tenant get`: roles, quotas with sizes in units, and when it was made.
+fn tenant_summary(t: &Value) -> String {
+    let roles: Vec<&str> = t["roles"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let q = &t["quotas"];
+    let mut lines = vec![
+        format!("tenant {}", s(t, "name")),
+        format!("  roles     {}", if roles.is_empty() { "(none)".into() } else { roles.join(", ") }),
+        format!("  created   {}", super::human::when(&t["created_at"])),
+        "  quotas".to_string(),
+    ];
+    for (key, shown) in [
+        ("running_jobs", q["running_jobs"].to_string()),
+        ("tasks_in_flight", q["tasks_in_flight"].to_string()),
+        ("plugins", q["plugins"].to_string()),
+        ("plugin_size", super::human::size(&q["plugin_size"])),
+        ("task_memory", super::human::size(&q["task_memory"])),
+        ("task_deadline", q["task_deadline"].as_str().unwrap_or("-").to_string()),
+    ] {
+        lines.push(format!("    {key:<16} {shown}"));
+    }
+    lines.join("\n")
 }
 
 fn pretty(v: &Value) -> String {
@@ -158,7 +208,7 @@ pub async fn tenant(client: &Client, cmd: TenantCommand) -> anyhow::Result<()> {
         }
         TenantCommand::Get { name } => {
             let t = client.get(&format!("/v1/tenants/{name}"), &[]).await?;
-            client.print(&t, pretty);
+            client.print(&t, tenant_summary);
         }
         TenantCommand::Update { name, roles, quotas: q } => {
             let mut body = json!({"quotas": quotas(&q)?});

@@ -30,49 +30,75 @@ pub struct ClientArgs {
 #[derive(Subcommand)]
 pub enum JobCommand {
     /// Create (and by default start) a job.
+    #[command(
+        after_help = "Examples:\n  kiln job create --bucket photos --suffix .jpg,.png --style 'image/resize,w_256/format,webp' --output-bucket thumbs --output '{dirname}/{barename}.{autoext}' --wait\n  kiln job create --bucket photos --prefix 2024/ --style copy --output-bucket backup --output '{key}' --dry-run"
+    )]
     Create(CreateJob),
     /// List jobs, newest first.
+    #[command(after_help = "Examples:\n  kiln job list\n  kiln job list --state failed --tag team=web")]
     List {
+        /// Only jobs in this state.
         #[arg(long, value_enum)]
         state: Option<JobState>,
-        /// NAME=VALUE
+        /// Only jobs with this tag, NAME=VALUE.
         #[arg(long)]
         tag: Option<String>,
+        /// Jobs per page.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Where the page starts: the `next` of the page before.
         #[arg(long)]
         cursor: Option<String>,
     },
+    /// A job: its state, counters, selection and output.
     Get {
+        /// The job's id.
         id: u64,
     },
+    /// Stop claiming the job's tasks (those running finish); `resume` goes on.
     Suspend {
+        /// The job's id.
         id: u64,
     },
+    /// Go on with a suspended job (or start one created with `--no-start`).
     Resume {
+        /// The job's id.
         id: u64,
     },
+    /// Stop a job for good; its pending tasks never run.
     Cancel {
+        /// The job's id.
         id: u64,
     },
+    /// Run the failed tasks of an ended job again.
     RetryFailed {
+        /// The job's id.
         id: u64,
     },
     /// Change a job's priority (also while it runs).
     Priority {
+        /// The job's id.
         id: u64,
+        /// Higher goes first; may be negative.
         priority: i32,
     },
+    /// Delete a job that is not running, with its tasks.
     Delete {
+        /// The job's id.
         id: u64,
     },
     /// Wait for a job to end, with a progress bar.
+    #[command(after_help = "Examples:\n  kiln job wait 7\n  kiln job wait 7 --reconnect-for 5m")]
     Wait {
+        /// The job's id.
         id: u64,
     },
     /// Download the completion report: one row per task.
+    #[command(after_help = "Examples:\n  kiln job report 7 -o report.csv\n  kiln job report 7 --failed --format jsonl")]
     Report {
+        /// The job's id.
         id: u64,
+        /// CSV, or JSON Lines.
         #[arg(long, value_enum, default_value = "csv")]
         format: ReportFormatArg,
         /// Only the failed tasks.
@@ -147,15 +173,19 @@ pub struct CreateJob {
     /// A saved style or `PLUGIN/params`.
     #[arg(long)]
     style: String,
+    /// The bucket the outputs are written to.
     #[arg(long)]
     output_bucket: String,
     /// Output template, e.g. `thumbs/{dirname}/{barename}.{autoext}`.
     #[arg(long)]
     output: String,
+    /// A name for people; jobs are found by id.
     #[arg(long)]
     name: Option<String>,
+    /// Tasks of this job in flight at once [default: 8].
     #[arg(long)]
     concurrency: Option<u32>,
+    /// Stop the job at its first failed task.
     #[arg(long)]
     fast_fail: bool,
     /// NAME=VALUE (repeatable).
@@ -200,7 +230,9 @@ pub struct CreateJob {
 pub enum TaskCommand {
     /// A page of a job's tasks.
     List {
+        /// The job's id.
         job: u64,
+        /// Only tasks in this state.
         #[arg(long, value_enum)]
         state: Option<TaskState>,
         /// Source keys containing this.
@@ -212,13 +244,18 @@ pub enum TaskCommand {
         /// Error kind or message containing this.
         #[arg(long)]
         error: Option<String>,
+        /// Tasks per page.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Where the page starts: the `next` of the page before.
         #[arg(long)]
         cursor: Option<String>,
     },
+    /// One task: its source, state, attempts, outputs and error.
     Get {
+        /// The job's id.
         job: u64,
+        /// The task's number within the job.
         seq: u64,
     },
 }
@@ -227,14 +264,21 @@ pub enum TaskCommand {
 pub enum StyleCommand {
     /// Save a style: `kiln style create thumb 'image/resize,w_256/format,webp'`.
     Create {
+        /// The style's name, used as `--style NAME`.
         name: String,
+        /// What it stands for: `PLUGIN/params`.
         style: String,
     },
+    /// The saved styles you may use.
     List,
+    /// One saved style.
     Get {
+        /// The style.
         name: String,
     },
+    /// Delete one of your saved styles.
     Delete {
+        /// The style.
         name: String,
     },
 }
@@ -352,19 +396,17 @@ impl Client {
     }
 }
 
-fn job_line(j: &Value) -> String {
-    let c = &j["counters"];
-    format!(
-        "{:>5}  {:<10} {:>6}/{:<6} ok {:<6} failed {:<6} {}  {}",
-        j["id"],
-        j["state"].as_str().unwrap_or(""),
-        c["succeeded"].as_u64().unwrap_or(0) + c["failed"].as_u64().unwrap_or(0) + c["skipped"].as_u64().unwrap_or(0),
-        c["total"],
-        c["succeeded"],
-        c["failed"],
-        j["spec"]["style"].as_str().unwrap_or(""),
-        j["spec"]["name"].as_str().unwrap_or(""),
-    )
+/// A page of a listing as a table, with how to get the next page.
+fn paged(page: &Value, table: fn(&[Value]) -> String) -> String {
+    let items = page["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if items.is_empty() {
+        return "(none)".into();
+    }
+    let mut out = table(items);
+    if let Some(n) = page["next"].as_str() {
+        out.push_str(&format!("\n(more: --cursor {n})"));
+    }
+    out
 }
 
 fn task_line(t: &Value) -> String {
@@ -494,17 +536,11 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
                 q.push(("cursor", c));
             }
             let page = client.get("/v1/jobs", &q).await?;
-            client.print(&page, |p| {
-                let mut lines: Vec<String> = p["items"].as_array().into_iter().flatten().map(job_line).collect();
-                if let Some(n) = p["next"].as_str() {
-                    lines.push(format!("(more: --cursor {n})"));
-                }
-                lines.join("\n")
-            });
+            client.print(&page, |p| paged(p, super::human::job_table));
         }
         JobCommand::Get { id } => {
             let j = client.get(&format!("/v1/jobs/{id}"), &[]).await?;
-            client.print(&j, |j| serde_json::to_string_pretty(j).unwrap_or_default());
+            client.print(&j, super::human::job_summary);
         }
         JobCommand::Suspend { id } => action(client, id, "suspend").await?,
         JobCommand::Resume { id } => action(client, id, "resume").await?,
@@ -735,17 +771,11 @@ pub async fn task(client: &Client, cmd: TaskCommand) -> anyhow::Result<()> {
                 q.push(("state", s.as_str().into()));
             }
             let page = client.get(&format!("/v1/jobs/{job}/tasks"), &q).await?;
-            client.print(&page, |p| {
-                let mut lines: Vec<String> = p["items"].as_array().into_iter().flatten().map(task_line).collect();
-                if let Some(n) = p["next"].as_str() {
-                    lines.push(format!("(more: --cursor {n})"));
-                }
-                lines.join("\n")
-            });
+            client.print(&page, |p| paged(p, super::human::task_table));
         }
         TaskCommand::Get { job, seq } => {
             let t = client.get(&format!("/v1/jobs/{job}/tasks/{seq}"), &[]).await?;
-            client.print(&t, |t| serde_json::to_string_pretty(t).unwrap_or_default());
+            client.print(&t, super::human::task_summary);
         }
     }
     Ok(())

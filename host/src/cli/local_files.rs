@@ -64,10 +64,13 @@ struct FileWriter {
 impl FileWriter {
     async fn create(path: PathBuf) -> Result<Self, String> {
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-        let named = tempfile::Builder::new()
-            .prefix(".kiln-")
-            .tempfile_in(&dir)
-            .map_err(|e| format!("creating a file in {}: {e}", dir.display()))?;
+        // A file the user reads like any other: 0666 less the umask, as `cp`
+        // makes it (tempfile's own default, 0600, is for secrets).
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".kiln-");
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let named = builder.tempfile_in(&dir).map_err(|e| format!("creating a file in {}: {e}", dir.display()))?;
         let (file, temp) = named.into_parts();
         Ok(FileWriter { file: tokio::fs::File::from_std(file), temp, path })
     }

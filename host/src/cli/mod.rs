@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod client;
+mod human;
 mod local_files;
 mod process;
 mod serve;
@@ -13,7 +14,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "Batch processing of objects in buckets, with sandboxed WebAssembly plugins")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Batch processing of objects in buckets, with sandboxed WebAssembly plugins",
+    after_help = "Examples:\n  kiln serve                                  # a daemon on ./kiln-data, 127.0.0.1:7878\n  kiln job create --bucket photos --suffix .jpg --style 'image/resize,w_256/format,webp' \\\n       --output-bucket thumbs --output '{dirname}/{barename}.{autoext}' --wait\n  kiln process --style 'image/resize,w_256' cat.jpg -o out/\n\nThe client commands talk to KILN_URL with KILN_TOKEN. The manual: docs/ in the repository."
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "KILN_LOG_FORMAT")]
@@ -33,8 +39,14 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: the HTTP control plane and the job scheduler.
+    #[command(
+        after_help = "Examples:\n  kiln serve\n  kiln serve --data-dir /srv/kiln --listen 0.0.0.0:7878 --workers 8\n  KILN_ADMIN_TOKEN=$(cat token) kiln serve --config kiln.toml"
+    )]
     Serve(serve::ServeArgs),
     /// Jobs: create, list, get, suspend, resume, cancel, retry-failed, delete, wait.
+    #[command(
+        after_help = "Examples:\n  kiln job create --bucket photos --suffix .jpg --style thumb --output-bucket thumbs --output '{dirname}/{barename}.{autoext}' --wait\n  kiln job list --state running\n  kiln job wait 7"
+    )]
     Job {
         #[command(flatten)]
         client: client::ClientArgs,
@@ -42,6 +54,9 @@ enum Command {
         command: client::JobCommand,
     },
     /// A job's tasks: list (with filters and pagination) and get.
+    #[command(
+        after_help = "Examples:\n  kiln task list 7 --state failed\n  kiln task list 7 --prefix trip-1/ --limit 20\n  kiln task get 7 42"
+    )]
     Task {
         #[command(flatten)]
         client: client::ClientArgs,
@@ -49,6 +64,7 @@ enum Command {
         command: client::TaskCommand,
     },
     /// Saved styles: create, list, get, delete.
+    #[command(after_help = "Examples:\n  kiln style create thumb 'image/resize,w_256/format,webp'\n  kiln style list")]
     Style {
         #[command(flatten)]
         client: client::ClientArgs,
@@ -56,11 +72,15 @@ enum Command {
         command: client::StyleCommand,
     },
     /// The daemon's buckets.
+    #[command(after_help = "Examples:\n  kiln buckets")]
     Buckets {
         #[command(flatten)]
         client: client::ClientArgs,
     },
     /// Plugins: upload (add), list, get, delete (rm), publish; and the bundled ones.
+    #[command(
+        after_help = "Examples:\n  kiln plugin add target/wasm32-wasip2/release/my_style.wasm --name my-style --version 0.1.0\n  kiln plugin list"
+    )]
     Plugin {
         #[command(flatten)]
         client: client::ClientArgs,
@@ -68,6 +88,9 @@ enum Command {
         command: admin::PluginCommand,
     },
     /// Tenants (admin): create, list, get, update roles and quotas, delete.
+    #[command(
+        after_help = "Examples:\n  kiln tenant create acme --role thumbnailer --quota running_jobs=2\n  kiln tenant get acme"
+    )]
     Tenant {
         #[command(flatten)]
         client: client::ClientArgs,
@@ -75,6 +98,7 @@ enum Command {
         command: admin::TenantCommand,
     },
     /// Tenants' bearer tokens (admin): create, list, revoke.
+    #[command(after_help = "Examples:\n  kiln token create acme --label ci\n  kiln token list acme")]
     Token {
         #[command(flatten)]
         client: client::ClientArgs,
@@ -82,6 +106,9 @@ enum Command {
         command: admin::TokenCommand,
     },
     /// Roles, named sets of bucket/prefix grants (admin): create, list, get, delete.
+    #[command(
+        after_help = "Examples:\n  kiln role create thumbnailer --grant photos:in/:read --grant thumbs::write\n  kiln role list"
+    )]
     Role {
         #[command(flatten)]
         client: client::ClientArgs,
@@ -89,24 +116,51 @@ enum Command {
         command: admin::RoleCommand,
     },
     /// Who your token names.
+    #[command(after_help = "Examples:\n  kiln whoami")]
     Whoami {
         #[command(flatten)]
         client: client::ClientArgs,
     },
+    /// Shell completions for bash, zsh, fish, elvish or PowerShell, on stdout.
+    #[command(after_help = "Example:\n  kiln completions bash > ~/.local/share/bash-completion/completions/kiln")]
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff), on stdout.
+    #[command(after_help = "Example:\n  kiln man > kiln.1 && man ./kiln.1")]
+    Man,
     /// The store: `check` it (daemon stopped) or `backup` a running daemon's.
+    #[command(
+        after_help = "Examples:\n  kiln store backup kiln-$(date +%F).redb\n  kiln store check --file kiln-$(date +%F).redb\n  kiln store check --data-dir kiln-data      # with the daemon stopped"
+    )]
     Store {
         #[command(subcommand)]
         command: store::StoreCommand,
     },
     /// Run one style over one local file (or stdin), writing its outputs locally.
+    #[command(
+        after_help = "Examples:\n  kiln process --style 'image/resize,w_256/format,webp' cat.jpg -o out/\n  cat notes.md | kiln process --style markdown > notes.html\n  kiln process --plugin my_style.wasm --params 'shout' in.txt -o out.txt"
+    )]
     Process(process::ProcessArgs),
     /// Benchmarks, reported as ratios against baselines from the same run.
+    #[command(after_help = "Examples:\n  kiln bench runtime\n  kiln bench --help")]
     Bench(bench::BenchArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    if !matches!(cli.command, Command::Serve(_)) {
+        // A command piped into `head` ends quietly when the pipe closes, as
+        // Unix tools do, instead of panicking on "Broken pipe". Not the
+        // daemon: a client that hangs up must not kill it.
+        #[cfg(unix)]
+        // SAFETY: called before any thread is started; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -128,6 +182,18 @@ pub fn main() -> ExitCode {
             Command::Token { client, command } => admin::token(&client::Client::new(&client), command).await,
             Command::Role { client, command } => admin::role(&client::Client::new(&client), command).await,
             Command::Store { command } => store::run(command).await,
+            Command::Completions { shell } => {
+                clap_complete::generate(
+                    shell,
+                    &mut <Cli as clap::CommandFactory>::command(),
+                    "kiln",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
+            }
+            Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut std::io::stdout())
+                .map_err(anyhow::Error::from),
             Command::Whoami { client } => admin::whoami(&client::Client::new(&client)).await,
         }
     });
@@ -152,4 +218,50 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command, subcommand, flag and argument says what it is; every
+    /// top-level command shows examples.
+    #[test]
+    fn every_command_and_flag_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() && path != " kiln" {
+                missing.push(format!("{path}: no description"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && !["help", "version"].contains(&id) {
+                    missing.push(format!("{path} <{id}>: no description"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() != "help" {
+                    walk(sub, &path, missing);
+                }
+            }
+        }
+        let cli = super::Cli::command();
+        let mut missing = Vec::new();
+        walk(&cli, "", &mut missing);
+        assert!(missing.is_empty(), "{} undescribed:\n{}", missing.len(), missing.join("\n"));
+        for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+            assert!(sub.get_after_help().is_some(), "`kiln {}` shows no examples", sub.get_name());
+        }
+    }
+
+    #[test]
+    fn completions_and_the_man_page_are_generated() {
+        let mut out = Vec::new();
+        clap_complete::generate(clap_complete::Shell::Bash, &mut super::Cli::command(), "kiln", &mut out);
+        let script = String::from_utf8(out).unwrap();
+        assert!(script.contains("complete -F") && script.contains("retry-failed"), "{script:.300}");
+        let mut man = Vec::new();
+        clap_mangen::Man::new(super::Cli::command()).render(&mut man).unwrap();
+        assert!(String::from_utf8(man).unwrap().contains(".TH kiln"));
+    }
 }

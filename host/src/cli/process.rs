@@ -39,9 +39,13 @@ pub struct ProcessArgs {
     /// Limit on the total bytes of all outputs, e.g. `1GiB`.
     #[arg(long)]
     max_output: Option<bytesize::ByteSize>,
-    /// Folder of the compile cache (default: no cache).
-    #[arg(long, env = "KILN_CACHE_DIR")]
+    /// Folder of the compile cache [default: `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`].
+    /// A plugin compiled once starts in milliseconds on every later run.
+    #[arg(long, env = "KILN_CACHE_DIR", conflicts_with = "no_cache")]
     cache_dir: Option<PathBuf>,
+    /// Compile the plugin afresh and keep nothing.
+    #[arg(long)]
+    no_cache: bool,
     /// Print the result as JSON on stderr.
     #[arg(long)]
     json: bool,
@@ -55,8 +59,8 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<()> {
         max_output: args.max_output.map_or(defaults.max_output, |b| b.as_u64()),
         ..defaults
     };
-    let config =
-        RuntimeConfig { limits, max_instances: 2, cache_dir: args.cache_dir.clone(), ..RuntimeConfig::default() };
+    let cache_dir = if args.no_cache { None } else { args.cache_dir.clone().or_else(user_cache_dir) };
+    let config = RuntimeConfig { limits, max_instances: 2, cache_dir, ..RuntimeConfig::default() };
     let runtime = Runtime::new(config)?;
 
     let (label, wasm, params) = match (&args.style, &args.plugin) {
@@ -77,6 +81,7 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<()> {
         (None, None) => bail!("give --style NAME/params or --plugin FILE.wasm"),
     };
     let plugin = runtime.load(&wasm).await.with_context(|| format!("loading plugin `{label}`"))?;
+    tracing::debug!(cache = ?plugin.cache, load_time = ?plugin.load_time, "plugin loaded");
     let name = plugin.info.name.clone();
     if let Err(refusal) = runtime.validate(&plugin, &params).await.with_context(|| format!("plugin `{name}`"))? {
         bail!("plugin `{name}` refused the parameters `{params}`: {refusal}");
@@ -110,7 +115,9 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<()> {
     let task = Task { params, object, input, target: Box::new(LocalTarget { destination }), limits };
     let outcome = runtime.run(&plugin, task).await.map_err(|e| anyhow::anyhow!("plugin `{name}`: {e}"))?;
     if args.json {
-        eprintln!("{}", serde_json::to_string(&outcome)?);
+        let mut shown = serde_json::to_value(&outcome)?;
+        shown["compile_cache"] = serde_json::to_value(plugin.cache)?;
+        eprintln!("{shown}");
     } else {
         for out in &outcome.outputs {
             if out.location != "-" {
@@ -122,6 +129,16 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The user's cache folder for compiled plugins: `$XDG_CACHE_HOME/kiln`, else
+/// `$HOME/.cache/kiln`; none without either (then nothing is cached).
+fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("kiln"))
 }
 
 fn destination(output: Option<&PathBuf>, key: &str) -> anyhow::Result<Destination> {

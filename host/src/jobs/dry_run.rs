@@ -237,7 +237,7 @@ impl Tally<'_> {
                 Err(e @ (ObjectsError::NotFound { .. } | ObjectsError::BadKey { .. })) => {
                     self.missing(&key, e.to_string())
                 }
-                Err(e) => return Err(JobError::Internal(format!("reading `{key}`: {e}"))),
+                Err(e) => return Err(JobError::Upstream(format!("reading `{key}`: {e}"))),
             }
         }
         Ok(())
@@ -255,7 +255,7 @@ fn page_error(e: PageError) -> JobError {
     match e {
         PageError::Manifest(m) => JobError::Invalid { field: "input.manifest", message: m.to_string() },
         PageError::Invalid(s) => JobError::Invalid { field: s.field(), message: s.to_string() },
-        other => JobError::Internal(other.to_string()),
+        other => JobError::Upstream(other.to_string()),
     }
 }
 

@@ -34,6 +34,9 @@ pub enum JobError {
     WrongState { id: u64, state: &'static str, action: &'static str },
     #[error("internal error: {0}")]
     Internal(String),
+    /// A bucket did not answer (unreachable, refusing, failing): the message names it.
+    #[error("{0}")]
+    Upstream(String),
     /// The store failed: unavailable (503), a corrupt record, or another error.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -83,9 +86,9 @@ pub fn resolve_style(
     viewer: Option<&str>,
     style: &str,
 ) -> Result<(Installed, String), JobError> {
-    let saved = match store.get_style(viewer, style).map_err(|e| JobError::Internal(e.to_string()))? {
+    let saved = match store.get_style(viewer, style).map_err(JobError::Store)? {
         Some(s) => Some(s),
-        None if viewer.is_some() => store.get_style(None, style).map_err(|e| JobError::Internal(e.to_string()))?,
+        None if viewer.is_some() => store.get_style(None, style).map_err(JobError::Store)?,
         None => None,
     };
     if let Some(saved) = saved {
@@ -225,7 +228,7 @@ pub async fn prepare(spec: &JobSpec, tenant: Option<&str>, cx: &PrepareContext<'
     }
     let mut limits = cx.runtime.config().limits;
     if let Some(t) = tenant
-        && let Some(record) = cx.store.get_tenant(t).map_err(|e| JobError::Internal(e.to_string()))?
+        && let Some(record) = cx.store.get_tenant(t).map_err(JobError::Store)?
     {
         limits.max_memory = limits.max_memory.min(record.quotas.task_memory);
         limits.deadline = limits.deadline.min(record.quotas.task_deadline);
@@ -264,7 +267,7 @@ pub async fn check_manifest(spec: &JobSpec, buckets: &Buckets) -> Result<(), Job
         Err(e @ (crate::objects::ObjectsError::NotFound { .. } | crate::objects::ObjectsError::BadKey { .. })) => {
             Err(JobError::invalid("input.manifest.key", format!("the manifest cannot be read: {e}")))
         }
-        Err(e) => Err(JobError::Internal(format!("reading the manifest: {e}"))),
+        Err(e) => Err(JobError::Upstream(format!("reading the manifest: {e}"))),
     }
 }
 

@@ -13,7 +13,8 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Whether a load compiled the component or found it in the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CacheOutcome {
     Hit,
     Compiled,
