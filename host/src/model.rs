@@ -307,7 +307,13 @@ fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> 
         One(String),
         Many(Vec<String>),
     }
-    let items = match Either::deserialize(d)? {
+    // serde's own message names the private enum ("untagged enum Either"): say what is accepted.
+    let either = Either::deserialize(d).map_err(|_| {
+        serde::de::Error::custom(
+            "expected file-name parts as a comma-separated string (`.jpg,.png`) or a list of strings",
+        )
+    })?;
+    let items = match either {
         Either::One(s) => s.split(',').map(str::to_string).collect(),
         Either::Many(v) => v,
     };
@@ -450,4 +456,20 @@ pub struct PluginRecord {
 
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_filter_list_says_what_is_accepted_not_serdes_internals() {
+        let err = serde_json::from_value::<InputSpec>(serde_json::json!({"bucket": "b", "suffixes": 7})).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("comma-separated string (`.jpg,.png`) or a list of strings"), "{msg}");
+        assert!(!msg.contains("untagged"), "{msg}");
+        let ok: InputSpec =
+            serde_json::from_value(serde_json::json!({"bucket": "b", "suffixes": ".jpg, .png"})).unwrap();
+        assert_eq!(ok.suffixes, vec![".jpg", ".png"]);
+    }
 }
