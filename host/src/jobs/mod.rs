@@ -517,6 +517,11 @@ fn internal(e: crate::store::StoreError) -> JobError {
     JobError::Store(e)
 }
 
+/// How many times the job was (re)activated, while it is in the scheduler.
+fn activation(inner: &Inner, id: JobId) -> Option<u64> {
+    inner.active.lock().unwrap().get(&id).map(|a| a.activations)
+}
+
 /// A task could not write because the disk is full: the job is suspended
 /// with the reason (the task goes back to Pending, its attempt uncounted),
 /// and `kiln job resume` goes on once space is freed.

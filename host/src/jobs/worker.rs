@@ -83,6 +83,9 @@ pub(super) async fn run(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: Task
 async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord) -> TaskResult {
     let started = Instant::now();
     let (job, seq) = (task.job, task.seq);
+    // Which run of the job this task belongs to: a full disk met by a task of
+    // an earlier run (before a resume) must not suspend the run after it.
+    let activation = super::activation(inner, job);
     let elapsed = || started.elapsed().as_millis() as u64;
     let may_retry = task.attempts < inner.max_attempts;
 
@@ -194,7 +197,9 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
             }
             // A full disk is a pause, not a verdict on this object.
             if e.kind() == TaskErrorKind::Io && disk_full(&e.to_string()) {
-                super::suspend_for_full_disk(inner, job, e.to_string()).await;
+                if super::activation(inner, job) == activation {
+                    super::suspend_for_full_disk(inner, job, e.to_string()).await;
+                }
                 return TaskResult::Released { job, seq };
             }
             // Only I/O failures are transient; a plugin's verdict or a limit is not.
