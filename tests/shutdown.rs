@@ -60,9 +60,11 @@ async fn sigterm_ends_live_streams_stops_claiming_and_lets_running_tasks_finish(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let done_at_signal = outputs(&data);
     let signalled = Instant::now();
     d.sigterm();
+    // Counted once the signal is sent: a task that finishes later was running
+    // when it arrived, and at most `workers` (2) tasks run at once.
+    let done_at_signal = outputs(&data);
     let (text, ended) = tokio::time::timeout(Duration::from_secs(10), stream).await.expect("the stream ends").unwrap();
     let status = d.wait_exit(Duration::from_secs(15)).expect("the daemon exits within its grace period");
     let took = signalled.elapsed();
