@@ -243,9 +243,13 @@ mod largest_allocation {
 }
 
 /// A runtime whose plugins have room for 100 MB of text (the hostile plugin's).
+/// Its control deadline is long: `validate` builds a 100 MB refusal, which on
+/// a loaded machine can outlast the default 1 s, and the caps, not the
+/// deadline (tested below), are what these tests check.
 fn roomy_runtime() -> Runtime {
     let limits = Limits { max_memory: 512 << 20, ..limits() };
-    Runtime::new(RuntimeConfig { limits, max_instances: 4, ..RuntimeConfig::default() }).unwrap()
+    let control_deadline = Duration::from_secs(30);
+    Runtime::new(RuntimeConfig { limits, max_instances: 4, control_deadline, ..RuntimeConfig::default() }).unwrap()
 }
 
 /// Every string a plugin hands the host is cut to its cap, on a character

@@ -14,7 +14,7 @@ use wasmtime::component::{ComponentExportIndex, ComponentType, Instance, Lift, R
 use super::bindings::{self, ProcessError};
 use super::lifted::{LiftedStr, LiftedStrList};
 use super::streams::{InputHandle, OutputsHandle};
-use super::text::{MAX_FORMAT_NAME, TextLimits, bounded_lifted, more_not_shown};
+use super::text::{MAX_FORMAT_NAME, TextLimits, bounded_lifted, bounded_list};
 use super::{PluginInfo, TaskState};
 
 /// Where the three exports are in a component: looked up once at load.
@@ -76,11 +76,7 @@ pub async fn info(
 
 /// The first `max` entries of a list of formats, each cut to [`MAX_FORMAT_NAME`].
 fn formats(list: &LiftedStrList, max: usize) -> Vec<String> {
-    let mut out: Vec<String> = list.items.iter().take(max).map(|s| bounded_lifted(s, MAX_FORMAT_NAME)).collect();
-    if list.len > out.len() {
-        out.push(more_not_shown(list.len - out.len()));
-    }
-    out
+    bounded_list(list.len, list.items.iter().map(|s| bounded_lifted(s, MAX_FORMAT_NAME)), max)
 }
 
 /// `validate(params)`: `Ok(Err(message))` is the plugin's refusal, cut to its cap.

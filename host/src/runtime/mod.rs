@@ -515,13 +515,8 @@ impl PluginInfo {
     /// This info with every field within the caps, as a fresh `info()` call gives it.
     fn bounded(self, caps: &TextLimits) -> Self {
         let formats = |list: Vec<String>| -> Vec<String> {
-            let more = list.len().saturating_sub(caps.max_info_formats);
-            let mut kept: Vec<String> =
-                list.iter().take(caps.max_info_formats).map(|f| bounded(f, text::MAX_FORMAT_NAME)).collect();
-            if more > 0 {
-                kept.push(text::more_not_shown(more));
-            }
-            kept
+            let kept = list.iter().map(|f| bounded(f, text::MAX_FORMAT_NAME));
+            text::bounded_list(list.len(), kept, caps.max_info_formats)
         };
         PluginInfo {
             name: bounded(&self.name, caps.max_info_field),

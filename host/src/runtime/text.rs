@@ -69,8 +69,18 @@ pub fn bounded_lifted(text: &super::lifted::LiftedStr, cap: usize) -> String {
 }
 
 /// The entry that stands for the `n` entries of a list cut at its cap.
-pub fn more_not_shown(n: usize) -> String {
+fn more_not_shown(n: usize) -> String {
     format!("… [{n} more not shown]")
+}
+
+/// A list of `total` entries cut to its first `max` (taken from `kept`, each
+/// already cut), with one last entry that says how many more there were.
+pub fn bounded_list(total: usize, kept: impl Iterator<Item = String>, max: usize) -> Vec<String> {
+    let mut out: Vec<String> = kept.take(max).collect();
+    if total > out.len() {
+        out.push(more_not_shown(total - out.len()));
+    }
+    out
 }
 
 /// A guest string, read in place and cut to `cap` bytes before it is copied.

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::outbox::{DEAD_EVENTS, JOB_SECRETS, OUTBOX, OUTBOX_BY_JOB};
 use super::{
     At, ETAGS, JOBS, META, PLUGINS, ROLES, Result, STYLES, Store, StoreError, TASK_KEYS, TASK_STATE, TASKS,
-    TENANT_JOBS, TENANTS, TOKENS, decode,
+    TENANT_JOBS, TENANTS, TOKENS, corrupt,
 };
 use crate::auth::{RoleRecord, TenantRecord, TokenRecord};
 use crate::model::{JobRecord, PluginRecord, StyleRecord, TaskRecord};
@@ -92,50 +92,17 @@ fn walk(txn: &ReadTransaction, report: &mut CheckReport) -> Result<()> {
     count("outbox_by_job", len(txn, OUTBOX_BY_JOB)?);
     count("job_secrets", len(txn, JOB_SECRETS)?);
 
-    let mut n = 0;
-    for e in txn.open_table(JOBS)?.iter()? {
-        let (k, v) = e?;
-        n += 1;
-        if let Err(e) = decode::<JobRecord>("jobs", At::Job(k.value()), v.value()) {
-            report.problem(e);
-        }
-    }
-    report_count(&mut report.records, "jobs", n);
-    let mut n = 0;
-    for e in txn.open_table(TASKS)?.iter()? {
-        let (k, v) = e?;
-        let (job, seq) = k.value();
-        n += 1;
-        if let Err(e) = decode::<TaskRecord>("tasks", At::Task(job, seq), v.value()) {
-            report.problem(e);
-        }
-    }
-    report_count(&mut report.records, "tasks", n);
-    for (name, table) in [("outbox", OUTBOX)] {
-        let mut n = 0;
-        for e in txn.open_table(table)?.iter()? {
-            let (k, v) = e?;
-            n += 1;
-            if let Err(e) = decode::<serde_json::Value>(name, At::Event(k.value()), v.value()) {
-                report.problem(e);
-            }
-        }
-        report_count(&mut report.records, name, n);
-    }
-    let mut n = 0;
-    for e in txn.open_table(DEAD_EVENTS)?.iter()? {
-        let (k, v) = e?;
-        n += 1;
-        if let Err(e) = decode::<serde_json::Value>("dead_events", At::Event(k.value().1), v.value()) {
-            report.problem(e);
-        }
-    }
-    report_count(&mut report.records, "dead_events", n);
-    named::<StyleRecord>(txn, STYLES, "styles", report)?;
-    named::<TenantRecord>(txn, TENANTS, "tenants", report)?;
-    named::<TokenRecord>(txn, TOKENS, "tokens", report)?;
-    named::<RoleRecord>(txn, ROLES, "roles", report)?;
-    named::<PluginRecord>(txn, PLUGINS, "plugins", report)?;
+    decode_all::<u64, JobRecord>(txn, JOBS, "jobs", report, |id| At::Job(id).to_string())?;
+    decode_all::<(u64, u64), TaskRecord>(txn, TASKS, "tasks", report, |(job, seq)| At::Task(job, seq).to_string())?;
+    decode_all::<u64, serde_json::Value>(txn, OUTBOX, "outbox", report, |seq| At::Event(seq).to_string())?;
+    decode_all::<(u64, u64), serde_json::Value>(txn, DEAD_EVENTS, "dead_events", report, |(_, seq)| {
+        At::Event(seq).to_string()
+    })?;
+    decode_all::<&str, StyleRecord>(txn, STYLES, "styles", report, |name| At::Name(name).to_string())?;
+    decode_all::<&str, TenantRecord>(txn, TENANTS, "tenants", report, |name| At::Name(name).to_string())?;
+    decode_all::<&str, TokenRecord>(txn, TOKENS, "tokens", report, |name| At::Name(name).to_string())?;
+    decode_all::<&str, RoleRecord>(txn, ROLES, "roles", report, |name| At::Name(name).to_string())?;
+    decode_all::<&str, PluginRecord>(txn, PLUGINS, "plugins", report, |name| At::Name(name).to_string())?;
     Ok(())
 }
 
@@ -156,18 +123,22 @@ fn len<K: redb::Key + 'static, V: redb::Value + 'static>(
     Ok(n)
 }
 
-fn named<T: serde::de::DeserializeOwned>(
+/// Decode every JSON record of a table, naming each one that fails by
+/// `at(key)`; counts the records.
+fn decode_all<K: redb::Key + 'static, T: serde::de::DeserializeOwned>(
     txn: &ReadTransaction,
-    table: TableDefinition<&str, &[u8]>,
+    table: TableDefinition<K, &[u8]>,
     name: &'static str,
     report: &mut CheckReport,
+    at: impl Fn(K::SelfType<'_>) -> String,
 ) -> Result<()> {
     let mut n = 0;
     for e in txn.open_table(table)?.iter()? {
         let (k, v) = e?;
         n += 1;
-        if let Err(e) = decode::<T>(name, At::Name(k.value()), v.value()) {
-            report.problem(e);
+        // `at` formats the key only for a record that fails.
+        if let Err(e) = serde_json::from_slice::<T>(v.value()) {
+            report.problem(corrupt(name, at(k.value()), e));
         }
     }
     report_count(&mut report.records, name, n);

@@ -150,7 +150,12 @@ impl std::fmt::Display for At<'_> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(table: &'static str, at: At<'_>, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { table, at: at.to_string(), message: e.to_string() })
+    serde_json::from_slice(bytes).map_err(|e| corrupt(table, at, e))
+}
+
+/// The error of a record in `table`, at `at`, that does not decode.
+fn corrupt(table: &'static str, at: impl std::fmt::Display, e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt { table, at: at.to_string(), message: e.to_string() }
 }
 
 fn load_job(txn: &redb::WriteTransaction, id: JobId) -> Result<Option<JobRecord>> {
