@@ -257,10 +257,29 @@ async fn retry_failed_re_drives_only_the_failed_tasks() {
     let job = d.wait_job(id, LONG).await;
     assert_eq!(job["state"], "failed");
     assert_eq!(job["counters"]["failed"], 1);
+    // Times are RFC 3339, in UTC.
+    for t in [&job["created_at"], &job["finished_at"]] {
+        let t = t.as_str().unwrap_or_else(|| panic!("{job}"));
+        assert!(t.len() == 20 && t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+    }
+    // `job logs` shows the state and the failed task with its error.
+    let o = d.cli(&["job", "logs", &id.to_string(), "--no-follow"]);
+    let logs = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{logs} {}", String::from_utf8_lossy(&o.stderr));
+    assert!(logs.lines().next().unwrap().contains(&format!("job {id} failed: 3/3 done, 1 failed")), "{logs}");
+    let failed: Vec<&str> = logs.lines().filter(|l| l.contains(" failed ")).collect();
+    assert!(failed.len() == 1 && failed[0].contains("d2/late.txt") && failed[0].contains("[not-found]"), "{logs}");
 
     std::fs::write(d.data_dir.join("buckets/in/d2/late.txt"), "arrived").unwrap();
     let (status, job) = d.post(&format!("/v1/jobs/{id}/retry-failed"), json!({})).await;
     assert_eq!(status, 200, "{job}");
+    // `job logs` follows the job to its end (or finds it ended) and says how it ended.
+    let o = d.cli(&["job", "logs", &id.to_string(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let events: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let last = events.iter().rev().find(|e| e["event"] == "state").unwrap();
+    assert_eq!(last["job"]["state"], "succeeded", "{events:?}");
     let job = d.wait_job(id, LONG).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["counters"]["succeeded"], 3);
@@ -353,6 +372,33 @@ async fn cli_client_creates_waits_and_lists() {
     assert!(lines.next().unwrap().starts_with("SEQ  STATE"), "a header: {table}");
     let row = lines.next().unwrap();
     assert!(row.contains("succeeded") && row.contains("d0/f0003.txt") && row.contains("cli/f0003.txt"), "{table}");
+    // `top` shows a running job with its progress.
+    let o = run(&[
+        "job",
+        "create",
+        "--bucket",
+        "in",
+        "--prefix",
+        "d1/",
+        "--style",
+        "copy",
+        "--output-bucket",
+        "out",
+        "--output",
+        "slow/{basename}",
+        "--max-tasks-per-second",
+        "1",
+        "--name",
+        "paced",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["top", "--once"]);
+    let top = String::from_utf8_lossy(&o.stdout);
+    let mut lines = top.lines();
+    assert!(lines.next().unwrap().contains("PROGRESS"), "{top}");
+    assert!(lines.next().unwrap().contains("paced"), "{top}");
+    let o = run(&["job", "cancel", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = run(&["style", "create", "plain", "copy"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = run(&["style", "list"]);

@@ -229,6 +229,13 @@ async fn events_survive_a_kill_9_and_are_delivered_at_least_once() {
     assert_eq!(events.len(), 5, "running, 3 tasks, succeeded: {events:#?}");
     let (_, hooks) = d.get(&format!("/v1/jobs/{id}/webhooks")).await;
     assert_eq!(hooks["pending"], json!([]), "{hooks}");
+    // Each event is counted once as delivered, however often it was sent.
+    assert_eq!(hooks["delivered"]["delivered"], 5, "{hooks}");
+    assert_eq!(hooks["delivered"]["last_type"], "dev.kiln.job.state_changed", "{hooks}");
+    let o = d.cli(&["webhook", "list", &id.to_string()]);
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(shown.starts_with(&format!("job {id}: 5 event(s) delivered, the last ")), "{shown}");
+    assert!(shown.contains("pending: 0") && shown.contains("given up: 0"), "{shown}");
 }
 
 #[tokio::test]
@@ -250,6 +257,10 @@ async fn undeliverable_events_are_given_up_visibly() {
             assert!(dead["last_error"].as_str().unwrap().contains("cannot reach"), "{hooks}");
             assert!(dead["attempts"].as_u64().unwrap() >= 2, "{hooks}");
             assert!(dead.get("secret").is_none());
+            assert_eq!(hooks["delivered"]["delivered"], 0, "{hooks}");
+            let o = d.cli(&["webhook", "list", &id.to_string()]);
+            let shown = String::from_utf8_lossy(&o.stdout);
+            assert!(shown.contains("given up: 2") && shown.contains("cannot reach"), "{shown}");
             break;
         }
         assert!(started.elapsed() < LONG, "{hooks}");

@@ -14,3 +14,4 @@ pub mod runtime;
 pub mod select;
 pub mod store;
 pub mod template;
+pub mod timefmt;

@@ -376,9 +376,15 @@ pub struct JobRecord {
     pub planning: Planning,
     /// Why the job failed, when it did for a reason other than its tasks.
     pub error: Option<String>,
-    /// Unix seconds.
+    /// RFC 3339, UTC (as every time in the API).
+    #[serde(with = "crate::timefmt::secs")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
+    #[serde(with = "crate::timefmt::secs")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
+    #[serde(with = "crate::timefmt::secs_opt", default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<i64>,
 }
 
@@ -408,6 +414,8 @@ pub struct TaskRecord {
     pub source_key: String,
     pub size: Option<u64>,
     pub etag: Option<String>,
+    #[serde(with = "crate::timefmt::secs_opt", default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_modified: Option<i64>,
     pub state: TaskState,
     pub attempts: u32,
@@ -416,6 +424,8 @@ pub struct TaskRecord {
     pub duration_ms: Option<u64>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    #[serde(with = "crate::timefmt::secs_opt", default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<i64>,
 }
 
@@ -429,6 +439,8 @@ pub struct StyleRecord {
     /// The plugin's name.
     pub plugin: String,
     pub params: String,
+    #[serde(with = "crate::timefmt::secs")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 
@@ -451,6 +463,8 @@ pub struct PluginRecord {
     pub size: u64,
     /// What the plugin says of itself through `info()`.
     pub info: crate::runtime::PluginInfo,
+    #[serde(with = "crate::timefmt::secs")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 

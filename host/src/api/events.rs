@@ -101,16 +101,18 @@ fn shutdown_event() -> Event {
     Event::default().event("shutdown").data("the daemon is stopping: reconnect to go on following the job")
 }
 
-/// A job's webhook deliveries that are not done.
+/// A job's webhook deliveries: those done, counted; those not done, each.
 #[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Webhooks {
+    /// Events delivered so far (they leave the outbox, so they are counted, not listed).
+    pub delivered: crate::store::Deliveries,
     /// Events waiting (or being retried), oldest first, with the last error.
     pub pending: Vec<OutboxEntry>,
     /// Events given up on after `webhooks.give_up_after`.
     pub given_up: Vec<OutboxEntry>,
 }
 
-/// The job's webhook events still pending and those given up on.
+/// The job's webhook deliveries: how many were delivered, and the events still pending or given up on.
 #[utoipa::path(get, path = "/v1/jobs/{id}/webhooks", tag = "jobs", params(JobPath), responses((status = 200, body = Webhooks), Problems<400, 401, 404>))]
 async fn job_webhooks(
     State(s): State<AppState>,
@@ -118,8 +120,13 @@ async fn job_webhooks(
     Path(JobPath { id }): Path<JobPath>,
 ) -> Result<Json<Webhooks>, Problem> {
     s.jobs.get(&caller, id).await?;
-    let (pending, given_up) = s.jobs.store().call(move |st| st.job_events(id)).await?;
+    let (delivered, (pending, given_up)) = s
+        .jobs
+        .store()
+        .call(move |st| Ok::<_, crate::store::StoreError>((st.job_deliveries(id)?, st.job_events(id)?)))
+        .await?;
     Ok(Json(Webhooks {
+        delivered,
         pending: pending.into_iter().map(OutboxEntry::public).collect(),
         given_up: given_up.into_iter().map(OutboxEntry::public).collect(),
     }))

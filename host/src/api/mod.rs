@@ -1,11 +1,14 @@
 //! The HTTP control plane: axum on hyper, JSON, errors as problem+json.
-//! Every route but `/healthz`, `/readyz` and `/openapi.json` needs a bearer token.
+//! Every route but `/healthz`, `/readyz` and `/openapi.json` needs a bearer token;
+//! the web console's files (`/`, `/console/…`) are public, and call the API with one.
 
 mod auth;
+mod console;
 mod events;
 mod job_stream;
 mod observe;
 mod openapi;
+mod outputs;
 mod plugins;
 mod problem;
 mod report;
@@ -50,7 +53,7 @@ pub fn router(state: AppState) -> Router {
 /// path or method. A unit test checks that `/openapi.json` lists each route.
 fn all_routes(max_plugin_size: usize) -> Router<AppState> {
     let (router, _) = api(max_plugin_size).split_for_parts();
-    router.fallback(problem::no_route).method_not_allowed_fallback(problem::method_not_allowed)
+    router.merge(console::router()).fallback(problem::no_route).method_not_allowed_fallback(problem::method_not_allowed)
 }
 
 /// Each route with its description: add routes here (or in the modules'
@@ -67,6 +70,7 @@ fn api(max_plugin_size: usize) -> OpenApiRouter<AppState> {
         .merge(report::router())
         .merge(tenancy::router())
         .merge(plugins::router(max_plugin_size))
+        .merge(outputs::router())
 }
 
 /// Liveness: the process answers.

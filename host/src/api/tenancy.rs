@@ -352,12 +352,26 @@ async fn revoke_token(
     }
 }
 
+/// A role to create: its name and grants (the daemon sets `created_at`).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "thumbnailer",
+    "grants": [{"bucket": "photos", "prefix": "in/", "access": "read"}, {"bucket": "thumbs", "prefix": "", "access": "write"}]
+}))]
+pub struct NewRole {
+    /// 1-64 of lowercase letters, digits, `-`, `_`, `.`, starting with a letter or digit.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+    name: String,
+    grants: Vec<crate::auth::Grant>,
+}
+
 /// Create a role, or replace its grants (the admin). Running jobs keep the grants they started with.
 #[utoipa::path(
     post,
     path = "/v1/roles",
     tag = "roles",
-    request_body = RoleRecord,
+    request_body = NewRole,
     responses(
         (status = 201, body = RoleRecord, links(
             ("get" = (operation_id = "get_role", parameters(("name" = "$response.body#/name")))),
@@ -369,9 +383,10 @@ async fn revoke_token(
 async fn put_role(
     State(s): State<AppState>,
     caller: Caller,
-    Json(mut role): Json<RoleRecord>,
+    Json(new): Json<NewRole>,
 ) -> Result<(StatusCode, Json<RoleRecord>), Problem> {
     caller.admin_only("manage roles")?;
+    let mut role = RoleRecord { name: new.name, grants: new.grants, created_at: 0 };
     role.check().map_err(|e| {
         let field = e.split(':').next().filter(|f| f.starts_with("grants[")).unwrap_or("name").to_string();
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-role", e).field(&field)

@@ -43,7 +43,8 @@ pub struct RoleRecord {
     #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     pub name: String,
     pub grants: Vec<Grant>,
-    #[serde(default)]
+    #[serde(with = "crate::timefmt::secs", default)]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 

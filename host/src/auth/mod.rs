@@ -49,7 +49,8 @@ pub struct TenantRecord {
     /// Roles the admin granted; a job of this tenant must name one of them.
     pub roles: Vec<String>,
     pub quotas: Quotas,
-    /// Unix seconds.
+    #[serde(with = "crate::timefmt::secs")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 
@@ -62,6 +63,8 @@ pub struct TokenRecord {
     pub tenant: Option<String>,
     #[serde(default)]
     pub label: String,
+    #[serde(with = "crate::timefmt::secs")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 
@@ -73,6 +76,8 @@ pub struct IssuedToken {
     pub label: String,
     /// The secret. Shown once: Kiln keeps only its SHA-256.
     pub token: String,
+    #[serde(with = "crate::timefmt::secs")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 

@@ -9,6 +9,7 @@ use super::client::Client;
 #[derive(Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant (admin): `kiln tenant create acme --role thumbs`.
+    #[command(after_help = "Example:\n  kiln tenant create acme --role thumbnailer --quota running_jobs=2")]
     Create {
         /// The tenant's name: letters, digits, `-` and `_`.
         name: String,
@@ -20,13 +21,16 @@ pub enum TenantCommand {
         quotas: Vec<String>,
     },
     /// Every tenant (admin).
+    #[command(after_help = "Example:\n  kiln tenant list")]
     List,
     /// One tenant: its roles, quotas and usage.
+    #[command(after_help = "Example:\n  kiln tenant get acme")]
     Get {
         /// The tenant.
         name: String,
     },
     /// Change a tenant's roles or quotas (admin).
+    #[command(after_help = "Example:\n  kiln tenant update acme --role thumbnailer --quota task_deadline=10s")]
     Update {
         /// The tenant.
         name: String,
@@ -38,6 +42,7 @@ pub enum TenantCommand {
         quotas: Vec<String>,
     },
     /// Delete a tenant and its tokens and styles; roles are shared and stay (admin).
+    #[command(after_help = "Example:\n  kiln tenant delete acme")]
     Delete {
         /// The tenant.
         name: String,
@@ -47,6 +52,7 @@ pub enum TenantCommand {
 #[derive(Subcommand)]
 pub enum TokenCommand {
     /// Issue a token to a tenant (admin). The token is printed once.
+    #[command(after_help = "Example:\n  kiln token create acme --label ci")]
     Create {
         /// The tenant the token acts as.
         tenant: String,
@@ -55,11 +61,13 @@ pub enum TokenCommand {
         label: String,
     },
     /// A tenant's tokens: ids, labels, creation times (never the tokens).
+    #[command(after_help = "Example:\n  kiln token list acme")]
     List {
         /// The tenant.
         tenant: String,
     },
     /// Revoke a token: it stops working at once.
+    #[command(after_help = "Example:\n  kiln token revoke acme 3f2a9c1b")]
     Revoke {
         /// The tenant.
         tenant: String,
@@ -71,6 +79,7 @@ pub enum TokenCommand {
 #[derive(Subcommand)]
 pub enum RoleCommand {
     /// Create or replace a role (admin): `--grant photos:in/:read --grant photos:thumbs/:write`.
+    #[command(after_help = "Example:\n  kiln role create thumbnailer --grant photos:in/:read --grant thumbs::write")]
     Create {
         /// The role's name.
         name: String,
@@ -79,13 +88,16 @@ pub enum RoleCommand {
         grants: Vec<String>,
     },
     /// Every role (admin).
+    #[command(after_help = "Example:\n  kiln role list")]
     List,
     /// One role and its grants.
+    #[command(after_help = "Example:\n  kiln role get thumbnailer")]
     Get {
         /// The role.
         name: String,
     },
     /// Delete a role (admin).
+    #[command(after_help = "Example:\n  kiln role delete thumbnailer")]
     Delete {
         /// The role.
         name: String,
@@ -95,6 +107,9 @@ pub enum RoleCommand {
 #[derive(Subcommand)]
 pub enum PluginCommand {
     /// Upload a plugin component: `kiln plugin add my-style.wasm --name my-style --version 1.0.0`.
+    #[command(
+        after_help = "Examples:\n  kiln plugin add target/wasm32-wasip2/release/my_style.wasm\n  kiln plugin add my_style.wasm --name my-style --version 1.0.0"
+    )]
     Add {
         /// The component file (`.wasm`, built for wasm32-wasip2).
         file: std::path::PathBuf,
@@ -106,8 +121,10 @@ pub enum PluginCommand {
         version: Option<String>,
     },
     /// The plugins you may use.
+    #[command(after_help = "Example:\n  kiln plugin list")]
     List,
     /// One plugin: its version, digest, size and what it reads and writes.
+    #[command(after_help = "Examples:\n  kiln plugin get image\n  kiln plugin get my-style --owner acme")]
     Get {
         /// The plugin.
         name: String,
@@ -116,6 +133,7 @@ pub enum PluginCommand {
         owner: Option<String>,
     },
     /// Delete an uploaded plugin (refused while a running job uses it).
+    #[command(after_help = "Example:\n  kiln plugin rm my-style")]
     Rm {
         /// The plugin.
         name: String,
@@ -124,6 +142,9 @@ pub enum PluginCommand {
         owner: Option<String>,
     },
     /// Make a plugin usable by every tenant (admin).
+    #[command(
+        after_help = "Examples:\n  kiln plugin publish my-style --owner acme\n  kiln plugin publish my-style --owner acme --undo"
+    )]
     Publish {
         /// The plugin.
         name: String,
@@ -135,6 +156,7 @@ pub enum PluginCommand {
         undo: bool,
     },
     /// The plugins bundled in this binary (no daemon needed).
+    #[command(after_help = "Example:\n  kiln plugin bundled")]
     Bundled,
 }
 

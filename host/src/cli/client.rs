@@ -51,31 +51,37 @@ pub enum JobCommand {
         cursor: Option<String>,
     },
     /// A job: its state, counters, selection and output.
+    #[command(after_help = "Examples:\n  kiln job get 7\n  kiln job get 7 --json | jq .counters")]
     Get {
         /// The job's id.
         id: u64,
     },
     /// Stop claiming the job's tasks (those running finish); `resume` goes on.
+    #[command(after_help = "Example:\n  kiln job suspend 7")]
     Suspend {
         /// The job's id.
         id: u64,
     },
     /// Go on with a suspended job (or start one created with `--no-start`).
+    #[command(after_help = "Example:\n  kiln job resume 7")]
     Resume {
         /// The job's id.
         id: u64,
     },
     /// Stop a job for good; its pending tasks never run.
+    #[command(after_help = "Example:\n  kiln job cancel 7")]
     Cancel {
         /// The job's id.
         id: u64,
     },
     /// Run the failed tasks of an ended job again.
+    #[command(after_help = "Example:\n  kiln job retry-failed 7 && kiln job wait 7")]
     RetryFailed {
         /// The job's id.
         id: u64,
     },
     /// Change a job's priority (also while it runs).
+    #[command(after_help = "Examples:\n  kiln job priority 7 10\n  kiln job priority 7 -5")]
     Priority {
         /// The job's id.
         id: u64,
@@ -83,6 +89,7 @@ pub enum JobCommand {
         priority: i32,
     },
     /// Delete a job that is not running, with its tasks.
+    #[command(after_help = "Example:\n  kiln job delete 7")]
     Delete {
         /// The job's id.
         id: u64,
@@ -92,6 +99,20 @@ pub enum JobCommand {
     Wait {
         /// The job's id.
         id: u64,
+    },
+    /// A job's state changes, progress and failed tasks as they happen, until it ends.
+    #[command(
+        after_help = "Examples:\n  kiln job logs 7\n  kiln job logs 7 --no-follow        # what happened so far, then exit\n  kiln job logs 7 --json | jq .      # one JSON object per event"
+    )]
+    Logs {
+        /// The job's id.
+        id: u64,
+        /// Print the state and the failed tasks so far, then exit.
+        #[arg(long)]
+        no_follow: bool,
+        /// At most one progress line this often, e.g. `10s`.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        every: Duration,
     },
     /// Download the completion report: one row per task.
     #[command(after_help = "Examples:\n  kiln job report 7 -o report.csv\n  kiln job report 7 --failed --format jsonl")]
@@ -229,6 +250,9 @@ pub struct CreateJob {
 #[derive(Subcommand)]
 pub enum TaskCommand {
     /// A page of a job's tasks.
+    #[command(
+        after_help = "Examples:\n  kiln task list 7 --state failed\n  kiln task list 7 --prefix trip-1/ --limit 20\n  kiln task list 7 --error decode"
+    )]
     List {
         /// The job's id.
         job: u64,
@@ -252,6 +276,7 @@ pub enum TaskCommand {
         cursor: Option<String>,
     },
     /// One task: its source, state, attempts, outputs and error.
+    #[command(after_help = "Example:\n  kiln task get 7 42")]
     Get {
         /// The job's id.
         job: u64,
@@ -263,6 +288,7 @@ pub enum TaskCommand {
 #[derive(Subcommand)]
 pub enum StyleCommand {
     /// Save a style: `kiln style create thumb 'image/resize,w_256/format,webp'`.
+    #[command(after_help = "Example:\n  kiln style create thumb 'image/resize,w_256/format,webp'")]
     Create {
         /// The style's name, used as `--style NAME`.
         name: String,
@@ -270,19 +296,23 @@ pub enum StyleCommand {
         style: String,
     },
     /// The saved styles you may use.
+    #[command(after_help = "Example:\n  kiln style list")]
     List,
     /// One saved style.
+    #[command(after_help = "Example:\n  kiln style get thumb")]
     Get {
         /// The style.
         name: String,
     },
     /// Delete one of your saved styles.
+    #[command(after_help = "Example:\n  kiln style delete thumb")]
     Delete {
         /// The style.
         name: String,
     },
 }
 
+#[derive(Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
@@ -387,6 +417,11 @@ impl Client {
         self.send(req).await
     }
 
+    /// How long to keep reconnecting while the daemon cannot be reached.
+    pub fn reconnect_for(&self) -> Duration {
+        self.reconnect_for
+    }
+
     pub fn print(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
         if self.json {
             println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
@@ -409,7 +444,7 @@ fn paged(page: &Value, table: fn(&[Value]) -> String) -> String {
     out
 }
 
-fn task_line(t: &Value) -> String {
+pub(super) fn task_line(t: &Value) -> String {
     let err = t["error"]["message"]
         .as_str()
         .map(|m| format!("  [{}] {m}", t["error"]["kind"].as_str().unwrap_or("")))
@@ -555,6 +590,7 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             client.print(&json!({"deleted": id}), |_| format!("job {id} deleted"));
         }
         JobCommand::Wait { id } => wait(client, id).await?,
+        JobCommand::Logs { id, no_follow, every } => super::watch::logs(client, id, !no_follow, every).await?,
         JobCommand::Report { id, format, failed, output } => {
             let format = match format {
                 ReportFormatArg::Csv => "csv",
@@ -647,42 +683,9 @@ async fn wait(client: &Client, id: u64) -> anyhow::Result<()> {
         bar.set_position(c.succeeded + c.failed + c.skipped);
         bar.set_message(format!("{id} {}", job.state.as_str()));
     };
-    // Live from the job's event stream; if the connection drops (a daemon
-    // restart), read the job and listen again, with backoff, for up to
-    // `--reconnect-for` while the daemon cannot be reached.
-    let mut lost: Option<std::time::Instant> = None;
-    let mut backoff = Duration::from_millis(250);
-    let job: JobRecord = loop {
-        match follow_events(client, id, &show).await {
-            Ok(Some(job)) => break job,
-            Ok(None) => bail!("job {id} was deleted"),
-            Err(e) if !retryable(&e) => return Err(e),
-            Err(e) => tracing::debug!(error = %e, "event stream ended; reconnecting"),
-        }
-        match client.get(&format!("/v1/jobs/{id}"), &[]).await {
-            Ok(v) => {
-                lost = None;
-                backoff = Duration::from_millis(250);
-                let job: JobRecord = serde_json::from_value(v)?;
-                show(&job);
-                if job.state.is_terminal() || job.state == JobState::Suspended {
-                    break job;
-                }
-            }
-            Err(e) if retryable(&e) => {
-                let since = *lost.get_or_insert_with(std::time::Instant::now);
-                if since.elapsed() >= client.reconnect_for {
-                    return Err(e.context(format!(
-                        "the daemon did not answer for {} (--reconnect-for)",
-                        humantime::format_duration(client.reconnect_for)
-                    )));
-                }
-                bar.set_message(format!("{id}: the daemon is not answering; reconnecting"));
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e),
-        }
+    let lost = || bar.set_message(format!("{id}: the daemon is not answering; reconnecting"));
+    let Some(job) = super::watch::follow_job(client, id, show, lost).await? else {
+        bail!("job {id} was deleted");
     };
     bar.finish_and_clear();
     let failures =
@@ -712,50 +715,6 @@ async fn wait(client: &Client, id: u64) -> anyhow::Result<()> {
         bail!("job {id} ended {}", job.state.as_str());
     }
     Ok(())
-}
-
-/// Whether an error is the daemon being away (a restart, a full disk) rather
-/// than an answer: a connection that failed or dropped, or a 503.
-fn retryable(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause
-            .downcast_ref::<reqwest::Error>()
-            .is_some_and(|r| r.is_connect() || r.is_request() || r.is_body() || r.is_timeout())
-            || cause.downcast_ref::<StreamEnded>().is_some()
-    }) || e.to_string().starts_with("503")
-}
-
-/// The event stream ended before the job did (the daemon stopped).
-#[derive(Debug, thiserror::Error)]
-#[error("the event stream ended before the job did")]
-struct StreamEnded;
-
-/// Read `GET /v1/jobs/{id}/events` until the job ends or is suspended
-/// (`None`: it was deleted).
-async fn follow_events(client: &Client, id: u64, show: &impl Fn(&JobRecord)) -> anyhow::Result<Option<JobRecord>> {
-    let mut resp = client.open_stream(&format!("/v1/jobs/{id}/events")).await?;
-    let mut buf = String::new();
-    while let Some(chunk) = resp.chunk().await? {
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        // Events end with a blank line; the data of ours is one JSON line.
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
-            let name = event.lines().find_map(|l| l.strip_prefix("event:")).map(str::trim);
-            match name {
-                Some("deleted") => return Ok(None),
-                // The daemon is stopping: reconnect, to it or its successor.
-                Some("shutdown") => return Err(StreamEnded.into()),
-                _ => {}
-            }
-            let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else { continue };
-            let job: JobRecord = serde_json::from_str(data.trim())?;
-            show(&job);
-            if job.state.is_terminal() || job.state == JobState::Suspended {
-                return Ok(Some(job));
-            }
-        }
-    }
-    Err(StreamEnded.into())
 }
 
 pub async fn task(client: &Client, cmd: TaskCommand) -> anyhow::Result<()> {

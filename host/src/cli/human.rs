@@ -3,9 +3,14 @@
 
 use serde_json::Value;
 
-/// A unix time as a local date and how long ago it was: `2026-12-04 17:20:31 (3 min ago)`.
-pub fn when(unix: &Value) -> String {
-    let Some(t) = unix.as_i64() else { return "-".into() };
+/// The Unix seconds of an API time (RFC 3339; Unix seconds from an older daemon).
+pub fn unix(time: &Value) -> Option<i64> {
+    time.as_i64().or_else(|| time.as_str().and_then(|s| crate::timefmt::parse(s).ok()))
+}
+
+/// An API time as a local date and how long ago it was: `2026-12-04 17:20:31 (3 min ago)`.
+pub fn when(time: &Value) -> String {
+    let Some(t) = unix(time) else { return "-".into() };
     let Some(utc) = chrono::DateTime::from_timestamp(t, 0) else { return t.to_string() };
     let local = utc.with_timezone(&chrono::Local);
     format!("{} ({})", local.format("%Y-%m-%d %H:%M:%S %:z"), ago(chrono::Utc::now().timestamp() - t))
@@ -81,7 +86,7 @@ pub fn job_table(items: &[Value]) -> String {
                 j["state"].as_str().unwrap_or("").to_string(),
                 format!("{done}/{total}"),
                 failed.to_string(),
-                j["created_at"].as_i64().map_or("-".into(), |t| ago(chrono::Utc::now().timestamp() - t)),
+                unix(&j["created_at"]).map_or("-".into(), |t| ago(chrono::Utc::now().timestamp() - t)),
                 j["spec"]["style"].as_str().unwrap_or("").to_string(),
                 j["spec"]["name"].as_str().unwrap_or("").to_string(),
             ]
@@ -110,7 +115,7 @@ pub fn job_summary(j: &Value) -> String {
         selection = format!("manifest {m} in {}", input["bucket"].as_str().unwrap_or(""));
     }
     let pct = (done * 100).checked_div(total).unwrap_or(0);
-    let elapsed = match (j["created_at"].as_i64(), j["finished_at"].as_i64()) {
+    let elapsed = match (unix(&j["created_at"]), unix(&j["finished_at"])) {
         (Some(c), Some(f)) => f - c,
         (Some(c), None) => chrono::Utc::now().timestamp() - c,
         _ => 0,

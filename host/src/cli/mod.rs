@@ -8,6 +8,7 @@ mod local_files;
 mod process;
 mod serve;
 mod store;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -115,6 +116,28 @@ enum Command {
         #[command(subcommand)]
         command: admin::RoleCommand,
     },
+    /// Running jobs, live: progress bars, rates and ETAs.
+    #[command(
+        after_help = "Examples:\n  kiln top\n  kiln top --interval 5s\n  kiln top --once        # one table and exit (also when not at a terminal)"
+    )]
+    Top {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// How often the list of running jobs is read again (each job's bar moves live between).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// Print the running jobs once and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// A job's webhook deliveries.
+    #[command(after_help = "Examples:\n  kiln webhook list 7\n  kiln webhook list 7 --json")]
+    Webhook {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
     /// Who your token names.
     #[command(after_help = "Examples:\n  kiln whoami")]
     Whoami {
@@ -194,6 +217,10 @@ pub fn main() -> ExitCode {
             Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
                 .render(&mut std::io::stdout())
                 .map_err(anyhow::Error::from),
+            Command::Top { client, interval, once } => watch::top(&client::Client::new(&client), interval, once).await,
+            Command::Webhook { client, command: WebhookCommand::List { job } } => {
+                watch::webhooks(&client::Client::new(&client), job).await
+            }
             Command::Whoami { client } => admin::whoami(&client::Client::new(&client)).await,
         }
     });
@@ -204,6 +231,16 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[derive(clap::Subcommand)]
+enum WebhookCommand {
+    /// Events delivered (counted), pending (with their next attempt) and given up on (with the last error).
+    #[command(after_help = "Example:\n  kiln webhook list 7")]
+    List {
+        /// The job's id.
+        job: u64,
+    },
 }
 
 fn init_tracing(format: LogFormat) {
@@ -249,9 +286,19 @@ mod tests {
         let mut missing = Vec::new();
         walk(&cli, "", &mut missing);
         assert!(missing.is_empty(), "{} undescribed:\n{}", missing.len(), missing.join("\n"));
-        for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
-            assert!(sub.get_after_help().is_some(), "`kiln {}` shows no examples", sub.get_name());
+        // Every command a person runs shows an example or two.
+        fn examples(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_after_help().is_none() && !sub.has_subcommands() {
+                    missing.push(path.clone());
+                }
+                examples(sub, &path, missing);
+            }
         }
+        let mut bare = Vec::new();
+        examples(&cli, "kiln", &mut bare);
+        assert!(bare.is_empty(), "commands without examples (after_help):\n{}", bare.join("\n"));
     }
 
     #[test]

@@ -13,6 +13,9 @@ use crate::config::Config;
 pub enum StoreCommand {
     /// Check the store with the daemon stopped: redb's integrity check, then
     /// every record of every table decoded. Exit 1 when anything is wrong.
+    #[command(
+        after_help = "Examples:\n  kiln store check --data-dir kiln-data     # with the daemon stopped\n  kiln store check --file kiln-2026-12-04.redb"
+    )]
     Check {
         /// The store file to check (default: the data dir's `kiln.redb`), e.g. a backup.
         #[arg(long)]
@@ -25,6 +28,7 @@ pub enum StoreCommand {
         data_dir: Option<PathBuf>,
     },
     /// Save a consistent copy of the store of a running daemon (admin token).
+    #[command(after_help = "Example:\n  kiln store backup kiln-$(date +%F).redb")]
     Backup {
         #[command(flatten)]
         client: ClientArgs,

@@ -31,10 +31,7 @@ pub const JOB_STATE_CHANGED: &str = "dev.kiln.job.state_changed";
 /// CloudEvent `type` of a finished task.
 pub const TASK_FINISHED: &str = "dev.kiln.task.finished";
 
-fn rfc3339(unix: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
+use crate::timefmt::rfc3339;
 
 fn cloud_event(seq: u64, kind: &str, job: &JobRecord, subject: String, data: Value) -> Value {
     json!({

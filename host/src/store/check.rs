@@ -14,7 +14,7 @@ use std::path::Path;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::Serialize;
 
-use super::outbox::{DEAD_EVENTS, JOB_SECRETS, OUTBOX, OUTBOX_BY_JOB};
+use super::outbox::{DEAD_EVENTS, JOB_SECRETS, OUTBOX, OUTBOX_BY_JOB, WEBHOOK_DELIVERIES};
 use super::{
     At, ETAGS, JOBS, META, PLUGINS, ROLES, Result, STYLES, Store, StoreError, TASK_KEYS, TASK_STATE, TASKS,
     TENANT_JOBS, TENANTS, TOKENS, corrupt,
@@ -98,6 +98,9 @@ fn walk(txn: &ReadTransaction, report: &mut CheckReport) -> Result<()> {
     decode_all::<(u64, u64), serde_json::Value>(txn, DEAD_EVENTS, "dead_events", report, |(_, seq)| {
         At::Event(seq).to_string()
     })?;
+    decode_all::<u64, super::outbox::Deliveries>(txn, WEBHOOK_DELIVERIES, "webhook_deliveries", report, |id| {
+        At::Job(id).to_string()
+    })?;
     decode_all::<&str, StyleRecord>(txn, STYLES, "styles", report, |name| At::Name(name).to_string())?;
     decode_all::<&str, TenantRecord>(txn, TENANTS, "tenants", report, |name| At::Name(name).to_string())?;
     decode_all::<&str, TokenRecord>(txn, TOKENS, "tokens", report, |name| At::Name(name).to_string())?;
@@ -177,6 +180,7 @@ impl Store {
         copy_table(&from, &to, OUTBOX_BY_JOB)?;
         copy_table(&from, &to, DEAD_EVENTS)?;
         copy_table(&from, &to, JOB_SECRETS)?;
+        copy_table(&from, &to, WEBHOOK_DELIVERIES)?;
         to.commit()?;
         drop(copy);
         std::fs::metadata(dest).map(|m| m.len()).map_err(|e| StoreError::Open { path: shown, message: e.to_string() })

@@ -32,7 +32,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use crate::model::{JobId, JobRecord, JobState, StyleRecord, now};
 
 pub use check::{CheckReport, check_file};
-pub use outbox::OutboxEntry;
+pub use outbox::{Deliveries, OutboxEntry};
 pub use running::RunningJobsFull;
 pub use tasks::{PlannedObject, RetryRefused, TaskFilter, TaskResult};
 
@@ -327,6 +327,8 @@ impl Store {
                 txn.open_table(JOBS)?.remove(id)?.map(|v| decode("jobs", At::Job(id), v.value())).transpose()?;
             let existed = removed.is_some();
             txn.open_table(outbox::JOB_SECRETS)?.remove(id)?;
+            txn.open_table(outbox::WEBHOOK_DELIVERIES)?.remove(id)?;
+            txn.open_table(outbox::DEAD_EVENTS)?.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
             if let Some(job) = removed {
                 txn.open_table(TENANT_JOBS)?.remove((job.tenant.as_deref().unwrap_or(""), id))?;
             }
@@ -419,6 +421,7 @@ fn open_database(path: &Path) -> Result<Database> {
         txn.open_table(outbox::OUTBOX_BY_JOB)?;
         txn.open_table(outbox::DEAD_EVENTS)?;
         txn.open_table(outbox::JOB_SECRETS)?;
+        txn.open_table(outbox::WEBHOOK_DELIVERIES)?;
     }
     txn.commit()?;
     Ok(db)

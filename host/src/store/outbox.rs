@@ -7,6 +7,9 @@
 //!   oldest event (the next to deliver) is found without reading the others'.
 //! - `dead_events`: (job, seq) → JSON [`OutboxEntry`]: events given up on.
 //! - `job_secrets`: job → webhook secret, kept out of the job record so the API never shows it.
+//! - `webhook_deliveries`: job → JSON [`Deliveries`]: how many events were
+//!   delivered and the last one (delivered events leave the outbox; a count
+//!   per job, not a record per event, keeps a job with task events small).
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
@@ -18,6 +21,21 @@ pub(super) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("out
 pub(super) const OUTBOX_BY_JOB: TableDefinition<(u64, u64), ()> = TableDefinition::new("outbox_by_job");
 pub(super) const DEAD_EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("dead_events");
 pub(super) const JOB_SECRETS: TableDefinition<u64, &str> = TableDefinition::new("job_secrets");
+pub(super) const WEBHOOK_DELIVERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_deliveries");
+
+/// A job's delivered webhook events, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Deliveries {
+    /// Events the receiver accepted (a 2xx answer).
+    pub delivered: u64,
+    /// When the last one was.
+    #[serde(with = "crate::timefmt::secs_opt", default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_delivered_at: Option<i64>,
+    /// The CloudEvent `type` of the last one.
+    #[serde(default)]
+    pub last_type: Option<String>,
+}
 
 /// One event waiting for delivery, or given up on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -31,8 +49,12 @@ pub struct OutboxEntry {
     /// The CloudEvent, exactly as POSTed.
     pub event: serde_json::Value,
     pub attempts: u32,
-    /// Unix milliseconds.
+    /// When the next attempt is due (held in Unix milliseconds).
+    #[serde(with = "crate::timefmt::millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub next_attempt_at: i64,
+    #[serde(with = "crate::timefmt::secs")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     pub last_error: Option<String>,
 }
@@ -138,13 +160,42 @@ impl Store {
         t.get(seq)?.map(|v| decode("outbox", At::Event(seq), v.value())).transpose()
     }
 
-    /// Delivered: gone from the outbox.
+    /// Delivered: gone from the outbox, counted in the job's deliveries.
     pub fn event_delivered(&self, job: JobId, seq: u64) -> Result<()> {
         let txn = self.begin_write()?;
-        txn.open_table(OUTBOX)?.remove(seq)?;
-        txn.open_table(OUTBOX_BY_JOB)?.remove((job, seq))?;
+        {
+            let removed: Option<OutboxEntry> = txn
+                .open_table(OUTBOX)?
+                .remove(seq)?
+                .map(|v| decode("outbox", At::Event(seq), v.value()))
+                .transpose()?;
+            txn.open_table(OUTBOX_BY_JOB)?.remove((job, seq))?;
+            if let Some(entry) = removed {
+                let mut table = txn.open_table(WEBHOOK_DELIVERIES)?;
+                let mut counted: Deliveries = table
+                    .get(job)?
+                    .map(|v| decode("webhook_deliveries", At::Job(job), v.value()))
+                    .transpose()?
+                    .unwrap_or_default();
+                counted.delivered += 1;
+                counted.last_delivered_at = Some(now());
+                counted.last_type = entry.event["type"].as_str().map(|t| crate::runtime::bounded(t, 128));
+                table.insert(job, encode(&counted).as_slice())?;
+            }
+        }
         self.commit(txn)?;
         Ok(())
+    }
+
+    /// How many of a job's events were delivered.
+    pub fn job_deliveries(&self, job: JobId) -> Result<Deliveries> {
+        let txn = self.begin_read()?;
+        let table = txn.open_table(WEBHOOK_DELIVERIES)?;
+        Ok(table
+            .get(job)?
+            .map(|v| decode("webhook_deliveries", At::Job(job), v.value()))
+            .transpose()?
+            .unwrap_or_default())
     }
 
     /// A failed attempt: try again at `next_attempt_at` (unix ms).
