@@ -289,6 +289,15 @@ async fn dry_run_counts_samples_and_finds_collisions_and_problems() {
     assert!(page["items"].as_array().unwrap().is_empty(), "{page}");
     assert!(std::fs::read_dir(d.data_dir.join("buckets/out")).unwrap().next().is_none());
 
+    // A plugin with several output formats: the dry run learns which one the
+    // style writes by running it once on the first object, storing nothing.
+    let (_, dry) = d.post("/v1/jobs", json!({"input": {"bucket": "in", "prefix": "d1/"}, "style": "compress/zstd,l_3", "output": {"bucket": "out", "template": "z/{barename}.{autoext}"}, "dry_run": true})).await;
+    assert_eq!((dry["autoext"].as_str(), dry["autoext_probed"].as_bool()), (Some("zst"), Some(true)), "{dry}");
+    assert_eq!(dry["sample"][0]["output"], "z/a.zst", "{dry}");
+    assert!(std::fs::read_dir(d.data_dir.join("buckets/out")).unwrap().next().is_none());
+    let (_, page) = d.get("/v1/jobs").await;
+    assert!(page["items"].as_array().unwrap().is_empty(), "{page}");
+
     // Without a declared format, `{autoext}` is the source's extension.
     let (_, dry) = d.post("/v1/jobs", json!({"input": {"bucket": "in", "prefix": "d0/"}, "style": "copy", "output": {"bucket": "out", "template": "c/{barename}.{autoext}"}, "dry_run": true})).await;
     assert_eq!(dry["autoext"], Value::Null);

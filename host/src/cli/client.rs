@@ -623,7 +623,10 @@ fn dry_run_summary(d: &Value) -> String {
         n("bytes")
     )];
     match d["autoext"].as_str() {
-        Some(e) => lines.push(format!("{{autoext}} rendered as `{e}`, the plugin's first output format")),
+        Some(e) if d["autoext_probed"] == true => lines.push(format!(
+            "{{autoext}} rendered as `{e}`, what the style wrote for the first object (run once; nothing stored)"
+        )),
+        Some(e) => lines.push(format!("{{autoext}} rendered as `{e}`, the plugin's output format")),
         None => lines.push("{autoext} rendered as each source's extension".into()),
     }
     let list = |k: &str| d[k].as_array().cloned().unwrap_or_default();

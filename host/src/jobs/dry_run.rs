@@ -50,9 +50,15 @@ pub struct DryRun {
     pub objects: u64,
     /// Their total size in bytes (objects whose size is unknown count 0).
     pub bytes: u64,
-    /// The extension `{autoext}` was rendered with: the plugin's first
+    /// The extension `{autoext}` was rendered with: the one the style wrote
+    /// for the first object (see `autoext_probed`), else the plugin's first
     /// declared output format, or `null` for each source's own extension.
     pub autoext: Option<String>,
+    /// The plugin declares several output formats, so the style was run once
+    /// on the first selected object to learn which one it writes: its output
+    /// was refused at the first write, and nothing was stored.
+    #[serde(default)]
+    pub autoext_probed: bool,
     /// The first objects and the key of their first output.
     pub sample: Vec<SampleOutput>,
     /// Output keys that more than one source would write.
@@ -114,6 +120,39 @@ struct Tally<'a> {
 }
 
 impl Tally<'_> {
+    /// When the plugin declares more than one output format, which one the
+    /// style writes is known only by running it: run it once on `key` with
+    /// outputs that refuse to open, and take the extension of the first.
+    async fn probe(&mut self, jobs: &Jobs, key: &str) {
+        if self.prepared.plugin.info.writes.len() < 2 {
+            return;
+        }
+        // Only what the job itself could read.
+        let spec = &self.prepared.spec;
+        if let Some(role) = &self.prepared.role
+            && (!super::listed_under_role(spec, Some(role), key)
+                || role.allows(&spec.input.bucket, key, Access::Read).is_err())
+        {
+            return;
+        }
+        let Ok((object, input)) = self.prepared.input.open(key).await else { return };
+        let opened = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let task = crate::runtime::Task {
+            params: self.prepared.params.clone(),
+            object,
+            input,
+            target: Box::new(Probe(opened.clone())),
+            limits: self.prepared.limits,
+        };
+        // The task fails at its first output by design; only the extension matters.
+        let _ = jobs.runtime().run(&self.prepared.plugin, task).await;
+        let first: Option<Option<String>> = opened.lock().expect("not poisoned").take();
+        if let Some(extension) = first {
+            self.autoext = extension.map(|e| e.trim_start_matches('.').to_string()).filter(|e| !e.is_empty());
+            self.out.autoext_probed = true;
+        }
+    }
+
     fn add(&mut self, o: &ObjectMeta) {
         let spec = &self.prepared.spec;
         // As the job would: a listing sees only what the role may read.
@@ -282,6 +321,7 @@ impl Jobs {
             shown: BTreeMap::new(),
         };
         if !spec.input.keys.is_empty() {
+            tally.probe(self, &spec.input.keys[0]).await;
             for chunk in spec.input.keys.chunks(PAGE) {
                 tally.add_keys(chunk.to_vec()).await?;
             }
@@ -289,8 +329,13 @@ impl Jobs {
         }
         let mut pager = Pager::open(&self.inner.buckets, &spec, None, PAGE).await.map_err(page_error)?;
         let manifest = spec.input.manifest.is_some();
+        let mut probed = false;
         loop {
             let page = pager.next_page().await.map_err(page_error)?;
+            if !probed && let Some(first) = page.objects.first() {
+                probed = true;
+                tally.probe(self, &first.key).await;
+            }
             if manifest {
                 tally.add_keys(page.objects.into_iter().map(|o| o.key).collect()).await?;
             } else {
@@ -302,5 +347,20 @@ impl Jobs {
                 return Ok(tally.finish());
             }
         }
+    }
+}
+
+/// The outputs of a dry run's probe: the first `open` is recorded and refused.
+struct Probe(std::sync::Arc<std::sync::Mutex<Option<Option<String>>>>);
+
+#[async_trait::async_trait]
+impl crate::runtime::OutputTarget for Probe {
+    async fn open(
+        &mut self,
+        _index: u32,
+        extension: Option<&str>,
+    ) -> Result<Box<dyn crate::runtime::OutputWriter>, String> {
+        self.0.lock().expect("not poisoned").get_or_insert(extension.map(str::to_string));
+        Err("a dry run writes nothing".into())
     }
 }
