@@ -110,6 +110,9 @@ export async function renderCreate(main, params, { signal, status, me }) {
   modePrefix.addEventListener('change', showMode);
   rule.control.addEventListener('change', showMode);
 
+  // What the form does not show is kept from a cloned job: glob, sizes, times, manifest, report, follow.
+  let extra = {};
+  const extraTop = {};
   if (source) fillFrom(source.spec);
   showMode();
 
@@ -141,14 +144,10 @@ export async function renderCreate(main, params, { signal, status, me }) {
     rate.control.value = sp.max_tasks_per_second ? String(sp.max_tasks_per_second) : '';
     tagsF.control.value = Object.entries(sp.tags || {}).map(([k, v]) => `${k}=${v}`).join(', ');
     fastFail.checked = !!sp.fast_fail;
-    // What the form does not show is kept as it was: glob, sizes, times, manifest, report, follow.
     extra = {};
     for (const k of ['glob', 'min_size', 'max_size', 'modified_after', 'modified_before', 'manifest']) if (i[k] != null) extra[k] = i[k];
     for (const k of ['report', 'skip_unchanged', 'follow', 'follow_interval']) if (sp[k] != null) extraTop[k] = sp[k];
   }
-  let extra = {};
-  const extraTop = {};
-
   /** The JobSpec the form describes; throws {field, message} for what cannot be sent. */
   function spec() {
     const input = { bucket: inBucket.control.value.trim(), ...extra };
@@ -288,7 +287,7 @@ export async function renderCreate(main, params, { signal, status, me }) {
 
 /** A dry run's answer: counts, sample outputs, collisions, grant and path problems. */
 export function renderDryRun(r) {
-  const out = [h('h2', {}, 'Preview'), h('p', { class: 'summary' }, `${r.objects} objects, ${formatBytes(r.bytes)}.`)];
+  const out = [h('h2', {}, 'Preview'), h('p', { class: 'summary' }, `${r.objects} ${r.objects === 1 ? 'object' : 'objects'}, ${formatBytes(r.bytes)}.`)];
   if (r.autoext) out.push(h('p', {}, `{autoext} is ${r.autoext}.`));
   if (r.sample && r.sample.length) {
     out.push(
