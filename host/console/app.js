@@ -5,20 +5,18 @@ import { h, fill } from './dom.js';
 import { start, go, current } from './router.js';
 import { renderSignIn } from './views/signin.js';
 import { renderJobs } from './views/jobs.js';
-import { renderJob } from './views/job.js';
-import { renderCreate } from './views/create.js';
-import { renderPlugins } from './views/plugins.js';
-import { renderStyles } from './views/styles.js';
-import { renderTenants, renderRoles } from './views/admin.js';
 
+// The job list is what most visits open first: it loads with the app; the other
+// views load when first shown (fewer requests before the list is painted).
+const lazy = (path, name) => async (...args) => (await import(path))[name](...args);
 const views = {
   jobs: renderJobs,
-  job: renderJob,
-  create: renderCreate,
-  plugins: renderPlugins,
-  styles: renderStyles,
-  tenants: renderTenants,
-  roles: renderRoles,
+  job: lazy('./views/job.js', 'renderJob'),
+  create: lazy('./views/create.js', 'renderCreate'),
+  plugins: lazy('./views/plugins.js', 'renderPlugins'),
+  styles: lazy('./views/styles.js', 'renderStyles'),
+  tenants: lazy('./views/admin.js', 'renderTenants'),
+  roles: lazy('./views/admin.js', 'renderRoles'),
 };
 const titles = { jobs: 'Jobs', job: 'Job', create: 'Create batch job', plugins: 'Plugins', styles: 'Styles', tenants: 'Tenants', roles: 'Roles' };
 

@@ -435,10 +435,13 @@ test('a narrow screen: no sideways scrolling of the page; screenshots', async ()
   await signIn(shot, url);
   await shot.locator('tbody tr').nth(10).waitFor();
   await shot.screenshot({ path: path.join(ROOT, 'target/browser-tests/screenshots/console-jobs.png') });
-  const failed = (await daemon.api('GET', '/v1/jobs?state=failed')).items[0].id;
+  daemon.bucket('gallery');
+  for (let i = 1; i <= 8; i++) daemon.put('gallery', `2024/rome/IMG_${String(i).padStart(4, '0')}.png`, i === 5 ? 'a truncated upload' : png(16, 12));
+  const { id: failed } = await daemon.api('POST', '/v1/jobs', { name: 'Rome thumbnails', input: { bucket: 'gallery', prefix: '2024/', suffixes: '.png' }, style: IMAGE, output: { bucket: 'thumbs', template: 'gallery/{dirname}/{barename}.{autoext}' }, tags: { trip: 'rome' } });
+  await daemon.waitJob(failed, ['failed']);
   await shot.goto(`${url}/?view=job&id=${failed}`);
   const region = tasksRegion(shot, failed);
-  await region.getByRole('button', { name: 'View details of task 1' }).click();
+  await region.getByRole('button', { name: 'View details of task 5' }).click();
   await region.locator('pre.message').waitFor();
   await region.screenshot({ path: path.join(ROOT, 'target/browser-tests/screenshots/console-tasks.png') });
   clean(shot);
