@@ -92,6 +92,13 @@ test('create a job through the form: live style check, field errors, preview, th
   await outErr.waitFor();
   assert.match(await outErr.textContent(), /nope/);
   await page.getByLabel('Output path').fill('{dirname}/{barename}.{autoext}');
+  // A webhook to a loopback address is refused (by default): shown by Notification URL.
+  await page.getByLabel('Notification URL').fill('http://127.0.0.1:9/hook');
+  await page.getByLabel('Notification secret').fill('a-secret-of-enough-length');
+  await page.getByRole('button', { name: 'Preview' }).click();
+  await field(page, 'Notification URL').locator('.field-error').waitFor();
+  await page.getByLabel('Notification URL').fill('');
+  await page.getByLabel('Notification secret').fill('');
   await page.getByLabel('Name', { exact: true }).fill('Holiday thumbs');
   await page.getByLabel('Tags').fill('batch=2024, owner=ops');
   // Preview: a dry run, before anything is created.
@@ -273,6 +280,34 @@ test('suspend and resume a running job', async () => {
   await page.locator('.big-progress .progress-text').filter({ hasText: '12/12' }).waitFor();
   assert.equal(await page.evaluate(() => window.__sameDocument), true);
   assert.equal((await daemon.api('GET', `/v1/jobs/${id}`)).counters.succeeded, 12);
+  clean();
+});
+
+test('cancel a running job, then delete it', async () => {
+  const { id } = await daemon.api('POST', '/v1/jobs', {
+    name: 'to cancel',
+    input: { bucket: 'slow', prefix: 's/' },
+    style: IMAGE,
+    output: { bucket: 'thumbs', template: 'cancelled/{barename}.{autoext}' },
+    concurrency: 1,
+    max_tasks_per_second: 1,
+  });
+  await page.goto(`${url}/?view=job&id=${id}`);
+  await badge().filter({ hasText: 'running' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Delete' }).isDisabled(), true, 'a running job cannot be deleted');
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await badge().filter({ hasText: 'cancelled' }).waitFor();
+  const job = await daemon.api('GET', `/v1/jobs/${id}`);
+  assert.equal(job.state, 'cancelled');
+  assert.ok(job.counters.succeeded < 12, 'cancelled before the end');
+  await page.getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('button', { name: 'Keep it' }).click(); // asks first
+  assert.equal((await daemon.api('GET', `/v1/jobs/${id}`)).state, 'cancelled');
+  await page.getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('button', { name: 'Delete for good' }).click();
+  await page.getByRole('heading', { name: 'Jobs' }).waitFor();
+  await assert.rejects(daemon.api('GET', `/v1/jobs/${id}`), /404/);
+  assert.equal(await page.locator(`tr[data-job="${id}"]`).count(), 0);
   clean();
 });
 
