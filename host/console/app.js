@@ -78,6 +78,8 @@ async function route(params) {
   try {
     if (adminOnly && !me.admin) throw new Error('Only the admin sees this page.');
     await views[name](main, params, ctx);
+    // Keyboard and screen-reader users land on the new page, not on a removed control.
+    if (!ctx.signal.aborted && (document.activeElement === document.body || !document.activeElement || !document.activeElement.isConnected)) main.focus({ preventScroll: true });
   } catch (e) {
     if (ctx.signal.aborted || (e && e.status === 401)) return;
     fill(main, h('h1', {}, titles[name]), h('p', { class: 'error', role: 'alert' }, e.message || String(e)));

@@ -451,6 +451,27 @@ test('a tenant sees only its own; a revoked token returns to sign-in with the me
   await tp.context().close();
 });
 
+test('the keyboard: links and buttons work with Enter, focus is visible', async () => {
+  await page.goto(`${url}/?view=jobs&id=${firstJob}`);
+  const link = page.getByRole('link', { name: String(firstJob), exact: true });
+  await page.getByLabel('Batch processing ID').focus();
+  await page.keyboard.press('Shift+Tab'); // back to the State filter
+  assert.equal(await page.evaluate(() => document.activeElement.name), 'state');
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Find');
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assert.notEqual(outline, 'none', 'the focused control shows its focus');
+  await link.focus();
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: `Job ${firstJob} Holiday thumbs` }).waitFor();
+  await page.getByRole('button', { name: 'Clone' }).focus();
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: /clone of job/ }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.tagName), 'MAIN', 'focus moves to the new page');
+  clean();
+});
+
 test('a narrow screen: no sideways scrolling of the page; screenshots', async () => {
   const narrow = await newPage(browser, { viewport: { width: 375, height: 800 } });
   await signIn(narrow, url);

@@ -102,7 +102,7 @@ export async function renderJob(main, params, { signal, status }) {
   fill(
     main,
     h('p', { class: 'crumbs' }, h('a', { href: '/?view=jobs', 'data-route': true }, '← Jobs')),
-    h('div', { class: 'row-between' }, title, h('span', {}, badge, ' ', live)),
+    h('div', { class: 'title-row' }, title, badge, live),
     h('div', { class: 'big-progress' }, prog),
     actions,
     confirmBox,
