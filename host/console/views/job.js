@@ -205,7 +205,7 @@ export async function renderJob(main, params, { signal, status }) {
           { class: 'data' },
           h('caption', {}, caption),
           h('thead', {}, h('tr', {}, ['#', 'Event', 'Attempts', 'Next attempt', 'Last error'].map((t) => h('th', { scope: 'col' }, t)))),
-          h('tbody', {}, list.map((e) => h('tr', {}, h('td', { class: 'num' }, String(e.seq)), h('td', {}, String((e.event && e.event.type) || '')), h('td', { class: 'num' }, String(e.attempts)), h('td', {}, formatTime(Math.floor(e.next_attempt_at / 1000))), h('td', {}, e.last_error || '—')))),
+          h('tbody', {}, list.map((e) => h('tr', {}, h('td', { class: 'num' }, String(e.seq)), h('td', {}, String((e.event && e.event.type) || '')), h('td', { class: 'num' }, String(e.attempts)), h('td', {}, formatTime(typeof e.next_attempt_at === 'number' ? Math.floor(e.next_attempt_at / 1000) : e.next_attempt_at)), h('td', {}, e.last_error || '—')))),
         );
       fill(
         hooks,
