@@ -192,6 +192,13 @@ export async function renderJob(main, params, { signal, status }) {
     fill(tags, t.length ? h('ul', { class: 'tags' }, t.map(([k, v]) => h('li', {}, h('span', { class: 'tag-k' }, k), '=', h('span', { class: 'tag-v' }, v)))) : h('p', { class: 'muted' }, 'No tags.'));
   }
 
+  // Delivered events leave the outbox: the API counts them (older daemons do not).
+  function deliveredText(d) {
+    if (!d) return 'not counted by this daemon';
+    const last = d.last_delivered_at ? `, the last ${formatTime(d.last_delivered_at)} (${d.last_type || 'event'})` : '';
+    return `${d.delivered}${last}`;
+  }
+
   async function loadHooks() {
     if (!job.spec.notify) {
       fill(hooks, h('p', { class: 'muted' }, 'No notification URL: no webhooks.'));
@@ -209,7 +216,7 @@ export async function renderJob(main, params, { signal, status }) {
         );
       fill(
         hooks,
-        h('p', {}, `Sent to ${job.spec.notify.url}. Delivered events are not kept; pending: ${w.pending.length}, given up: ${w.given_up.length}.`),
+        h('p', {}, `Sent to ${job.spec.notify.url}. Delivered: ${deliveredText(w.delivered)}; pending: ${w.pending.length}, given up: ${w.given_up.length}.`),
         w.pending.length ? table(w.pending, 'Pending') : null,
         w.given_up.length ? table(w.given_up, 'Given up') : null,
       );
