@@ -163,6 +163,24 @@ async fn a_daemon_runs_both_contracts_and_keeps_results() {
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.contains(r#"result    {"bytes":14,"lines":3}"#), "{shown}");
 
+    // Output variables: the template may use those the plugin declares, and
+    // each output's key takes the value the plugin set for it.
+    let mut parts = body("seek/parts,n_3", "p/{barename}-{part}.{autoext}");
+    parts["input"]["keys"] = json!(["small.txt"]);
+    let (status, job) = d.post("/v1/jobs", parts).await;
+    assert_eq!(status, 201, "{job}");
+    let job = d.wait_job(job["id"].as_u64().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    for i in 1..=3 {
+        let got = std::fs::read_to_string(data.join(format!("buckets/out/p/small-{i}.txt"))).unwrap();
+        assert_eq!(got, format!("part {i}\n"));
+    }
+    let (status, problem) = d.post("/v1/jobs", body("seek/parts", "p/{barename}-{page}.txt")).await;
+    assert_eq!((status, problem["field"].as_str()), (422, Some("output.template")), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("it declares `{part}`"), "{problem}");
+    let (status, problem) = d.post("/v1/jobs", body("copy", "p/{barename}-{part}.txt")).await;
+    assert_eq!(status, 422, "a 0.1.0 plugin declares no output variable: {problem}");
+
     // A 0.1.0 plugin in the same daemon, in the same way as ever.
     let (_, job) = d.post("/v1/jobs", body("copy", "c/{key}")).await;
     let job = d.wait_job(job["id"].as_u64().unwrap(), Duration::from_secs(120)).await;

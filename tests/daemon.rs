@@ -124,7 +124,7 @@ async fn every_path_rule_and_bad_request_is_refused_naming_the_field() {
     let cases = [
         (base("thumbs/", "out", ""), "output.template", "end with"),
         (base("thumbs/fixed.jpg", "out", ""), "output.template", "variable"),
-        (base("{nope}.jpg", "out", ""), "output.template", "unknown variable `{nope}`"),
+        (base("{nope}.jpg", "out", ""), "output.template", "`{nope}` is neither a template variable"),
         (base("d0/{barename}.x", "in", "d0/"), "output.template", "processed again"),
         (base("{key}", "in", "d0/"), "output.template", "itself"),
         (base("a//{key}", "out", ""), "output.template", ""),

@@ -29,4 +29,19 @@ allow_http = true
         Vec::<String>::new(),
         "multipart uploads left open"
     );
+    // The content type a 0.2.0 plugin gave its output is stored on the object.
+    use object_store::ObjectStore;
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&emu.url)
+        .with_bucket_name("results")
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let head = object_store::GetOptions { head: true, ..Default::default() };
+    let got = s3.get_opts(&"tail/big.txt".into(), head).await.unwrap();
+    let stored = got.attributes.get(&object_store::Attribute::ContentType).map(|v| v.to_string());
+    assert_eq!(stored.as_deref(), Some("text/plain; charset=utf-8"));
 }

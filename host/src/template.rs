@@ -184,6 +184,8 @@ enum Var {
     Jobid,
     Etag,
     Tag(String),
+    /// A variable the style's plugin sets per output (contract 0.2.0), e.g. `{page}`.
+    Output(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +254,7 @@ impl Var {
             Var::Jobid => "jobid",
             Var::Etag => "etag",
             Var::Tag(name) => return Cow::Owned(format!("tags.{name}")),
+            Var::Output(name) => return Cow::Owned(name.clone()),
         })
     }
 
@@ -292,6 +295,8 @@ pub struct RuleContext<'a> {
     /// The extensions the style's plugin declares it writes (`info().writes`),
     /// the values `{autoext}` takes; empty: unknown.
     pub output_exts: &'a [String],
+    /// The output variables the style's plugin declares it sets (contract 0.2.0).
+    pub output_variables: &'a [String],
 }
 
 /// The values for rendering one output of one source object.
@@ -316,6 +321,8 @@ pub struct Vars<'a> {
     pub jobid: &'a str,
     /// The job's tags.
     pub tags: &'a BTreeMap<String, String>,
+    /// The output variables the plugin set for this output (contract 0.2.0).
+    pub outputs: &'a [(String, String)],
 }
 
 /// A key rule that a key (or a template's fixed text) breaks. See
@@ -336,6 +343,8 @@ pub enum KeyRule {
     ControlChar { ch: char, at: usize },
     #[error("it is {len} bytes long (key rule: at most {MAX_KEY_LEN} bytes)")]
     TooLong { len: usize },
+    #[error("it holds a `/` (a variable's value is one key segment)")]
+    Slash,
 }
 
 /// Why a template was refused, or could not render a key.
@@ -369,6 +378,13 @@ pub enum TemplateError {
         if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
     )]
     UnknownTag { template: String, name: String, known: Vec<String> },
+    #[error(
+        "template `{template}`: `{{{name}}}` is neither a template variable (known: {}) nor an output variable of \
+         the style's plugin (it declares {})",
+        VARIABLES.join(", "),
+        if declared.is_empty() { "none".to_string() } else { declared.iter().map(|d| format!("`{{{d}}}`")).collect::<Vec<_>>().join(", ") }
+    )]
+    UndeclaredVariable { template: String, name: String, declared: Vec<String> },
     #[error(
         "template `{template}`: ends with `/` (path rule: the output path names an object, so it does not end with `/`)"
     )]
@@ -408,6 +424,13 @@ pub enum TemplateError {
         shorten(.source_key)
     )]
     BadExtension { template: String, source_key: String, ext: String },
+    #[error(
+        "template `{template}` uses `{{{name}}}`, but the plugin did not set it for output {index} of source `{}`",
+        shorten(.source_key)
+    )]
+    MissingVariable { template: String, name: String, source_key: String, index: u32 },
+    #[error("template `{template}`: the plugin set `{{{name}}}` to `{}`: {rule}", shorten(.value))]
+    BadVariableValue { template: String, name: String, value: String, rule: KeyRule },
 }
 
 impl TemplateError {
@@ -429,6 +452,9 @@ impl TemplateError {
             TemplateError::InvalidKey { .. } => "invalid-key",
             TemplateError::NoEtag { .. } => "no-etag",
             TemplateError::BadExtension { .. } => "bad-extension",
+            TemplateError::UndeclaredVariable { .. } => "undeclared-variable",
+            TemplateError::MissingVariable { .. } => "missing-variable",
+            TemplateError::BadVariableValue { .. } => "bad-variable-value",
         }
     }
 
@@ -437,7 +463,11 @@ impl TemplateError {
     pub fn is_render_error(&self) -> bool {
         matches!(
             self,
-            TemplateError::InvalidKey { .. } | TemplateError::NoEtag { .. } | TemplateError::BadExtension { .. }
+            TemplateError::InvalidKey { .. }
+                | TemplateError::NoEtag { .. }
+                | TemplateError::BadExtension { .. }
+                | TemplateError::MissingVariable { .. }
+                | TemplateError::BadVariableValue { .. }
         )
     }
 }
@@ -482,12 +512,13 @@ impl Template {
                             return Err(TemplateError::BadTagName { template: owned(), name: tag.to_string(), at });
                         }
                         Var::Tag(tag.to_string())
+                    } else if let Some(var) = Var::from_name(name) {
+                        var
+                    } else if name != "tags" && crate::runtime::check_variable_name(name).is_ok() {
+                        // Maybe one the style's plugin sets: `check_rules` asks it.
+                        Var::Output(name.to_string())
                     } else {
-                        Var::from_name(name).ok_or_else(|| TemplateError::UnknownVariable {
-                            template: owned(),
-                            name: name.to_string(),
-                            at,
-                        })?
+                        return Err(TemplateError::UnknownVariable { template: owned(), name: name.to_string(), at });
                     };
                     if !literal.is_empty() {
                         segments.push(Segment::Literal(std::mem::take(&mut literal)));
@@ -559,6 +590,19 @@ impl Template {
             }
         }
 
+        // Rule 4b: every other variable is one the style's plugin declares it sets.
+        for var in self.vars() {
+            if let Var::Output(name) = var
+                && !rules.output_variables.iter().any(|v| v == name)
+            {
+                return Err(TemplateError::UndeclaredVariable {
+                    template: template(),
+                    name: name.clone(),
+                    declared: rules.output_variables.to_vec(),
+                });
+            }
+        }
+
         // Rule 1: names an object, not a folder. A trailing `/` of the
         // source text is always a literal one: no variable name holds a `/`.
         if self.source.ends_with('/') {
@@ -584,6 +628,8 @@ impl Template {
 
         // Rule 5: no source renders to itself. Checked before rule 6, which
         // implies it, because its message is the clearer one.
+        let sample_outputs: Vec<(String, String)> =
+            rules.output_variables.iter().map(|v| (v.clone(), "1".to_string())).collect();
         for sample in sample_keys(rules.input_prefix) {
             let (_, _, _, ext) = split_key(&sample);
             for autoext in [None, Some(ext)] {
@@ -597,6 +643,7 @@ impl Template {
                     autoext,
                     jobid: "sample-job",
                     tags: rules.tags,
+                    outputs: &sample_outputs,
                 };
                 // A sample that fails to render cannot overwrite anything.
                 if self.render(&vars).is_ok_and(|key| key == sample) {
@@ -692,6 +739,25 @@ impl Template {
                     }
                     out.push_str(etag);
                 }
+                Var::Output(name) => match vars.outputs.iter().find(|(n, _)| n == name) {
+                    Some((_, value)) => {
+                        check_variable_value(value).map_err(|rule| TemplateError::BadVariableValue {
+                            template: self.source.clone(),
+                            name: name.clone(),
+                            value: value.clone(),
+                            rule,
+                        })?;
+                        out.push_str(value);
+                    }
+                    None => {
+                        return Err(TemplateError::MissingVariable {
+                            template: self.source.clone(),
+                            name: name.clone(),
+                            source_key: vars.key.to_string(),
+                            index: vars.index,
+                        });
+                    }
+                },
                 Var::Tag(name) => match vars.tags.get(name) {
                     Some(value) => out.push_str(value),
                     // `check_rules` refuses this at job creation.
@@ -864,6 +930,24 @@ impl From<Template> for String {
 /// Checks a key against the key rules (see the module docs). Used on every
 /// rendered key; public so that other code checking a key applies the very
 /// same rules.
+/// A value a plugin set for an output variable: one key segment, neither
+/// empty nor `.` or `..`, without `/` or control characters.
+pub fn check_variable_value(value: &str) -> Result<(), KeyRule> {
+    if value.is_empty() {
+        return Err(KeyRule::Empty);
+    }
+    if value.contains('/') {
+        return Err(KeyRule::Slash);
+    }
+    if value == "." || value == ".." {
+        return Err(KeyRule::DotSegment(value.to_string()));
+    }
+    if let Some((at, ch)) = value.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(KeyRule::ControlChar { ch, at });
+    }
+    Ok(())
+}
+
 pub fn check_key(key: &str) -> Result<(), KeyRule> {
     if key.is_empty() {
         return Err(KeyRule::Empty);
@@ -1020,6 +1104,7 @@ mod tests {
             autoext: Some("webp"),
             jobid: "job-42",
             tags,
+            outputs: &[],
         }
     }
 
@@ -1046,7 +1131,50 @@ mod tests {
             fixed_selection: false,
             name_suffixes: &[],
             output_exts: &[],
+            output_variables: &[],
         }
+    }
+
+    #[test]
+    fn output_variables_are_checked_at_creation_and_at_render() {
+        let t = tags();
+        let declared = ["page".to_string()];
+        let rules = RuleContext { output_variables: &declared, ..ctx("docs", "pages", "", &t) };
+        let template = Template::parse("{barename}-{page}.{autoext}").unwrap();
+        template.check_rules(&rules).unwrap();
+        // A name neither the template's nor the plugin's: refused at creation, naming both lists.
+        let typo = Template::parse("{barname}-{page}.png").unwrap();
+        let err = typo.check_rules(&rules).unwrap_err();
+        assert_eq!(err.rule(), "undeclared-variable");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`{barname}` is neither a template variable") && msg.contains("declares `{page}`"),
+            "{msg}"
+        );
+        let undeclared = Template::parse("{barename}-{page}.png").unwrap();
+        let none = RuleContext { output_variables: &[], ..rules };
+        assert!(undeclared.check_rules(&none).unwrap_err().to_string().contains("it declares none"));
+        // At render: the plugin's value, checked as one key segment.
+        let set = [("page".to_string(), "3".to_string())];
+        let v = Vars { outputs: &set, ..vars("reports/q1.docx", &t) };
+        assert_eq!(template.render(&v).unwrap(), "q1-3.webp");
+        for (bad, rule) in [("a/b", KeyRule::Slash), ("..", KeyRule::DotSegment("..".into())), ("", KeyRule::Empty)] {
+            let set = [("page".to_string(), bad.to_string())];
+            let err = template.render(&Vars { outputs: &set, ..vars("q1.docx", &t) }).unwrap_err();
+            assert!(err.is_render_error(), "{err}");
+            assert_eq!(
+                err,
+                TemplateError::BadVariableValue {
+                    template: template.as_str().into(),
+                    name: "page".into(),
+                    value: bad.into(),
+                    rule
+                }
+            );
+        }
+        let err = template.render(&vars("q1.docx", &t)).unwrap_err();
+        assert_eq!(err.rule(), "missing-variable");
+        assert!(err.to_string().contains("the plugin did not set it for output 3"), "{err}");
     }
 
     fn check(template: &str, prefix: &str) -> Result<(), TemplateError> {
@@ -1272,10 +1400,12 @@ mod tests {
 
     #[test]
     fn unknown_variable() {
-        let err = Template::parse("thumbs/{nope}.jpg").unwrap_err();
+        // A lowercase name may be a plugin's output variable (`check_rules` asks
+        // the plugin); any other unknown name is refused as it is parsed.
+        let err = Template::parse("thumbs/{Nope}.jpg").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "template `thumbs/{nope}.jpg`: unknown variable `{nope}` at byte 7; known variables: bucket, key, \
+            "template `thumbs/{Nope}.jpg`: unknown variable `{Nope}` at byte 7; known variables: bucket, key, \
              dirname, basename, barename, ext, autoext, year, mon, day, hour, min, sec, t_year, t_mon, t_day, \
              t_hour, t_min, t_sec, index, jobid, etag, tags.NAME"
         );
@@ -1318,7 +1448,7 @@ mod tests {
     #[test]
     fn parse_keeps_non_ascii_text() {
         assert_eq!(render("фото/{barename}-é.{ext}", "a/猫.jpg"), "фото/猫-é.jpg");
-        let err = Template::parse("é/{nope}").unwrap_err();
+        let err = Template::parse("é/{Nope}").unwrap_err();
         assert!(err.to_string().contains("at byte 3"), "{err}");
     }
 
@@ -1497,8 +1627,8 @@ mod tests {
         let t: Template = serde_json::from_str("\"thumbs/{key}\"").unwrap();
         assert_eq!(t.as_str(), "thumbs/{key}");
         assert_eq!(serde_json::to_string(&t).unwrap(), "\"thumbs/{key}\"");
-        let err = serde_json::from_str::<Template>("\"thumbs/{nope}\"").unwrap_err();
-        assert!(err.to_string().contains("unknown variable `{nope}`"), "{err}");
+        let err = serde_json::from_str::<Template>("\"thumbs/{Nope}\"").unwrap_err();
+        assert!(err.to_string().contains("unknown variable `{Nope}`"), "{err}");
         assert_eq!("a/{key}".parse::<Template>().unwrap().to_string(), "a/{key}");
     }
 

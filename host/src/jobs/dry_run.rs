@@ -114,6 +114,8 @@ struct Tally<'a> {
     autoext: Option<String>,
     /// The plugin's `validate` named the extension: no need to run it.
     said: bool,
+    /// Output variables render as `1` in a dry run: their values come from the plugin, per object.
+    sample_outputs: Vec<(String, String)>,
     out: DryRun,
     /// Output key → the first source that renders to it.
     seen: HashMap<String, String>,
@@ -180,6 +182,7 @@ impl Tally<'_> {
             autoext: self.autoext.as_deref(),
             jobid: DRY_RUN_JOBID,
             tags: &spec.tags,
+            outputs: &self.sample_outputs,
         };
         let output = match self.prepared.template.render(&vars) {
             Ok(k) if spec.output.bucket == spec.input.bucket && k == o.key => {
@@ -321,6 +324,7 @@ impl Jobs {
             autoext,
             out: DryRun::default(),
             said: said.is_some(),
+            sample_outputs: prepared.plugin.info.variables.iter().map(|v| (v.clone(), "1".into())).collect(),
             seen: HashMap::new(),
             shown: BTreeMap::new(),
         };

@@ -217,6 +217,7 @@ pub async fn prepare(spec: &JobSpec, tenant: Option<&str>, cx: &PrepareContext<'
         fixed_selection: spec.input.manifest.is_some(),
         name_suffixes: &spec.input.suffixes,
         output_exts: &installed.plugin.info.writes,
+        output_variables: &installed.plugin.info.variables,
     };
     template.check_rules(&rules).map_err(|e| JobError::invalid("output.template", e))?;
     let role = resolve_role(cx.store, tenant, spec.role.as_deref())?;

@@ -274,7 +274,7 @@ async fn write(inner: &Arc<Inner>, id: JobId) -> Result<(), String> {
     }
     let bucket = inner.buckets.get(&spec.bucket).map_err(|e| e.to_string())?;
     let shown_key = key.clone();
-    let mut target = bucket.target(Box::new(move |_, _| Ok(shown_key.clone())));
+    let mut target = bucket.target(Box::new(move |_, _, _| Ok(shown_key.clone())));
     let mut writer = target.open(1, None).await?;
     let mut rows = std::pin::pin!(stream(inner.store.clone(), id, format_of(&spec), spec.scope));
     while let Some(chunk) = futures::StreamExt::next(&mut rows).await {

@@ -141,7 +141,7 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
         let (prepared, meta, template_error) = (prepared.clone(), meta.clone(), template_error.clone());
         let task_time = now();
         let jobid = job.to_string();
-        Box::new(move |index: u32, autoext: Option<&str>| {
+        Box::new(move |index: u32, autoext: Option<&str>, outputs: &[(String, String)]| {
             let vars = Vars {
                 bucket: &meta.bucket,
                 key: &meta.key,
@@ -152,6 +152,7 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
                 autoext,
                 jobid: &jobid,
                 tags: &prepared.spec.tags,
+                outputs,
             };
             let refuse = |kind: TaskErrorKind, msg: String| {
                 *template_error.lock().unwrap() = Some((kind, msg.clone()));

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use super::ObjectsError;
 use super::staged::Staged;
 use super::upload::RenderKey;
-use crate::runtime::{InputSource, ObjectMeta, OutputTarget, OutputWriter};
+use crate::runtime::{InputSource, ObjectMeta, OutputSpec, OutputTarget, OutputWriter};
 
 /// Calls go to the blocking pool while their average duration is above
 /// `SLOW`, and come back inline once it is below `FAST`.
@@ -212,7 +212,12 @@ pub struct LocalTarget {
 #[async_trait::async_trait]
 impl OutputTarget for LocalTarget {
     async fn open(&mut self, index: u32, extension: Option<&str>) -> Result<Box<dyn OutputWriter>, String> {
-        let key = (self.render)(index, extension)?;
+        self.open_with(index, OutputSpec { extension, ..OutputSpec::default() }).await
+    }
+
+    /// A local folder keeps no content type: the key's extension stands for it.
+    async fn open_with(&mut self, index: u32, spec: OutputSpec<'_>) -> Result<Box<dyn OutputWriter>, String> {
+        let key = (self.render)(index, spec.extension, spec.variables)?;
         let dest = self.dir.path(&key).map_err(|e| e.to_string())?;
         let shown = format!("{}/{key}", self.dir.bucket);
         let held = self.held.clone();
@@ -306,7 +311,7 @@ mod tests {
     use super::*;
 
     fn render(key: &'static str) -> RenderKey {
-        Box::new(move |_, _| Ok(key.to_string()))
+        Box::new(move |_, _, _| Ok(key.to_string()))
     }
 
     #[test]

@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use object_store::buffered::BufWriter;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, PutPayload};
 use tokio::io::AsyncWriteExt;
 
-use crate::runtime::{OutputTarget, OutputWriter};
+use crate::runtime::{OutputSpec, OutputTarget, OutputWriter};
 
 /// Output bytes one task keeps in memory across all its outputs.
 const TASK_HELD: u64 = 8 << 20;
@@ -27,9 +27,10 @@ const PART: usize = 8 << 20;
 /// Parts uploading at once per output, while one commits.
 const PARTS_IN_FLIGHT: usize = 2;
 
-/// Renders the output key of output `index` with `{autoext}` = extension, or
-/// refuses it (a path rule, a write grant) with a message for the task error.
-pub type RenderKey = Box<dyn FnMut(u32, Option<&str>) -> Result<String, String> + Send>;
+/// Renders the output key of output `index` from its `{autoext}` and its
+/// output variables, or refuses it (a path rule, a write grant) with a
+/// message for the task error.
+pub type RenderKey = Box<dyn FnMut(u32, Option<&str>, &[(String, String)]) -> Result<String, String> + Send>;
 
 pub struct BucketTarget {
     bucket: String,
@@ -48,7 +49,11 @@ impl BucketTarget {
 #[async_trait::async_trait]
 impl OutputTarget for BucketTarget {
     async fn open(&mut self, index: u32, extension: Option<&str>) -> Result<Box<dyn OutputWriter>, String> {
-        let key = (self.render)(index, extension)?;
+        self.open_with(index, OutputSpec { extension, ..OutputSpec::default() }).await
+    }
+
+    async fn open_with(&mut self, index: u32, spec: OutputSpec<'_>) -> Result<Box<dyn OutputWriter>, String> {
+        let key = (self.render)(index, spec.extension, spec.variables)?;
         let path = super::store_path(&key).map_err(|e| e.to_string())?;
         Ok(Box::new(Upload {
             store: self.store.clone(),
@@ -59,6 +64,7 @@ impl OutputTarget for BucketTarget {
             memory: Vec::new(),
             in_memory: 0,
             spool: None,
+            attributes: content_type(spec.content_type),
         }))
     }
 }
@@ -74,6 +80,16 @@ struct Upload {
     in_memory: u64,
     /// Once the task's memory is spent: the output so far, on disk.
     spool: Option<std::fs::File>,
+    /// The content type the plugin gave, stored with the object.
+    attributes: object_store::Attributes,
+}
+
+fn content_type(given: Option<&str>) -> object_store::Attributes {
+    let mut attributes = object_store::Attributes::new();
+    if let Some(ct) = given {
+        attributes.insert(object_store::Attribute::ContentType, ct.to_string().into());
+    }
+    attributes
 }
 
 impl Upload {
@@ -97,8 +113,9 @@ impl Upload {
     async fn upload_spooled(&mut self, mut file: std::fs::File) -> Result<(), String> {
         let fail = |e: &dyn std::fmt::Display| format!("uploading {}: {e}", self.shown);
         file.rewind().map_err(|e| fail(&e))?;
-        let mut writer =
-            BufWriter::with_capacity(self.store.clone(), self.path.clone(), PART).with_max_concurrency(PARTS_IN_FLIGHT);
+        let mut writer = BufWriter::with_capacity(self.store.clone(), self.path.clone(), PART)
+            .with_max_concurrency(PARTS_IN_FLIGHT)
+            .with_attributes(std::mem::take(&mut self.attributes));
         loop {
             let mut chunk = vec![0u8; 1 << 20];
             let n = match file.read(&mut chunk) {
@@ -145,7 +162,12 @@ impl OutputWriter for Upload {
             Some(file) => self.upload_spooled(file).await?,
             None => {
                 let payload: PutPayload = std::mem::take(&mut self.memory).into_iter().collect();
-                self.store.put(&self.path, payload).await.map_err(|e| format!("uploading {}: {e}", self.shown))?;
+                let options =
+                    object_store::PutOptions { attributes: std::mem::take(&mut self.attributes), ..Default::default() };
+                self.store
+                    .put_opts(&self.path, payload, options)
+                    .await
+                    .map_err(|e| format!("uploading {}: {e}", self.shown))?;
             }
         }
         Ok(std::mem::take(&mut self.key))
@@ -167,7 +189,7 @@ mod tests {
         let mut target = BucketTarget::new(
             "b".into(),
             store.clone(),
-            Box::new(|i: u32, _: Option<&str>| Ok(format!("o/{i}"))) as RenderKey,
+            Box::new(|i: u32, _: Option<&str>, _: &[(String, String)]| Ok(format!("o/{i}"))) as RenderKey,
         );
         let mut open = Vec::new();
         for i in 0..1000u32 {
@@ -197,7 +219,7 @@ mod tests {
         let mut target = BucketTarget::new(
             "b".into(),
             store.clone(),
-            Box::new(|_: u32, _: Option<&str>| Ok("big".into())) as RenderKey,
+            Box::new(|_: u32, _: Option<&str>, _: &[(String, String)]| Ok("big".into())) as RenderKey,
         );
         let mut w = target.open(1, None).await.unwrap();
         let mut expected = Vec::new();

@@ -170,7 +170,12 @@ impl TaskState {
             return Ok(Err(self.refuse_open("this call cannot write outputs".to_string())));
         };
         let index = self.outputs.len() as u32 + 1;
-        match target.open(index, extension).await {
+        let spec = super::OutputSpec {
+            extension,
+            content_type: request.content_type.as_deref(),
+            variables: &request.variables,
+        };
+        match target.open_with(index, spec).await {
             Ok(writer) => {
                 self.outputs.push(OpenOutput {
                     writer: Some(writer),

@@ -161,7 +161,7 @@ pub(super) fn check_variables(names: &[String]) -> Result<(), String> {
     }
     for name in names {
         check_variable_name(name)?;
-        if crate::template::VARIABLES.contains(&name.as_str()) {
+        if crate::template::VARIABLES.contains(&name.as_str()) || name == "tags" {
             return Err(format!("output variable `{name}` is one of the template's own variables"));
         }
     }

@@ -44,7 +44,7 @@ pub use lifted::{MAX_ITEMS as MAX_TEXT_ITEMS, MAX_LIFT as MAX_TEXT_CAP};
 use limits::TaskLimiter;
 pub use limits::{LimitHit, Limits};
 use streams::{InputHandle, OutputsHandle};
-pub use streams::{InputSource, OutputTarget, OutputWriter, RandomAccess};
+pub use streams::{InputSource, OutputSpec, OutputTarget, OutputWriter, RandomAccess};
 pub use text::{TextLimits, bounded};
 
 /// Engine-wide settings. Per-task [`Limits`] may be lowered per tenant, never raised above these.

@@ -131,12 +131,29 @@ impl InputSource {
     }
 }
 
+/// What a plugin asked of one output (0.1.0 gives only the extension).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutputSpec<'a> {
+    /// `{autoext}`.
+    pub extension: Option<&'a str>,
+    /// Stored on the object where the bucket keeps one.
+    pub content_type: Option<&'a str>,
+    /// Output variables for the key template, e.g. `{page}`.
+    pub variables: &'a [(String, String)],
+}
+
 /// Where a task's outputs go.
 #[async_trait::async_trait]
 pub trait OutputTarget: Send {
     /// Start output number `index` (1-based) with `{autoext}` = `extension`.
     /// An error fails the task with the message given.
     async fn open(&mut self, index: u32, extension: Option<&str>) -> Result<Box<dyn OutputWriter>, String>;
+
+    /// [`OutputTarget::open`] with everything the plugin asked: targets that
+    /// render keys or store content types take it all; others, the extension.
+    async fn open_with(&mut self, index: u32, spec: OutputSpec<'_>) -> Result<Box<dyn OutputWriter>, String> {
+        self.open(index, spec.extension).await
+    }
 }
 
 /// One output being written.
