@@ -131,6 +131,11 @@ async fn a_daemon_runs_both_contracts_and_keeps_results() {
     assert_eq!(status, 201, "{plugin}");
     assert_eq!(plugin["info"]["contract"], "0.2.0", "{plugin}");
     assert_eq!(plugin["info"]["actions"][0]["name"], "tail", "{plugin}");
+    let described = d.cli(&["style", "describe", "seek"]);
+    let described = String::from_utf8_lossy(&described.stdout);
+    assert!(described.starts_with("seek 0.2.0 (contract 0.2.0)"), "{described}");
+    assert!(described.contains("  n_  How many  (int, default 16, 1..=1048576)"), "{described}");
+    assert!(described.contains("output variables for templates: {part}"), "{described}");
 
     // The dry run takes `{autoext}` from `validate`.
     let body = |style: &str, template: &str| json!({"input": {"bucket": "in"}, "style": style, "output": {"bucket": "out", "template": template}});

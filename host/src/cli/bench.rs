@@ -34,6 +34,13 @@ pub struct BenchArgs {
     /// `style`: tasks in flight.
     #[arg(long, default_value_t = 2)]
     parallel: usize,
+    /// `runtime`: also measure this component's per-task overhead over the same
+    /// 1 KiB, in the same rounds (e.g. a plugin of the other contract version).
+    #[arg(long)]
+    compare: Option<std::path::PathBuf>,
+    /// `runtime`: the parameters for `--compare`'s plugin.
+    #[arg(long, default_value = "", requires = "compare")]
+    compare_params: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -134,12 +141,26 @@ async fn runtime_bench(args: &BenchArgs) -> anyhow::Result<()> {
     let kib = Bytes::from(vec![7u8; 1024]);
     let mut wasm_rates = Vec::new();
     let mut native_rates = Vec::new();
+    let compared = match &args.compare {
+        Some(path) => Some(runtime.load(&std::fs::read(path)?).await?),
+        None => None,
+    };
+    let mut compared_rates = Vec::new();
     for _ in 0..args.rounds {
         let started = Instant::now();
         for _ in 0..args.tasks {
             runtime.run(&plugin, task(InputSource::from_bytes(kib.clone()))).await?;
         }
         wasm_rates.push(args.tasks as f64 / started.elapsed().as_secs_f64());
+
+        if let Some(other) = &compared {
+            let started = Instant::now();
+            for _ in 0..args.tasks {
+                let run = Task { params: args.compare_params.clone(), ..task(InputSource::from_bytes(kib.clone())) };
+                runtime.run(other, run).await?;
+            }
+            compared_rates.push(args.tasks as f64 / started.elapsed().as_secs_f64());
+        }
 
         // Native: the same read-copy-write of 1 KiB through the same output path.
         let started = Instant::now();
@@ -162,6 +183,18 @@ async fn runtime_bench(args: &BenchArgs) -> anyhow::Result<()> {
     println!("  kiln (instantiate + process + commit): {wasm:>12.0} tasks/s  ({:.1} us/task)", 1e6 / wasm);
     println!("  native Rust loop, same I/O path:        {native:>12.0} tasks/s");
     println!("  ratio kiln/native: {:.3}   goal: >= 50000 tasks/s", wasm / native);
+    if let Some(other) = &compared {
+        let rate = median(compared_rates);
+        println!(
+            "  `{}` (contract {}) `{}`: {rate:>12.0} tasks/s  ({:.1} us/task), ratio to `copy` ({}): {:.3}",
+            other.info.name,
+            other.info.contract.as_str(),
+            args.compare_params,
+            1e6 / rate,
+            plugin.info.contract.as_str(),
+            rate / wasm
+        );
+    }
 
     // Copy throughput over 64 MiB.
     let big = Bytes::from((0..64u32 << 20).map(|i| (i % 251) as u8).collect::<Vec<u8>>());

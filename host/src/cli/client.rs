@@ -310,6 +310,17 @@ pub enum StyleCommand {
         /// The style.
         name: String,
     },
+    /// What a plugin's styles are: its actions and their parameters, its formats and output variables.
+    #[command(
+        after_help = "Examples:\n  kiln style describe image\n  kiln style describe my-style --owner acme --json"
+    )]
+    Describe {
+        /// The plugin, as a style names it (`image` in `image/resize,w_256`).
+        plugin: String,
+        /// Admin: the owning tenant of an uploaded plugin.
+        #[arg(long)]
+        owner: Option<String>,
+    },
 }
 
 #[derive(Clone)]
@@ -774,6 +785,11 @@ pub async fn style(client: &Client, cmd: StyleCommand) -> anyhow::Result<()> {
         StyleCommand::Delete { name } => {
             client.delete(&format!("/v1/styles/{name}"), &[]).await?;
             client.print(&json!({"deleted": name}), |_| format!("style {name} deleted"));
+        }
+        StyleCommand::Describe { plugin, owner } => {
+            let query: Vec<(&str, String)> = owner.map(|o| ("owner", o)).into_iter().collect();
+            let p = client.get(&format!("/v1/plugins/{plugin}"), &query).await?;
+            client.print(&p["info"], super::human::plugin_description);
         }
     }
     Ok(())

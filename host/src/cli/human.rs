@@ -243,3 +243,45 @@ mod tests {
         assert!(s.contains("(3 min ago)"), "{s}");
     }
 }
+
+/// A plugin's self-description for `kiln style describe`: one line per
+/// action, then one per parameter with its kind, default and range.
+pub fn plugin_description(info: &Value) -> String {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let list = |v: &Value| {
+        let items: Vec<String> = v.as_array().into_iter().flatten().map(text).collect();
+        if items.is_empty() { "-".to_string() } else { items.join(", ") }
+    };
+    let mut lines = vec![
+        format!("{} {} (contract {})", text(&info["name"]), text(&info["version"]), text(&info["contract"])),
+        format!("  {}", text(&info["description"])),
+        format!("  reads     {}", list(&info["reads"])),
+        format!("  writes    {}", list(&info["writes"])),
+    ];
+    let variables: Vec<String> =
+        info["variables"].as_array().into_iter().flatten().map(|v| format!("{{{}}}", text(v))).collect();
+    if !variables.is_empty() {
+        lines.push(format!("  output variables for templates: {}", variables.join(", ")));
+    }
+    let actions = info["actions"].as_array().cloned().unwrap_or_default();
+    if actions.is_empty() {
+        lines.push("  (the plugin describes no actions: see its documentation)".into());
+    }
+    for a in actions {
+        lines.push(format!("{}  {}", text(&a["name"]), text(&a["description"])));
+        for p in a["params"].as_array().into_iter().flatten() {
+            let mut detail = vec![text(&p["kind"])];
+            if let Some(d) = p["default"].as_str() {
+                detail.push(format!("default {d}"));
+            }
+            if let Some(r) = p["range"].as_str() {
+                detail.push(r.to_string());
+            }
+            if p["choices"].as_array().is_some_and(|c| !c.is_empty()) {
+                detail.push(format!("one of {}", list(&p["choices"])));
+            }
+            lines.push(format!("  {}_  {}  ({})", text(&p["name"]), text(&p["description"]), detail.join(", ")));
+        }
+    }
+    lines.join("\n")
+}
