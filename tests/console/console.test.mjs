@@ -404,6 +404,18 @@ test('plugins: the bundled ones are listed; an invalid upload shows the API vali
   const text = await alert.textContent();
   assert.ok(text.length > 10, `the API's validation error: ${text}`);
   assert.equal((await daemon.api('GET', '/v1/plugins')).filter((p) => !p.bundled).length, 0);
+
+  // A real component, built from source by the Rust tests (contract 0.2.0): uploaded, then its styles described.
+  const seek = path.join(ROOT, 'target/wasm-test-plugins/wasm32-wasip2/release/seek.wasm');
+  if (fs.existsSync(seek)) {
+    await page.getByLabel('Plugin file (.wasm)').setInputFiles(seek);
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.getByText('Styles of seek (contract 0.2.0)').click();
+    await page.getByText('Output variables for templates: {part}').waitFor();
+    await page.getByText('How many (int, default 16, 1..=1048576)').waitFor();
+    await page.getByRole('button', { name: 'Delete plugin seek' }).click();
+    await page.getByRole('button', { name: 'Delete plugin seek' }).waitFor({ state: 'detached' });
+  }
   clean();
 });
 

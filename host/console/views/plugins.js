@@ -44,7 +44,7 @@ export async function renderPlugins(main, params, { signal, status, me }) {
         h(
           'tr',
           {},
-          h('td', {}, h('strong', {}, p.name), h('div', { class: 'muted small' }, p.info.description)),
+          h('td', {}, h('strong', {}, p.name), h('div', { class: 'muted small' }, p.info.description), describe(p.info)),
           h('td', {}, p.version),
           h('td', {}, p.bundled ? 'bundled' : p.owner || 'admin', p.public && !p.bundled ? ' (public)' : ''),
           h('td', {}, p.info.reads.join(', ')),
@@ -60,6 +60,24 @@ export async function renderPlugins(main, params, { signal, status, me }) {
           ),
         ),
       ),
+    );
+  }
+
+  // Contract 0.2.0 plugins describe their actions and output variables: shown as text, folded.
+  function describe(info) {
+    const actions = info.actions || [];
+    const variables = info.variables || [];
+    if (!actions.length && !variables.length) return null;
+    const param = (q) => {
+      const detail = [q.kind, q.default != null ? `default ${q.default}` : null, q.range, q.choices && q.choices.length ? `one of ${q.choices.join(', ')}` : null].filter(Boolean);
+      return h('li', {}, h('code', {}, `${q.name}_`), ` ${q.description || ''} (${detail.join(', ')})`);
+    };
+    return h(
+      'details',
+      { class: 'small' },
+      h('summary', {}, `Styles of ${info.name} (contract ${info.contract || '0.1.0'})`),
+      variables.length ? h('p', {}, 'Output variables for templates: ', variables.map((v) => `{${v}}`).join(', ')) : null,
+      h('ul', {}, actions.map((a) => h('li', {}, h('code', {}, a.name), ` ${a.description || ''}`, a.params && a.params.length ? h('ul', {}, a.params.map(param)) : null))),
     );
   }
 
