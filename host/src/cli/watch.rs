@@ -191,7 +191,7 @@ async fn new_failures(client: &Client, id: u64, seen: &mut HashSet<u64>) -> anyh
         let page = client.get(&format!("/v1/jobs/{id}/tasks"), &q).await?;
         for t in page["items"].as_array().into_iter().flatten() {
             if t["seq"].as_u64().is_some_and(|seq| seen.insert(seq)) {
-                let human = format!("{} failed {}", clock(), super::client::task_line(t));
+                let human = format!("{} task {}", clock(), super::client::task_line(t));
                 emit(client, &serde_json::json!({"event": "task_failed", "task": t}), human);
             }
         }
