@@ -13,7 +13,13 @@ use kiln::runtime::{
 use kiln_test_plugins as plugins;
 
 fn limits() -> Limits {
-    Limits { deadline: Duration::from_secs(2), max_memory: 64 << 20, max_output: 1 << 20, max_console: 1024 }
+    Limits {
+        deadline: Duration::from_secs(2),
+        max_memory: 64 << 20,
+        max_output: 1 << 20,
+        max_console: 1024,
+        read_factor: 4,
+    }
 }
 
 fn runtime() -> Runtime {

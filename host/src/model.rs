@@ -427,6 +427,10 @@ pub struct TaskRecord {
     #[serde(with = "crate::timefmt::secs_opt", default)]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<i64>,
+    /// What the plugin returned (contract 0.2.0): one JSON value of at most 64 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
 }
 
 /// A saved, named processing setting: a plugin and its parameters.

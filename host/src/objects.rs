@@ -265,10 +265,12 @@ impl Bucket {
         let path = store_path(key)?;
         let got = self.store.get(&path).await.map_err(|e| self.err(key, e))?;
         let meta = self.meta(got.meta.clone());
+        let size = got.meta.size;
         let bucket = self.name.clone();
         let stream =
             got.into_stream().map_err(move |e| std::io::Error::other(format!("bucket `{bucket}`: {e}"))).boxed();
-        Ok((meta, InputSource::new(stream)))
+        let ranged = Box::new(RangedGet { store: self.store.clone(), path, bucket: self.name.clone() });
+        Ok((meta, InputSource::new(stream).with_random_access(size, ranged)))
     }
 
     /// The object's bytes from byte `offset` on, as a stream (a manifest read
@@ -350,5 +352,22 @@ impl Bucket {
             Some(local) => Box::new(local.target(render)),
             None => Box::new(BucketTarget::new(self.name.clone(), self.store.clone(), render)),
         }
+    }
+}
+
+/// `read-at` on a cloud bucket: one ranged GET per call.
+struct RangedGet {
+    store: Arc<dyn ObjectStore>,
+    path: StorePath,
+    bucket: String,
+}
+
+#[async_trait::async_trait]
+impl crate::runtime::RandomAccess for RangedGet {
+    async fn read_at(&mut self, offset: u64, len: usize) -> std::io::Result<bytes::Bytes> {
+        self.store
+            .get_range(&self.path, offset..offset + len as u64)
+            .await
+            .map_err(|e| std::io::Error::other(format!("bucket `{}`: {e}", self.bucket)))
     }
 }

@@ -109,6 +109,7 @@ pub async fn job_scenario(kind: &str, config: &str) {
 
     std::fs::create_dir_all(data.join("plugins")).unwrap();
     std::fs::copy(kiln_test_plugins::HOSTILE, data.join("plugins/hostile.wasm")).unwrap();
+    std::fs::copy(kiln_test_plugins::SEEK, data.join("plugins/seek.wasm")).unwrap();
     let d = Daemon::start(&data, Some(&config));
     let (_, list) = d.get("/v1/buckets").await;
     assert!(list.as_array().unwrap().iter().any(|b| b["name"] == "cin" && b["kind"] == kind), "{list}");
@@ -216,4 +217,20 @@ pub async fn job_scenario(kind: &str, config: &str) {
     let failed = d.all_tasks(id, "&state=failed").await;
     assert_eq!(failed[0]["error"]["kind"], "not-found", "{}", failed[0]);
     assert_eq!(cout.get_bytes("k/2024/img-02.txt").await.unwrap(), b"cloud object 2".as_slice());
+
+    // Contract 0.2.0's `read-at` is a ranged GET: the last 100 bytes of the
+    // 9 MiB object, read without streaming the rest of it.
+    let (id, job) = run_job(
+        &d,
+        json!({
+            "input": {"bucket": "cin", "keys": ["2024/big.txt"]},
+            "style": "seek/tail,n_100", "output": {"bucket": "cout", "template": "tail/{barename}.{autoext}"}
+        }),
+    )
+    .await;
+    assert_eq!(job["state"], "succeeded", "{kind}: {job}");
+    let big = &fixtures.iter().find(|(k, _)| k == "2024/big.txt").unwrap().1;
+    assert_eq!(cout.get_bytes("tail/big.txt").await.unwrap(), &big[big.len() - 100..], "{kind}: the tail");
+    let task = &d.all_tasks(id, "").await[0];
+    assert!(task["bytes_in"].as_u64().unwrap() < 1 << 20, "{kind}: read only what it asked for: {task}");
 }

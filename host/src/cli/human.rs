@@ -194,6 +194,9 @@ pub fn task_summary(t: &Value) -> String {
     if !t["finished_at"].is_null() {
         lines.push(format!("  finished  {}", when(&t["finished_at"])));
     }
+    if !t["result"].is_null() {
+        lines.push(format!("  result    {}", t["result"]));
+    }
     if let Some(m) = t["error"]["message"].as_str() {
         lines.push(format!("  error     [{}] {m}", t["error"]["kind"].as_str().unwrap_or("")));
     }

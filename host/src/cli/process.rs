@@ -104,7 +104,13 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<()> {
                 .map(|d| d.as_secs() as i64),
             ..Default::default()
         };
-        (InputSource::from_reader(file), object)
+        // A regular file is also read at an offset (`read-at`); a pipe or a device is only streamed.
+        let input = if meta.is_file() {
+            InputSource::from_file(file.into_std().await, meta.len())?
+        } else {
+            InputSource::from_reader(file)
+        };
+        (input, object)
     };
     object.bucket = "local".into();
     if let Some(key) = &args.key {

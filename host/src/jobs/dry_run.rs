@@ -112,6 +112,8 @@ struct Tally<'a> {
     prepared: &'a Prepared,
     task_time: i64,
     autoext: Option<String>,
+    /// The plugin's `validate` named the extension: no need to run it.
+    said: bool,
     out: DryRun,
     /// Output key → the first source that renders to it.
     seen: HashMap<String, String>,
@@ -124,7 +126,7 @@ impl Tally<'_> {
     /// style writes is known only by running it: run it once on `key` with
     /// outputs that refuse to open, and take the extension of the first.
     async fn probe(&mut self, jobs: &Jobs, key: &str) {
-        if self.prepared.plugin.info.writes.len() < 2 {
+        if self.said || self.prepared.plugin.info.writes.len() < 2 {
             return;
         }
         // Only what the job itself could read.
@@ -305,18 +307,20 @@ impl Jobs {
     pub async fn dry_run(&self, caller: &Principal, spec: JobSpec) -> Result<DryRun, JobError> {
         let prepared = super::prepare::prepare(&spec, caller.tenant(), &self.prepare_context()).await?;
         self.check_at_creation(&spec).await?;
-        let autoext = prepared
-            .plugin
-            .info
-            .writes
-            .first()
-            .map(|e| e.trim_start_matches('.').to_string())
-            .filter(|e| !e.is_empty());
+        // A 0.2.0 plugin's `validate` may say which extension the style writes.
+        let said = match self.runtime().validate_style(&prepared.plugin, &prepared.params).await {
+            Ok(Ok(said)) => said,
+            _ => None,
+        };
+        let autoext = said.clone().or_else(|| {
+            prepared.plugin.info.writes.first().map(|e| e.trim_start_matches('.').to_string()).filter(|e| !e.is_empty())
+        });
         let mut tally = Tally {
             prepared: &prepared,
             task_time: now(),
             autoext,
             out: DryRun::default(),
+            said: said.is_some(),
             seen: HashMap::new(),
             shown: BTreeMap::new(),
         };

@@ -21,7 +21,7 @@ use super::{Inner, JobError};
 const PAGE: usize = 500;
 
 /// The CSV header; JSON Lines rows have the same names.
-pub const COLUMNS: [&str; 9] = [
+pub const COLUMNS: [&str; 10] = [
     "source_key",
     "outputs",
     "state",
@@ -31,6 +31,7 @@ pub const COLUMNS: [&str; 9] = [
     "bytes_in",
     "bytes_out",
     "duration_ms",
+    "result",
 ];
 
 impl ReportFormat {
@@ -115,6 +116,7 @@ pub fn csv_row(out: &mut String, t: &TaskRecord) {
         t.bytes_in.to_string(),
         t.bytes_out.to_string(),
         t.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
+        t.result.as_ref().map(|r| r.to_string()).unwrap_or_default(),
     ];
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
@@ -137,6 +139,7 @@ pub fn jsonl_row(out: &mut String, t: &TaskRecord) {
         "bytes_in": t.bytes_in,
         "bytes_out": t.bytes_out,
         "duration_ms": t.duration_ms,
+        "result": t.result,
     });
     out.push_str(&row.to_string());
     out.push('\n');
@@ -310,6 +313,7 @@ mod tests {
             bytes_in: 3,
             bytes_out: 0,
             finished_at: None,
+            result: None,
         }
     }
 
@@ -320,16 +324,16 @@ mod tests {
             Some(TaskErrorRecord { kind: crate::runtime::TaskErrorKind::Failed, message: "line one\nline two".into() });
         let mut out = String::new();
         csv_row(&mut out, &t);
-        assert_eq!(out, "\"a,b \"\"c\"\".txt\",,failed,failed,\"line one\nline two\",1,3,0,7\r\n");
+        assert_eq!(out, "\"a,b \"\"c\"\".txt\",,failed,failed,\"line one\nline two\",1,3,0,7,\r\n");
         let mut t = task("x.txt", TaskState::Succeeded);
         t.outputs = vec!["o/1.txt".into(), "o/2.txt".into()];
         t.duration_ms = None;
         let mut out = String::new();
         csv_row(&mut out, &t);
-        assert_eq!(out, "x.txt,o/1.txt;o/2.txt,succeeded,,,1,3,0,\r\n");
+        assert_eq!(out, "x.txt,o/1.txt;o/2.txt,succeeded,,,1,3,0,,\r\n");
         assert_eq!(
             csv_header(),
-            "source_key,outputs,state,error_kind,error_message,attempts,bytes_in,bytes_out,duration_ms\r\n"
+            "source_key,outputs,state,error_kind,error_message,attempts,bytes_in,bytes_out,duration_ms,result\r\n"
         );
     }
 

@@ -190,6 +190,7 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
             bytes_in: outcome.bytes_in,
             bytes_out: outcome.bytes_out,
             duration_ms: elapsed(),
+            result: outcome.result,
         },
         Err(e) => {
             if let Some((kind, msg)) = template_error.lock().unwrap().take() {

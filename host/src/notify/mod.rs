@@ -77,6 +77,7 @@ pub fn task_event(seq: u64, job: &JobRecord, task: &TaskRecord) -> Value {
         "bytes_in": task.bytes_in,
         "bytes_out": task.bytes_out,
         "finished_at": task.finished_at.map(rfc3339),
+        "result": task.result,
     });
     cloud_event(seq, TASK_FINISHED, job, format!("jobs/{}/tasks/{}", job.id, task.seq), data)
 }

@@ -178,7 +178,7 @@ impl LocalDir {
         let object = object_meta(&self.bucket, key.to_string(), &meta);
         let input = match whole {
             Some(bytes) => InputSource::from_bytes(bytes),
-            None => InputSource::from_reader(tokio::fs::File::from_std(file)),
+            None => InputSource::from_file(file, meta.len()).map_err(|e| self.io_error(key, e))?,
         };
         Ok((object, input))
     }

@@ -1,10 +1,11 @@
-//! The host functions of the contract: stream resources and `log`.
+//! The host functions of the contract: stream resources and `log`, for
+//! `kiln:plugin@0.1.0`, and the logic that 0.2.0's (`host_v2`) shares.
 
 use bytes::Bytes;
 use wasmtime::component::{Linker, Resource, WasmStr};
 use wasmtime::{AsContext, StoreContextMut};
 
-use super::bindings::kiln::plugin::{host, types};
+use super::bindings::v1::kiln::plugin::{host, types};
 use super::limits::LimitHit;
 use super::streams::{InputHandle, OutputHandle, OutputsHandle};
 use super::text::{bounded, bounded_wasm};
@@ -14,17 +15,7 @@ impl types::Host for TaskState {}
 
 impl types::HostInput for TaskState {
     async fn read(&mut self, _input: Resource<InputHandle>, max: u32) -> wasmtime::Result<Result<Vec<u8>, String>> {
-        let Some(source) = self.input.as_mut() else {
-            return Ok(Ok(Vec::new()));
-        };
-        match source.read(max.clamp(1, MAX_READ) as usize).await {
-            Ok(chunk) => Ok(Ok(chunk.to_vec())),
-            Err(e) => {
-                let msg = format!("reading the source object: {e}");
-                self.host_error = Some(msg.clone());
-                Ok(Err(msg))
-            }
-        }
+        Ok(self.read_input(max).await)
     }
 
     async fn drop(&mut self, input: Resource<InputHandle>) -> wasmtime::Result<()> {
@@ -39,7 +30,7 @@ impl types::HostOutputs for TaskState {
         _outputs: Resource<OutputsHandle>,
         extension: Option<String>,
     ) -> wasmtime::Result<Result<Resource<OutputHandle>, String>> {
-        self.open_output(extension.as_deref()).await
+        self.open_output(OpenRequest { extension, ..OpenRequest::default() }).await
     }
 
     async fn drop(&mut self, outputs: Resource<OutputsHandle>) -> wasmtime::Result<()> {
@@ -50,6 +41,21 @@ impl types::HostOutputs for TaskState {
 
 impl types::HostOutput for TaskState {
     async fn write(&mut self, output: Resource<OutputHandle>, bytes: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        self.write_output(output, bytes).await
+    }
+
+    async fn drop(&mut self, output: Resource<OutputHandle>) -> wasmtime::Result<()> {
+        self.drop_output(output)
+    }
+}
+
+impl TaskState {
+    /// `output.write`: bytes to an open output, within the task's output cap.
+    pub(super) async fn write_output(
+        &mut self,
+        output: Resource<OutputHandle>,
+        bytes: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
         let slot = self.table.get(&output)?.slot;
         let total = self.bytes_out + bytes.len() as u64;
         if total > self.max_output {
@@ -75,7 +81,7 @@ impl types::HostOutput for TaskState {
         }
     }
 
-    async fn drop(&mut self, output: Resource<OutputHandle>) -> wasmtime::Result<()> {
+    pub(super) fn drop_output(&mut self, output: Resource<OutputHandle>) -> wasmtime::Result<()> {
         // The output stays open until the task ends: it is committed only if
         // the whole task succeeds.
         self.table.delete(output)?;
@@ -85,22 +91,78 @@ impl types::HostOutput for TaskState {
 
 impl host::Host for TaskState {
     async fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
-        self.log_line(level, &message);
+        self.log_line(level.into(), &message);
         Ok(())
     }
 }
 
+/// A log level of either contract version.
+#[derive(Clone, Copy)]
+pub(super) enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl From<host::Level> for Level {
+    fn from(level: host::Level) -> Level {
+        match level {
+            host::Level::Trace => Level::Trace,
+            host::Level::Debug => Level::Debug,
+            host::Level::Info => Level::Info,
+            host::Level::Warn => Level::Warn,
+            host::Level::Error => Level::Error,
+        }
+    }
+}
+
+/// What a plugin asks of `outputs.open` (0.1.0 gives only the extension).
+#[derive(Debug, Default)]
+pub(super) struct OpenRequest {
+    pub extension: Option<String>,
+    pub content_type: Option<String>,
+    pub variables: Vec<(String, String)>,
+}
+
+/// Longest content type an output may carry.
+pub(super) const MAX_CONTENT_TYPE: usize = 256;
+/// Output variables one output may set, and the longest name and value.
+pub(super) const MAX_VARIABLES: usize = 16;
+pub(super) const MAX_VARIABLE_NAME: usize = 32;
+pub(super) const MAX_VARIABLE_VALUE: usize = 255;
+
 impl TaskState {
-    /// `outputs.open`: start output `{index}` = the next number, with `{autoext}` = `extension`.
-    async fn open_output(
+    /// `input.read`: the next chunk, empty at the end.
+    pub(super) async fn read_input(&mut self, max: u32) -> Result<Vec<u8>, String> {
+        let Some(source) = self.input.as_mut() else {
+            return Ok(Vec::new());
+        };
+        match source.read(max.clamp(1, MAX_READ) as usize).await {
+            Ok(chunk) => Ok(chunk.to_vec()),
+            Err(e) => {
+                let msg = format!("reading the source object: {e}");
+                self.host_error = Some(msg.clone());
+                Err(msg)
+            }
+        }
+    }
+
+    /// `outputs.open`: start output `{index}` = the next number, with `{autoext}` = its extension.
+    pub(super) async fn open_output(
         &mut self,
-        extension: Option<&str>,
+        request: OpenRequest,
     ) -> wasmtime::Result<Result<Resource<OutputHandle>, String>> {
-        if let Some(ext) = extension
+        if let Some(ext) = &request.extension
             && let Err(e) = check_extension(ext)
         {
             return Ok(Err(self.refuse_open(e)));
         }
+        if let Err(e) = self.check_open_options(&request) {
+            return Ok(Err(self.refuse_open(e)));
+        }
+        let extension = request.extension.as_deref();
         if self.outputs.len() >= MAX_OUTPUTS {
             return Ok(Err(self.refuse_open(format!("a task may write at most {MAX_OUTPUTS} outputs"))));
         }
@@ -128,14 +190,14 @@ impl TaskState {
 
     /// Record a refused `outputs.open` (the task fails whatever the plugin
     /// returns) and give the message back for the plugin.
-    fn refuse_open(&mut self, message: String) -> String {
+    pub(super) fn refuse_open(&mut self, message: String) -> String {
         self.open_refused.get_or_insert_with(|| message.clone());
         message
     }
 
     /// `log`: one line into the daemon's log, cut to its cap, and none past
     /// the task's line budget, so a chatty plugin cannot flood the log.
-    fn log_line(&mut self, level: host::Level, message: &str) {
+    pub(super) fn log_line(&mut self, level: Level, message: &str) {
         self.log_lines += 1;
         if self.log_lines > self.text.max_log_lines {
             return;
@@ -143,26 +205,26 @@ impl TaskState {
         let message = bounded(message, self.text.max_log_line);
         let (plugin, key) = (&*self.plugin, &*self.key);
         match level {
-            host::Level::Trace => tracing::trace!(target: "kiln::plugin", plugin, key, "{message}"),
-            host::Level::Debug => tracing::debug!(target: "kiln::plugin", plugin, key, "{message}"),
-            host::Level::Info => tracing::info!(target: "kiln::plugin", plugin, key, "{message}"),
-            host::Level::Warn => tracing::warn!(target: "kiln::plugin", plugin, key, "{message}"),
-            host::Level::Error => tracing::error!(target: "kiln::plugin", plugin, key, "{message}"),
+            Level::Trace => tracing::trace!(target: "kiln::plugin", plugin, key, "{message}"),
+            Level::Debug => tracing::debug!(target: "kiln::plugin", plugin, key, "{message}"),
+            Level::Info => tracing::info!(target: "kiln::plugin", plugin, key, "{message}"),
+            Level::Warn => tracing::warn!(target: "kiln::plugin", plugin, key, "{message}"),
+            Level::Error => tracing::error!(target: "kiln::plugin", plugin, key, "{message}"),
         }
     }
 }
 
 /// Longest `{autoext}` a plugin may declare.
-const MAX_EXTENSION: usize = 16;
+pub(super) const MAX_EXTENSION: usize = 16;
 
-fn check_extension(ext: &str) -> Result<(), String> {
+pub(super) fn check_extension(ext: &str) -> Result<(), String> {
     if ext.is_empty() || ext.len() > MAX_EXTENSION || !ext.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(bad_extension(&bounded(ext, MAX_EXTENSION)));
     }
     Ok(())
 }
 
-fn bad_extension(shown: &str) -> String {
+pub(super) fn bad_extension(shown: &str) -> String {
     format!("invalid extension `{shown}`: 1 to {MAX_EXTENSION} ASCII letters or digits, without the dot")
 }
 
@@ -178,7 +240,7 @@ pub(crate) fn link_bounded_imports(linker: &mut Linker<TaskState>) -> wasmtime::
         |mut store: StoreContextMut<'_, TaskState>, (level, message): (host::Level, WasmStr)| {
             let cap = store.data().text.max_log_line;
             let message = bounded_wasm(&store, &message, cap);
-            store.data_mut().log_line(level, &message);
+            store.data_mut().log_line(level.into(), &message);
             Ok(())
         },
     )?;
@@ -206,7 +268,7 @@ pub(crate) fn link_bounded_imports(linker: &mut Linker<TaskState>) -> wasmtime::
                         Some(text)
                     }
                 };
-                let opened = store.data_mut().open_output(extension.as_deref()).await?;
+                let opened = store.data_mut().open_output(OpenRequest { extension, ..OpenRequest::default() }).await?;
                 Ok((opened,))
             })
         },

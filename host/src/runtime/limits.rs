@@ -17,11 +17,24 @@ pub struct Limits {
     pub max_output: u64,
     /// Bytes of stdout/stderr kept for the task error.
     pub max_console: usize,
+    /// Bytes a task may read from its source in all (`read` and `read-at`):
+    /// this many times the object's size, plus 1 MiB, so a plugin reading
+    /// at random cannot turn one object into unbounded egress.
+    pub read_factor: u64,
 }
+
+/// What a task may read besides `read_factor` times its object's size.
+pub const READ_SLACK: u64 = 1 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { deadline: Duration::from_secs(30), max_memory: 512 << 20, max_output: 1 << 30, max_console: 4096 }
+        Limits {
+            deadline: Duration::from_secs(30),
+            max_memory: 512 << 20,
+            max_output: 1 << 30,
+            max_console: 4096,
+            read_factor: 4,
+        }
     }
 }
 
@@ -38,6 +51,12 @@ pub enum LimitHit {
     Output(u64),
     #[error("stack limit of {0} bytes exhausted (limits.max_stack): unbounded recursion?")]
     Stack(usize),
+    #[error(
+        "read limit of {cap} bytes of the source exceeded (limits.read_factor × the object's {size} bytes + 1 MiB): the plugin asked for {asked} bytes in all"
+    )]
+    Reads { cap: u64, size: u64, asked: u64 },
+    #[error("the task's result is {len} bytes: a result holds at most {cap} bytes of JSON")]
+    Result { len: usize, cap: usize },
 }
 
 /// The wasmtime resource limiter of one task's store.

@@ -13,6 +13,8 @@ mod errors;
 mod exports;
 mod heap;
 mod host_impl;
+mod host_v2;
+mod info;
 mod inspect;
 mod lifted;
 mod limits;
@@ -31,17 +33,18 @@ use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use bindings::{Processor, ProcessorPre};
+pub use bindings::Contract;
 pub use cache::CacheOutcome;
 use cache::CompileCache;
 use console::ConsoleTail;
 pub use errors::{LoadError, TaskError, TaskErrorKind};
 use exports::ExportIndices;
+pub use info::{ActionInfo, ParamInfo, PluginInfo, check_variable_name};
 pub use lifted::{MAX_ITEMS as MAX_TEXT_ITEMS, MAX_LIFT as MAX_TEXT_CAP};
 use limits::TaskLimiter;
 pub use limits::{LimitHit, Limits};
 use streams::{InputHandle, OutputsHandle};
-pub use streams::{InputSource, OutputTarget, OutputWriter};
+pub use streams::{InputSource, OutputTarget, OutputWriter, RandomAccess};
 pub use text::{TextLimits, bounded};
 
 /// Engine-wide settings. Per-task [`Limits`] may be lowered per tenant, never raised above these.
@@ -118,7 +121,7 @@ pub struct Runtime {
     ticker_stop: Arc<AtomicBool>,
     /// Verdicts of `validate`, by plugin digest and parameters: a style used
     /// by many jobs asks its plugin once, not at every job creation.
-    verdicts: std::sync::Mutex<std::collections::HashMap<(String, String), Result<(), String>>>,
+    verdicts: std::sync::Mutex<std::collections::HashMap<(String, String), Result<Option<String>, String>>>,
 }
 
 /// Verdicts kept at most; the cache is emptied when it is full (it only saves calls).
@@ -141,8 +144,31 @@ pub struct Plugin {
     pub cache: CacheOutcome,
     /// Time to compile or load from the cache.
     pub load_time: Duration,
-    pre: ProcessorPre<TaskState>,
+    pre: Pre,
     exports: ExportIndices,
+}
+
+/// A component pre-instantiated against the world of its contract version.
+#[derive(Clone)]
+enum Pre {
+    V1(bindings::v1::ProcessorPre<TaskState>),
+    V2(bindings::v2::ProcessorPre<TaskState>),
+}
+
+impl Pre {
+    fn instance_pre(&self) -> &wasmtime::component::InstancePre<TaskState> {
+        match self {
+            Pre::V1(p) => p.instance_pre(),
+            Pre::V2(p) => p.instance_pre(),
+        }
+    }
+
+    fn contract(&self) -> Contract {
+        match self {
+            Pre::V1(_) => Contract::V1,
+            Pre::V2(_) => Contract::V2,
+        }
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -153,16 +179,6 @@ impl std::fmt::Debug for Plugin {
             .field("cache", &self.cache)
             .finish()
     }
-}
-
-/// A plugin's self-description.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PluginInfo {
-    pub name: String,
-    pub version: String,
-    pub description: String,
-    pub reads: Vec<String>,
-    pub writes: Vec<String>,
 }
 
 /// What the host knows about the source object.
@@ -202,6 +218,8 @@ pub struct CommittedOutput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskOutcome {
     pub outputs: Vec<CommittedOutput>,
+    /// What a 0.2.0 plugin returned from `process`: one JSON value.
+    pub result: Option<serde_json::Value>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration: Duration,
@@ -228,6 +246,10 @@ pub(crate) struct TaskState {
     /// The host refused an `outputs.open`: the task fails even if the plugin
     /// goes on and returns `ok`, since it could not write all it meant to.
     open_refused: Option<String>,
+    /// Bytes the task may read from its source in all (`None`: its size is unknown).
+    read_cap: Option<u64>,
+    /// Output variables the plugin declares (0.2.0).
+    declared_variables: Arc<[String]>,
     plugin: Arc<str>,
     key: Arc<str>,
 }
@@ -261,9 +283,13 @@ impl Runtime {
 
         let mut linker: Linker<TaskState> = Linker::new(&engine);
         add_allowed_wasi(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        Processor::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |s| s)
+        // Both contract versions, side by side: their interfaces carry their versions.
+        bindings::v1::Processor::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        bindings::v2::Processor::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         host_impl::link_bounded_imports(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        host_v2::link_bounded_imports(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), ticker_stop.clone());
@@ -316,14 +342,20 @@ impl Runtime {
             .collect();
         inspect::check_imports(imports.iter().map(String::as_str))?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = ProcessorPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        // The version is the one whose world the component fits: its imports
+        // name their interfaces' versions (`kiln:plugin/types@0.2.0`).
+        let pre = if imports.iter().any(|i| i.starts_with("kiln:plugin/") && i.ends_with("@0.2.0")) {
+            Pre::V2(bindings::v2::ProcessorPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?)
+        } else {
+            Pre::V1(bindings::v1::ProcessorPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?)
+        };
         let exports = ExportIndices::find(&component)
             .ok_or_else(|| LoadError::WrongWorld("it does not export `info`, `validate` and `process`".into()))?;
 
         let mut plugin = Plugin { sha256, info: PluginInfo::default_unknown(), cache, load_time, pre, exports };
         plugin.info = match known_info {
             // A record written before the caps existed may hold anything.
-            Some(info) => info.bounded(&self.config.text),
+            Some(info) => PluginInfo { contract: plugin.pre.contract(), ..info.bounded(&self.config.text) },
             None => self.call_info(&plugin).await?,
         };
         Ok(plugin)
@@ -334,7 +366,7 @@ impl Runtime {
         let mut store = self.new_store(plugin, &limits, "(info)", None, None);
         let call = async {
             let instance = plugin.pre.instance_pre().instantiate_async(&mut store).await?;
-            exports::info(&mut store, &instance, &plugin.exports, &self.config.text).await
+            exports::info(&mut store, &instance, &plugin.exports, &self.config.text, plugin.pre.contract()).await
         };
         tokio::time::timeout(limits.deadline + TICK * 20, call)
             .await
@@ -344,6 +376,15 @@ impl Runtime {
 
     /// Ask the plugin whether `params` are valid. `Ok(Err(msg))` is the plugin's refusal.
     pub async fn validate(&self, plugin: &Plugin, params: &str) -> Result<Result<(), String>, TaskError> {
+        Ok(self.validate_style(plugin, params).await?.map(|_| ()))
+    }
+
+    /// [`Runtime::validate`], with the extension a 0.2.0 style says its outputs have.
+    pub async fn validate_style(
+        &self,
+        plugin: &Plugin,
+        params: &str,
+    ) -> Result<Result<Option<String>, String>, TaskError> {
         let key = (plugin.sha256.clone(), params.to_string());
         if let Some(verdict) = self.verdicts.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(verdict.clone());
@@ -357,12 +398,13 @@ impl Runtime {
         Ok(verdict)
     }
 
-    async fn call_validate(&self, plugin: &Plugin, params: &str) -> Result<Result<(), String>, TaskError> {
+    async fn call_validate(&self, plugin: &Plugin, params: &str) -> Result<Result<Option<String>, String>, TaskError> {
         let limits = self.control_limits();
         let mut store = self.new_store(plugin, &limits, "(validate)", None, None);
         let call = async {
             let instance = plugin.pre.instance_pre().instantiate_async(&mut store).await?;
-            exports::validate(&mut store, &instance, &plugin.exports, &self.config.text, params).await
+            let contract = plugin.pre.contract();
+            exports::validate(&mut store, &instance, &plugin.exports, &self.config.text, contract, params).await
         };
         match tokio::time::timeout(limits.deadline + TICK * 20, call).await {
             Err(_) => Err(TaskError::limit(LimitHit::ControlDeadline(limits.deadline), String::new())),
@@ -382,7 +424,10 @@ impl Runtime {
         let started = Instant::now();
         let Task { params, object, input, target, limits } = task;
         let limits = self.clamp(limits);
+        let size = input.size().or(object.size);
         let mut store = self.new_store(plugin, &limits, &object.key, Some(input), Some(target));
+        store.data_mut().read_cap =
+            size.map(|s| s.saturating_mul(limits.read_factor.max(1)).saturating_add(limits::READ_SLACK));
         let wit_object = bindings::ObjectInfo {
             bucket: object.bucket,
             key: object.key,
@@ -399,23 +444,32 @@ impl Runtime {
             let outputs: Resource<OutputsHandle> = store.data_mut().table.push(OutputsHandle)?;
             let args =
                 (params.as_str(), &wit_object, Resource::new_borrow(input.rep()), Resource::new_borrow(outputs.rep()));
-            exports::process(&mut store, &instance, &plugin.exports, &self.config.text, args).await
+            let contract = plugin.pre.contract();
+            exports::process(&mut store, &instance, &plugin.exports, &self.config.text, contract, args).await
         };
         // The epoch deadline stops guest code; this also bounds time spent
         // awaiting host I/O (a stalled object store) on the plugin's behalf.
         let result = tokio::time::timeout(limits.deadline + TICK * 20, call).await;
         let state = store.data_mut();
+        let mut task_result = None;
         let error = match result {
             Err(_) => Some(TaskError::limit(LimitHit::Deadline(limits.deadline), state.console.text())),
             Ok(Err(trap)) => Some(classify_trap(trap, state, &self.config)),
             Ok(Ok(Err(process_error))) => Some(TaskError::from_plugin(process_error, state.console.text())),
-            Ok(Ok(Ok(()))) => state.host_error.clone().map(TaskError::Io).or_else(|| {
+            Ok(Ok(Ok(returned))) => state.host_error.clone().map(TaskError::Io).or_else(|| {
                 state.open_refused.clone().map(|refusal| TaskError::Failed {
                     message: format!(
                         "the plugin returned `ok` after the host refused to open an output ({refusal}): its result would be incomplete"
                     ),
                     console: state.console.text(),
                 })
+            }).or_else(|| match returned.map(|r| task_result_of(&r)) {
+                Some(Err(e)) => Some(e),
+                Some(Ok(value)) => {
+                    task_result = Some(value);
+                    None
+                }
+                None => None,
             }),
         };
         let outputs = std::mem::take(&mut state.outputs);
@@ -454,6 +508,7 @@ impl Runtime {
             bytes_in: state.input.as_ref().map_or(0, |i| i.consumed),
             bytes_out: state.bytes_out,
             duration: started.elapsed(),
+            result: task_result,
         })
     }
 
@@ -489,6 +544,8 @@ impl Runtime {
             log_lines: 0,
             text: self.config.text,
             open_refused: None,
+            read_cap: None,
+            declared_variables: Arc::from(plugin.info.variables.clone()),
             plugin: Arc::from(plugin.info.name.as_str()),
             key: Arc::from(key),
         };
@@ -511,31 +568,18 @@ impl Runtime {
     }
 }
 
-impl PluginInfo {
-    /// This info with every field within the caps, as a fresh `info()` call gives it.
-    fn bounded(self, caps: &TextLimits) -> Self {
-        let formats = |list: Vec<String>| -> Vec<String> {
-            let kept = list.iter().map(|f| bounded(f, text::MAX_FORMAT_NAME));
-            text::bounded_list(list.len(), kept, caps.max_info_formats)
-        };
-        PluginInfo {
-            name: bounded(&self.name, caps.max_info_field),
-            version: bounded(&self.version, caps.max_info_field),
-            description: bounded(&self.description, caps.max_info_field),
-            reads: formats(self.reads),
-            writes: formats(self.writes),
-        }
-    }
+/// Largest task result, in bytes of JSON.
+pub const MAX_RESULT: usize = 64 << 10;
 
-    fn default_unknown() -> Self {
-        PluginInfo {
-            name: "(loading)".into(),
-            version: String::new(),
-            description: String::new(),
-            reads: vec![],
-            writes: vec![],
-        }
+/// A 0.2.0 task's result: JSON of at most [`MAX_RESULT`] bytes, or the task fails.
+fn task_result_of(returned: &lifted::LiftedStr) -> Result<serde_json::Value, TaskError> {
+    if returned.len > MAX_RESULT {
+        return Err(TaskError::limit(LimitHit::Result { len: returned.len, cap: MAX_RESULT }, String::new()));
     }
+    serde_json::from_str(&returned.head).map_err(|e| TaskError::Failed {
+        message: format!("the plugin's result is not JSON ({e}): a result is one JSON value"),
+        console: String::new(),
+    })
 }
 
 /// The state of an `info()` or `validate()` call, whose deadline is the control deadline.

@@ -10,23 +10,105 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-/// The source object as a stream of chunks.
+/// The source object as a stream of chunks, and, where the source allows it
+/// (a file, an object in a bucket, bytes in memory), read at any offset.
 pub struct InputSource {
     stream: BoxStream<'static, std::io::Result<Bytes>>,
     leftover: Bytes,
-    /// Bytes handed to the plugin so far.
+    /// Bytes handed to the plugin so far, by `read` and `read-at` alike.
     pub(crate) consumed: u64,
+    random: Option<Box<dyn RandomAccess>>,
+    size: Option<u64>,
+}
+
+/// Reads of a source at an offset: `pread` on a file, a ranged GET on a bucket.
+#[async_trait::async_trait]
+pub trait RandomAccess: Send {
+    /// Exactly the bytes `offset..offset + len`, which the caller keeps within the object.
+    async fn read_at(&mut self, offset: u64, len: usize) -> std::io::Result<Bytes>;
+}
+
+/// Random access to bytes in memory.
+struct InMemory(Bytes);
+
+#[async_trait::async_trait]
+impl RandomAccess for InMemory {
+    async fn read_at(&mut self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        let start = (offset as usize).min(self.0.len());
+        Ok(self.0.slice(start..(start + len).min(self.0.len())))
+    }
+}
+
+/// `pread` on a local file, off the async executor.
+struct FileAt(std::sync::Arc<std::fs::File>);
+
+#[async_trait::async_trait]
+impl RandomAccess for FileAt {
+    async fn read_at(&mut self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        let file = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0; len];
+            let mut filled = 0;
+            // A file that shrank since it was opened gives fewer bytes, not an error.
+            while filled < len {
+                match file.read_at(&mut buf[filled..], offset + filled as u64)? {
+                    0 => break,
+                    n => filled += n,
+                }
+            }
+            buf.truncate(filled);
+            Ok(Bytes::from(buf))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
 }
 
 impl InputSource {
     pub fn new(stream: BoxStream<'static, std::io::Result<Bytes>>) -> Self {
-        InputSource { stream, leftover: Bytes::new(), consumed: 0 }
+        InputSource { stream, leftover: Bytes::new(), consumed: 0, random: None, size: None }
     }
 
     /// A source over bytes already in memory.
     pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
         let bytes: Bytes = bytes.into();
-        Self::new(futures::stream::once(async move { Ok(bytes) }).boxed())
+        let size = bytes.len() as u64;
+        let random = Box::new(InMemory(bytes.clone()));
+        Self::new(futures::stream::once(async move { Ok(bytes) }).boxed()).with_random_access(size, random)
+    }
+
+    /// This source, also readable at any offset of its `size` bytes.
+    pub fn with_random_access(mut self, size: u64, random: Box<dyn RandomAccess>) -> Self {
+        self.size = Some(size);
+        self.random = Some(random);
+        self
+    }
+
+    /// The object's size, when known.
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+
+    /// Up to `max` bytes from `offset`: fewer at the end, none past it.
+    pub async fn read_at(&mut self, offset: u64, max: usize) -> std::io::Result<Bytes> {
+        let (Some(random), Some(size)) = (self.random.as_mut(), self.size) else {
+            return Err(std::io::Error::other("this source can only be read in order (it is a stream, such as stdin)"));
+        };
+        let len = size.saturating_sub(offset).min(max as u64) as usize;
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let bytes = random.read_at(offset, len).await?;
+        self.consumed += bytes.len() as u64;
+        Ok(bytes)
+    }
+
+    /// A source over a local file of `size` bytes: streamed, and read at an
+    /// offset with `pread` (through a second handle, so the two never share a position).
+    pub fn from_file(file: std::fs::File, size: u64) -> std::io::Result<Self> {
+        let at = std::sync::Arc::new(file.try_clone()?);
+        Ok(Self::from_reader(tokio::fs::File::from_std(file)).with_random_access(size, Box::new(FileAt(at))))
     }
 
     /// A source over any async reader (a file, stdin), read in 64 KiB chunks.

@@ -558,6 +558,7 @@ mod tests {
                 bytes_out: 1,
                 duration_ms: 1,
                 etag: None,
+                result: None,
             },
             TaskResult::Failed { job: job.id, seq: 2, error: err.clone(), duration_ms: 1, bytes_in: 0 },
             TaskResult::Retry { job: job.id, seq: 3, error: err.clone() },
@@ -570,6 +571,7 @@ mod tests {
                 bytes_out: 9,
                 duration_ms: 1,
                 etag: None,
+                result: None,
             },
         ];
         store.commit_results(&results).unwrap();
@@ -591,6 +593,7 @@ mod tests {
                 bytes_out: 0,
                 duration_ms: 0,
                 etag: None,
+                result: None,
             })
             .collect();
         let touched = store.commit_results(&done).unwrap();
@@ -608,6 +611,7 @@ mod tests {
                 bytes_out: 0,
                 duration_ms: 0,
                 etag: None,
+                result: None,
             }])
             .unwrap();
         assert_eq!(touched[0].state, JobState::Succeeded);

@@ -53,6 +53,8 @@ pub enum TaskResult {
         bytes_out: u64,
         duration_ms: u64,
         etag: Option<String>,
+        /// What a 0.2.0 plugin returned from `process`.
+        result: Option<serde_json::Value>,
     },
     /// The source is unchanged since the last successful run of the same job definition.
     Skipped {
@@ -186,6 +188,7 @@ fn insert_planned(txn: &WriteTransaction, job: &mut JobRecord, objects: &[Planne
             bytes_in: 0,
             bytes_out: 0,
             finished_at: unchanged.then(now),
+            result: None,
         };
         tasks.insert((id, seq), encode(&task).as_slice())?;
         keys.insert((id, o.key.as_str()), seq)?;
@@ -370,7 +373,7 @@ impl Store {
                         task.attempts = task.attempts.saturating_sub(1);
                         TaskState::Pending
                     }
-                    TaskResult::Succeeded { outputs, bytes_in, bytes_out, duration_ms, etag, .. } => {
+                    TaskResult::Succeeded { outputs, bytes_in, bytes_out, duration_ms, etag, result, .. } => {
                         if let Some(etag) = etag {
                             if job.spec.skip_unchanged {
                                 txn.open_table(ETAGS)?
@@ -379,6 +382,7 @@ impl Store {
                             task.etag = Some(etag.clone());
                         }
                         task.outputs = outputs.clone();
+                        task.result = result.clone();
                         task.bytes_in = *bytes_in;
                         task.bytes_out = *bytes_out;
                         task.duration_ms = Some(*duration_ms);
@@ -619,6 +623,7 @@ mod tests {
             bytes_out: 1,
             duration_ms: 0,
             etag: None,
+            result: None,
         };
         let err = TaskErrorRecord { kind: crate::runtime::TaskErrorKind::Io, message: "again".into() };
         store
