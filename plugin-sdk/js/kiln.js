@@ -285,6 +285,25 @@ export class Writer {
 function normaliseInfo(i) {
   const list = (v) => (v ?? []).map(String);
   const opt = (v) => (v === undefined || v === null ? undefined : String(v));
+  // 0.2.0 describes the actions as one JSON string (empty for none): the SDK
+  // takes them as objects, fills in what was left out and serialises them.
+  let actions = i.actions ?? '';
+  if (typeof actions !== 'string') {
+    actions = actions.length === 0 ? '' : JSON.stringify(
+      actions.map((a) => ({
+        name: String(a.name),
+        description: String(a.description ?? ''),
+        params: (a.params ?? []).map((p) => ({
+          name: String(p.name),
+          kind: String(p.kind ?? 'string'),
+          description: String(p.description ?? ''),
+          default: opt(p.default),
+          range: opt(p.range),
+          choices: list(p.choices),
+        })),
+      })),
+    );
+  }
   return {
     name: String(i.name),
     version: String(i.version ?? '0.0.0'),
@@ -292,18 +311,7 @@ function normaliseInfo(i) {
     reads: list(i.reads),
     writes: list(i.writes),
     variables: list(i.variables),
-    actions: (i.actions ?? []).map((a) => ({
-      name: String(a.name),
-      description: String(a.description ?? ''),
-      params: (a.params ?? []).map((p) => ({
-        name: String(p.name),
-        kind: String(p.kind ?? 'string'),
-        description: String(p.description ?? ''),
-        default: opt(p.default),
-        range: opt(p.range),
-        choices: list(p.choices),
-      })),
-    })),
+    actions,
   };
 }
 
@@ -311,7 +319,10 @@ function normaliseInfo(i) {
  * The three exports of a plugin, from friendlier callbacks:
  *
  * - `info`: an object (or a function returning one) in the shape of the WIT's
- *   `plugin-info`, where every list and description may be left out.
+ *   `plugin-info`, where every list and description may be left out, and
+ *   `actions` is a list of `{ name, description, params: [{ name, kind,
+ *   description, default, range, choices }] }` (serialised to the JSON string
+ *   the contract carries) or that JSON string itself.
  * - `validate(style, params)`: gets the parsed style (`parseStyle`); throws a
  *   `StyleError` (or anything: its message) to refuse it; returns `undefined`,
  *   an extension string, or `{ extension }` (the `checked-style`).

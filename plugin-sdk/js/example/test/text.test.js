@@ -12,8 +12,9 @@ const POEM = 'the quick brown fox\njumps over\nthe lazy dog\n';
 test('info describes the actions', () => {
   const info = plugin.info();
   assert.equal(info.name, 'text');
-  assert.deepEqual(info.actions.map((a) => a.name), ['upper', 'lower', 'lines', 'tail', 'stats']);
-  assert.deepEqual(info.actions[2].params[0], {
+  const actions = JSON.parse(info.actions); // 0.2.0: one JSON string
+  assert.deepEqual(actions.map((a) => a.name), ['upper', 'lower', 'lines', 'tail', 'stats']);
+  assert.deepEqual(actions[2].params[0], {
     name: 'n', kind: 'int', description: 'How many lines', default: '10', range: '1..=1000000', choices: [],
   });
 });
