@@ -129,20 +129,29 @@ function tailStart(block, at, size, n, counter) {
   return undefined;
 }
 
+// Built-ins (`indexOf`, a regular expression over the decoded text) rather
+// than a loop over every byte: the engine interprets JavaScript inside
+// WebAssembly (no JIT). Measured on 12.6 MB of text in Kiln: a loop over the
+// bytes took 6.7 s, this 4.5 s (upper-casing the same text: 0.6 s).
+const WORD = /[^\t\n\v\f\r ]+/g; // the bytes `wc` counts as spaces, not JavaScript's \s
+const STARTS_IN_WORD = /^[^\t\n\v\f\r ]/;
+const ENDS_IN_WORD = /[^\t\n\v\f\r ]$/;
+
 function stats(input) {
   let bytes = 0;
   let lines = 0;
   let words = 0;
   let inWord = false;
+  // Not streaming: a character split between two chunks becomes U+FFFD on
+  // both sides, which is not a space either, so the counts stay exact.
+  const decoder = new TextDecoder();
   for (const chunk of chunks(input)) {
     bytes += chunk.length;
-    for (let i = 0; i < chunk.length; i++) {
-      const b = chunk[i];
-      const space = b === 32 || b === 9 || b === 13 || b === NL || b === 11 || b === 12;
-      if (b === NL) lines++;
-      if (!space && !inWord) words++;
-      inWord = !space;
-    }
+    for (let i = chunk.indexOf(NL); i !== -1; i = chunk.indexOf(NL, i + 1)) lines++;
+    const text = decoder.decode(chunk);
+    words += text.match(WORD)?.length ?? 0;
+    if (inWord && STARTS_IN_WORD.test(text)) words--; // one word across the two chunks
+    inWord = ENDS_IN_WORD.test(text);
   }
   return { bytes, lines, words };
 }
