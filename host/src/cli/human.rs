@@ -203,47 +203,6 @@ pub fn task_summary(t: &Value) -> String {
     lines.join("\n")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn tables_align_their_columns_under_a_header() {
-        let t = table(
-            &["ID", "STATE", "NAME"],
-            &[vec!["7".into(), "running".into(), "x".into()], vec!["12".into(), "ok".into(), "long name".into()]],
-        );
-        assert_eq!(t, "ID  STATE    NAME\n7   running  x\n12  ok       long name");
-    }
-
-    #[test]
-    fn bars_sizes_and_ages_read_as_people_write_them() {
-        assert_eq!(bar(0, 10, 10), "[          ]");
-        assert_eq!(bar(5, 10, 10), "[====>     ]");
-        assert_eq!(bar(10, 10, 10), "[==========]");
-        assert_eq!(size(&json!(4_509_715)), "4.3 MiB");
-        assert_eq!(ago(5), "5 s ago");
-        assert_eq!(ago(200), "3 min ago");
-        assert_eq!(ago(3 * 86_400), "3 days ago");
-    }
-
-    #[test]
-    fn a_job_summary_has_state_progress_sizes_and_times() {
-        let job = json!({"id": 7, "state": "running", "tenant": "acme",
-            "spec": {"name": "nightly", "style": "copy", "input": {"bucket": "photos", "prefix": "2024/", "suffixes": [".jpg"]},
-                     "output": {"bucket": "thumbs", "template": "{key}"}},
-            "counters": {"total": 10, "succeeded": 4, "failed": 1, "skipped": 0, "bytes_in": 4_509_715, "bytes_out": 1024},
-            "created_at": chrono::Utc::now().timestamp() - 180, "finished_at": null, "error": null});
-        let s = job_summary(&job);
-        assert!(s.starts_with("job 7 \"nightly\"  running  (tenant acme)"), "{s}");
-        assert!(s.contains("input     photos/2024/ (suffix .jpg)"), "{s}");
-        assert!(s.contains("5/10 50%"), "{s}");
-        assert!(s.contains("4.3 MiB in, 1.0 KiB out"), "{s}");
-        assert!(s.contains("(3 min ago)"), "{s}");
-    }
-}
-
 /// A plugin's self-description for `kiln style describe`: one line per
 /// action, then one per parameter with its kind, default and range.
 pub fn plugin_description(info: &Value) -> String {
@@ -284,4 +243,45 @@ pub fn plugin_description(info: &Value) -> String {
         }
     }
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tables_align_their_columns_under_a_header() {
+        let t = table(
+            &["ID", "STATE", "NAME"],
+            &[vec!["7".into(), "running".into(), "x".into()], vec!["12".into(), "ok".into(), "long name".into()]],
+        );
+        assert_eq!(t, "ID  STATE    NAME\n7   running  x\n12  ok       long name");
+    }
+
+    #[test]
+    fn bars_sizes_and_ages_read_as_people_write_them() {
+        assert_eq!(bar(0, 10, 10), "[          ]");
+        assert_eq!(bar(5, 10, 10), "[====>     ]");
+        assert_eq!(bar(10, 10, 10), "[==========]");
+        assert_eq!(size(&json!(4_509_715)), "4.3 MiB");
+        assert_eq!(ago(5), "5 s ago");
+        assert_eq!(ago(200), "3 min ago");
+        assert_eq!(ago(3 * 86_400), "3 days ago");
+    }
+
+    #[test]
+    fn a_job_summary_has_state_progress_sizes_and_times() {
+        let job = json!({"id": 7, "state": "running", "tenant": "acme",
+            "spec": {"name": "nightly", "style": "copy", "input": {"bucket": "photos", "prefix": "2024/", "suffixes": [".jpg"]},
+                     "output": {"bucket": "thumbs", "template": "{key}"}},
+            "counters": {"total": 10, "succeeded": 4, "failed": 1, "skipped": 0, "bytes_in": 4_509_715, "bytes_out": 1024},
+            "created_at": chrono::Utc::now().timestamp() - 180, "finished_at": null, "error": null});
+        let s = job_summary(&job);
+        assert!(s.starts_with("job 7 \"nightly\"  running  (tenant acme)"), "{s}");
+        assert!(s.contains("input     photos/2024/ (suffix .jpg)"), "{s}");
+        assert!(s.contains("5/10 50%"), "{s}");
+        assert!(s.contains("4.3 MiB in, 1.0 KiB out"), "{s}");
+        assert!(s.contains("(3 min ago)"), "{s}");
+    }
 }

@@ -181,6 +181,7 @@ impl OutputWriter for Upload {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object_store::ObjectStoreExt;
     use object_store::memory::InMemory;
 
     #[tokio::test]

@@ -121,8 +121,11 @@ pub struct Runtime {
     ticker_stop: Arc<AtomicBool>,
     /// Verdicts of `validate`, by plugin digest and parameters: a style used
     /// by many jobs asks its plugin once, not at every job creation.
-    verdicts: std::sync::Mutex<std::collections::HashMap<(String, String), Result<Option<String>, String>>>,
+    verdicts: std::sync::Mutex<std::collections::HashMap<(String, String), Verdict>>,
 }
+
+/// What `validate` said of a style: the extension it writes (0.2.0), or its refusal.
+type Verdict = Result<Option<String>, String>;
 
 /// Verdicts kept at most; the cache is emptied when it is full (it only saves calls).
 const MAX_VERDICTS: usize = 4096;
