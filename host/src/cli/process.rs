@@ -130,8 +130,16 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<()> {
                 eprintln!("wrote {} ({} bytes)", out.location, out.bytes);
             }
         }
-        if outcome.outputs.is_empty() {
+        if outcome.outputs.is_empty() && outcome.result.is_none() {
             eprintln!("plugin `{name}` wrote no output");
+        }
+    }
+    // A task's result (contract 0.2.0) goes to stdout, unless an output already did.
+    if let Some(result) = &outcome.result {
+        if outcome.outputs.iter().any(|o| o.location == "-") {
+            eprintln!("result: {result}");
+        } else {
+            println!("{result}");
         }
     }
     Ok(())
