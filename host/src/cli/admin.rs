@@ -158,6 +158,23 @@ pub enum PluginCommand {
     /// The plugins bundled in this binary (no daemon needed).
     #[command(after_help = "Example:\n  kiln plugin bundled")]
     Bundled,
+    /// Start a plugin project (contract 0.2.0) in Rust, JavaScript or Python, with a test and a README (no daemon needed).
+    #[command(
+        after_help = "Examples:\n  kiln plugin new shout                 # Rust, in ./shout\n  kiln plugin new shout --lang js\n  kiln plugin new shout --lang python --dir plugins/shout"
+    )]
+    New {
+        /// The plugin's name: lowercase letters, digits and `-`.
+        name: String,
+        /// The language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: super::plugin_new::Lang,
+        /// Where to create it (default: ./NAME); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Rust: the SDK's folder (default: plugin-sdk/ beside the sources this binary was built from).
+        #[arg(long)]
+        sdk: Option<std::path::PathBuf>,
+    },
 }
 
 fn quotas(pairs: &[String]) -> anyhow::Result<Value> {
@@ -350,6 +367,7 @@ pub async fn plugin(client: &Client, cmd: PluginCommand) -> anyhow::Result<()> {
             let p = client.patch(&format!("/v1/plugins/{name}"), &owner_q(owner), &json!({"public": !undo})).await?;
             client.print(&p, |p| format!("plugin {} is now {}", s(p, "name"), if undo { "private" } else { "public" }));
         }
+        PluginCommand::New { name, lang, dir, sdk } => super::plugin_new::run(&name, lang, dir, sdk)?,
         PluginCommand::Bundled => {
             for name in crate::bundled::names() {
                 println!("{name}");

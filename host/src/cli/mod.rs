@@ -5,6 +5,7 @@ mod bench;
 mod client;
 mod human;
 mod local_files;
+mod plugin_new;
 mod process;
 mod serve;
 mod store;
