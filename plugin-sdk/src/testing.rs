@@ -64,6 +64,11 @@ pub fn run_with<P: Processor>(
     Harness::streamed(params, input).object(object.clone()).run::<P>().map(|r| r.outputs)
 }
 
+/// The output variables `P` declares, asked only when an output sets one.
+fn declared<P: Processor>() -> Vec<String> {
+    P::info().variables
+}
+
 enum Source<'a> {
     Bytes(&'a [u8]),
     Reader(Box<dyn Read + 'a>),
@@ -124,7 +129,6 @@ impl<'a> Harness<'a> {
     pub fn run<P: Processor>(self) -> Result<Ran, ProcessError> {
         P::validate(&self.params)?;
         let extension = P::extension(&self.params);
-        let declared = P::info().variables;
         let list = RefCell::new(Vec::new());
         let read_at_calls = Rc::new(Cell::new(0));
         let result = {
@@ -132,7 +136,7 @@ impl<'a> Harness<'a> {
                 Source::Bytes(bytes) => Input::from_bytes_counted(bytes, self.sized, read_at_calls.clone()),
                 Source::Reader(reader) => Input::from_reader(reader),
             };
-            let mut outputs = Outputs::memory(&list, declared);
+            let mut outputs = Outputs::memory(&list, declared::<P>);
             let result = P::process_with_result(&self.params, &self.object, &mut input, &mut outputs)?;
             outputs.finish()?;
             crate::result_text(result.as_ref())?;
