@@ -504,6 +504,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::seek_from_current)] // `seek(Current(0))` is what is tested
     fn without_a_size_only_reading_in_order_works() {
         let bytes = data(100);
         let mut input = Input::from_bytes(&bytes, false);
