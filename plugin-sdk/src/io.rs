@@ -99,7 +99,7 @@ impl Source for Reader<'_> {
 /// The source object, as a [`Read`]er that can also [`Seek`].
 ///
 /// Reading front to back streams the object with the host's `read`, one
-/// [`CHUNK`] per call. Seeking elsewhere switches to `read-at`, still a chunk
+/// 64 KiB chunk per call. Seeking elsewhere switches to `read-at`, still a chunk
 /// per call, from the new position; seeking within the chunk in hand costs
 /// nothing. [`SeekFrom::End`] needs the object's size ([`Input::size`]); when
 /// the host does not know it (a stream such as stdin), every seek that moves
