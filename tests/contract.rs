@@ -52,7 +52,8 @@ async fn run(
 #[tokio::test]
 async fn both_contracts_run_side_by_side_in_one_runtime() {
     let rt = runtime();
-    let (old, new) = (load(&rt, plugins::ECHO).await, load(&rt, plugins::SEEK).await);
+    // The SDK builds 0.2.0 components now (ECHO included): LEGACY is a 0.1.0 one built from source.
+    let (old, new) = (load(&rt, plugins::LEGACY).await, load(&rt, plugins::SEEK).await);
     assert_eq!((old.info.contract, new.info.contract), (Contract::V1, Contract::V2));
     let (outcome, target) = run(&rt, &old, "", b"one point oh").await;
     outcome.unwrap();
@@ -113,7 +114,7 @@ async fn output_variables_must_be_declared_and_info_describes_the_plugin() {
     assert!(rt.validate_style(&seek, "nope").await.unwrap().unwrap_err().contains("unknown action `nope`"));
 }
 
-/// A daemon with the 0.2.0 plugin uploaded and 0.1.0 plugins bundled: jobs of
+/// A daemon with the 0.2.0 plugin uploaded and the bundled plugins: jobs of
 /// both, `read-at` on a large local file (read with `pread`) and a small one
 /// (read whole), results in the task, the report and `kiln task get`.
 #[tokio::test]
@@ -184,9 +185,19 @@ async fn a_daemon_runs_both_contracts_and_keeps_results() {
     assert_eq!((status, problem["field"].as_str()), (422, Some("output.template")), "{problem}");
     assert!(problem["detail"].as_str().unwrap().contains("it declares `{part}`"), "{problem}");
     let (status, problem) = d.post("/v1/jobs", body("copy", "p/{barename}-{part}.txt")).await;
-    assert_eq!(status, 422, "a 0.1.0 plugin declares no output variable: {problem}");
+    assert_eq!(status, 422, "`copy` declares no output variable: {problem}");
 
-    // A 0.1.0 plugin in the same daemon, in the same way as ever.
+    // A 0.1.0 component built from source, uploaded to the same daemon, runs as ever.
+    let (status, legacy) = d.post_bytes("/v1/plugins", std::fs::read(plugins::LEGACY).unwrap()).await;
+    assert_eq!(status, 201, "{legacy}");
+    assert_eq!(legacy["info"]["contract"], "0.1.0", "{legacy}");
+    let (_, job) = d.post("/v1/jobs", body("legacy/upper", "u/{barename}.{autoext}")).await;
+    let job = d.wait_job(job["id"].as_u64().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(std::fs::read_to_string(data.join("buckets/out/u/small.txt")).unwrap(), "ONE\nTWO\nTHREE\n");
+
+    // A bundled plugin in the same daemon, in the same way as ever (built with
+    // the SDK, so 0.2.0 too now; 0.1.0 is proved with LEGACY above).
     let (_, job) = d.post("/v1/jobs", body("copy", "c/{key}")).await;
     let job = d.wait_job(job["id"].as_u64().unwrap(), Duration::from_secs(120)).await;
     assert_eq!(job["state"], "succeeded", "{job}");

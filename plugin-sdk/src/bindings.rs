@@ -1,8 +1,8 @@
-//! The wit-bindgen glue. Plugin authors never use this module directly: the
+//! The wit-bindgen glue, for contract `kiln:plugin@0.2.0` (`wit/0.2.0`). Plugin authors never use this module directly: the
 //! [`crate::export!`] macro wires their [`crate::Processor`] to it.
 
 wit_bindgen::generate!({
-    path: "../wit",
+    path: "../wit/0.2.0",
     world: "kiln:plugin/processor",
     pub_export_macro: true,
     export_macro_name: "__export_processor",

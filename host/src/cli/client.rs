@@ -634,6 +634,10 @@ fn dry_run_summary(d: &Value) -> String {
         n("bytes")
     )];
     match d["autoext"].as_str() {
+        _ if d["no_output"] == true => lines.push(
+            "the style wrote no output for the first object: its answer is the task's result (`kiln task get`, the report)"
+                .into(),
+        ),
         Some(e) if d["autoext_probed"] == true => lines.push(format!(
             "{{autoext}} rendered as `{e}`, what the style wrote for the first object (run once; nothing stored)"
         )),

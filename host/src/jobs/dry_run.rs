@@ -59,6 +59,10 @@ pub struct DryRun {
     /// was refused at the first write, and nothing was stored.
     #[serde(default)]
     pub autoext_probed: bool,
+    /// The style wrote no output for the first object (it answers with the
+    /// task's result): the sample keys are what it would write, were it to.
+    #[serde(default)]
+    pub no_output: bool,
     /// The first objects and the key of their first output.
     pub sample: Vec<SampleOutput>,
     /// Output keys that more than one source would write.
@@ -128,7 +132,11 @@ impl Tally<'_> {
     /// style writes is known only by running it: run it once on `key` with
     /// outputs that refuse to open, and take the extension of the first.
     async fn probe(&mut self, jobs: &Jobs, key: &str) {
-        if self.said || self.prepared.plugin.info.writes.len() < 2 {
+        // A 0.2.0 plugin whose `validate` named no extension: it depends on
+        // the object, or the style writes nothing (its answer is the task's
+        // result). A 0.1.0 plugin that declares several formats: which one.
+        let v2 = self.prepared.plugin.info.contract == crate::runtime::Contract::V2;
+        if self.said || (!v2 && self.prepared.plugin.info.writes.len() < 2) {
             return;
         }
         // Only what the job itself could read.
@@ -149,10 +157,14 @@ impl Tally<'_> {
             limits: self.prepared.limits,
         };
         // The task fails at its first output by design; only the extension matters.
-        let _ = jobs.runtime().run(&self.prepared.plugin, task).await;
+        let ran = jobs.runtime().run(&self.prepared.plugin, task).await;
         let first: Option<Option<String>> = opened.lock().expect("not poisoned").take();
         if let Some(extension) = first {
             self.autoext = extension.map(|e| e.trim_start_matches('.').to_string()).filter(|e| !e.is_empty());
+            self.out.autoext_probed = true;
+        } else if ran.is_ok() {
+            // It succeeded without opening an output.
+            self.out.no_output = true;
             self.out.autoext_probed = true;
         }
     }

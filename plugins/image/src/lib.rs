@@ -21,7 +21,10 @@ mod webp;
 
 use std::io::Write;
 
-use kiln_plugin_sdk::{Input, ObjectInfo, Outputs, PluginInfo, ProcessError, Processor, StyleError};
+use kiln_plugin_sdk::serde_json::json;
+use kiln_plugin_sdk::{
+    ActionInfo, Input, Json, ObjectInfo, Outputs, ParamInfo, PluginInfo, ProcessError, Processor, StyleError,
+};
 
 use params::{Op, OutFormat, Plan, Quality};
 
@@ -45,6 +48,12 @@ fn output_quality(q: Option<Quality>, source: Option<u8>, format: OutFormat) -> 
     }
 }
 
+/// What `info` answers: the task's result.
+fn info_result(header: &codec::Header, size: usize) -> Json {
+    json!({ "width": header.width, "height": header.height, "format": header.format.name(), "size": size })
+}
+
+/// The same as the JSON output of `info,o_1`: as before contract 0.2.0, byte for byte.
 fn info_json(header: &codec::Header, size: usize) -> String {
     format!(
         "{{\"width\":{},\"height\":{},\"format\":\"{}\",\"size\":{}}}\n",
@@ -78,7 +87,8 @@ fn decoding(plan: &Plan, header: &codec::Header) -> Decoding {
     Decoding { orient, upright, jpeg_min }
 }
 
-fn run(plan: &Plan, bytes: &[u8], outputs: &mut Outputs<'_>) -> Result<(), ProcessError> {
+/// Process the image in `bytes`; `info` answers with a result.
+fn run(plan: &Plan, bytes: &[u8], outputs: &mut Outputs<'_>) -> Result<Option<Json>, ProcessError> {
     let unsupported = ProcessError::UnsupportedInput;
     if bytes.is_empty() {
         return Err(ProcessError::unsupported("the object is empty, not an image"));
@@ -93,9 +103,11 @@ fn run(plan: &Plan, bytes: &[u8], outputs: &mut Outputs<'_>) -> Result<(), Proce
     let limits = &plan.limits;
     ops::check_size(u64::from(header.width), u64::from(header.height), limits, "the image").map_err(unsupported)?;
     if plan.info {
-        let mut out = outputs.open(Some("json"))?;
-        out.write_all(info_json(&header, size).as_bytes())?;
-        return Ok(());
+        if plan.info_object {
+            let mut out = outputs.open(Some("json"))?;
+            out.write_all(info_json(&header, size).as_bytes())?;
+        }
+        return Ok(Some(info_result(&header, size)));
     }
 
     let Decoding { orient, upright, jpeg_min } = decoding(plan, &header);
@@ -121,7 +133,49 @@ fn run(plan: &Plan, bytes: &[u8], outputs: &mut Outputs<'_>) -> Result<(), Proce
     let encoded = codec::encode(&img, out_format, quality).map_err(unsupported)?;
     let mut out = outputs.open(Some(out_format.extension()))?;
     out.write_all(&encoded)?;
-    Ok(())
+    Ok(None)
+}
+
+/// The actions and their keyed parameters, for forms and `kiln style describe`.
+/// `rotate`, `auto-orient` and `format` take a bare value (`rotate,90`), which
+/// the contract's parameter list cannot name: their descriptions say it.
+fn actions() -> Vec<ActionInfo> {
+    let side = |name: &str, what: &str| ParamInfo::int(name, what).range(1..=65_535);
+    vec![
+        ActionInfo::new("resize", "Resize, keeping the aspect ratio unless the mode says otherwise")
+            .param(side("w", "Width"))
+            .param(side("h", "Height"))
+            .param(side("l", "Long side (instead of w and h)"))
+            .param(side("s", "Short side (instead of w and h)"))
+            .param(ParamInfo::int("p", "Percent (alone)").range(1..=1000))
+            .param(ParamInfo::choice("m", "Mode", &["lfit", "mfit", "fill", "pad", "fixed"]).default("lfit"))
+            .param(ParamInfo::int("limit", "1: never enlarge; 0: enlarge too").range(0..=1).default(1))
+            .param(ParamInfo::string("color", "RRGGBB padding colour for m_pad").default("FFFFFF")),
+        ActionInfo::new("crop", "Cut a region, measured from the gravity's corner or edge")
+            .param(ParamInfo::int("x", "Offset").range(0..=65_535).default(0))
+            .param(ParamInfo::int("y", "Offset").range(0..=65_535).default(0))
+            .param(side("w", "Width (default: to the edge)"))
+            .param(side("h", "Height (default: to the edge)"))
+            .param(
+                ParamInfo::choice(
+                    "g",
+                    "Gravity",
+                    &["nw", "north", "ne", "west", "center", "east", "sw", "south", "se"],
+                )
+                .default("nw"),
+            ),
+        ActionInfo::new("rotate", "Degrees clockwise, 0-360, as a bare value: `rotate,90`"),
+        ActionInfo::new("auto-orient", "Apply the EXIF orientation: `auto-orient,1` (default) or `auto-orient,0`"),
+        ActionInfo::new("format", "Output format, as a bare value: `format,webp` (jpg, png, webp, gif, bmp)"),
+        ActionInfo::new("quality", "JPEG and WebP quality: give q or Q")
+            .param(ParamInfo::int("q", "Relative: a percentage of the source's quality").range(1..=100))
+            .param(ParamInfo::int("Q", "Absolute: this quality, or the source's if lower").range(1..=100)),
+        ActionInfo::new("info", "Width, height, format and size from the header, as the task's result")
+            .param(ParamInfo::int("o", "1: also write the JSON as an output (extension json)").range(0..=1).default(0)),
+        ActionInfo::new("limits", "Refuse larger images up front")
+            .param(ParamInfo::int("mp", "Megapixels").range(1..=1000).default(250))
+            .param(ParamInfo::int("side", "Pixels per side").range(1..=65_535).default(30_000)),
+    ]
 }
 
 impl Processor for ImagePlugin {
@@ -129,18 +183,30 @@ impl Processor for ImagePlugin {
         PluginInfo::new("image", env!("CARGO_PKG_VERSION"), "Resize, crop, rotate, convert and inspect images")
             .reads(&["jpg", "jpeg", "png", "webp", "gif", "bmp"])
             .writes(&["jpg", "png", "webp", "gif", "bmp", "json"])
+            .actions(actions())
     }
 
     fn validate(params: &str) -> Result<(), StyleError> {
         params::parse(params).map(|_| ())
     }
 
-    fn process(
+    /// `json` for `info,o_1`, nothing for `info`, the `format` action's; else
+    /// the source's format, which depends on the object.
+    fn extension(params: &str) -> Option<String> {
+        let plan = params::parse(params).ok()?;
+        match (plan.info, plan.info_object) {
+            (true, true) => Some("json".into()),
+            (true, false) => None,
+            (false, _) => plan.format.map(|f| f.extension().into()),
+        }
+    }
+
+    fn process_with_result(
         params: &str,
         _object: &ObjectInfo,
         input: &mut Input<'_>,
         outputs: &mut Outputs<'_>,
-    ) -> Result<(), ProcessError> {
+    ) -> Result<Option<Json>, ProcessError> {
         let plan = params::parse(params)?;
         let bytes = input.read_all(MAX_INPUT).map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidData => ProcessError::unsupported(format!("image file too large: {e}")),

@@ -98,13 +98,24 @@ pub struct Plan {
     pub format: Option<OutFormat>,
     pub quality: Option<Quality>,
     pub auto_orient: bool,
+    /// `info`: the header as the task's result.
     pub info: bool,
+    /// `info,o_1`: also written as a JSON output, as before contract 0.2.0.
+    pub info_object: bool,
     pub limits: Limits,
 }
 
 impl Default for Plan {
     fn default() -> Self {
-        Plan { ops: Vec::new(), format: None, quality: None, auto_orient: true, info: false, limits: Limits::default() }
+        Plan {
+            ops: Vec::new(),
+            format: None,
+            quality: None,
+            auto_orient: true,
+            info: false,
+            info_object: false,
+            limits: Limits::default(),
+        }
     }
 }
 
@@ -176,8 +187,9 @@ pub fn parse(params: &str) -> Result<Plan, StyleError> {
                 });
             }
             "info" => {
-                action.expect_keys(&[], false)?;
+                action.expect_keys(&["o"], false)?;
                 plan.info = true;
+                plan.info_object = action.get_in::<u8>("o", 0..=1)? == Some(1);
             }
             other => return Err(kiln_plugin_sdk::style::unknown_action(other, ACTIONS)),
         }
@@ -188,7 +200,7 @@ pub fn parse(params: &str) -> Result<Plan, StyleError> {
     if let (true, Some(other)) = (plan.info, info_with) {
         return Err(StyleError::UnknownAction {
             action: other.to_string(),
-            expected: "only `limits` next to `info` (info describes the source image and writes JSON)".into(),
+            expected: "only `limits` next to `info` (info describes the source image, as JSON)".into(),
         });
     }
     Ok(plan)

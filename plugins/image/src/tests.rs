@@ -1,4 +1,5 @@
-use kiln_plugin_sdk::testing::run;
+use kiln_plugin_sdk::serde_json::json;
+use kiln_plugin_sdk::testing::{run, run_full};
 use kiln_plugin_sdk::{ProcessError, Processor};
 
 use crate::ImagePlugin;
@@ -393,19 +394,34 @@ fn quality_relative_and_absolute() {
 #[test]
 fn info_reports_header_without_decoding() {
     let src = encoded(123, 45, OutFormat::Webp);
-    let out = run::<ImagePlugin>("info", &src).unwrap();
-    assert_eq!(out[0].extension.as_deref(), Some("json"));
+    // The answer is the task's result; no output is written.
+    let ran = run_full::<ImagePlugin>("info", &src).unwrap();
+    assert!(ran.outputs.is_empty());
+    assert_eq!(ran.extension, None);
+    assert_eq!(ran.result, Some(json!({ "width": 123, "height": 45, "format": "webp", "size": src.len() })));
+    // `o_1` also writes it as the JSON output of contract 0.1.0, byte for byte.
+    let ran = run_full::<ImagePlugin>("info,o_1", &src).unwrap();
+    assert_eq!(ran.outputs[0].extension.as_deref(), Some("json"));
+    assert_eq!(ran.extension.as_deref(), Some("json"));
     assert_eq!(
-        String::from_utf8(out[0].bytes.clone()).unwrap(),
+        String::from_utf8(ran.outputs[0].bytes.clone()).unwrap(),
         format!("{{\"width\":123,\"height\":45,\"format\":\"webp\",\"size\":{}}}\n", src.len())
     );
+    assert_eq!(ran.result, Some(json!({ "width": 123, "height": 45, "format": "webp", "size": src.len() })));
+    assert!(run::<ImagePlugin>("info,o_0/limits,mp_10", &src).unwrap().is_empty());
+    assert!(ImagePlugin::validate("info,o_2").unwrap_err().to_string().contains("between 0 and 1"));
     for (format, name) in
         [(OutFormat::Jpeg, "jpeg"), (OutFormat::Png, "png"), (OutFormat::Gif, "gif"), (OutFormat::Bmp, "bmp")]
     {
-        let out = run::<ImagePlugin>("info", &encoded(7, 5, format)).unwrap();
-        let json = String::from_utf8(out[0].bytes.clone()).unwrap();
+        let json = info_json(&encoded(7, 5, format));
         assert!(json.starts_with(&format!("{{\"width\":7,\"height\":5,\"format\":\"{name}\"")), "{json}");
     }
+    // Every action is described.
+    let described: Vec<String> = ImagePlugin::info().actions.into_iter().map(|a| a.name).collect();
+    assert_eq!(described, crate::params::ACTIONS);
+    // The extension a dry run shows: the `format` action's; none where it depends on the object.
+    assert_eq!(ImagePlugin::extension("resize,w_10/format,webp").as_deref(), Some("webp"));
+    assert_eq!(ImagePlugin::extension("resize,w_10"), None);
     // info sees a bomb's header but still refuses it.
     assert!(matches!(
         run::<ImagePlugin>("info", &png_claiming(100_000, 100_000)),
@@ -825,9 +841,12 @@ fn insert(d: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
     [&d[..at], bytes, &d[at..]].concat()
 }
 
+/// The JSON output of `info,o_1`, checked against the task's result.
 fn info_json(input: &[u8]) -> String {
-    let out = run::<ImagePlugin>("info", input).unwrap_or_else(|e| panic!("info: {e}"));
-    String::from_utf8(out[0].bytes.clone()).unwrap()
+    let ran = run_full::<ImagePlugin>("info,o_1", input).unwrap_or_else(|e| panic!("info: {e}"));
+    let object: kiln_plugin_sdk::Json = kiln_plugin_sdk::serde_json::from_slice(&ran.outputs[0].bytes).unwrap();
+    assert_eq!(ran.result, Some(object));
+    String::from_utf8(ran.outputs[0].bytes.clone()).unwrap()
 }
 
 /// JPEGs that libjpeg decodes with a warning, made from a valid one by byte

@@ -9,6 +9,11 @@
 //! - `BIGMOUTH`: an `info()` of 64 MiB and 100,000 formats.
 //! - `STALL_INFO`: an `info()` that never returns.
 //! - `FS_IMPORT`, `NET_IMPORT`: import `wasi:filesystem` / `wasi:sockets`, which Kiln refuses.
+//! - `SEEK`: contract 0.2.0 with wit-bindgen alone: `read-at`, output options, results, described actions.
+//! - `LEGACY`: contract 0.1.0 with wit-bindgen alone (`wit/kiln-plugin.wit`): `copy` (the default) copies
+//!   the input with the key's extension, `upper` upper-cases ASCII (`txt`), `fail` fails on purpose.
+//!
+//! The others use the SDK, so they are components of contract 0.2.0.
 
 include!(concat!(env!("OUT_DIR"), "/paths.rs"));
 
