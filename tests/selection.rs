@@ -273,7 +273,7 @@ async fn dry_run_counts_samples_and_finds_collisions_and_problems() {
     assert_eq!(status, 200, "{dry}");
     assert_eq!(dry["dry_run"], true);
     assert_eq!((dry["objects"].as_u64(), dry["bytes"].as_u64()), (Some(4), Some(9)), "{dry}");
-    assert_eq!(dry["autoext"], "txt", "echo declares txt as its first output format");
+    assert_eq!(dry["autoext"], "txt", "echo's validate says it writes txt");
     let sample: Vec<(String, String)> = dry["sample"]
         .as_array()
         .unwrap()
@@ -289,14 +289,25 @@ async fn dry_run_counts_samples_and_finds_collisions_and_problems() {
     assert!(page["items"].as_array().unwrap().is_empty(), "{page}");
     assert!(std::fs::read_dir(d.data_dir.join("buckets/out")).unwrap().next().is_none());
 
-    // A plugin with several output formats: the dry run learns which one the
-    // style writes by running it once on the first object, storing nothing.
+    // A plugin with several output formats: its `validate` says which one the style writes.
     let (_, dry) = d.post("/v1/jobs", json!({"input": {"bucket": "in", "prefix": "d1/"}, "style": "compress/zstd,l_3", "output": {"bucket": "out", "template": "z/{barename}.{autoext}"}, "dry_run": true})).await;
-    assert_eq!((dry["autoext"].as_str(), dry["autoext_probed"].as_bool()), (Some("zst"), Some(true)), "{dry}");
+    assert_eq!((dry["autoext"].as_str(), dry["autoext_probed"].as_bool()), (Some("zst"), Some(false)), "{dry}");
     assert_eq!(dry["sample"][0]["output"], "z/a.zst", "{dry}");
     assert!(std::fs::read_dir(d.data_dir.join("buckets/out")).unwrap().next().is_none());
     let (_, page) = d.get("/v1/jobs").await;
     assert!(page["items"].as_array().unwrap().is_empty(), "{page}");
+
+    // A style whose answer is a result: the dry run runs it once on the first
+    // object and says that it writes no output.
+    let (_, dry) = d.post("/v1/jobs", json!({"input": {"bucket": "in", "prefix": "d1/"}, "style": "checksum/sha256", "output": {"bucket": "out", "template": "s/{barename}.{autoext}"}, "dry_run": true})).await;
+    assert_eq!((dry["no_output"].as_bool(), dry["autoext_probed"].as_bool()), (Some(true), Some(true)), "{dry}");
+    assert!(std::fs::read_dir(d.data_dir.join("buckets/out")).unwrap().next().is_none());
+
+    // 0.1.0, several declared formats: the probe learns which one the style writes.
+    let (status, _) = d.post_bytes("/v1/plugins", std::fs::read(kiln_test_plugins::LEGACY).unwrap()).await;
+    assert_eq!(status, 201);
+    let (_, dry) = d.post("/v1/jobs", json!({"input": {"bucket": "in", "prefix": "d1/"}, "style": "legacy/upper", "output": {"bucket": "out", "template": "u/{barename}.{autoext}"}, "dry_run": true})).await;
+    assert_eq!((dry["autoext"].as_str(), dry["autoext_probed"].as_bool()), (Some("txt"), Some(true)), "{dry}");
 
     // Without a declared format, `{autoext}` is the source's extension.
     let (_, dry) = d.post("/v1/jobs", json!({"input": {"bucket": "in", "prefix": "d0/"}, "style": "copy", "output": {"bucket": "out", "template": "c/{barename}.{autoext}"}, "dry_run": true})).await;

@@ -159,6 +159,11 @@ impl Tally<'_> {
         // The task fails at its first output by design; only the extension matters.
         let ran = jobs.runtime().run(&self.prepared.plugin, task).await;
         let first: Option<Option<String>> = opened.lock().expect("not poisoned").take();
+        if v2 && first.is_some() {
+            // It writes, with an extension that depends on the object (its
+            // `validate` said so): each source's own stands for it.
+            return;
+        }
         if let Some(extension) = first {
             self.autoext = extension.map(|e| e.trim_start_matches('.').to_string()).filter(|e| !e.is_empty());
             self.out.autoext_probed = true;
@@ -327,9 +332,14 @@ impl Jobs {
             Ok(Ok(said)) => said,
             _ => None,
         };
-        let autoext = said.clone().or_else(|| {
+        // 0.2.0's `validate` says the extension, or that it depends on the
+        // object (then each source's own stands for it); for 0.1.0, the first
+        // format the plugin declares (a probe may correct it).
+        let autoext = if prepared.plugin.info.contract == crate::runtime::Contract::V2 {
+            said.clone()
+        } else {
             prepared.plugin.info.writes.first().map(|e| e.trim_start_matches('.').to_string()).filter(|e| !e.is_empty())
-        });
+        };
         let mut tally = Tally {
             prepared: &prepared,
             task_time: now(),

@@ -111,7 +111,8 @@ pub async fn info(
     let variables: Vec<String> = raw.variables.items.iter().map(|v| bounded_lifted(v, 64)).collect();
     super::info::check_variables(&variables).map_err(wasmtime::Error::msg)?;
     let actions = super::info::parse_actions(&raw.actions.head).map_err(wasmtime::Error::msg)?;
-    let info = PluginInfo {
+    // Each field is cut as it is lifted, as for 0.1.0; the actions here.
+    Ok(PluginInfo {
         name: field(&raw.name),
         version: field(&raw.version),
         description: field(&raw.description),
@@ -119,9 +120,8 @@ pub async fn info(
         writes: formats(&raw.writes, caps.max_info_formats),
         contract,
         variables,
-        actions,
-    };
-    Ok(info.bounded(caps))
+        actions: super::info::bounded_actions(actions, caps),
+    })
 }
 
 /// The first `max` entries of a list of formats, each cut to [`MAX_FORMAT_NAME`].

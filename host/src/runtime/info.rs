@@ -97,7 +97,6 @@ impl PluginInfo {
             text::bounded_list(list.len(), kept, caps.max_info_formats)
         };
         let field = |s: &str| bounded(s, caps.max_info_field);
-        let name = |s: &str| bounded(s, MAX_NAME);
         PluginInfo {
             name: field(&self.name),
             version: field(&self.version),
@@ -106,28 +105,7 @@ impl PluginInfo {
             writes: formats(self.writes),
             contract: self.contract,
             variables: self.variables.into_iter().take(MAX_DECLARED_VARIABLES).collect(),
-            actions: self
-                .actions
-                .into_iter()
-                .take(MAX_ACTIONS)
-                .map(|a| ActionInfo {
-                    name: name(&a.name),
-                    description: field(&a.description),
-                    params: a
-                        .params
-                        .into_iter()
-                        .take(MAX_PARAMS)
-                        .map(|p| ParamInfo {
-                            name: name(&p.name),
-                            kind: name(&p.kind),
-                            description: field(&p.description),
-                            default: p.default.map(|d| field(&d)),
-                            range: p.range.map(|r| name(&r)),
-                            choices: p.choices.iter().take(MAX_CHOICES).map(|c| name(c)).collect(),
-                        })
-                        .collect(),
-                })
-                .collect(),
+            actions: bounded_actions(self.actions, caps),
         }
     }
 
@@ -143,6 +121,33 @@ impl PluginInfo {
             actions: vec![],
         }
     }
+}
+
+/// Actions within their caps: counts, and each text cut.
+pub(super) fn bounded_actions(actions: Vec<ActionInfo>, caps: &TextLimits) -> Vec<ActionInfo> {
+    let field = |s: &str| bounded(s, caps.max_info_field);
+    let name = |s: &str| bounded(s, MAX_NAME);
+    actions
+        .into_iter()
+        .take(MAX_ACTIONS)
+        .map(|a| ActionInfo {
+            name: name(&a.name),
+            description: field(&a.description),
+            params: a
+                .params
+                .into_iter()
+                .take(MAX_PARAMS)
+                .map(|p| ParamInfo {
+                    name: name(&p.name),
+                    kind: name(&p.kind),
+                    description: field(&p.description),
+                    default: p.default.map(|d| field(&d)),
+                    range: p.range.map(|r| name(&r)),
+                    choices: p.choices.iter().take(MAX_CHOICES).map(|c| name(c)).collect(),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// 0.2.0's `actions`: a JSON array, or empty for none. A plugin that

@@ -95,6 +95,17 @@ impl Processor for Compress {
         parse(params).map(|_| ())
     }
 
+    /// What a dry run shows for `{autoext}`; decompressing keeps the inner
+    /// name's extension, which depends on the object.
+    fn extension(params: &str) -> Option<String> {
+        match parse(params).ok()? {
+            Mode::Gzip { .. } => Some("gz".into()),
+            Mode::Zstd { .. } => Some("zst".into()),
+            Mode::Brotli { .. } => Some("br".into()),
+            Mode::Decompress => None,
+        }
+    }
+
     fn process(
         params: &str,
         object: &ObjectInfo,

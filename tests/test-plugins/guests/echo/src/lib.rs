@@ -59,6 +59,10 @@ impl Processor for Echo {
         parse(params).map(|_| ())
     }
 
+    fn extension(params: &str) -> Option<String> {
+        parse(params).ok().map(|_| "txt".into())
+    }
+
     fn process(
         params: &str,
         object: &ObjectInfo,

@@ -39,7 +39,7 @@ impl Guest for Legacy {
             version: "0.1.0".into(),
             description: "Copies or upper-cases its input; a test plugin of contract 0.1.0".into(),
             reads: vec![],
-            writes: vec!["txt".into()],
+            writes: vec!["txt".into(), "bin".into()],
         }
     }
 
