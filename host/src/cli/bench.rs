@@ -35,12 +35,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2)]
     parallel: usize,
     /// `runtime`: also measure this component's per-task overhead over the same
-    /// 1 KiB, in the same rounds (e.g. a plugin of the other contract version).
+    /// 1 KiB, in the same rounds (e.g. a plugin of the other contract version); repeatable.
     #[arg(long)]
-    compare: Option<std::path::PathBuf>,
-    /// `runtime`: the parameters for `--compare`'s plugin.
-    #[arg(long, default_value = "", requires = "compare")]
-    compare_params: String,
+    compare: Vec<std::path::PathBuf>,
+    /// `runtime`: the parameters for each `--compare` plugin, in the same order (default: none).
+    #[arg(long, requires = "compare")]
+    compare_params: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -141,11 +141,11 @@ async fn runtime_bench(args: &BenchArgs) -> anyhow::Result<()> {
     let kib = Bytes::from(vec![7u8; 1024]);
     let mut wasm_rates = Vec::new();
     let mut native_rates = Vec::new();
-    let compared = match &args.compare {
-        Some(path) => Some(runtime.load(&std::fs::read(path)?).await?),
-        None => None,
-    };
-    let mut compared_rates = Vec::new();
+    let mut compared = Vec::new();
+    for (i, path) in args.compare.iter().enumerate() {
+        let params = args.compare_params.get(i).cloned().unwrap_or_default();
+        compared.push((runtime.load(&std::fs::read(path)?).await?, params, Vec::new()));
+    }
     for _ in 0..args.rounds {
         let started = Instant::now();
         for _ in 0..args.tasks {
@@ -153,13 +153,13 @@ async fn runtime_bench(args: &BenchArgs) -> anyhow::Result<()> {
         }
         wasm_rates.push(args.tasks as f64 / started.elapsed().as_secs_f64());
 
-        if let Some(other) = &compared {
+        for (other, params, rates) in &mut compared {
             let started = Instant::now();
             for _ in 0..args.tasks {
-                let run = Task { params: args.compare_params.clone(), ..task(InputSource::from_bytes(kib.clone())) };
+                let run = Task { params: params.clone(), ..task(InputSource::from_bytes(kib.clone())) };
                 runtime.run(other, run).await?;
             }
-            compared_rates.push(args.tasks as f64 / started.elapsed().as_secs_f64());
+            rates.push(args.tasks as f64 / started.elapsed().as_secs_f64());
         }
 
         // Native: the same read-copy-write of 1 KiB through the same output path.
@@ -183,13 +183,12 @@ async fn runtime_bench(args: &BenchArgs) -> anyhow::Result<()> {
     println!("  kiln (instantiate + process + commit): {wasm:>12.0} tasks/s  ({:.1} us/task)", 1e6 / wasm);
     println!("  native Rust loop, same I/O path:        {native:>12.0} tasks/s");
     println!("  ratio kiln/native: {:.3}   goal: >= 50000 tasks/s", wasm / native);
-    if let Some(other) = &compared {
-        let rate = median(compared_rates);
+    for (other, params, rates) in compared {
+        let rate = median(rates);
         println!(
-            "  `{}` (contract {}) `{}`: {rate:>12.0} tasks/s  ({:.1} us/task), ratio to `copy` ({}): {:.3}",
+            "  `{}/{params}` (contract {}): {rate:>12.0} tasks/s  ({:.1} us/task), ratio to `copy` ({}): {:.3}",
             other.info.name,
             other.info.contract.as_str(),
-            args.compare_params,
             1e6 / rate,
             plugin.info.contract.as_str(),
             rate / wasm

@@ -7,6 +7,8 @@
 //! - `past`: `read-at` beyond the end: must give nothing
 //! - `badresult`, `bigresult`: a result that is not JSON, one over 64 KiB
 //! - `undeclared`: opens an output with a variable `info` does not declare
+//! - `copy`: the input, read and written in 64 KiB chunks, as `legacy`'s
+//!   `copy` does under 0.1.0 (`kiln bench runtime --compare` sets them side by side)
 
 wit_bindgen::generate!({ path: "../../../../wit/0.2.0", world: "kiln:plugin/processor" });
 
@@ -58,7 +60,7 @@ impl Guest for Seek {
                 count(&params, 1)?;
                 Ok(CheckedStyle { extension: Some("txt".into()) })
             }
-            "stats" | "badresult" | "bigresult" => Ok(CheckedStyle { extension: None }),
+            "stats" | "badresult" | "bigresult" | "copy" => Ok(CheckedStyle { extension: None }),
             other => Err(format!("unknown action `{other}`: use tail, stats, parts, greedy, past")),
         }
     }
@@ -107,6 +109,18 @@ impl Guest for Seek {
                 let got = input.read_at(size + 10, 100).map_err(fail)?;
                 let at_end = input.read_at(size, 100).map_err(fail)?;
                 Ok(Some(format!(r#"{{"past":{},"at_end":{}}}"#, got.len(), at_end.len())))
+            }
+            "copy" => {
+                let out = outputs
+                    .open(&OutputOptions { extension: None, content_type: None, variables: vec![] })
+                    .map_err(fail)?;
+                loop {
+                    let chunk = input.read(64 << 10).map_err(fail)?;
+                    if chunk.is_empty() {
+                        return Ok(None);
+                    }
+                    out.write(&chunk).map_err(fail)?;
+                }
             }
             "badresult" => Ok(Some("not json".into())),
             "bigresult" => Ok(Some(format!("\"{}\"", "x".repeat(70 << 10)))),
