@@ -127,7 +127,7 @@ async fn a_daemon_runs_both_contracts_and_keeps_results() {
     let large: Vec<u8> = (0..(3u32 << 20)).map(|i| b'a' + (i % 26) as u8).collect();
     std::fs::write(input.join("large.txt"), &large).unwrap();
     std::fs::write(input.join("small.txt"), "one\ntwo\nthree\n").unwrap();
-    let d = Daemon::start(&data, None);
+    let d = Daemon::start(&data, Some("[buckets.mem]\nkind = \"memory\"\n"));
     let (status, plugin) = d.post_bytes("/v1/plugins", std::fs::read(plugins::SEEK).unwrap()).await;
     assert_eq!(status, 201, "{plugin}");
     assert_eq!(plugin["info"]["contract"], "0.2.0", "{plugin}");
@@ -168,6 +168,20 @@ async fn a_daemon_runs_both_contracts_and_keeps_results() {
     let shown = d.cli(&["task", "get", &id.to_string(), &small["seq"].to_string()]);
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.contains(r#"result    {"bytes":14,"lines":3}"#), "{shown}");
+
+    // A memory bucket: `read-at` is a ranged get of object_store's in-memory store.
+    let mut to_memory = body("copy", "big/{key}");
+    to_memory["input"]["keys"] = json!(["large.txt"]);
+    to_memory["output"]["bucket"] = json!("mem");
+    let (_, job) = d.post("/v1/jobs", to_memory).await;
+    let job = d.wait_job(job["id"].as_u64().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let from_memory = json!({"input": {"bucket": "mem", "keys": ["big/large.txt"]}, "style": "seek/tail,n_6",
+        "output": {"bucket": "out", "template": "m/{barename}.{autoext}"}});
+    let (_, job) = d.post("/v1/jobs", from_memory).await;
+    let job = d.wait_job(job["id"].as_u64().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!((job["state"].as_str(), job["counters"]["bytes_in"].as_u64()), (Some("succeeded"), Some(6)), "{job}");
+    assert_eq!(std::fs::read(data.join("buckets/out/m/large.txt")).unwrap(), &large[large.len() - 6..]);
 
     // Output variables: the template may use those the plugin declares, and
     // each output's key takes the value the plugin set for it.
