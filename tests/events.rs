@@ -172,6 +172,30 @@ async fn webhooks_are_signed_cloudevents_in_order_and_retried() {
     }
 }
 
+/// A task's result (contract 0.2.0) is in its `task.finished` event.
+#[tokio::test]
+async fn task_events_carry_the_tasks_result() {
+    let (url, inbox) = receiver().await;
+    let (_dir, d) = daemon(2, FAST_RETRIES);
+    let mut body = job_with_hook(&url, true);
+    body["style"] = json!("checksum/sha256");
+    let id = d.post("/v1/jobs", body).await.1["id"].as_u64().unwrap();
+    assert_eq!(d.wait_job(id, LONG).await["state"], "succeeded");
+    wait_for(&inbox, "the events", |i| has_final_state(i, "succeeded")).await;
+    let events = delivered(&inbox.lock().unwrap());
+    let tasks: Vec<&Value> = events.iter().filter(|e| e["type"] == "dev.kiln.task.finished").collect();
+    assert_eq!(tasks.len(), 2, "{events:#?}");
+    for t in tasks {
+        let result = &t["data"]["result"];
+        assert_eq!(
+            (result["algorithm"].as_str(), result["hex"].as_str().map(str::len)),
+            (Some("sha256"), Some(64)),
+            "{t}"
+        );
+        assert_eq!(t["data"]["outputs"], json!([]), "a result, no object: {t}");
+    }
+}
+
 #[tokio::test]
 async fn a_slow_receiver_does_not_hold_up_other_jobs_events() {
     let (slow_url, slow) = receiver().await;
