@@ -429,7 +429,7 @@ pub struct TaskRecord {
     pub finished_at: Option<i64>,
     /// What the plugin returned (contract 0.2.0): one JSON value of at most 64 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub result: Option<serde_json::Value>,
 }
 
