@@ -8,10 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Daemon, MemoryTarget};
-use kiln::runtime::{
-    Contract, InputSource, Limits, ObjectMeta, Plugin, Runtime, RuntimeConfig, Task, TaskError, TaskErrorKind,
-    TaskOutcome,
-};
+use kiln::runtime::{Contract, Limits, Plugin, Runtime, RuntimeConfig, TaskError, TaskErrorKind, TaskOutcome};
 use kiln_test_plugins as plugins;
 use serde_json::json;
 
@@ -24,7 +21,7 @@ fn runtime() -> Runtime {
 }
 
 async fn load(rt: &Runtime, path: &str) -> Plugin {
-    rt.load(&std::fs::read(path).unwrap()).await.unwrap()
+    common::load_plugin(rt, path).await
 }
 
 async fn run(
@@ -33,20 +30,7 @@ async fn run(
     params: &str,
     input: &[u8],
 ) -> (Result<TaskOutcome, TaskError>, MemoryTarget) {
-    let target = MemoryTarget::default();
-    let task = Task {
-        params: params.into(),
-        object: ObjectMeta {
-            bucket: "b".into(),
-            key: "k.txt".into(),
-            size: Some(input.len() as u64),
-            ..Default::default()
-        },
-        input: InputSource::from_bytes(input.to_vec()),
-        target: Box::new(target.clone()),
-        limits: limits(),
-    };
-    (rt.run(plugin, task).await, target)
+    common::run_in_memory(rt, plugin, params, "k.txt", input, limits()).await
 }
 
 #[tokio::test]
@@ -128,7 +112,7 @@ async fn a_daemon_runs_both_contracts_and_keeps_results() {
     std::fs::write(input.join("large.txt"), &large).unwrap();
     std::fs::write(input.join("small.txt"), "one\ntwo\nthree\n").unwrap();
     let d = Daemon::start(&data, Some("[buckets.mem]\nkind = \"memory\"\n"));
-    let (status, plugin) = d.post_bytes("/v1/plugins", std::fs::read(plugins::SEEK).unwrap()).await;
+    let (status, plugin) = d.upload_plugin("/v1/plugins", std::fs::read(plugins::SEEK).unwrap()).await;
     assert_eq!(status, 201, "{plugin}");
     assert_eq!(plugin["info"]["contract"], "0.2.0", "{plugin}");
     assert_eq!(plugin["info"]["actions"][0]["name"], "tail", "{plugin}");
@@ -202,7 +186,7 @@ async fn a_daemon_runs_both_contracts_and_keeps_results() {
     assert_eq!(status, 422, "`copy` declares no output variable: {problem}");
 
     // A 0.1.0 component built from source, uploaded to the same daemon, runs as ever.
-    let (status, legacy) = d.post_bytes("/v1/plugins", std::fs::read(plugins::LEGACY).unwrap()).await;
+    let (status, legacy) = d.upload_plugin("/v1/plugins", std::fs::read(plugins::LEGACY).unwrap()).await;
     assert_eq!(status, 201, "{legacy}");
     assert_eq!(legacy["info"]["contract"], "0.1.0", "{legacy}");
     let (_, job) = d.post("/v1/jobs", body("legacy/upper", "u/{barename}.{autoext}")).await;

@@ -45,7 +45,8 @@ async fn raw_get(d: &Daemon, path: &str) -> (u16, usize, Duration) {
 #[tokio::test]
 async fn what_a_plugin_returns_is_stored_and_sent_within_its_caps() {
     let (_dir, d) = daemon("");
-    let (status, p) = d.post_bytes(&upload_path("hostile"), std::fs::read(kiln_test_plugins::HOSTILE).unwrap()).await;
+    let (status, p) =
+        d.upload_plugin(&upload_path("hostile"), std::fs::read(kiln_test_plugins::HOSTILE).unwrap()).await;
     assert_eq!(status, 201, "{p}");
 
     // Ten tasks, each failing with a 100 MB error.
@@ -77,7 +78,8 @@ async fn what_a_plugin_returns_is_stored_and_sent_within_its_caps() {
     assert!(detail.len() < 6000 && detail.contains("[cut at"), "{} bytes: {detail:.200}", detail.len());
 
     // An `info()` of 42 MB and 100,000 formats is stored cut, and lists stay small.
-    let (status, p) = d.post_bytes(&upload_path("bigmouth"), std::fs::read(kiln_test_plugins::BIGMOUTH).unwrap()).await;
+    let (status, p) =
+        d.upload_plugin(&upload_path("bigmouth"), std::fs::read(kiln_test_plugins::BIGMOUTH).unwrap()).await;
     assert_eq!(status, 201, "{:.300}", p.to_string());
     let (status, bytes, _) = raw_get(&d, "/v1/plugins").await;
     assert_eq!(status, 200);
@@ -95,12 +97,14 @@ async fn a_plugin_that_hangs_in_info_or_validate_holds_no_request_and_no_restart
     let (_dir, mut d) = daemon("[runtime]\ncontrol_deadline = \"1s\"\n");
     // An upload whose `info()` never returns is refused at the control deadline.
     let started = Instant::now();
-    let (status, p) = d.post_bytes(&upload_path("stall"), std::fs::read(kiln_test_plugins::STALL_INFO).unwrap()).await;
+    let (status, p) =
+        d.upload_plugin(&upload_path("stall"), std::fs::read(kiln_test_plugins::STALL_INFO).unwrap()).await;
     assert_eq!(status, 422, "{p}");
     assert!(p["detail"].as_str().unwrap().contains("runtime.control_deadline"), "{p}");
     assert!(started.elapsed() < Duration::from_secs(5), "the upload took {:?}", started.elapsed());
 
-    let (status, p) = d.post_bytes(&upload_path("hostile"), std::fs::read(kiln_test_plugins::HOSTILE).unwrap()).await;
+    let (status, p) =
+        d.upload_plugin(&upload_path("hostile"), std::fs::read(kiln_test_plugins::HOSTILE).unwrap()).await;
     assert_eq!(status, 201, "{p}");
     // A style whose `validate` hangs is refused at the deadline, and other
     // requests are answered meanwhile.
@@ -161,7 +165,8 @@ async fn a_flood_of_allocation_bombs_stays_within_the_memory_budget() {
         "workers = 8\n[runtime]\nmemory_budget = {BUDGET}\n[runtime.limits]\nmax_memory = 268435456\ndeadline = \"20s\"\n"
     );
     let d = Daemon::start(&data, Some(&config));
-    let (status, p) = d.post_bytes(&upload_path("hostile"), std::fs::read(kiln_test_plugins::HOSTILE).unwrap()).await;
+    let (status, p) =
+        d.upload_plugin(&upload_path("hostile"), std::fs::read(kiln_test_plugins::HOSTILE).unwrap()).await;
     assert_eq!(status, 201, "{p}");
     let at_rest = d.rss();
 

@@ -64,6 +64,21 @@ async fn run(d: &Daemon, style: &str, template: &str) -> (u64, Value, Duration) 
     }
 }
 
+/// Poll the plugin until it is no longer compiling; it must be ready.
+async fn wait_ready(d: &Daemon, name: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, plugin) = d.get(&format!("/v1/plugins/{name}")).await;
+        assert_eq!(status, 200, "{plugin}");
+        if plugin["state"] != "compiling" {
+            assert_eq!(plugin["state"], "ready", "{plugin}");
+            return plugin;
+        }
+        assert!(started.elapsed() < LONG, "plugin {name} still compiling after {LONG:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn javascript_component_runs_jobs_in_a_daemon() {
     let wasm = std::fs::read(build()).unwrap();
@@ -73,17 +88,38 @@ async fn javascript_component_runs_jobs_in_a_daemon() {
     std::fs::create_dir_all(data.join("buckets/in")).unwrap();
     std::fs::create_dir_all(data.join("buckets/out")).unwrap();
     std::fs::write(data.join("buckets/in/poem.txt"), POEM).unwrap();
-    let d = Daemon::start(&data, None);
+    // Every upload that is not compiled already answers at once (202).
+    let mut d = Daemon::start(&data, Some("plugin_upload_wait = \"0s\"\n"));
 
     // The upload checks the imports (only kiln:plugin/*: `-d all` left no
-    // WASI), compiles the component and calls its info().
+    // WASI) at once, then compiles the component and calls its info() in the background.
     let started = Instant::now();
     let (status, plugin) = d.post_bytes("/v1/plugins?name=text&version=0.1.0", wasm.clone()).await;
-    let upload = started.elapsed();
-    assert_eq!(status, 201, "{plugin}");
-    eprintln!("js plugin: {} bytes; upload (checks + compile + info) took {upload:.2?}", wasm.len());
+    assert_eq!(status, 202, "{plugin}");
+    assert_eq!(plugin["state"], "compiling", "{plugin}");
+    eprintln!("js plugin: {} bytes; the upload answered in {:.2?}", wasm.len(), started.elapsed());
+
+    // A crash while it compiles loses nothing: the restart compiles it again.
+    d.kill9_and_restart();
+    let (status, plugin) = d.get("/v1/plugins/text").await;
+    assert_eq!(status, 200, "{plugin}");
+    assert_eq!(plugin["state"], "compiling", "{plugin}");
+    // A job cannot use it yet: a clear 409 naming the style, not an unknown style.
+    let (status, problem) = d
+        .post(
+            "/v1/jobs",
+            json!({"input": {"bucket": "in"}, "style": "text/upper", "output": {"bucket": "out", "template": "x/{key}"}}),
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(problem["field"], "style", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("compiling"), "{problem}");
+    let compiled = wait_ready(&d, "text").await;
+    assert_eq!(compiled["info"]["name"], "text", "{compiled}");
+    eprintln!("js plugin: compiled in the background {:.2?} after the upload (a restart between)", started.elapsed());
     let (status, got) = d.get("/v1/plugins/text").await;
     assert_eq!(status, 200, "{got}");
+    assert_eq!(got["state"], "ready", "{got}");
 
     // upper: the output object exists with the bytes.
     let (_, task, first) = run(&d, "text/upper", "upper/{barename}.{autoext}").await;
@@ -114,6 +150,44 @@ async fn javascript_component_runs_jobs_in_a_daemon() {
         v => v.clone(),
     };
     assert_eq!(result, json!({"bytes": 44, "lines": 3, "words": 9}), "{task}");
+
+    // Start-up never waits for a compile: with the compiled artifact gone (a
+    // cleared cache, a Kiln upgrade), the daemon serves at once, the plugin
+    // compiles in the background, and a job left running resumes when it is ready.
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        std::fs::write(data.join("buckets/in").join(name), POEM).unwrap();
+    }
+    let (status, job) = d
+        .post(
+            "/v1/jobs",
+            json!({
+                "input": {"bucket": "in", "keys": ["a.txt", "b.txt", "c.txt"]},
+                "style": "text/upper",
+                "output": {"bucket": "out", "template": "slow/{key}"},
+                "concurrency": 1,
+                "max_tasks_per_second": 1,
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{job}");
+    let slow = job["id"].as_u64().unwrap();
+    d.stop();
+    let sha = got["sha256"].as_str().unwrap();
+    for entry in std::fs::read_dir(data.join("cache")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with(sha) {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let restarted = Instant::now();
+    d.restart();
+    eprintln!("js plugin: restart with a cold compile cache listened in {:.2?}", restarted.elapsed());
+    let (_, plugin) = d.get("/v1/plugins/text").await;
+    assert_eq!(plugin["state"], "compiling", "{plugin}");
+    let job = d.wait_job(slow, LONG).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["counters"]["succeeded"], 3, "{job}");
+    assert_eq!(std::fs::read_to_string(data.join("buckets/out/slow/c.txt")).unwrap(), POEM.to_uppercase());
 
     // A parameter the plugin does not know is refused when the job is created.
     let (status, problem) = d

@@ -66,7 +66,7 @@ async fn seed(d: &Daemon) -> String {
     let token = created(d, "/v1/tenants/acme/tokens", json!({"label": "ci"})).await;
     created(d, "/v1/styles", json!({"name": "thumb", "style": "image/resize,w_256/format,webp"})).await;
     let (status, p) =
-        d.post_bytes("/v1/plugins?name=echo&version=0.1.0", std::fs::read(kiln_test_plugins::ECHO).unwrap()).await;
+        d.upload_plugin("/v1/plugins?name=echo&version=0.1.0", std::fs::read(kiln_test_plugins::ECHO).unwrap()).await;
     assert_eq!(status, 201, "{p}");
     let job = |prefix: &str, style: &str, start: bool| json!({"input": {"bucket": "photos", "prefix": prefix}, "style": style, "output": {"bucket": "thumbs", "template": "{key}"}, "tags": {"seed": "1"}, "start": start});
     let copied = created(d, "/v1/jobs", job("in/", "copy", true)).await;

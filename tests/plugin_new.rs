@@ -18,13 +18,7 @@ fn root() -> &'static Path {
 fn step(dir: &Path, program: &str, args: &[&str]) {
     let mut cmd = Command::new(program);
     cmd.args(args).current_dir(dir).stdin(std::process::Stdio::null());
-    for (key, _) in std::env::vars() {
-        if (key.starts_with("CARGO_") && key != "CARGO_HOME")
-            || ["RUSTFLAGS", "RUSTC", "MAKEFLAGS", "MFLAGS"].contains(&key.as_str())
-        {
-            cmd.env_remove(key);
-        }
-    }
+    kiln_guest_build::without_outer_cargo(&mut cmd);
     // One target folder for every run of the Rust project, so a rerun is incremental.
     cmd.env("CARGO_TARGET_DIR", root().join("target/plugin-new"));
     let out = cmd.output().unwrap_or_else(|e| panic!("running {program}: {e}"));

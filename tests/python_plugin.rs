@@ -9,31 +9,31 @@ use std::process::Command;
 
 use common::kiln;
 
-#[test]
-fn python_component_runs_through_kiln_process() {
+/// `componentize-py` of `tests/<app_dir>/app.py` against the WIT in `wit_dir`,
+/// into `<dir>/<name>.wasm`.
+fn componentize(dir: &Path, wit_dir: &str, app_dir: &str, name: &str) -> std::path::PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let wasm = dir.path().join("wordcount.wasm");
+    let wasm = dir.join(format!("{name}.wasm"));
     // `--stub-wasi` replaces CPython's WASI imports (it links the filesystem
     // and sockets) with trapping stubs, so the component passes Kiln's
     // import check; the app itself only uses the contract.
     let built = Command::new("componentize-py")
-        .args([
-            "-d",
-            root.join("wit").to_str().unwrap(),
-            "-w",
-            "kiln:plugin/processor",
-            "componentize",
-            "--stub-wasi",
-            "-p",
-        ])
-        .arg(root.join("tests/python-plugin"))
+        .args(["-d", root.join(wit_dir).to_str().unwrap(), "-w", "kiln:plugin/processor", "componentize"])
+        .args(["--stub-wasi", "-p"])
+        .arg(root.join("tests").join(app_dir))
         .args(["app", "-o"])
         .arg(&wasm)
-        .current_dir(dir.path())
+        .current_dir(dir)
         .output()
         .expect("componentize-py is needed: `pip install componentize-py` (scripts/test installs it)");
     assert!(built.status.success(), "componentize-py failed: {}", String::from_utf8_lossy(&built.stderr));
+    wasm
+}
+
+#[test]
+fn python_component_runs_through_kiln_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = componentize(dir.path(), "wit", "python-plugin", "wordcount");
 
     let text = dir.path().join("poem.txt");
     std::fs::write(&text, "the quick brown fox\njumps over\nthe lazy dog\n").unwrap();
@@ -58,19 +58,8 @@ fn python_component_runs_through_kiln_process() {
 /// a task result instead of an output object, and `read-at`.
 #[test]
 fn python_component_of_contract_0_2_0() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let wasm = dir.path().join("wordcount2.wasm");
-    let built = Command::new("componentize-py")
-        .args(["-d", root.join("wit/0.2.0").to_str().unwrap(), "-w", "kiln:plugin/processor", "componentize"])
-        .args(["--stub-wasi", "-p"])
-        .arg(root.join("tests/python-plugin-v2"))
-        .args(["app", "-o"])
-        .arg(&wasm)
-        .current_dir(dir.path())
-        .output()
-        .expect("componentize-py is needed: `pip install componentize-py` (scripts/test installs it)");
-    assert!(built.status.success(), "componentize-py failed: {}", String::from_utf8_lossy(&built.stderr));
+    let wasm = componentize(dir.path(), "wit/0.2.0", "python-plugin-v2", "wordcount2");
 
     let text = dir.path().join("poem.txt");
     std::fs::write(&text, "the quick brown fox\njumps over\nthe lazy dog\n").unwrap();

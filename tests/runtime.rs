@@ -27,7 +27,7 @@ fn runtime() -> Runtime {
 }
 
 async fn load(rt: &Runtime, path: &str) -> Plugin {
-    rt.load(&std::fs::read(path).unwrap()).await.unwrap()
+    common::load_plugin(rt, path).await
 }
 
 async fn run(
@@ -37,20 +37,7 @@ async fn run(
     key: &str,
     input: &[u8],
 ) -> (Result<kiln::runtime::TaskOutcome, TaskError>, MemoryTarget) {
-    let target = MemoryTarget::default();
-    let task = Task {
-        params: params.into(),
-        object: ObjectMeta {
-            bucket: "b".into(),
-            key: key.into(),
-            size: Some(input.len() as u64),
-            ..Default::default()
-        },
-        input: InputSource::from_bytes(input.to_vec()),
-        target: Box::new(target.clone()),
-        limits: limits(),
-    };
-    (rt.run(plugin, task).await, target)
+    common::run_in_memory(rt, plugin, params, key, input, limits()).await
 }
 
 #[tokio::test]

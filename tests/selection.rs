@@ -304,7 +304,7 @@ async fn dry_run_counts_samples_and_finds_collisions_and_problems() {
     assert!(std::fs::read_dir(d.data_dir.join("buckets/out")).unwrap().next().is_none());
 
     // 0.1.0, several declared formats: the probe learns which one the style writes.
-    let (status, _) = d.post_bytes("/v1/plugins", std::fs::read(kiln_test_plugins::LEGACY).unwrap()).await;
+    let (status, _) = d.upload_plugin("/v1/plugins", std::fs::read(kiln_test_plugins::LEGACY).unwrap()).await;
     assert_eq!(status, 201);
     let (_, dry) = d.post("/v1/jobs", json!({"input": {"bucket": "in", "prefix": "d1/"}, "style": "legacy/upper", "output": {"bucket": "out", "template": "u/{barename}.{autoext}"}, "dry_run": true})).await;
     assert_eq!((dry["autoext"].as_str(), dry["autoext_probed"].as_bool()), (Some("txt"), Some(true)), "{dry}");

@@ -65,7 +65,7 @@ fn echo() -> Vec<u8> {
 
 /// The admin uploads the echo test plugin and makes it public.
 async fn install_public_echo(d: &Daemon) {
-    let (status, p) = d.post_bytes("/v1/plugins?name=echo&version=0.1.0", echo()).await;
+    let (status, p) = d.upload_plugin("/v1/plugins?name=echo&version=0.1.0", echo()).await;
     assert_eq!(status, 201, "{p}");
     let (status, p) = d.patch("/v1/plugins/echo", json!({"public": true})).await;
     assert_eq!(status, 200, "{p}");
@@ -146,7 +146,7 @@ async fn tenant_b_sees_and_touches_nothing_of_tenant_a() {
     let b = tenant(&d, "b", own_prefix("b"), json!({})).await;
 
     // A's private plugin, style and a job.
-    let (status, p) = a.post_bytes("/v1/plugins?name=a-echo&version=1.0.0", echo()).await;
+    let (status, p) = a.upload_plugin("/v1/plugins?name=a-echo&version=1.0.0", echo()).await;
     assert_eq!(status, 201, "{p}");
     assert_eq!(p["owner"], "a");
     assert_eq!(p["public"], false);
@@ -213,7 +213,7 @@ async fn tenant_b_sees_and_touches_nothing_of_tenant_a() {
     let (status, _) = b.patch("/v1/plugins/a-echo", json!({"public": false})).await;
     assert_eq!(status, 403);
     // A new component under the public name is private until the admin publishes it again.
-    let (status, p) = a.post_bytes("/v1/plugins?name=a-echo&version=2.0.0", echo()).await;
+    let (status, p) = a.upload_plugin("/v1/plugins?name=a-echo&version=2.0.0", echo()).await;
     assert_eq!((status, p["public"].as_bool()), (201, Some(false)), "{p}");
     let (status, p) = b.post("/v1/jobs", job("b/", "a-echo", "b/again/{basename}")).await;
     assert_eq!(status, 422, "{p}");
@@ -321,12 +321,12 @@ async fn quotas_bound_jobs_tasks_limits_and_plugins() {
     assert!(failed[0]["error"]["message"].as_str().unwrap().contains("deadline of 300ms"), "{failed:?}");
 
     // plugins = 1, and plugin_size.
-    let (status, p) = q.post_bytes("/v1/plugins?name=mine&version=1", echo()).await;
+    let (status, p) = q.upload_plugin("/v1/plugins?name=mine&version=1", echo()).await;
     assert_eq!(status, 201, "{p}");
-    let (status, p) = q.post_bytes("/v1/plugins?name=mine2&version=1", echo()).await;
+    let (status, p) = q.upload_plugin("/v1/plugins?name=mine2&version=1", echo()).await;
     assert_eq!(status, 429, "{p}");
     d.patch("/v1/tenants/small", json!({"quotas": {"plugins": 5, "plugin_size": 1000}})).await;
-    let (status, p) = q.post_bytes("/v1/plugins?name=mine2&version=1", echo()).await;
+    let (status, p) = q.upload_plugin("/v1/plugins?name=mine2&version=1", echo()).await;
     assert_eq!(status, 429, "{p}");
     assert!(p["detail"].as_str().unwrap().contains("plugin_size"), "{p}");
 }
@@ -479,20 +479,20 @@ async fn uploads_are_validated_stored_by_digest_and_guarded_while_in_use() {
         ("truncated", truncated, "refused"),
     ];
     for (what, bytes, expect) in cases {
-        let (status, p) = a.post_bytes("/v1/plugins?name=bad&version=1", bytes).await;
+        let (status, p) = a.upload_plugin("/v1/plugins?name=bad&version=1", bytes).await;
         assert_eq!(status, 422, "{what}: {p}");
         let detail = p["detail"].as_str().unwrap();
         assert!(detail.contains(expect), "{what}: `{detail}` should contain `{expect}`");
     }
-    let (status, p) = a.post_bytes("/v1/plugins?name=Bad%20Name&version=1", echo()).await;
+    let (status, p) = a.upload_plugin("/v1/plugins?name=Bad%20Name&version=1", echo()).await;
     assert_eq!((status, p["field"].as_str()), (422, Some("name")), "{p}");
-    let (status, p) = a.post_bytes("/v1/plugins?name=copy&version=1", echo()).await;
+    let (status, p) = a.upload_plugin("/v1/plugins?name=copy&version=1", echo()).await;
     assert_eq!((status, p["field"].as_str()), (422, Some("name")), "bundled names are taken: {p}");
     let (_, list) = a.get("/v1/plugins").await;
     assert!(list.as_array().unwrap().iter().all(|p| p["owner"] != "a"), "nothing bad was stored: {list}");
 
     // A good one: stored under its digest, described by its own info().
-    let (status, p) = a.post_bytes("/v1/plugins?name=my-echo&version=2.0.0", echo()).await;
+    let (status, p) = a.upload_plugin("/v1/plugins?name=my-echo&version=2.0.0", echo()).await;
     assert_eq!(status, 201, "{p}");
     let sha = p["sha256"].as_str().unwrap().to_string();
     assert_eq!(sha.len(), 64);
@@ -519,7 +519,7 @@ async fn uploads_are_validated_stored_by_digest_and_guarded_while_in_use() {
     // limits at run time, and the daemon goes on.
     d.patch("/v1/tenants/a", json!({"quotas": {"task_memory": 64 << 20, "task_deadline": "1s"}})).await;
     let (status, p) =
-        a.post_bytes("/v1/plugins?name=hostile&version=1", std::fs::read(kiln_test_plugins::HOSTILE).unwrap()).await;
+        a.upload_plugin("/v1/plugins?name=hostile&version=1", std::fs::read(kiln_test_plugins::HOSTILE).unwrap()).await;
     assert_eq!(status, 201, "{p}");
     for (action, expect) in
         [("alloc", "memory limit of 67108864 bytes"), ("loop", "deadline of 1s"), ("panic", "panicked on purpose")]
@@ -534,7 +534,7 @@ async fn uploads_are_validated_stored_by_digest_and_guarded_while_in_use() {
     assert!(!d.data_dir.join("buckets/out/a/h-alloc").exists(), "failed tasks write nothing");
 
     // Uploaded plugins survive a restart.
-    let (status, _) = a.post_bytes("/v1/plugins?name=kept&version=1", echo()).await;
+    let (status, _) = a.upload_plugin("/v1/plugins?name=kept&version=1", echo()).await;
     assert_eq!(status, 201);
     let mut d = d;
     d.kill9_and_restart();

@@ -41,6 +41,11 @@ pub struct Config {
     /// daemon exits (those still running then run again at the next start).
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: std::time::Duration,
+    /// How long a plugin upload waits for its compile: a compile that takes
+    /// longer goes on in the background, and the upload answers `202` with the
+    /// plugin `compiling`.
+    #[serde(with = "humantime_serde")]
+    pub plugin_upload_wait: std::time::Duration,
 }
 
 impl Default for Config {
@@ -58,6 +63,7 @@ impl Default for Config {
             tenant_quotas: crate::auth::Quotas::default(),
             webhooks: crate::notify::WebhookConfig::default(),
             shutdown_grace: std::time::Duration::from_secs(10),
+            plugin_upload_wait: std::time::Duration::from_secs(2),
         }
     }
 }

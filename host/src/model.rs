@@ -465,11 +465,28 @@ pub struct PluginRecord {
     /// Hex SHA-256 of the component: where it is stored, and its compile-cache key.
     pub sha256: String,
     pub size: u64,
-    /// What the plugin says of itself through `info()`.
+    /// What the plugin says of itself through `info()` (empty while it compiles).
     pub info: crate::runtime::PluginInfo,
     #[serde(with = "crate::timefmt::secs")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
+    /// `compiling` (jobs cannot use it yet), `ready`, or `failed` (see `error`).
+    #[serde(default)]
+    pub state: PluginState,
+    /// Why the compile failed (state `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Where a plugin is between upload and use. An upload compiles in the
+/// background (see `jobs::plugins`); the version it replaces serves until then.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginState {
+    Compiling,
+    #[default]
+    Ready,
+    Failed,
 }
 
 pub fn now() -> i64 {

@@ -40,6 +40,36 @@ pub struct Recorded {
     pub opened: u32,
 }
 
+/// Load a component built by `kiln-test-plugins` (or any `.wasm` path).
+pub async fn load_plugin(rt: &kiln::runtime::Runtime, path: &str) -> kiln::runtime::Plugin {
+    rt.load(&std::fs::read(path).unwrap()).await.unwrap()
+}
+
+/// Run `plugin` once over `input`, the object `b/key`, with outputs kept in memory.
+pub async fn run_in_memory(
+    rt: &kiln::runtime::Runtime,
+    plugin: &kiln::runtime::Plugin,
+    params: &str,
+    key: &str,
+    input: &[u8],
+    limits: kiln::runtime::Limits,
+) -> (Result<kiln::runtime::TaskOutcome, kiln::runtime::TaskError>, MemoryTarget) {
+    let target = MemoryTarget::default();
+    let task = kiln::runtime::Task {
+        params: params.into(),
+        object: kiln::runtime::ObjectMeta {
+            bucket: "b".into(),
+            key: key.into(),
+            size: Some(input.len() as u64),
+            ..Default::default()
+        },
+        input: kiln::runtime::InputSource::from_bytes(input.to_vec()),
+        target: Box::new(target.clone()),
+        limits,
+    };
+    (rt.run(plugin, task).await, target)
+}
+
 /// An [`OutputTarget`] that keeps outputs in memory.
 #[derive(Clone, Default)]
 pub struct MemoryTarget(pub Arc<Mutex<Recorded>>);
@@ -272,6 +302,32 @@ impl Daemon {
     pub async fn post_bytes(&self, path: &str, bytes: Vec<u8>) -> (u16, serde_json::Value) {
         self.send(self.http.post(format!("{}{path}", self.url)).header("content-type", "application/wasm").body(bytes))
             .await
+    }
+
+    /// Upload a plugin (`path` is `/v1/plugins?...`); an upload still compiling
+    /// when the daemon answers (202) is polled until it is ready or failed,
+    /// and answered as 201 with the plugin, or 422 with why it failed (`detail`).
+    pub async fn upload_plugin(&self, path: &str, bytes: Vec<u8>) -> (u16, serde_json::Value) {
+        let (status, plugin) = self.post_bytes(path, bytes).await;
+        if status != 202 {
+            return (status, plugin);
+        }
+        let started = std::time::Instant::now();
+        let url = format!("/v1/plugins/{}", plugin["name"].as_str().unwrap());
+        loop {
+            let (status, now) = self.get(&url).await;
+            assert_eq!(status, 200, "{now}");
+            match now["state"].as_str() {
+                Some("ready") => return (201, now),
+                // As the daemon answers a compile that fails within its wait.
+                Some("failed") => {
+                    return (422, serde_json::json!({"detail": now["error"], "field": "body", "plugin": now}));
+                }
+                _ => {}
+            }
+            assert!(started.elapsed().as_secs() < 300, "plugin still compiling after 5 min: {now}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn delete(&self, path: &str) -> u16 {

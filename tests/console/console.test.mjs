@@ -2,6 +2,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ADMIN, ROOT, startDaemon, launch, newPage, signIn, png, screenshot, waitFor } from './helpers.mjs';
@@ -10,7 +11,8 @@ let daemon, browser, page, url;
 const IMAGE = 'image/resize,w_4/format,png';
 
 before(async () => {
-  daemon = await startDaemon();
+  // Uploads not compiled yet answer at once (202, `compiling`): the Plugins page shows it.
+  daemon = await startDaemon({ config: 'plugin_upload_wait = "0s"\n' });
   url = daemon.url;
   for (const b of ['photos', 'thumbs', 'broken', 'broken2', 'slow', 'empty']) daemon.bucket(b);
   daemon.put('photos', 'trip-1/a.png', png(8, 8, [200, 40, 40]));
@@ -415,6 +417,25 @@ test('plugins: the bundled ones are listed; an invalid upload shows the API vali
     await page.getByText('How many (int, default 16, 1..=1048576)').waitFor();
     await page.getByRole('button', { name: 'Delete plugin seek' }).click();
     await page.getByRole('button', { name: 'Delete plugin seek' }).waitFor({ state: 'detached' });
+  }
+
+  // An upload that names itself answers before its compile ends (here at
+  // once: the daemon waits 0 s): the page says so and refreshes until it is ready.
+  const legacy = path.join(ROOT, 'target/wasm-test-plugins/wasm32-wasip2/release/legacy.wasm');
+  if (fs.existsSync(legacy)) {
+    const sha = crypto.createHash('sha256').update(fs.readFileSync(legacy)).digest('hex');
+    for (const f of fs.readdirSync(path.join(daemon.dir, 'cache'))) if (f.startsWith(sha)) fs.rmSync(path.join(daemon.dir, 'cache', f));
+    await page.getByLabel('Plugin name').fill('old-upper');
+    await page.getByLabel('Version').fill('1.0.0');
+    await page.getByLabel('Plugin file (.wasm)').setInputFiles(legacy);
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.getByText('Plugin old-upper 1.0.0 uploaded; it is compiling, and can be used once ready.').waitFor();
+    const del = page.getByRole('button', { name: 'Delete plugin old-upper' });
+    await del.waitFor();
+    await page.getByText('compiling…').waitFor({ state: 'detached' });
+    assert.equal((await daemon.api('GET', '/v1/plugins/old-upper')).state, 'ready');
+    await del.click();
+    await del.waitFor({ state: 'detached' });
   }
   clean();
 });

@@ -33,15 +33,20 @@ function copyCache(from, to) {
   for (const f of fs.readdirSync(from)) if (f.endsWith('.cwasm') && !fs.existsSync(path.join(to, f))) fs.copyFileSync(path.join(from, f), path.join(to, f));
 }
 
-/** Start `kiln serve` on 127.0.0.1:0 with a fresh data dir and the admin token. */
-export async function startDaemon() {
+/** Start `kiln serve` on 127.0.0.1:0 with a fresh data dir and the admin token; `config`: TOML text. */
+export async function startDaemon({ config } = {}) {
   if (!fs.existsSync(KILN_BIN)) throw new Error(`${KILN_BIN} is missing: build it (cargo build -p kiln --bins) or set KILN_BIN`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-console-'));
   dirs.add(dir);
   copyCache(CACHE, path.join(dir, 'cache'));
   // KILN_CONSOLE_DIR passes through when the caller sets it (development); else the embedded console.
   const env = { ...process.env, KILN_ADMIN_TOKEN: ADMIN, KILN_LOG: process.env.KILN_LOG || 'warn' };
-  const child = spawn(KILN_BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir];
+  if (config) {
+    fs.writeFileSync(path.join(dir, 'kiln.toml'), config);
+    args.push('--config', path.join(dir, 'kiln.toml'));
+  }
+  const child = spawn(KILN_BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let stderr = '';
   child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-20000)));

@@ -36,15 +36,19 @@ export async function renderPlugins(main, params, { signal, status, me }) {
     form,
   );
 
+  // An upload compiles in the daemon: the list is polled until none is compiling.
+  let polling = null;
   async function load() {
     const list = await get('/v1/plugins', null, { signal });
+    clearTimeout(polling);
+    if (list.some((p) => p.state === 'compiling') && !signal.aborted) polling = setTimeout(() => load().catch(() => {}), 1000);
     fill(
       tbody,
       list.map((p) =>
         h(
           'tr',
           {},
-          h('td', {}, h('strong', {}, p.name), h('div', { class: 'muted small' }, p.info.description), describe(p.info)),
+          h('td', {}, h('strong', {}, p.name), state(p), h('div', { class: 'muted small' }, p.info.description), describe(p.info)),
           h('td', {}, p.version),
           h('td', {}, p.bundled ? 'bundled' : p.owner || 'admin', p.public && !p.bundled ? ' (public)' : ''),
           h('td', {}, p.info.reads.join(', ')),
@@ -61,6 +65,13 @@ export async function renderPlugins(main, params, { signal, status, me }) {
         ),
       ),
     );
+  }
+
+  // Jobs cannot use a plugin until it is ready: say so beside its name.
+  function state(p) {
+    if (p.state === 'compiling') return h('span', { class: 'badge state-running', role: 'status' }, 'compiling…');
+    if (p.state === 'failed') return h('div', { class: 'error small' }, `Failed to compile: ${p.error || ''}`);
+    return null;
   }
 
   // Contract 0.2.0 plugins describe their actions and output variables: shown as text, folded.
@@ -106,7 +117,7 @@ export async function renderPlugins(main, params, { signal, status, me }) {
       if (name.value.trim()) query.name = name.value.trim();
       if (version.value.trim()) query.version = version.value.trim();
       const p = await api('POST', '/v1/plugins', { query, body: file.files[0] });
-      status(`Plugin ${p.name} ${p.version} uploaded.`);
+      status(p.state === 'compiling' ? `Plugin ${p.name} ${p.version} uploaded; it is compiling, and can be used once ready.` : `Plugin ${p.name} ${p.version} uploaded.`);
       form.reset();
       await load();
     } catch (err) {

@@ -32,22 +32,7 @@ pub fn build_workspace(dir: &Path, target_dir: &Path, packages: &[&str]) -> Vec<
     for name in &names {
         cmd.args(["-p", name]);
     }
-    // The outer cargo's settings are for the host, not for the guests. The
-    // jobserver is not shared either: its file descriptors are not reliably
-    // inherited here, and a nested cargo that trusts CARGO_MAKEFLAGS can end up
-    // reading an unrelated pipe (seen under `cargo test --workspace`).
-    for (key, _) in std::env::vars() {
-        let keep = key == "CARGO_HOME" || key == "CARGO";
-        let make = key == "MAKEFLAGS" || key == "MFLAGS";
-        if (key.starts_with("CARGO_") && !keep)
-            || make
-            || key == "RUSTFLAGS"
-            || key == "RUSTC"
-            || key == "RUSTC_WORKSPACE_WRAPPER"
-        {
-            cmd.env_remove(key);
-        }
-    }
+    without_outer_cargo(&mut cmd);
     let out = cmd.stdin(std::process::Stdio::null()).output().expect("running cargo to build the guest plugins");
     if !out.status.success() {
         panic!(
@@ -71,6 +56,27 @@ pub fn build_workspace(dir: &Path, target_dir: &Path, packages: &[&str]) -> Vec<
 }
 
 /// Package names of the workspace members: each `*/Cargo.toml` below `dir`.
+/// Remove the outer cargo's settings from `cmd`: they are for the host, not
+/// for a nested build of guests. The jobserver is not shared either: its file
+/// descriptors are not reliably inherited here, and a nested cargo that trusts
+/// CARGO_MAKEFLAGS can end up reading an unrelated pipe (seen under `cargo
+/// test --workspace`).
+pub fn without_outer_cargo(cmd: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars() {
+        let keep = key == "CARGO_HOME" || key == "CARGO";
+        let make = key == "MAKEFLAGS" || key == "MFLAGS";
+        if (key.starts_with("CARGO_") && !keep)
+            || make
+            || key == "RUSTFLAGS"
+            || key == "RUSTC"
+            || key == "RUSTC_WORKSPACE_WRAPPER"
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 fn members(dir: &Path) -> Vec<String> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).expect("reading the guest workspace") {

@@ -39,6 +39,8 @@ pub struct AppState {
     pub default_quotas: Quotas,
     /// Cancelled when the daemon begins to stop: live streams end with a last event.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// How long an upload waits for its compile before answering `202` (see `jobs::plugin_compile`).
+    pub plugin_upload_wait: std::time::Duration,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -11,8 +11,8 @@ use super::AppState;
 use super::auth::Caller;
 use super::openapi::Problems;
 use super::problem::{Body, Json, Path, Problem, Query};
-use crate::jobs::{Installed, Plugins};
-use crate::model::PluginRecord;
+use crate::jobs::{Installed, Plugins, Upload};
+use crate::model::{PluginRecord, PluginState};
 
 pub fn router(max_plugin_size: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -47,7 +47,12 @@ pub struct UploadQuery {
 }
 
 /// Upload a plugin: the component (`application/wasm`) as the body.
-/// It is checked (size, component, world, imports, compilation) before anything is stored.
+/// Size, component and imports are checked at once; then it compiles. A compile
+/// done within `plugin_upload_wait` (default 2 s) answers `201` with the plugin
+/// `ready`; a longer one goes on in the background and answers `202` with it
+/// `compiling`: poll `GET /v1/plugins/{name}` until `ready` (or `failed`, with
+/// `error`). Without `name` and `version` the upload waits for the compile,
+/// since they come from the plugin's `info()`.
 #[utoipa::path(
     post,
     path = "/v1/plugins",
@@ -55,6 +60,7 @@ pub struct UploadQuery {
     params(UploadQuery),
     request_body(description = "The component; its content type is not checked", content((WasmComponent = "application/wasm"), (WasmComponent = "application/octet-stream"))),
     responses(
+        (status = 202, description = "Accepted: compiling in the background", body = PluginRecord),
         (status = 201, body = PluginRecord, links(
             ("get" = (operation_id = "get_plugin", parameters(("name" = "$response.body#/name")))),
             ("update" = (operation_id = "update_plugin", parameters(("name" = "$response.body#/name")))),
@@ -79,21 +85,17 @@ async fn upload(
     }
     let owner = caller.tenant().map(str::to_string);
     let quotas = owner.as_deref().map(|t| s.jobs.quotas(t));
-    // Without a name, the plugin's own: that costs a load before the checks.
-    let (name, version) = match (q.name, q.version) {
-        (Some(n), Some(v)) => (n, v),
-        (n, v) => {
-            let info = s.jobs.runtime().load(&body).await.map_err(crate::jobs::UploadError::from)?.info;
-            (n.unwrap_or(info.name), v.unwrap_or(info.version))
-        }
+    let upload = Upload {
+        owner: owner.as_deref(),
+        quotas: quotas.as_ref(),
+        name: q.name,
+        version: q.version,
+        wasm: body.into(),
     };
-    let record = s
-        .jobs
-        .plugins()
-        .upload(s.jobs.runtime(), s.jobs.store(), owner.as_deref(), quotas.as_ref(), &name, &version, &body)
-        .await?;
-    tracing::info!(plugin = %record.name, owner = ?record.owner, sha256 = %record.sha256, "plugin uploaded");
-    Ok((StatusCode::CREATED, Json(record)))
+    let record = s.jobs.plugins().upload(s.jobs.runtime(), s.jobs.store(), upload, s.plugin_upload_wait).await?;
+    tracing::info!(plugin = %record.name, owner = ?record.owner, sha256 = %record.sha256, state = ?record.state, "plugin uploaded");
+    let status = if record.state == PluginState::Ready { StatusCode::CREATED } else { StatusCode::ACCEPTED };
+    Ok((status, Json(record)))
 }
 
 /// List the plugins the caller may use: its own, the public ones, the bundled ones (the admin: all).
@@ -144,6 +146,10 @@ async fn get_plugin(
     Path(PluginPath { name }): Path<PluginPath>,
     Query(q): Query<OwnerQuery>,
 ) -> Result<Json<PluginRecord>, Problem> {
+    // An upload compiling (or failed) is the newest word on the name.
+    if let Some(pending) = find_pending(s.jobs.plugins(), &caller, q.owner.clone(), &name, false) {
+        return Ok(Json(pending));
+    }
     Ok(Json(find(s.jobs.plugins(), &caller, q.owner, &name, false)?.record))
 }
 
@@ -218,7 +224,18 @@ async fn delete_plugin(
     Path(PluginPath { name }): Path<PluginPath>,
     Query(q): Query<OwnerQuery>,
 ) -> Result<StatusCode, Problem> {
-    let installed = find(s.jobs.plugins(), &caller, q.owner, &name, true)?;
+    let installed = match find(s.jobs.plugins(), &caller, q.owner.clone(), &name, true) {
+        Ok(installed) => installed,
+        // Only an upload, compiling or failed: nothing uses it yet.
+        Err(not_found) => {
+            let pending = find_pending(s.jobs.plugins(), &caller, q.owner, &name, true).ok_or(not_found)?;
+            let n = name.clone();
+            let owner = pending.owner.clone();
+            s.jobs.store().call(move |st| st.delete_plugin(owner.as_deref(), &n)).await?;
+            s.jobs.plugins().remove_pending(pending.owner.as_deref(), &name);
+            return Ok(StatusCode::NO_CONTENT);
+        }
+    };
     let record = &installed.record;
     if record.bundled {
         return Err(Problem::new(
@@ -264,5 +281,22 @@ async fn delete_plugin(
     let n = name.clone();
     s.jobs.store().call(move |st| st.delete_plugin(owner.as_deref(), &n)).await?;
     s.jobs.plugins().remove(record.owner.as_deref(), &name);
+    s.jobs.plugins().remove_pending(record.owner.as_deref(), &name);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An upload compiling or failed, as the caller addresses it (see [`find`]).
+fn find_pending(
+    plugins: &Plugins,
+    caller: &Caller,
+    owner: Option<String>,
+    name: &str,
+    to_change: bool,
+) -> Option<PluginRecord> {
+    match caller.0.tenant() {
+        Some(t) if owner.as_deref().is_some_and(|o| o != t) => None,
+        Some(t) if to_change => plugins.get_pending(Some(t), name),
+        Some(t) => plugins.resolve_pending(Some(t), name),
+        None => plugins.get_pending(owner.as_deref(), name),
+    }
 }

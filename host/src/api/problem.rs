@@ -56,7 +56,7 @@ impl IntoResponse for Problem {
             serde_json::to_string(&self).unwrap_or_default(),
         )
             .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || self.kind.ends_with("/plugin-not-ready") {
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
         }
         if status == StatusCode::UNAUTHORIZED {
@@ -80,6 +80,9 @@ impl From<JobError> for Problem {
             }
             JobError::UnknownStyle(_) | JobError::RefusedParams { .. } => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-style", &e).field("style")
+            }
+            JobError::PluginNotReady { .. } => {
+                Problem::new(StatusCode::CONFLICT, "plugin-not-ready", &e).field("style")
             }
             JobError::NotFound(_) => Problem::not_found(&e),
             JobError::Forbidden { field, .. } => Problem::new(StatusCode::FORBIDDEN, "forbidden", &e).field(field),

@@ -119,6 +119,10 @@ pub enum PluginCommand {
         /// Default: the version the plugin gives itself.
         #[arg(long)]
         version: Option<String>,
+        /// Return once the daemon has the component, while it may still be
+        /// compiling (state `compiling`; `kiln plugin get` shows when it is `ready`).
+        #[arg(long)]
+        no_wait: bool,
     },
     /// The plugins you may use.
     #[command(after_help = "Example:\n  kiln plugin list")]
@@ -325,17 +329,41 @@ pub async fn role(client: &Client, cmd: RoleCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Poll an upload that compiles in the daemon until it is ready; fail if it failed.
+async fn wait_compiled(client: &Client, uploaded: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    let name = s(uploaded, "name");
+    let owner: Vec<(&str, String)> =
+        uploaded["owner"].as_str().map(|o| vec![("owner", o.to_string())]).unwrap_or_default();
+    eprintln!("plugin {name}: compiling in the daemon (a large component takes a while)...");
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let p = client.get(&format!("/v1/plugins/{name}"), &owner).await?;
+        match s(&p, "state") {
+            "compiling" => continue,
+            "failed" => anyhow::bail!("plugin {name} failed to compile: {}", s(&p, "error")),
+            _ => return Ok(p),
+        }
+    }
+}
+
 pub async fn plugin(client: &Client, cmd: PluginCommand) -> anyhow::Result<()> {
     let owner_q = |o: Option<String>| o.map(|o| vec![("owner", o)]).unwrap_or_default();
     match cmd {
-        PluginCommand::Add { file, name, version } => {
+        PluginCommand::Add { file, name, version, no_wait } => {
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let mut q = Vec::new();
             q.extend(name.map(|n| ("name", n)));
             q.extend(version.map(|v| ("version", v)));
-            let p = client.post_bytes("/v1/plugins", &q, bytes).await?;
+            let mut p = client.post_bytes("/v1/plugins", &q, bytes).await?;
+            if p["state"] == "compiling" && !no_wait {
+                p = wait_compiled(client, &p).await?;
+            }
             client.print(&p, |p| {
-                format!("plugin {} {} uploaded (sha256 {})", s(p, "name"), s(p, "version"), s(p, "sha256"))
+                let state = match s(p, "state") {
+                    "compiling" => " (compiling: `kiln plugin get` shows when it is ready)",
+                    _ => "",
+                };
+                format!("plugin {} {} uploaded (sha256 {}){state}", s(p, "name"), s(p, "version"), s(p, "sha256"))
             });
         }
         PluginCommand::List => {

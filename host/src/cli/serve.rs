@@ -100,6 +100,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         admin_digest: Arc::new(admin_digest),
         default_quotas: config.tenant_quotas,
         shutdown: shutdown.clone(),
+        plugin_upload_wait: config.plugin_upload_wait,
     };
     tokio::spawn(on_signals(jobs.clone(), shutdown.clone(), config.shutdown_grace));
     let stopping = shutdown.clone();

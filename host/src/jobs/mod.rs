@@ -16,6 +16,7 @@
 mod claims;
 mod dispatch;
 pub mod dry_run;
+mod plugin_compile;
 mod plugins;
 mod prepare;
 pub mod report;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, mpsc};
 
+pub use plugin_compile::Upload;
 pub use plugins::{Installed, Plugins, UploadError};
 pub use prepare::{JobError, Prepared, check_params, resolve_role, resolve_style};
 
@@ -190,8 +192,14 @@ impl Jobs {
         let jobs = Jobs { inner };
         let running = jobs.inner.store.call(|s| s.jobs_in(&[JobState::Running])).await?;
         for job in running {
-            if let Err(e) = jobs.resume_at_start(&job).await {
-                jobs.fail_job(job.id, format!("cannot resume after restart: {e}")).await;
+            match jobs.resume_at_start(&job).await {
+                Ok(()) => {}
+                // Its plugin compiles in the background (a cold compile cache): resume once it is ready.
+                Err(JobError::PluginNotReady { .. }) => {
+                    let jobs = jobs.clone();
+                    tokio::spawn(async move { jobs.resume_when_plugin_ready(job).await });
+                }
+                Err(e) => jobs.fail_job(job.id, format!("cannot resume after restart: {e}")).await,
             }
         }
         report::catch_up(jobs.inner.clone());
@@ -209,7 +217,7 @@ impl Jobs {
     pub fn plugins(&self) -> &Plugins {
         &self.inner.plugins
     }
-    pub fn runtime(&self) -> &Runtime {
+    pub fn runtime(&self) -> &Arc<Runtime> {
         &self.inner.runtime
     }
 
@@ -275,6 +283,24 @@ impl Jobs {
         let prepared = prepare::prepare(&job.spec, job.tenant.as_deref(), &cx).await?;
         self.insert_active(job, prepared);
         Ok(())
+    }
+
+    /// [`Jobs::resume_at_start`] once the job's plugin has compiled; if it
+    /// fails to, the job fails, naming why.
+    async fn resume_when_plugin_ready(&self, job: JobRecord) {
+        loop {
+            // A compile may end between the check and the wait: look again now and then.
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.plugins.compile_ended()).await;
+            match self.resume_at_start(&job).await {
+                Ok(()) => {
+                    tracing::info!(job = job.id, "job resumed: its plugin is ready");
+                    self.inner.wake.notify_one();
+                    return;
+                }
+                Err(JobError::PluginNotReady { failure: None, .. }) => continue,
+                Err(e) => return self.fail_job(job.id, format!("cannot resume after restart: {e}")).await,
+            }
+        }
     }
 
     /// The daemon is stopping: claim no task from now on. Tasks claimed but

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::model::{PluginRecord, now};
 use crate::runtime::{LoadError, Plugin, Runtime};
-use crate::store::{Store, owned_key};
+use crate::store::owned_key;
 
 /// A loaded plugin and its record.
 #[derive(Clone)]
@@ -29,7 +29,16 @@ impl Installed {
 
 #[derive(Clone)]
 pub struct Plugins {
+    /// The plugins jobs can use (state `ready`).
     by_key: Arc<RwLock<BTreeMap<String, Installed>>>,
+    /// Uploads compiling, or failed to: what a listing shows under the key.
+    /// A ready version of the same key (if any) serves jobs meanwhile.
+    pub(super) pending: Arc<RwLock<BTreeMap<String, PluginRecord>>>,
+    /// One compile at a time: a burst of uploads cannot take every core from
+    /// the tasks running (see `plugin_compile`).
+    pub(super) compile_slot: Arc<tokio::sync::Semaphore>,
+    /// Bumped each time a compile ends, for jobs waiting on their plugin.
+    pub(super) compiled: tokio::sync::watch::Sender<u64>,
     /// Uploaded components, each named by its SHA-256.
     blob_dir: PathBuf,
 }
@@ -49,7 +58,13 @@ pub enum UploadError {
 
 impl Plugins {
     pub fn new(blob_dir: PathBuf) -> Plugins {
-        Plugins { by_key: Arc::default(), blob_dir }
+        Plugins {
+            by_key: Arc::default(),
+            pending: Arc::default(),
+            compile_slot: Arc::new(tokio::sync::Semaphore::new(1)),
+            compiled: tokio::sync::watch::Sender::new(0),
+            blob_dir,
+        }
     }
 
     /// Load every bundled plugin (from the compile cache after the first start).
@@ -98,44 +113,20 @@ impl Plugins {
         Ok(())
     }
 
-    /// Load the uploaded plugins recorded in the store.
-    pub async fn load_uploaded(&self, runtime: &Runtime, store: &Store) -> anyhow::Result<()> {
-        for record in store.list_plugins(None)? {
-            let path = self.blob_path(&record.sha256);
-            let loaded = match std::fs::read(&path) {
-                Ok(wasm) => runtime.reload(&wasm, record.info.clone()).await.map_err(|e| e.to_string()),
-                Err(e) => Err(format!("reading {}: {e}", path.display())),
-            };
-            match loaded {
-                Ok(plugin) => self.insert(record, plugin),
-                Err(e) => {
-                    tracing::error!(plugin = %record.name, owner = ?record.owner, error = %e, "an uploaded plugin could not be loaded")
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn blob_path(&self, sha256: &str) -> PathBuf {
+    pub(super) fn blob_path(&self, sha256: &str) -> PathBuf {
         self.blob_dir.join(format!("{sha256}.wasm"))
     }
 
-    /// Validate, compile (into the cache) and store an uploaded component.
-    /// A plugin of the same owner and name is replaced, and private again until
-    /// the admin publishes it: running jobs keep the version they started with
-    /// until the daemon restarts.
-    // Each argument is a separate input of the upload request; a struct would only rename them.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn upload(
+    /// The checks of an upload that need neither a compile nor the plugin's
+    /// `info()`: its name and version, the bundled names, the tenant's quotas.
+    pub(super) fn check_upload(
         &self,
-        runtime: &Runtime,
-        store: &Store,
         owner: Option<&str>,
         quotas: Option<&crate::auth::Quotas>,
         name: &str,
         version: &str,
-        wasm: &[u8],
-    ) -> Result<PluginRecord, UploadError> {
+        size: usize,
+    ) -> Result<(), UploadError> {
         crate::auth::check_name("plugin", name).map_err(|message| UploadError::Invalid { field: "name", message })?;
         if version.is_empty() || version.len() > 64 || version.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(UploadError::Invalid {
@@ -150,43 +141,30 @@ impl Plugins {
             });
         }
         if let Some(q) = quotas {
-            if wasm.len() as u64 > q.plugin_size {
+            if size as u64 > q.plugin_size {
                 return Err(UploadError::Quota(format!(
-                    "plugin of {} bytes is over the tenant's plugin_size quota of {} bytes",
-                    wasm.len(),
+                    "plugin of {size} bytes is over the tenant's plugin_size quota of {} bytes",
                     q.plugin_size
                 )));
             }
-            let owned = self.owned_by(owner).iter().filter(|r| r.name != name).count();
+            let owned = self.owned_by(owner).iter().filter(|n| *n != name).count();
             if owned as u64 >= u64::from(q.plugins) {
                 return Err(UploadError::Quota(format!(
                     "the tenant has {owned} plugins, its `plugins` quota: delete one first"
                 )));
             }
         }
-        let plugin = runtime.load(wasm).await?;
-        let path = self.blob_path(&plugin.sha256);
+        Ok(())
+    }
+
+    /// Keep the component under its digest (once).
+    pub(super) fn keep_blob(&self, sha256: &str, wasm: &[u8]) -> Result<(), UploadError> {
+        let path = self.blob_path(sha256);
         if !path.exists() {
             write_atomically(&self.blob_dir, &path, wasm)
                 .map_err(|e| UploadError::Internal(format!("{}: {e}", path.display())))?;
         }
-        // A new component is private again, even under a public name: the
-        // admin made public what they saw, not what replaces it.
-        let public = false;
-        let record = PluginRecord {
-            name: name.to_string(),
-            version: version.to_string(),
-            owner: owner.map(str::to_string),
-            public,
-            bundled: false,
-            sha256: plugin.sha256.clone(),
-            size: wasm.len() as u64,
-            info: plugin.info.clone(),
-            created_at: now(),
-        };
-        store.put_plugin(&record).map_err(|e| UploadError::Internal(e.to_string()))?;
-        self.insert(record.clone(), plugin);
-        Ok(record)
+        Ok(())
     }
 
     pub fn insert(&self, record: PluginRecord, plugin: Plugin) {
@@ -221,14 +199,47 @@ impl Plugins {
     }
 
     /// The plugins `viewer` may use (the admin: all of them).
+    /// An upload compiling (or failed) stands in its key's place: it is the newest.
     pub fn visible(&self, viewer: Option<&str>) -> Vec<PluginRecord> {
-        let all = self.by_key.read().unwrap_or_else(|e| e.into_inner());
-        all.values().map(|i| i.record.clone()).filter(|r| Self::visible_to(r, viewer)).collect()
+        let mut all: BTreeMap<String, PluginRecord> = {
+            let ready = self.by_key.read().unwrap_or_else(|e| e.into_inner());
+            ready.iter().map(|(k, i)| (k.clone(), i.record.clone())).collect()
+        };
+        let pending = self.pending.read().unwrap_or_else(|e| e.into_inner());
+        all.extend(pending.iter().map(|(k, r)| (k.clone(), r.clone())));
+        all.into_values().filter(|r| Self::visible_to(r, viewer)).collect()
     }
 
-    fn owned_by(&self, owner: Option<&str>) -> Vec<PluginRecord> {
+    /// The upload of exactly this owner and name that is compiling or failed.
+    pub fn get_pending(&self, owner: Option<&str>, name: &str) -> Option<PluginRecord> {
+        self.pending.read().unwrap_or_else(|e| e.into_inner()).get(&owned_key(owner, name)).cloned()
+    }
+
+    /// [`Plugins::resolve`] among the uploads compiling or failed: why a
+    /// style's plugin cannot be used yet.
+    pub fn resolve_pending(&self, viewer: Option<&str>, name: &str) -> Option<PluginRecord> {
+        if let Some(own) = self.get_pending(viewer, name) {
+            return Some(own);
+        }
+        let pending = self.pending.read().unwrap_or_else(|e| e.into_inner());
+        pending.values().find(|r| r.name == name && r.public).cloned()
+    }
+
+    /// Forget an upload that compiles or failed (deleted).
+    pub fn remove_pending(&self, owner: Option<&str>, name: &str) -> Option<PluginRecord> {
+        self.pending.write().unwrap_or_else(|e| e.into_inner()).remove(&owned_key(owner, name))
+    }
+
+    /// The names of `owner`'s plugins, ready or compiling.
+    fn owned_by(&self, owner: Option<&str>) -> std::collections::BTreeSet<String> {
         let all = self.by_key.read().unwrap_or_else(|e| e.into_inner());
-        all.values().map(|i| i.record.clone()).filter(|r| r.owner.as_deref() == owner && !r.bundled).collect()
+        let pending = self.pending.read().unwrap_or_else(|e| e.into_inner());
+        all.values()
+            .map(|i| &i.record)
+            .chain(pending.values())
+            .filter(|r| r.owner.as_deref() == owner && !r.bundled)
+            .map(|r| r.name.clone())
+            .collect()
     }
 
     /// Names `viewer` may use, for error messages.
@@ -252,6 +263,8 @@ fn operator_record(name: &str, plugin: &Plugin, size: usize, bundled_in_binary: 
         size: size as u64,
         info: plugin.info.clone(),
         created_at: if bundled_in_binary { 0 } else { now() },
+        state: crate::model::PluginState::Ready,
+        error: None,
     }
 }
 

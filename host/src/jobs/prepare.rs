@@ -26,6 +26,13 @@ pub enum JobError {
     /// A tenant quota refused it; the message names the quota.
     #[error("quota exceeded: {0}")]
     Quota(String),
+    /// The style's plugin was uploaded but is not usable yet (compiling) or
+    /// failed to compile (with the reason).
+    #[error("style: plugin `{plugin}` {}", match failure {
+        Some(why) => format!("failed to compile: {why}"),
+        None => "is still compiling: retry in a few seconds".to_string(),
+    })]
+    PluginNotReady { plugin: String, failure: Option<String> },
     #[error("style: plugin `{plugin}` refused the parameters `{params}`: {message}")]
     RefusedParams { plugin: String, params: String, message: String },
     #[error("job {0} not found")]
@@ -92,14 +99,26 @@ pub fn resolve_style(
         None => None,
     };
     if let Some(saved) = saved {
-        let plugin = plugins
-            .resolve(saved.owner.as_deref(), &saved.plugin)
-            .ok_or_else(|| JobError::UnknownStyle(style.to_string()))?;
+        let plugin = ready_plugin(plugins, saved.owner.as_deref(), &saved.plugin, style)?;
         return Ok((plugin, saved.params));
     }
     let (name, params) = split_style(style);
-    let plugin = plugins.resolve(viewer, name).ok_or_else(|| JobError::UnknownStyle(style.to_string()))?;
-    Ok((plugin, params.to_string()))
+    Ok((ready_plugin(plugins, viewer, name, style)?, params.to_string()))
+}
+
+/// The plugin `name` as `viewer` sees it, if it is ready; else why not.
+fn ready_plugin(plugins: &Plugins, viewer: Option<&str>, name: &str, style: &str) -> Result<Installed, JobError> {
+    if let Some(installed) = plugins.resolve(viewer, name) {
+        return Ok(installed);
+    }
+    match plugins.resolve_pending(viewer, name) {
+        Some(pending) => Err(JobError::PluginNotReady {
+            plugin: name.to_string(),
+            failure: (pending.state == crate::model::PluginState::Failed)
+                .then(|| pending.error.unwrap_or_else(|| "no reason recorded".into())),
+        }),
+        None => Err(JobError::UnknownStyle(style.to_string())),
+    }
 }
 
 /// The role a job runs under: the one it names, which must be granted to its

@@ -50,6 +50,12 @@ impl CompileCache {
         dir.join(format!("{sha256}-{}.cwasm", self.engine_hash))
     }
 
+    /// Whether a load of this component would be a cache hit (so quick that
+    /// it need not wait in the compile queue).
+    pub fn has(&self, sha256: &str) -> bool {
+        self.dir.as_ref().is_some_and(|dir| self.path(dir, sha256).exists())
+    }
+
     pub fn load_or_compile(
         &self,
         engine: &Engine,

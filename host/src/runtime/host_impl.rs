@@ -2,7 +2,7 @@
 //! `kiln:plugin@0.1.0`, and the logic that 0.2.0's (`host_v2`) shares.
 
 use bytes::Bytes;
-use wasmtime::component::{Linker, Resource, WasmStr};
+use wasmtime::component::{ComponentType, Lift, Linker, Resource, WasmStr};
 use wasmtime::{AsContext, StoreContextMut};
 
 use super::bindings::v1::kiln::plugin::{host, types};
@@ -89,13 +89,6 @@ impl TaskState {
     }
 }
 
-impl host::Host for TaskState {
-    async fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
-        self.log_line(level.into(), &message);
-        Ok(())
-    }
-}
-
 /// A log level of either contract version.
 #[derive(Clone, Copy)]
 pub(super) enum Level {
@@ -106,16 +99,50 @@ pub(super) enum Level {
     Error,
 }
 
-impl From<host::Level> for Level {
-    fn from(level: host::Level) -> Level {
-        match level {
-            host::Level::Trace => Level::Trace,
-            host::Level::Debug => Level::Debug,
-            host::Level::Info => Level::Info,
-            host::Level::Warn => Level::Warn,
-            host::Level::Error => Level::Error,
+/// `host.log` of one contract version: its generated `Level` becomes ours.
+/// (Each version's bindings generate their own, identical, enum.)
+macro_rules! host_log {
+    ($host:ident) => {
+        impl From<$host::Level> for $crate::runtime::host_impl::Level {
+            fn from(level: $host::Level) -> Self {
+                use $crate::runtime::host_impl::Level;
+                match level {
+                    $host::Level::Trace => Level::Trace,
+                    $host::Level::Debug => Level::Debug,
+                    $host::Level::Info => Level::Info,
+                    $host::Level::Warn => Level::Warn,
+                    $host::Level::Error => Level::Error,
+                }
+            }
         }
-    }
+
+        impl $host::Host for TaskState {
+            async fn log(&mut self, level: $host::Level, message: String) -> wasmtime::Result<()> {
+                self.log_line(level.into(), &message);
+                Ok(())
+            }
+        }
+    };
+}
+pub(super) use host_log;
+
+host_log!(host);
+
+/// Redefine `log` of the host interface `iface` so that it reads the message
+/// in place, up to its cap (the bindings' version copies it whole first).
+pub(super) fn link_bounded_log<L>(linker: &mut Linker<TaskState>, iface: &str) -> wasmtime::Result<()>
+where
+    L: ComponentType + Lift + Into<Level> + Send + Sync + 'static,
+{
+    linker.instance(iface)?.func_wrap(
+        "log",
+        |mut store: StoreContextMut<'_, TaskState>, (level, message): (L, WasmStr)| {
+            let cap = store.data().text.max_log_line;
+            let message = bounded_wasm(&store, &message, cap);
+            store.data_mut().log_line(level.into(), &message);
+            Ok(())
+        },
+    )
 }
 
 /// What a plugin asks of `outputs.open` (0.1.0 gives only the extension).
@@ -239,16 +266,7 @@ pub(super) fn bad_extension(shown: &str) -> String {
 /// the same logic for the typed path.
 pub(crate) fn link_bounded_imports(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    let mut host_iface = linker.instance("kiln:plugin/host@0.1.0")?;
-    host_iface.func_wrap(
-        "log",
-        |mut store: StoreContextMut<'_, TaskState>, (level, message): (host::Level, WasmStr)| {
-            let cap = store.data().text.max_log_line;
-            let message = bounded_wasm(&store, &message, cap);
-            store.data_mut().log_line(level.into(), &message);
-            Ok(())
-        },
-    )?;
+    link_bounded_log::<host::Level>(linker, "kiln:plugin/host@0.1.0")?;
     let mut types_iface = linker.instance("kiln:plugin/types@0.1.0")?;
     types_iface.func_wrap_async(
         "[method]outputs.open",

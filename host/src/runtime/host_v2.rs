@@ -9,8 +9,7 @@ use super::MAX_READ;
 use super::TaskState;
 use super::bindings::v2::kiln::plugin::{host, types};
 use super::host_impl::{
-    Level, MAX_CONTENT_TYPE, MAX_EXTENSION, MAX_VARIABLE_NAME, MAX_VARIABLE_VALUE, MAX_VARIABLES, OpenRequest,
-    bad_extension,
+    MAX_CONTENT_TYPE, MAX_EXTENSION, MAX_VARIABLE_NAME, MAX_VARIABLE_VALUE, MAX_VARIABLES, OpenRequest, bad_extension,
 };
 use super::limits::LimitHit;
 use super::streams::{InputHandle, OutputHandle, OutputsHandle};
@@ -98,24 +97,7 @@ impl types::HostOutput for TaskState {
     }
 }
 
-impl From<host::Level> for Level {
-    fn from(level: host::Level) -> Level {
-        match level {
-            host::Level::Trace => Level::Trace,
-            host::Level::Debug => Level::Debug,
-            host::Level::Info => Level::Info,
-            host::Level::Warn => Level::Warn,
-            host::Level::Error => Level::Error,
-        }
-    }
-}
-
-impl host::Host for TaskState {
-    async fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
-        self.log_line(level.into(), &message);
-        Ok(())
-    }
-}
+super::host_impl::host_log!(host);
 
 impl TaskState {
     /// The options of 0.2.0's `outputs.open`, checked: a content type of
@@ -130,12 +112,7 @@ impl TaskState {
                 bounded(ct, MAX_CONTENT_TYPE)
             ));
         }
-        if request.variables.len() > MAX_VARIABLES {
-            return Err(format!(
-                "{} output variables: an output sets at most {MAX_VARIABLES}",
-                request.variables.len()
-            ));
-        }
+        check_variable_count(request.variables.len())?;
         for (name, value) in &request.variables {
             if !self.declared_variables.iter().any(|d| d == name) {
                 let declared =
@@ -153,6 +130,13 @@ impl TaskState {
     }
 }
 
+fn check_variable_count(n: usize) -> Result<(), String> {
+    if n > MAX_VARIABLES {
+        return Err(format!("{n} output variables: an output sets at most {MAX_VARIABLES}"));
+    }
+    Ok(())
+}
+
 /// 0.2.0's `output-options`, read in place (views into the plugin's memory,
 /// valid for the call): only what fits the caps is copied.
 #[derive(ComponentType, Lift)]
@@ -168,16 +152,7 @@ struct RawOutputOptions {
 /// `outputs.open`) so that they read them in place, as `host_impl` does for 0.1.0.
 pub(crate) fn link_bounded_imports(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    let mut host_iface = linker.instance("kiln:plugin/host@0.2.0")?;
-    host_iface.func_wrap(
-        "log",
-        |mut store: StoreContextMut<'_, TaskState>, (level, message): (host::Level, WasmStr)| {
-            let cap = store.data().text.max_log_line;
-            let message = bounded_wasm(&store, &message, cap);
-            store.data_mut().log_line(level.into(), &message);
-            Ok(())
-        },
-    )?;
+    super::host_impl::link_bounded_log::<host::Level>(linker, "kiln:plugin/host@0.2.0")?;
     let mut types_iface = linker.instance("kiln:plugin/types@0.2.0")?;
     types_iface.func_wrap_async(
         "[method]outputs.open",
@@ -199,9 +174,8 @@ pub(crate) fn link_bounded_imports(linker: &mut Linker<TaskState>) -> wasmtime::
 /// Copy the options out of the plugin's memory, refusing any string past its
 /// cap without copying it whole. `Err` is the refusal, for the plugin.
 fn read_options(store: &mut StoreContextMut<'_, TaskState>, raw: &RawOutputOptions) -> Result<OpenRequest, String> {
-    if raw.variables.len() > MAX_VARIABLES {
-        return Err(format!("{} output variables: an output sets at most {MAX_VARIABLES}", raw.variables.len()));
-    }
+    // Before any is copied: the list's length is the plugin's to choose.
+    check_variable_count(raw.variables.len())?;
     let pairs: Vec<(WasmStr, WasmStr)> =
         raw.variables.iter(&mut *store).and_then(|i| i.collect::<wasmtime::Result<_>>()).map_err(|e| e.to_string())?;
     let store = &*store;

@@ -109,7 +109,7 @@ impl PluginInfo {
         }
     }
 
-    pub(super) fn default_unknown() -> Self {
+    pub fn default_unknown() -> Self {
         PluginInfo {
             name: "(loading)".into(),
             version: String::new(),

@@ -40,6 +40,34 @@ pub fn check_bytes(wasm: &[u8], max_size: usize) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// The component's own (top-level) imports of instances and functions, read
+/// without compiling it: an upload is refused for its imports at once, not
+/// after a compile in the background. (Type imports give no capability.)
+pub fn top_level_imports(wasm: &[u8]) -> Result<Vec<String>, LoadError> {
+    use wasmparser::{ComponentTypeRef, Payload};
+    let bad = |e: wasmparser::BinaryReaderError| LoadError::Invalid(format!("not a readable component: {e}"));
+    let mut imports = Vec::new();
+    // Nested modules and components come inline, each closed by its own `End`.
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload.map_err(bad)? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) if depth == 0 => break,
+            Payload::End(_) => depth -= 1,
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let import = import.map_err(bad)?;
+                    if !matches!(import.ty, ComponentTypeRef::Type(_)) {
+                        imports.push(import.name.name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(imports)
+}
+
 /// Refuse every import outside [`ALLOWED`], naming each with the reason.
 pub fn check_imports<'a>(imports: impl IntoIterator<Item = &'a str>) -> Result<(), LoadError> {
     let refused: Vec<String> = imports
@@ -67,6 +95,17 @@ mod tests {
         assert!(matches!(check_bytes(b"\0asm\x01\0\0\0", 100), Err(LoadError::CoreModule)));
         assert!(matches!(check_bytes(&[0; 200], 100), Err(LoadError::TooLarge { size: 200, limit: 100 })));
         assert!(check_bytes(b"\0asm\x0d\0\x01\0", 100).is_ok());
+    }
+
+    #[test]
+    fn reads_a_components_own_imports_without_compiling_it() {
+        let (_, copy) = crate::bundled::BUNDLED.iter().find(|(name, _)| *name == "copy").unwrap();
+        let imports = top_level_imports(copy).unwrap();
+        assert!(imports.iter().any(|i| i.starts_with("kiln:plugin/types@0.2.0")), "{imports:?}");
+        check_imports(imports.iter().map(String::as_str)).unwrap();
+        // Cut short: an error naming what is wrong, not a panic.
+        let err = top_level_imports(&copy[..copy.len() / 2]).unwrap_err();
+        assert!(err.to_string().contains("not a readable component"), "{err}");
     }
 
     #[test]

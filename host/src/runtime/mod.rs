@@ -306,6 +306,18 @@ impl Runtime {
 
     /// Check, compile (or load from the cache) and pre-instantiate a plugin,
     /// then ask it for its `info()` under the control deadline.
+    /// The checks of [`Runtime::load`] that need no compile: size, a component,
+    /// and only the imports Kiln provides. Milliseconds, even for a large component.
+    pub fn precheck(&self, wasm: &[u8]) -> Result<(), LoadError> {
+        inspect::check_bytes(wasm, self.config.max_plugin_size)?;
+        inspect::check_imports(inspect::top_level_imports(wasm)?.iter().map(String::as_str))
+    }
+
+    /// Whether the compile cache holds this component (by hex SHA-256).
+    pub fn is_compiled(&self, sha256: &str) -> bool {
+        self.cache.has(sha256)
+    }
+
     pub async fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
         self.load_with(wasm, None).await
     }

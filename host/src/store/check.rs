@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use super::outbox::{DEAD_EVENTS, JOB_SECRETS, OUTBOX, OUTBOX_BY_JOB, WEBHOOK_DELIVERIES};
 use super::{
-    At, ETAGS, JOBS, META, PLUGINS, ROLES, Result, STYLES, Store, StoreError, TASK_KEYS, TASK_STATE, TASKS,
-    TENANT_JOBS, TENANTS, TOKENS, corrupt,
+    At, ETAGS, JOBS, META, PLUGIN_UPLOADS, PLUGINS, ROLES, Result, STYLES, Store, StoreError, TASK_KEYS, TASK_STATE,
+    TASKS, TENANT_JOBS, TENANTS, TOKENS, corrupt,
 };
 use crate::auth::{RoleRecord, TenantRecord, TokenRecord};
 use crate::model::{JobRecord, PluginRecord, StyleRecord, TaskRecord};
@@ -106,6 +106,7 @@ fn walk(txn: &ReadTransaction, report: &mut CheckReport) -> Result<()> {
     decode_all::<&str, TokenRecord>(txn, TOKENS, "tokens", report, |name| At::Name(name).to_string())?;
     decode_all::<&str, RoleRecord>(txn, ROLES, "roles", report, |name| At::Name(name).to_string())?;
     decode_all::<&str, PluginRecord>(txn, PLUGINS, "plugins", report, |name| At::Name(name).to_string())?;
+    decode_all::<&str, PluginRecord>(txn, PLUGIN_UPLOADS, "plugin_uploads", report, |name| At::Name(name).to_string())?;
     Ok(())
 }
 
@@ -175,6 +176,7 @@ impl Store {
         copy_table(&from, &to, TOKENS)?;
         copy_table(&from, &to, ROLES)?;
         copy_table(&from, &to, PLUGINS)?;
+        copy_table(&from, &to, PLUGIN_UPLOADS)?;
         copy_table(&from, &to, ETAGS)?;
         copy_table(&from, &to, OUTBOX)?;
         copy_table(&from, &to, OUTBOX_BY_JOB)?;

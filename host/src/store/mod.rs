@@ -49,6 +49,10 @@ const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("roles");
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
+/// Uploads still compiling: `owner/name` → JSON [`crate::model::PluginRecord`]. An upload
+/// moves to `plugins` once compiled, so a crash while compiling loses neither it
+/// nor the version it replaces.
+const PLUGIN_UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugin_uploads");
 /// (job definition digest, source key) → the etag its last successful run processed: for `skip_unchanged`.
 const ETAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("etags");
 
@@ -416,6 +420,7 @@ fn open_database(path: &Path) -> Result<Database> {
         txn.open_table(TOKENS)?;
         txn.open_table(ROLES)?;
         txn.open_table(PLUGINS)?;
+        txn.open_table(PLUGIN_UPLOADS)?;
         txn.open_table(ETAGS)?;
         txn.open_table(outbox::OUTBOX)?;
         txn.open_table(outbox::OUTBOX_BY_JOB)?;

@@ -4,13 +4,14 @@
 //! - `tokens`: SHA-256 of the token → JSON [`TokenRecord`]. The token itself is never stored.
 //! - `roles`: name → JSON [`RoleRecord`].
 //! - `plugins`: `owner/name` → JSON [`PluginRecord`]; the component is a file named by its SHA-256.
+//! - `plugin_uploads`: the same, for uploads still compiling; each moves to `plugins` once compiled.
 //! - `meta.admin_token_sha256`: the generated admin token's digest.
 
 use redb::ReadableTable;
 
 use super::{
-    At, META, PLUGINS, ROLES, Result, Store, TENANT_JOBS, TENANTS, TOKENS, decode, encode, get_json, list_json,
-    owned_key, put_json, remove_key,
+    At, META, PLUGIN_UPLOADS, PLUGINS, ROLES, Result, Store, TENANT_JOBS, TENANTS, TOKENS, decode, encode, get_json,
+    list_json, owned_key, put_json, remove_key,
 };
 use crate::auth::{RoleRecord, TenantRecord, TokenRecord};
 use crate::model::PluginRecord;
@@ -153,8 +154,65 @@ impl Store {
         list_json(self, PLUGINS, "plugins", owner)
     }
 
+    /// Remove the plugin and any upload of it still compiling.
     pub fn delete_plugin(&self, owner: Option<&str>, name: &str) -> Result<bool> {
-        remove_key(self, PLUGINS, &owned_key(owner, name))
+        let key = owned_key(owner, name);
+        let txn = self.begin_write()?;
+        let existed = txn.open_table(PLUGINS)?.remove(key.as_str())?.is_some();
+        let pending = txn.open_table(PLUGIN_UPLOADS)?.remove(key.as_str())?.is_some();
+        self.commit(txn)?;
+        Ok(existed || pending)
+    }
+
+    // ---- uploads still compiling ----
+
+    /// Record an upload before its compile starts: a restart compiles it again.
+    pub fn put_plugin_upload(&self, plugin: &PluginRecord) -> Result<()> {
+        put_json(self, PLUGIN_UPLOADS, &owned_key(plugin.owner.as_deref(), &plugin.name), plugin)
+    }
+
+    pub fn list_plugin_uploads(&self) -> Result<Vec<PluginRecord>> {
+        list_json(self, PLUGIN_UPLOADS, "plugin_uploads", None)
+    }
+
+    /// The upload compiled: it becomes the plugin, in one transaction. `false`
+    /// (and nothing written) if the upload is no longer the one recorded
+    /// (deleted, or replaced by a newer upload meanwhile).
+    pub fn finish_plugin_upload(&self, plugin: &PluginRecord) -> Result<bool> {
+        let key = owned_key(plugin.owner.as_deref(), &plugin.name);
+        let txn = self.begin_write()?;
+        {
+            let mut uploads = txn.open_table(PLUGIN_UPLOADS)?;
+            let current: Option<PluginRecord> = match uploads.get(key.as_str())? {
+                Some(v) => Some(decode("plugin_uploads", At::Name(&key), v.value())?),
+                None => None,
+            };
+            if current.is_none_or(|c| c.sha256 != plugin.sha256 || c.created_at != plugin.created_at) {
+                return Ok(false);
+            }
+            uploads.remove(key.as_str())?;
+            txn.open_table(PLUGINS)?.insert(key.as_str(), encode(plugin).as_slice())?;
+        }
+        self.commit(txn)?;
+        Ok(true)
+    }
+
+    /// The upload failed to compile: forget it (the plugin it would have replaced stays).
+    pub fn drop_plugin_upload(&self, plugin: &PluginRecord) -> Result<()> {
+        let key = owned_key(plugin.owner.as_deref(), &plugin.name);
+        let txn = self.begin_write()?;
+        {
+            let mut uploads = txn.open_table(PLUGIN_UPLOADS)?;
+            let same = match uploads.get(key.as_str())? {
+                Some(v) => decode::<PluginRecord>("plugin_uploads", At::Name(&key), v.value())?.sha256 == plugin.sha256,
+                None => false,
+            };
+            if same {
+                uploads.remove(key.as_str())?;
+            }
+        }
+        self.commit(txn)?;
+        Ok(())
     }
 }
 
