@@ -217,3 +217,52 @@ async fn a_flood_of_allocation_bombs_stays_within_the_memory_budget() {
     assert!(peak < BUDGET + (384 << 20), "peak RSS {peak} over the budget of {BUDGET} plus 384 MiB");
     assert!(after < at_rest + (256 << 20), "{after} bytes stay resident after the jobs ({at_rest} at rest)");
 }
+
+#[tokio::test]
+async fn an_upload_that_fails_in_the_background_says_why_and_can_be_replaced() {
+    // Every upload not compiled yet answers at once (202): its checks end in the background.
+    let (_dir, d) = daemon("plugin_upload_wait = \"0s\"\n[runtime]\ncontrol_deadline = \"1s\"\n");
+    let stall = kiln_test_plugins::STALL_INFO;
+    let o = d.cli(&["plugin", "add", stall, "--name", "stall", "--version", "1", "--no-wait"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("compiling"), "{}", String::from_utf8_lossy(&o.stdout));
+
+    // Its info() never returns: the upload ends `failed`, with the reason.
+    let started = Instant::now();
+    let failed = loop {
+        let (status, p) = d.get("/v1/plugins/stall").await;
+        assert_eq!(status, 200, "{p}");
+        if p["state"] != "compiling" {
+            break p;
+        }
+        assert!(started.elapsed() < LONG, "{p}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(failed["error"].as_str().unwrap().contains("runtime.control_deadline"), "{failed}");
+    // A job naming it hears why, on the style field.
+    let (status, p) = d.post("/v1/jobs", job("big/", "stall", "x/{key}")).await;
+    assert_eq!(status, 409, "{p}");
+    assert_eq!(p["field"], "style", "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains("failed to compile") && detail.contains("control_deadline"), "{p}");
+
+    // The CLI, waiting (the default), fails with the reason.
+    let o = d.cli(&["plugin", "add", stall, "--name", "stall2", "--version", "1"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("control_deadline"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The failed upload can be deleted, or replaced by one that works, which the CLI waits for.
+    assert_eq!(d.delete("/v1/plugins/stall").await, 204);
+    assert_eq!(d.get("/v1/plugins/stall").await.0, 404);
+    let o = d.cli(&["plugin", "add", kiln_test_plugins::ECHO, "--name", "stall", "--version", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("plugin stall 2 uploaded") && !said.contains("compiling"), "{said}");
+    let (_, p) = d.get("/v1/plugins/stall").await;
+    assert_eq!((p["state"].as_str(), p["info"]["name"].as_str()), (Some("ready"), Some("echo")), "{p}");
+    let (status, created) = d.post("/v1/jobs", job("big/", "stall", "x/{key}")).await;
+    assert_eq!(status, 201, "{created}");
+    let done = d.wait_job(created["id"].as_u64().unwrap(), LONG).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+}
