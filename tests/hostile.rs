@@ -221,7 +221,12 @@ async fn a_flood_of_allocation_bombs_stays_within_the_memory_budget() {
 #[tokio::test]
 async fn an_upload_that_fails_in_the_background_says_why_and_can_be_replaced() {
     // Every upload not compiled yet answers at once (202): its checks end in the background.
-    let (_dir, d) = daemon("plugin_upload_wait = \"0s\"\n[runtime]\ncontrol_deadline = \"1s\"\n");
+    // Its own compile cache: the components are never compiled already.
+    let cache = tempfile::tempdir().unwrap();
+    let (_dir, d) = daemon(&format!(
+        "plugin_upload_wait = \"0s\"\ncache_dir = {:?}\n[runtime]\ncontrol_deadline = \"1s\"\n",
+        cache.path()
+    ));
     let stall = kiln_test_plugins::STALL_INFO;
     let o = d.cli(&["plugin", "add", stall, "--name", "stall", "--version", "1", "--no-wait"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -89,7 +89,9 @@ async fn javascript_component_runs_jobs_in_a_daemon() {
     std::fs::create_dir_all(data.join("buckets/out")).unwrap();
     std::fs::write(data.join("buckets/in/poem.txt"), POEM).unwrap();
     // Every upload that is not compiled already answers at once (202).
-    let mut d = Daemon::start(&data, Some("plugin_upload_wait = \"0s\"\n"));
+    // Its own compile cache, so that the component is never compiled already.
+    let config = format!("plugin_upload_wait = \"0s\"\ncache_dir = {:?}\n", data.join("cache"));
+    let mut d = Daemon::start(&data, Some(&config));
 
     // The upload checks the imports (only kiln:plugin/*: `-d all` left no
     // WASI) at once, then compiles the component and calls its info() in the background.

@@ -18,6 +18,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The redb file, the compile cache and the local buckets live here.
     pub data_dir: PathBuf,
+    /// The compile cache, if not `<data_dir>/cache`: several daemons (or a
+    /// daemon and `kiln process`) may share one.
+    pub cache_dir: Option<PathBuf>,
     /// Tasks in flight across the whole daemon.
     pub workers: usize,
     /// Results committed per redb transaction, at most (group commit).
@@ -53,6 +56,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:7878".parse().expect("valid default address"),
             data_dir: PathBuf::from("kiln-data"),
+            cache_dir: None,
             workers: 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             commit_batch: 512,
             commit_delay_ms: 5,
@@ -226,7 +230,7 @@ impl Config {
         self.data_dir.join("kiln.redb")
     }
     pub fn cache_dir(&self) -> PathBuf {
-        self.data_dir.join("cache")
+        self.cache_dir.clone().unwrap_or_else(|| self.data_dir.join("cache"))
     }
     /// Plugins installed by dropping a component here; loaded at start.
     pub fn plugins_dir(&self) -> PathBuf {

@@ -70,6 +70,11 @@ pub async fn run_in_memory(
     (rt.run(plugin, task).await, target)
 }
 
+/// The compile cache the tests' daemons share.
+pub fn daemon_cache_dir() -> PathBuf {
+    std::env::temp_dir().join("kiln-tests-cache/daemon")
+}
+
 /// An [`OutputTarget`] that keeps outputs in memory.
 #[derive(Clone, Default)]
 pub struct MemoryTarget(pub Arc<Mutex<Recorded>>);
@@ -160,6 +165,13 @@ impl Daemon {
             .arg(&self.data_dir)
             .env("KILN_LOG", "warn")
             .env("KILN_ADMIN_TOKEN", ADMIN_TOKEN);
+        // One compile cache for every test daemon (a cold one compiles the
+        // bundled plugins, about 15 s of a debug build, at each start), unless
+        // the test's config names its own.
+        let own_cache = self.config.as_ref().is_some_and(|c| std::fs::read_to_string(c).unwrap().contains("cache_dir"));
+        if !own_cache {
+            cmd.env("KILN_CACHE_DIR", daemon_cache_dir());
+        }
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }

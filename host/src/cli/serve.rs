@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// Data directory: the redb file, the compile cache, local buckets.
     #[arg(long, env = "KILN_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Folder of the compile cache (default `<data_dir>/cache`). Daemons may
+    /// share one: entries are keyed by component and engine, written atomically.
+    #[arg(long, env = "KILN_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
     /// Tasks in flight across the daemon.
     #[arg(long, env = "KILN_WORKERS")]
     workers: Option<usize>,
@@ -46,6 +50,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(d) = args.data_dir {
         config.data_dir = d;
+    }
+    if let Some(c) = args.cache_dir {
+        config.cache_dir = Some(c);
     }
     if let Some(w) = args.workers {
         config.workers = w;
@@ -215,7 +222,8 @@ fn refuse_a_lost_store(config: &Config) -> anyhow::Result<()> {
     if non_empty(config.plugin_blobs_dir()) {
         state.push(config.plugin_blobs_dir());
     }
-    if len == Some(0) && non_empty(config.cache_dir()) {
+    // A cache elsewhere may be shared: it says nothing of this data dir.
+    if len == Some(0) && config.cache_dir.is_none() && non_empty(config.cache_dir()) {
         state.push(config.cache_dir());
     }
     if state.is_empty() {
