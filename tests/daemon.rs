@@ -563,3 +563,58 @@ async fn metrics_and_readiness_report_what_happened() {
     let r = reqwest::get(format!("{}/metrics", d.url)).await.unwrap();
     assert_eq!(r.status(), 401, "metrics need the admin token");
 }
+
+#[tokio::test]
+async fn a_first_start_listens_at_once_and_compiles_the_bundled_plugins_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("buckets/notes")).unwrap();
+    std::fs::create_dir_all(data.join("buckets/out")).unwrap();
+    std::fs::write(data.join("buckets/notes/a.md"), "# Title\n\nSome *text*.\n").unwrap();
+    // An empty compile cache of its own: every bundled plugin must compile.
+    let config = format!("cache_dir = {:?}\n", dir.path().join("cache"));
+    let started = std::time::Instant::now();
+    let d = Daemon::start_unready(&data, Some(&config));
+    let listened = started.elapsed();
+
+    let r = reqwest::get(format!("{}/readyz", d.url)).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let why = r.text().await.unwrap();
+    assert!(why.contains("compiling") && why.contains("bundled"), "{why}");
+    // A job on a bundled style that is not compiled yet: 409, on the style.
+    let job = json!({"input": {"bucket": "notes"}, "style": "markdown", "output": {"bucket": "out", "template": "{barename}.html"}});
+    let (status, p) = d.post("/v1/jobs", job).await;
+    assert_eq!(status, 409, "{p}");
+    assert_eq!(p["field"], "style", "{p}");
+    let (_, plugin) = d.get("/v1/plugins/markdown").await;
+    assert_eq!(plugin["state"], "compiling", "{plugin}");
+
+    // The CLI waits for the plugin, then runs the job.
+    let o = d.cli(&[
+        "job",
+        "create",
+        "--bucket",
+        "notes",
+        "--style",
+        "markdown",
+        "--output-bucket",
+        "out",
+        "--output",
+        "{barename}.html",
+        "--wait",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("still compiling"), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(data.join("buckets/out/a.html")).unwrap();
+    assert!(html.contains("<h1>Title</h1>") && html.contains("<em>text</em>"), "{html}");
+    let ready = loop {
+        if reqwest::get(format!("{}/readyz", d.url)).await.unwrap().status() == 200 {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "not ready after 5 min");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("a first start: listening after {listened:.2?}, every bundled plugin compiled after {ready:.2?}");
+    let (_, plugin) = d.get("/v1/plugins/markdown").await;
+    assert_eq!(plugin["state"], "ready", "{plugin}");
+}

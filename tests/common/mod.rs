@@ -138,14 +138,28 @@ impl Daemon {
     }
 
     /// Start a daemon listening on `listen`, so a restart keeps its address.
+    /// [`Daemon::start`], returning as soon as it listens, before `/readyz`
+    /// (the bundled plugins may still compile on a cold compile cache).
+    pub fn start_unready(data_dir: &std::path::Path, config: Option<&str>) -> Daemon {
+        let mut d = Daemon::configured(data_dir, config, "127.0.0.1:0");
+        d.spawn_no_wait();
+        d
+    }
+
     pub fn start_on(data_dir: &std::path::Path, config: Option<&str>, listen: &str) -> Daemon {
+        let mut d = Daemon::configured(data_dir, config, listen);
+        d.spawn();
+        d
+    }
+
+    fn configured(data_dir: &std::path::Path, config: Option<&str>, listen: &str) -> Daemon {
         std::fs::create_dir_all(data_dir).unwrap();
         let config = config.map(|text| {
             let path = data_dir.join("kiln.toml");
             std::fs::write(&path, text).unwrap();
             path
         });
-        let mut d = Daemon {
+        Daemon {
             child: None,
             listen: listen.to_string(),
             url: String::new(),
@@ -153,12 +167,15 @@ impl Daemon {
             config,
             http: reqwest::Client::new(),
             token: ADMIN_TOKEN.to_string(),
-        };
-        d.spawn();
-        d
+        }
     }
 
     fn spawn(&mut self) {
+        self.spawn_no_wait();
+        self.wait_ready();
+    }
+
+    fn spawn_no_wait(&mut self) {
         use std::io::BufRead;
         let mut cmd = Command::new(kiln_bin());
         cmd.args(["serve", "--listen", &self.listen, "--data-dir"])
@@ -188,6 +205,25 @@ impl Daemon {
         let line = rx.recv_timeout(std::time::Duration::from_secs(120)).expect("kiln serve printed no address");
         self.url = line.trim().strip_prefix("kiln listening on ").expect("address line").to_string();
         self.child = Some(child);
+    }
+
+    /// Wait for `/readyz` (on a cold compile cache, the bundled plugins compile after the daemon listens).
+    fn wait_ready(&self) {
+        use std::io::{Read, Write};
+        let addr = self.url.trim_start_matches("http://").to_string();
+        let started = std::time::Instant::now();
+        loop {
+            let mut answer = String::new();
+            if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+                let _ = write!(s, "GET /readyz HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+                let _ = s.read_to_string(&mut answer);
+            }
+            if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
+                return;
+            }
+            assert!(started.elapsed().as_secs() < 300, "kiln serve not ready after 5 min: {answer}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// `kill -9`, then start again on the same data dir.

@@ -66,6 +66,13 @@ export async function startDaemon({ config } = {}) {
       reject(new Error(`kiln exited with ${code}:\n${stderr}`));
     });
   });
+  // On a cold compile cache the bundled plugins compile after the daemon listens.
+  for (let i = 0; ; i++) {
+    const r = await fetch(`${url}/readyz`).catch(() => null);
+    if (r && r.ok) break;
+    if (i > 3000) throw new Error(`kiln not ready after 5 min: ${r && (await r.text())}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
   copyCache(path.join(dir, 'cache'), CACHE);
   const daemon = {
     url,

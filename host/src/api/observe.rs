@@ -72,6 +72,13 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     if let Some(reason) = s.jobs.store().unavailable() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {reason}")).into_response();
     }
+    // Jobs cannot use a bundled plugin before it is compiled (a first start).
+    let compiling = s.jobs.plugins().installed_compiling();
+    if compiling > 0 {
+        let msg =
+            format!("compiling {compiling} bundled plugin(s) for this machine (a first start on this compile cache)");
+        return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
+    }
     match s.jobs.store().call(|st| st.get_job(0)).await {
         Ok(_) => "ready".into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")).into_response(),

@@ -323,6 +323,16 @@ pub enum StyleCommand {
     },
 }
 
+/// A 409 `plugin-not-ready` for a plugin that is compiling (not one that failed).
+fn compiling(status: reqwest::StatusCode, body: &str) -> bool {
+    if status != reqwest::StatusCode::CONFLICT {
+        return false;
+    }
+    let problem: Value = serde_json::from_str(body).unwrap_or_default();
+    problem["type"].as_str().is_some_and(|t| t.ends_with("/plugin-not-ready"))
+        && problem["detail"].as_str().is_some_and(|d| d.contains("still compiling"))
+}
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
@@ -347,16 +357,35 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let req = match &self.token {
+        let mut req = match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
         };
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach kiln at {} (is `kiln serve` running? set KILN_URL)", self.base))?;
-        let status = resp.status();
-        let text = resp.text().await?;
+        let started = std::time::Instant::now();
+        let mut said = false;
+        let (status, text) = loop {
+            let again = req.try_clone();
+            let resp = req.send().await.with_context(|| {
+                format!("cannot reach kiln at {} (is `kiln serve` running? set KILN_URL)", self.base)
+            })?;
+            let status = resp.status();
+            let retry_after =
+                resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()?.parse().ok());
+            let text = resp.text().await?;
+            // A plugin still compiling (an upload, or a first start) is ready
+            // in seconds: wait for it, as long as a reconnect would.
+            match (again, retry_after) {
+                (Some(next), Some(secs)) if compiling(status, &text) && started.elapsed() < self.reconnect_for => {
+                    if !said {
+                        eprintln!("the style's plugin is still compiling in the daemon: waiting for it...");
+                        said = true;
+                    }
+                    tokio::time::sleep(Duration::from_secs(secs).min(Duration::from_secs(2))).await;
+                    req = next;
+                }
+                _ => break (status, text),
+            }
+        };
         if !status.is_success() {
             let problem: Value = serde_json::from_str(&text).unwrap_or(json!({"detail": text}));
             let detail = problem["detail"].as_str().unwrap_or(&text).to_string();

@@ -77,7 +77,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..config.runtime.clone()
     })?);
     let plugins = Plugins::new(config.plugin_blobs_dir());
-    plugins.load_bundled(&runtime).await?;
+    plugins.load_bundled(&runtime, &store).await?;
     plugins.load_dir(&runtime, &config.plugins_dir()).await?;
     plugins.load_uploaded(&runtime, &store).await?;
     // Each plugin installed with the daemon is also a shared style of the same name with no parameters.

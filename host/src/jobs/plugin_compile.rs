@@ -43,6 +43,8 @@ enum Purpose {
     Upload,
     /// A stored plugin reloaded at start: its `info()` is recorded.
     Reload,
+    /// A plugin bundled in the binary, on a start with a cold compile cache.
+    Bundled,
 }
 
 impl Plugins {
@@ -106,6 +108,41 @@ impl Plugins {
             false => Some(self.compile_slot.acquire().await.map_err(internal)?),
         };
         Ok(runtime.load(wasm).await?)
+    }
+
+    /// Load the plugins bundled in the binary: from the compile cache now;
+    /// on a first start (or a cleared cache) they compile in the background,
+    /// `/readyz` answering 503 until they are ready.
+    pub async fn load_bundled(&self, runtime: &Arc<Runtime>, store: &Store) -> anyhow::Result<()> {
+        for (name, wasm) in crate::bundled::BUNDLED {
+            let sha256 = hex::encode(Sha256::digest(wasm));
+            if runtime.is_compiled(&sha256) {
+                let plugin = runtime.load(wasm).await.map_err(|e| anyhow::anyhow!("bundled plugin `{name}`: {e}"))?;
+                self.insert(super::plugins::operator_record(name, &plugin, wasm.len(), true), plugin);
+                continue;
+            }
+            let record = PluginRecord {
+                public: true,
+                bundled: true,
+                created_at: 0,
+                ..new_record(None, name, "", &sha256, wasm.len(), PluginState::Compiling)
+            };
+            drop(self.compile_in_background(runtime.clone(), store.clone(), record, wasm.to_vec(), Purpose::Bundled));
+        }
+        let compiling = self.installed_compiling();
+        if compiling > 0 {
+            tracing::info!(
+                compiling,
+                "compiling the bundled plugins for this machine in the background (a first start on this compile cache; later starts load them in milliseconds)"
+            );
+        }
+        Ok(())
+    }
+
+    /// How many plugins installed with the daemon are still compiling.
+    pub fn installed_compiling(&self) -> usize {
+        let pending = self.pending.read().unwrap_or_else(|e| e.into_inner());
+        pending.values().filter(|r| r.bundled && r.state == PluginState::Compiling).count()
     }
 
     /// Load the uploaded plugins recorded in the store: from the compile
@@ -182,11 +219,13 @@ impl Plugins {
             return Err(UploadError::Internal("replaced or deleted while waiting to compile".into()));
         }
         let plugin = match purpose {
-            Purpose::Upload => runtime.load(wasm).await?,
+            Purpose::Upload | Purpose::Bundled => runtime.load(wasm).await?,
             Purpose::Reload => runtime.reload(wasm, record.info.clone()).await?,
         };
-        let ready =
-            PluginRecord { info: plugin.info.clone(), state: PluginState::Ready, error: None, ..record.clone() };
+        let ready = match purpose {
+            Purpose::Bundled => super::plugins::operator_record(&record.name, &plugin, wasm.len(), true),
+            _ => PluginRecord { info: plugin.info.clone(), state: PluginState::Ready, error: None, ..record.clone() },
+        };
         if purpose == Purpose::Upload {
             let finished = ready.clone();
             if !store.call(move |s| s.finish_plugin_upload(&finished)).await.map_err(internal)? {

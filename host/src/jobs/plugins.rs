@@ -67,31 +67,6 @@ impl Plugins {
         }
     }
 
-    /// Load every bundled plugin (from the compile cache after the first start).
-    pub async fn load_bundled(&self, runtime: &Runtime) -> anyhow::Result<()> {
-        let total = crate::bundled::BUNDLED.len();
-        for (i, (name, wasm)) in crate::bundled::BUNDLED.iter().enumerate() {
-            // From the compile cache this takes milliseconds; a first start on a
-            // new data dir compiles each one (seconds): say so rather than stay silent.
-            let load = runtime.load(wasm);
-            tokio::pin!(load);
-            let loaded = tokio::select! {
-                loaded = &mut load => loaded,
-                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
-                    tracing::info!(
-                        "compiling bundled plugin {}/{total} `{name}` for this machine (a first start on this data dir; later starts reuse the compile cache)",
-                        i + 1
-                    );
-                    load.await
-                }
-            };
-            let plugin = loaded.map_err(|e| anyhow::anyhow!("bundled plugin `{name}`: {e}"))?;
-            tracing::debug!(plugin = name, cache = ?plugin.cache, load_time = ?plugin.load_time, "loaded bundled plugin");
-            self.insert(operator_record(name, &plugin, wasm.len(), true), plugin);
-        }
-        Ok(())
-    }
-
     /// Load every `*.wasm` in `dir` (if it exists), named by its `info().name`,
     /// public. A plugin that fails its checks is skipped with a warning naming the problem.
     pub async fn load_dir(&self, runtime: &Runtime, dir: &Path) -> anyhow::Result<()> {
@@ -134,7 +109,9 @@ impl Plugins {
                 message: "give 1-64 printable characters, e.g. `1.2.0`".into(),
             });
         }
-        if self.get(None, name).is_some_and(|i| i.record.bundled) {
+        if self.get(None, name).is_some_and(|i| i.record.bundled)
+            || self.get_pending(None, name).is_some_and(|r| r.bundled)
+        {
             return Err(UploadError::Invalid {
                 field: "name",
                 message: format!("`{name}` is a plugin installed with the daemon: choose another name"),
@@ -251,7 +228,7 @@ impl Plugins {
 }
 
 /// The record of a plugin installed with the daemon: the admin's, public.
-fn operator_record(name: &str, plugin: &Plugin, size: usize, bundled_in_binary: bool) -> PluginRecord {
+pub(super) fn operator_record(name: &str, plugin: &Plugin, size: usize, bundled_in_binary: bool) -> PluginRecord {
     PluginRecord {
         name: name.to_string(),
         version: plugin.info.version.clone(),
