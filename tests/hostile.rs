@@ -223,7 +223,7 @@ async fn an_upload_that_fails_in_the_background_says_why_and_can_be_replaced() {
     // Every upload not compiled yet answers at once (202): its checks end in the background.
     // Its own compile cache: the components are never compiled already.
     let cache = tempfile::tempdir().unwrap();
-    let (_dir, d) = daemon(&format!(
+    let (_dir, mut d) = daemon(&format!(
         "plugin_upload_wait = \"0s\"\ncache_dir = {:?}\n[runtime]\ncontrol_deadline = \"1s\"\n",
         cache.path()
     ));
@@ -270,4 +270,34 @@ async fn an_upload_that_fails_in_the_background_says_why_and_can_be_replaced() {
     assert_eq!(status, 201, "{created}");
     let done = d.wait_job(created["id"].as_u64().unwrap(), LONG).await;
     assert_eq!(done["state"], "succeeded", "{done}");
+
+    // Two uploads of one name in a row, both compiling: the later one wins,
+    // in memory and in the store (a restart keeps it).
+    let (first, p) =
+        d.post_bytes("/v1/plugins?name=twice&version=1", std::fs::read(kiln_test_plugins::LEGACY).unwrap()).await;
+    assert_eq!(first, 202, "{p}");
+    let (second, p) =
+        d.post_bytes("/v1/plugins?name=twice&version=2", std::fs::read(kiln_test_plugins::SEEK).unwrap()).await;
+    assert_eq!(second, 202, "{p}");
+    let sha = p["sha256"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    while d.get("/v1/plugins/twice").await.1["state"] == "compiling" {
+        assert!(started.elapsed() < LONG);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The first one's compile may end after the second's upload: it must not come back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for restarted in [false, true] {
+        let (_, p) = d.get("/v1/plugins/twice").await;
+        assert_eq!(
+            (p["state"].as_str(), p["version"].as_str(), p["sha256"].as_str()),
+            (Some("ready"), Some("2"), Some(sha.as_str())),
+            "restarted: {restarted}: {p}"
+        );
+        assert_eq!(p["info"]["contract"], "0.2.0", "{p}");
+        if !restarted {
+            d.stop();
+            d.restart();
+        }
+    }
 }

@@ -66,7 +66,7 @@ pub struct UploadQuery {
             ("update" = (operation_id = "update_plugin", parameters(("name" = "$response.body#/name")))),
             ("delete" = (operation_id = "delete_plugin", parameters(("name" = "$response.body#/name")))),
         )),
-        Problems<400, 401, 413, 422, 429>,
+        Problems<400, 401, 409, 413, 422, 429>,
     ),
 )]
 async fn upload(

@@ -105,6 +105,7 @@ impl From<crate::jobs::UploadError> for Problem {
             }
             UploadError::Load(_) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-plugin", &e).field("body"),
             UploadError::Quota(_) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "quota-exceeded", &e),
+            UploadError::Superseded => Problem::new(StatusCode::CONFLICT, "superseded", &e).field("name"),
             UploadError::Internal(_) => Problem::internal(&e),
         }
     }

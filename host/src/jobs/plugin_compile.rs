@@ -75,7 +75,8 @@ impl Plugins {
                     ..new_record(up.owner, &name, &version, &sha256, up.wasm.len(), PluginState::Ready)
                 };
                 let stored = record.clone();
-                store.call(move |s| s.put_plugin(&stored)).await.map_err(internal)?;
+                // An older upload of the name still compiling is replaced too.
+                store.call(move |s| s.replace_plugin(&stored)).await.map_err(internal)?;
                 self.remove_pending(up.owner, &name);
                 self.insert(record.clone(), plugin);
                 return Ok(record);
@@ -192,7 +193,8 @@ impl Plugins {
             let outcome = plugins.compile(&runtime, &store, &record, &wasm, purpose).await;
             if let Err(e) = &outcome {
                 tracing::warn!(plugin = %record.name, owner = ?record.owner, error = %e, "plugin failed to compile");
-                if purpose == Purpose::Upload {
+                // A newer upload (or a deletion) owns the key now: leave its record alone.
+                if purpose == Purpose::Upload && plugins.is_current(&record) {
                     let dropped = record.clone();
                     if let Err(e) = store.call(move |s| s.drop_plugin_upload(&dropped)).await {
                         tracing::error!(error = %e, "forgetting a failed upload");
@@ -215,8 +217,7 @@ impl Plugins {
     ) -> Result<PluginRecord, UploadError> {
         let _slot = self.compile_slot.acquire().await.map_err(internal)?;
         if !self.is_current(record) {
-            // Deleted or replaced while it waited for the slot.
-            return Err(UploadError::Internal("replaced or deleted while waiting to compile".into()));
+            return Err(UploadError::Superseded);
         }
         let plugin = match purpose {
             Purpose::Upload | Purpose::Bundled => runtime.load(wasm).await?,
@@ -229,7 +230,7 @@ impl Plugins {
         if purpose == Purpose::Upload {
             let finished = ready.clone();
             if !store.call(move |s| s.finish_plugin_upload(&finished)).await.map_err(internal)? {
-                return Err(UploadError::Internal("replaced or deleted while it compiled".into()));
+                return Err(UploadError::Superseded);
             }
         }
         if self.is_current(record) {

@@ -52,6 +52,9 @@ pub enum UploadError {
     Load(#[from] LoadError),
     #[error("{0}")]
     Quota(String),
+    /// Another upload of the same name, or its deletion, came while this one compiled.
+    #[error("replaced by a newer upload of the same name, or deleted, while it compiled")]
+    Superseded,
     #[error("storing the plugin: {0}")]
     Internal(String),
 }

@@ -154,6 +154,16 @@ impl Store {
         list_json(self, PLUGINS, "plugins", owner)
     }
 
+    /// Store the plugin, and forget any upload of its name still compiling (it is replaced).
+    pub fn replace_plugin(&self, plugin: &PluginRecord) -> Result<()> {
+        let key = owned_key(plugin.owner.as_deref(), &plugin.name);
+        let txn = self.begin_write()?;
+        txn.open_table(PLUGINS)?.insert(key.as_str(), encode(plugin).as_slice())?;
+        txn.open_table(PLUGIN_UPLOADS)?.remove(key.as_str())?;
+        self.commit(txn)?;
+        Ok(())
+    }
+
     /// Remove the plugin and any upload of it still compiling.
     pub fn delete_plugin(&self, owner: Option<&str>, name: &str) -> Result<bool> {
         let key = owned_key(owner, name);
