@@ -55,8 +55,14 @@ impl Options {
     pub fn action_info() -> ActionInfo {
         ActionInfo::new("audio", "Decode MP3, AAC/M4A, FLAC, Ogg Vorbis or WAV and write FLAC or WAV")
             .param(ParamInfo::choice("f", "Output format", &["flac", "wav"]).default("flac"))
-            .param(ParamInfo::int("ar", "Output sample rate in Hz (resampled); the source's by default").range(8000..=192_000))
-            .param(ParamInfo::int("ac", "Output channels: 1 mixes down to mono, 2 makes stereo; the source's by default").range(1..=2))
+            .param(
+                ParamInfo::int("ar", "Output sample rate in Hz (resampled); the source's by default")
+                    .range(8000..=192_000),
+            )
+            .param(
+                ParamInfo::int("ac", "Output channels: 1 mixes down to mono, 2 makes stereo; the source's by default")
+                    .range(1..=2),
+            )
     }
 }
 
@@ -123,8 +129,11 @@ pub fn convert(input: &mut Input<'_>, outputs: &mut Outputs<'_>, opts: Options) 
     let rate_out = opts.rate.unwrap_or(rate_in);
 
     let mut out = outputs.open_with(
-        OutputOptions::extension(opts.format.extension())
-            .content_type(if opts.format == Format::Flac { "audio/flac" } else { "audio/wav" }),
+        OutputOptions::extension(opts.format.extension()).content_type(if opts.format == Format::Flac {
+            "audio/flac"
+        } else {
+            "audio/wav"
+        }),
     )?;
     // Channels are known for certain only after the first packet (some
     // containers do not say): the writer is made then.
@@ -225,7 +234,16 @@ impl Pipeline {
         };
         out.write_all(&head)?;
         let resampler = (rate_in != rate_out).then(|| Resample::new(rate_in, rate_out, channels_out)).transpose()?;
-        Ok(Pipeline { channels_in, channels_out, bits, resampler, sink, mixed: Vec::new(), ints: Vec::new(), frames: 0 })
+        Ok(Pipeline {
+            channels_in,
+            channels_out,
+            bits,
+            resampler,
+            sink,
+            mixed: Vec::new(),
+            ints: Vec::new(),
+            frames: 0,
+        })
     }
 
     fn push(&mut self, samples: &[f32], out: &mut dyn Write) -> Result<(), ProcessError> {
@@ -328,7 +346,8 @@ impl Resample {
             self.pending.drain(..used * ch);
             let drop = self.skip.min(made);
             self.skip -= drop;
-            let keep = ((made - drop) as u64).min(if end { want_total - self.frames_out.min(want_total) } else { u64::MAX });
+            let keep =
+                ((made - drop) as u64).min(if end { want_total - self.frames_out.min(want_total) } else { u64::MAX });
             produced.extend_from_slice(&self.out[drop * ch..(drop + keep as usize) * ch]);
             self.frames_out += keep;
         }

@@ -21,6 +21,12 @@ const MAX_MOOV_BOXES: usize = 2_000_000;
 
 pub type FourCc = [u8; 4];
 
+/// Boxes an MP4 or QuickTime file starts with.
+const FIRST_BOXES: &[&FourCc] = &[
+    b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot", b"PICT", b"uuid", b"junk", b"meta", b"styp",
+    b"sidx", b"moof",
+];
+
 /// `moov` as text, for messages.
 pub fn name(kind: FourCc) -> String {
     kind.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' }).collect()
@@ -98,10 +104,12 @@ pub fn scan_top(src: &mut Source) -> Result<Vec<TopBox>, MediaError> {
             break;
         }
         let head = src.read_exact_at(offset, left.min(16) as usize)?;
-        let (kind, header, size) = header_at(&head, 0, left)?;
-        if boxes.is_empty() && !kind.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        // Known first boxes only: anything else is another format, whatever
+        // its first bytes would say as a box size.
+        if boxes.is_empty() && !FIRST_BOXES.iter().any(|k| head[4..8] == k[..]) {
             return Err(MediaError::NotMp4);
         }
+        let (kind, header, size) = header_at(&head, 0, left)?;
         boxes.push(TopBox { kind, offset, header, size });
         offset += size;
     }
@@ -121,10 +129,9 @@ fn header_at(bytes: &[u8], at: usize, room: u64) -> Result<(FourCc, u64, u64), M
     let (header, size) = match size32 {
         0 => (8, room),
         1 => {
-            let l = bytes.get(at + 8..at + 16).ok_or(MediaError::Corrupt(format!(
-                "box `{}` has a 64-bit size that is cut short",
-                name(kind)
-            )))?;
+            let l = bytes
+                .get(at + 8..at + 16)
+                .ok_or(MediaError::Corrupt(format!("box `{}` has a 64-bit size that is cut short", name(kind))))?;
             (16, u64::from_be_bytes([l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]]))
         }
         n => (8, u64::from(n)),
@@ -151,7 +158,10 @@ pub enum Body {
     Leaf(Vec<u8>),
     /// `prefix`: a full box's version and flags, an `stsd`'s entry count, a
     /// sample entry's fixed fields.
-    Tree { prefix: Vec<u8>, children: Vec<Node> },
+    Tree {
+        prefix: Vec<u8>,
+        children: Vec<Node>,
+    },
 }
 
 /// How many bytes precede the children of a container box, or `None` if the

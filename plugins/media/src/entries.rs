@@ -117,7 +117,7 @@ impl Entry {
     /// Video: coded width and height from the fixed fields.
     pub fn video_size(&self) -> (u16, u16) {
         let f = &self.fixed;
-        (u16::from_be_bytes([f[32], f[33]]), u16::from_be_bytes([f[34], f[35]]))
+        (u16::from_be_bytes([f[24], f[25]]), u16::from_be_bytes([f[26], f[27]]))
     }
 
     /// Rewrite a QuickTime sound description (version 1 or 2, codec boxes

@@ -65,7 +65,8 @@ fn stream(index: usize, trak: &Node, movie_scale: f64) -> Result<Value, MediaErr
     let mut s = Map::new();
     s.insert("index".into(), json!(index));
     s.insert("codec_type".into(), json!(kind.name()));
-    let mdhd = trak.find(&[b"mdia", b"mdhd"]).ok_or(MediaError::Corrupt(format!("track {} has no `mdhd`", index + 1)))?;
+    let mdhd =
+        trak.find(&[b"mdia", b"mdhd"]).ok_or(MediaError::Corrupt(format!("track {} has no `mdhd`", index + 1)))?;
     let (_, scale, media_duration) = times(mdhd.payload(), "mdhd")?;
     let scale = f64::from(scale.max(1));
     let at = if mdhd.payload().first() == Some(&1) { 32 } else { 20 };
@@ -81,7 +82,8 @@ fn stream(index: usize, trak: &Node, movie_scale: f64) -> Result<Value, MediaErr
     s.insert("duration".into(), json!(duration));
 
     let stbl = trak.find(&[b"mdia", b"minf", b"stbl"]);
-    let (frames, bytes) = stbl.and_then(|t| t.child(b"stsz")).map(|z| sizes(z.payload())).transpose()?.unwrap_or((0, 0));
+    let (frames, bytes) =
+        stbl.and_then(|t| t.child(b"stsz")).map(|z| sizes(z.payload())).transpose()?.unwrap_or((0, 0));
     s.insert("nb_frames".into(), json!(frames));
     if duration > 0.0 && bytes > 0 {
         s.insert("bit_rate".into(), json!((bytes as f64 * 8.0 / (media_duration as f64 / scale)) as u64));
@@ -128,6 +130,17 @@ fn stream(index: usize, trak: &Node, movie_scale: f64) -> Result<Value, MediaErr
             s.insert("sample_rate".into(), json!(rate as u64));
             s.insert("channels".into(), json!(channels));
         }
+        _ if &first.kind == b"tmcd" => {
+            // Timecode: its frame rate is the entry's timescale over its frame duration.
+            let mut c = Cursor::new(first.payload(), "tmcd");
+            c.take(16)?;
+            let (rate, frame) = (u64::from(c.u32()?), u64::from(c.u32()?));
+            if rate > 0 && frame > 0 {
+                let (num, den) = reduce(rate, frame);
+                s.insert("avg_frame_rate".into(), json!(format!("{num}/{den}")));
+                s.insert("frame_rate".into(), json!(num as f64 / den as f64));
+            }
+        }
         _ => {}
     }
     Ok(Value::Object(s))
@@ -141,11 +154,8 @@ fn edit_duration(elst: &[u8]) -> Result<u64, MediaError> {
     let n = c.count(if version == 1 { 20 } else { 12 })?;
     let mut total = 0u64;
     for _ in 0..n {
-        let (d, media_time) = if version == 1 {
-            (c.u64()?, c.u64()? as i64)
-        } else {
-            (u64::from(c.u32()?), i64::from(c.u32()? as i32))
-        };
+        let (d, media_time) =
+            if version == 1 { (c.u64()?, c.u64()? as i64) } else { (u64::from(c.u32()?), i64::from(c.u32()? as i32)) };
         c.u32()?; // rate
         // An empty edit (media time -1) delays the start; ffmpeg counts it
         // as the start time, not the duration.

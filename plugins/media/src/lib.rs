@@ -22,8 +22,8 @@ mod remux;
 mod tests;
 
 use kiln_plugin_sdk::{
-    ActionInfo, Input, Json, ObjectInfo, OutputOptions, Outputs, ParamInfo, PluginInfo, ProcessError, Processor,
-    Style, StyleError,
+    ActionInfo, Input, Json, ObjectInfo, OutputOptions, Outputs, ParamInfo, PluginInfo, ProcessError, Processor, Style,
+    StyleError,
 };
 
 pub struct Media;
@@ -40,7 +40,9 @@ pub enum MediaError {
     NoMoov,
     #[error("fragmented MP4 (`moof`/`mvex`) is not supported; remux it with ffmpeg first")]
     Fragmented,
-    #[error("box `{kind}` claims {size} bytes, past the end of its container ({room} bytes left): truncated or corrupt")]
+    #[error(
+        "box `{kind}` claims {size} bytes, past the end of its container ({room} bytes left): truncated or corrupt"
+    )]
     PastEnd { kind: String, size: u64, room: u64 },
     #[error("the file ends at byte {size}, before offset {offset}: truncated")]
     Truncated { offset: u64, size: u64 },

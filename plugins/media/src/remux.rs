@@ -48,7 +48,9 @@ pub fn read_layout(src: &mut Source) -> Result<Layout, MediaError> {
     }
     let len = moov.size - moov.header;
     if len > MAX_MOOV {
-        return Err(MediaError::Corrupt(format!("the `moov` index is {len} bytes, over the {MAX_MOOV} this plugin reads")));
+        return Err(MediaError::Corrupt(format!(
+            "the `moov` index is {len} bytes, over the {MAX_MOOV} this plugin reads"
+        )));
     }
     // `len` <= MAX_MOOV fits in usize.
     let payload = src.read_exact_at(moov.payload_start(), len as usize)?;
@@ -89,7 +91,10 @@ pub fn prepare(src: &mut Source, opts: Options) -> Result<Prepared, MediaError> 
     let mut tables = Vec::new();
     let traks = moov.children_mut().ok_or(MediaError::NoMoov)?;
     for (n, trak) in traks.iter_mut().filter(|t| &t.kind == b"trak").enumerate() {
-        let stbl = trak.find_mut(&[b"mdia", b"minf", b"stbl"]).ok_or(MediaError::Corrupt(format!("track {n} has no sample table")))?;
+        let stbl = trak
+            .find_mut(&[b"mdia", b"minf", b"stbl"])
+            .ok_or(MediaError::Corrupt(format!("track {n} has no sample table")))?;
+        check_tables(stbl)?;
         let offsets = chunk_offsets(stbl)?;
         let rel = offsets.iter().map(|&o| relative(o, &mdats, n)).collect::<Result<Vec<u64>, _>>()?;
         tables.push(rel);
@@ -153,6 +158,31 @@ fn relative(o: u64, mdats: &[TopBox], track: usize) -> Result<u64, MediaError> {
         before += m.size - m.header;
     }
     Err(MediaError::Corrupt(format!("track {} has a chunk at offset {o}, outside every `mdat`", track + 1)))
+}
+
+/// Check that the sample tables the output keeps as they are hold what they
+/// claim, so a player of the output is not the first to meet a lie.
+fn check_tables(stbl: &Node) -> Result<(), MediaError> {
+    for (kind, entry) in [(b"stts", 8), (b"stsc", 12), (b"ctts", 8), (b"stss", 4)] {
+        if let Some(table) = stbl.child(kind) {
+            let mut c = Cursor::new(table.payload(), "sample table");
+            c.take(4)?;
+            c.count(entry).map_err(|_| {
+                MediaError::Corrupt(format!(
+                    "box `{}` claims {} entries, more than it holds",
+                    name(*kind),
+                    entry_count(table)
+                ))
+            })?;
+        }
+    }
+    let stsz = stbl.child(b"stsz").ok_or(MediaError::Corrupt("a track has no sample sizes (`stsz`)".into()))?;
+    crate::info::sizes(stsz.payload())?;
+    Ok(())
+}
+
+fn entry_count(table: &Node) -> u32 {
+    table.payload().get(4..8).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// The chunk offsets of a sample table, from `stco` or `co64`.
