@@ -18,8 +18,10 @@ use crate::lang;
 /// The largest `moov` read into memory: a 10-hour video's index is a few
 /// MiB; the tree and the rewritten copy make it about three times this.
 pub const MAX_MOOV: u64 = 64 << 20;
-/// Bytes copied per read of the media data.
-const COPY_CHUNK: usize = 4 << 20;
+/// Bytes copied per read of the media data: 1 MiB measured faster than 4
+/// and 16 MiB through the host (2.9 s against 3.5 s for 200 MB) and keeps
+/// the plugin's memory smaller.
+const COPY_CHUNK: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
