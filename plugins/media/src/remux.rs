@@ -283,8 +283,9 @@ fn trak_to_mp4(trak: &mut Node, number: usize, opts: Options) -> Result<(), Medi
     let corrupt = |what: &str| MediaError::Corrupt(format!("track {number} has no `{what}`"));
     if let Some(children) = trak.children_mut() {
         children.retain(|c| {
-            !matches!(&c.kind, b"free" | b"skip" | b"wide" | b"clip" | b"matt" | b"load" | b"imap")
-                && !(opts.strip_metadata && matches!(&c.kind, b"udta" | b"meta"))
+            let padding = matches!(&c.kind, b"free" | b"skip" | b"wide" | b"clip" | b"matt" | b"load" | b"imap");
+            let metadata = opts.strip_metadata && matches!(&c.kind, b"udta" | b"meta");
+            !padding && !metadata
         });
     }
     let mdia = trak.child_mut(b"mdia").ok_or_else(|| corrupt("mdia"))?;
