@@ -84,6 +84,12 @@ pub struct Prepared {
 
 /// Read and rewrite the index; nothing is written yet.
 pub fn prepare(src: &mut Source, opts: Options) -> Result<Prepared, MediaError> {
+    prepare_with(src, opts, u64::from(u32::MAX))
+}
+
+/// `prepare`, with chunk offsets above `max32` written as 64-bit (`co64`):
+/// `u32::MAX`, except in tests that check `co64` without a 4 GiB file.
+pub(crate) fn prepare_with(src: &mut Source, opts: Options, max32: u64) -> Result<Prepared, MediaError> {
     let Layout { tops, mut moov } = read_layout(src)?;
     let dropped = to_mp4(&mut moov, opts)?;
     let mdats: Vec<TopBox> = tops.iter().filter(|b| &b.kind == b"mdat").copied().collect();
@@ -112,7 +118,7 @@ pub fn prepare(src: &mut Source, opts: Options) -> Result<Prepared, MediaError> 
         set_offsets(&mut moov, &tables, 0, wide)?;
         let base = ftyp.len() as u64 + moov.size() + mdat_header;
         let max = tables.iter().flatten().max().copied().unwrap_or(0) + base;
-        if wide || max <= u64::from(u32::MAX) {
+        if wide || max <= max32 {
             set_offsets(&mut moov, &tables, base, wide)?;
             break;
         }
@@ -242,6 +248,7 @@ fn to_mp4(moov: &mut Node, opts: Options) -> Result<Vec<String>, MediaError> {
         match &node.kind {
             b"trak" => {
                 number += 1;
+                text_to_tx3g(&mut node);
                 if let Some(codec) = unsupported(&node) {
                     if !opts.drop_unsupported {
                         return Err(MediaError::UnsupportedTrack { track: number, codec });
@@ -263,6 +270,37 @@ fn to_mp4(moov: &mut Node, opts: Options) -> Result<Vec<String>, MediaError> {
     }
     *children = kept;
     Ok(dropped)
+}
+
+/// ffmpeg's MOV muxer writes 3GPP timed text (`tx3g`'s layout, its `ftab`
+/// included) under QuickTime's `text` type. MP4 calls it `tx3g`, with the
+/// handler `sbtl` and a null media header, as ffmpeg's MP4 muxer writes it.
+/// Genuine QuickTime text has another layout and stays unsupported.
+fn text_to_tx3g(trak: &mut Node) {
+    let Some(stsd) = trak.find_mut(&[b"mdia", b"minf", b"stbl", b"stsd"]) else { return };
+    let mut changed = false;
+    for entry in stsd.children_mut().into_iter().flatten() {
+        // SampleEntry (8), display flags (4), justification (2), colour (4),
+        // box (8), style (12), then the `ftab` box.
+        if &entry.kind == b"text" && entry.payload().get(42..46) == Some(b"ftab") {
+            entry.kind = *b"tx3g";
+            changed = true;
+        }
+    }
+    if !changed {
+        return;
+    }
+    if let Some(hdlr) = trak.find_mut(&[b"mdia", b"hdlr"])
+        && let Body::Leaf(p) = &mut hdlr.body
+        && p.get(8..12) == Some(b"text")
+    {
+        p[8..12].copy_from_slice(b"sbtl");
+    }
+    if let Some(minf) = trak.find_mut(&[b"mdia", b"minf"]).and_then(Node::children_mut) {
+        for child in minf.iter_mut().filter(|c| &c.kind == b"gmhd") {
+            *child = Node::leaf(b"nmhd", vec![0; 4]);
+        }
+    }
 }
 
 /// The codec of a track's first sample entry MP4 cannot carry.

@@ -187,3 +187,62 @@ fn strip_metadata_drops_gps() {
     assert!(tags.get("location").is_none() && tags.get("make").is_none(), "{tags}");
     assert_eq!(streamhash(&input), streamhash(&stripped));
 }
+
+#[test]
+fn offsets_past_32_bits_switch_to_co64() {
+    if !have_ffmpeg("offsets_past_32_bits_switch_to_co64") {
+        return;
+    }
+    let dir = workdir("remux-co64");
+    let input = rotated_mov(&dir);
+    let bytes = std::fs::read(&input).unwrap();
+    let mut reader = kiln_plugin_sdk::Input::from_bytes(&bytes, true);
+    let mut src = crate::boxes::Source::new(&mut reader).unwrap();
+    // Pretend 32 bits end at 1,000 bytes: every offset needs `co64`.
+    let prepared = crate::remux::prepare_with(&mut src, crate::remux::Options::default(), 1000).unwrap();
+    assert_eq!(prepared.report["co64"], true);
+    let mut out = Vec::new();
+    crate::remux::write(&mut src, &prepared, &mut out).unwrap();
+    assert!(out.windows(4).any(|w| w == b"co64") && !out.windows(4).any(|w| w == b"stco"));
+    let output = dir.join("co64.mp4");
+    std::fs::write(&output, &out).unwrap();
+    assert_same_media(&input, &output);
+}
+
+#[test]
+fn subtitles_3gp_and_m4v() {
+    if !have_ffmpeg("subtitles_3gp_and_m4v") {
+        return;
+    }
+    let dir = workdir("remux-kinds");
+    let srt = dir.join("s.srt");
+    std::fs::write(&srt, "1\n00:00:00,000 --> 00:00:00,800\nHello\n\n2\n00:00:01,000 --> 00:00:01,500\nWorld\n")
+        .unwrap();
+    let video =
+        ["-f", "lavfi", "-i", "testsrc=size=176x144:rate=15:d=2", "-f", "lavfi", "-i", "sine=d=2:sample_rate=16000"];
+    // A MOV with a `tx3g` subtitle track in German (ffmpeg writes a Macintosh
+    // language code in MOV, and has none for Swedish: it would write none).
+    let subs = dir.join("subs.mov");
+    let mut args = video.to_vec();
+    args.extend(["-i", srt.to_str().unwrap(), "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-c:a", "aac"]);
+    args.extend(["-c:s", "mov_text", "-metadata:s:s:0", "language=ger", subs.to_str().unwrap()]);
+    ffmpeg(&args);
+    // 3GP and M4V, as phones and iTunes write them.
+    let gp = dir.join("clip.3gp");
+    let mut args = video.to_vec();
+    args.extend(["-c:v", "libx264", "-c:a", "aac", "-ac", "1", gp.to_str().unwrap()]);
+    ffmpeg(&args);
+    let m4v = dir.join("clip.m4v");
+    let mut args = video.to_vec();
+    args.extend(["-c:v", "libx264", "-c:a", "aac", m4v.to_str().unwrap()]);
+    ffmpeg(&args);
+    for input in [&subs, &gp, &m4v] {
+        let output = input.with_extension("out.mp4");
+        run_to("mp4", input, &output);
+        assert_same_media(input, &output);
+    }
+    let probe = ffprobe(&subs.with_extension("out.mp4"));
+    let s = &streams(&probe)[2];
+    assert_eq!((s["codec_name"].as_str(), s["codec_tag_string"].as_str()), (Some("mov_text"), Some("tx3g")));
+    assert_eq!(language(s), "ger");
+}
