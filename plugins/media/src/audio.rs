@@ -39,17 +39,24 @@ pub struct Options {
     pub rate: Option<u32>,
     /// `ac_`: 1 (mix down) or 2; the source's when absent.
     pub channels: Option<u8>,
+    /// `l_1`: FLAC with linear prediction (smaller, about 5× slower).
+    pub lpc: bool,
 }
 
 impl Options {
     pub fn parse(action: &Action) -> Result<Options, StyleError> {
-        action.expect_keys(&["f", "ar", "ac"], false)?;
+        action.expect_keys(&["f", "ar", "ac", "l"], false)?;
         let format = match action.raw("f") {
             None | Some("flac") => Format::Flac,
             Some("wav") => Format::Wav,
             Some(v) => return Err(action.invalid("f", v, "expected `flac` or `wav`")),
         };
-        Ok(Options { format, rate: action.get_in("ar", 8000..=192_000)?, channels: action.get_in("ac", 1..=2)? })
+        Ok(Options {
+            format,
+            rate: action.get_in("ar", 8000..=192_000)?,
+            channels: action.get_in("ac", 1..=2)?,
+            lpc: action.get_in::<u8>("l", 0..=1)? == Some(1),
+        })
     }
 
     pub fn action_info() -> ActionInfo {
@@ -168,10 +175,7 @@ pub fn convert(input: &mut Input<'_>, outputs: &mut Outputs<'_>, opts: Options) 
         decoded += buf.frames() as u64;
         let pipeline = match &mut state {
             Some(p) => p,
-            None => {
-                let ch_out = opts.channels.map_or(channels, usize::from);
-                state.insert(Pipeline::new(opts.format, channels, ch_out, rate_in, rate_out, bits, &mut out)?)
-            }
+            None => state.insert(Pipeline::new(opts, channels, rate_in, bits, &mut out)?),
         };
         if channels != pipeline.channels_in {
             return Err(ProcessError::unsupported("the number of channels changes mid-stream"));
@@ -207,23 +211,24 @@ struct Pipeline {
 }
 
 impl Pipeline {
+    /// `channels_in` as decoded; the rest as `opts` asks, from `rate_in`.
     fn new(
-        format: Format,
+        opts: Options,
         channels_in: usize,
-        channels_out: usize,
         rate_in: u32,
-        rate_out: u32,
         bits: u32,
         out: &mut dyn Write,
     ) -> Result<Pipeline, ProcessError> {
+        let channels_out = opts.channels.map_or(channels_in, usize::from);
+        let rate_out = opts.rate.unwrap_or(rate_in);
         if channels_out == 2 && channels_in > 2 {
             return Err(ProcessError::unsupported(format!(
                 "mixing {channels_in} channels down to 2 is not supported; `ac_1` mixes to mono"
             )));
         }
-        let (sink, head): (Box<dyn Sink>, Vec<u8>) = match format {
+        let (sink, head): (Box<dyn Sink>, Vec<u8>) = match opts.format {
             Format::Flac => {
-                let (flac, head) = Flac::new(rate_out, channels_out, bits).map_err(ProcessError::failed)?;
+                let (flac, head) = Flac::new(rate_out, channels_out, bits, opts.lpc).map_err(ProcessError::failed)?;
                 (Box::new(flac), head)
             }
             Format::Wav => {

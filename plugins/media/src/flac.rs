@@ -35,9 +35,18 @@ pub struct Flac {
 }
 
 impl Flac {
-    /// The writer and the stream's header (`fLaC` and STREAMINFO).
-    pub fn new(rate: u32, channels: usize, bits: u32) -> Result<(Flac, Vec<u8>), String> {
-        let config = config::Encoder::default().into_verified().map_err(|(_, e)| format!("FLAC encoder: {e:?}"))?;
+    /// The writer and the stream's header (`fLaC` and STREAMINFO). `lpc`:
+    /// search linear predictors (order 12) besides the fixed ones.
+    ///
+    /// Measured through the host on a minute of tonal 44.1 kHz stereo: fixed
+    /// predictors only (what `flac -0` to `-2` use) took 0.56 s for 39% of
+    /// the WAV's size; with LPC 2.9 s for 34% (ffmpeg's FLAC: 33%). The fast
+    /// one is the default, so that an hour fits in a task's deadline.
+    pub fn new(rate: u32, channels: usize, bits: u32, lpc: bool) -> Result<(Flac, Vec<u8>), String> {
+        let mut encoder = config::Encoder::default();
+        encoder.subframe_coding.use_lpc = lpc;
+        encoder.subframe_coding.qlpc.lpc_order = 12;
+        let config = encoder.into_verified().map_err(|(_, e)| format!("FLAC encoder: {e:?}"))?;
         let info = StreamInfo::new(rate as usize, channels, bits as usize).map_err(|e| format!("FLAC: {e:?}"))?;
         let frame = FrameBuf::with_size(channels, BLOCK).map_err(|e| format!("FLAC: {e:?}"))?;
         let mut head = b"fLaC".to_vec();

@@ -64,9 +64,9 @@ fn lossless_sources_decode_sample_for_sample() {
     for (name, codec) in [("s.wav", &["-c:a", "pcm_s16le"][..]), ("s.flac", &["-c:a", "flac"][..])] {
         let input = source(&dir, name, codec);
         let want = s16(&input, &[]);
-        for format in ["wav", "flac"] {
-            let output = dir.join(format!("{name}.out.{format}"));
-            let ran = run_to(&format!("audio,f_{format}"), &input, &output);
+        for (format, extra) in [("wav", ""), ("flac", ""), ("flac", ",l_1")] {
+            let output = dir.join(format!("{name}{extra}.out.{format}"));
+            let ran = run_to(&format!("audio,f_{format}{extra}"), &input, &output);
             let result = ran.result.unwrap();
             assert_eq!(result["channels"], 2);
             assert_eq!(result["sample_rate"], 44100);
