@@ -60,6 +60,9 @@ pub fn read_layout(src: &mut Source) -> Result<Layout, MediaError> {
     if moov.child(b"mvex").is_some() {
         return Err(MediaError::Fragmented);
     }
+    if moov.child(b"cmov").is_some() {
+        return Err(MediaError::Unsupported("a compressed `moov` (`cmov`, old QuickTime) is not supported".into()));
+    }
     Ok(Layout { tops, moov })
 }
 

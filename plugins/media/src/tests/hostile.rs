@@ -69,6 +69,10 @@ fn hand_made_hostile_files() {
     file.extend(box_(b"moov", &box_(b"mvex", &[])));
     file.extend(box_(b"moof", &[]));
     assert!(refused(&file).contains("fragmented"));
+    // An old QuickTime compressed index.
+    let mut file = box_(b"ftyp", b"qt  \0\0\0\0qt  ");
+    file.extend(box_(b"moov", &box_(b"cmov", &[0; 32])));
+    assert!(refused(&file).contains("cmov"));
     // No `moov` at all.
     let mut file = box_(b"ftyp", b"isom\0\0\0\0isom");
     file.extend(box_(b"mdat", &[1; 100]));

@@ -1,6 +1,7 @@
 //! `media/mp4` against ffmpeg's view of input and output.
 
 use std::path::Path;
+use std::process::Command;
 
 use super::*;
 
@@ -25,6 +26,10 @@ fn rotation(stream: &Value) -> i64 {
 /// languages and rotation; the index before the media.
 fn assert_same_media(input: &Path, output: &Path) {
     assert_eq!(streamhash(input), streamhash(output), "packets differ");
+    // And the packets decode without a complaint.
+    let out =
+        Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(output).args(["-f", "null", "-"]).output().unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     let bytes = std::fs::read(output).unwrap();
     let tops = top_boxes(&bytes);
     assert_eq!(tops[0], "ftyp", "{tops:?}");
