@@ -1,10 +1,11 @@
 //! Streaming FLAC and WAV writers: a header up front, then blocks as they
 //! come, so memory stays one block whatever the duration.
 //!
-//! The output is a stream (no seeking back), so sizes that are only known at
-//! the end are written as "unknown", as the formats allow: FLAC's STREAMINFO
-//! total sample count and MD5 are 0 (the spec's "unknown"), and WAV's RIFF and
-//! `data` sizes are 0xFFFFFFFF, as ffmpeg writes them to a pipe.
+//! The output is a stream (no seeking back), so what is known only at the
+//! end is written as "unknown", as the formats allow: FLAC's STREAMINFO total
+//! sample count and MD5 are 0 (the spec's "unknown"); WAV's RIFF and `data`
+//! sizes are 0xFFFFFFFF, as ffmpeg writes them to a pipe, unless the caller
+//! counted the frames first.
 
 use std::io::Write;
 
@@ -106,12 +107,18 @@ pub struct Wav {
 }
 
 impl Wav {
-    /// The writer and its header, with the sizes "unknown" (0xFFFFFFFF).
-    pub fn new(rate: u32, channels: u16, bits: u32) -> (Wav, Vec<u8>) {
+    /// The writer and its header: the sizes for `frames` frames, or
+    /// "unknown" (0xFFFFFFFF) without them or past WAV's 4 GiB.
+    pub fn new(rate: u32, channels: u16, bits: u32, frames: Option<u64>) -> (Wav, Vec<u8>) {
         let block = channels * (bits as u16 / 8);
+        let data = frames
+            .and_then(|f| f.checked_mul(u64::from(block)))
+            .and_then(|d| u32::try_from(d).ok())
+            .filter(|&d| d <= u32::MAX - 36);
+        let (riff, data) = data.map_or((u32::MAX, u32::MAX), |d| (d + 36, d));
         let mut h = Vec::with_capacity(44);
         h.extend_from_slice(b"RIFF");
-        h.extend_from_slice(&u32::MAX.to_le_bytes());
+        h.extend_from_slice(&riff.to_le_bytes());
         h.extend_from_slice(b"WAVEfmt ");
         h.extend_from_slice(&16u32.to_le_bytes());
         h.extend_from_slice(&1u16.to_le_bytes()); // PCM
@@ -121,7 +128,7 @@ impl Wav {
         h.extend_from_slice(&block.to_le_bytes());
         h.extend_from_slice(&(bits as u16).to_le_bytes());
         h.extend_from_slice(b"data");
-        h.extend_from_slice(&u32::MAX.to_le_bytes());
+        h.extend_from_slice(&data.to_le_bytes());
         (Wav { bits, buf: Vec::new() }, h)
     }
 }

@@ -17,6 +17,7 @@ mod entries;
 mod flac;
 mod info;
 mod lang;
+mod pipeline;
 mod remux;
 #[cfg(test)]
 mod tests;

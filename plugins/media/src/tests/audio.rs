@@ -133,3 +133,35 @@ fn not_audio_is_refused() {
     let err = run_full::<Media>("audio", b"definitely not audio").unwrap_err();
     assert!(matches!(err, ProcessError::UnsupportedInput(_)), "{err:?}");
 }
+
+/// The RIFF and `data` sizes of a 44-byte-header WAV.
+fn wav_sizes(bytes: &[u8]) -> (u32, u32) {
+    let le = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    assert_eq!(&bytes[36..40], b"data");
+    (le(4), le(40))
+}
+
+#[test]
+fn wav_sizes_exact_with_random_access_unknown_on_a_stream() {
+    if !have_ffmpeg("wav_sizes_exact_with_random_access_unknown_on_a_stream") {
+        return;
+    }
+    let dir = workdir("audio-wav-sizes");
+    let input = source(&dir, "s.mp3", &["-c:a", "libmp3lame"]);
+    for params in ["audio,f_wav", "audio,f_wav,ar_16000,ac_1"] {
+        let ran = run_file(params, &input).unwrap();
+        let bytes = &ran.outputs[0].bytes;
+        assert_eq!(wav_sizes(bytes), (bytes.len() as u32 - 8, bytes.len() as u32 - 44), "{params}");
+        assert_eq!(ran.result.unwrap()["sizes_in_header"], true);
+    }
+    // A stream cannot be read twice: the sizes are "unknown", as on a pipe.
+    let bytes = std::fs::read(&input).unwrap();
+    let ran = kiln_plugin_sdk::testing::Harness::streamed("audio,f_wav", &bytes[..]).run::<Media>().unwrap();
+    assert_eq!(wav_sizes(&ran.outputs[0].bytes), (u32::MAX, u32::MAX));
+    let output = dir.join("streamed.wav");
+    std::fs::write(&output, &ran.outputs[0].bytes).unwrap();
+    // ffmpeg reads it to its end, to the same samples as the sized one.
+    let sized = dir.join("sized.wav");
+    run_to("audio,f_wav", &input, &sized);
+    assert_eq!(s16(&output, &[]), s16(&sized, &[]));
+}
