@@ -384,3 +384,44 @@ impl<'b> Cursor<'b> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_headers_round_trip() {
+        // An `mdat` of 5 GiB needs the 64-bit size; the header says so.
+        let body = 5u64 << 30;
+        assert!(needs_large(body) && !needs_large(u64::from(u32::MAX) - 8));
+        let mut head = Vec::new();
+        write_header(&mut head, b"mdat", body);
+        assert_eq!(head.len(), 16);
+        let (kind, header, size) = header_at(&head, 0, u64::MAX).unwrap();
+        assert_eq!((&kind, header, size), (b"mdat", 16, body + 16));
+        // Size 0: to the end of the container.
+        let (_, header, size) = header_at(&[0, 0, 0, 0, b'm', b'd', b'a', b't'], 0, 1000).unwrap();
+        assert_eq!((header, size), (8, 1000));
+    }
+
+    #[test]
+    fn trees_write_back_byte_for_byte() {
+        let leaf = |kind: &FourCc, n: u8| {
+            let mut v = Vec::new();
+            Node::leaf(kind, vec![n; 5]).write(&mut v);
+            v
+        };
+        let mut stbl = Vec::new();
+        stbl.extend(leaf(b"stts", 1));
+        stbl.extend(leaf(b"zzzz", 2)); // unknown: kept as it is
+        let mut moov = Vec::new();
+        write_header(&mut moov, b"stbl", stbl.len() as u64);
+        moov.extend(&stbl);
+        let tree = parse_moov(&moov).unwrap();
+        let mut back = Vec::new();
+        for child in tree.children() {
+            child.write(&mut back);
+        }
+        assert_eq!(back, moov);
+    }
+}
