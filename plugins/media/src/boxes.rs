@@ -13,9 +13,10 @@ use crate::MediaError;
 /// Deeper than any real `moov` (moov/trak/mdia/minf/stbl/stsd/entry/wave/esds
 /// is 9): a file nesting deeper is hostile or corrupt.
 const MAX_DEPTH: usize = 24;
-/// Top-level boxes in a file: real files have a handful; a file of millions
-/// of empty boxes would only burn the task's deadline.
-const MAX_TOP_BOXES: usize = 100_000;
+/// Top-level boxes in a file: real files have a handful (fragmented ones,
+/// refused at their first `moof`, thousands); a file of millions of empty
+/// boxes would only burn the task's deadline, one host call per header.
+const MAX_TOP_BOXES: usize = 10_000;
 /// Boxes inside a `moov`, all levels: bounds the tree's bookkeeping.
 const MAX_MOOV_BOXES: usize = 2_000_000;
 
@@ -110,6 +111,9 @@ pub fn scan_top(src: &mut Source) -> Result<Vec<TopBox>, MediaError> {
             return Err(MediaError::NotMp4);
         }
         let (kind, header, size) = header_at(&head, 0, left)?;
+        if &kind == b"moof" {
+            return Err(MediaError::Fragmented);
+        }
         boxes.push(TopBox { kind, offset, header, size });
         offset += size;
     }

@@ -73,6 +73,12 @@ fn hand_made_hostile_files() {
     let mut file = box_(b"ftyp", b"qt  \0\0\0\0qt  ");
     file.extend(box_(b"moov", &box_(b"cmov", &[0; 32])));
     assert!(refused(&file).contains("cmov"));
+    // A million empty boxes: refused at the ten-thousandth, quickly.
+    let mut file = box_(b"ftyp", b"isom\0\0\0\0isom");
+    for _ in 0..1_000_000 {
+        file.extend(box_(b"free", &[]));
+    }
+    assert!(refused(&file).contains("top-level boxes"));
     // No `moov` at all.
     let mut file = box_(b"ftyp", b"isom\0\0\0\0isom");
     file.extend(box_(b"mdat", &[1; 100]));
