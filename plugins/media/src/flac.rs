@@ -110,7 +110,8 @@ impl Wav {
     /// The writer and its header: the sizes for `frames` frames, or
     /// "unknown" (0xFFFFFFFF) without them or past WAV's 4 GiB.
     pub fn new(rate: u32, channels: u16, bits: u32, frames: Option<u64>) -> (Wav, Vec<u8>) {
-        let block = channels * (bits as u16 / 8);
+        // Channels come from the source: saturate rather than overflow on nonsense.
+        let block = channels.saturating_mul(bits as u16 / 8);
         let data = frames
             .and_then(|f| f.checked_mul(u64::from(block)))
             .and_then(|d| u32::try_from(d).ok())
@@ -124,7 +125,7 @@ impl Wav {
         h.extend_from_slice(&1u16.to_le_bytes()); // PCM
         h.extend_from_slice(&channels.to_le_bytes());
         h.extend_from_slice(&rate.to_le_bytes());
-        h.extend_from_slice(&(rate * u32::from(block)).to_le_bytes());
+        h.extend_from_slice(&rate.saturating_mul(u32::from(block)).to_le_bytes());
         h.extend_from_slice(&block.to_le_bytes());
         h.extend_from_slice(&(bits as u16).to_le_bytes());
         h.extend_from_slice(b"data");

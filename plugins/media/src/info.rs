@@ -108,7 +108,7 @@ fn stream(index: usize, trak: &Node, movie_scale: f64) -> Result<Value, MediaErr
             if let Some(stts) = stbl.and_then(|t| t.child(b"stts")) {
                 let (count, total) = deltas(stts.payload())?;
                 if count > 0 && total > 0 {
-                    let (num, den) = reduce(scale as u64 * count, total);
+                    let (num, den) = reduce(u128::from(scale as u64) * u128::from(count), u128::from(total));
                     s.insert("avg_frame_rate".into(), json!(format!("{num}/{den}")));
                     s.insert("frame_rate".into(), json!(num as f64 / den as f64));
                 }
@@ -136,7 +136,7 @@ fn stream(index: usize, trak: &Node, movie_scale: f64) -> Result<Value, MediaErr
             c.take(16)?;
             let (rate, frame) = (u64::from(c.u32()?), u64::from(c.u32()?));
             if rate > 0 && frame > 0 {
-                let (num, den) = reduce(rate, frame);
+                let (num, den) = reduce(u128::from(rate), u128::from(frame));
                 s.insert("avg_frame_rate".into(), json!(format!("{num}/{den}")));
                 s.insert("frame_rate".into(), json!(num as f64 / den as f64));
             }
@@ -198,7 +198,7 @@ fn deltas(stts: &[u8]) -> Result<(u64, u64), MediaError> {
     Ok((count, total))
 }
 
-fn reduce(a: u64, b: u64) -> (u64, u64) {
+fn reduce(a: u128, b: u128) -> (u128, u128) {
     let (mut x, mut y) = (a, b);
     while y != 0 {
         (x, y) = (y, x % y);

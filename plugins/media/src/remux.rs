@@ -104,7 +104,7 @@ pub(crate) fn prepare_with(src: &mut Source, opts: Options, max32: u64) -> Resul
     for (n, trak) in traks.iter_mut().filter(|t| &t.kind == b"trak").enumerate() {
         let stbl = trak
             .find_mut(&[b"mdia", b"minf", b"stbl"])
-            .ok_or(MediaError::Corrupt(format!("track {n} has no sample table")))?;
+            .ok_or_else(|| MediaError::Corrupt(format!("track {} has no sample table", n + 1)))?;
         check_tables(stbl)?;
         let offsets = chunk_offsets(stbl)?;
         let rel = offsets.iter().map(|&o| relative(o, &mdats, n)).collect::<Result<Vec<u64>, _>>()?;

@@ -165,3 +165,39 @@ fn wav_sizes_exact_with_random_access_unknown_on_a_stream() {
     run_to("audio,f_wav", &input, &sized);
     assert_eq!(s16(&output, &[]), s16(&sized, &[]));
 }
+
+#[test]
+fn damaged_audio_is_refused_or_decoded_never_a_panic() {
+    if !have_ffmpeg("damaged_audio_is_refused_or_decoded_never_a_panic") {
+        return;
+    }
+    let dir = workdir("audio-damaged");
+    let sources = [
+        source(&dir, "s.mp3", &["-c:a", "libmp3lame"]),
+        source(&dir, "s.flac", &["-c:a", "flac"]),
+        source(&dir, "s.m4a", &["-c:a", "aac"]),
+        source(&dir, "s.ogg", &["-c:a", "libvorbis"]),
+        source(&dir, "s.wav", &["-c:a", "pcm_s16le"]),
+    ];
+    for path in &sources {
+        let good = std::fs::read(path).unwrap();
+        let mut cases = vec![good[..good.len() / 2].to_vec(), good[..good.len().min(100)].to_vec()];
+        // Bytes overwritten with a pattern here and there.
+        let mut seed = 7u32;
+        for _ in 0..4 {
+            let mut bad = good.clone();
+            for _ in 0..64 {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let at = (seed as usize >> 4) % bad.len();
+                bad[at] ^= (seed >> 24) as u8 | 1;
+            }
+            cases.push(bad);
+        }
+        for (i, bytes) in cases.iter().enumerate() {
+            match run_full::<Media>("audio,f_wav", bytes) {
+                Ok(_) | Err(ProcessError::UnsupportedInput(_)) => {}
+                Err(e) => panic!("{} case {i}: {e:?}", path.display()),
+            }
+        }
+    }
+}

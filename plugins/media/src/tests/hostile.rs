@@ -125,3 +125,30 @@ fn edited_real_files() {
     let err = kiln_plugin_sdk::testing::Harness::new("mp4", &good).without_size().run::<Media>().unwrap_err();
     assert!(err.to_string().contains("random access"), "{err}");
 }
+
+#[test]
+fn random_damage_to_the_index_never_panics() {
+    if !have_ffmpeg("random_damage_to_the_index_never_panics") {
+        return;
+    }
+    let dir = workdir("hostile-random");
+    let good = std::fs::read(rotated_mov(&dir)).unwrap();
+    let moov = find(&good, b"moov");
+    let start = Instant::now();
+    let mut seed = 12_345u32;
+    for case in 0..300 {
+        let mut bad = good.clone();
+        for _ in 0..1 + case % 8 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let at = moov + (seed as usize >> 4) % (good.len() - moov);
+            bad[at] = (seed >> 24) as u8;
+        }
+        for params in ["mp4", "info"] {
+            match run_full::<Media>(params, &bad) {
+                Ok(_) | Err(ProcessError::UnsupportedInput(_)) => {}
+                Err(e) => panic!("case {case} {params}: {e:?}"),
+            }
+        }
+    }
+    assert!(start.elapsed().as_secs() < 60, "took {:?}", start.elapsed());
+}
