@@ -11,7 +11,7 @@ fn num(v: &Value) -> f64 {
 }
 
 /// Compare `ours` (our info) with ffprobe's answer for the same file.
-fn assert_agrees(path: &Path) {
+pub(super) fn assert_agrees(path: &Path) {
     let ran = run_file("info", path).unwrap();
     assert!(ran.outputs.is_empty());
     let ours = ran.result.unwrap();

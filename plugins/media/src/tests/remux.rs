@@ -125,6 +125,9 @@ fn hevc_mov_keeps_hvc1() {
     run_to("mp4", &input, &output);
     assert_same_media(&input, &output);
     assert_eq!(streams(&ffprobe(&output))[0]["codec_tag_string"], "hvc1");
+    // `media/info` names HEVC and its profile as ffprobe does.
+    super::info::assert_agrees(&input);
+    super::info::assert_agrees(&output);
 }
 
 #[test]
@@ -149,6 +152,8 @@ fn pcm_tracks_are_refused_or_dropped() {
         "pcm_s16le",
         input.to_str().unwrap(),
     ]);
+    // `media/info` reads what `mp4` refuses, in ffprobe's names (`pcm_s16le`).
+    super::info::assert_agrees(&input);
     let err = run_file("mp4", &input).unwrap_err();
     let ProcessError::UnsupportedInput(msg) = &err else { panic!("{err:?}") };
     assert!(msg.contains("track 2") && msg.contains("pcm_s16le") && msg.contains("drop_unsupported"), "{msg}");
@@ -245,6 +250,8 @@ fn subtitles_3gp_and_m4v() {
         let output = input.with_extension("out.mp4");
         run_to("mp4", input, &output);
         assert_same_media(input, &output);
+        super::info::assert_agrees(input);
+        super::info::assert_agrees(&output);
     }
     let probe = ffprobe(&subs.with_extension("out.mp4"));
     let s = &streams(&probe)[2];
