@@ -184,13 +184,14 @@ fn decode(
 
 /// Decode, convert and write one output; the task's result.
 ///
-/// WAV wants its sizes in its header, before the samples, and the output is
-/// a stream: when the input has random access, a first decode counts the
-/// frames (memory stays flat; the input is read twice, within the host's
-/// read budget) and the header has the exact sizes. Without random access,
-/// or past WAV's 4 GiB, the sizes are 0xFFFFFFFF, as ffmpeg writes to a pipe.
+/// WAV wants its sizes in its header, before the samples, FLAC its total
+/// sample count (players take the duration from it), and the output is a
+/// stream: when the input has random access, a first decode counts the
+/// frames (memory stays flat; the input is read twice, within the host's read
+/// budget) and the header is exact. Without random access the sizes are
+/// "unknown" (WAV: 0xFFFFFFFF, as ffmpeg writes to a pipe; FLAC: 0).
 pub fn convert(input: &mut Input<'_>, outputs: &mut Outputs<'_>, opts: Options) -> Result<Json, ProcessError> {
-    let counted = if opts.format == Format::Wav && input.size().is_some() {
+    let counted = if input.size().is_some() {
         let counted = decode(input, |_, _, _| Ok(()))?;
         input.seek(SeekFrom::Start(0))?;
         Some(counted.frames)
@@ -228,6 +229,6 @@ pub fn convert(input: &mut Input<'_>, outputs: &mut Outputs<'_>, opts: Options) 
         "decoded_frames": found.frames,
         "frames": frames,
         "skipped_packets": found.skipped,
-        "sizes_in_header": counted.is_some(),
+        "length_in_header": counted.is_some(),
     }))
 }

@@ -44,7 +44,8 @@ impl Pipeline {
         }
         let (sink, head): (Box<dyn Sink>, Vec<u8>) = match opts.format {
             Format::Flac => {
-                let (flac, head) = Flac::new(rate_out, channels_out, bits, opts.lpc).map_err(ProcessError::failed)?;
+                let (flac, head) =
+                    Flac::new(rate_out, channels_out, bits, opts.lpc, declared).map_err(ProcessError::failed)?;
                 (Box::new(flac), head)
             }
             Format::Wav => {
