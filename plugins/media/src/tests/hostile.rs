@@ -121,6 +121,24 @@ fn edited_real_files() {
     set_u32(&mut bad, at, 1 << 24);
     assert!(refused(&bad).contains("past the end"));
 
+    // A real fragmented MP4, as ffmpeg writes it for streaming.
+    let frag = dir.join("frag.mp4");
+    let a = dir.join("a.mov");
+    ffmpeg(&[
+        "-i",
+        a.to_str().unwrap(),
+        "-map",
+        "0:v",
+        "-map",
+        "0:a",
+        "-c",
+        "copy",
+        "-movflags",
+        "frag_keyframe+empty_moov",
+        frag.to_str().unwrap(),
+    ]);
+    assert!(refused(&std::fs::read(&frag).unwrap()).contains("fragmented"));
+
     // A stream without random access cannot reach the `moov`.
     let err = kiln_plugin_sdk::testing::Harness::new("mp4", &good).without_size().run::<Media>().unwrap_err();
     assert!(err.to_string().contains("random access"), "{err}");
