@@ -26,12 +26,30 @@ pub fn have_ffmpeg(test: &str) -> bool {
     false
 }
 
-/// A fresh directory for one test's files.
-pub fn workdir(test: &str) -> PathBuf {
+/// A fresh directory for one test's files, removed when the test passes
+/// (kept after a failure, to look at).
+pub struct Workdir(PathBuf);
+
+impl std::ops::Deref for Workdir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn workdir(test: &str) -> Workdir {
     let dir = std::env::temp_dir().join(format!("kiln-media-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Workdir(dir)
 }
 
 /// Run ffmpeg with `args` (quiet, overwriting); panics with its stderr on failure.
