@@ -57,10 +57,7 @@ fn best_diff(a: &[i16], b: &[i16], channels: usize, max_shift: usize) -> (i32, i
 
 #[test]
 fn lossless_sources_decode_sample_for_sample() {
-    if !have_ffmpeg("lossless_sources_decode_sample_for_sample") {
-        return;
-    }
-    let dir = workdir("audio-lossless");
+    let Some(dir) = setup("lossless_sources_decode_sample_for_sample") else { return };
     for (name, codec) in [("s.wav", &["-c:a", "pcm_s16le"][..]), ("s.flac", &["-c:a", "flac"][..])] {
         let input = source(&dir, name, codec);
         let want = s16(&input, &[]);
@@ -81,10 +78,7 @@ fn lossless_sources_decode_sample_for_sample() {
 
 #[test]
 fn lossy_sources_decode_within_tolerance() {
-    if !have_ffmpeg("lossy_sources_decode_within_tolerance") {
-        return;
-    }
-    let dir = workdir("audio-lossy");
+    let Some(dir) = setup("lossy_sources_decode_within_tolerance") else { return };
     for (name, codec) in [
         ("s.mp3", &["-c:a", "libmp3lame", "-b:a", "192k"][..]),
         ("s.m4a", &["-c:a", "aac", "-b:a", "192k"][..]),
@@ -109,10 +103,7 @@ fn lossy_sources_decode_within_tolerance() {
 
 #[test]
 fn resample_and_mix_down() {
-    if !have_ffmpeg("resample_and_mix_down") {
-        return;
-    }
-    let dir = workdir("audio-resample");
+    let Some(dir) = setup("resample_and_mix_down") else { return };
     let input = source(&dir, "s.flac", &["-c:a", "flac"]);
     let output = dir.join("mono.flac");
     let ran = run_to("audio,f_flac,ar_22050,ac_1", &input, &output);
@@ -146,10 +137,7 @@ fn wav_sizes(bytes: &[u8]) -> (u32, u32) {
 
 #[test]
 fn wav_sizes_exact_with_random_access_unknown_on_a_stream() {
-    if !have_ffmpeg("wav_sizes_exact_with_random_access_unknown_on_a_stream") {
-        return;
-    }
-    let dir = workdir("audio-wav-sizes");
+    let Some(dir) = setup("wav_sizes_exact_with_random_access_unknown_on_a_stream") else { return };
     let input = source(&dir, "s.mp3", &["-c:a", "libmp3lame"]);
     for params in ["audio,f_wav", "audio,f_wav,ar_16000,ac_1"] {
         let ran = run_file(params, &input).unwrap();
@@ -171,10 +159,7 @@ fn wav_sizes_exact_with_random_access_unknown_on_a_stream() {
 
 #[test]
 fn damaged_audio_is_refused_or_decoded_never_a_panic() {
-    if !have_ffmpeg("damaged_audio_is_refused_or_decoded_never_a_panic") {
-        return;
-    }
-    let dir = workdir("audio-damaged");
+    let Some(dir) = setup("damaged_audio_is_refused_or_decoded_never_a_panic") else { return };
     let sources = [
         source(&dir, "s.mp3", &["-c:a", "libmp3lame"]),
         source(&dir, "s.flac", &["-c:a", "flac"]),

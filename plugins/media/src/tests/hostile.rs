@@ -87,10 +87,7 @@ fn hand_made_hostile_files() {
 
 #[test]
 fn edited_real_files() {
-    if !have_ffmpeg("edited_real_files") {
-        return;
-    }
-    let dir = workdir("hostile");
+    let Some(dir) = setup("edited_real_files") else { return };
     let good = std::fs::read(rotated_mov(&dir)).unwrap();
 
     // Truncated in the middle of the media, and in the middle of the index.
@@ -146,10 +143,7 @@ fn edited_real_files() {
 
 #[test]
 fn random_damage_to_the_index_never_panics() {
-    if !have_ffmpeg("random_damage_to_the_index_never_panics") {
-        return;
-    }
-    let dir = workdir("hostile-random");
+    let Some(dir) = setup("random_damage_to_the_index_never_panics") else { return };
     let good = std::fs::read(rotated_mov(&dir)).unwrap();
     let moov = find(&good, b"moov");
     let start = Instant::now();

@@ -65,10 +65,7 @@ pub(super) fn assert_agrees(path: &Path) {
 
 #[test]
 fn info_agrees_with_ffprobe() {
-    if !have_ffmpeg("info_agrees_with_ffprobe") {
-        return;
-    }
-    let dir = workdir("info");
+    let Some(dir) = setup("info_agrees_with_ffprobe") else { return };
     let mov = rotated_mov(&dir);
     assert_agrees(&mov);
     let mp4 = dir.join("a.mp4");
@@ -93,10 +90,7 @@ fn info_agrees_with_ffprobe() {
 
 #[test]
 fn info_reads_a_small_fraction_of_a_large_file() {
-    if !have_ffmpeg("info_reads_a_small_fraction_of_a_large_file") {
-        return;
-    }
-    let dir = workdir("info-large");
+    let Some(dir) = setup("info_reads_a_small_fraction_of_a_large_file") else { return };
     let big = dir.join("big.mov");
     // Noise does not compress: about 8 MB of media data.
     ffmpeg(&[

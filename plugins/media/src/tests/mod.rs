@@ -1,6 +1,7 @@
 //! Native tests. Fixtures are made at test time by Debian's `ffmpeg`, and
 //! outputs are checked with `ffmpeg`/`ffprobe`, as a user would. A test that
-//! needs them prints why and passes when they are absent.
+//! needs them prints why and passes when they are absent, unless
+//! `KILN_MEDIA_REQUIRE_FFMPEG` is set (for CI), when it fails.
 
 mod audio;
 mod hostile;
@@ -17,11 +18,16 @@ use kiln_plugin_sdk::{ProcessError, Processor};
 use crate::Media;
 
 /// Whether `ffmpeg` and `ffprobe` are on PATH; prints the skip otherwise.
-pub fn have_ffmpeg(test: &str) -> bool {
+fn have_ffmpeg(test: &str) -> bool {
     let ok = |tool: &str| Command::new(tool).arg("-version").output().is_ok_and(|o| o.status.success());
     if ok("ffmpeg") && ok("ffprobe") {
         return true;
     }
+    // CI sets this so that a missing install fails instead of passing quietly.
+    assert!(
+        std::env::var_os("KILN_MEDIA_REQUIRE_FFMPEG").is_none(),
+        "{test}: ffmpeg/ffprobe not found on PATH and KILN_MEDIA_REQUIRE_FFMPEG is set"
+    );
     eprintln!("SKIPPED {test}: ffmpeg/ffprobe not found on PATH (apt-get install -y ffmpeg)");
     false
 }
@@ -43,6 +49,12 @@ impl Drop for Workdir {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
+}
+
+/// `ffmpeg` is there and a fresh folder for `test`, or `None` (and the skip
+/// printed).
+pub fn setup(test: &str) -> Option<Workdir> {
+    have_ffmpeg(test).then(|| workdir(test))
 }
 
 pub fn workdir(test: &str) -> Workdir {

@@ -63,10 +63,7 @@ fn assert_same_media(input: &Path, output: &Path) {
 
 #[test]
 fn h264_aac_timecode_rotated_mov_to_faststart_mp4() {
-    if !have_ffmpeg("h264_aac_timecode_rotated_mov_to_faststart_mp4") {
-        return;
-    }
-    let dir = workdir("remux-h264");
+    let Some(dir) = setup("h264_aac_timecode_rotated_mov_to_faststart_mp4") else { return };
     let input = rotated_mov(&dir);
     let tops = top_boxes(&std::fs::read(&input).unwrap());
     assert!(tops.iter().position(|k| k == "mdat") < tops.iter().position(|k| k == "moov"), "fixture: moov last");
@@ -92,10 +89,7 @@ fn h264_aac_timecode_rotated_mov_to_faststart_mp4() {
 
 #[test]
 fn hevc_mov_keeps_hvc1() {
-    if !have_ffmpeg("hevc_mov_keeps_hvc1") {
-        return;
-    }
-    let dir = workdir("remux-hevc");
+    let Some(dir) = setup("hevc_mov_keeps_hvc1") else { return };
     let input = dir.join("h.mov");
     let x265 = ffmpeg_stdout(&["-encoders"]);
     if !String::from_utf8_lossy(&x265).contains("libx265") {
@@ -132,10 +126,7 @@ fn hevc_mov_keeps_hvc1() {
 
 #[test]
 fn pcm_tracks_are_refused_or_dropped() {
-    if !have_ffmpeg("pcm_tracks_are_refused_or_dropped") {
-        return;
-    }
-    let dir = workdir("remux-pcm");
+    let Some(dir) = setup("pcm_tracks_are_refused_or_dropped") else { return };
     let input = dir.join("pcm.mov");
     ffmpeg(&[
         "-f",
@@ -167,10 +158,7 @@ fn pcm_tracks_are_refused_or_dropped() {
 
 #[test]
 fn strip_metadata_drops_gps() {
-    if !have_ffmpeg("strip_metadata_drops_gps") {
-        return;
-    }
-    let dir = workdir("remux-strip");
+    let Some(dir) = setup("strip_metadata_drops_gps") else { return };
     let input = dir.join("gps.mov");
     ffmpeg(&[
         "-f",
@@ -200,10 +188,7 @@ fn strip_metadata_drops_gps() {
 
 #[test]
 fn offsets_past_32_bits_switch_to_co64() {
-    if !have_ffmpeg("offsets_past_32_bits_switch_to_co64") {
-        return;
-    }
-    let dir = workdir("remux-co64");
+    let Some(dir) = setup("offsets_past_32_bits_switch_to_co64") else { return };
     let input = rotated_mov(&dir);
     let bytes = std::fs::read(&input).unwrap();
     let mut reader = kiln_plugin_sdk::Input::from_bytes(&bytes, true);
@@ -221,10 +206,7 @@ fn offsets_past_32_bits_switch_to_co64() {
 
 #[test]
 fn subtitles_3gp_and_m4v() {
-    if !have_ffmpeg("subtitles_3gp_and_m4v") {
-        return;
-    }
-    let dir = workdir("remux-kinds");
+    let Some(dir) = setup("subtitles_3gp_and_m4v") else { return };
     let srt = dir.join("s.srt");
     std::fs::write(&srt, "1\n00:00:00,000 --> 00:00:00,800\nHello\n\n2\n00:00:01,000 --> 00:00:01,500\nWorld\n")
         .unwrap();
