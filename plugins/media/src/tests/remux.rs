@@ -184,6 +184,33 @@ fn strip_metadata_drops_gps() {
     let tags = &ffprobe(&stripped)["format"]["tags"];
     assert!(tags.get("location").is_none() && tags.get("make").is_none(), "{tags}");
     assert_eq!(streamhash(&input), streamhash(&stripped));
+
+    // Apple's keys (`meta` with `mdta` keys), as iPhones write the location.
+    let apple = dir.join("apple.mov");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x120:rate=10:d=1",
+        "-c:v",
+        "libx264",
+        "-movflags",
+        "use_metadata_tags",
+        "-metadata",
+        "com.apple.quicktime.location.ISO6709=+48.8584+002.2945+035.000/",
+        "-metadata",
+        "com.apple.quicktime.make=Apple",
+        apple.to_str().unwrap(),
+    ]);
+    let key = "com.apple.quicktime.location.ISO6709";
+    let kept = dir.join("apple-kept.mp4");
+    run_to("mp4", &apple, &kept);
+    assert_eq!(ffprobe(&kept)["format"]["tags"][key], "+48.8584+002.2945+035.000/");
+    let stripped = dir.join("apple-stripped.mp4");
+    run_to("mp4,strip_metadata", &apple, &stripped);
+    let tags = &ffprobe(&stripped)["format"]["tags"];
+    assert!(tags.get(key).is_none() && tags.get("com.apple.quicktime.make").is_none(), "{tags}");
+    assert!(!std::fs::read(&stripped).unwrap().windows(4).any(|w| w == b"mdta"));
 }
 
 #[test]
