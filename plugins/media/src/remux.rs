@@ -187,9 +187,12 @@ fn check_tables(stbl: &Node) -> Result<(), MediaError> {
             })?;
         }
     }
-    let stsz = stbl.child(b"stsz").ok_or(MediaError::Corrupt("a track has no sample sizes (`stsz`)".into()))?;
-    crate::info::sizes(stsz.payload())?;
-    Ok(())
+    match stbl.child(b"stsz") {
+        Some(stsz) => crate::info::sizes(stsz.payload()).map(|_| ()),
+        // Compact sample sizes: rare, kept as they are.
+        None if stbl.child(b"stz2").is_some() => Ok(()),
+        None => Err(MediaError::Corrupt("a track has no sample sizes (`stsz`)".into())),
+    }
 }
 
 fn entry_count(table: &Node) -> u32 {
