@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// The plugins embedded in `kiln`, by package name in `plugins/`.
-const BUNDLED: &[&str] = &["checksum", "compress", "copy", "doc", "image", "markdown"];
+const BUNDLED: &[&str] = &["checksum", "compress", "copy", "doc", "image", "markdown", "media"];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
