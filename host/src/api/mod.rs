@@ -48,7 +48,12 @@ pub fn router(state: AppState) -> Router {
     all_routes(max_plugin_size)
         .with_state(state)
         .layer(axum::middleware::from_fn(observe::track_http))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::trace::TraceLayer::new(
+            // A 503 (`/readyz` while the bundled plugins compile, a full disk)
+            // is a state logged where it arises, not an error per request: a
+            // balancer polling `/readyz` would fill the log.
+            tower_http::classify::StatusInRangeAsFailures::new(500..=502).into_make_classifier(),
+        ))
 }
 
 /// Every route, as served: the documented ones, and problems for any other
@@ -81,7 +86,7 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the store answers.
+/// Readiness: the store answers, and the bundled plugins are compiled.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -89,7 +94,7 @@ async fn healthz() -> &'static str {
     security(()),
     responses(
         (status = 200, description = "`ready`", content_type = "text/plain", body = String),
-        (status = 503, description = "The store does not answer", content_type = "text/plain", body = String),
+        (status = 503, description = "The store does not answer, or the bundled plugins still compile (a first start): the reason", content_type = "text/plain", body = String),
     ),
 )]
 async fn readyz(state: State<AppState>) -> axum::response::Response {
