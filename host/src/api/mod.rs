@@ -45,15 +45,14 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let max_plugin_size = state.jobs.runtime().config().max_plugin_size;
-    all_routes(max_plugin_size)
-        .with_state(state)
-        .layer(axum::middleware::from_fn(observe::track_http))
-        .layer(tower_http::trace::TraceLayer::new(
+    all_routes(max_plugin_size).with_state(state).layer(axum::middleware::from_fn(observe::track_http)).layer(
+        tower_http::trace::TraceLayer::new(
             // A 503 (`/readyz` while the bundled plugins compile, a full disk)
             // is a state logged where it arises, not an error per request: a
             // balancer polling `/readyz` would fill the log.
             tower_http::classify::StatusInRangeAsFailures::new(500..=502).into_make_classifier(),
-        ))
+        ),
+    )
 }
 
 /// Every route, as served: the documented ones, and problems for any other

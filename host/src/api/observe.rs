@@ -72,6 +72,9 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     if let Some(reason) = s.jobs.store().unavailable() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {reason}")).into_response();
     }
+    if let Some(why) = s.jobs.plugins().installed_failed() {
+        return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    }
     // Jobs cannot use a bundled plugin before it is compiled (a first start).
     let compiling = s.jobs.plugins().installed_compiling();
     if compiling > 0 {

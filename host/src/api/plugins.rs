@@ -178,6 +178,8 @@ async fn update_plugin(
     Json(body): Json<PluginPatch>,
 ) -> Result<Json<PluginRecord>, Problem> {
     caller.admin_only("make plugins public")?;
+    // No upload may finish between the read and the write below.
+    let _change = s.jobs.plugins().changes.lock().await;
     let installed = find(s.jobs.plugins(), &caller, q.owner, &name, true)?;
     if installed.record.bundled {
         return Err(Problem::new(
@@ -186,21 +188,13 @@ async fn update_plugin(
             format!("plugin `{name}` is installed with the daemon and always public"),
         ));
     }
-    if body.public {
-        let clash = s
-            .jobs
-            .plugins()
-            .visible(None)
-            .into_iter()
-            .any(|r| r.public && r.name == name && r.owner != installed.record.owner);
-        if clash {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "name-taken",
-                format!("another public plugin is named `{name}`: public names are unique"),
-            )
-            .field("public"));
-        }
+    if body.public && s.jobs.plugins().public_elsewhere(installed.record.owner.as_deref(), &name) {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "name-taken",
+            format!("another public plugin is named `{name}`: public names are unique"),
+        )
+        .field("public"));
     }
     let mut record = installed.record.clone();
     record.public = body.public;
@@ -224,11 +218,23 @@ async fn delete_plugin(
     Path(PluginPath { name }): Path<PluginPath>,
     Query(q): Query<OwnerQuery>,
 ) -> Result<StatusCode, Problem> {
+    // No upload may finish between the checks and the deletion.
+    let _change = s.jobs.plugins().changes.lock().await;
     let installed = match find(s.jobs.plugins(), &caller, q.owner.clone(), &name, true) {
         Ok(installed) => installed,
         // Only an upload, compiling or failed: nothing uses it yet.
         Err(not_found) => {
             let pending = find_pending(s.jobs.plugins(), &caller, q.owner, &name, true).ok_or(not_found)?;
+            let (n, owner) = (name.clone(), pending.owner.clone());
+            let stored = s.jobs.store().call(move |st| st.get_plugin(owner.as_deref(), &n)).await?;
+            if pending.bundled || stored.is_some() {
+                // A stored plugin compiling again after a restart: its styles and jobs are checked once it is ready.
+                return Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "plugin-not-ready",
+                    format!("plugin `{name}` is compiling after a restart: delete it once it is ready"),
+                ));
+            }
             let n = name.clone();
             let owner = pending.owner.clone();
             s.jobs.store().call(move |st| st.delete_plugin(owner.as_deref(), &n)).await?;

@@ -159,16 +159,20 @@ async fn create_style(
         .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-style", e).field("name"))?;
     let owner = caller.tenant().map(str::to_string);
     let (plugin_name, params) = crate::bundled::split_style(&body.style);
-    let Some(installed) = s.jobs.plugins().resolve(owner.as_deref(), plugin_name) else {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-style",
-            format!(
-                "unknown plugin `{plugin_name}`; available: {}",
-                s.jobs.plugins().names(owner.as_deref()).join(", ")
-            ),
-        )
-        .field("style"));
+    let installed = match crate::jobs::ready_plugin(s.jobs.plugins(), owner.as_deref(), plugin_name, &body.style) {
+        Ok(installed) => installed,
+        Err(e @ crate::jobs::JobError::PluginNotReady { .. }) => return Err(e.into()),
+        Err(_) => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-style",
+                format!(
+                    "unknown plugin `{plugin_name}`; available: {}",
+                    s.jobs.plugins().names(owner.as_deref()).join(", ")
+                ),
+            )
+            .field("style"));
+        }
     };
     crate::jobs::check_params(s.jobs.runtime(), &installed.plugin, params).await?;
     let record = StyleRecord {

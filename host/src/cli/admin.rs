@@ -335,8 +335,12 @@ async fn wait_compiled(client: &Client, uploaded: &serde_json::Value) -> anyhow:
     let owner: Vec<(&str, String)> =
         uploaded["owner"].as_str().map(|o| vec![("owner", o.to_string())]).unwrap_or_default();
     eprintln!("plugin {name}: compiling in the daemon (a large component takes a while)...");
+    let started = std::time::Instant::now();
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if started.elapsed() > std::time::Duration::from_secs(15 * 60) {
+            anyhow::bail!("plugin {name} still compiling after 15 minutes: `kiln plugin get {name}` shows its state");
+        }
         let p = client.get(&format!("/v1/plugins/{name}"), &owner).await?;
         match s(&p, "state") {
             "compiling" => continue,

@@ -30,7 +30,7 @@ use tokio::sync::{Notify, broadcast, mpsc};
 
 pub use plugin_compile::Upload;
 pub use plugins::{Installed, Plugins, UploadError};
-pub use prepare::{JobError, Prepared, check_params, resolve_role, resolve_style};
+pub use prepare::{JobError, Prepared, check_params, ready_plugin, resolve_role, resolve_style};
 
 use crate::auth::{Principal, Quotas};
 use crate::config::Config;
@@ -291,6 +291,16 @@ impl Jobs {
         loop {
             // A compile may end between the check and the wait: look again now and then.
             let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.plugins.compile_ended()).await;
+            // Cancelled, suspended or deleted meanwhile: nothing to resume.
+            let id = job.id;
+            let job = match self.inner.store.call(move |s| s.get_job(id)).await {
+                Ok(Some(job)) if job.state == JobState::Running => job,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(job = id, error = %e, "reading a job waiting for its plugin");
+                    continue;
+                }
+            };
             match self.resume_at_start(&job).await {
                 Ok(()) => {
                     tracing::info!(job = job.id, "job resumed: its plugin is ready");

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use super::plugins::{Plugins, UploadError};
 use crate::model::{PluginRecord, PluginState, now};
 use crate::runtime::{Plugin, PluginInfo, Runtime};
-use crate::store::{Store, owned_key};
+use crate::store::Store;
 
 /// What an upload asks for: the component, and the caller's choices.
 pub struct Upload<'a> {
@@ -75,6 +75,7 @@ impl Plugins {
                     ..new_record(up.owner, &name, &version, &sha256, up.wasm.len(), PluginState::Ready)
                 };
                 let stored = record.clone();
+                let _change = self.changes.lock().await;
                 // An older upload of the name still compiling is replaced too.
                 store.call(move |s| s.replace_plugin(&stored)).await.map_err(internal)?;
                 self.remove_pending(up.owner, &name);
@@ -86,14 +87,18 @@ impl Plugins {
         self.keep_blob(&sha256, &up.wasm)?;
         let record = new_record(up.owner, &name, &version, &sha256, up.wasm.len(), PluginState::Compiling);
         let stored = record.clone();
+        // The store's row and the entry shown change together, in upload order.
+        let change = self.changes.lock().await;
         store.call(move |s| s.put_plugin_upload(&stored)).await.map_err(internal)?;
+        let id = self.show_pending(record.clone());
+        drop(change);
         let compiling =
-            self.compile_in_background(runtime.clone(), store.clone(), record.clone(), up.wasm, Purpose::Upload);
+            self.compile_in_background(runtime.clone(), store.clone(), id, record.clone(), up.wasm, Purpose::Upload);
         match tokio::time::timeout(wait, compiling).await {
             Ok(Ok(Ok(ready))) => Ok(ready),
             Ok(Ok(Err(e))) => {
                 // The caller hears why; nothing is left to show for it.
-                self.remove_failed(&record);
+                self.remove_pending_if(id);
                 Err(e)
             }
             Ok(Err(join)) => Err(UploadError::Internal(format!("the compile stopped: {join}"))),
@@ -128,7 +133,15 @@ impl Plugins {
                 created_at: 0,
                 ..new_record(None, name, "", &sha256, wasm.len(), PluginState::Compiling)
             };
-            drop(self.compile_in_background(runtime.clone(), store.clone(), record, wasm.to_vec(), Purpose::Bundled));
+            let id = self.show_pending(record.clone());
+            drop(self.compile_in_background(
+                runtime.clone(),
+                store.clone(),
+                id,
+                record,
+                wasm.to_vec(),
+                Purpose::Bundled,
+            ));
         }
         let compiling = self.installed_compiling();
         if compiling > 0 {
@@ -140,10 +153,18 @@ impl Plugins {
         Ok(())
     }
 
+    /// Why a bundled plugin failed to compile, if one did (a broken build: `/readyz` says so).
+    pub fn installed_failed(&self) -> Option<String> {
+        let pending = self.pending.read().unwrap_or_else(|e| e.into_inner());
+        pending.values().map(|p| &p.record).find(|r| r.bundled && r.state == PluginState::Failed).map(|r| {
+            format!("bundled plugin `{}` failed to compile: {}", r.name, r.error.as_deref().unwrap_or("no reason"))
+        })
+    }
+
     /// How many plugins installed with the daemon are still compiling.
     pub fn installed_compiling(&self) -> usize {
         let pending = self.pending.read().unwrap_or_else(|e| e.into_inner());
-        pending.values().filter(|r| r.bundled && r.state == PluginState::Compiling).count()
+        pending.values().filter(|p| p.record.bundled && p.record.state == PluginState::Compiling).count()
     }
 
     /// Load the uploaded plugins recorded in the store: from the compile
@@ -170,37 +191,45 @@ impl Plugins {
                 }
             }
             tracing::info!(plugin = %record.name, owner = ?record.owner, "compiling an uploaded plugin in the background");
-            drop(self.compile_in_background(runtime.clone(), store.clone(), record, wasm, purpose));
+            // An interrupted upload comes after the stored plugin it replaces: it is the one shown.
+            let id = self.show_pending(PluginRecord { state: PluginState::Compiling, error: None, ..record.clone() });
+            drop(self.compile_in_background(runtime.clone(), store.clone(), id, record, wasm, purpose));
         }
         Ok(())
     }
 
-    /// Show `record` as compiling and compile it; when done, it is ready (or
-    /// failed, with the reason) and waiters are told.
+    /// Compile the upload shown as `id`; when done, it is ready (or failed,
+    /// with the reason) and waiters are told.
     fn compile_in_background(
         &self,
         runtime: Arc<Runtime>,
         store: Store,
+        id: u64,
         record: PluginRecord,
         wasm: Vec<u8>,
         purpose: Purpose,
     ) -> tokio::task::JoinHandle<Result<PluginRecord, UploadError>> {
-        let key = owned_key(record.owner.as_deref(), &record.name);
-        let compiling = PluginRecord { state: PluginState::Compiling, error: None, ..record.clone() };
-        self.pending.write().unwrap_or_else(|e| e.into_inner()).insert(key, compiling);
         let plugins = self.clone();
         tokio::spawn(async move {
-            let outcome = plugins.compile(&runtime, &store, &record, &wasm, purpose).await;
-            if let Err(e) = &outcome {
-                tracing::warn!(plugin = %record.name, owner = ?record.owner, error = %e, "plugin failed to compile");
-                // A newer upload (or a deletion) owns the key now: leave its record alone.
-                if purpose == Purpose::Upload && plugins.is_current(&record) {
-                    let dropped = record.clone();
-                    if let Err(e) = store.call(move |s| s.drop_plugin_upload(&dropped)).await {
-                        tracing::error!(error = %e, "forgetting a failed upload");
+            let outcome = plugins.compile(&runtime, &store, id, &record, &wasm, purpose).await;
+            match &outcome {
+                Err(UploadError::Superseded) | Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(plugin = %record.name, owner = ?record.owner, error = %e, "plugin failed to compile");
+                    let _change = plugins.changes.lock().await;
+                    // A newer upload (or a deletion) owns the key now: leave its record alone.
+                    if plugins.is_current(id) {
+                        if purpose == Purpose::Upload {
+                            let dropped = record.clone();
+                            if let Err(e) = store.call(move |s| s.drop_plugin_upload(&dropped)).await {
+                                tracing::error!(error = %e, "forgetting a failed upload");
+                            }
+                        }
+                        let failed =
+                            PluginRecord { state: PluginState::Failed, error: Some(e.to_string()), ..record.clone() };
+                        plugins.replace_pending(id, failed);
                     }
                 }
-                plugins.settle(&record, Some(e.to_string()));
             }
             plugins.compiled.send_modify(|n| *n += 1);
             outcome
@@ -211,12 +240,13 @@ impl Plugins {
         &self,
         runtime: &Runtime,
         store: &Store,
+        id: u64,
         record: &PluginRecord,
         wasm: &[u8],
         purpose: Purpose,
     ) -> Result<PluginRecord, UploadError> {
         let _slot = self.compile_slot.acquire().await.map_err(internal)?;
-        if !self.is_current(record) {
+        if purpose != Purpose::Reload && !self.is_current(id) {
             return Err(UploadError::Superseded);
         }
         let plugin = match purpose {
@@ -227,38 +257,29 @@ impl Plugins {
             Purpose::Bundled => super::plugins::operator_record(&record.name, &plugin, wasm.len(), true),
             _ => PluginRecord { info: plugin.info.clone(), state: PluginState::Ready, error: None, ..record.clone() },
         };
-        if purpose == Purpose::Upload {
-            let finished = ready.clone();
-            if !store.call(move |s| s.finish_plugin_upload(&finished)).await.map_err(internal)? {
-                return Err(UploadError::Superseded);
+        let _change = self.changes.lock().await;
+        match purpose {
+            // The stored plugin serves unless deleted meanwhile, even if an
+            // upload of its name (interrupted, or new) is shown as compiling.
+            Purpose::Reload => {
+                let (owner, name) = (record.owner.clone(), record.name.clone());
+                let stored = store.call(move |s| s.get_plugin(owner.as_deref(), &name)).await.map_err(internal)?;
+                if stored.is_none_or(|s| s.sha256 != record.sha256) {
+                    return Err(UploadError::Superseded);
+                }
             }
+            _ if !self.is_current(id) => return Err(UploadError::Superseded),
+            Purpose::Upload => {
+                let finished = ready.clone();
+                if !store.call(move |s| s.finish_plugin_upload(&finished)).await.map_err(internal)? {
+                    return Err(UploadError::Superseded);
+                }
+            }
+            Purpose::Bundled => {}
         }
-        if self.is_current(record) {
-            self.remove_pending(record.owner.as_deref(), &record.name);
-            self.insert(ready.clone(), plugin);
-        }
+        self.remove_pending_if(id);
+        self.insert(ready.clone(), plugin);
         Ok(ready)
-    }
-
-    /// Whether `record` is still the upload shown under its key.
-    fn is_current(&self, record: &PluginRecord) -> bool {
-        self.get_pending(record.owner.as_deref(), &record.name)
-            .is_some_and(|p| p.sha256 == record.sha256 && p.created_at == record.created_at)
-    }
-
-    /// Mark the upload failed, if it is still the one shown.
-    fn settle(&self, record: &PluginRecord, error: Option<String>) {
-        if self.is_current(record) {
-            let failed = PluginRecord { state: PluginState::Failed, error, ..record.clone() };
-            let key = owned_key(record.owner.as_deref(), &record.name);
-            self.pending.write().unwrap_or_else(|e| e.into_inner()).insert(key, failed);
-        }
-    }
-
-    fn remove_failed(&self, record: &PluginRecord) {
-        if self.get_pending(record.owner.as_deref(), &record.name).is_some_and(|p| p.sha256 == record.sha256) {
-            self.remove_pending(record.owner.as_deref(), &record.name);
-        }
     }
 
     /// Wait until some compile ends (for a job whose plugin is compiling).

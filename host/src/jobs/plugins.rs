@@ -27,13 +27,26 @@ impl Installed {
     }
 }
 
+/// An upload compiling or failed, and which upload it is: a newer upload of
+/// the same name replaces it, and its compile's end then changes nothing.
+#[derive(Clone)]
+pub(super) struct Pending {
+    pub id: u64,
+    pub record: PluginRecord,
+}
+
 #[derive(Clone)]
 pub struct Plugins {
     /// The plugins jobs can use (state `ready`).
     by_key: Arc<RwLock<BTreeMap<String, Installed>>>,
     /// Uploads compiling, or failed to: what a listing shows under the key.
     /// A ready version of the same key (if any) serves jobs meanwhile.
-    pub(super) pending: Arc<RwLock<BTreeMap<String, PluginRecord>>>,
+    pub(super) pending: Arc<RwLock<BTreeMap<String, Pending>>>,
+    /// The id of the next upload shown in `pending`.
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+    /// Held across each change of a plugin (upload, compile end, publish,
+    /// delete): the store's rows and the maps change together, in order.
+    pub changes: Arc<tokio::sync::Mutex<()>>,
     /// One compile at a time: a burst of uploads cannot take every core from
     /// the tasks running (see `plugin_compile`).
     pub(super) compile_slot: Arc<tokio::sync::Semaphore>,
@@ -64,6 +77,8 @@ impl Plugins {
         Plugins {
             by_key: Arc::default(),
             pending: Arc::default(),
+            next_id: Arc::default(),
+            changes: Arc::default(),
             compile_slot: Arc::new(tokio::sync::Semaphore::new(1)),
             compiled: tokio::sync::watch::Sender::new(0),
             blob_dir,
@@ -179,20 +194,36 @@ impl Plugins {
     }
 
     /// The plugins `viewer` may use (the admin: all of them).
-    /// An upload compiling (or failed) stands in its key's place: it is the newest.
+    /// An upload compiling (or failed) stands in its key's place for those
+    /// who may see it (its owner, the admin): it is the newest word on the name.
     pub fn visible(&self, viewer: Option<&str>) -> Vec<PluginRecord> {
         let mut all: BTreeMap<String, PluginRecord> = {
             let ready = self.by_key.read().unwrap_or_else(|e| e.into_inner());
-            ready.iter().map(|(k, i)| (k.clone(), i.record.clone())).collect()
+            ready
+                .iter()
+                .map(|(k, i)| (k.clone(), i.record.clone()))
+                .filter(|(_, r)| Self::visible_to(r, viewer))
+                .collect()
         };
         let pending = self.pending.read().unwrap_or_else(|e| e.into_inner());
-        all.extend(pending.iter().map(|(k, r)| (k.clone(), r.clone())));
-        all.into_values().filter(|r| Self::visible_to(r, viewer)).collect()
+        all.extend(
+            pending
+                .iter()
+                .filter(|(_, p)| Self::visible_to(&p.record, viewer))
+                .map(|(k, p)| (k.clone(), p.record.clone())),
+        );
+        all.into_values().collect()
+    }
+
+    /// Whether a plugin other than `owner`'s, ready and public, is named `name`.
+    pub fn public_elsewhere(&self, owner: Option<&str>, name: &str) -> bool {
+        let all = self.by_key.read().unwrap_or_else(|e| e.into_inner());
+        all.values().any(|i| i.record.public && i.record.name == name && i.record.owner.as_deref() != owner)
     }
 
     /// The upload of exactly this owner and name that is compiling or failed.
     pub fn get_pending(&self, owner: Option<&str>, name: &str) -> Option<PluginRecord> {
-        self.pending.read().unwrap_or_else(|e| e.into_inner()).get(&owned_key(owner, name)).cloned()
+        self.pending.read().unwrap_or_else(|e| e.into_inner()).get(&owned_key(owner, name)).map(|p| p.record.clone())
     }
 
     /// [`Plugins::resolve`] among the uploads compiling or failed: why a
@@ -202,12 +233,38 @@ impl Plugins {
             return Some(own);
         }
         let pending = self.pending.read().unwrap_or_else(|e| e.into_inner());
-        pending.values().find(|r| r.name == name && r.public).cloned()
+        pending.values().map(|p| &p.record).find(|r| r.name == name && r.public).cloned()
+    }
+
+    /// Show `record` as the newest upload of its name; its id.
+    pub(super) fn show_pending(&self, record: PluginRecord) -> u64 {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = owned_key(record.owner.as_deref(), &record.name);
+        self.pending.write().unwrap_or_else(|e| e.into_inner()).insert(key, Pending { id, record });
+        id
+    }
+
+    /// Whether upload `id` is still the one shown under its name.
+    pub(super) fn is_current(&self, id: u64) -> bool {
+        self.pending.read().unwrap_or_else(|e| e.into_inner()).values().any(|p| p.id == id)
+    }
+
+    /// Change what upload `id` shows (failed), if it is still shown.
+    pub(super) fn replace_pending(&self, id: u64, record: PluginRecord) {
+        let mut pending = self.pending.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = pending.values_mut().find(|p| p.id == id) {
+            p.record = record;
+        }
+    }
+
+    /// Stop showing upload `id` (compiled, or its caller told of its failure).
+    pub(super) fn remove_pending_if(&self, id: u64) {
+        self.pending.write().unwrap_or_else(|e| e.into_inner()).retain(|_, p| p.id != id);
     }
 
     /// Forget an upload that compiles or failed (deleted).
     pub fn remove_pending(&self, owner: Option<&str>, name: &str) -> Option<PluginRecord> {
-        self.pending.write().unwrap_or_else(|e| e.into_inner()).remove(&owned_key(owner, name))
+        self.pending.write().unwrap_or_else(|e| e.into_inner()).remove(&owned_key(owner, name)).map(|p| p.record)
     }
 
     /// The names of `owner`'s plugins, ready or compiling.
@@ -216,7 +273,7 @@ impl Plugins {
         let pending = self.pending.read().unwrap_or_else(|e| e.into_inner());
         all.values()
             .map(|i| &i.record)
-            .chain(pending.values())
+            .chain(pending.values().map(|p| &p.record))
             .filter(|r| r.owner.as_deref() == owner && !r.bundled)
             .map(|r| r.name.clone())
             .collect()

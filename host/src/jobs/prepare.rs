@@ -107,8 +107,12 @@ pub fn resolve_style(
 }
 
 /// The plugin `name` as `viewer` sees it, if it is ready; else why not.
-fn ready_plugin(plugins: &Plugins, viewer: Option<&str>, name: &str, style: &str) -> Result<Installed, JobError> {
-    if let Some(installed) = plugins.resolve(viewer, name) {
+pub fn ready_plugin(plugins: &Plugins, viewer: Option<&str>, name: &str, style: &str) -> Result<Installed, JobError> {
+    // The caller's own upload compiling comes before another owner's plugin of the name.
+    let own_pending = plugins.get_pending(viewer, name);
+    if let Some(installed) = plugins.resolve(viewer, name)
+        && (own_pending.is_none() || installed.record.owner.as_deref() == viewer)
+    {
         return Ok(installed);
     }
     match plugins.resolve_pending(viewer, name) {
