@@ -190,4 +190,19 @@ async fn mov_to_mp4_media_info_and_audio_through_jobs_on_local_and_s3() {
     let flac = data.join("buckets/out/audio/tone.flac");
     let pcm = |p: &Path| ffmpeg(&["-i", p.to_str().unwrap(), "-f", "s16le", "-"]);
     assert_eq!(pcm(&flac), pcm(&wav), "FLAC decodes to the WAV's samples");
+
+    // A video larger than its job's output limit fails whole: nothing is written.
+    let (status, job) = d
+        .post(
+            "/v1/jobs",
+            json!({"input": {"bucket": "videos", "suffixes": ".mov"}, "style": "media/mp4", "limits": {"max_output": 4096},
+                   "output": {"bucket": "out", "template": "small/{barename}.mp4"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_u64().unwrap();
+    assert_eq!(d.wait_job(id, LONG).await["state"], "failed");
+    let failed = d.all_tasks(id, "&state=failed").await;
+    assert!(failed[0]["error"]["message"].as_str().unwrap().contains("output limit of 4096 bytes"), "{failed:?}");
+    assert!(!data.join("buckets/out/small").exists());
 }

@@ -331,6 +331,70 @@ async fn quotas_bound_jobs_tasks_limits_and_plugins() {
     assert!(p["detail"].as_str().unwrap().contains("plugin_size"), "{p}");
 }
 
+/// The error message of a job's first failed task, once the job has failed.
+async fn failed_with(d: &Daemon, id: u64) -> String {
+    assert_eq!(d.wait_job(id, LONG).await["state"], "failed");
+    d.all_tasks(id, "&state=failed").await[0]["error"]["message"].as_str().unwrap().to_string()
+}
+
+/// A job asks for other per-task limits than the daemon's defaults: higher up
+/// to `runtime.max_limits` and the tenant's quotas, or lower; a request above
+/// either is refused at creation, naming the field and the bound.
+#[tokio::test]
+async fn a_job_sets_its_tasks_limits_within_the_ceilings_and_quotas() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let a = data.join("buckets/in/a");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(a.join("0.txt"), "a file that is longer than twenty bytes").unwrap();
+    std::fs::create_dir_all(data.join("buckets/out")).unwrap();
+    let config = "workers = 2\n[runtime.limits]\ndeadline = \"300ms\"\n[runtime.max_limits]\ndeadline = \"5s\"\n";
+    let d = Daemon::start(&data, Some(config));
+    install_public_echo(&d).await;
+    let sleepy = |limits: Value, out: &str| {
+        let mut body = job("a/", "echo/sleep,ms_1000", &format!("a/{out}/{{barename}}.{{autoext}}"));
+        body["limits"] = limits;
+        body
+    };
+
+    // The daemon's default stops a 1 s task; the job's own deadline lets it finish.
+    let id = create(&d, sleepy(json!({}), "default")).await;
+    assert!(failed_with(&d, id).await.contains("deadline of 300ms"));
+    let id = create(&d, sleepy(json!({"deadline": "3s"}), "longer")).await;
+    assert_eq!(d.wait_job(id, LONG).await["state"], "succeeded");
+    let (_, got) = d.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(got["limits"], json!({"deadline": "3s"}), "{got}");
+    // Above the daemon's ceiling: refused, naming the field and the setting.
+    let (status, p) = d.post("/v1/jobs", sleepy(json!({"deadline": "1m"}), "x")).await;
+    assert_eq!((status, p["field"].as_str()), (422, Some("limits.deadline")), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("runtime.max_limits.deadline"), "{p}");
+    for (limits, field) in [
+        (json!({"max_output": 0}), "limits.max_output"),
+        (json!({"max_memory": 4u64 << 30}), "limits.max_memory"),
+        (json!({"deadline": "soon"}), "limits.deadline"),
+        (json!({"cpu": 2}), "limits"),
+    ] {
+        let (status, p) = d.post("/v1/jobs", sleepy(limits.clone(), "x")).await;
+        assert_eq!(status, 422, "{limits}: {p}");
+        let named = p["field"].as_str().or(p["detail"].as_str()).unwrap_or_default();
+        assert!(named.contains(field), "{limits}: {p}");
+    }
+    // Lower: 20 bytes of output stop a copy of a longer object, and nothing is written.
+    let mut copy = job("a/", "copy", "a/small/{basename}");
+    copy["limits"] = json!({"max_output": 20});
+    let id = create(&d, copy).await;
+    assert!(failed_with(&d, id).await.contains("output limit of 20 bytes"));
+    assert!(!d.data_dir.join("buckets/out/a/small").join("0.txt").exists());
+
+    // A tenant: its quota bounds what its jobs may ask for.
+    let t = tenant(&d, "t", own_prefix("a"), json!({"task_deadline": "2s"})).await;
+    let (status, p) = t.post("/v1/jobs", sleepy(json!({"deadline": "3s"}), "t3")).await;
+    assert_eq!((status, p["field"].as_str()), (422, Some("limits.deadline")), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("your quota `task_deadline`, 2s"), "{p}");
+    let id = create(&t, sleepy(json!({"deadline": "1500ms"}), "t15")).await;
+    assert_eq!(t.wait_job(id, LONG).await["state"], "succeeded");
+}
+
 #[tokio::test]
 async fn concurrent_starts_never_pass_the_running_jobs_quota() {
     let (_dir, d) = daemon();

@@ -180,6 +180,17 @@ impl Config {
                 "`runtime.memory_budget` must be at least `runtime.limits.max_memory`: a task must fit".into(),
             ));
         }
+        let (limits, ceilings) = (&self.runtime.limits, &self.runtime.max_limits);
+        if ceilings.deadline < limits.deadline {
+            return Err(ConfigError::Invalid(
+                "`runtime.max_limits.deadline` must be at least `runtime.limits.deadline`".into(),
+            ));
+        }
+        if ceilings.max_output < limits.max_output {
+            return Err(ConfigError::Invalid(
+                "`runtime.max_limits.max_output` must be at least `runtime.limits.max_output`".into(),
+            ));
+        }
         if self.runtime.control_deadline.is_zero() {
             return Err(ConfigError::Invalid("`runtime.control_deadline` must be above zero".into()));
         }

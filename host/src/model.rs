@@ -231,6 +231,36 @@ pub struct JobSpec {
     #[serde(default = "default_follow_interval", with = "humantime_serde")]
     #[schema(value_type = String, example = "30s")]
     pub follow_interval: std::time::Duration,
+    /// Other limits for each of this job's tasks than the daemon's defaults:
+    /// lower ones, or higher up to the daemon's `runtime.max_limits` and the
+    /// tenant's quotas (e.g. a remux of multi-GiB films).
+    #[serde(default, skip_serializing_if = "JobLimits::is_empty")]
+    pub limits: JobLimits,
+}
+
+/// Per-task limits a job asks for; an absent field keeps the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobLimits {
+    /// Wall-clock time of one task, e.g. `10m`.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "10m")]
+    pub deadline: Option<std::time::Duration>,
+    /// Bytes of all outputs of one task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub max_output: Option<u64>,
+    /// Linear memory of one task's plugin instance, in bytes; at most the
+    /// daemon's `runtime.limits.max_memory` (a job may only lower it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1048576)]
+    pub max_memory: Option<u64>,
+}
+
+impl JobLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == JobLimits::default()
+    }
 }
 
 impl JobSpec {

@@ -21,14 +21,21 @@ pub struct Quotas {
     /// Largest plugin the tenant may upload, in bytes.
     #[schema(maximum = 1099511627776.0)]
     pub plugin_size: u64,
-    /// Linear memory of one task's plugin instance, in bytes (capped by the daemon's limit).
+    /// Linear memory of one task's plugin instance, in bytes: the most a job
+    /// may ask for, and its default when below the daemon's `limits.max_memory`.
     #[schema(minimum = 1048576, maximum = 1099511627776.0)]
     pub task_memory: u64,
-    /// Wall-clock deadline of one task (capped by the daemon's limit), as `humantime`
-    /// reads and writes it: `30s`, `1m 30s`, `2h`.
+    /// Wall-clock deadline of one task: the most a job may ask for (never above
+    /// the daemon's `max_limits.deadline`), and its default when below the
+    /// daemon's `limits.deadline`; as `humantime` reads and writes it: `30s`, `1m 30s`, `2h`.
     #[serde(with = "humantime_serde")]
     #[schema(value_type = String, example = "30s", default = "30s", pattern = r"^[0-9]{1,10} ?(nsec|ns|usec|us|µs|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y)( ?[0-9]{1,10} ?(nsec|ns|usec|us|µs|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y))*$")]
     pub task_deadline: Duration,
+    /// Bytes of all outputs of one task: the most a job may ask for (never
+    /// above the daemon's `max_limits.max_output`), and its default when below
+    /// the daemon's `limits.max_output`.
+    #[schema(minimum = 1, maximum = 1099511627776.0)]
+    pub task_output: u64,
 }
 
 impl Default for Quotas {
@@ -40,6 +47,7 @@ impl Default for Quotas {
             plugin_size: 32 << 20,
             task_memory: 512 << 20,
             task_deadline: Duration::from_secs(30),
+            task_output: 1 << 30,
         }
     }
 }
@@ -66,6 +74,8 @@ pub struct QuotasPatch {
     #[serde(default, with = "humantime_serde")]
     #[schema(value_type = Option<String>, example = "10s", pattern = r"^[0-9]{1,10} ?(nsec|ns|usec|us|µs|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y)( ?[0-9]{1,10} ?(nsec|ns|usec|us|µs|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y))*$")]
     pub task_deadline: Option<Duration>,
+    #[schema(minimum = 1, maximum = 1099511627776.0)]
+    pub task_output: Option<u64>,
 }
 
 impl Quotas {
@@ -73,7 +83,7 @@ impl Quotas {
         macro_rules! set {
             ($($f:ident),*) => {$( if let Some(v) = p.$f { self.$f = v; } )*};
         }
-        set!(running_jobs, tasks_in_flight, plugins, plugin_size, task_memory, task_deadline);
+        set!(running_jobs, tasks_in_flight, plugins, plugin_size, task_memory, task_deadline, task_output);
     }
 
     /// Checks that every quota allows some work; returns the field at fault.
@@ -93,7 +103,14 @@ impl Quotas {
         if self.task_memory < (1 << 20) {
             return Err(("quotas.task_memory", "must be at least 1 MiB".into()));
         }
-        for (field, value) in [("quotas.task_memory", self.task_memory), ("quotas.plugin_size", self.plugin_size)] {
+        if self.task_output == 0 {
+            return Err(("quotas.task_output", "must be at least 1 byte".into()));
+        }
+        for (field, value) in [
+            ("quotas.task_memory", self.task_memory),
+            ("quotas.plugin_size", self.plugin_size),
+            ("quotas.task_output", self.task_output),
+        ] {
             if value > MAX_BYTES {
                 return Err((field, format!("must be at most {MAX_BYTES} (1 TiB)")));
             }

@@ -16,7 +16,7 @@ pub enum TenantCommand {
         /// A role to grant (repeatable).
         #[arg(long = "role")]
         roles: Vec<String>,
-        /// A quota to set, NAME=VALUE (repeatable), e.g. `running_jobs=2`, `task_deadline=10s`.
+        /// A quota to set, NAME=VALUE (repeatable), e.g. `running_jobs=2`, `task_deadline=10m`, `task_output=8GiB`.
         #[arg(long = "quota")]
         quotas: Vec<String>,
     },
@@ -185,7 +185,13 @@ fn quotas(pairs: &[String]) -> anyhow::Result<Value> {
     let mut q = serde_json::Map::new();
     for p in pairs {
         let (k, v) = p.split_once('=').with_context(|| format!("--quota `{p}`: expected NAME=VALUE"))?;
-        let value = v.parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::from(v));
+        // Sizes may be written with units, as the CLI shows them: `task_output=8GiB`.
+        let size = ["plugin_size", "task_memory", "task_output"].contains(&k);
+        let value = match (v.parse::<u64>(), v.parse::<bytesize::ByteSize>()) {
+            (Ok(n), _) => Value::from(n),
+            (Err(_), Ok(b)) if size => Value::from(b.as_u64()),
+            _ => Value::from(v),
+        };
         q.insert(k.to_string(), value);
     }
     Ok(Value::Object(q))
@@ -208,6 +214,7 @@ fn tenant_summary(t: &Value) -> String {
         ("plugin_size", super::human::size(&q["plugin_size"])),
         ("task_memory", super::human::size(&q["task_memory"])),
         ("task_deadline", q["task_deadline"].as_str().unwrap_or("-").to_string()),
+        ("task_output", super::human::size(&q["task_output"])),
     ] {
         lines.push(format!("    {key:<16} {shown}"));
     }

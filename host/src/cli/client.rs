@@ -242,6 +242,15 @@ pub struct CreateJob {
     /// How often a following job lists again, e.g. `30s`.
     #[arg(long, requires = "follow")]
     follow_interval: Option<String>,
+    /// Each task's deadline, e.g. `10m` (default: the daemon's; at most `runtime.max_limits` and your quota).
+    #[arg(long)]
+    deadline: Option<String>,
+    /// Bytes of one task's outputs at most, e.g. `8GiB`.
+    #[arg(long)]
+    max_output: Option<bytesize::ByteSize>,
+    /// Memory of one task's plugin instance at most, e.g. `256MiB` (only lower than the daemon's).
+    #[arg(long)]
+    max_memory: Option<bytesize::ByteSize>,
     /// Wait for the job to end, showing progress.
     #[arg(long)]
     wait: bool,
@@ -567,6 +576,19 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             }
             if let Some(r) = c.max_tasks_per_second {
                 body["max_tasks_per_second"] = json!(r);
+            }
+            let mut limits = json!({});
+            if let Some(d) = &c.deadline {
+                limits["deadline"] = json!(d);
+            }
+            if let Some(b) = c.max_output {
+                limits["max_output"] = json!(b.as_u64());
+            }
+            if let Some(b) = c.max_memory {
+                limits["max_memory"] = json!(b.as_u64());
+            }
+            if limits.as_object().is_some_and(|l| !l.is_empty()) {
+                body["limits"] = limits;
             }
             body["skip_unchanged"] = json!(c.skip_unchanged);
             body["follow"] = json!(c.follow);

@@ -15,6 +15,7 @@
 
 mod claims;
 mod dispatch;
+pub mod limits;
 pub mod dry_run;
 mod plugin_compile;
 mod plugins;

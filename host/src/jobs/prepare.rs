@@ -250,13 +250,11 @@ pub async fn prepare(spec: &JobSpec, tenant: Option<&str>, cx: &PrepareContext<'
     if let Some(report) = &spec.report {
         super::report::check_spec(report, role.as_ref(), cx.buckets)?;
     }
-    let mut limits = cx.runtime.config().limits;
-    if let Some(t) = tenant
-        && let Some(record) = cx.store.get_tenant(t).map_err(JobError::Store)?
-    {
-        limits.max_memory = limits.max_memory.min(record.quotas.task_memory);
-        limits.deadline = limits.deadline.min(record.quotas.task_deadline);
-    }
+    let quotas = match tenant {
+        Some(t) => cx.store.get_tenant(t).map_err(JobError::Store)?.map(|r| r.quotas),
+        None => None,
+    };
+    let limits = super::limits::job_limits(cx.runtime.config(), quotas.as_ref(), &spec.limits, cx.validate_params)?;
     if cx.validate_params {
         check_params(cx.runtime, &installed.plugin, &params).await?;
     }

@@ -38,6 +38,24 @@ impl Default for Limits {
     }
 }
 
+/// The most a job may raise its tasks' limits to (`runtime.max_limits`): a
+/// remux of a 4 GiB film or a 600-page render needs more than the defaults,
+/// which bound every other job. Memory has no ceiling of its own: the pool's
+/// slot size is `limits.max_memory`, so a job may only lower it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitCeilings {
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+    pub max_output: u64,
+}
+
+impl Default for LimitCeilings {
+    fn default() -> Self {
+        LimitCeilings { deadline: Duration::from_secs(3600), max_output: 64 << 30 }
+    }
+}
+
 /// Which limit a task hit. Its `Display` names the limit and its value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitHit {

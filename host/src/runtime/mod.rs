@@ -42,17 +42,20 @@ use exports::ExportIndices;
 pub use info::{ActionInfo, ParamInfo, PluginInfo, check_variable_name};
 pub use lifted::{MAX_ITEMS as MAX_TEXT_ITEMS, MAX_LIFT as MAX_TEXT_CAP};
 use limits::TaskLimiter;
-pub use limits::{LimitHit, Limits};
+pub use limits::{LimitCeilings, LimitHit, Limits};
 use streams::{InputHandle, OutputsHandle};
 pub use streams::{InputSource, OutputSpec, OutputTarget, OutputWriter, RandomAccess};
 pub use text::{TextLimits, bounded};
 
-/// Engine-wide settings. Per-task [`Limits`] may be lowered per tenant, never raised above these.
+/// Engine-wide settings. Per-task [`Limits`] are defaults: a tenant's quotas
+/// lower them, and a job may ask for others up to [`LimitCeilings`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// Default per-task limits; `limits.max_memory` is also the pool's slot size.
     pub limits: Limits,
+    /// The most a job may raise `limits.deadline` and `limits.max_output` to.
+    pub max_limits: LimitCeilings,
     /// WebAssembly call-stack size, in bytes.
     pub max_stack: usize,
     /// Plugin instances alive at once (the pool's size): the ceiling on tasks in flight.
@@ -93,6 +96,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             limits: Limits::default(),
+            max_limits: LimitCeilings::default(),
             max_stack: 512 << 10,
             max_instances: 64,
             max_plugin_size: 64 << 20,
