@@ -20,9 +20,9 @@ export async function renderTenants(main, params, { signal }) {
     list.length
       ? table(
           'Tenants',
-          ['Name', 'Roles', 'Running jobs', 'Tasks in flight', 'Plugins', 'Task memory', 'Task deadline', 'Created'],
+          ['Name', 'Roles', 'Running jobs', 'Tasks in flight', 'Plugins', 'Task memory', 'Task deadline', 'Task output', 'Created'],
           list.map((t) =>
-            h('tr', {}, h('td', {}, h('strong', {}, t.name)), h('td', {}, t.roles.join(', ') || '—'), h('td', { class: 'num' }, String(q(t).running_jobs)), h('td', { class: 'num' }, String(q(t).tasks_in_flight)), h('td', { class: 'num' }, `${q(t).plugins} (≤ ${formatBytes(q(t).plugin_size)})`), h('td', {}, formatBytes(q(t).task_memory)), h('td', {}, String(q(t).task_deadline ?? '—')), h('td', {}, formatTime(t.created_at))),
+            h('tr', {}, h('td', {}, h('strong', {}, t.name)), h('td', {}, t.roles.join(', ') || '—'), h('td', { class: 'num' }, String(q(t).running_jobs)), h('td', { class: 'num' }, String(q(t).tasks_in_flight)), h('td', { class: 'num' }, `${q(t).plugins} (≤ ${formatBytes(q(t).plugin_size)})`), h('td', {}, formatBytes(q(t).task_memory)), h('td', {}, String(q(t).task_deadline ?? '—')), h('td', {}, q(t).task_output ? formatBytes(q(t).task_output) : '—'), h('td', {}, formatTime(t.created_at))),
           ),
         )
       : h('p', { class: 'muted' }, 'No tenants. Create them with `kiln tenant create` or POST /v1/tenants.'),

@@ -146,7 +146,7 @@ export async function renderCreate(main, params, { signal, status, me }) {
     fastFail.checked = !!sp.fast_fail;
     extra = {};
     for (const k of ['glob', 'min_size', 'max_size', 'modified_after', 'modified_before', 'manifest']) if (i[k] != null) extra[k] = i[k];
-    for (const k of ['report', 'skip_unchanged', 'follow', 'follow_interval']) if (sp[k] != null) extraTop[k] = sp[k];
+    for (const k of ['report', 'skip_unchanged', 'follow', 'follow_interval', 'limits']) if (sp[k] != null) extraTop[k] = sp[k];
   }
   /** The JobSpec the form describes; throws {field, message} for what cannot be sent. */
   function spec() {

@@ -184,6 +184,11 @@ export async function renderJob(main, params, { signal, status }) {
     fact('Priority', String(sp.priority));
     fact('Fast fail', sp.fast_fail ? 'yes' : 'no');
     if (sp.max_tasks_per_second) fact('Max tasks per second', String(sp.max_tasks_per_second));
+    if (sp.limits) {
+      const l = sp.limits;
+      const parts = [l.deadline && `deadline ${l.deadline}`, l.max_output && `output ≤ ${formatBytes(l.max_output)}`, l.max_memory && `memory ≤ ${formatBytes(l.max_memory)}`];
+      fact('Task limits', parts.filter(Boolean).join(', '));
+    }
     if (sp.notify) fact('Notification URL', sp.notify.url);
     if (sp.report) fact('Report to', `${sp.report.bucket}/${sp.report.key}`);
     if (sp.follow) fact('Follow', `every ${sp.follow_interval}`);
