@@ -4,7 +4,7 @@
 //! Tables:
 //! - `meta`: schema version and counters (`next_job_id`).
 //! - `jobs`: job id → JSON [`JobRecord`].
-//! - `tasks`: (job, seq) → JSON [`TaskRecord`]; seq is planning order.
+//! - `tasks`: (job, seq) → [`TaskRecord`], compact ([`task_codec`]); seq is planning order.
 //! - `task_keys`: (job, source key) → seq: dedupes re-planned keys after a crash,
 //!   and serves source-key prefix search in key order.
 //! - `task_state`: (job, state, seq) → (): the state index. Pending tasks are
@@ -21,6 +21,7 @@ mod check;
 mod health;
 mod outbox;
 mod running;
+mod task_codec;
 mod tasks;
 mod tenancy;
 
@@ -29,7 +30,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableTable, TableDefinition};
 
-use crate::model::{JobId, JobRecord, JobState, StyleRecord, now};
+use crate::model::{JobId, JobRecord, JobState, StyleRecord, TaskRecord, now};
 
 pub use check::{CheckReport, check_file};
 pub use outbox::{Deliveries, OutboxEntry};
@@ -160,6 +161,19 @@ fn decode<T: serde::de::DeserializeOwned>(table: &'static str, at: At<'_>, bytes
 /// The error of a record in `table`, at `at`, that does not decode.
 fn corrupt(table: &'static str, at: impl std::fmt::Display, e: serde_json::Error) -> StoreError {
     StoreError::Corrupt { table, at: at.to_string(), message: e.to_string() }
+}
+
+/// A task record of the `tasks` table ([`task_codec`]).
+fn decode_task(job: JobId, seq: u64, bytes: &[u8]) -> Result<TaskRecord> {
+    task_codec::decode(job, seq, bytes).map_err(|message| StoreError::Corrupt {
+        table: "tasks",
+        at: At::Task(job, seq).to_string(),
+        message,
+    })
+}
+
+fn encode_task(task: &TaskRecord) -> Vec<u8> {
+    task_codec::encode(task)
 }
 
 fn load_job(txn: &redb::WriteTransaction, id: JobId) -> Result<Option<JobRecord>> {

@@ -2,7 +2,10 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::{At, ETAGS, JOBS, Result, RunningJobsFull, Store, TASK_KEYS, TASK_STATE, TASKS, decode, encode, load_job};
+use super::{
+    At, ETAGS, JOBS, Result, RunningJobsFull, Store, TASK_KEYS, TASK_STATE, TASKS, decode, decode_task, encode, encode_task,
+    load_job,
+};
 use crate::model::{JobId, JobRecord, JobState, TaskErrorRecord, TaskRecord, TaskState, now};
 
 /// An object found by the planner.
@@ -130,14 +133,14 @@ fn back_to_pending(txn: &WriteTransaction, job: &mut JobRecord, from: TaskState)
     for seq in &seqs {
         move_state(&mut idx, id, *seq, from, TaskState::Pending)?;
         let found =
-            tasks.get((id, *seq))?.map(|v| decode::<TaskRecord>("tasks", At::Task(id, *seq), v.value())).transpose()?;
+            tasks.get((id, *seq))?.map(|v| decode_task(id, *seq, v.value())).transpose()?;
         if let Some(mut task) = found {
             task.state = TaskState::Pending;
             if from == TaskState::Failed {
                 task.error = None;
                 task.finished_at = None;
             }
-            tasks.insert((id, *seq), encode(&task).as_slice())?;
+            tasks.insert((id, *seq), encode_task(&task).as_slice())?;
         }
         job.counters.moved(from, TaskState::Pending);
     }
@@ -190,7 +193,7 @@ fn insert_planned(txn: &WriteTransaction, job: &mut JobRecord, objects: &[Planne
             finished_at: unchanged.then(now),
             result: None,
         };
-        tasks.insert((id, seq), encode(&task).as_slice())?;
+        tasks.insert((id, seq), encode_task(&task).as_slice())?;
         keys.insert((id, o.key.as_str()), seq)?;
         idx.insert((id, state.code(), seq), ())?;
         job.counters.total += 1;
@@ -244,7 +247,7 @@ impl Store {
                 let mut tasks = txn.open_table(TASKS)?;
                 let Some(mut task) = tasks
                     .get((id, seq))?
-                    .map(|v| decode::<TaskRecord>("tasks", At::Task(id, seq), v.value()))
+                    .map(|v| decode_task(id, seq, v.value()))
                     .transpose()?
                 else {
                     continue;
@@ -260,7 +263,7 @@ impl Store {
                 task.last_modified = o.last_modified;
                 task.error = None;
                 task.finished_at = None;
-                tasks.insert((id, seq), encode(&task).as_slice())?;
+                tasks.insert((id, seq), encode_task(&task).as_slice())?;
                 drop(tasks);
                 move_state(&mut txn.open_table(TASK_STATE)?, id, seq, from, TaskState::Pending)?;
                 job.counters.moved(from, TaskState::Pending);
@@ -312,7 +315,7 @@ impl Store {
                 continue;
             }
             if let Some(v) = tasks.get((id, seq))? {
-                out.push(decode("tasks", At::Task(id, seq), v.value())?);
+                out.push(decode_task(id, seq, v.value())?);
                 if out.len() == n {
                     break;
                 }
@@ -351,7 +354,7 @@ impl Store {
                     std::collections::hash_map::Entry::Vacant(e) => {
                         let Some(task) = tasks
                             .get((id, seq))?
-                            .map(|v| decode::<TaskRecord>("tasks", At::Task(id, seq), v.value()))
+                            .map(|v| decode_task(id, seq, v.value()))
                             .transpose()?
                         else {
                             continue;
@@ -427,7 +430,7 @@ impl Store {
                     move_state(&mut idx, *id, *seq, *was, task.state)?;
                 }
                 if *changed {
-                    tasks.insert((*id, *seq), encode(task).as_slice())?;
+                    tasks.insert((*id, *seq), encode_task(task).as_slice())?;
                 }
             }
             drop((tasks, idx));
@@ -497,7 +500,7 @@ impl Store {
     pub fn get_task(&self, id: JobId, seq: u64) -> Result<Option<TaskRecord>> {
         let txn = self.begin_read()?;
         let tasks = txn.open_table(TASKS)?;
-        tasks.get((id, seq))?.map(|v| decode("tasks", At::Task(id, seq), v.value())).transpose()
+        tasks.get((id, seq))?.map(|v| decode_task(id, seq, v.value())).transpose()
     }
 
     /// A page of a job's tasks. The cursor is opaque to clients: `s<seq>` for
@@ -543,7 +546,7 @@ impl Store {
                 }
                 let Some(t) = tasks
                     .get((id, seq.value()))?
-                    .map(|v| decode::<TaskRecord>("tasks", At::Task(id, seq.value()), v.value()))
+                    .map(|v| decode_task(id, seq.value(), v.value()))
                     .transpose()?
                 else {
                     continue;
@@ -566,7 +569,7 @@ impl Store {
                 let seq = e?.0.value().2;
                 let Some(t) = tasks
                     .get((id, seq))?
-                    .map(|v| decode::<TaskRecord>("tasks", At::Task(id, seq), v.value()))
+                    .map(|v| decode_task(id, seq, v.value()))
                     .transpose()?
                 else {
                     continue;
@@ -582,7 +585,7 @@ impl Store {
         } else {
             for e in tasks.range((id, after + 1)..=(id, u64::MAX))? {
                 let (k, v) = e?;
-                let t: TaskRecord = decode("tasks", At::Task(id, k.value().1), v.value())?;
+                let t: TaskRecord = decode_task(id, k.value().1, v.value())?;
                 if !keep(&t) {
                     continue;
                 }
