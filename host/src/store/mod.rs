@@ -58,7 +58,7 @@ const PLUGIN_UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugi
 const ETAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("etags");
 
 /// The schema this build writes. A store written by a newer Kiln is refused.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The key of a thing owned by a tenant (or, with `None`, by the admin).
 /// Names never hold a `/`, so the owner's things are one key range.

@@ -315,7 +315,7 @@ mod tests {
                 .unwrap()
                 .get("schema_version")
                 .unwrap()
-                .is_some_and(|v| v.value() == "3")
+                .is_some_and(|v| v.value() == crate::store::SCHEMA_VERSION.to_string())
         );
     }
 }
