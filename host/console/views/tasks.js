@@ -69,11 +69,21 @@ export function tasksPanel(jobId, { initial = {}, persist = () => {}, signal, st
     const query = { state: st.tstate, cursor: st.tcursor, limit: 50 };
     if (st.q) query[st.qmode === 'prefix' ? 'prefix' : 'search'] = st.q;
     try {
-      const page = await get(`/v1/jobs/${jobId}/tasks`, query, { signal });
+      // A search page examines a bounded number of tasks and may come back
+      // short with a `next`: go on until the page is full (or 20 requests).
+      let items = [];
+      let page = null;
+      for (let round = 0; round < 20; round++) {
+        page = await get(`/v1/jobs/${jobId}/tasks`, { ...query, limit: 50 - items.length }, { signal });
+        items = items.concat(page.items);
+        if (!page.next || items.length >= 50) break;
+        query.cursor = page.next;
+      }
       nextCursor = page.next || null;
-      fill(tbody, page.items.length ? page.items.map(row) : h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No tasks match.')));
+      const none = nextCursor ? 'No match among the tasks searched so far: Next page searches further.' : 'No tasks match.';
+      fill(tbody, items.length ? items.map(row) : h('tr', {}, h('td', { colspan: 7, class: 'muted' }, none)));
       const first = st.ttrail.length * 50 + 1;
-      summary.textContent = page.items.length ? `Tasks ${first}–${first + page.items.length - 1}${nextCursor ? ', more on the next page' : ''}.` : '';
+      summary.textContent = items.length ? `Tasks ${first}–${first + items.length - 1}${nextCursor ? ', more on the next page' : ''}.` : '';
       prev.disabled = st.ttrail.length === 0;
       next.disabled = !nextCursor;
     } catch (e) {

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::outbox::{DEAD_EVENTS, JOB_SECRETS, OUTBOX, OUTBOX_BY_JOB, WEBHOOK_DELIVERIES};
 use super::{
-    At, ETAGS, JOBS, META, PLUGIN_UPLOADS, PLUGINS, ROLES, Result, STYLES, Store, StoreError, TASK_KEYS, TASK_STATE,
+    At, ETAGS, JOBS, META, PLUGIN_UPLOADS, PLUGINS, ROLES, Result, STYLES, Store, StoreError, TASK_ERRORS, TASK_KEYS, TASK_STATE,
     TASKS, TENANT_JOBS, TENANTS, TOKENS, corrupt,
 };
 use crate::auth::{RoleRecord, TenantRecord, TokenRecord};
@@ -87,6 +87,7 @@ fn walk(txn: &ReadTransaction, report: &mut CheckReport) -> Result<()> {
     count("meta", len(txn, META)?);
     count("task_keys", len(txn, TASK_KEYS)?);
     count("task_state", len(txn, TASK_STATE)?);
+    count("task_errors", len(txn, TASK_ERRORS)?);
     count("tenant_jobs", len(txn, TENANT_JOBS)?);
     count("etags", len(txn, ETAGS)?);
     count("outbox_by_job", len(txn, OUTBOX_BY_JOB)?);
@@ -179,6 +180,7 @@ impl Store {
         copy_table(&from, &to, TASKS)?;
         copy_table(&from, &to, TASK_KEYS)?;
         copy_table(&from, &to, TASK_STATE)?;
+        copy_table(&from, &to, TASK_ERRORS)?;
         copy_table(&from, &to, TENANT_JOBS)?;
         copy_table(&from, &to, STYLES)?;
         copy_table(&from, &to, TENANTS)?;

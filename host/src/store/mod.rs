@@ -22,6 +22,7 @@ mod health;
 mod outbox;
 mod running;
 mod task_codec;
+mod task_list;
 mod tasks;
 mod tenancy;
 
@@ -35,13 +36,17 @@ use crate::model::{JobId, JobRecord, JobState, StyleRecord, TaskRecord, now};
 pub use check::{CheckReport, check_file};
 pub use outbox::{Deliveries, OutboxEntry};
 pub use running::RunningJobsFull;
-pub use tasks::{PlannedObject, RetryRefused, TaskFilter, TaskResult};
+pub use task_list::{MAX_EXAMINED, TaskFilter};
+pub use tasks::{PlannedObject, RetryRefused, TaskResult};
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 const TASKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("tasks");
 const TASK_KEYS: TableDefinition<(u64, &str), u64> = TableDefinition::new("task_keys");
 const TASK_STATE: TableDefinition<(u64, u8, u64), ()> = TableDefinition::new("task_state");
+/// (job, seq) of every task that holds an error: the `error` filter reads
+/// these, not the whole job.
+const TASK_ERRORS: TableDefinition<(u64, u64), ()> = TableDefinition::new("task_errors");
 const TENANT_JOBS: TableDefinition<(&str, u64), ()> = TableDefinition::new("tenant_jobs");
 /// Schema 1's styles, keyed by name: migrated into `styles_v2`.
 const STYLES_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("styles");
@@ -352,6 +357,7 @@ impl Store {
             }
             txn.open_table(TASKS)?.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
             txn.open_table(TASK_STATE)?.retain_in((id, 0, 0)..=(id, u8::MAX, u64::MAX), |_, _| false)?;
+            txn.open_table(TASK_ERRORS)?.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
             let mut keys = txn.open_table(TASK_KEYS)?;
             let doomed: Vec<String> = keys
                 .range((id, "")..(id + 1, ""))?
@@ -417,6 +423,9 @@ fn open_database(path: &Path) -> Result<Database> {
                 if v < 2 {
                     migrate_v1(&txn)?;
                 }
+                if v < 4 {
+                    tasks::index_errors(&txn)?;
+                }
                 outbox::index_by_job(&txn)?;
                 meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())?;
             }
@@ -428,6 +437,7 @@ fn open_database(path: &Path) -> Result<Database> {
         txn.open_table(TASKS)?;
         txn.open_table(TASK_KEYS)?;
         txn.open_table(TASK_STATE)?;
+        txn.open_table(TASK_ERRORS)?;
         txn.open_table(TENANT_JOBS)?;
         txn.open_table(STYLES)?;
         txn.open_table(TENANTS)?;

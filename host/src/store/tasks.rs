@@ -3,7 +3,7 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use super::{
-    At, ETAGS, JOBS, Result, RunningJobsFull, Store, TASK_KEYS, TASK_STATE, TASKS, decode, decode_task, encode, encode_task,
+    At, ETAGS, JOBS, Result, RunningJobsFull, Store, TASK_ERRORS, TASK_KEYS, TASK_STATE, TASKS, decode, decode_task, encode, encode_task,
     load_job,
 };
 use crate::model::{JobId, JobRecord, JobState, TaskErrorRecord, TaskRecord, TaskState, now};
@@ -92,18 +92,6 @@ impl TaskResult {
     }
 }
 
-/// Filters of a task listing.
-#[derive(Debug, Clone, Default)]
-pub struct TaskFilter {
-    pub state: Option<TaskState>,
-    /// Source keys starting with this (served from the key index, in key order).
-    pub prefix: Option<String>,
-    /// Source keys containing this (a scan).
-    pub contains: Option<String>,
-    /// Error kind or message containing this (a scan).
-    pub error: Option<String>,
-}
-
 /// Write a job back; a change of state from `before` also queues its webhook event.
 fn save_job(txn: &WriteTransaction, before: JobState, job: &mut JobRecord) -> Result<()> {
     job.updated_at = now();
@@ -120,6 +108,39 @@ fn move_state(idx: &mut StateIndex<'_>, job: JobId, seq: u64, from: TaskState, t
     Ok(())
 }
 
+/// The error index, open in a write transaction.
+type ErrorIndex<'t> = redb::Table<'t, (u64, u64), ()>;
+
+/// Keep the error index in step with a task written back: `had` and `has`
+/// say whether its record held an error before and holds one now.
+fn index_error(errors: &mut ErrorIndex<'_>, job: JobId, seq: u64, had: bool, has: bool) -> Result<()> {
+    match (had, has) {
+        (false, true) => {
+            errors.insert((job, seq), ())?;
+        }
+        (true, false) => {
+            errors.remove((job, seq))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Build the error index of a store written before it existed (schema < 4).
+pub(super) fn index_errors(txn: &WriteTransaction) -> Result<()> {
+    let tasks = txn.open_table(TASKS)?;
+    let mut errors = txn.open_table(TASK_ERRORS)?;
+    for e in tasks.iter()? {
+        let (k, v) = e?;
+        let (job, seq) = k.value();
+        // A record that does not decode is left for `kiln store check` to name.
+        if decode_task(job, seq, v.value()).is_ok_and(|t| t.error.is_some()) {
+            errors.insert((job, seq), ())?;
+        }
+    }
+    Ok(())
+}
+
 /// Move every task of `job` in state `from` back to Pending (clearing a
 /// failure's error), keeping the job's counters in step. Returns how many.
 fn back_to_pending(txn: &WriteTransaction, job: &mut JobRecord, from: TaskState) -> Result<u64> {
@@ -130,17 +151,19 @@ fn back_to_pending(txn: &WriteTransaction, job: &mut JobRecord, from: TaskState)
         .map(|e| e.map(|(k, _)| k.value().2))
         .collect::<std::result::Result<_, _>>()?;
     let mut tasks = txn.open_table(TASKS)?;
+    let mut errors = txn.open_table(TASK_ERRORS)?;
     for seq in &seqs {
         move_state(&mut idx, id, *seq, from, TaskState::Pending)?;
-        let found =
-            tasks.get((id, *seq))?.map(|v| decode_task(id, *seq, v.value())).transpose()?;
+        let found = tasks.get((id, *seq))?.map(|v| decode_task(id, *seq, v.value())).transpose()?;
         if let Some(mut task) = found {
+            let had = task.error.is_some();
             task.state = TaskState::Pending;
             if from == TaskState::Failed {
                 task.error = None;
                 task.finished_at = None;
             }
             tasks.insert((id, *seq), encode_task(&task).as_slice())?;
+            index_error(&mut errors, id, *seq, had, task.error.is_some())?;
         }
         job.counters.moved(from, TaskState::Pending);
     }
@@ -257,6 +280,7 @@ impl Store {
                     continue;
                 }
                 let from = task.state;
+                let had = task.error.is_some();
                 task.state = TaskState::Pending;
                 task.etag = o.etag.clone();
                 task.size = o.size;
@@ -265,6 +289,7 @@ impl Store {
                 task.finished_at = None;
                 tasks.insert((id, seq), encode_task(&task).as_slice())?;
                 drop(tasks);
+                index_error(&mut txn.open_table(TASK_ERRORS)?, id, seq, had, false)?;
                 move_state(&mut txn.open_table(TASK_STATE)?, id, seq, from, TaskState::Pending)?;
                 job.counters.moved(from, TaskState::Pending);
                 changed += 1;
@@ -335,11 +360,13 @@ impl Store {
         let touched = {
             // Each job as loaded, with its state before this commit.
             let mut jobs: std::collections::BTreeMap<JobId, (JobState, JobRecord)> = Default::default();
-            // Each task touched: its state when read, the record as it becomes, and whether it changed.
-            let mut records: std::collections::HashMap<(JobId, u64), (TaskState, TaskRecord, bool)> =
+            // Each task touched: its state when read, whether it held an error then, the
+            // record as it becomes, and whether it changed.
+            let mut records: std::collections::HashMap<(JobId, u64), (TaskState, bool, TaskRecord, bool)> =
                 Default::default();
             let mut tasks = txn.open_table(TASKS)?;
             let mut idx = txn.open_table(TASK_STATE)?;
+            let mut errors = txn.open_table(TASK_ERRORS)?;
             for r in results {
                 let (id, seq) = r.key();
                 let (_, job) = match jobs.entry(id) {
@@ -349,7 +376,7 @@ impl Store {
                         None => continue,
                     },
                 };
-                let (_, task, changed) = match records.entry((id, seq)) {
+                let (_, _, task, changed) = match records.entry((id, seq)) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => {
                         let Some(task) = tasks
@@ -359,7 +386,7 @@ impl Store {
                         else {
                             continue;
                         };
-                        e.insert((task.state, task, false))
+                        e.insert((task.state, task.error.is_some(), task, false))
                     }
                 };
                 let from = task.state;
@@ -425,15 +452,16 @@ impl Store {
                     super::outbox::task_finished(&txn, job, task)?;
                 }
             }
-            for ((id, seq), (was, task, changed)) in &records {
+            for ((id, seq), (was, had_error, task, changed)) in &records {
                 if task.state != *was {
                     move_state(&mut idx, *id, *seq, *was, task.state)?;
                 }
                 if *changed {
                     tasks.insert((*id, *seq), encode_task(task).as_slice())?;
+                    index_error(&mut errors, *id, *seq, *had_error, task.error.is_some())?;
                 }
             }
-            drop((tasks, idx));
+            drop((tasks, idx, errors));
             let mut touched = Vec::with_capacity(jobs.len());
             for (_, (before, mut job)) in jobs {
                 settle(&mut job);
@@ -501,102 +529,6 @@ impl Store {
         let txn = self.begin_read()?;
         let tasks = txn.open_table(TASKS)?;
         tasks.get((id, seq))?.map(|v| decode_task(id, seq, v.value())).transpose()
-    }
-
-    /// A page of a job's tasks. The cursor is opaque to clients: `s<seq>` for
-    /// listings in planning order, `k<key>` for prefix listings in key order.
-    /// A page reads rows in proportion to its size, except for `contains` and
-    /// `error`, which scan until the page is full.
-    pub fn list_tasks(
-        &self,
-        id: JobId,
-        filter: &TaskFilter,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<(Vec<TaskRecord>, Option<String>)> {
-        let txn = self.begin_read()?;
-        let tasks = txn.open_table(TASKS)?;
-        let keep = |t: &TaskRecord| {
-            filter.state.is_none_or(|s| t.state == s)
-                && filter.prefix.as_deref().is_none_or(|p| t.source_key.starts_with(p))
-                && filter.contains.as_deref().is_none_or(|c| t.source_key.contains(c))
-                && filter.error.as_deref().is_none_or(|needle| {
-                    t.error.as_ref().is_some_and(|e| e.kind.as_str().contains(needle) || e.message.contains(needle))
-                })
-        };
-        let mut out = Vec::new();
-        let mut next = None;
-        let mut push = |t: TaskRecord, cursor: String| -> bool {
-            if out.len() == limit {
-                next = Some(cursor);
-                return false;
-            }
-            out.push(t);
-            true
-        };
-        if let (Some(prefix), None) = (&filter.prefix, filter.state) {
-            let keys = txn.open_table(TASK_KEYS)?;
-            let start = cursor.and_then(|c| c.strip_prefix('k')).map_or(prefix.clone(), |k| format!("{k}\0"));
-            let mut last_key = None;
-            for e in keys.range((id, start.as_str())..(id + 1, ""))? {
-                let (k, seq) = e?;
-                let key = k.value().1.to_string();
-                if !key.starts_with(prefix.as_str()) {
-                    break;
-                }
-                let Some(t) = tasks
-                    .get((id, seq.value()))?
-                    .map(|v| decode_task(id, seq.value(), v.value()))
-                    .transpose()?
-                else {
-                    continue;
-                };
-                if !keep(&t) {
-                    continue;
-                }
-                if !push(t, format!("k{}", last_key.clone().unwrap_or_default())) {
-                    break;
-                }
-                last_key = Some(key);
-            }
-            return Ok((out, next));
-        }
-        let after = cursor.and_then(|c| c.strip_prefix('s')).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-        let mut last_seq = after;
-        if let Some(state) = filter.state {
-            let idx = txn.open_table(TASK_STATE)?;
-            for e in idx.range((id, state.code(), after + 1)..=(id, state.code(), u64::MAX))? {
-                let seq = e?.0.value().2;
-                let Some(t) = tasks
-                    .get((id, seq))?
-                    .map(|v| decode_task(id, seq, v.value()))
-                    .transpose()?
-                else {
-                    continue;
-                };
-                if !keep(&t) {
-                    continue;
-                }
-                if !push(t, format!("s{last_seq}")) {
-                    break;
-                }
-                last_seq = seq;
-            }
-        } else {
-            for e in tasks.range((id, after + 1)..=(id, u64::MAX))? {
-                let (k, v) = e?;
-                let t: TaskRecord = decode_task(id, k.value().1, v.value())?;
-                if !keep(&t) {
-                    continue;
-                }
-                let seq = k.value().1;
-                if !push(t, format!("s{last_seq}")) {
-                    break;
-                }
-                last_seq = seq;
-            }
-        }
-        Ok((out, next))
     }
 }
 
