@@ -244,7 +244,7 @@ pub struct JobSpec {
 pub struct JobLimits {
     /// Wall-clock time of one task, e.g. `10m`.
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, example = "10m")]
+    #[schema(value_type = Option<String>, example = "10m", pattern = r"^[0-9]{1,10} ?(nsec|ns|usec|us|µs|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y)( ?[0-9]{1,10} ?(nsec|ns|usec|us|µs|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y))*$")]
     pub deadline: Option<std::time::Duration>,
     /// Bytes of all outputs of one task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
