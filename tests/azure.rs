@@ -2,7 +2,7 @@
 //! registry (`scripts/test` installs it into `target/emulators`). The test
 //! starts it on a free loopback port and runs the common cloud scenario.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use base64::prelude::BASE64_STANDARD;

@@ -3,7 +3,7 @@
 //! checked; task results are JSON, capped, stored and shown; `info` describes
 //! actions and variables; `validate` names the extension a style writes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

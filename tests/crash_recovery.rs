@@ -2,7 +2,7 @@
 //! it each time: the job completes, every output is correct, the counters add
 //! up, and no task is lost or counted twice.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

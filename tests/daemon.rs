@@ -2,7 +2,7 @@
 //! every selection mode, path rules, suspend/resume, cancel, retry-failed,
 //! honest end states, and pagination while a job runs.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

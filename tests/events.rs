@@ -2,7 +2,7 @@
 //! job, retries, at-least-once across a `kill -9`, giving up visibly) against
 //! a real HTTP receiver in the test, and the live SSE stream.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -38,7 +38,7 @@
 //! consistency); OAuth (the token is a placeholder that nobody checks), service
 //! account keys and the metadata server.
 
-mod common;
+use crate::common;
 
 #[tokio::test]
 async fn job_between_gcs_buckets_on_moto() {

@@ -2,7 +2,7 @@
 //! describes is stored and sent only within its caps, and a plugin that hangs
 //! in `info` or `validate` holds no request and no restart.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! run in jobs over a local bucket. Prints the build, upload (compile) and
 //! first-task times (`--nocapture` shows them).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

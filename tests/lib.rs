@@ -1,2 +1,2 @@
-//! End-to-end tests of Kiln. Each `*.rs` beside this file is a test target
-//! (see Cargo.toml); `common/` holds their shared helpers.
+//! End-to-end tests of Kiln. Each `*.rs` beside this file is a module of
+//! the one test binary `e2e` (see `e2e.rs`); `common/` holds their shared harness.

@@ -5,7 +5,7 @@
 //! them; without them the test is skipped and says so, unless
 //! `KILN_MEDIA_REQUIRE_FFMPEG` is set, as in CI).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

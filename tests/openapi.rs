@@ -11,7 +11,7 @@
 //! schemathesis comes from PyPI (`scripts/test` installs it). Without it the
 //! test is skipped, loudly; under `CI=true` that is a failure.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! result on stdout), and passes its own test. `scripts/test` has what the
 //! builds need: the wasm32-wasip2 target, npm, componentize-py.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! `kiln process`: the real binary, bundled styles and plugin files.
 
-mod common;
+use crate::common;
 
 use common::kiln;
 use kiln_test_plugins as plugins;

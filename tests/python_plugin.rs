@@ -2,7 +2,7 @@
 //! componentize-py against `wit/`, and run through the same runtime: plugin
 //! authors are not tied to Rust. `scripts/test` installs componentize-py.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

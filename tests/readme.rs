@@ -3,7 +3,7 @@
 //! admin token, the job's id, a photo folder and `cat.jpg`), and a free port
 //! for `127.0.0.1:7878` so that the test never meets a daemon of the reader's.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! report written to a bucket when the job ends (and again after
 //! retry-failed), and `kiln job report`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

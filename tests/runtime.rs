@@ -1,7 +1,7 @@
 //! The sandboxed runtime with real components built from source: well-behaved
 //! and hostile plugins, load-time checks, limits, and the compile cache.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

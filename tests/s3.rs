@@ -2,7 +2,7 @@
 //! (`scripts/test` installs it). The test starts it on a free loopback port and
 //! runs the common cloud scenario.
 
-mod common;
+use crate::common;
 
 #[tokio::test]
 async fn job_between_s3_buckets_on_moto() {

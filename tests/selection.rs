@@ -2,7 +2,7 @@
 //! JSON Lines, bad lines, resuming), filters on size, modification time and
 //! a glob over the key, and dry runs (API and CLI).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, UNIX_EPOCH};
 

@@ -2,7 +2,7 @@
 //! event stream and a running job; a second SIGTERM; `kiln job wait` across
 //! a restart; a start right after a stop.
 
-mod common;
+use crate::common;
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! damaged store is refused or named, never silently emptied; `kiln store
 //! backup` copies a running daemon's store and `kiln store check` reads it.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

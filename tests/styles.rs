@@ -1,7 +1,7 @@
 //! The first-party styles end to end through the runtime, as bundled in the
 //! `kiln` binary: real inputs made by the test, real content checked.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! cross-tenant matrix, roles and grants per key, quotas, fair sharing of
 //! the workers, and plugin upload with its validation.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! When tasks run: skip-unchanged, priority and pacing, and follow mode by
 //! polling and by S3-style event notifications. The real daemon over HTTP.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
