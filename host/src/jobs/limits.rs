@@ -103,16 +103,16 @@ mod tests {
 
     #[test]
     fn a_job_raises_up_to_the_daemon_ceiling() {
-        let asked = JobLimits {
-            deadline: Some(Duration::from_secs(600)),
-            max_output: Some(8 << 30),
-            ..Default::default()
-        };
+        let asked =
+            JobLimits { deadline: Some(Duration::from_secs(600)), max_output: Some(8 << 30), ..Default::default() };
         let l = job_limits(&runtime(), None, &asked, true).unwrap();
         assert_eq!((l.deadline, l.max_output), (Duration::from_secs(600), 8 << 30));
         let too_long = JobLimits { deadline: Some(Duration::from_secs(7200)), ..Default::default() };
         let e = job_limits(&runtime(), None, &too_long, true).unwrap_err().to_string();
-        assert!(e.starts_with("limits.deadline: 7200s is above the daemon's `runtime.max_limits.deadline`, 3600s"), "{e}");
+        assert!(
+            e.starts_with("limits.deadline: 7200s is above the daemon's `runtime.max_limits.deadline`, 3600s"),
+            "{e}"
+        );
         // A stored job resumes under a ceiling lowered since.
         let l = job_limits(&runtime(), None, &too_long, false).unwrap();
         assert_eq!(l.deadline, Duration::from_secs(3600));
@@ -124,7 +124,12 @@ mod tests {
         assert_eq!(job_limits(&runtime(), None, &lower, true).unwrap().max_memory, 64 << 20);
         let higher = JobLimits { max_memory: Some(1 << 30), ..Default::default() };
         let e = job_limits(&runtime(), None, &higher, true).unwrap_err().to_string();
-        assert!(e.contains("limits.max_memory: 1073741824 bytes (1.0 GiB) is above the daemon's `runtime.limits.max_memory`"), "{e}");
+        assert!(
+            e.contains(
+                "limits.max_memory: 1073741824 bytes (1.0 GiB) is above the daemon's `runtime.limits.max_memory`"
+            ),
+            "{e}"
+        );
         let tiny = JobLimits { max_memory: Some(1000), ..Default::default() };
         assert!(job_limits(&runtime(), None, &tiny, true).unwrap_err().to_string().contains("at least 1 MiB"));
     }

@@ -15,8 +15,8 @@
 
 mod claims;
 mod dispatch;
-pub mod limits;
 pub mod dry_run;
+pub mod limits;
 mod plugin_compile;
 mod plugins;
 mod prepare;

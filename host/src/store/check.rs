@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use super::outbox::{DEAD_EVENTS, JOB_SECRETS, OUTBOX, OUTBOX_BY_JOB, WEBHOOK_DELIVERIES};
 use super::{
-    At, ETAGS, JOBS, META, PLUGIN_UPLOADS, PLUGINS, ROLES, Result, STYLES, Store, StoreError, TASK_ERRORS, TASK_KEYS, TASK_STATE,
-    TASKS, TENANT_JOBS, TENANTS, TOKENS, corrupt,
+    At, ETAGS, JOBS, META, PLUGIN_UPLOADS, PLUGINS, ROLES, Result, STYLES, Store, StoreError, TASK_ERRORS, TASK_KEYS,
+    TASK_STATE, TASKS, TENANT_JOBS, TENANTS, TOKENS, corrupt,
 };
 use crate::auth::{RoleRecord, TenantRecord, TokenRecord};
 use crate::model::{JobRecord, PluginRecord, StyleRecord};

@@ -8,7 +8,7 @@
 //! cursor to go on from. So a page costs at most its budget, however large
 //! the job and however rare the match.
 
-use redb::{ReadOnlyTable, ReadableTable};
+use redb::ReadOnlyTable;
 
 use super::{Result, Store, TASK_ERRORS, TASK_KEYS, TASK_STATE, TASKS, decode_task};
 use crate::model::{JobId, TaskRecord, TaskState};
@@ -150,6 +150,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use redb::ReadableTableMetadata;
+
     use super::*;
     use crate::model::{JobState, TaskErrorRecord};
     use crate::runtime::TaskErrorKind;
@@ -209,7 +211,8 @@ mod tests {
                 TaskResult::Failed { job, seq: 4, error: error("timed out again"), duration_ms: 1, bytes_in: 0 },
             ])
             .unwrap();
-        let errors = |needle: &str| all(&store, job, &TaskFilter { error: Some(needle.into()), ..Default::default() }, 10).0;
+        let errors =
+            |needle: &str| all(&store, job, &TaskFilter { error: Some(needle.into()), ..Default::default() }, 10).0;
         assert_eq!(errors("timed out"), vec!["c", "d"]);
         assert_eq!(errors("io"), vec!["b", "c", "d"]);
         let failed_io = TaskFilter { error: Some("io".into()), state: Some(TaskState::Failed), ..Default::default() };
@@ -230,12 +233,16 @@ mod tests {
             .unwrap();
         assert_eq!(errors("timed out"), vec!["d"]);
         store.commit_results(&[claim(1)]).unwrap();
-        store.commit_results(&[TaskResult::Failed { job, seq: 1, error: error("x"), duration_ms: 1, bytes_in: 0 }]).unwrap();
+        store
+            .commit_results(&[TaskResult::Failed { job, seq: 1, error: error("x"), duration_ms: 1, bytes_in: 0 }])
+            .unwrap();
         store.retry_failed(job).unwrap().unwrap();
         assert!(errors("").is_empty());
         // Deleting the job takes its index rows with it.
         store.commit_results(&[claim(1)]).unwrap();
-        store.commit_results(&[TaskResult::Failed { job, seq: 1, error: error("x"), duration_ms: 1, bytes_in: 0 }]).unwrap();
+        store
+            .commit_results(&[TaskResult::Failed { job, seq: 1, error: error("x"), duration_ms: 1, bytes_in: 0 }])
+            .unwrap();
         let indexed = || store.begin_read().unwrap().open_table(TASK_ERRORS).unwrap().len().unwrap();
         assert_eq!(indexed(), 1);
         assert!(store.delete_job(job).unwrap());

@@ -3,8 +3,8 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use super::{
-    At, ETAGS, JOBS, Result, RunningJobsFull, Store, TASK_ERRORS, TASK_KEYS, TASK_STATE, TASKS, decode, decode_task, encode, encode_task,
-    load_job,
+    At, ETAGS, JOBS, Result, RunningJobsFull, Store, TASK_ERRORS, TASK_KEYS, TASK_STATE, TASKS, decode, decode_task,
+    encode, encode_task, load_job,
 };
 use crate::model::{JobId, JobRecord, JobState, TaskErrorRecord, TaskRecord, TaskState, now};
 
@@ -268,11 +268,7 @@ impl Store {
                     continue;
                 };
                 let mut tasks = txn.open_table(TASKS)?;
-                let Some(mut task) = tasks
-                    .get((id, seq))?
-                    .map(|v| decode_task(id, seq, v.value()))
-                    .transpose()?
-                else {
+                let Some(mut task) = tasks.get((id, seq))?.map(|v| decode_task(id, seq, v.value())).transpose()? else {
                     continue;
                 };
                 let ended = matches!(task.state, TaskState::Succeeded | TaskState::Failed | TaskState::Skipped);
@@ -379,10 +375,7 @@ impl Store {
                 let (_, _, task, changed) = match records.entry((id, seq)) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        let Some(task) = tasks
-                            .get((id, seq))?
-                            .map(|v| decode_task(id, seq, v.value()))
-                            .transpose()?
+                        let Some(task) = tasks.get((id, seq))?.map(|v| decode_task(id, seq, v.value())).transpose()?
                         else {
                             continue;
                         };
