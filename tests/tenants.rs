@@ -363,7 +363,7 @@ async fn a_job_sets_its_tasks_limits_within_the_ceilings_and_quotas() {
     let id = create(&d, sleepy(json!({"deadline": "3s"}), "longer")).await;
     assert_eq!(d.wait_job(id, LONG).await["state"], "succeeded");
     let (_, got) = d.get(&format!("/v1/jobs/{id}")).await;
-    assert_eq!(got["limits"], json!({"deadline": "3s"}), "{got}");
+    assert_eq!(got["spec"]["limits"], json!({"deadline": "3s"}), "{got}");
     // Above the daemon's ceiling: refused, naming the field and the setting.
     let (status, p) = d.post("/v1/jobs", sleepy(json!({"deadline": "1m"}), "x")).await;
     assert_eq!((status, p["field"].as_str()), (422, Some("limits.deadline")), "{p}");

@@ -238,14 +238,25 @@ mod tests {
             .unwrap();
         store.retry_failed(job).unwrap().unwrap();
         assert!(errors("").is_empty());
-        // Deleting the job takes its index rows with it.
         store.commit_results(&[claim(1)]).unwrap();
         store
             .commit_results(&[TaskResult::Failed { job, seq: 1, error: error("x"), duration_ms: 1, bytes_in: 0 }])
             .unwrap();
-        let indexed = || store.begin_read().unwrap().open_table(TASK_ERRORS).unwrap().len().unwrap();
-        assert_eq!(indexed(), 1);
+        let indexed = |store: &Store| store.begin_read().unwrap().open_table(TASK_ERRORS).unwrap().len().unwrap();
+        assert_eq!(indexed(&store), 1);
+
+        // A store of schema 3 had no error index: opening it builds one.
+        let txn = store.begin_write().unwrap();
+        txn.delete_table(TASK_ERRORS).unwrap();
+        txn.commit().unwrap();
+        store.set_schema_version_for_tests(3).unwrap();
+        drop(store);
+        let store = Store::open(&dir.path().join("k.redb")).unwrap();
+        assert_eq!(indexed(&store), 1);
+        assert_eq!(all(&store, job, &TaskFilter { error: Some("x".into()), ..Default::default() }, 10).0, vec!["a"]);
+
+        // Deleting the job takes its index rows with it.
         assert!(store.delete_job(job).unwrap());
-        assert_eq!(indexed(), 0);
+        assert_eq!(indexed(&store), 0);
     }
 }
