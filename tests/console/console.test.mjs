@@ -338,6 +338,28 @@ test('clone a job: the create form comes filled in', async () => {
   clean();
 });
 
+test("a job's own task limits are shown, and a clone keeps them", async () => {
+  const limits = { deadline: '10m', max_output: 8 * 1024 ** 3 };
+  const { id } = await daemon.api('POST', '/v1/jobs', {
+    input: { bucket: 'photos', prefix: 'trip-', suffixes: ['.png'] },
+    style: IMAGE,
+    output: { bucket: 'thumbs', template: 'limits/{dirname}/{barename}.{autoext}' },
+    limits,
+  });
+  await page.goto(`${url}/?view=job&id=${id}`);
+  await page.getByText('deadline 10m, output ≤ 8.0 GiB').waitFor();
+  await page.getByRole('button', { name: 'Clone' }).click();
+  await page.getByRole('heading', { name: `Create batch job (clone of job ${id})` }).waitFor();
+  await page.getByLabel('Output path').fill('limits2/{dirname}/{barename}.{autoext}');
+  await page.getByRole('button', { name: 'Create', exact: true }).click();
+  await page.getByRole('heading', { name: /^Job \d+/ }).waitFor();
+  const copy = Number(new URL(page.url()).searchParams.get('id'));
+  assert.notEqual(copy, id);
+  assert.deepEqual((await daemon.api('GET', `/v1/jobs/${copy}`)).spec.limits, limits);
+  await badge().filter({ hasText: 'succeeded' }).waitFor({ timeout: 60_000 });
+  clean();
+});
+
 test('hostile names, tags, keys and errors are shown as text and never run', async () => {
   const evil = '<img src=x onerror=alert(1)>.png';
   daemon.put('photos', `xss/${evil}`, 'not an image: <script>alert(5)</script>');
