@@ -141,6 +141,18 @@ pub fn job_summary(j: &Value) -> String {
         format!("  data      {} in, {} out", size(&j["counters"]["bytes_in"]), size(&j["counters"]["bytes_out"])),
         format!("  created   {}", when(&j["created_at"])),
     ];
+    let limits = &spec["limits"];
+    let asked: Vec<String> = [
+        limits["deadline"].as_str().map(|d| format!("deadline {d}")),
+        limits["max_output"].as_u64().map(|_| format!("output <= {}", size(&limits["max_output"]))),
+        limits["max_memory"].as_u64().map(|_| format!("memory <= {}", size(&limits["max_memory"]))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !asked.is_empty() {
+        lines.push(format!("  limits    {} (per task, the job's own)", asked.join(", ")));
+    }
     if !j["finished_at"].is_null() {
         lines.push(format!("  finished  {}", when(&j["finished_at"])));
     }
@@ -283,5 +295,10 @@ mod tests {
         assert!(s.contains("5/10 50%"), "{s}");
         assert!(s.contains("4.3 MiB in, 1.0 KiB out"), "{s}");
         assert!(s.contains("(3 min ago)"), "{s}");
+        assert!(!s.contains("limits"), "{s}");
+        let mut job = job;
+        job["spec"]["limits"] = json!({"deadline": "10m", "max_output": 8u64 << 30});
+        let s = job_summary(&job);
+        assert!(s.contains("limits    deadline 10m, output <= 8.0 GiB (per task, the job's own)"), "{s}");
     }
 }
