@@ -338,6 +338,41 @@ async fn task_pages_neither_skip_nor_repeat_while_the_job_runs() {
     assert_eq!(task["source_key"], "d0/f0042.txt");
 }
 
+/// A job of more tasks than one page examines (10,000): a rare key is found
+/// by following `next`, over the API and by `kiln task list`, which fills its
+/// page from several; and the error filter reads only the tasks with errors.
+#[tokio::test]
+async fn a_search_past_one_pages_budget_is_found_by_following_next() {
+    let (_dir, d) = daemon_with_files(10_200);
+    // Paced to a crawl: every task is planned, few run.
+    let id = create(
+        &d,
+        json!({"input": {"bucket": "in", "prefix": "d"}, "style": "copy", "max_tasks_per_second": 1,
+               "output": {"bucket": "out", "template": "paced/{key}"}}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + LONG;
+    while !d.get(&format!("/v1/jobs/{id}")).await.1["planning"]["done"].as_bool().unwrap_or(false) {
+        assert!(std::time::Instant::now() < deadline, "planning did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Planning order is key order: `d2/f9998.txt` is about the last of the 10,200.
+    let rare = "f9998.txt";
+    let (status, first) = d.get(&format!("/v1/jobs/{id}/tasks?search={rare}&limit=5")).await;
+    assert_eq!(status, 200, "{first}");
+    assert!(first["items"].as_array().unwrap().is_empty(), "the first page spends its budget: {first}");
+    assert!(first["next"].is_string(), "{first}");
+    let found = d.all_tasks(id, &format!("&search={rare}")).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["source_key"], format!("d2/{rare}"));
+    let o = d.cli(&["task", "list", &id.to_string(), "--search", rare]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{table} {}", String::from_utf8_lossy(&o.stderr));
+    assert!(table.contains(&format!("d2/{rare}")), "the CLI follows `next` to fill its page: {table}");
+    assert!(d.all_tasks(id, "&error=io").await.is_empty());
+    assert_eq!(d.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await.0, 200);
+}
+
 #[tokio::test]
 async fn cli_client_creates_waits_and_lists() {
     let (_dir, d) = daemon_with_files(5);

@@ -484,7 +484,11 @@ impl Client {
 fn paged(page: &Value, table: fn(&[Value]) -> String) -> String {
     let items = page["items"].as_array().map(Vec::as_slice).unwrap_or_default();
     if items.is_empty() {
-        return "(none)".into();
+        return match page["next"].as_str() {
+            // A search that examined its budget of rows without a match.
+            Some(n) => format!("(no match among the tasks searched so far; more: --cursor {n})"),
+            None => "(none)".into(),
+        };
     }
     let mut out = table(items);
     if let Some(n) = page["next"].as_str() {
@@ -798,7 +802,22 @@ pub async fn task(client: &Client, cmd: TaskCommand) -> anyhow::Result<()> {
             if let Some(s) = state {
                 q.push(("state", s.as_str().into()));
             }
-            let page = client.get(&format!("/v1/jobs/{job}/tasks"), &q).await?;
+            let path = format!("/v1/jobs/{job}/tasks");
+            let mut page = client.get(&path, &q).await?;
+            // A page examines a bounded number of tasks and may come back short
+            // with a `next` (docs/api.md): fill it from the next ones, as the console does.
+            for _ in 1..20 {
+                let got = page["items"].as_array().map_or(0, Vec::len);
+                let Some(next) = page["next"].as_str().map(str::to_string).filter(|_| got < limit) else { break };
+                q.retain(|(k, _)| *k != "cursor" && *k != "limit");
+                q.push(("cursor", next));
+                q.push(("limit", (limit - got).to_string()));
+                let more = client.get(&path, &q).await?;
+                if let (Some(items), Some(extra)) = (page["items"].as_array_mut(), more["items"].as_array()) {
+                    items.extend(extra.iter().cloned());
+                }
+                page["next"] = more["next"].clone();
+            }
             client.print(&page, |p| paged(p, super::human::task_table));
         }
         TaskCommand::Get { job, seq } => {
