@@ -54,12 +54,8 @@ struct Page<'f> {
 impl Page<'_> {
     /// Offer a row; false when the page is done (full, or its budget spent).
     fn offer(&mut self, task: TaskRecord, after: impl FnOnce() -> String) -> bool {
-        if self.items.len() == self.limit {
-            // Full: resume after the last row examined, which may be one skipped.
-            self.next = self.last.take();
-            return false;
-        }
-        if self.examined == MAX_EXAMINED {
+        if self.items.len() == self.limit || self.examined == MAX_EXAMINED {
+            // Full or out of budget: resume after the last row examined, which may be one skipped.
             self.next = self.last.take();
             return false;
         }
