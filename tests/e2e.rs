@@ -10,6 +10,7 @@ mod azure;
 mod contract;
 mod crash_recovery;
 mod daemon;
+mod documents;
 mod events;
 mod gcs;
 mod hostile;

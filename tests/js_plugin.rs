@@ -146,11 +146,7 @@ async fn javascript_component_runs_jobs_in_a_daemon() {
     assert!(task["outputs"].as_array().unwrap().is_empty(), "{task}");
     let (status, task) = d.get(&format!("/v1/jobs/{id}/tasks/1")).await;
     assert_eq!(status, 200);
-    // The result is one JSON value; accept it stored as JSON or as its text.
-    let result = match &task["result"] {
-        Value::String(s) => serde_json::from_str::<Value>(s).unwrap_or_else(|e| panic!("{e}: {task}")),
-        v => v.clone(),
-    };
+    let result = common::task_result(&task);
     assert_eq!(result, json!({"bytes": 44, "lines": 3, "words": 9}), "{task}");
 
     // Start-up never waits for a compile: with the compiled artifact gone (a

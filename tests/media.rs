@@ -66,11 +66,7 @@ fn top_level_boxes(bytes: &[u8]) -> Vec<String> {
 }
 
 async fn run(d: &Daemon, spec: Value) -> (Value, Vec<Value>) {
-    let (status, job) = d.post("/v1/jobs", spec).await;
-    assert_eq!(status, 201, "{job}");
-    let id = job["id"].as_u64().unwrap();
-    let done = d.wait_job(id, LONG).await;
-    let tasks = d.all_tasks(id, "").await;
+    let (done, tasks) = d.run_job(spec, LONG).await;
     assert_eq!(done["state"], "succeeded", "{done}\n{tasks:?}");
     (done, tasks)
 }
@@ -166,10 +162,7 @@ async fn mov_to_mp4_media_info_and_audio_through_jobs_on_local_and_s3() {
                "output": {"bucket": "out", "template": "info/{key}.json"}}),
     )
     .await;
-    let info = match &tasks[0]["result"] {
-        Value::String(s) => serde_json::from_str::<Value>(s).unwrap(),
-        v => v.clone(),
-    };
+    let info = common::task_result(&tasks[0]);
     let probe = ffprobe(&mov);
     assert_eq!(info["streams"][0]["codec_name"], probe["streams"][0]["codec_name"], "{info}");
     assert_eq!(info["streams"][0]["width"], 320, "{info}");

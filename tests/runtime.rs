@@ -158,9 +158,9 @@ async fn bad_components_are_refused_at_load_with_a_clear_error() {
     let err = rt.load(&truncated).await.unwrap_err();
     assert!(matches!(err, LoadError::Invalid(_)), "{err:?}");
 
-    let err = rt.load(&std::fs::read(plugins::FS_IMPORT).unwrap()).await.unwrap_err().to_string();
-    assert!(err.contains("wasi:filesystem/"), "{err}");
-    assert!(err.contains("no filesystem"), "{err}");
+    // The filesystem is linked with no directory in it: the plugin loads, and
+    // reading a file of the host fails (`process_cli.rs` runs it).
+    rt.load(&std::fs::read(plugins::FS_IMPORT).unwrap()).await.unwrap();
 
     let err = rt.load(&std::fs::read(plugins::NET_IMPORT).unwrap()).await.unwrap_err().to_string();
     assert!(err.contains("wasi:sockets/"), "{err}");

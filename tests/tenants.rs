@@ -538,7 +538,6 @@ async fn uploads_are_validated_stored_by_digest_and_guarded_while_in_use() {
         ("empty", vec![], "the body must be"),
         ("random bytes", kiln_test_plugins::RANDOM_BYTES.to_vec(), "not a WebAssembly"),
         ("core module", kiln_test_plugins::CORE_MODULE.to_vec(), "core WebAssembly module"),
-        ("filesystem import", std::fs::read(kiln_test_plugins::FS_IMPORT).unwrap(), "wasi:filesystem"),
         ("sockets import", std::fs::read(kiln_test_plugins::NET_IMPORT).unwrap(), "wasi:sockets"),
         ("truncated", truncated, "refused"),
     ];

@@ -166,7 +166,7 @@
 //!
 //! ## The sandbox
 //!
-//! A plugin has no filesystem, network or environment. Its CPU time, memory and
+//! A plugin has no files (its filesystem holds no directory), network or environment. Its CPU time, memory and
 //! output size are capped per task by the host; a plugin that hits a cap fails
 //! its task with an error that names the cap. Panics are caught by the host and
 //! their message becomes part of the task error. Anything written to stderr is

@@ -399,6 +399,20 @@ impl Daemon {
         }
     }
 
+    /// Create a job from `spec`, wait for its end, and return it with every task.
+    pub async fn run_job(
+        &self,
+        spec: serde_json::Value,
+        timeout: std::time::Duration,
+    ) -> (serde_json::Value, Vec<serde_json::Value>) {
+        let (status, job) = self.post("/v1/jobs", spec).await;
+        assert_eq!(status, 201, "{job}");
+        let id = job["id"].as_u64().unwrap();
+        let done = self.wait_job(id, timeout).await;
+        let tasks = self.all_tasks(id, "").await;
+        (done, tasks)
+    }
+
     /// Every task of a job, following cursors.
     pub async fn all_tasks(&self, id: u64, query: &str) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
@@ -419,6 +433,14 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// A task's result as JSON (the API carries it as a JSON value, or as text).
+pub fn task_result(task: &serde_json::Value) -> serde_json::Value {
+    match &task["result"] {
+        serde_json::Value::String(s) => serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {task}")),
+        v => v.clone(),
     }
 }
 

@@ -30,7 +30,13 @@ pub fn build_workspace(dir: &Path, target_dir: &Path, packages: &[&str]) -> Vec<
     let names: Vec<String> =
         if packages.is_empty() { members(dir) } else { packages.iter().map(|p| p.to_string()).collect() };
     for name in &names {
-        cmd.args(["-p", name]);
+        // By path where the member's folder bears its name: a dependency may
+        // share the name (`image` the plugin, `image` the crate Typst uses).
+        let member = dir.join(name);
+        match member.join("Cargo.toml").exists().then(|| member.canonicalize().ok()).flatten() {
+            Some(path) => cmd.arg("-p").arg(format!("path+file://{}", path.display())),
+            None => cmd.args(["-p", name]),
+        };
     }
     without_outer_cargo(&mut cmd);
     let out = cmd.stdin(std::process::Stdio::null()).output().expect("running cargo to build the guest plugins");

@@ -673,11 +673,16 @@ fn pooling(config: &RuntimeConfig) -> PoolingAllocationConfig {
 }
 
 /// The WASI interfaces a plugin may use: io, clocks, random and cli (empty
-/// environment, captured stdio). Filesystem and sockets are never linked.
+/// environment, captured stdio), and a filesystem with no directories in it.
+/// The filesystem is linked because Rust's std and other runtimes import it
+/// whenever any library they link can touch a file (a font loader, a syntax
+/// highlighter); with no preopened directory, every open fails and no file of
+/// the host can be named. Sockets are never linked.
 fn add_allowed_wasi(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
     use wasmtime_wasi::random::WasiRandom;
     type T = TaskState;
     let l = linker;
@@ -687,6 +692,10 @@ fn add_allowed_wasi(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
     random::random::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
     random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
     random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
+    // No `preopened_dir` is ever given to a task's `WasiCtx`: the list of
+    // directories is empty, and a descriptor can only come from that list.
+    filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     cli::exit::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::environment::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;

@@ -5,9 +5,9 @@ use kiln_plugin_sdk::{ProcessError, Processor};
 
 use crate::Doc;
 
-const W: &str = r#"xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships" xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006" xmlns:wps="http://schemas.microsoft.com/office/word/2010/wordprocessingShape""#;
+pub(crate) const W: &str = r#"xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships" xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006" xmlns:wps="http://schemas.microsoft.com/office/word/2010/wordprocessingShape""#;
 
-const STYLES: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+pub(crate) const STYLES: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <w:styles xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">
   <w:style w:type="paragraph" w:default="1" w:styleId="Normal"><w:name w:val="Normal"/></w:style>
   <w:style w:type="paragraph" w:styleId="Heading1"><w:name w:val="heading 1"/><w:basedOn w:val="Normal"/><w:pPr><w:outlineLvl w:val="0"/></w:pPr></w:style>
@@ -27,7 +27,7 @@ const STYLES: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
   <w:style w:type="paragraph" w:styleId="Zitat"><w:name w:val="Block Text"/></w:style>
 </w:styles>"#;
 
-const NUMBERING: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+pub(crate) const NUMBERING: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <w:numbering xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">
   <w:abstractNum w:abstractNumId="10">
     <w:lvl w:ilvl="0"><w:start w:val="1"/><w:numFmt w:val="bullet"/></w:lvl>
@@ -50,7 +50,7 @@ const RELS: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 </Relationships>"#;
 
 /// A DOCX (zip) with these parts; `document.xml` gets `body` wrapped in the usual envelope.
-fn docx_parts(parts: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn docx_parts(parts: &[(&str, &str)]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     for (name, content) in parts {
@@ -76,12 +76,12 @@ fn docx(body: &str) -> Vec<u8> {
     ])
 }
 
-fn p(style: &str, text: &str) -> String {
+pub(crate) fn p(style: &str, text: &str) -> String {
     let ppr = if style.is_empty() { String::new() } else { format!(r#"<w:pPr><w:pStyle w:val="{style}"/></w:pPr>"#) };
     format!(r#"<w:p>{ppr}<w:r><w:t xml:space="preserve">{text}</w:t></w:r></w:p>"#)
 }
 
-fn li(num: u32, level: u32, text: &str) -> String {
+pub(crate) fn li(num: u32, level: u32, text: &str) -> String {
     format!(
         r#"<w:p><w:pPr><w:pStyle w:val="ListParagraph"/><w:numPr><w:ilvl w:val="{level}"/><w:numId w:val="{num}"/></w:numPr></w:pPr><w:r><w:t>{text}</w:t></w:r></w:p>"#
     )
@@ -487,7 +487,7 @@ fn garbage_never_panics() {
 #[test]
 fn bad_params_are_refused() {
     let err = |p: &str| Doc::validate(p).unwrap_err().to_string();
-    assert!(err("pdf").contains("unknown action `pdf`") && err("pdf").contains("text, markdown"));
+    assert!(err("html").contains("unknown action `html`") && err("html").contains("text, markdown, pdf, png, info"));
     assert!(err("text,x_1").contains("unknown parameter `x`"));
     assert!(err("text/markdown").contains("one action"));
     assert!(matches!(run::<Doc>("html", b"PK"), Err(ProcessError::InvalidParams(_))));

@@ -1,4 +1,5 @@
-//! Imports `wasi:filesystem`: Kiln must refuse to load it, naming the import.
+//! Imports `wasi:filesystem` and reads `/etc/passwd`: Kiln links a filesystem
+//! with no directory in it, so the read fails and the task never sees the file.
 
 use kiln_plugin_sdk::{Input, ObjectInfo, Outputs, PluginInfo, ProcessError, Processor, StyleError};
 
