@@ -34,7 +34,11 @@ fn field<'a>(info: &'a str, name: &str) -> &'a str {
 
 /// The PDF's text, pages separated by form feeds.
 fn pdftotext(file: &Path) -> String {
-    let o = Command::new("pdftotext").args(["-enc", "UTF-8"]).arg(file).arg("-").output().unwrap();
+    pdftotext_with(file, &[])
+}
+
+fn pdftotext_with(file: &Path, args: &[&str]) -> String {
+    let o = Command::new("pdftotext").args(["-enc", "UTF-8"]).args(args).arg(file).arg("-").output().unwrap();
     assert!(o.status.success(), "pdftotext {}: {}", file.display(), String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -128,6 +132,34 @@ fn body_docx(body: &str, image: &[u8]) -> Vec<u8> {
     zip_of(&parts)
 }
 
+/// A workbook of two sheets: shared and inline strings, a currency format, a
+/// date and a formula's cached value.
+fn book_xlsx() -> Vec<u8> {
+    let ns = r#"xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships""#;
+    let workbook = format!(
+        r#"<workbook {ns}><sheets><sheet name="Sales" sheetId="1" r:id="rId1"/><sheet name="Notes" sheetId="2" r:id="rId2"/></sheets></workbook>"#
+    );
+    let rels = r#"<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="x/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Type="x/worksheet" Target="worksheets/sheet2.xml"/></Relationships>"#;
+    let strings = format!(r#"<sst {ns}><si><t>Region</t></si><si><t>Total</t></si><si><t>North</t></si></sst>"#);
+    let styles = format!(
+        r#"<styleSheet {ns}><numFmts><numFmt numFmtId="165" formatCode="&quot;$&quot;#,##0.00"/></numFmts><cellXfs><xf numFmtId="0"/><xf numFmtId="14"/><xf numFmtId="165"/></cellXfs></styleSheet>"#
+    );
+    let sales = format!(
+        r#"<worksheet {ns}><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c><c r="C1" t="inlineStr"><is><t>Since</t></is></c></row><row r="2"><c r="A2" t="s"><v>2</v></c><c r="B2" s="2"><f>1000*1.2345</f><v>1234.5</v></c><c r="C2" s="1"><v>45000</v></c></row></sheetData></worksheet>"#
+    );
+    let notes = format!(
+        r#"<worksheet {ns}><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>Checked, twice</t></is></c></row></sheetData></worksheet>"#
+    );
+    zip_of(&[
+        ("xl/workbook.xml", workbook.as_bytes()),
+        ("xl/_rels/workbook.xml.rels", rels.as_bytes()),
+        ("xl/sharedStrings.xml", strings.as_bytes()),
+        ("xl/styles.xml", styles.as_bytes()),
+        ("xl/worksheets/sheet1.xml", sales.as_bytes()),
+        ("xl/worksheets/sheet2.xml", notes.as_bytes()),
+    ])
+}
+
 /// `needles` appear in `text` in this order.
 fn assert_in_order(text: &str, needles: &[&str]) {
     let mut at = 0;
@@ -151,6 +183,7 @@ async fn documents_become_pdfs_page_images_and_info_through_jobs() {
     std::fs::write(docs.join("in/notes.md"), "# Release notes\n\nKiln lays out *Markdown* too.\n\n- one\n- two\n")
         .unwrap();
     std::fs::write(docs.join("in/plain.txt"), "A plain text file.\n\nIts second paragraph.\n").unwrap();
+    std::fs::write(docs.join("in/book.xlsx"), book_xlsx()).unwrap();
     // A zip bomb: document.xml inflates past the 64 MiB a part may hold.
     let bomb = zip_of(&[("word/document.xml", &vec![b' '; 80 << 20])]);
     std::fs::write(docs.join("hostile/bomb.docx"), bomb).unwrap();
@@ -166,7 +199,7 @@ async fn documents_become_pdfs_page_images_and_info_through_jobs() {
         )
         .await;
     assert_eq!(done["state"], "succeeded", "{done}\n{tasks:?}");
-    assert_eq!(done["counters"]["succeeded"], 3, "{done}");
+    assert_eq!(done["counters"]["succeeded"], 4, "{done}");
     let report = out.join("pdf/report.pdf");
     let text = pdftotext(&report).replace('\u{c}', "\n");
     assert_in_order(
@@ -215,6 +248,13 @@ async fn documents_become_pdfs_page_images_and_info_through_jobs() {
     assert_eq!(field(&poppler("pdfinfo", &[], &out.join("pdf/notes.pdf")), "Title"), "Release notes");
     let txt = pdftotext(&out.join("pdf/plain.pdf"));
     assert_in_order(&txt, &["A plain text file.", "Its second paragraph."]);
+    // Table rows as lines: in the layout's own reading order cells go by column.
+    let book = pdftotext_with(&out.join("pdf/book.pdf"), &["-layout"]);
+    assert_in_order(
+        &book,
+        &["Sales", "Region", "Total", "Since", "North", "$1,234.50", "3/15/2023", "Notes", "Checked, twice"],
+    );
+    assert_eq!(field(&poppler("pdfinfo", &[], &out.join("pdf/book.pdf")), "Pages"), "2", "a sheet a page");
     let report_task = tasks.iter().find(|t| t["source_key"] == "in/report.docx").unwrap();
     let result = common::task_result(report_task);
     assert_eq!(result["pages"], 2, "{result}");
@@ -235,6 +275,21 @@ async fn documents_become_pdfs_page_images_and_info_through_jobs() {
         assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 300);
         assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 424, "A4 at 300 px wide");
     }
+
+    // doc/csv: a file per sheet, named by {sheetname}, values as Excel shows them.
+    let (done, _) = d
+        .run_job(
+            json!({"input": {"bucket": "docs", "keys": ["in/book.xlsx"]}, "style": "doc/csv",
+                   "output": {"bucket": "out", "template": "csv/{barename}/{sheetname}.csv"}}),
+            LONG,
+        )
+        .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("csv/book/Sales.csv")).unwrap(),
+        "Region,Total,Since\r\nNorth,\"$1,234.50\",3/15/2023\r\n"
+    );
+    assert_eq!(std::fs::read_to_string(out.join("csv/book/Notes.csv")).unwrap(), "\"Checked, twice\"\r\n");
 
     // doc/info: the task's result, no object written.
     let (done, tasks) = d

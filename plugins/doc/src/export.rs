@@ -62,13 +62,17 @@ pub(crate) fn export(
             result["words"] = json!(words);
             result["images"] = json!(document.images.len());
             result["footnotes"] = json!(document.footnotes.len());
+            if kind == Kind::Xlsx {
+                result["sheets"] = json!(document.meta.sheets);
+            }
             result["format"] = json!(match kind {
                 Kind::Docx => "docx",
+                Kind::Xlsx => "xlsx",
                 Kind::Markdown => "markdown",
                 Kind::Text => "text",
             });
             Ok(Some(result))
         }
-        Action::Text | Action::Markdown => unreachable!("text actions need no layout"),
+        Action::Text | Action::Markdown | Action::Csv { .. } => unreachable!("these actions need no layout"),
     }
 }

@@ -16,11 +16,13 @@ mod docx;
 mod export;
 #[cfg(target_arch = "wasm32")]
 mod layout;
+mod numfmt;
 mod render;
 mod sources;
 mod typeset;
 #[cfg(target_arch = "wasm32")]
 mod world;
+mod xlsx;
 
 use std::io::Write;
 
@@ -46,12 +48,23 @@ const DEFAULT_WIDTH: u32 = 1_240;
 enum Action {
     Text,
     Markdown,
-    Pdf { setup: PageSetup, title: bool },
-    Png { setup: PageSetup, width: u32, page: Option<usize> },
+    Pdf {
+        setup: PageSetup,
+        title: bool,
+    },
+    Png {
+        setup: PageSetup,
+        width: u32,
+        page: Option<usize>,
+    },
     Info,
+    /// XLSX sheets to CSV: all, or the one numbered (from 1).
+    Csv {
+        sheet: Option<usize>,
+    },
 }
 
-const ACTIONS: &[&str] = &["text", "markdown", "pdf", "png", "info"];
+const ACTIONS: &[&str] = &["text", "markdown", "pdf", "png", "csv", "info"];
 
 fn setup(action: &kiln_plugin_sdk::style::Action) -> Result<PageSetup, StyleError> {
     let paper = match action.raw("paper") {
@@ -96,6 +109,10 @@ fn parse(params: &str) -> Result<Action, StyleError> {
             action.expect_keys(&[], false)?;
             Action::Info
         }
+        "csv" => {
+            action.expect_keys(&["sheet"], false)?;
+            Action::Csv { sheet: action.get_in::<usize>("sheet", 1..=xlsx::MAX_SHEETS)? }
+        }
         other => return Err(kiln_plugin_sdk::style::unknown_action(other, ACTIONS)),
     })
 }
@@ -104,6 +121,7 @@ fn parse(params: &str) -> Result<Action, StyleError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Docx,
+    Xlsx,
     Markdown,
     Text,
 }
@@ -112,8 +130,9 @@ fn kind(object: &ObjectInfo, bytes: &[u8]) -> Result<Kind, ProcessError> {
     let ext = object.extension().unwrap_or_default();
     if bytes.starts_with(b"PK") || ext == "docx" {
         return match ext.as_str() {
-            "xlsx" | "pptx" | "odt" | "ods" | "odp" => Err(ProcessError::unsupported(format!(
-                "`.{ext}` documents are not read by doc (it reads DOCX, Markdown and plain text)"
+            "xlsx" | "xlsm" => Ok(Kind::Xlsx),
+            "pptx" | "odt" | "ods" | "odp" => Err(ProcessError::unsupported(format!(
+                "`.{ext}` documents are not read by doc (it reads DOCX, XLSX, Markdown and plain text)"
             ))),
             _ => Ok(Kind::Docx),
         };
@@ -135,9 +154,44 @@ fn kind(object: &ObjectInfo, bytes: &[u8]) -> Result<Kind, ProcessError> {
 fn read(kind: Kind, bytes: Vec<u8>, with_images: bool) -> Result<docx::Document, ProcessError> {
     Ok(match kind {
         Kind::Docx => docx::read_with(bytes, with_images).map_err(ProcessError::UnsupportedInput)?,
+        Kind::Xlsx => xlsx::read(bytes).map_err(ProcessError::UnsupportedInput)?.document(),
         Kind::Markdown => sources::markdown(&String::from_utf8_lossy(&bytes)),
         Kind::Text => sources::text(&String::from_utf8_lossy(&bytes)),
     })
+}
+
+/// Each sheet of a workbook as CSV, named by `{sheetname}`.
+fn csv(
+    object: &ObjectInfo,
+    bytes: Vec<u8>,
+    sheet: Option<usize>,
+    outputs: &mut Outputs<'_>,
+) -> Result<Option<Value>, ProcessError> {
+    if !bytes.starts_with(b"PK") {
+        return Err(ProcessError::unsupported(format!(
+            "doc/csv reads XLSX workbooks; `{}` is not a zip archive",
+            object.key
+        )));
+    }
+    let book = xlsx::read(bytes).map_err(ProcessError::UnsupportedInput)?;
+    let chosen: Vec<&xlsx::Sheet> = match sheet {
+        Some(n) => match book.sheets.get(n - 1) {
+            Some(s) => vec![s],
+            None => {
+                let count = book.sheets.len();
+                return Err(ProcessError::unsupported(format!("sheet_{n}: the workbook has {count} sheets")));
+            }
+        },
+        None => book.sheets.iter().collect(),
+    };
+    for sheet in chosen {
+        let bytes = sheet.csv().map_err(ProcessError::Failed)?;
+        let options = kiln_plugin_sdk::OutputOptions::extension("csv")
+            .content_type("text/csv")
+            .variable("sheetname", &sheet.name);
+        outputs.open_with(options)?.write_all(&bytes)?;
+    }
+    Ok(Some(serde_json::json!({ "sheets": book.sheets.iter().map(|s| &s.name).collect::<Vec<_>>() })))
 }
 
 /// Lay the document out and write what `action` asks (in the component).
@@ -153,11 +207,11 @@ impl Processor for Doc {
         PluginInfo::new(
             "doc",
             env!("CARGO_PKG_VERSION"),
-            "Documents (DOCX, Markdown, text) to PDF, page images, text and Markdown",
+            "Documents (DOCX, XLSX, Markdown, text) to PDF, page images, CSV, text and Markdown",
         )
-        .reads(&["docx", "md", "txt"])
-        .writes(&["pdf", "png", "txt", "md"])
-        .variables(&["page"])
+        .reads(&["docx", "xlsx", "md", "txt"])
+        .writes(&["pdf", "png", "csv", "txt", "md"])
+        .variables(&["page", "sheetname"])
     }
 
     fn validate(params: &str) -> Result<(), StyleError> {
@@ -175,9 +229,16 @@ impl Processor for Doc {
             std::io::ErrorKind::InvalidData => ProcessError::unsupported(format!("document too large: {e}")),
             _ => ProcessError::failed(format!("reading the object: {e}")),
         })?;
+        if let Action::Csv { sheet } = action {
+            return csv(object, bytes, sheet, outputs);
+        }
         if let Action::Text | Action::Markdown = action {
-            // DOCX only: the other inputs are text already.
-            let document = docx::read_with(bytes, false).map_err(ProcessError::UnsupportedInput)?;
+            // DOCX and XLSX: the other inputs are text already.
+            let document = if object.extension().is_some_and(|e| e == "xlsx" || e == "xlsm") {
+                xlsx::read(bytes).map_err(ProcessError::UnsupportedInput)?.document()
+            } else {
+                docx::read_with(bytes, false).map_err(ProcessError::UnsupportedInput)?
+            };
             let (text, ext) = match action {
                 Action::Text => (render::text(&document), "txt"),
                 _ => (render::markdown(&document), "md"),
@@ -191,7 +252,7 @@ impl Processor for Doc {
         }
         let kind = kind(object, &bytes)?;
         match action {
-            Action::Text | Action::Markdown => unreachable!("handled above"),
+            Action::Text | Action::Markdown | Action::Csv { .. } => unreachable!("handled above"),
             Action::Pdf { title, .. } => {
                 let mut document = read(kind, bytes, true)?;
                 if !title && kind == Kind::Markdown {
@@ -208,3 +269,5 @@ kiln_plugin_sdk::export!(Doc);
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_xlsx;

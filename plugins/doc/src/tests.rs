@@ -487,7 +487,9 @@ fn garbage_never_panics() {
 #[test]
 fn bad_params_are_refused() {
     let err = |p: &str| Doc::validate(p).unwrap_err().to_string();
-    assert!(err("html").contains("unknown action `html`") && err("html").contains("text, markdown, pdf, png, info"));
+    assert!(
+        err("html").contains("unknown action `html`") && err("html").contains("text, markdown, pdf, png, csv, info")
+    );
     assert!(err("text,x_1").contains("unknown parameter `x`"));
     assert!(err("text/markdown").contains("one action"));
     assert!(matches!(run::<Doc>("html", b"PK"), Err(ProcessError::InvalidParams(_))));

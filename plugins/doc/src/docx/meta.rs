@@ -9,6 +9,8 @@ use super::xml::{local, read_xml};
 pub struct Meta {
     pub title: Option<String>,
     pub author: Option<String>,
+    /// A workbook's sheet names, in order.
+    pub sheets: Vec<String>,
 }
 
 /// Longest title or author kept (the PDF's metadata and the task result).

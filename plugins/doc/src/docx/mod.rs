@@ -11,7 +11,7 @@ use crate::MAX_PART;
 mod body;
 mod meta;
 mod styles;
-mod xml;
+pub(crate) mod xml;
 
 pub use meta::Meta;
 
@@ -152,7 +152,7 @@ pub const MAX_TOTAL_PIXELS: u64 = 120_000_000;
 /// Most images in one document.
 pub const MAX_IMAGES: usize = 2_000;
 
-type Zip = zip::ZipArchive<Cursor<Vec<u8>>>;
+pub(crate) type Zip = zip::ZipArchive<Cursor<Vec<u8>>>;
 
 /// Read a DOCX held in memory, with its images (for layout) or without (for
 /// text). Errors are messages for `unsupported-input`.
@@ -278,7 +278,7 @@ fn read_images(zip: &mut Zip, paths: &[String]) -> Result<Vec<Image>, String> {
 
 /// One XML part as text, or `None` if the archive lacks it. The size is
 /// capped whatever the zip headers claim.
-fn part(zip: &mut Zip, name: &str) -> Result<Option<String>, String> {
+pub(crate) fn part(zip: &mut Zip, name: &str) -> Result<Option<String>, String> {
     let file = match zip.by_name(name) {
         Ok(f) => f,
         Err(zip::result::ZipError::FileNotFound) => return Ok(None),

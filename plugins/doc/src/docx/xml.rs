@@ -7,13 +7,13 @@ use quick_xml::name::ResolveResult;
 use super::{NS_MC, NS_W, NS_W_STRICT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Ns {
+pub(crate) enum Ns {
     W,
     Mc,
     Other,
 }
 
-pub(super) fn ns_of(r: &ResolveResult<'_>) -> Ns {
+pub(crate) fn ns_of(r: &ResolveResult<'_>) -> Ns {
     match r {
         ResolveResult::Bound(ns) => {
             let uri: &str = ns.as_ref();
@@ -30,7 +30,7 @@ pub(super) fn ns_of(r: &ResolveResult<'_>) -> Ns {
 }
 
 /// The value of the attribute with this local name (any prefix).
-pub(super) fn attr(e: &BytesStart<'_>, local: &str) -> Option<String> {
+pub(crate) fn attr(e: &BytesStart<'_>, local: &str) -> Option<String> {
     for a in e.attributes().with_checks(false).flatten() {
         let key = a.key.local_name();
         let k: &str = key.as_ref();
@@ -41,14 +41,14 @@ pub(super) fn attr(e: &BytesStart<'_>, local: &str) -> Option<String> {
     None
 }
 
-pub(super) fn local(e: &BytesStart<'_>) -> String {
+pub(crate) fn local(e: &BytesStart<'_>) -> String {
     let name = e.local_name();
     let s: &str = name.as_ref();
     s.to_string()
 }
 
 /// Line and column (from 1; the column in characters) of a byte offset.
-pub(super) fn line_col(xml: &str, at: usize) -> (usize, usize) {
+pub(crate) fn line_col(xml: &str, at: usize) -> (usize, usize) {
     let mut at = at.min(xml.len());
     while !xml.is_char_boundary(at) {
         at -= 1;
@@ -60,7 +60,7 @@ pub(super) fn line_col(xml: &str, at: usize) -> (usize, usize) {
 }
 
 /// The `unsupported-input` message for XML that is not well-formed.
-pub(super) fn malformed(part: &str, xml: &str, at: usize, what: impl std::fmt::Display) -> String {
+pub(crate) fn malformed(part: &str, xml: &str, at: usize, what: impl std::fmt::Display) -> String {
     let (line, column) = line_col(xml, at);
     format!("malformed XML in {part} at line {line}, column {column}: {what}")
 }
@@ -72,7 +72,7 @@ pub(super) fn malformed(part: &str, xml: &str, at: usize, what: impl std::fmt::D
 /// (a truncated part), no root element or more than one, text outside the
 /// root, an undefined entity, a malformed or repeated attribute, or an
 /// undeclared namespace prefix.
-pub(super) fn read_xml<'x>(
+pub(crate) fn read_xml<'x>(
     part: &str,
     xml: &'x str,
     mut f: impl FnMut(&ResolveResult<'_>, Event<'x>) -> Result<(), String>,
@@ -163,12 +163,12 @@ pub(super) fn read_xml<'x>(
 }
 
 /// `w:val` of an on/off property: absent or true-ish means on.
-pub(super) fn on_off(e: &BytesStart<'_>) -> bool {
+pub(crate) fn on_off(e: &BytesStart<'_>) -> bool {
     !matches!(attr(e, "val").as_deref(), Some("0" | "false" | "off" | "none"))
 }
 
 /// Text of a general reference (`&amp;`, `&#169;`): quick-xml reports them apart from text.
-pub(super) fn reference(name: &str) -> Option<char> {
+pub(crate) fn reference(name: &str) -> Option<char> {
     match name {
         "amp" => Some('&'),
         "lt" => Some('<'),
@@ -188,7 +188,7 @@ pub(super) fn reference(name: &str) -> Option<char> {
 
 /// Walk the simple parts (styles, numbering, rels) element by element: only
 /// names, attributes and nesting matter there.
-pub(super) fn walk(part: &str, xml: &str, mut f: impl FnMut(&[String], &BytesStart<'_>)) -> Result<(), String> {
+pub(crate) fn walk(part: &str, xml: &str, mut f: impl FnMut(&[String], &BytesStart<'_>)) -> Result<(), String> {
     let mut path: Vec<String> = Vec::new();
     read_xml(part, xml, |_, event| {
         match event {
