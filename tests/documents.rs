@@ -160,6 +160,34 @@ fn book_xlsx() -> Vec<u8> {
     ])
 }
 
+/// A presentation of two slides: titles, bulleted body text, a picture, a table.
+fn deck_pptx() -> Vec<u8> {
+    let ns = r#"xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main" xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships""#;
+    let text = |ph: &str, lines: &[&str]| {
+        let paras: String = lines.iter().map(|t| format!("<a:p><a:r><a:t>{t}</a:t></a:r></a:p>")).collect();
+        format!(r#"<p:sp><p:nvSpPr><p:nvPr><p:ph type="{ph}"/></p:nvPr></p:nvSpPr><p:txBody>{paras}</p:txBody></p:sp>"#)
+    };
+    let picture = r#"<p:pic><p:blipFill><a:blip r:embed="rId9"/></p:blipFill><p:spPr><a:xfrm><a:ext cx="1270000" cy="635000"/></a:xfrm></p:spPr></p:pic>"#;
+    let table = r#"<p:graphicFrame><a:graphic><a:graphicData><a:tbl><a:tr><a:tc><a:txBody><a:p><a:r><a:t>Quarter</a:t></a:r></a:p></a:txBody></a:tc><a:tc><a:txBody><a:p><a:r><a:t>Units</a:t></a:r></a:p></a:txBody></a:tc></a:tr></a:tbl></a:graphicData></a:graphic></p:graphicFrame>"#;
+    let slide = |tree: String| format!(r#"<p:sld {ns}><p:cSld><p:spTree>{tree}</p:spTree></p:cSld></p:sld>"#);
+    let one =
+        slide(text("title", &["Launch plan"]) + &text("body", &["Ship the console", "Measure the cost"]) + picture);
+    let two = slide(text("title", &["Numbers"]) + table);
+    let presentation = format!(
+        r#"<p:presentation {ns}><p:sldIdLst><p:sldId id="256" r:id="rId1"/><p:sldId id="257" r:id="rId2"/></p:sldIdLst></p:presentation>"#
+    );
+    let rels = r#"<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="x/slide" Target="slides/slide1.xml"/><Relationship Id="rId2" Type="x/slide" Target="slides/slide2.xml"/></Relationships>"#;
+    let slide_rels = r#"<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId9" Type="x/image" Target="../media/image1.png"/></Relationships>"#;
+    zip_of(&[
+        ("ppt/presentation.xml", presentation.as_bytes()),
+        ("ppt/_rels/presentation.xml.rels", rels.as_bytes()),
+        ("ppt/slides/slide1.xml", one.as_bytes()),
+        ("ppt/slides/slide2.xml", two.as_bytes()),
+        ("ppt/slides/_rels/slide1.xml.rels", slide_rels.as_bytes()),
+        ("ppt/media/image1.png", RED_PNG),
+    ])
+}
+
 /// `needles` appear in `text` in this order.
 fn assert_in_order(text: &str, needles: &[&str]) {
     let mut at = 0;
@@ -184,6 +212,7 @@ async fn documents_become_pdfs_page_images_and_info_through_jobs() {
         .unwrap();
     std::fs::write(docs.join("in/plain.txt"), "A plain text file.\n\nIts second paragraph.\n").unwrap();
     std::fs::write(docs.join("in/book.xlsx"), book_xlsx()).unwrap();
+    std::fs::write(docs.join("in/deck.pptx"), deck_pptx()).unwrap();
     // A zip bomb: document.xml inflates past the 64 MiB a part may hold.
     let bomb = zip_of(&[("word/document.xml", &vec![b' '; 80 << 20])]);
     std::fs::write(docs.join("hostile/bomb.docx"), bomb).unwrap();
@@ -199,7 +228,7 @@ async fn documents_become_pdfs_page_images_and_info_through_jobs() {
         )
         .await;
     assert_eq!(done["state"], "succeeded", "{done}\n{tasks:?}");
-    assert_eq!(done["counters"]["succeeded"], 4, "{done}");
+    assert_eq!(done["counters"]["succeeded"], 5, "{done}");
     let report = out.join("pdf/report.pdf");
     let text = pdftotext(&report).replace('\u{c}', "\n");
     assert_in_order(
@@ -255,6 +284,16 @@ async fn documents_become_pdfs_page_images_and_info_through_jobs() {
         &["Sales", "Region", "Total", "Since", "North", "$1,234.50", "3/15/2023", "Notes", "Checked, twice"],
     );
     assert_eq!(field(&poppler("pdfinfo", &[], &out.join("pdf/book.pdf")), "Pages"), "2", "a sheet a page");
+    // A slide a page, landscape; titles, bullets, the picture, the table.
+    let deck = out.join("pdf/deck.pdf");
+    assert_in_order(
+        &pdftotext(&deck),
+        &["Launch plan", "Ship the console", "Measure the cost", "Numbers", "Quarter", "Units"],
+    );
+    let deck_info = poppler("pdfinfo", &[], &deck);
+    assert_eq!(field(&deck_info, "Pages"), "2", "{deck_info}");
+    assert!(field(&deck_info, "Page size").starts_with("841.89 x 595.276"), "{deck_info}");
+    assert_eq!(poppler("pdfimages", &["-list"], &deck).lines().count(), 3, "one picture");
     let report_task = tasks.iter().find(|t| t["source_key"] == "in/report.docx").unwrap();
     let result = common::task_result(report_task);
     assert_eq!(result["pages"], 2, "{result}");

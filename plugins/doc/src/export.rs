@@ -65,9 +65,13 @@ pub(crate) fn export(
             if kind == Kind::Xlsx {
                 result["sheets"] = json!(document.meta.sheets);
             }
+            if let Some(slides) = document.meta.slides {
+                result["slides"] = json!(slides);
+            }
             result["format"] = json!(match kind {
                 Kind::Docx => "docx",
                 Kind::Xlsx => "xlsx",
+                Kind::Pptx => "pptx",
                 Kind::Markdown => "markdown",
                 Kind::Text => "text",
             });

@@ -17,6 +17,7 @@ mod export;
 #[cfg(target_arch = "wasm32")]
 mod layout;
 mod numfmt;
+mod pptx;
 mod render;
 mod sources;
 mod typeset;
@@ -122,6 +123,7 @@ fn parse(params: &str) -> Result<Action, StyleError> {
 enum Kind {
     Docx,
     Xlsx,
+    Pptx,
     Markdown,
     Text,
 }
@@ -131,8 +133,9 @@ fn kind(object: &ObjectInfo, bytes: &[u8]) -> Result<Kind, ProcessError> {
     if bytes.starts_with(b"PK") || ext == "docx" {
         return match ext.as_str() {
             "xlsx" | "xlsm" => Ok(Kind::Xlsx),
-            "pptx" | "odt" | "ods" | "odp" => Err(ProcessError::unsupported(format!(
-                "`.{ext}` documents are not read by doc (it reads DOCX, XLSX, Markdown and plain text)"
+            "pptx" => Ok(Kind::Pptx),
+            "odt" | "ods" | "odp" => Err(ProcessError::unsupported(format!(
+                "`.{ext}` documents are not read by doc (it reads DOCX, XLSX, PPTX, Markdown and plain text)"
             ))),
             _ => Ok(Kind::Docx),
         };
@@ -155,6 +158,7 @@ fn read(kind: Kind, bytes: Vec<u8>, with_images: bool) -> Result<docx::Document,
     Ok(match kind {
         Kind::Docx => docx::read_with(bytes, with_images).map_err(ProcessError::UnsupportedInput)?,
         Kind::Xlsx => xlsx::read(bytes).map_err(ProcessError::UnsupportedInput)?.document(),
+        Kind::Pptx => pptx::read(bytes, with_images).map_err(ProcessError::UnsupportedInput)?,
         Kind::Markdown => sources::markdown(&String::from_utf8_lossy(&bytes)),
         Kind::Text => sources::text(&String::from_utf8_lossy(&bytes)),
     })
@@ -207,9 +211,9 @@ impl Processor for Doc {
         PluginInfo::new(
             "doc",
             env!("CARGO_PKG_VERSION"),
-            "Documents (DOCX, XLSX, Markdown, text) to PDF, page images, CSV, text and Markdown",
+            "Documents (DOCX, XLSX, PPTX, Markdown, text) to PDF, page images, CSV, text and Markdown",
         )
-        .reads(&["docx", "xlsx", "md", "txt"])
+        .reads(&["docx", "xlsx", "pptx", "md", "txt"])
         .writes(&["pdf", "png", "csv", "txt", "md"])
         .variables(&["page", "sheetname"])
     }
@@ -233,11 +237,11 @@ impl Processor for Doc {
             return csv(object, bytes, sheet, outputs);
         }
         if let Action::Text | Action::Markdown = action {
-            // DOCX and XLSX: the other inputs are text already.
-            let document = if object.extension().is_some_and(|e| e == "xlsx" || e == "xlsm") {
-                xlsx::read(bytes).map_err(ProcessError::UnsupportedInput)?.document()
-            } else {
-                docx::read_with(bytes, false).map_err(ProcessError::UnsupportedInput)?
+            // DOCX, XLSX and PPTX: the other inputs are text already.
+            let document = match object.extension().as_deref() {
+                Some("xlsx" | "xlsm") => read(Kind::Xlsx, bytes, false)?,
+                Some("pptx") => read(Kind::Pptx, bytes, false)?,
+                _ => read(Kind::Docx, bytes, false)?,
             };
             let (text, ext) = match action {
                 Action::Text => (render::text(&document), "txt"),
@@ -269,5 +273,7 @@ kiln_plugin_sdk::export!(Doc);
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_pptx;
 #[cfg(test)]
 mod tests_xlsx;

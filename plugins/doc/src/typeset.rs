@@ -122,8 +122,10 @@ impl Writer<'_> {
         let footer = self.margin_content(&self.doc.footer);
         let _ = writeln!(
             self.out,
-            "#set page(paper: {}, margin: {}mm, header: {}, footer: {})",
+            "#set page(paper: {}, flipped: {}, margin: {}mm, header: {}, footer: {})",
             lit(setup.paper.name()),
+            // A presentation's slides are laid out landscape.
+            self.doc.meta.slides.is_some(),
             setup.margin_mm,
             header.unwrap_or_else(|| "none".into()),
             footer.unwrap_or_else(|| "none".into()),

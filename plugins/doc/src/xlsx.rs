@@ -53,7 +53,7 @@ pub fn read(bytes: Vec<u8>) -> Result<Workbook, String> {
     if sheets_listed.len() > MAX_SHEETS {
         return Err(format!("the workbook has {} sheets, over the limit of {MAX_SHEETS}", sheets_listed.len()));
     }
-    let rels = rels(&mut zip)?;
+    let rels = docx::rels_of(&mut zip, "xl/workbook.xml")?;
     let strings = match docx::part(&mut zip, "xl/sharedStrings.xml")? {
         Some(xml) => shared_strings(&xml)?,
         None => Vec::new(),
@@ -76,22 +76,6 @@ pub fn read(bytes: Vec<u8>) -> Result<Workbook, String> {
         sheets.push(Sheet { name, rows });
     }
     Ok(Workbook { sheets })
-}
-
-fn rels(zip: &mut Zip) -> Result<HashMap<String, String>, String> {
-    let mut rels = HashMap::new();
-    if let Some(xml) = docx::part(zip, "xl/_rels/workbook.xml.rels")? {
-        read_xml("xl/_rels/workbook.xml.rels", &xml, |_, event| {
-            if let Event::Start(e) | Event::Empty(e) = event
-                && local(&e) == "Relationship"
-                && let (Some(id), Some(target)) = (attr(&e, "Id"), attr(&e, "Target"))
-            {
-                rels.insert(id, target);
-            }
-            Ok(())
-        })?;
-    }
-    Ok(rels)
 }
 
 /// `xl/sharedStrings.xml`: each `si`'s text (its runs joined, phonetic guides left out).

@@ -645,7 +645,7 @@ impl DocParser<'_> {
 
 /// A relationship's target as a path in the archive: relative to `base`
 /// (`media/image1.png` → `word/media/image1.png`), or from the root (`/word/…`).
-pub(super) fn resolve_target(base: &str, target: &str) -> String {
+pub(crate) fn resolve_target(base: &str, target: &str) -> String {
     let joined = match target.strip_prefix('/') {
         Some(abs) => abs.to_string(),
         None => format!("{base}{target}"),

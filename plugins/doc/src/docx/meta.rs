@@ -11,12 +11,14 @@ pub struct Meta {
     pub author: Option<String>,
     /// A workbook's sheet names, in order.
     pub sheets: Vec<String>,
+    /// A presentation's slide count; its pages are laid out landscape.
+    pub slides: Option<usize>,
 }
 
 /// Longest title or author kept (the PDF's metadata and the task result).
 const MAX_FIELD: usize = 1_000;
 
-pub(super) fn parse_core(xml: &str) -> Result<Meta, String> {
+pub(crate) fn parse_core(xml: &str) -> Result<Meta, String> {
     let mut meta = Meta::default();
     let mut current: Option<String> = None;
     read_xml("docProps/core.xml", xml, |_, event| {

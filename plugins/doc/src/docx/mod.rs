@@ -8,12 +8,13 @@ use styles::{Numbering, parse_numbering, parse_rels, parse_styles, resolve};
 
 use crate::MAX_PART;
 
-mod body;
+pub(crate) mod body;
 mod meta;
 mod styles;
 pub(crate) mod xml;
 
 pub use meta::Meta;
+pub(crate) use meta::parse_core;
 
 /// A document: its body in order, and what is laid out around it.
 #[derive(Debug, Default)]
@@ -217,7 +218,7 @@ pub fn read_with(bytes: Vec<u8>, with_images: bool) -> Result<Document, String> 
 }
 
 /// The relationships of a part (`word/_rels/document.xml.rels` for `word/document.xml`).
-fn rels_of(zip: &mut Zip, part_path: &str) -> Result<HashMap<String, String>, String> {
+pub(crate) fn rels_of(zip: &mut Zip, part_path: &str) -> Result<HashMap<String, String>, String> {
     let (dir, file) = part_path.rsplit_once('/').unwrap_or(("", part_path));
     let path = format!("{dir}/_rels/{file}.rels");
     match part(zip, &path)? {
@@ -228,7 +229,7 @@ fn rels_of(zip: &mut Zip, part_path: &str) -> Result<HashMap<String, String>, St
 
 /// The images the document shows, checked against the limits before anything
 /// decodes them. An image the archive lacks (a linked one) is left empty.
-fn read_images(zip: &mut Zip, paths: &[String]) -> Result<Vec<Image>, String> {
+pub(crate) fn read_images(zip: &mut Zip, paths: &[String]) -> Result<Vec<Image>, String> {
     if paths.len() > MAX_IMAGES {
         return Err(format!("the document shows {} images, over the limit of {MAX_IMAGES}", paths.len()));
     }
