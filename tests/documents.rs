@@ -315,6 +315,27 @@ async fn documents_become_pdfs_page_images_and_info_through_jobs() {
         assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 424, "A4 at 300 px wide");
     }
 
+    // doc/text reads a PDF: the text of every page in reading order.
+    let (done, _) = d
+        .run_job(
+            json!({"input": {"bucket": "out", "keys": ["pdf/report.pdf"]}, "style": "doc/text",
+                   "output": {"bucket": "out", "template": "text/{barename}.txt"}}),
+            LONG,
+        )
+        .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let text = std::fs::read_to_string(out.join("text/report.txt")).unwrap();
+    assert_in_order(
+        &text,
+        &[
+            "Introduction",
+            "Plain, bold, italic, underlined and a note",
+            "First step",
+            "Second page",
+            "Greek αβγ, Cyrillic жзи",
+        ],
+    );
+
     // doc/csv: a file per sheet, named by {sheetname}, values as Excel shows them.
     let (done, _) = d
         .run_job(

@@ -17,7 +17,10 @@ mod export;
 #[cfg(target_arch = "wasm32")]
 mod layout;
 mod numfmt;
+#[cfg(target_arch = "wasm32")]
+mod pdftext;
 mod pptx;
+mod reading;
 mod render;
 mod sources;
 mod typeset;
@@ -164,6 +167,16 @@ fn read(kind: Kind, bytes: Vec<u8>, with_images: bool) -> Result<docx::Document,
     })
 }
 
+/// A PDF's text, page by page (in the component).
+#[cfg(target_arch = "wasm32")]
+fn pdf_text(bytes: Vec<u8>) -> Result<docx::Document, ProcessError> {
+    pdftext::read(bytes).map_err(ProcessError::UnsupportedInput)
+}
+#[cfg(not(target_arch = "wasm32"))]
+fn pdf_text(_: Vec<u8>) -> Result<docx::Document, ProcessError> {
+    Err(ProcessError::failed("reading PDFs is compiled into the WebAssembly component only"))
+}
+
 /// Each sheet of a workbook as CSV, named by `{sheetname}`.
 fn csv(
     object: &ObjectInfo,
@@ -241,6 +254,7 @@ impl Processor for Doc {
             let document = match object.extension().as_deref() {
                 Some("xlsx" | "xlsm") => read(Kind::Xlsx, bytes, false)?,
                 Some("pptx") => read(Kind::Pptx, bytes, false)?,
+                _ if bytes.starts_with(b"%PDF") => pdf_text(bytes)?,
                 _ => read(Kind::Docx, bytes, false)?,
             };
             let (text, ext) = match action {
