@@ -7,7 +7,7 @@ use std::io::Cursor;
 
 use quick_xml::events::{BytesStart, Event};
 
-use crate::docx::body::resolve_target;
+use crate::docx::part::resolve_target;
 use crate::docx::xml::{attr, local, read_xml, reference};
 use crate::docx::{self, Block, Cell, Document, Inline, Para, ParaKind, Run, Table, VMerge, Zip};
 

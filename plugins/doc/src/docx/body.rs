@@ -1,11 +1,14 @@
 //! The body of `word/document.xml` (and of headers, footers and footnotes), read into blocks.
+//! One event-driven state machine (a little over 500 lines): its `start` and `end`
+//! handlers share every flag, so they stay together; reading a part is in `part.rs`.
 
 use std::collections::HashMap;
 
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::BytesStart;
 
+use super::part::resolve_target;
 use super::styles::{StyleInfo, fonts_mono, style_run_props};
-use super::xml::{Ns, attr, local, ns_of, on_off, read_xml, reference};
+use super::xml::{Ns, attr, local, on_off};
 use super::*;
 
 pub(super) enum Container {
@@ -101,11 +104,11 @@ pub(super) struct DocParser<'a> {
     pub(super) notes: HashMap<String, Vec<Block>>,
     note_id: Option<String>,
     fields: Vec<Field>,
-    in_instr: bool,
+    pub(super) in_instr: bool,
     /// The size of the drawing being read (`wp:extent`), in points.
     extent: Option<(f32, f32)>,
     /// Paragraphs and table cells met, against [`MAX_PARSED_BLOCKS`].
-    blocks_seen: usize,
+    pub(super) blocks_seen: usize,
     styles: Option<&'a HashMap<String, StyleInfo>>,
     /// The run's direct properties, and those of its character style (`w:rStyle`).
     run_direct: RunProps,
@@ -119,10 +122,19 @@ pub(super) struct DocParser<'a> {
     in_ppr: bool,
     in_numpr: bool,
     in_tcpr: bool,
-    in_text: bool,
+    pub(super) in_text: bool,
 }
 
-impl DocParser<'_> {
+impl<'a> DocParser<'a> {
+    pub(super) fn new(
+        rels: &'a HashMap<String, String>,
+        base: &'a str,
+        styles: &'a HashMap<String, StyleInfo>,
+        refs: Refs,
+    ) -> Self {
+        DocParser { rels: Some(rels), base, styles: Some(styles), refs, ..Default::default() }
+    }
+
     fn para(&mut self) -> Option<&mut ParaBuilder> {
         match self.stack.last_mut() {
             Some(Container::Para(p)) => Some(p),
@@ -137,7 +149,7 @@ impl DocParser<'_> {
         }
     }
 
-    fn push_text(&mut self, s: &str) {
+    pub(super) fn push_text(&mut self, s: &str) {
         if s.is_empty() {
             return;
         }
@@ -226,7 +238,7 @@ impl DocParser<'_> {
         }
     }
 
-    fn start(&mut self, ns: Ns, e: &BytesStart<'_>, empty: bool) {
+    pub(super) fn start(&mut self, ns: Ns, e: &BytesStart<'_>, empty: bool) {
         if ns != Ns::W {
             return;
         }
@@ -437,7 +449,7 @@ impl DocParser<'_> {
         }
     }
 
-    fn end(&mut self, ns: Ns, name: &str) {
+    pub(super) fn end(&mut self, ns: Ns, name: &str) {
         if ns != Ns::W {
             return;
         }
@@ -504,7 +516,7 @@ impl DocParser<'_> {
     }
 
     /// The blocks read (a well-formed part leaves nothing open).
-    fn finish(mut self) -> Vec<Block> {
+    pub(super) fn finish(mut self) -> Vec<Block> {
         while let Some(top) = self.stack.last() {
             match top {
                 Container::Para(_) => self.end_para(),
@@ -528,106 +540,9 @@ pub(super) fn end_row(t: &mut TableBuilder) {
     }
 }
 
-/// Elements whose whole content is left out: deleted text, the fallback copy
-/// of alternate content, property-change history and content-control chrome.
-pub(super) fn skipped(ns: Ns, name: &str) -> bool {
-    match ns {
-        Ns::W => matches!(
-            name,
-            "del" | "moveFrom" | "pPrChange" | "rPrChange" | "sdtPr" | "sdtEndPr" | "tblPr" | "tblGrid" | "trPr"
-        ),
-        Ns::Mc => name == "Fallback",
-        Ns::Other => false,
-    }
-}
-
-/// Most paragraphs and table cells read from one part: what is read is held
-/// in memory whole, so a part of a million empty cells is refused here.
-pub(super) const MAX_PARSED_BLOCKS: usize = 1_000_000;
-
-/// What reading one part gave: its blocks, the footnotes it holds (in
-/// `word/footnotes.xml`), and what it refers to.
-pub(super) struct PartRead {
-    pub(super) blocks: Vec<Block>,
-    pub(super) notes: HashMap<String, Vec<Block>>,
-    pub(super) refs: Refs,
-}
-
-/// Read a part holding paragraphs and tables: the body, a header or footer,
-/// or the footnotes. `refs` carries on the numbering of images and notes
-/// from the parts read before.
-pub(super) fn parse_part(
-    name: &str,
-    xml: &str,
-    rels: &HashMap<String, String>,
-    styles: &HashMap<String, StyleInfo>,
-    refs: Refs,
-) -> Result<PartRead, String> {
-    let mut p = DocParser { rels: Some(rels), base: "word/", styles: Some(styles), refs, ..Default::default() };
-    let mut skip_depth = 0usize;
-    read_xml(name, xml, |resolved, event| {
-        let ns = ns_of(resolved);
-        match event {
-            Event::Start(e) => {
-                if skip_depth > 0 {
-                    skip_depth += 1;
-                } else if skipped(ns, &local(&e)) {
-                    skip_depth = 1;
-                } else if ns == Ns::W && local(&e) == "fldSimple" && p.simple_field(&e) {
-                    // Its content is the cached value of a field laid out afresh.
-                    skip_depth = 1;
-                } else {
-                    p.start(ns, &e, false);
-                    p.drawing(ns, &e);
-                    if p.blocks_seen > MAX_PARSED_BLOCKS {
-                        return Err(format!(
-                            "{name} holds more than {MAX_PARSED_BLOCKS} paragraphs and table cells, over the limit"
-                        ));
-                    }
-                }
-            }
-            Event::Empty(e) if skip_depth == 0 && !skipped(ns, &local(&e)) => {
-                if ns == Ns::W && local(&e) == "fldSimple" {
-                    p.simple_field(&e);
-                }
-                p.start(ns, &e, true);
-                p.drawing(ns, &e);
-            }
-            Event::End(e) => {
-                if skip_depth > 0 {
-                    skip_depth -= 1;
-                } else {
-                    let name = e.local_name();
-                    let name: &str = name.as_ref();
-                    p.end(ns, name);
-                }
-            }
-            Event::Text(t) if skip_depth == 0 && (p.in_text || p.in_instr) => {
-                let s = t.xml10_content();
-                p.push_text(&s);
-            }
-            Event::CData(t) if skip_depth == 0 && (p.in_text || p.in_instr) => {
-                let s = t.xml10_content();
-                p.push_text(&s);
-            }
-            Event::GeneralRef(r) if skip_depth == 0 && (p.in_text || p.in_instr) => {
-                let name = r.xml10_content();
-                if let Some(c) = reference(&name) {
-                    p.push_text(c.encode_utf8(&mut [0; 4]));
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    })?;
-    let notes = std::mem::take(&mut p.notes);
-    let refs = std::mem::take(&mut p.refs);
-    Ok(PartRead { blocks: p.finish(), notes, refs })
-}
-
 impl DocParser<'_> {
     /// The DrawingML elements of an image: its size, then the picture.
-    fn drawing(&mut self, ns: Ns, e: &BytesStart<'_>) {
+    pub(super) fn drawing(&mut self, ns: Ns, e: &BytesStart<'_>) {
         if ns != Ns::Other || !self.in_run {
             return;
         }
@@ -641,24 +556,4 @@ impl DocParser<'_> {
             _ => {}
         }
     }
-}
-
-/// A relationship's target as a path in the archive: relative to `base`
-/// (`media/image1.png` → `word/media/image1.png`), or from the root (`/word/…`).
-pub(crate) fn resolve_target(base: &str, target: &str) -> String {
-    let joined = match target.strip_prefix('/') {
-        Some(abs) => abs.to_string(),
-        None => format!("{base}{target}"),
-    };
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in joined.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    parts.join("/")
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use body::parse_part;
+use part::parse_part;
 use std::io::{Cursor, Read};
 use styles::{Numbering, parse_numbering, parse_rels, parse_styles, resolve};
 
@@ -10,6 +10,7 @@ use crate::MAX_PART;
 
 pub(crate) mod body;
 mod meta;
+pub(crate) mod part;
 mod styles;
 pub(crate) mod xml;
 
@@ -195,7 +196,7 @@ pub fn read_with(bytes: Vec<u8>, with_images: bool) -> Result<Document, String> 
     for which in [true, false] {
         let id = if which { refs.header.clone() } else { refs.footer.clone() };
         let Some(target) = id.and_then(|id| rels.get(&id).cloned()) else { continue };
-        let path = body::resolve_target("word/", &target);
+        let path = part::resolve_target("word/", &target);
         let Some(xml) = part(&mut zip, &path)? else { continue };
         let own_rels = rels_of(&mut zip, &path)?;
         let read = parse_part(&path, &xml, &own_rels, &styles, refs)?;
