@@ -1,7 +1,7 @@
 //! The bundled `doc` plugin's layout end to end, through jobs of a real
 //! daemon: DOCX, Markdown and text to PDF, page images and document info.
 //! Outputs are checked with Debian's poppler-utils (`pdftotext`, `pdfinfo`,
-//! `pdffonts`, `pdfimages`; `scripts/test` installs them): the text in
+//! `pdffonts`, `pdfimages`, `pdftohtml`; `scripts/test` installs them): the text in
 //! order, the header, footer and footnote, the embedded fonts, the image, the
 //! outline and the link. A zip bomb fails its task and writes nothing.
 
@@ -270,8 +270,19 @@ async fn documents_become_pdfs_page_images_and_info_through_jobs() {
     assert_eq!((cols[3], cols[4]), ("40", "20"), "the image at its own pixels: {images}");
     let urls = poppler("pdfinfo", &["-url"], &report);
     assert!(urls.contains("https://example.com/kiln"), "{urls}");
-    let raw = std::fs::read(&report).unwrap();
-    assert!(raw.windows(9).any(|w| w == b"/Outlines"), "the headings make an outline");
+    // The outline (bookmarks) is the headings, nested by level, each at its page.
+    let xml = poppler("pdftohtml", &["-stdout", "-xml", "-i"], &report);
+    let outline = &xml[xml.find("<outline>").expect("an outline")..];
+    assert_in_order(
+        outline,
+        &[
+            "<outline>",
+            r#"<item page="1">Introduction</item>"#,
+            "<outline>",
+            r#"<item page="2">Second page</item>"#,
+            "</outline>",
+        ],
+    );
     let md = pdftotext(&out.join("pdf/notes.pdf"));
     assert_in_order(&md, &["Release notes", "Kiln lays out Markdown too.", "one", "two"]);
     assert_eq!(field(&poppler("pdfinfo", &[], &out.join("pdf/notes.pdf")), "Title"), "Release notes");
