@@ -1,5 +1,6 @@
-//! The bundled `doc` plugin's layout end to end, through jobs of a real
-//! daemon: DOCX, Markdown and text to PDF, page images and document info.
+//! The bundled `doc` plugin end to end, through jobs of a real daemon: DOCX,
+//! XLSX, PPTX, Markdown and text to PDF, page images, sheets to CSV, a PDF
+//! read back as text, and document info.
 //! Outputs are checked with Debian's poppler-utils (`pdftotext`, `pdfinfo`,
 //! `pdffonts`, `pdfimages`, `pdftohtml`; `scripts/test` installs them): the text in
 //! order, the header, footer and footnote, the embedded fonts, the image, the
