@@ -51,11 +51,17 @@ const RELS: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 
 /// A DOCX (zip) with these parts; `document.xml` gets `body` wrapped in the usual envelope.
 pub(crate) fn docx_parts(parts: &[(&str, &str)]) -> Vec<u8> {
+    let parts: Vec<(&str, &[u8])> = parts.iter().map(|(name, content)| (*name, content.as_bytes())).collect();
+    zip_of(&parts)
+}
+
+/// A zip archive (deflated) of these files: the container of every format read here.
+pub(crate) fn zip_of(parts: &[(&str, &[u8])]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     for (name, content) in parts {
         zip.start_file(*name, options).unwrap();
-        zip.write_all(content.as_bytes()).unwrap();
+        zip.write_all(content).unwrap();
     }
     zip.finish().unwrap().into_inner()
 }

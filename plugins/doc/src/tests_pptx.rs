@@ -5,7 +5,7 @@ use kiln_plugin_sdk::testing::Harness;
 use kiln_plugin_sdk::{ObjectInfo, ProcessError};
 
 use crate::Doc;
-use crate::tests::docx_parts;
+use crate::tests::{docx_parts, zip_of};
 
 const P: &str = r#"xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main" xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships""#;
 
@@ -37,12 +37,8 @@ pub(crate) fn pptx(slides: &[String], image: &[u8]) -> Vec<u8> {
         parts.push((format!("ppt/slides/slide{}.xml", i + 1), xml.into_bytes()));
         parts.push((format!("ppt/slides/_rels/slide{}.xml.rels", i + 1), slide_rels.as_bytes().to_vec()));
     }
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, bytes) in &parts {
-        zip.start_file(name.as_str(), zip::write::SimpleFileOptions::default()).unwrap();
-        std::io::Write::write_all(&mut zip, bytes).unwrap();
-    }
-    zip.finish().unwrap().into_inner()
+    let refs: Vec<(&str, &[u8])> = parts.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())).collect();
+    zip_of(&refs)
 }
 
 const PICTURE: &str = r#"<p:pic><p:blipFill><a:blip r:embed="rId9"/></p:blipFill><p:spPr><a:xfrm><a:off x="0" y="0"/><a:ext cx="1270000" cy="635000"/></a:xfrm></p:spPr></p:pic>"#;
