@@ -63,9 +63,33 @@ async fn check(path: &Path) -> anyhow::Result<()> {
     if let Some(e) = &report.integrity_error {
         println!("  {e}");
     }
-    for (table, n) in &report.records {
-        println!("  {table}: {n} records");
+    // Where the file's bytes go: a table's records as stored, and the pages
+    // that hold them (their B-tree, with the room left in each page).
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    let mut in_tables = 0;
+    for t in &report.tables {
+        let pages = t.pages * report.page_size;
+        in_tables += pages;
+        if t.records == 0 {
+            println!("  {}: {} records", t.name, t.records);
+            continue;
+        }
+        println!(
+            "  {}: {} records; {:.1} MB stored ({} bytes each), {:.1} MB of pages ({} bytes each)",
+            t.name,
+            t.records,
+            mb(t.stored_bytes),
+            t.stored_bytes / t.records,
+            mb(pages),
+            pages / t.records
+        );
     }
+    println!(
+        "  file: {:.1} MB, of which {:.1} MB in the tables' pages; the rest is redb's own (page tables, \
+         and pages freed by earlier transactions, which it reuses)",
+        mb(report.file_bytes),
+        mb(in_tables)
+    );
     for p in &report.problems {
         println!("  problem: {p}");
     }

@@ -11,7 +11,10 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use serde::Serialize;
 
 use super::outbox::{DEAD_EVENTS, JOB_SECRETS, OUTBOX, OUTBOX_BY_JOB, WEBHOOK_DELIVERIES};
@@ -21,6 +24,10 @@ use super::{
 };
 use crate::auth::{RoleRecord, TenantRecord, TokenRecord};
 use crate::model::{JobRecord, PluginRecord, StyleRecord};
+
+/// redb's page size: its default, which `Store::open` keeps (only a write
+/// transaction would report it, and a check never writes).
+const PAGE_SIZE: u64 = 4096;
 
 /// At most this many problems are listed; the count is always whole.
 const MAX_LISTED: usize = 100;
@@ -32,15 +39,34 @@ pub struct CheckReport {
     pub integrity_ok: bool,
     /// What redb's check said when it failed with an error.
     pub integrity_error: Option<String>,
-    /// Table name → records read.
-    pub records: Vec<(&'static str, u64)>,
+    /// Each table: records read, and the space they take.
+    pub tables: Vec<TableReport>,
+    /// The file's size, and redb's page size.
+    pub file_bytes: u64,
+    pub page_size: u64,
     /// How many records failed to decode (all of them counted).
     pub problem_count: u64,
     /// The first problems, each naming the table and the record.
     pub problems: Vec<String>,
 }
 
+/// One table in a [`CheckReport`]: where a store's bytes go.
+#[derive(Debug, Default, Serialize)]
+pub struct TableReport {
+    pub name: &'static str,
+    pub records: u64,
+    /// Keys and values as inserted.
+    pub stored_bytes: u64,
+    /// Its B-tree's pages (leaves and branches), whole.
+    pub pages: u64,
+}
+
 impl CheckReport {
+    /// Records of `table`, if it was read.
+    pub fn records(&self, table: &str) -> Option<u64> {
+        self.tables.iter().find(|t| t.name == table).map(|t| t.records)
+    }
+
     pub fn is_clean(&self) -> bool {
         self.integrity_ok && self.problem_count == 0
     }
@@ -68,7 +94,7 @@ pub fn check_file(path: &Path) -> Result<CheckReport> {
         ),
         e => open_error(&e),
     })?;
-    let mut report = CheckReport::default();
+    let mut report = CheckReport { file_bytes: meta.len(), page_size: PAGE_SIZE, ..CheckReport::default() };
     match db.check_integrity() {
         Ok(ok) => report.integrity_ok = ok,
         Err(e) => report.integrity_error = Some(e.to_string()),
@@ -83,27 +109,31 @@ pub fn check_file(path: &Path) -> Result<CheckReport> {
 
 /// Read every record of every table; decode those that hold JSON.
 fn walk(txn: &ReadTransaction, report: &mut CheckReport) -> Result<()> {
-    let mut count = |name: &'static str, n: u64| report_count(&mut report.records, name, n);
-    count("meta", len(txn, META)?);
-    count("task_keys", len(txn, TASK_KEYS)?);
-    count("task_state", len(txn, TASK_STATE)?);
-    count("task_errors", len(txn, TASK_ERRORS)?);
-    count("tenant_jobs", len(txn, TENANT_JOBS)?);
-    count("etags", len(txn, ETAGS)?);
-    count("outbox_by_job", len(txn, OUTBOX_BY_JOB)?);
-    count("job_secrets", len(txn, JOB_SECRETS)?);
+    for table in [
+        len(txn, "meta", META)?,
+        len(txn, "task_keys", TASK_KEYS)?,
+        len(txn, "task_state", TASK_STATE)?,
+        len(txn, "task_errors", TASK_ERRORS)?,
+        len(txn, "tenant_jobs", TENANT_JOBS)?,
+        len(txn, "etags", ETAGS)?,
+        len(txn, "outbox_by_job", OUTBOX_BY_JOB)?,
+        len(txn, "job_secrets", JOB_SECRETS)?,
+    ] {
+        report.tables.push(table);
+    }
 
     decode_all::<u64, JobRecord>(txn, JOBS, "jobs", report, |id| At::Job(id).to_string())?;
-    let mut tasks = 0;
-    for e in txn.open_table(TASKS)?.iter()? {
+    let tasks = txn.open_table(TASKS)?;
+    let mut n = 0;
+    for e in tasks.iter()? {
         let (k, v) = e?;
-        tasks += 1;
+        n += 1;
         let (job, seq) = k.value();
         if let Err(e) = super::decode_task(job, seq, v.value()) {
             report.problem(e);
         }
     }
-    report_count(&mut report.records, "tasks", tasks);
+    report.tables.push(table_report("tasks", n, &tasks)?);
     decode_all::<u64, serde_json::Value>(txn, OUTBOX, "outbox", report, |seq| At::Event(seq).to_string())?;
     decode_all::<(u64, u64), serde_json::Value>(txn, DEAD_EVENTS, "dead_events", report, |(_, seq)| {
         At::Event(seq).to_string()
@@ -120,21 +150,29 @@ fn walk(txn: &ReadTransaction, report: &mut CheckReport) -> Result<()> {
     Ok(())
 }
 
-fn report_count(records: &mut Vec<(&'static str, u64)>, name: &'static str, n: u64) {
-    records.push((name, n));
+fn table_report(name: &'static str, records: u64, table: &impl ReadableTableMetadata) -> Result<TableReport> {
+    let stats = table.stats()?;
+    Ok(TableReport {
+        name,
+        records,
+        stored_bytes: stats.stored_bytes(),
+        pages: stats.leaf_pages() + stats.branch_pages(),
+    })
 }
 
 fn len<K: redb::Key + 'static, V: redb::Value + 'static>(
     txn: &ReadTransaction,
+    name: &'static str,
     table: TableDefinition<K, V>,
-) -> Result<u64> {
+) -> Result<TableReport> {
     // Iterate rather than `len()`: every page is read, so a damaged one shows.
+    let table = txn.open_table(table)?;
     let mut n = 0;
-    for e in txn.open_table(table)?.iter()? {
+    for e in table.iter()? {
         e?;
         n += 1;
     }
-    Ok(n)
+    table_report(name, n, &table)
 }
 
 /// Decode every JSON record of a table, naming each one that fails by
@@ -146,8 +184,9 @@ fn decode_all<K: redb::Key + 'static, T: serde::de::DeserializeOwned>(
     report: &mut CheckReport,
     at: impl Fn(K::SelfType<'_>) -> String,
 ) -> Result<()> {
+    let table = txn.open_table(table)?;
     let mut n = 0;
-    for e in txn.open_table(table)?.iter()? {
+    for e in table.iter()? {
         let (k, v) = e?;
         n += 1;
         // `at` formats the key only for a record that fails.
@@ -155,7 +194,7 @@ fn decode_all<K: redb::Key + 'static, T: serde::de::DeserializeOwned>(
             report.problem(corrupt(name, at(k.value()), e));
         }
     }
-    report_count(&mut report.records, name, n);
+    report.tables.push(table_report(name, n, &table)?);
     Ok(())
 }
 
@@ -230,7 +269,7 @@ mod tests {
         assert!(store.backup_to(&copy).is_err(), "an existing file is never overwritten");
         let report = check_file(&copy).unwrap();
         assert!(report.is_clean(), "{report:?}");
-        assert!(report.records.contains(&("jobs", 1)) && report.records.contains(&("tasks", 2)), "{report:?}");
+        assert!(report.records("jobs") == Some(1) && report.records("tasks") == Some(2), "{report:?}");
         let reopened = Store::open(&copy).unwrap();
         assert_eq!(reopened.get_job(job.id).unwrap().unwrap().spec.style, job.spec.style);
     }
