@@ -63,7 +63,9 @@ const PLUGIN_UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugi
 const ETAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("etags");
 
 /// The schema this build writes. A store written by a newer Kiln is refused.
-pub const SCHEMA_VERSION: u32 = 4;
+/// 4: compact task records; 5: their output keys as references into the
+/// source key (`task_codec` version 2), which a Kiln of schema 4 cannot read.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The key of a thing owned by a tenant (or, with `None`, by the admin).
 /// Names never hold a `/`, so the owner's things are one key range.
