@@ -10,7 +10,7 @@
 
 use redb::ReadOnlyTable;
 
-use super::{Result, Store, TASK_ERRORS, TASK_KEYS, TASK_STATE, TASKS, decode_task};
+use super::{Result, Store, TASK_ERRORS, TASK_KEYS, TASK_STATE, TASKS, decode_task, task_codec};
 use crate::model::{JobId, TaskRecord, TaskState};
 
 /// Rows one page may examine: about 10 ms of reading and decoding.
@@ -29,10 +29,15 @@ pub struct TaskFilter {
 }
 
 impl TaskFilter {
+    /// Whether a task with this source key may pass (the key's filters only).
+    fn keeps_key(&self, key: &str) -> bool {
+        self.prefix.as_deref().is_none_or(|p| key.starts_with(p))
+            && self.contains.as_deref().is_none_or(|c| key.contains(c))
+    }
+
     fn keeps(&self, t: &TaskRecord) -> bool {
         self.state.is_none_or(|s| t.state == s)
-            && self.prefix.as_deref().is_none_or(|p| t.source_key.starts_with(p))
-            && self.contains.as_deref().is_none_or(|c| t.source_key.contains(c))
+            && self.keeps_key(&t.source_key)
             && self.error.as_deref().is_none_or(|needle| {
                 t.error.as_ref().is_some_and(|e| e.kind.as_str().contains(needle) || e.message.contains(needle))
             })
@@ -52,19 +57,24 @@ struct Page<'f> {
 }
 
 impl Page<'_> {
-    /// Offer a row; false when the page is done (full, or its budget spent).
-    fn offer(&mut self, task: TaskRecord, after: impl FnOnce() -> String) -> bool {
+    /// Offer a row of task `seq` as stored; false when the page is done
+    /// (full, or its budget spent). A row whose key the filter rejects is
+    /// not decoded.
+    fn offer(&mut self, id: JobId, seq: u64, bytes: &[u8], after: impl FnOnce() -> String) -> Result<bool> {
         if self.items.len() == self.limit || self.examined == MAX_EXAMINED {
             // Full or out of budget: resume after the last row examined, which may be one skipped.
             self.next = self.last.take();
-            return false;
+            return Ok(false);
         }
         self.examined += 1;
-        if self.filter.keeps(&task) {
-            self.items.push(task);
+        if task_codec::source_key(bytes).is_none_or(|key| self.filter.keeps_key(key)) {
+            let task = decode_task(id, seq, bytes)?;
+            if self.filter.keeps(&task) {
+                self.items.push(task);
+            }
         }
         self.last = Some(after());
-        true
+        Ok(true)
     }
 
     fn done(self) -> (Vec<TaskRecord>, Option<String>) {
@@ -72,8 +82,18 @@ impl Page<'_> {
     }
 }
 
-fn task_at(tasks: &ReadOnlyTable<(u64, u64), &[u8]>, id: JobId, seq: u64) -> Result<Option<TaskRecord>> {
-    tasks.get((id, seq))?.map(|v| decode_task(id, seq, v.value())).transpose()
+/// Offer task `seq` of job `id` to `page`, if it exists.
+fn offer_at(
+    page: &mut Page,
+    tasks: &ReadOnlyTable<(u64, u64), &[u8]>,
+    id: JobId,
+    seq: u64,
+    after: impl FnOnce() -> String,
+) -> Result<bool> {
+    match tasks.get((id, seq))? {
+        Some(v) => page.offer(id, seq, v.value(), after),
+        None => Ok(true),
+    }
 }
 
 impl Store {
@@ -98,8 +118,7 @@ impl Store {
             let errors = txn.open_table(TASK_ERRORS)?;
             for e in errors.range((id, after_seq() + 1)..=(id, u64::MAX))? {
                 let seq = e?.0.value().1;
-                let Some(t) = task_at(&tasks, id, seq)? else { continue };
-                if !page.offer(t, || format!("s{seq}")) {
+                if !offer_at(&mut page, &tasks, id, seq, || format!("s{seq}"))? {
                     break;
                 }
             }
@@ -114,8 +133,7 @@ impl Store {
                 if !key.starts_with(prefix.as_str()) {
                     break;
                 }
-                let Some(t) = task_at(&tasks, id, seq.value())? else { continue };
-                if !page.offer(t, || format!("k{key}")) {
+                if !offer_at(&mut page, &tasks, id, seq.value(), || format!("k{key}"))? {
                     break;
                 }
             }
@@ -125,8 +143,7 @@ impl Store {
             let idx = txn.open_table(TASK_STATE)?;
             for e in idx.range((id, state.code(), after_seq() + 1)..=(id, state.code(), u64::MAX))? {
                 let seq = e?.0.value().2;
-                let Some(t) = task_at(&tasks, id, seq)? else { continue };
-                if !page.offer(t, || format!("s{seq}")) {
+                if !offer_at(&mut page, &tasks, id, seq, || format!("s{seq}"))? {
                     break;
                 }
             }
@@ -135,8 +152,7 @@ impl Store {
         for e in tasks.range((id, after_seq() + 1)..=(id, u64::MAX))? {
             let (k, v) = e?;
             let seq = k.value().1;
-            let t = decode_task(id, seq, v.value())?;
-            if !page.offer(t, || format!("s{seq}")) {
+            if !page.offer(id, seq, v.value(), || format!("s{seq}"))? {
                 break;
             }
         }
