@@ -6,7 +6,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{Daemon, assert_counters_add_up};
+use common::{Daemon, assert_counters_add_up, kiln};
 use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -652,4 +652,38 @@ async fn a_first_start_listens_at_once_and_compiles_the_bundled_plugins_in_the_b
     eprintln!("a first start: listening after {listened:.2?}, every bundled plugin compiled after {ready:.2?}");
     let (_, plugin) = d.get("/v1/plugins/markdown").await;
     assert_eq!(plugin["state"], "ready", "{plugin}");
+}
+
+#[tokio::test]
+async fn kiln_precompile_fills_the_cache_so_a_first_start_is_ready_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let o = kiln(&["precompile", "--cache-dir", cache.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for name in ["copy", "doc", "image", "markdown", "media"] {
+        let line = out.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no line for {name}:\n{out}"));
+        assert!(line.contains("compiled in"), "{out}");
+    }
+    // Again: nothing left to compile.
+    let again =
+        String::from_utf8_lossy(&kiln(&["precompile", "--cache-dir", cache.to_str().unwrap()]).stdout).to_string();
+    assert_eq!(again.lines().filter(|l| l.contains("already compiled")).count(), 7, "{again}");
+
+    // A fresh data dir on that cache: ready as soon as it listens, every bundled plugin a cache hit.
+    let config = format!("cache_dir = {cache:?}\n");
+    let started = std::time::Instant::now();
+    let d = Daemon::start_unready(&dir.path().join("data"), Some(&config));
+    let r = reqwest::get(format!("{}/readyz", d.url)).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    eprintln!("a first start on a precompiled cache: ready after {:.2?}", started.elapsed());
+    let metrics = d.http.get(format!("{}/metrics", d.url)).bearer_auth(&d.token).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    let count = |cache: &str| {
+        text.lines()
+            .find(|l| l.starts_with("kiln_plugin_load_seconds_count") && l.contains(&format!("cache=\"{cache}\"")))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    assert_eq!((count("hit"), count("compiled")), (7, 0), "{text}");
 }

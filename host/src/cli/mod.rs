@@ -6,6 +6,7 @@ mod client;
 mod human;
 mod local_files;
 mod plugin_new;
+mod precompile;
 mod process;
 mod serve;
 mod store;
@@ -167,6 +168,11 @@ enum Command {
         after_help = "Examples:\n  kiln process --style 'image/resize,w_256/format,webp' cat.jpg -o out/\n  cat notes.md | kiln process --style markdown > notes.html\n  kiln process --plugin my_style.wasm --params 'shout' in.txt -o out.txt"
     )]
     Process(process::ProcessArgs),
+    /// Compile the bundled plugins into the compile cache, so a daemon's first start is ready at once.
+    #[command(
+        after_help = "Examples:\n  kiln precompile --data-dir /srv/kiln          # in an image build or install script\n  kiln precompile --cache-dir /var/cache/kiln   # a cache several daemons share"
+    )]
+    Precompile(precompile::PrecompileArgs),
     /// Benchmarks, reported as ratios against baselines from the same run.
     #[command(after_help = "Examples:\n  kiln bench runtime\n  kiln bench --help")]
     Bench(bench::BenchArgs),
@@ -185,7 +191,18 @@ pub fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Blocking-pool threads (store transactions, local file I/O, compiles)
+    // grew to 70 on 2 cores through a million-task job, tokio's ceiling being
+    // 512: a burst of calls each started a thread, kept 10 s. A few per core
+    // carry the work (calls are short, and the committer batches); the
+    // margin leaves room for a disk that stalls a worker's every call.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(4 * cores + 16)
+        .thread_keep_alive(std::time::Duration::from_secs(2))
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -201,6 +218,7 @@ pub fn main() -> ExitCode {
             Command::Style { client, command } => client::style(&client::Client::new(&client), command).await,
             Command::Buckets { client } => client::buckets(&client::Client::new(&client)).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Precompile(args) => precompile::run(args).await,
             Command::Plugin { client, command } => admin::plugin(&client::Client::new(&client), command).await,
             Command::Tenant { client, command } => admin::tenant(&client::Client::new(&client), command).await,
             Command::Token { client, command } => admin::token(&client::Client::new(&client), command).await,
