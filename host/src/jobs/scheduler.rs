@@ -1,0 +1,238 @@
+//! The scheduler: claims pending tasks of the active jobs (fair share among
+//! tenants, then priority and turns among a tenant's jobs, pacing, quotas)
+//! and starts a worker for each; a worker's result goes to the committer.
+
+use super::*;
+
+/// Tasks claimed per transaction, at most.
+const CLAIM_BATCH: usize = 64;
+
+/// A job the scheduler may claim for now: its id, free slots, concurrency and priority.
+struct Candidate {
+    id: JobId,
+    room: usize,
+    concurrency: usize,
+    priority: i32,
+    /// `Active::stops` before the claim: read first, so a stop that the
+    /// claim's snapshot missed is seen by the task.
+    stops: u64,
+    halted: bool,
+}
+
+/// One tenant's claimable work: its jobs with room, the room its
+/// `tasks_in_flight` quota leaves, and its tasks in flight (claimed, waiting
+/// for a worker or running).
+struct TenantWork {
+    quota_room: usize,
+    in_flight: usize,
+    jobs: Vec<Candidate>,
+}
+
+/// Active jobs with room, grouped by tenant (the admin's under `""`); the
+/// tasks in flight across the daemon; and how many tenants have work (jobs
+/// with room or tasks in flight), among whom claims are shared.
+fn candidates_by_tenant(inner: &Inner) -> (Vec<TenantWork>, usize, usize) {
+    let mut active = inner.active.lock().unwrap();
+    let quotas = inner.quotas.read().unwrap();
+    let mut by_tenant: BTreeMap<String, TenantWork> = BTreeMap::new();
+    let mut in_flight = 0;
+    for (id, a) in active.iter_mut() {
+        in_flight += a.in_flight;
+        let tenant = a.prepared.tenant.clone().unwrap_or_default();
+        let entry = by_tenant.entry(tenant).or_insert_with(|| {
+            let quota = a
+                .prepared
+                .tenant
+                .as_ref()
+                .map_or(usize::MAX, |t| quotas.get(t).copied().unwrap_or_default().tasks_in_flight as usize);
+            TenantWork { quota_room: quota, in_flight: 0, jobs: Vec::new() }
+        });
+        // The tenant's room is its quota less everything of it in flight.
+        entry.quota_room = entry.quota_room.saturating_sub(a.in_flight);
+        entry.in_flight += a.in_flight;
+        let room = a.room();
+        if room > 0 {
+            entry.jobs.push(Candidate {
+                id: *id,
+                room,
+                concurrency: a.prepared.spec.concurrency as usize,
+                priority: a.priority,
+                stops: a.stops,
+                halted: a.halted,
+            });
+        }
+    }
+    let with_work = by_tenant.values().filter(|t| t.in_flight > 0 || !t.jobs.is_empty()).count();
+    let claimable = by_tenant.into_values().filter(|t| t.quota_room > 0 && !t.jobs.is_empty()).collect();
+    (claimable, in_flight, with_work)
+}
+
+/// Claim tasks for active jobs and hand them to workers: tenants in turn,
+/// then each tenant's jobs in turn.
+///
+/// Claims are shared among tenants by what each holds in flight: a tenant
+/// may always claim up to its fair part of `workers + claim_ahead` (divided
+/// among the tenants with work), even while another tenant's slow tasks hold
+/// every slot; the dispatcher then starts the newcomer's tasks first (see
+/// `dispatch`). Beyond its fair part, a tenant claims only from what is free.
+pub(super) async fn scheduler(inner: Arc<Inner>) {
+    let mut turn = 0usize;
+    let slots = inner.worker_count + inner.claim_ahead;
+    loop {
+        let _ = tokio::time::timeout(Duration::from_millis(50), inner.wake.notified()).await;
+        loop {
+            // Stopping, or the store cannot record claims (a full disk): claim nothing.
+            if inner.stopping.load(std::sync::atomic::Ordering::SeqCst) || inner.store.unavailable().is_some() {
+                break;
+            }
+            let (mut tenants, in_flight, with_work) = candidates_by_tenant(&inner);
+            if tenants.is_empty() {
+                break;
+            }
+            // Tasks are claimed ahead of the workers and wait for one in
+            // memory, so a claim is off the critical path; but only a few
+            // ahead, so a newcomer's tasks do not queue behind a big job's.
+            let mut capacity = slots.saturating_sub(in_flight);
+            // A hard ceiling on claims held: fair parts claimed past a busy
+            // tenant's slots may at most double them.
+            let mut ceiling = (2 * slots).saturating_sub(in_flight);
+            let fair = slots.div_ceil(with_work.max(1));
+            let idle = inner.dispatcher.idle();
+            // Rotate who goes first, so each tenant and each job gets its turn.
+            let k = turn % tenants.len();
+            tenants.rotate_left(k);
+            turn = turn.wrapping_add(1);
+            let share = (capacity / tenants.len()).max(1);
+            let mut claimed_any = false;
+            for TenantWork { quota_room, in_flight: tenant_in_flight, mut jobs } in tenants {
+                // Jobs of equal priority take turns; a higher priority goes first.
+                let k = turn % jobs.len();
+                jobs.rotate_left(k);
+                jobs.sort_by_key(|c| std::cmp::Reverse(c.priority));
+                // Only when tenants compete: alone, a tenant's fair part is everything.
+                let under_fair = if with_work > 1 { fair.saturating_sub(tenant_in_flight) } else { 0 };
+                let mut budget = share.min(capacity).max(under_fair).min(quota_room).min(ceiling);
+                for Candidate { id, room, concurrency, stops, halted, .. } in jobs {
+                    if halted {
+                        // Gone from the scheduler once its failure is recorded and nothing is in flight.
+                        retire_if_idle(&inner, id).await;
+                        continue;
+                    }
+                    let n = room.min(budget).min(CLAIM_BATCH);
+                    if n == 0 {
+                        break;
+                    }
+                    if idle == 0 && under_fair == 0 && n < worker::low_water(concurrency, inner.claim_ahead) {
+                        // Every worker is busy: wait until one claim can serve several tasks.
+                        continue;
+                    }
+                    let tasks = match claims::claim(&inner, id, n).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::error!(job = id, error = %e, "claiming tasks failed");
+                            continue;
+                        }
+                    };
+                    if tasks.is_empty() {
+                        retire_if_idle(&inner, id).await;
+                        continue;
+                    }
+                    claimed_any = true;
+                    budget -= tasks.len();
+                    capacity = capacity.saturating_sub(tasks.len());
+                    ceiling -= tasks.len();
+                    spawn_workers(&inner, id, stops, tasks);
+                }
+            }
+            if !claimed_any {
+                break;
+            }
+        }
+    }
+}
+
+/// Start one worker per claimed task; each waits for a worker permit.
+/// `stops`: the job's `Active::stops` when the tasks were claimed.
+fn spawn_workers(inner: &Arc<Inner>, id: JobId, stops: u64, tasks: Vec<crate::model::TaskRecord>) {
+    let prepared = {
+        let mut active = inner.active.lock().unwrap();
+        let Some(a) = active.get_mut(&id) else { return };
+        a.in_flight += tasks.len();
+        a.started(tasks.len());
+        a.prepared.clone()
+    };
+    for task in tasks {
+        let (inner, prepared) = (inner.clone(), prepared.clone());
+        tokio::spawn(async move {
+            // Claimed ahead: wait for a worker here, not in the scheduler.
+            let tenant = prepared.tenant.as_deref().unwrap_or_default();
+            let permit = inner.dispatcher.acquire(tenant, prepared.limits.max_memory).await;
+            let stopped = inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
+                || inner.active.lock().unwrap().get(&id).is_none_or(|a| a.stops != stops);
+            let result = if stopped {
+                drop(permit);
+                TaskResult::Released { job: id, seq: task.seq }
+            } else {
+                let started = std::time::Instant::now();
+                let result = worker::run(&inner, &prepared, task).await;
+                drop(permit);
+                record_metrics(&result, started.elapsed());
+                result
+            };
+            // The slot is free as soon as the work is done: waiting
+            // for the group commit here would cap throughput at
+            // `concurrency` tasks per commit interval. The result is
+            // counted as uncommitted before the task stops counting as in
+            // flight, so a drain never misses it.
+            let failed = matches!(result, TaskResult::Failed { .. });
+            send_result(&inner, result);
+            if let Some(a) = inner.active.lock().unwrap().get_mut(&id) {
+                a.in_flight = a.in_flight.saturating_sub(1);
+                if prepared.spec.fast_fail && failed {
+                    // Fast-fail acts on the first failure, not on its commit
+                    // a few milliseconds later: no new task, and none of
+                    // those waiting for a worker, starts after it.
+                    a.halted = true;
+                    a.stops += 1;
+                }
+            }
+            inner.wake.notify_one();
+        });
+    }
+}
+
+fn record_metrics(result: &TaskResult, took: Duration) {
+    let m = crate::metrics::global();
+    match result {
+        TaskResult::Succeeded { bytes_in, bytes_out, .. } => m.task_finished("succeeded", took, *bytes_in, *bytes_out),
+        TaskResult::Failed { bytes_in, .. } => m.task_finished("failed", took, *bytes_in, 0),
+        TaskResult::Retry { .. } => m.task_finished("retry", took, 0, 0),
+        TaskResult::Skipped { .. } => m.task_finished("skipped", took, 0, 0),
+        TaskResult::Claimed { .. } | TaskResult::Released { .. } => {}
+    }
+}
+
+/// Drop a job from the scheduler once it is no longer Running and nothing of it is in flight.
+async fn retire_if_idle(inner: &Arc<Inner>, id: JobId) {
+    let idle = |a: &Active| a.in_flight == 0 && !a.planner_running;
+    let Some(activations) = inner.active.lock().unwrap().get(&id).filter(|a| idle(a)).map(|a| a.activations) else {
+        return;
+    };
+    let state = inner.store.call(move |s| s.get_job(id)).await.ok().flatten().map(|j| j.state);
+    if state != Some(JobState::Running) {
+        let mut active = inner.active.lock().unwrap();
+        // Not if it was resumed or retried while the state was read.
+        if active.get(&id).is_some_and(|a| idle(a) && a.activations == activations) {
+            active.remove(&id);
+            inner.claims.forget(id);
+        }
+    }
+}
+
+/// Hand a result to the committer, counted until it is committed.
+pub(super) fn send_result(inner: &Inner, result: TaskResult) {
+    inner.uncommitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if inner.results.send(result).is_err() {
+        inner.uncommitted.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
