@@ -624,10 +624,13 @@ async fn a_first_start_listens_at_once_and_compiles_the_bundled_plugins_in_the_b
     let (_, plugin) = d.get("/v1/plugins/markdown").await;
     assert_eq!(plugin["state"], "compiling", "{plugin}");
 
-    // The CLI waits for the plugin, then runs the job.
+    // The CLI waits for the plugin, then runs the job (beyond its default
+    // minute: other tests compile beside this one).
     let o = d.cli(&[
         "job",
         "create",
+        "--reconnect-for",
+        "5m",
         "--bucket",
         "notes",
         "--style",

@@ -15,3 +15,4 @@ pub mod select;
 pub mod store;
 pub mod template;
 pub mod timefmt;
+pub mod transition;

@@ -49,6 +49,10 @@ pub enum TaskState {
 impl TaskState {
     pub const ALL: [TaskState; 5] =
         [TaskState::Pending, TaskState::Running, TaskState::Succeeded, TaskState::Failed, TaskState::Skipped];
+    /// Succeeded, Failed or Skipped: the task is done (until a retry-failed).
+    pub fn is_finished(self) -> bool {
+        !matches!(self, TaskState::Pending | TaskState::Running)
+    }
     /// Stable byte for the state index in the store.
     pub fn code(self) -> u8 {
         self as u8
@@ -461,6 +465,29 @@ pub struct TaskRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<serde_json::Value>)]
     pub result: Option<serde_json::Value>,
+}
+
+impl TaskRecord {
+    /// A task as planned: Pending, never attempted, nothing known but its key.
+    pub fn new(job: JobId, seq: u64, source_key: String) -> TaskRecord {
+        TaskRecord {
+            job,
+            seq,
+            source_key,
+            size: None,
+            etag: None,
+            last_modified: None,
+            state: TaskState::Pending,
+            attempts: 0,
+            outputs: vec![],
+            error: None,
+            duration_ms: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            finished_at: None,
+            result: None,
+        }
+    }
 }
 
 /// A saved, named processing setting: a plugin and its parameters.

@@ -120,7 +120,11 @@ impl Plugins {
     /// on a first start (or a cleared cache) they compile in the background,
     /// `/readyz` answering 503 until they are ready.
     pub async fn load_bundled(&self, runtime: &Arc<Runtime>, store: &Store) -> anyhow::Result<()> {
-        for (name, wasm) in crate::bundled::BUNDLED {
+        // Smallest first: compiles queue one at a time, and `doc` (35 MB,
+        // about 20 s) must not hold back styles that compile in a second.
+        let mut bundled = crate::bundled::BUNDLED.to_vec();
+        bundled.sort_by_key(|(_, wasm)| wasm.len());
+        for (name, wasm) in bundled {
             let sha256 = hex::encode(Sha256::digest(wasm));
             if runtime.is_compiled(&sha256) {
                 let plugin = runtime.load(wasm).await.map_err(|e| anyhow::anyhow!("bundled plugin `{name}`: {e}"))?;

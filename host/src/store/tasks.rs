@@ -6,7 +6,9 @@ use super::{
     At, ETAGS, JOBS, Result, RunningJobsFull, Store, TASK_ERRORS, TASK_KEYS, TASK_STATE, TASKS, decode, decode_task,
     encode, encode_task, load_job,
 };
-use crate::model::{JobId, JobRecord, JobState, TaskErrorRecord, TaskRecord, TaskState, now};
+use crate::model::{JobId, JobRecord, JobState, TaskRecord, TaskState, now};
+pub use crate::transition::TaskResult;
+use crate::transition::{Applied, apply};
 
 /// An object found by the planner.
 #[derive(Debug, Clone)]
@@ -29,66 +31,6 @@ pub enum RetryRefused {
 impl From<RunningJobsFull> for RetryRefused {
     fn from(full: RunningJobsFull) -> Self {
         RetryRefused::Quota(full)
-    }
-}
-
-/// What the group commit records: a claim, or the end of one attempt at a task.
-#[derive(Debug, Clone)]
-pub enum TaskResult {
-    /// The scheduler claimed the task (in memory, see [`Store::pending`]):
-    /// it becomes Running and its attempts count one more.
-    Claimed {
-        job: JobId,
-        seq: u64,
-    },
-    /// A claimed task given back unstarted (its job stopped while it waited
-    /// for a worker): Pending again, and the attempt is not counted.
-    Released {
-        job: JobId,
-        seq: u64,
-    },
-    /// `etag`: of the source as read, remembered for `skip_unchanged`.
-    Succeeded {
-        job: JobId,
-        seq: u64,
-        outputs: Vec<String>,
-        bytes_in: u64,
-        bytes_out: u64,
-        duration_ms: u64,
-        etag: Option<String>,
-        /// What a 0.2.0 plugin returned from `process`.
-        result: Option<serde_json::Value>,
-    },
-    /// The source is unchanged since the last successful run of the same job definition.
-    Skipped {
-        job: JobId,
-        seq: u64,
-    },
-    Failed {
-        job: JobId,
-        seq: u64,
-        error: TaskErrorRecord,
-        duration_ms: u64,
-        bytes_in: u64,
-    },
-    /// A transient failure: back to Pending for another attempt.
-    Retry {
-        job: JobId,
-        seq: u64,
-        error: TaskErrorRecord,
-    },
-}
-
-impl TaskResult {
-    fn key(&self) -> (JobId, u64) {
-        match self {
-            TaskResult::Claimed { job, seq }
-            | TaskResult::Released { job, seq }
-            | TaskResult::Succeeded { job, seq, .. }
-            | TaskResult::Failed { job, seq, .. }
-            | TaskResult::Retry { job, seq, .. }
-            | TaskResult::Skipped { job, seq } => (*job, *seq),
-        }
     }
 }
 
@@ -200,21 +142,12 @@ fn insert_planned(txn: &WriteTransaction, job: &mut JobRecord, objects: &[Planne
         let state = if unchanged { TaskState::Skipped } else { TaskState::Pending };
         let seq = job.counters.total + 1;
         let task = TaskRecord {
-            job: id,
-            seq,
-            source_key: o.key.clone(),
             size: o.size,
             etag: o.etag.clone(),
             last_modified: o.last_modified,
             state,
-            attempts: 0,
-            outputs: vec![],
-            error: None,
-            duration_ms: None,
-            bytes_in: 0,
-            bytes_out: 0,
             finished_at: unchanged.then(now),
-            result: None,
+            ..TaskRecord::new(id, seq, o.key.clone())
         };
         tasks.insert((id, seq), encode_task(&task).as_slice())?;
         keys.insert((id, o.key.as_str()), seq)?;
@@ -382,67 +315,18 @@ impl Store {
                         e.insert((task.state, task.error.is_some(), task, false))
                     }
                 };
-                let from = task.state;
-                if from != if matches!(r, TaskResult::Claimed { .. }) { TaskState::Pending } else { TaskState::Running }
-                {
-                    continue;
-                }
-                let to = match r {
-                    TaskResult::Claimed { .. } => {
-                        task.attempts += 1;
-                        TaskState::Running
-                    }
-                    TaskResult::Released { .. } => {
-                        task.attempts = task.attempts.saturating_sub(1);
-                        TaskState::Pending
-                    }
-                    TaskResult::Succeeded { outputs, bytes_in, bytes_out, duration_ms, etag, result, .. } => {
-                        if let Some(etag) = etag {
-                            if job.spec.skip_unchanged {
-                                txn.open_table(ETAGS)?
-                                    .insert((job.definition.as_str(), task.source_key.as_str()), etag.as_str())?;
-                            }
-                            task.etag = Some(etag.clone());
+                match apply(job, task, r, now()) {
+                    Applied::Ignored => {}
+                    Applied::Moved { to, remember_etag } => {
+                        if let Some(etag) = remember_etag {
+                            txn.open_table(ETAGS)?
+                                .insert((job.definition.as_str(), task.source_key.as_str()), etag.as_str())?;
                         }
-                        task.outputs = outputs.clone();
-                        task.result = result.clone();
-                        task.bytes_in = *bytes_in;
-                        task.bytes_out = *bytes_out;
-                        task.duration_ms = Some(*duration_ms);
-                        task.error = None;
-                        job.counters.bytes_in += bytes_in;
-                        job.counters.bytes_out += bytes_out;
-                        TaskState::Succeeded
-                    }
-                    TaskResult::Failed { error, duration_ms, bytes_in, .. } => {
-                        task.error = Some(error.clone());
-                        task.duration_ms = Some(*duration_ms);
-                        task.bytes_in = *bytes_in;
-                        job.counters.bytes_in += bytes_in;
-                        if job.spec.fast_fail && job.state == JobState::Running {
-                            job.state = JobState::Failed;
-                            job.error = Some(format!(
-                                "fast-fail: task {seq} (`{}`) failed: {}",
-                                task.source_key, error.message
-                            ));
-                            job.finished_at = Some(now());
+                        *changed = true;
+                        if to.is_finished() {
+                            super::outbox::task_finished(&txn, job, task)?;
                         }
-                        TaskState::Failed
                     }
-                    TaskResult::Retry { error, .. } => {
-                        task.error = Some(error.clone());
-                        TaskState::Pending
-                    }
-                    TaskResult::Skipped { .. } => TaskState::Skipped,
-                };
-                if !matches!(to, TaskState::Pending | TaskState::Running) {
-                    task.finished_at = Some(now());
-                }
-                task.state = to;
-                *changed = true;
-                job.counters.moved(from, to);
-                if !matches!(to, TaskState::Pending | TaskState::Running) {
-                    super::outbox::task_finished(&txn, job, task)?;
                 }
             }
             for ((id, seq), (was, had_error, task, changed)) in &records {
@@ -553,7 +437,7 @@ mod tests {
             etag: None,
             result: None,
         };
-        let err = TaskErrorRecord { kind: crate::runtime::TaskErrorKind::Io, message: "again".into() };
+        let err = crate::model::TaskErrorRecord { kind: crate::runtime::TaskErrorKind::Io, message: "again".into() };
         store
             .commit_results(&[
                 TaskResult::Claimed { job, seq: 1 },
