@@ -72,6 +72,18 @@ impl Default for Config {
     }
 }
 
+/// What a bucket's name may be, as error messages say it.
+pub const BUCKET_NAME_RULE: &str = "use 1 to 63 letters, digits, `-`, `_` or `.`, not starting with `.`";
+
+/// Whether `name` may name a bucket (here, and as a folder under `buckets/`).
+/// The rule lives with the configuration, which `objects` builds on.
+pub fn is_bucket_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !name.starts_with('.')
+}
+
 /// One bucket. Every kind is reached through the `object_store` crate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -219,8 +231,11 @@ impl Config {
         }
         self.tenant_quotas.check().map_err(|(field, msg)| ConfigError::Invalid(format!("tenant_{field}: {msg}")))?;
         for (name, bucket) in &self.buckets {
-            crate::objects::check_bucket_name(name)
-                .map_err(|e| ConfigError::Invalid(format!("buckets.{name}: {e}")))?;
+            if !is_bucket_name(name) {
+                return Err(ConfigError::Invalid(format!(
+                    "buckets.{name}: bucket name `{name}` is invalid: {BUCKET_NAME_RULE}"
+                )));
+            }
             let problem = match bucket {
                 BucketConfig::Gcs { use_emulator: true, endpoint: None, .. } => {
                     Some("`use_emulator` needs `endpoint`, the emulator's base URL")

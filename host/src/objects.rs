@@ -27,7 +27,7 @@ pub use upload::{BucketTarget, RenderKey};
 pub enum ObjectsError {
     #[error("unknown bucket `{name}`; known buckets: {known}")]
     UnknownBucket { name: String, known: String },
-    #[error("bucket name `{0}` is invalid: use 1 to 63 letters, digits, `-`, `_` or `.`")]
+    #[error("bucket name `{0}` is invalid: {rule}", rule = crate::config::BUCKET_NAME_RULE)]
     BadBucketName(String),
     #[error("object `{key}` not found in bucket `{bucket}`")]
     NotFound { bucket: String, key: String },
@@ -64,11 +64,7 @@ pub struct Buckets {
 }
 
 pub fn check_bucket_name(name: &str) -> Result<(), ObjectsError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        && !name.starts_with('.');
-    if ok { Ok(()) } else { Err(ObjectsError::BadBucketName(name.to_string())) }
+    if crate::config::is_bucket_name(name) { Ok(()) } else { Err(ObjectsError::BadBucketName(name.to_string())) }
 }
 
 impl Buckets {
