@@ -605,3 +605,31 @@ async fn uploads_are_validated_stored_by_digest_and_guarded_while_in_use() {
     let id = create(&a, job("a/", "kept", "a/kept/{barename}.{autoext}")).await;
     assert_eq!(a.wait_job(id, LONG).await["state"], "succeeded");
 }
+
+#[tokio::test]
+async fn the_admin_sees_the_background_loops_and_a_tenant_does_not() {
+    let (_dir, d) = daemon();
+    let job = json!({"input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "c/{key}"}});
+    let (status, created) = d.post("/v1/jobs", job).await;
+    assert_eq!(status, 201, "{created}");
+    let done = d.wait_job(created["id"].as_u64().unwrap(), LONG).await;
+    assert_eq!(done["counters"]["succeeded"], 9, "{done}");
+
+    let (status, s) = d.get("/v1/status").await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    let looped = |name: &str| s["loops"].as_array().unwrap().iter().find(|l| l["name"] == name).cloned();
+    let (scheduler, committer) = (looped("scheduler").expect("scheduler"), looped("committer").expect("committer"));
+    for l in [&scheduler, &committer] {
+        assert!(matches!(l["state"].as_str(), Some("waiting" | "working")), "{l}");
+        assert_eq!(l["errors"], 0, "{l}");
+    }
+    // Nine tasks claimed and finished: at least one group commit, at least one claim round.
+    assert!(committer["rounds"].as_u64().unwrap() >= 1 && scheduler["rounds"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(s["uncommitted"], 0, "{s}");
+
+    let t = tenant(&d, "acme", json!([]), json!({})).await;
+    let (status, p) = t.get("/v1/status").await;
+    assert_eq!(status, 403, "{p}");
+    assert_eq!(d.as_token("not-a-token").get("/v1/status").await.0, 401);
+}

@@ -70,6 +70,7 @@ fn api(max_plugin_size: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(readyz))
         .routes(routes!(metrics))
         .routes(routes!(store_backup))
+        .routes(routes!(status))
         .routes(routes!(openapi::openapi_json))
         .merge(routes::router())
         .merge(events::router())
@@ -113,6 +114,18 @@ async fn readyz(state: State<AppState>) -> axum::response::Response {
 )]
 async fn store_backup(state: State<AppState>, caller: auth::Caller) -> Result<axum::response::Response, Problem> {
     observe::backup(state, caller).await
+}
+
+/// The daemon's status, the admin's: its version, what each background loop
+/// (the scheduler, the committer) is doing, and the results waiting for the group commit.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "health",
+    responses((status = 200, description = "The status", body = observe::DaemonStatus), Problems<401, 403>),
+)]
+async fn status(state: State<AppState>, caller: auth::Caller) -> Result<axum::Json<observe::DaemonStatus>, Problem> {
+    observe::status(state, caller).await
 }
 
 /// Prometheus metrics in the OpenMetrics text format; the admin's.

@@ -1,5 +1,5 @@
 //! Observability routes and the HTTP metrics layer: `/metrics` (Prometheus
-//! text format, admin token) and `/readyz`.
+//! text format, admin token), `/v1/status` (admin token) and `/readyz`.
 
 use std::time::Instant;
 
@@ -86,6 +86,26 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
         Ok(_) => "ready".into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")).into_response(),
     }
+}
+
+/// What `GET /v1/status` shows the admin: this build, what each background
+/// loop is doing, and the task results waiting for the group commit.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct DaemonStatus {
+    /// Kiln's version.
+    pub version: String,
+    pub loops: Vec<crate::background::LoopStatus>,
+    /// Task results handed to the committer and not yet recorded.
+    pub uncommitted: usize,
+}
+
+pub async fn status(State(s): State<AppState>, caller: Caller) -> Result<axum::Json<DaemonStatus>, Problem> {
+    caller.admin_only("read the daemon's status")?;
+    Ok(axum::Json(DaemonStatus {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        loops: s.jobs.loops(),
+        uncommitted: s.jobs.uncommitted(),
+    }))
 }
 
 /// `GET /v1/store/backup`: a consistent copy of the store, taken while the

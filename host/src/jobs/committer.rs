@@ -4,10 +4,32 @@
 use super::*;
 
 /// Group commit: gather results for up to `commit_delay`, then one transaction.
-pub(super) async fn committer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<TaskResult>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        worker::gather(&mut rx, &mut batch, inner.commit_batch, inner.commit_delay).await;
+pub(super) struct Committer {
+    pub(super) inner: Arc<Inner>,
+    pub(super) rx: mpsc::UnboundedReceiver<TaskResult>,
+    /// The batch being gathered: the first result, which `wait` received.
+    pub(super) batch: Vec<TaskResult>,
+}
+
+impl crate::background::Background for Committer {
+    fn name(&self) -> String {
+        "committer".into()
+    }
+
+    async fn wait(&mut self) -> bool {
+        match self.rx.recv().await {
+            Some(first) => {
+                self.batch.push(first);
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn round(&mut self) -> Result<(), String> {
+        let inner = &self.inner;
+        let mut batch = std::mem::take(&mut self.batch);
+        worker::gather(&mut self.rx, &mut batch, inner.commit_batch, inner.commit_delay).await;
         let batch = Arc::new(batch);
         // Until it commits: the batch's claims are held in memory until they
         // are recorded, so dropping a batch would strand its tasks until a
@@ -31,9 +53,10 @@ pub(super) async fn committer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver
         inner.claims.committed(&batch);
         inner.uncommitted.fetch_sub(batch.len(), std::sync::atomic::Ordering::SeqCst);
         for job in &touched {
-            publish(&inner, job);
+            publish(inner, job);
         }
-        report::jobs_changed(&inner, &touched);
+        report::jobs_changed(inner, &touched);
         inner.wake.notify_one();
+        Ok(())
     }
 }

@@ -39,13 +39,13 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, mpsc};
 
-use committer::committer;
+use committer::Committer;
 pub(crate) use planner::listed_under_role;
 use planner::{patiently, planner};
 pub use plugin_compile::Upload;
 pub use plugins::{Installed, Plugins, UploadError};
 pub use prepare::{JobError, Prepared, check_params, ready_plugin, resolve_role, resolve_style};
-use scheduler::{scheduler, send_result};
+use scheduler::{Scheduler, send_result};
 
 use crate::auth::{Principal, Quotas};
 use crate::config::Config;
@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     outbox_wake: Arc<Notify>,
     /// `webhooks.allow_private_networks`: checked at creation, and again at delivery.
     webhooks_allow_private: bool,
+    /// The background loops (scheduler, committer), as `/v1/status` shows them.
+    loops: crate::background::Loops,
 }
 
 /// A change to a job, as live listeners (SSE) hear of it.
@@ -195,6 +197,7 @@ impl Jobs {
             updates: broadcast::channel(1024).0,
             outbox_wake: Arc::new(Notify::new()),
             webhooks_allow_private: config.webhooks.allow_private_networks,
+            loops: Default::default(),
         });
         crate::notify::Deliverer::start(inner.store.clone(), config.webhooks, inner.outbox_wake.clone());
         for tenant in jobs_store_tenants(&inner.store).await? {
@@ -214,8 +217,8 @@ impl Jobs {
             }
         }
         report::catch_up(jobs.inner.clone());
-        tokio::spawn(committer(jobs.inner.clone(), rx));
-        tokio::spawn(scheduler(jobs.inner.clone()));
+        jobs.inner.loops.spawn(Committer { inner: jobs.inner.clone(), rx, batch: Vec::new() });
+        jobs.inner.loops.spawn(Scheduler { inner: jobs.inner.clone(), turn: 0 });
         Ok(jobs)
     }
 
@@ -230,6 +233,14 @@ impl Jobs {
     }
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.inner.runtime
+    }
+    /// What the daemon's background loops are doing.
+    pub fn loops(&self) -> Vec<crate::background::LoopStatus> {
+        self.inner.loops.status()
+    }
+    /// Results handed to the committer and not yet recorded.
+    pub fn uncommitted(&self) -> usize {
+        self.inner.uncommitted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn prepare_context(&self) -> prepare::PrepareContext<'_> {

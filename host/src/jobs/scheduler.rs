@@ -75,78 +75,98 @@ fn candidates_by_tenant(inner: &Inner) -> (Vec<TenantWork>, usize, usize) {
 /// among the tenants with work), even while another tenant's slow tasks hold
 /// every slot; the dispatcher then starts the newcomer's tasks first (see
 /// `dispatch`). Beyond its fair part, a tenant claims only from what is free.
-pub(super) async fn scheduler(inner: Arc<Inner>) {
-    let mut turn = 0usize;
+pub(super) struct Scheduler {
+    pub(super) inner: Arc<Inner>,
+    /// Whose turn it is to claim first, among tenants and among a tenant's jobs.
+    pub(super) turn: usize,
+}
+
+impl crate::background::Background for Scheduler {
+    fn name(&self) -> String {
+        "scheduler".into()
+    }
+
+    /// Woken by every change that may free or need a worker, and every 50 ms (pacing).
+    async fn wait(&mut self) -> bool {
+        crate::background::woken_or_every(&self.inner.wake, Duration::from_millis(50)).await;
+        true
+    }
+
+    /// Claim until nothing more may be claimed now.
+    async fn round(&mut self) -> Result<(), String> {
+        claim_round(&self.inner, &mut self.turn).await;
+        Ok(())
+    }
+}
+
+async fn claim_round(inner: &Arc<Inner>, turn: &mut usize) {
     let slots = inner.worker_count + inner.claim_ahead;
     loop {
-        let _ = tokio::time::timeout(Duration::from_millis(50), inner.wake.notified()).await;
-        loop {
-            // Stopping, or the store cannot record claims (a full disk): claim nothing.
-            if inner.stopping.load(std::sync::atomic::Ordering::SeqCst) || inner.store.unavailable().is_some() {
-                break;
-            }
-            let (mut tenants, in_flight, with_work) = candidates_by_tenant(&inner);
-            if tenants.is_empty() {
-                break;
-            }
-            // Tasks are claimed ahead of the workers and wait for one in
-            // memory, so a claim is off the critical path; but only a few
-            // ahead, so a newcomer's tasks do not queue behind a big job's.
-            let mut capacity = slots.saturating_sub(in_flight);
-            // A hard ceiling on claims held: fair parts claimed past a busy
-            // tenant's slots may at most double them.
-            let mut ceiling = (2 * slots).saturating_sub(in_flight);
-            let fair = slots.div_ceil(with_work.max(1));
-            let idle = inner.dispatcher.idle();
-            // Rotate who goes first, so each tenant and each job gets its turn.
-            let k = turn % tenants.len();
-            tenants.rotate_left(k);
-            turn = turn.wrapping_add(1);
-            let share = (capacity / tenants.len()).max(1);
-            let mut claimed_any = false;
-            for TenantWork { quota_room, in_flight: tenant_in_flight, mut jobs } in tenants {
-                // Jobs of equal priority take turns; a higher priority goes first.
-                let k = turn % jobs.len();
-                jobs.rotate_left(k);
-                jobs.sort_by_key(|c| std::cmp::Reverse(c.priority));
-                // Only when tenants compete: alone, a tenant's fair part is everything.
-                let under_fair = if with_work > 1 { fair.saturating_sub(tenant_in_flight) } else { 0 };
-                let mut budget = share.min(capacity).max(under_fair).min(quota_room).min(ceiling);
-                for Candidate { id, room, concurrency, stops, halted, .. } in jobs {
-                    if halted {
-                        // Gone from the scheduler once its failure is recorded and nothing is in flight.
-                        retire_if_idle(&inner, id).await;
-                        continue;
-                    }
-                    let n = room.min(budget).min(CLAIM_BATCH);
-                    if n == 0 {
-                        break;
-                    }
-                    if idle == 0 && under_fair == 0 && n < worker::low_water(concurrency, inner.claim_ahead) {
-                        // Every worker is busy: wait until one claim can serve several tasks.
-                        continue;
-                    }
-                    let tasks = match claims::claim(&inner, id, n).await {
-                        Ok(t) => t,
-                        Err(e) => {
-                            tracing::error!(job = id, error = %e, "claiming tasks failed");
-                            continue;
-                        }
-                    };
-                    if tasks.is_empty() {
-                        retire_if_idle(&inner, id).await;
-                        continue;
-                    }
-                    claimed_any = true;
-                    budget -= tasks.len();
-                    capacity = capacity.saturating_sub(tasks.len());
-                    ceiling -= tasks.len();
-                    spawn_workers(&inner, id, stops, tasks);
+        // Stopping, or the store cannot record claims (a full disk): claim nothing.
+        if inner.stopping.load(std::sync::atomic::Ordering::SeqCst) || inner.store.unavailable().is_some() {
+            break;
+        }
+        let (mut tenants, in_flight, with_work) = candidates_by_tenant(inner);
+        if tenants.is_empty() {
+            break;
+        }
+        // Tasks are claimed ahead of the workers and wait for one in
+        // memory, so a claim is off the critical path; but only a few
+        // ahead, so a newcomer's tasks do not queue behind a big job's.
+        let mut capacity = slots.saturating_sub(in_flight);
+        // A hard ceiling on claims held: fair parts claimed past a busy
+        // tenant's slots may at most double them.
+        let mut ceiling = (2 * slots).saturating_sub(in_flight);
+        let fair = slots.div_ceil(with_work.max(1));
+        let idle = inner.dispatcher.idle();
+        // Rotate who goes first, so each tenant and each job gets its turn.
+        let k = *turn % tenants.len();
+        tenants.rotate_left(k);
+        *turn = turn.wrapping_add(1);
+        let share = (capacity / tenants.len()).max(1);
+        let mut claimed_any = false;
+        for TenantWork { quota_room, in_flight: tenant_in_flight, mut jobs } in tenants {
+            // Jobs of equal priority take turns; a higher priority goes first.
+            let k = *turn % jobs.len();
+            jobs.rotate_left(k);
+            jobs.sort_by_key(|c| std::cmp::Reverse(c.priority));
+            // Only when tenants compete: alone, a tenant's fair part is everything.
+            let under_fair = if with_work > 1 { fair.saturating_sub(tenant_in_flight) } else { 0 };
+            let mut budget = share.min(capacity).max(under_fair).min(quota_room).min(ceiling);
+            for Candidate { id, room, concurrency, stops, halted, .. } in jobs {
+                if halted {
+                    // Gone from the scheduler once its failure is recorded and nothing is in flight.
+                    retire_if_idle(inner, id).await;
+                    continue;
                 }
+                let n = room.min(budget).min(CLAIM_BATCH);
+                if n == 0 {
+                    break;
+                }
+                if idle == 0 && under_fair == 0 && n < worker::low_water(concurrency, inner.claim_ahead) {
+                    // Every worker is busy: wait until one claim can serve several tasks.
+                    continue;
+                }
+                let tasks = match claims::claim(inner, id, n).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::error!(job = id, error = %e, "claiming tasks failed");
+                        continue;
+                    }
+                };
+                if tasks.is_empty() {
+                    retire_if_idle(inner, id).await;
+                    continue;
+                }
+                claimed_any = true;
+                budget -= tasks.len();
+                capacity = capacity.saturating_sub(tasks.len());
+                ceiling -= tasks.len();
+                spawn_workers(inner, id, stops, tasks);
             }
-            if !claimed_any {
-                break;
-            }
+        }
+        if !claimed_any {
+            break;
         }
     }
 }
