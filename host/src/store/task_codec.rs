@@ -75,16 +75,17 @@ fn resolve(source: &str, key: OutputKey<String, String>) -> Result<String, Strin
     Ok([key.head.as_str(), piece, key.tail.as_str()].concat())
 }
 
-/// What is written: borrowed from the record, so encoding copies no string twice.
+/// What is written: borrowed from the record, so encoding copies no string
+/// twice. `O`: the outputs as the version writes them.
 #[derive(Serialize)]
-struct Written<'a> {
+struct Written<'a, O> {
     source_key: &'a str,
     size: Option<u64>,
     etag: Option<&'a str>,
     last_modified: Option<i64>,
     state: u8,
     attempts: u32,
-    outputs: Vec<OutputKey<&'a str, &'a str>>,
+    outputs: O,
     /// The error's kind by name (stable across versions, unlike a variant index), and its message.
     error: Option<(&'a str, &'a str)>,
     duration_ms: Option<u64>,
@@ -115,6 +116,12 @@ struct Read<O> {
 }
 
 pub(super) fn encode(task: &TaskRecord) -> Vec<u8> {
+    let outputs: Vec<_> = task.outputs.iter().map(|o| output_key(&task.source_key, o)).collect();
+    encode_as(task, V2, outputs)
+}
+
+/// `task` as record version `version`, its outputs given as that version writes them.
+fn encode_as<O: Serialize>(task: &TaskRecord, version: u8, outputs: O) -> Vec<u8> {
     let written = Written {
         source_key: &task.source_key,
         size: task.size,
@@ -122,7 +129,7 @@ pub(super) fn encode(task: &TaskRecord) -> Vec<u8> {
         last_modified: task.last_modified,
         state: task.state.code(),
         attempts: task.attempts,
-        outputs: task.outputs.iter().map(|o| output_key(&task.source_key, o)).collect(),
+        outputs,
         error: task.error.as_ref().map(|e| (e.kind.as_str(), e.message.as_str())),
         duration_ms: task.duration_ms,
         bytes_in: task.bytes_in,
@@ -130,7 +137,7 @@ pub(super) fn encode(task: &TaskRecord) -> Vec<u8> {
         finished_at: task.finished_at,
         result: task.result.as_ref().map(|v| v.to_string()),
     };
-    postcard::to_extend(&written, vec![V2]).expect("task records always serialise")
+    postcard::to_extend(&written, vec![version]).expect("task records always serialise")
 }
 
 /// The source key of a compact record, read without decoding the rest (it
@@ -243,6 +250,12 @@ mod tests {
         }
     }
 
+    /// `output` written as a reference into `source`, and read back.
+    fn round_trip(source: &str, output: &str) -> String {
+        let r = output_key(source, output);
+        resolve(source, OutputKey { head: r.head.into(), from: r.from, len: r.len, tail: r.tail.into() }).unwrap()
+    }
+
     #[test]
     fn output_keys_are_kept_as_references_into_the_source_key() {
         let source = "photos/2024/IMG_0001.JPG";
@@ -256,20 +269,12 @@ mod tests {
             "",                                 // (no output is empty, but it must survive)
             "ünï/photos/2024/IMG_0001.JPG.gz",
         ] {
-            let r = output_key(source, output);
-            let back =
-                resolve(source, OutputKey { head: r.head.into(), from: r.from, len: r.len, tail: r.tail.into() });
-            assert_eq!(back.unwrap(), output);
+            assert_eq!(round_trip(source, output), output);
         }
         assert_eq!(output_key(source, "copy/photos/2024/IMG_0001.JPG").head, "copy/");
         assert_eq!(output_key(source, "thumbs/photos/2024/IMG_0001.webp").tail, ".webp");
         // A common suffix never splits a character.
-        let r = output_key("dir/ÿé.txt", "x/é.txt");
-        assert_eq!(
-            resolve("dir/ÿé.txt", OutputKey { head: r.head.into(), from: r.from, len: r.len, tail: r.tail.into() })
-                .unwrap(),
-            "x/é.txt"
-        );
+        assert_eq!(round_trip("dir/ÿé.txt", "x/é.txt"), "x/é.txt");
         // A reference outside the key (a damaged record) is an error.
         let bad = OutputKey { head: String::new(), from: 20, len: 10, tail: String::new() };
         assert!(resolve(source, bad).unwrap_err().contains("source key of 24 bytes"));
@@ -287,40 +292,8 @@ mod tests {
 
     #[test]
     fn version_1_records_are_read() {
-        #[derive(Serialize)]
-        struct V1Written<'a> {
-            source_key: &'a str,
-            size: Option<u64>,
-            etag: Option<&'a str>,
-            last_modified: Option<i64>,
-            state: u8,
-            attempts: u32,
-            outputs: &'a [String],
-            error: Option<(&'a str, &'a str)>,
-            duration_ms: Option<u64>,
-            bytes_in: u64,
-            bytes_out: u64,
-            finished_at: Option<i64>,
-            result: Option<String>,
-        }
         let t = finished();
-        let written = V1Written {
-            source_key: &t.source_key,
-            size: t.size,
-            etag: t.etag.as_deref(),
-            last_modified: t.last_modified,
-            state: t.state.code(),
-            attempts: t.attempts,
-            outputs: &t.outputs,
-            error: None,
-            duration_ms: t.duration_ms,
-            bytes_in: t.bytes_in,
-            bytes_out: t.bytes_out,
-            finished_at: t.finished_at,
-            result: None,
-        };
-        let bytes = postcard::to_extend(&written, vec![V1]).unwrap();
-        assert_eq!(decode(7, 123_456, &bytes).unwrap(), t);
+        assert_eq!(decode(7, 123_456, &encode_as(&t, V1, &t.outputs)).unwrap(), t);
     }
 
     #[test]
