@@ -68,7 +68,7 @@ async fn check(path: &Path) -> anyhow::Result<()> {
     let mb = |bytes: u64| bytes as f64 / 1e6;
     let mut in_tables = 0;
     for t in &report.tables {
-        let pages = t.pages * report.page_size;
+        let pages = t.page_bytes;
         in_tables += pages;
         if t.records == 0 {
             println!("  {}: {} records", t.name, t.records);

@@ -41,9 +41,8 @@ pub struct CheckReport {
     pub integrity_error: Option<String>,
     /// Each table: records read, and the space they take.
     pub tables: Vec<TableReport>,
-    /// The file's size, and redb's page size.
+    /// The file's size.
     pub file_bytes: u64,
-    pub page_size: u64,
     /// How many records failed to decode (all of them counted).
     pub problem_count: u64,
     /// The first problems, each naming the table and the record.
@@ -57,8 +56,8 @@ pub struct TableReport {
     pub records: u64,
     /// Keys and values as inserted.
     pub stored_bytes: u64,
-    /// Its B-tree's pages (leaves and branches), whole.
-    pub pages: u64,
+    /// The bytes of its B-tree's pages (leaves and branches), whole.
+    pub page_bytes: u64,
 }
 
 impl CheckReport {
@@ -94,7 +93,7 @@ pub fn check_file(path: &Path) -> Result<CheckReport> {
         ),
         e => open_error(&e),
     })?;
-    let mut report = CheckReport { file_bytes: meta.len(), page_size: PAGE_SIZE, ..CheckReport::default() };
+    let mut report = CheckReport { file_bytes: meta.len(), ..CheckReport::default() };
     match db.check_integrity() {
         Ok(ok) => report.integrity_ok = ok,
         Err(e) => report.integrity_error = Some(e.to_string()),
@@ -156,7 +155,7 @@ fn table_report(name: &'static str, records: u64, table: &impl ReadableTableMeta
         name,
         records,
         stored_bytes: stats.stored_bytes(),
-        pages: stats.leaf_pages() + stats.branch_pages(),
+        page_bytes: (stats.leaf_pages() + stats.branch_pages()) * PAGE_SIZE,
     })
 }
 
