@@ -220,6 +220,31 @@ async fn tenant_b_sees_and_touches_nothing_of_tenant_a() {
 }
 
 #[tokio::test]
+async fn a_style_name_is_shared_or_a_tenants_never_both() {
+    let (_dir, d) = daemon();
+    let a = tenant(&d, "a", own_prefix("a"), json!({})).await;
+    // `copy` is the shared style of the bundled plugin: a tenant cannot hide it.
+    let (status, p) = a.post("/v1/styles", json!({"name": "copy", "style": "image/resize,w_8"})).await;
+    assert_eq!((status, p["field"].as_str()), (409, Some("name")), "{p}");
+    assert!(p["type"].as_str().unwrap().ends_with("/style-name-taken"), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("shared style"), "{p}");
+    let (status, shared) = a.get("/v1/styles/copy").await;
+    assert_eq!((status, &shared["owner"]), (200, &Value::Null), "{shared}");
+
+    // A tenant's own name cannot become a shared one while the tenant holds it.
+    ok(&a, "/v1/styles", json!({"name": "small", "style": "image/resize,w_8"})).await;
+    let (status, p) = d.post("/v1/styles", json!({"name": "small", "style": "image/resize,w_16"})).await;
+    assert_eq!((status, p["field"].as_str()), (409, Some("name")), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("(a)"), "names the tenant: {p}");
+    // Deleted, it is gone: nothing else answers to the name.
+    assert_eq!(a.delete("/v1/styles/small").await, 204);
+    assert_eq!(a.get("/v1/styles/small").await.0, 404);
+    ok(&d, "/v1/styles", json!({"name": "small", "style": "image/resize,w_16"})).await;
+    let (status, now_shared) = a.get("/v1/styles/small").await;
+    assert_eq!((status, now_shared["params"].as_str()), (200, Some("resize,w_16")), "{now_shared}");
+}
+
+#[tokio::test]
 async fn grants_bound_every_job_at_creation_and_every_key_while_running() {
     let (_dir, d) = daemon();
     // Reads the whole bucket, writes only under `a/` of `out`.

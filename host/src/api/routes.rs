@@ -12,7 +12,7 @@ use super::openapi::Problems;
 use super::problem::{Json, Path, Problem, Query};
 use crate::model::{JobId, JobRecord, JobSpec, JobState, StyleRecord, TaskRecord, TaskState, now};
 use crate::objects::BucketInfo;
-use crate::store::TaskFilter;
+use crate::store::{StyleNameTaken, TaskFilter};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -147,7 +147,7 @@ pub struct NewStyle {
             ("get" = (operation_id = "get_style", parameters(("name" = "$response.body#/name")))),
             ("delete" = (operation_id = "delete_style", parameters(("name" = "$response.body#/name")))),
         )),
-        Problems<400, 401, 413, 422>,
+        Problems<400, 401, 409, 413, 422>,
     ),
 )]
 async fn create_style(
@@ -183,7 +183,22 @@ async fn create_style(
         created_at: now(),
     };
     let stored = record.clone();
-    s.jobs.store().call(move |st| st.put_style(&stored)).await?;
+    let saved = s.jobs.store().call(move |st| st.save_style(&stored)).await?;
+    if let Err(taken) = saved {
+        let name = &record.name;
+        let detail = match taken {
+            StyleNameTaken::Shared => {
+                format!(
+                    "`{name}` is the name of a shared style, which a style of your own would hide; choose another name"
+                )
+            }
+            StyleNameTaken::Tenants(tenants) => format!(
+                "tenants ({}) have styles named `{name}`, which a shared style of the name would not reach; choose another name",
+                tenants.join(", ")
+            ),
+        };
+        return Err(Problem::new(StatusCode::CONFLICT, "style-name-taken", detail).field("name"));
+    }
     Ok((StatusCode::CREATED, Json(record)))
 }
 

@@ -10,7 +10,7 @@
 //! - `task_state`: (job, state, seq) → (): the state index. Pending tasks are
 //!   claimed from it in seq order; filtered listings read only their state.
 //! - `tenant_jobs`: (owner, job) → (): a tenant's jobs, newest first, without a scan.
-//! - `styles`: `owner/name` → JSON [`StyleRecord`]; the admin's owner is empty.
+//! - `styles`: `owner/name` → JSON [`StyleRecord`](crate::model::StyleRecord); the admin's owner is empty.
 //! - `etags`: (job definition, key) → etag of the last successful run, for `skip_unchanged`.
 //! - `tenants`, `tokens` (by SHA-256), `roles`, `plugins` (`owner/name`): see [`tenancy`].
 //!
@@ -21,6 +21,7 @@ mod check;
 mod health;
 mod outbox;
 mod running;
+mod styles;
 mod task_codec;
 mod task_list;
 mod tasks;
@@ -31,11 +32,12 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableTable, TableDefinition};
 
-use crate::model::{JobId, JobRecord, JobState, StyleRecord, TaskRecord, now};
+use crate::model::{JobId, JobRecord, JobState, TaskRecord, now};
 
 pub use check::{CheckReport, check_file};
 pub use outbox::{Deliveries, OutboxEntry};
 pub use running::RunningJobsFull;
+pub use styles::StyleNameTaken;
 pub use task_list::{MAX_EXAMINED, TaskFilter};
 pub use tasks::{PlannedObject, RetryRefused, TaskResult};
 
@@ -50,7 +52,7 @@ const TASK_ERRORS: TableDefinition<(u64, u64), ()> = TableDefinition::new("task_
 const TENANT_JOBS: TableDefinition<(&str, u64), ()> = TableDefinition::new("tenant_jobs");
 /// Schema 1's styles, keyed by name: migrated into `styles_v2`.
 const STYLES_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("styles");
-const STYLES: TableDefinition<&str, &[u8]> = TableDefinition::new("styles_v2");
+pub(super) const STYLES: TableDefinition<&str, &[u8]> = TableDefinition::new("styles_v2");
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("roles");
@@ -379,25 +381,6 @@ impl Store {
         let txn = self.begin_read()?;
         let t = txn.open_table(ETAGS)?;
         Ok(t.get((definition, key))?.map(|v| v.value().to_string()))
-    }
-
-    // ---- styles ----
-
-    pub fn put_style(&self, style: &StyleRecord) -> Result<()> {
-        put_json(self, STYLES, &owned_key(style.owner.as_deref(), &style.name), style)
-    }
-
-    pub fn get_style(&self, owner: Option<&str>, name: &str) -> Result<Option<StyleRecord>> {
-        get_json(self, STYLES, "styles", &owned_key(owner, name))
-    }
-
-    /// Every style, or only one owner's.
-    pub fn list_styles(&self, owner: Option<Option<&str>>) -> Result<Vec<StyleRecord>> {
-        list_json(self, STYLES, "styles", owner)
-    }
-
-    pub fn delete_style(&self, owner: Option<&str>, name: &str) -> Result<bool> {
-        remove_key(self, STYLES, &owned_key(owner, name))
     }
 }
 
