@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 
 /// Examples per operation and phase; `KILN_SCHEMATHESIS_EXAMPLES` sets another number.
 const EXAMPLES: u32 = 100;
+/// How long one schemathesis run may take: about 40 s here, on a loaded CI machine a few times that.
+const RUN_DEADLINE: Duration = Duration::from_secs(600);
 
 fn schemathesis() -> Option<String> {
     let found = Command::new("schemathesis").arg("--version").output().is_ok_and(|o| o.status.success());
@@ -126,15 +128,35 @@ fn run_schemathesis(schemathesis: &str, d: &Daemon, dir: &tempfile::TempDir, who
     let args: Vec<String> = args.into_iter().chain(extra.split_whitespace().map(String::from)).collect();
     eprintln!("running as {who}: {schemathesis} {}", args.join(" ").replace(token, "$TOKEN"));
     let started = Instant::now();
-    let out = Command::new(schemathesis)
+    // Output to files and a deadline: a request that never ends (a stream
+    // that sends keep-alives defeats `--request-timeout`) fails this test
+    // with what schemathesis printed, instead of hanging the suite.
+    let (out_path, err_path) = (dir.path().join("schemathesis.out"), dir.path().join("schemathesis.err"));
+    let mut child = Command::new(schemathesis)
         .args(&args)
         .current_dir(dir.path())
         .env("NO_COLOR", "1")
-        .output()
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
         .expect("running schemathesis");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > RUN_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     eprintln!("schemathesis took {:.1?}", started.elapsed());
-    assert!(out.status.success(), "schemathesis found problems as {who} ({}):\n{stdout}\n{stderr}", out.status);
+    let Some(status) = status else {
+        panic!("schemathesis as {who} did not finish within {RUN_DEADLINE:?} (a request that never ends?):\n{stdout}\n{stderr}");
+    };
+    assert!(status.success(), "schemathesis found problems as {who} ({status}):\n{stdout}\n{stderr}");
     eprintln!("{}", stdout.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
 }
