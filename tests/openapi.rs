@@ -155,7 +155,9 @@ fn run_schemathesis(schemathesis: &str, d: &Daemon, dir: &tempfile::TempDir, who
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     eprintln!("schemathesis took {:.1?}", started.elapsed());
     let Some(status) = status else {
-        panic!("schemathesis as {who} did not finish within {RUN_DEADLINE:?} (a request that never ends?):\n{stdout}\n{stderr}");
+        panic!(
+            "schemathesis as {who} did not finish within {RUN_DEADLINE:?} (a request that never ends?):\n{stdout}\n{stderr}"
+        );
     };
     assert!(status.success(), "schemathesis found problems as {who} ({status}):\n{stdout}\n{stderr}");
     eprintln!("{}", stdout.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
