@@ -149,6 +149,19 @@ pub fn global() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
+/// The plugin runtime's measurements, into this process's registry.
+pub struct RuntimeMetrics;
+
+impl crate::runtime::Observer for RuntimeMetrics {
+    fn plugin_loaded(&self, cache: crate::runtime::CacheOutcome, took: Duration) {
+        let cache = if cache == crate::runtime::CacheOutcome::Hit { "hit" } else { "compiled" };
+        global().plugin_load.get_or_create(&CacheLabel { cache: cache.into() }).observe(took.as_secs_f64());
+    }
+    fn instantiated(&self, took: Duration) {
+        global().instantiate.observe(took.as_secs_f64());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::RuntimeConfig;
 
 #[derive(Args)]
 pub struct PrecompileArgs {
@@ -43,7 +43,8 @@ pub async fn run(args: PrecompileArgs) -> anyhow::Result<()> {
     let cache_dir = config.cache_dir();
     std::fs::create_dir_all(&cache_dir).with_context(|| format!("creating {}", cache_dir.display()))?;
     // The engine as `kiln serve` builds it: artifacts are keyed by its compatibility hash.
-    let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(cache_dir.clone()), ..config.runtime.clone() })?;
+    let runtime =
+        crate::engine::plugin_runtime(RuntimeConfig { cache_dir: Some(cache_dir.clone()), ..config.runtime.clone() })?;
     let started = Instant::now();
     for (name, wasm) in crate::bundled::BUNDLED {
         let sha256 = hex::encode(Sha256::digest(wasm));

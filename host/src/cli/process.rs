@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::local_files::{Destination, LocalTarget};
 use crate::bundled;
-use crate::runtime::{InputSource, Limits, ObjectMeta, Runtime, RuntimeConfig, Task};
+use crate::runtime::{InputSource, Limits, ObjectMeta, RuntimeConfig, Task};
 
 #[derive(Args)]
 pub struct ProcessArgs {
@@ -61,7 +61,7 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<()> {
     };
     let cache_dir = if args.no_cache { None } else { args.cache_dir.clone().or_else(user_cache_dir) };
     let config = RuntimeConfig { limits, max_instances: 2, cache_dir, ..RuntimeConfig::default() };
-    let runtime = Runtime::new(config)?;
+    let runtime = crate::engine::plugin_runtime(config)?;
 
     let (label, wasm, params) = match (&args.style, &args.plugin) {
         (Some(style), _) => {

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::jobs::{Jobs, Plugins};
 use crate::model::{StyleRecord, now};
 use crate::objects::Buckets;
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::RuntimeConfig;
 use crate::store::Store;
 
 #[derive(Args)]
@@ -69,7 +69,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     tokio::spawn(store.clone().watch_health());
     let buckets = Arc::new(Buckets::new(&config)?);
-    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+    let runtime = Arc::new(crate::engine::plugin_runtime(RuntimeConfig {
         cache_dir: Some(config.cache_dir()),
         // Up to twice `workers` tasks may run while a tenant under its fair share
         // starts beside a busy one (jobs::dispatch), plus `info`/`validate` calls.

@@ -103,9 +103,9 @@ pub(super) enum Level {
 /// (Each version's bindings generate their own, identical, enum.)
 macro_rules! host_log {
     ($host:ident) => {
-        impl From<$host::Level> for $crate::runtime::host_impl::Level {
+        impl From<$host::Level> for $crate::host_impl::Level {
             fn from(level: $host::Level) -> Self {
-                use $crate::runtime::host_impl::Level;
+                use $crate::host_impl::Level;
                 match level {
                     $host::Level::Trace => Level::Trace,
                     $host::Level::Debug => Level::Debug,

@@ -126,7 +126,24 @@ pub struct Runtime {
     /// Verdicts of `validate`, by plugin digest and parameters: a style used
     /// by many jobs asks its plugin once, not at every job creation.
     verdicts: std::sync::Mutex<std::collections::HashMap<(String, String), Verdict>>,
+    /// Names a plugin's output variables may not take: see [`Runtime::reserve_variables`].
+    reserved_variables: Vec<String>,
+    /// Where the runtime's measurements go: see [`Runtime::observed_by`].
+    observer: Arc<dyn Observer>,
 }
+
+/// What the runtime measures as it works, for whoever keeps metrics (the
+/// daemon's `/metrics`). The runtime keeps no figures of its own.
+pub trait Observer: Send + Sync + 'static {
+    /// A plugin was loaded: from the compile cache or compiled, in `took`.
+    fn plugin_loaded(&self, _cache: CacheOutcome, _took: Duration) {}
+    /// A plugin was instantiated for a task, in `took`.
+    fn instantiated(&self, _took: Duration) {}
+}
+
+/// Measures nothing: the observer of a runtime nobody asked for figures.
+struct Unobserved;
+impl Observer for Unobserved {}
 
 /// What `validate` said of a style: the extension it writes (0.2.0), or its refusal.
 type Verdict = Result<Option<String>, String>;
@@ -301,7 +318,35 @@ impl Runtime {
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), ticker_stop.clone());
         let cache = Arc::new(CompileCache::new(&engine, config.cache_dir.clone()));
-        Ok(Runtime { engine, linker, cache, config, ticker_stop, verdicts: Default::default() })
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            config,
+            ticker_stop,
+            verdicts: Default::default(),
+            reserved_variables: Vec::new(),
+            observer: Arc::new(Unobserved),
+        })
+    }
+
+    /// Refuse plugins that declare an output variable (contract 0.2.0) named
+    /// like one of `names`: the host's template's own variables, which a
+    /// plugin's must not hide. None by default.
+    pub fn reserve_variables<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Runtime {
+        self.reserved_variables = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The names set by [`Runtime::reserve_variables`].
+    pub fn reserved_variables(&self) -> &[String] {
+        &self.reserved_variables
+    }
+
+    /// Report what the runtime measures to `observer`; nowhere by default.
+    pub fn observed_by(mut self, observer: Arc<dyn Observer>) -> Runtime {
+        self.observer = observer;
+        self
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -346,11 +391,7 @@ impl Runtime {
                 .map_err(|e| LoadError::Invalid(format!("{e:#}")))?
         };
         let load_time = started.elapsed();
-        let outcome = if cache == CacheOutcome::Hit { "hit" } else { "compiled" };
-        crate::metrics::global()
-            .plugin_load
-            .get_or_create(&crate::metrics::CacheLabel { cache: outcome.into() })
-            .observe(load_time.as_secs_f64());
+        self.observer.plugin_loaded(cache, load_time);
         // Types and resources the world `use`s appear as imports too; only
         // instances and functions give a plugin capabilities.
         let imports: Vec<String> = component
@@ -385,7 +426,8 @@ impl Runtime {
         let mut store = self.new_store(plugin, &limits, "(info)", None, None);
         let call = async {
             let instance = plugin.pre.instance_pre().instantiate_async(&mut store).await?;
-            exports::info(&mut store, &instance, &plugin.exports, &self.config.text, plugin.pre.contract()).await
+            let (caps, contract) = (&self.config.text, plugin.pre.contract());
+            exports::info(&mut store, &instance, &plugin.exports, caps, &self.reserved_variables, contract).await
         };
         tokio::time::timeout(limits.deadline + TICK * 20, call)
             .await
@@ -458,7 +500,7 @@ impl Runtime {
         let call = async {
             let instantiating = Instant::now();
             let instance = plugin.pre.instance_pre().instantiate_async(&mut store).await?;
-            crate::metrics::global().instantiate.observe(instantiating.elapsed().as_secs_f64());
+            self.observer.instantiated(instantiating.elapsed());
             let input: Resource<InputHandle> = store.data_mut().table.push(InputHandle)?;
             let outputs: Resource<OutputsHandle> = store.data_mut().table.push(OutputsHandle)?;
             let args =

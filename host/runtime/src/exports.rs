@@ -82,6 +82,7 @@ pub async fn info(
     instance: &Instance,
     at: &ExportIndices,
     caps: &TextLimits,
+    reserved: &[String],
     contract: Contract,
 ) -> wasmtime::Result<PluginInfo> {
     let field = |s: &LiftedStr| bounded_lifted(s, caps.max_info_field);
@@ -109,7 +110,7 @@ pub async fn info(
         wasmtime::bail!("info() declares {} output variables", raw.variables.len);
     }
     let variables: Vec<String> = raw.variables.items.iter().map(|v| bounded_lifted(v, 64)).collect();
-    super::info::check_variables(&variables).map_err(wasmtime::Error::msg)?;
+    super::info::check_variables(&variables, reserved).map_err(wasmtime::Error::msg)?;
     let actions = super::info::parse_actions(&raw.actions.head).map_err(wasmtime::Error::msg)?;
     // Each field is cut as it is lifted, as for 0.1.0; the actions here.
     Ok(PluginInfo {

@@ -159,14 +159,15 @@ pub(super) fn parse_actions(json: &str) -> Result<Vec<ActionInfo>, String> {
     serde_json::from_str(json).map_err(|e| format!("info().actions is not a JSON array of actions: {e}"))
 }
 
-/// 0.2.0's `variables`, each a name a template can hold.
-pub(super) fn check_variables(names: &[String]) -> Result<(), String> {
+/// 0.2.0's `variables`, each a name a template can hold and none of the
+/// host's `reserved` names (its template's own variables).
+pub(super) fn check_variables(names: &[String], reserved: &[String]) -> Result<(), String> {
     if names.len() > MAX_DECLARED_VARIABLES {
         return Err(format!("info() declares {} output variables: at most {MAX_DECLARED_VARIABLES}", names.len()));
     }
     for name in names {
         check_variable_name(name)?;
-        if crate::template::VARIABLES.contains(&name.as_str()) || name == "tags" {
+        if reserved.contains(name) {
             return Err(format!("output variable `{name}` is one of the template's own variables"));
         }
     }
@@ -187,8 +188,10 @@ mod tests {
 
     #[test]
     fn variables_are_template_names_not_the_templates_own() {
-        assert!(check_variables(&["page".into(), "sheet_name".into()]).is_ok());
-        assert!(check_variables(&["Page".into()]).unwrap_err().contains("lowercase"));
-        assert!(check_variables(&["key".into()]).unwrap_err().contains("template's own"));
+        let reserved = ["key".to_string(), "tags".to_string()];
+        assert!(check_variables(&["page".into(), "sheet_name".into()], &reserved).is_ok());
+        assert!(check_variables(&["Page".into()], &reserved).unwrap_err().contains("lowercase"));
+        assert!(check_variables(&["key".into()], &reserved).unwrap_err().contains("template's own"));
+        assert!(check_variables(&["key".into()], &[]).is_ok(), "reserved by the host, not the runtime");
     }
 }

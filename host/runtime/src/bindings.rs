@@ -8,14 +8,14 @@
 /// `kiln:plugin@0.1.0` (`wit/kiln-plugin.wit`).
 pub mod v1 {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "kiln:plugin/processor",
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
-            "kiln:plugin/types.input": crate::runtime::streams::InputHandle,
-            "kiln:plugin/types.outputs": crate::runtime::streams::OutputsHandle,
-            "kiln:plugin/types.output": crate::runtime::streams::OutputHandle,
+            "kiln:plugin/types.input": crate::streams::InputHandle,
+            "kiln:plugin/types.outputs": crate::streams::OutputsHandle,
+            "kiln:plugin/types.output": crate::streams::OutputHandle,
         },
     });
 }
@@ -23,14 +23,14 @@ pub mod v1 {
 /// `kiln:plugin@0.2.0` (`wit/0.2.0/kiln-plugin.wit`).
 pub mod v2 {
     wasmtime::component::bindgen!({
-        path: "../wit/0.2.0",
+        path: "../../wit/0.2.0",
         world: "kiln:plugin/processor",
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
-            "kiln:plugin/types.input": crate::runtime::streams::InputHandle,
-            "kiln:plugin/types.outputs": crate::runtime::streams::OutputsHandle,
-            "kiln:plugin/types.output": crate::runtime::streams::OutputHandle,
+            "kiln:plugin/types.input": crate::streams::InputHandle,
+            "kiln:plugin/types.outputs": crate::streams::OutputsHandle,
+            "kiln:plugin/types.output": crate::streams::OutputHandle,
         },
     });
 }
