@@ -16,6 +16,7 @@ use super::job_stream::{Change, RECHECK, follow};
 use super::openapi::Problems;
 use super::problem::{Json, Path, Problem};
 use super::routes::JobPath;
+use crate::model::JobId;
 use crate::store::OutboxEntry;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -107,9 +108,44 @@ pub struct Webhooks {
     /// Events delivered so far (they leave the outbox, so they are counted, not listed).
     pub delivered: crate::store::Deliveries,
     /// Events waiting (or being retried), oldest first, with the last error.
-    pub pending: Vec<OutboxEntry>,
+    pub pending: Vec<WebhookEvent>,
     /// Events given up on after `webhooks.give_up_after`.
-    pub given_up: Vec<OutboxEntry>,
+    pub given_up: Vec<WebhookEvent>,
+}
+
+/// One event waiting for delivery, or given up on.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WebhookEvent {
+    pub seq: u64,
+    pub job: JobId,
+    pub url: String,
+    /// The CloudEvent, exactly as POSTed.
+    pub event: serde_json::Value,
+    pub attempts: u32,
+    /// When the next attempt is due.
+    #[serde(with = "crate::timefmt::millis")]
+    #[schema(value_type = String, format = DateTime)]
+    pub next_attempt_at: i64,
+    #[serde(with = "crate::timefmt::secs")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    pub last_error: Option<String>,
+}
+
+impl WebhookEvent {
+    /// As the API shows an outbox entry: the CloudEvent, without the secret.
+    fn of(entry: OutboxEntry) -> WebhookEvent {
+        WebhookEvent {
+            event: crate::notify::cloud_event(&entry),
+            seq: entry.seq,
+            job: entry.job,
+            url: entry.url,
+            attempts: entry.attempts,
+            next_attempt_at: entry.next_attempt_at,
+            created_at: entry.created_at,
+            last_error: entry.last_error,
+        }
+    }
 }
 
 /// The job's webhook deliveries: how many were delivered, and the events still pending or given up on.
@@ -127,8 +163,8 @@ async fn job_webhooks(
         .await?;
     Ok(Json(Webhooks {
         delivered,
-        pending: pending.into_iter().map(OutboxEntry::public).collect(),
-        given_up: given_up.into_iter().map(OutboxEntry::public).collect(),
+        pending: pending.into_iter().map(WebhookEvent::of).collect(),
+        given_up: given_up.into_iter().map(WebhookEvent::of).collect(),
     }))
 }
 

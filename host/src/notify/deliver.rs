@@ -138,7 +138,8 @@ impl Deliverer {
         let (job, seq) = (entry.job, entry.seq);
         let Some(error) = error else {
             m.webhook("delivered");
-            if let Err(e) = self.store.call(move |s| s.event_delivered(job, seq)).await {
+            let kind = super::event_type(entry).to_string();
+            if let Err(e) = self.store.call(move |s| s.event_delivered(job, seq, &kind)).await {
                 tracing::error!(error = %e, "recording a delivered event");
             }
             return;
@@ -146,7 +147,7 @@ impl Deliverer {
         let age = Duration::from_secs((now() - entry.created_at).max(0) as u64);
         if age >= self.config.give_up_after {
             m.webhook("given_up");
-            tracing::warn!(job = entry.job, event = %entry.event["id"], url = %entry.url, %error, attempts = entry.attempts + 1, "webhook given up: listed under the job's dead events");
+            tracing::warn!(job = entry.job, seq = entry.seq, url = %entry.url, %error, attempts = entry.attempts + 1, "webhook given up: listed under the job's dead events");
             let e = error.clone();
             let _ = self.store.call(move |s| s.event_given_up(seq, &e)).await;
         } else {

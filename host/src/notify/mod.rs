@@ -2,7 +2,8 @@
 //! HMAC-SHA256, delivered at least once from the outbox in redb.
 //!
 //! Events are written by the store in the same transaction as the change
-//! they report, so none is lost in a crash. The [`Deliverer`] POSTs them in
+//! they report, so none is lost in a crash: the facts ([`EventData`]), of
+//! which this module makes the CloudEvent when it sends one. The [`Deliverer`] POSTs them in
 //! order per job, retries with exponential backoff, and after `give_up_after`
 //! moves an event to the job's dead events, where the API shows it.
 //!
@@ -24,7 +25,8 @@ use sha2::Sha256;
 pub use deliver::{Deliverer, WebhookConfig};
 pub use destination::{DestinationError, check_destination, check_url};
 
-use crate::model::{JobRecord, TaskRecord};
+use crate::model::TaskRecord;
+use crate::store::{EventData, JobSnapshot, OutboxEntry, StoredEvent};
 
 /// CloudEvent `type` of a job's state change.
 pub const JOB_STATE_CHANGED: &str = "dev.kiln.job.state_changed";
@@ -33,7 +35,29 @@ pub const TASK_FINISHED: &str = "dev.kiln.task.finished";
 
 use crate::timefmt::rfc3339;
 
-fn cloud_event(seq: u64, kind: &str, job: &JobRecord, subject: String, data: Value) -> Value {
+/// The CloudEvent of an outbox entry, exactly as it is POSTed.
+pub fn cloud_event(entry: &OutboxEntry) -> Value {
+    match &entry.event {
+        StoredEvent::Built(event) => event.clone(),
+        StoredEvent::Data(data) => match data.as_ref() {
+            EventData::JobState { job } => job_event(entry.seq, job),
+            EventData::TaskFinished { job, task } => task_event(entry.seq, job, task),
+        },
+    }
+}
+
+/// The CloudEvent `type` of an outbox entry.
+pub fn event_type(entry: &OutboxEntry) -> &str {
+    match &entry.event {
+        StoredEvent::Built(event) => event["type"].as_str().unwrap_or_default(),
+        StoredEvent::Data(data) => match data.as_ref() {
+            EventData::JobState { .. } => JOB_STATE_CHANGED,
+            EventData::TaskFinished { .. } => TASK_FINISHED,
+        },
+    }
+}
+
+fn envelope(seq: u64, kind: &str, job: &JobSnapshot, subject: String, data: Value) -> Value {
     json!({
         "specversion": "1.0",
         "id": format!("{}-{seq}", job.id),
@@ -48,28 +72,28 @@ fn cloud_event(seq: u64, kind: &str, job: &JobRecord, subject: String, data: Val
 }
 
 /// The event of a job's (new) state.
-pub fn job_event(seq: u64, job: &JobRecord) -> Value {
+fn job_event(seq: u64, job: &JobSnapshot) -> Value {
     let data = json!({
         "job": job.id,
-        "name": job.spec.name,
+        "name": job.name,
         "tenant": job.tenant,
         "state": job.state,
         "counters": job.counters,
         "error": job.error,
-        "tags": job.spec.tags,
+        "tags": job.tags,
         "created_at": rfc3339(job.created_at),
         "finished_at": job.finished_at.map(rfc3339),
     });
-    cloud_event(seq, JOB_STATE_CHANGED, job, format!("jobs/{}", job.id), data)
+    envelope(seq, JOB_STATE_CHANGED, job, format!("jobs/{}", job.id), data)
 }
 
 /// The event of one finished task: source, outputs, state, error and timings.
-pub fn task_event(seq: u64, job: &JobRecord, task: &TaskRecord) -> Value {
+fn task_event(seq: u64, job: &JobSnapshot, task: &TaskRecord) -> Value {
     let data = json!({
         "job": job.id,
         "seq": task.seq,
-        "source": {"bucket": job.spec.input.bucket, "key": task.source_key, "etag": task.etag, "size": task.size},
-        "outputs": task.outputs.iter().map(|k| json!({"bucket": job.spec.output.bucket, "key": k})).collect::<Vec<_>>(),
+        "source": {"bucket": job.input_bucket, "key": task.source_key, "etag": task.etag, "size": task.size},
+        "outputs": task.outputs.iter().map(|k| json!({"bucket": job.output_bucket, "key": k})).collect::<Vec<_>>(),
         "state": task.state,
         "error": task.error,
         "attempts": task.attempts,
@@ -79,7 +103,7 @@ pub fn task_event(seq: u64, job: &JobRecord, task: &TaskRecord) -> Value {
         "finished_at": task.finished_at.map(rfc3339),
         "result": task.result,
     });
-    cloud_event(seq, TASK_FINISHED, job, format!("jobs/{}/tasks/{}", job.id, task.seq), data)
+    envelope(seq, TASK_FINISHED, job, format!("jobs/{}/tasks/{}", job.id, task.seq), data)
 }
 
 /// The `Kiln-Signature` header value for `body` sent at `timestamp`.

@@ -27,12 +27,13 @@ pub(super) async fn send(
     if !allow_private_networks {
         check_literal(&url).map_err(|e| refused(&e))?;
     }
-    let body = serde_json::to_vec(&entry.event).expect("events serialise");
+    let event = super::cloud_event(entry);
+    let body = serde_json::to_vec(&event).expect("events serialise");
     let result = http
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/cloudevents+json; charset=utf-8")
         .header("Kiln-Signature", super::sign(&entry.secret, now(), &body))
-        .header("Kiln-Event-Id", entry.event["id"].as_str().unwrap_or_default())
+        .header("Kiln-Event-Id", event["id"].as_str().unwrap_or_default())
         .body(body)
         .send()
         .await;

@@ -35,7 +35,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use crate::model::{JobId, JobRecord, JobState, TaskRecord, now};
 
 pub use check::{CheckReport, check_file};
-pub use outbox::{Deliveries, OutboxEntry};
+pub use outbox::{Deliveries, EventData, JobSnapshot, OutboxEntry, StoredEvent};
 pub use running::RunningJobsFull;
 pub use styles::StyleNameTaken;
 pub use task_list::{MAX_EXAMINED, TaskFilter};
@@ -66,8 +66,10 @@ const ETAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("etags")
 
 /// The schema this build writes. A store written by a newer Kiln is refused.
 /// 4: compact task records; 5: their output keys as references into the
-/// source key (`task_codec` version 2), which a Kiln of schema 4 cannot read.
-pub const SCHEMA_VERSION: u32 = 5;
+/// source key (`task_codec` version 2), which a Kiln of schema 4 cannot read;
+/// 6: outbox entries hold what happened, not the CloudEvent (`outbox`), which
+/// a Kiln of schema 5 would send as it is.
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// The key of a thing owned by a tenant (or, with `None`, by the admin).
 /// Names never hold a `/`, so the owner's things are one key range.

@@ -11,11 +11,13 @@
 //!   delivered and the last one (delivered events leave the outbox; a count
 //!   per job, not a record per event, keeps a job with task events small).
 
+use std::collections::BTreeMap;
+
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{At, META, Result, Store, decode, encode};
-use crate::model::{JobId, JobRecord, JobState, TaskRecord, now};
+use crate::model::{Counters, JobId, JobRecord, JobState, TaskRecord, now};
 
 pub(super) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 pub(super) const OUTBOX_BY_JOB: TableDefinition<(u64, u64), ()> = TableDefinition::new("outbox_by_job");
@@ -38,32 +40,78 @@ pub struct Deliveries {
 }
 
 /// One event waiting for delivery, or given up on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     pub seq: u64,
     pub job: JobId,
     pub url: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    #[schema(ignore)]
     pub secret: String,
-    /// The CloudEvent, exactly as POSTed.
-    pub event: serde_json::Value,
+    /// What happened; [`crate::notify`] makes the CloudEvent of it.
+    pub event: StoredEvent,
     pub attempts: u32,
     /// When the next attempt is due (held in Unix milliseconds).
     #[serde(with = "crate::timefmt::millis")]
-    #[schema(value_type = String, format = DateTime)]
     pub next_attempt_at: i64,
     #[serde(with = "crate::timefmt::secs")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     pub last_error: Option<String>,
 }
 
-impl OutboxEntry {
-    /// As shown over the API: without the secret.
-    pub fn public(mut self) -> OutboxEntry {
-        self.secret.clear();
-        self
+/// An event as the outbox keeps it: the facts, taken in the transaction of
+/// the change they report. Entries written before schema 6 hold the
+/// CloudEvent itself, already built.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StoredEvent {
+    Data(Box<EventData>),
+    Built(serde_json::Value),
+}
+
+/// What an event reports, as it was when it happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventData {
+    /// A job was created in, or moved to, `job.state`.
+    JobState { job: JobSnapshot },
+    /// A task of the job finished.
+    TaskFinished { job: JobSnapshot, task: Box<TaskRecord> },
+}
+
+/// The part of a job an event reports (not its spec: a task event per task
+/// must not copy a manifest's keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSnapshot {
+    pub id: JobId,
+    pub name: Option<String>,
+    pub tenant: Option<String>,
+    pub state: JobState,
+    pub counters: Counters,
+    pub error: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub input_bucket: String,
+    pub output_bucket: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl JobSnapshot {
+    pub fn of(job: &JobRecord) -> JobSnapshot {
+        JobSnapshot {
+            id: job.id,
+            name: job.spec.name.clone(),
+            tenant: job.tenant.clone(),
+            state: job.state,
+            counters: job.counters,
+            error: job.error.clone(),
+            tags: job.spec.tags.clone(),
+            input_bucket: job.spec.input.bucket.clone(),
+            output_bucket: job.spec.output.bucket.clone(),
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            finished_at: job.finished_at,
+        }
     }
 }
 
@@ -74,7 +122,7 @@ fn next_event_seq(txn: &WriteTransaction) -> Result<u64> {
     Ok(seq)
 }
 
-fn enqueue(txn: &WriteTransaction, job: &JobRecord, event: impl FnOnce(u64) -> serde_json::Value) -> Result<()> {
+fn enqueue(txn: &WriteTransaction, job: &JobRecord, event: EventData) -> Result<()> {
     let Some(notify) = &job.spec.notify else { return Ok(()) };
     let secret = txn.open_table(JOB_SECRETS)?.get(job.id)?.map(|v| v.value().to_string()).unwrap_or_default();
     let seq = next_event_seq(txn)?;
@@ -83,7 +131,7 @@ fn enqueue(txn: &WriteTransaction, job: &JobRecord, event: impl FnOnce(u64) -> s
         job: job.id,
         url: notify.url.clone(),
         secret,
-        event: event(seq),
+        event: StoredEvent::Data(Box::new(event)),
         attempts: 0,
         next_attempt_at: 0,
         created_at: now(),
@@ -116,7 +164,7 @@ pub(super) fn job_saved(txn: &WriteTransaction, before: Option<JobState>, job: &
     if before == Some(job.state) {
         return Ok(());
     }
-    enqueue(txn, job, |seq| crate::notify::job_event(seq, job))
+    enqueue(txn, job, EventData::JobState { job: JobSnapshot::of(job) })
 }
 
 /// Record a task event if the job asked for them.
@@ -124,7 +172,7 @@ pub(super) fn task_finished(txn: &WriteTransaction, job: &JobRecord, task: &Task
     if !job.spec.notify.as_ref().is_some_and(|n| n.task_events) {
         return Ok(());
     }
-    enqueue(txn, job, |seq| crate::notify::task_event(seq, job, task))
+    enqueue(txn, job, EventData::TaskFinished { job: JobSnapshot::of(job), task: Box::new(task.clone()) })
 }
 
 pub(super) fn store_secret(txn: &WriteTransaction, job: JobId, secret: &str) -> Result<()> {
@@ -160,17 +208,14 @@ impl Store {
         t.get(seq)?.map(|v| decode("outbox", At::Event(seq), v.value())).transpose()
     }
 
-    /// Delivered: gone from the outbox, counted in the job's deliveries.
-    pub fn event_delivered(&self, job: JobId, seq: u64) -> Result<()> {
+    /// Delivered: gone from the outbox, counted in the job's deliveries
+    /// (`event_type`, the CloudEvent's `type`, as the last one's).
+    pub fn event_delivered(&self, job: JobId, seq: u64, event_type: &str) -> Result<()> {
         let txn = self.begin_write()?;
         {
-            let removed: Option<OutboxEntry> = txn
-                .open_table(OUTBOX)?
-                .remove(seq)?
-                .map(|v| decode("outbox", At::Event(seq), v.value()))
-                .transpose()?;
+            let removed = txn.open_table(OUTBOX)?.remove(seq)?.is_some();
             txn.open_table(OUTBOX_BY_JOB)?.remove((job, seq))?;
-            if let Some(entry) = removed {
+            if removed {
                 let mut table = txn.open_table(WEBHOOK_DELIVERIES)?;
                 let mut counted: Deliveries = table
                     .get(job)?
@@ -179,7 +224,7 @@ impl Store {
                     .unwrap_or_default();
                 counted.delivered += 1;
                 counted.last_delivered_at = Some(now());
-                counted.last_type = entry.event["type"].as_str().map(|t| crate::runtime::bounded(t, 128));
+                counted.last_type = Some(crate::runtime::bounded(event_type, 128));
                 table.insert(job, encode(&counted).as_slice())?;
             }
         }
@@ -268,6 +313,26 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_holds_what_happened_and_one_written_before_schema_6_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("k.redb")).unwrap();
+        let mut notified = spec();
+        notified.notify =
+            Some(NotifySpec { url: "https://hooks.example.com/k".into(), secret: "s".repeat(16), task_events: false });
+        let job = store.create_job(notified, None, JobState::Running).unwrap().unwrap();
+        let entry = store.outbox_entry(1).unwrap().unwrap();
+        let StoredEvent::Data(data) = &entry.event else { panic!("{entry:?}") };
+        let EventData::JobState { job: snapshot } = data.as_ref() else { panic!("{data:?}") };
+        assert_eq!((snapshot.id, snapshot.state), (job.id, JobState::Running));
+        assert_eq!(decode::<OutboxEntry>("outbox", At::Event(1), &encode(&entry)).unwrap(), entry);
+
+        let legacy = r#"{"seq":7,"job":1,"url":"https://h.example/","event":{"specversion":"1.0","type":"dev.kiln.job.state_changed","id":"1-7"},"attempts":0,"next_attempt_at":"2026-01-01T00:00:00.000Z","created_at":"2026-01-01T00:00:00Z","last_error":null}"#;
+        let old: OutboxEntry = serde_json::from_str(legacy).unwrap();
+        let StoredEvent::Built(event) = &old.event else { panic!("{old:?}") };
+        assert_eq!(event["id"], "1-7");
+    }
+
+    #[test]
     fn heads_are_each_jobs_oldest_event_and_are_indexed_by_the_v3_migration() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.redb");
@@ -290,7 +355,7 @@ mod tests {
         assert_eq!(seqs(&store.outbox_heads(0, 10).unwrap()), vec![1, 2]);
         assert_eq!(seqs(&store.outbox_heads(0, 1).unwrap()), vec![1], "at most `limit`");
         assert_eq!(seqs(&store.outbox_heads(b.id, 10).unwrap()), vec![2], "from a job on");
-        store.event_delivered(a.id, 1).unwrap();
+        store.event_delivered(a.id, 1, "dev.kiln.job.state_changed").unwrap();
         assert_eq!(seqs(&store.outbox_heads(0, 10).unwrap()), vec![3, 2], "a's next event is its head");
         store.event_given_up(2, "gone").unwrap();
         assert_eq!(seqs(&store.outbox_heads(0, 10).unwrap()), vec![3]);
