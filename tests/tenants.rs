@@ -634,14 +634,30 @@ async fn uploads_are_validated_stored_by_digest_and_guarded_while_in_use() {
 #[tokio::test]
 async fn the_admin_sees_the_background_loops_and_a_tenant_does_not() {
     let (_dir, d) = daemon();
-    let job = json!({"input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "c/{key}"}});
+    let job = json!({"input": {"bucket": "in"}, "style": "copy", "output": {"bucket": "out", "template": "c/{key}"}, "report": {"bucket": "out", "key": "reports/{jobid}.csv"}});
     let (status, created) = d.post("/v1/jobs", job).await;
     assert_eq!(status, 201, "{created}");
     let done = d.wait_job(created["id"].as_u64().unwrap(), LONG).await;
     assert_eq!(done["counters"]["succeeded"], 9, "{done}");
-
-    let (status, s) = d.get("/v1/status").await;
-    assert_eq!(status, 200, "{s}");
+    // A following job keeps its planner: a short loop of its own while the job runs.
+    let follows = json!({"input": {"bucket": "in", "prefix": "a/"}, "style": "copy", "output": {"bucket": "out", "template": "f/{key}"}, "follow": true, "follow_interval": "1s"});
+    let (status, following) = d.post("/v1/jobs", follows).await;
+    assert_eq!(status, 201, "{following}");
+    let planner = format!("planner (job {})", following["id"]);
+    let report = d.data_dir.join(format!("buckets/out/reports/{}.csv", created["id"]));
+    let deadline = Instant::now() + LONG;
+    let s = loop {
+        let (status, s) = d.get("/v1/status").await;
+        assert_eq!(status, 200, "{s}");
+        let has = |name: &str| s["loops"].as_array().unwrap().iter().any(|l| l["name"] == name);
+        let planned = has(&planner)
+            && s["loops"].as_array().unwrap().iter().any(|l| l["name"] == planner && l["rounds"].as_u64() >= Some(1));
+        if planned && report.exists() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no planner rounds or report: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
     let looped = |name: &str| s["loops"].as_array().unwrap().iter().find(|l| l["name"] == name).cloned();
     let (scheduler, committer) = (looped("scheduler").expect("scheduler"), looped("committer").expect("committer"));
@@ -652,6 +668,21 @@ async fn the_admin_sees_the_background_loops_and_a_tenant_does_not() {
     // Nine tasks claimed and finished: at least one group commit, at least one claim round.
     assert!(committer["rounds"].as_u64().unwrap() >= 1 && scheduler["rounds"].as_u64().unwrap() >= 1, "{s}");
     assert_eq!(s["uncommitted"], 0, "{s}");
+    let (webhooks, reports) = (looped("webhooks").expect("webhooks"), looped("reports").expect("reports"));
+    assert!(webhooks["rounds"].as_u64().unwrap() >= 1, "{webhooks}");
+    assert!(reports["rounds"].as_u64().unwrap() >= 1 && reports["errors"] == 0, "{reports}");
+    // Cancelled, the job's planner stops and leaves the status.
+    let (status, _) = d.post(&format!("/v1/jobs/{}/cancel", following["id"]), json!({})).await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + LONG;
+    loop {
+        let (_, s) = d.get("/v1/status").await;
+        if !s["loops"].as_array().unwrap().iter().any(|l| l["name"] == planner) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the planner is still there: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let t = tenant(&d, "acme", json!([]), json!({})).await;
     let (status, p) = t.get("/v1/status").await;

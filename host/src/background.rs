@@ -18,6 +18,11 @@ pub trait Background: Send + 'static {
     fn wait(&mut self) -> impl Future<Output = bool> + Send;
     /// One round of work. An error is shown in the status; the loop goes on.
     fn round(&mut self) -> impl Future<Output = Result<(), String>> + Send;
+    /// Whether the loop lasts as long as the daemon (the default), or is one
+    /// of many short ones (a job's planner) whose status goes when it stops.
+    fn lasting(&self) -> bool {
+        true
+    }
 }
 
 /// What a loop is doing.
@@ -68,6 +73,7 @@ impl Loops {
             since: None,
         }));
         self.all.lock().unwrap_or_else(|e| e.into_inner()).push(status.clone());
+        let (all, lasting, kept) = (self.all.clone(), work.lasting(), status.clone());
         let set = move |f: &dyn Fn(&mut LoopStatus)| f(&mut status.lock().unwrap_or_else(|e| e.into_inner()));
         tokio::spawn(async move {
             while work.wait().await {
@@ -90,6 +96,9 @@ impl Loops {
                 });
             }
             set(&|s| s.state = LoopState::Stopped);
+            if !lasting {
+                all.lock().unwrap_or_else(|e| e.into_inner()).retain(|s| !Arc::ptr_eq(s, &kept));
+            }
         })
     }
 
@@ -147,5 +156,33 @@ mod tests {
         let [s] = loops.status().try_into().unwrap();
         assert_eq!((s.name.as_str(), s.state, s.rounds, s.errors), ("numbers", LoopState::Stopped, 4, 2));
         assert_eq!(s.last_error.as_deref(), Some("5 is odd"));
+    }
+
+    /// One round, then gone.
+    struct Once(bool);
+
+    impl Background for Once {
+        fn name(&self) -> String {
+            "once".into()
+        }
+        async fn wait(&mut self) -> bool {
+            !std::mem::replace(&mut self.0, true)
+        }
+        async fn round(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+        fn lasting(&self) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test]
+    async fn a_short_loop_leaves_the_status_when_it_stops() {
+        let loops = Loops::default();
+        let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        loops.spawn(Numbers(rx, None));
+        loops.spawn(Once(false)).await.unwrap();
+        let names: Vec<String> = loops.status().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["numbers"]);
     }
 }

@@ -133,7 +133,8 @@ impl Jobs {
             start
         };
         if start_planner {
-            tokio::spawn(planner(self.inner.clone(), job.id, job.spec.clone(), job.planning.cursor.clone()));
+            let planner = Planner::new(self.inner.clone(), job.id, job.spec.clone(), job.planning.cursor.clone());
+            self.inner.loops.spawn(planner);
         }
         self.inner.wake.notify_one();
     }

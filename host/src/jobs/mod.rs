@@ -41,7 +41,7 @@ use tokio::sync::{Notify, broadcast, mpsc};
 
 use committer::Committer;
 pub(crate) use planner::listed_under_role;
-use planner::{patiently, planner};
+use planner::{Planner, patiently};
 pub use plugin_compile::Upload;
 pub use plugins::{Installed, Plugins, UploadError};
 pub use prepare::{JobError, Prepared, check_params, ready_plugin, resolve_role, resolve_style};
@@ -94,8 +94,10 @@ pub(crate) struct Inner {
     outbox_wake: Arc<Notify>,
     /// `webhooks.allow_private_networks`: checked at creation, and again at delivery.
     webhooks_allow_private: bool,
-    /// The background loops (scheduler, committer), as `/v1/status` shows them.
+    /// The background loops (scheduler, committer, webhooks, reports, planners), as `/v1/status` shows them.
     loops: crate::background::Loops,
+    /// Jobs whose report is due, for the report writer.
+    reports: mpsc::UnboundedSender<JobId>,
 }
 
 /// A change to a job, as live listeners (SSE) hear of it.
@@ -176,6 +178,7 @@ impl Jobs {
             tracing::info!(requeued, "tasks left running by the last process are pending again");
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             store,
             buckets,
@@ -198,8 +201,8 @@ impl Jobs {
             outbox_wake: Arc::new(Notify::new()),
             webhooks_allow_private: config.webhooks.allow_private_networks,
             loops: Default::default(),
+            reports: reports_tx,
         });
-        crate::notify::Deliverer::start(inner.store.clone(), config.webhooks, inner.outbox_wake.clone());
         for tenant in jobs_store_tenants(&inner.store).await? {
             inner.quotas.write().unwrap().insert(tenant.name.clone(), tenant.quotas);
         }
@@ -216,9 +219,13 @@ impl Jobs {
                 Err(e) => jobs.fail_job(job.id, format!("cannot resume after restart: {e}")).await,
             }
         }
+        let inner = jobs.inner.clone();
+        jobs.inner.loops.spawn(report::ReportWriter { inner, rx: reports_rx, due: Default::default() });
         report::catch_up(jobs.inner.clone());
         jobs.inner.loops.spawn(Committer { inner: jobs.inner.clone(), rx, batch: Vec::new() });
         jobs.inner.loops.spawn(Scheduler { inner: jobs.inner.clone(), turn: 0 });
+        let (store, wake) = (jobs.inner.store.clone(), jobs.inner.outbox_wake.clone());
+        jobs.inner.loops.spawn(crate::notify::Deliverer::start(store, config.webhooks, wake));
         Ok(jobs)
     }
 

@@ -7,26 +7,102 @@ use super::*;
 /// Keys listed per planner batch (one transaction each).
 const PLAN_PAGE: usize = 1000;
 
-/// Page through the selection, writing tasks and the cursor batch by batch.
-pub(super) async fn planner(inner: Arc<Inner>, id: JobId, spec: JobSpec, cursor: Option<String>) {
-    let mut result = plan(&inner, id, &spec, cursor).await;
-    if result.is_ok() && spec.follow {
-        result = follow(&inner, id, &spec).await;
+/// A job's planner, as a short background loop (`planner (job N)`): one
+/// round pages through the whole selection, writing tasks and the cursor
+/// batch by batch; in trigger mode by polling, each later round lists the
+/// selection again, every `follow_interval`, while the job runs.
+pub(super) struct Planner {
+    inner: Arc<Inner>,
+    id: JobId,
+    spec: JobSpec,
+    /// Where the first listing resumes (after a crash or a suspension).
+    cursor: Option<String>,
+    next: Next,
+    /// Why planning failed: the job fails, and the planner stops.
+    failed: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Backfill,
+    Follow,
+    Done,
+}
+
+impl Planner {
+    pub(super) fn new(inner: Arc<Inner>, id: JobId, spec: JobSpec, cursor: Option<String>) -> Planner {
+        Planner { inner, id, spec, cursor, next: Next::Backfill, failed: None }
     }
-    if let Some(a) = inner.active.lock().unwrap().get_mut(&id) {
-        a.planner_running = false;
+
+    async fn still_running(&self) -> Result<bool, String> {
+        let id = self.id;
+        let job = self.inner.store.call(move |s| s.get_job(id)).await.map_err(|e| e.to_string())?;
+        Ok(job.is_some_and(|j| j.state == JobState::Running))
     }
-    match result {
-        Err(e) => fail_job(&inner, id, e).await,
-        // The listing may have ended the job (an empty selection): tell listeners.
-        Ok(()) => {
-            if let Ok(Some(job)) = inner.store.call(move |s| s.get_job(id)).await {
-                publish(&inner, &job);
+
+    /// The planner stops: the job may start again (resume), fails if planning
+    /// did, and listeners hear of a listing that ended it (an empty selection).
+    async fn finish(&mut self) {
+        let (inner, id) = (&self.inner, self.id);
+        if let Some(a) = inner.active.lock().unwrap().get_mut(&id) {
+            a.planner_running = false;
+        }
+        match self.failed.take() {
+            Some(e) => fail_job(inner, id, e).await,
+            None => {
+                if let Ok(Some(job)) = inner.store.call(move |s| s.get_job(id)).await {
+                    publish(inner, &job);
+                }
             }
         }
+        report::job_changed(inner, id).await;
+        inner.wake.notify_one();
     }
-    report::job_changed(&inner, id).await;
-    inner.wake.notify_one();
+}
+
+impl crate::background::Background for Planner {
+    fn name(&self) -> String {
+        format!("planner (job {})", self.id)
+    }
+
+    fn lasting(&self) -> bool {
+        false
+    }
+
+    async fn wait(&mut self) -> bool {
+        let go_on = match self.next {
+            Next::Backfill => true,
+            Next::Follow => {
+                // Stop when the job is no longer Running; look again after the interval.
+                let mut running = self.still_running().await;
+                if running == Ok(true) {
+                    tokio::time::sleep(self.spec.follow_interval).await;
+                    running = self.still_running().await;
+                }
+                running.unwrap_or_else(|e| {
+                    self.failed = Some(e);
+                    false
+                })
+            }
+            Next::Done => false,
+        };
+        if !go_on {
+            self.finish().await;
+        }
+        go_on
+    }
+
+    async fn round(&mut self) -> Result<(), String> {
+        let result = match self.next {
+            Next::Backfill => plan(&self.inner, self.id, &self.spec, self.cursor.take()).await,
+            _ => follow_once(&self.inner, self.id, &self.spec).await,
+        };
+        self.next = if result.is_ok() && self.spec.follow { Next::Follow } else { Next::Done };
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        result
+    }
 }
 
 /// The role a running job was prepared with.
@@ -56,29 +132,20 @@ fn to_plan(
         .collect()
 }
 
-/// Trigger mode by polling: after the backfill, list the selection again
-/// every `follow_interval`, queueing new and changed objects, until the job
-/// is no longer Running.
-pub(super) async fn follow(inner: &Arc<Inner>, id: JobId, spec: &JobSpec) -> Result<(), String> {
+/// Trigger mode by polling: list the selection again, queueing new and changed objects.
+async fn follow_once(inner: &Arc<Inner>, id: JobId, spec: &JobSpec) -> Result<(), String> {
+    let mut pager = Pager::open(&inner.buckets, spec, None, PLAN_PAGE).await.map_err(|e| e.to_string())?;
+    let role = job_role(inner, id);
     loop {
-        let state = inner.store.call(move |s| s.get_job(id)).await.map_err(|e| e.to_string())?.map(|j| j.state);
-        if state != Some(JobState::Running) {
-            return Ok(());
+        let page = pager.next_page().await.map_err(|e| e.to_string())?;
+        let objects = to_plan(spec, role.as_ref(), page.objects);
+        let queued = inner.store.call(move |s| s.follow_planned(id, &objects)).await.map_err(|e| e.to_string())?;
+        if queued > 0 {
+            tracing::info!(job = id, queued, "follow: new or changed objects");
+            inner.wake.notify_one();
         }
-        tokio::time::sleep(spec.follow_interval).await;
-        let mut pager = Pager::open(&inner.buckets, spec, None, PLAN_PAGE).await.map_err(|e| e.to_string())?;
-        let role = job_role(inner, id);
-        loop {
-            let page = pager.next_page().await.map_err(|e| e.to_string())?;
-            let objects = to_plan(spec, role.as_ref(), page.objects);
-            let queued = inner.store.call(move |s| s.follow_planned(id, &objects)).await.map_err(|e| e.to_string())?;
-            if queued > 0 {
-                tracing::info!(job = id, queued, "follow: new or changed objects");
-                inner.wake.notify_one();
-            }
-            if page.done {
-                break;
-            }
+        if page.done {
+            return Ok(());
         }
     }
 }

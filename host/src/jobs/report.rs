@@ -4,8 +4,8 @@
 //! names a `report` ends. Either way the tasks are read a page at a time
 //! through the store's cursor, so memory stays flat whatever the job's size.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -182,43 +182,48 @@ pub fn stream(
 
 // ---- written to a bucket when a job ends ----
 
-/// Jobs whose report is being written; `true`: the job changed again
-/// meanwhile, so write it once more when done. Writes of one job never overlap.
-fn writing() -> &'static Mutex<HashMap<JobId, bool>> {
-    static WRITING: OnceLock<Mutex<HashMap<JobId, bool>>> = OnceLock::new();
-    WRITING.get_or_init(Default::default)
-}
-
 /// Called with jobs as they are after a change: a job that has ended and
 /// names a report gets it written (again, if it ended again after retry-failed).
 pub(super) fn jobs_changed(inner: &Arc<Inner>, jobs: &[JobRecord]) {
-    for job in jobs {
-        if !job.state.is_terminal() || job.spec.report.is_none() {
-            continue;
+    for job in jobs.iter().filter(|j| j.state.is_terminal() && j.spec.report.is_some()) {
+        // Only a daemon that is stopping has no writer left to hear it.
+        let _ = inner.reports.send(job.id);
+    }
+}
+
+/// Writes the reports of ended jobs, one at a time, as a background loop
+/// (`reports`): a job that ends again while its report is due is written once.
+pub(super) struct ReportWriter {
+    pub inner: Arc<Inner>,
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<JobId>,
+    /// Jobs whose report is due, oldest job first.
+    pub due: BTreeSet<JobId>,
+}
+
+impl crate::background::Background for ReportWriter {
+    fn name(&self) -> String {
+        "reports".into()
+    }
+
+    async fn wait(&mut self) -> bool {
+        if self.due.is_empty() {
+            match self.rx.recv().await {
+                Some(id) => self.due.insert(id),
+                None => return false,
+            };
         }
-        {
-            let mut w = writing().lock().unwrap();
-            if let Some(again) = w.get_mut(&job.id) {
-                *again = true;
-                continue;
-            }
-            w.insert(job.id, false);
+        while let Ok(id) = self.rx.try_recv() {
+            self.due.insert(id);
         }
-        let (inner, id) = (inner.clone(), job.id);
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = write(&inner, id).await {
-                    tracing::warn!(job = id, error = %e, "writing the job's report failed");
-                }
-                let mut w = writing().lock().unwrap();
-                if w.get(&id) == Some(&true) {
-                    w.insert(id, false);
-                } else {
-                    w.remove(&id);
-                    break;
-                }
-            }
-        });
+        true
+    }
+
+    async fn round(&mut self) -> Result<(), String> {
+        let Some(id) = self.due.pop_first() else { return Ok(()) };
+        write(&self.inner, id).await.map_err(|e| {
+            tracing::warn!(job = id, error = %e, "writing the job's report failed");
+            format!("job {id}: {e}")
+        })
     }
 }
 

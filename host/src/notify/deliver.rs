@@ -78,43 +78,65 @@ fn now_ms() -> i64 {
 }
 
 impl Deliverer {
-    /// Start delivering; `wake` is notified when new events are committed.
-    pub fn start(store: Store, config: WebhookConfig, wake: Arc<Notify>) {
+    /// The deliverer, as a background loop (`webhooks`) that hands each job's
+    /// due event to a delivery task; `wake` is notified when new events are committed.
+    pub fn start(store: Store, config: WebhookConfig, wake: Arc<Notify>) -> WebhookLoop {
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
         let d = Deliverer { store, http: client(&config), config, wake, busy: Mutex::default(), slots };
-        tokio::spawn(Arc::new(d).dispatch());
+        WebhookLoop { deliverer: Arc::new(d), from_job: 0, idle: None }
+    }
+}
+
+/// The deliverer's dispatch loop: read each job's due event, hand it to a
+/// delivery task, then wait for news (or for the soonest retry).
+pub struct WebhookLoop {
+    deliverer: Arc<Deliverer>,
+    /// Where the next read of the outbox goes on from.
+    from_job: JobId,
+    /// How long to wait before the next round; `None` before the first.
+    idle: Option<Duration>,
+}
+
+impl crate::background::Background for WebhookLoop {
+    fn name(&self) -> String {
+        "webhooks".into()
     }
 
-    /// Hand each job's due event to a delivery task, then wait for news.
-    async fn dispatch(self: Arc<Self>) {
-        let mut from_job = 0;
-        loop {
-            let heads = match self.store.call(move |s| s.outbox_heads(from_job, HEADS_PER_READ)).await {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the webhook outbox");
-                    Vec::new()
-                }
-            };
-            // More jobs wait than one read holds: the next read goes on after them.
-            from_job = match heads.last() {
-                Some(last) if heads.len() == HEADS_PER_READ => last.job + 1,
-                _ => 0,
-            };
-            let mut soonest: Option<i64> = None;
-            for entry in heads {
-                if entry.next_attempt_at > now_ms() {
-                    soonest = Some(soonest.map_or(entry.next_attempt_at, |s| s.min(entry.next_attempt_at)));
-                } else if self.busy.lock().unwrap().insert(entry.job) {
-                    tokio::spawn(self.clone().deliver_head(entry));
-                }
-            }
-            let idle = soonest
-                .map_or(Duration::from_secs(1), |t| Duration::from_millis((t - now_ms()).clamp(10, 1000) as u64));
-            let _ = tokio::time::timeout(idle, self.wake.notified()).await;
+    async fn wait(&mut self) -> bool {
+        if let Some(idle) = self.idle {
+            let _ = tokio::time::timeout(idle, self.deliverer.wake.notified()).await;
         }
+        true
     }
 
+    async fn round(&mut self) -> Result<(), String> {
+        let d = &self.deliverer;
+        self.idle = Some(Duration::from_secs(1));
+        let from_job = self.from_job;
+        let heads = d
+            .store
+            .call(move |s| s.outbox_heads(from_job, HEADS_PER_READ))
+            .await
+            .map_err(|e| format!("reading the webhook outbox: {e}"))?;
+        // More jobs wait than one read holds: the next read goes on after them.
+        self.from_job = match heads.last() {
+            Some(last) if heads.len() == HEADS_PER_READ => last.job + 1,
+            _ => 0,
+        };
+        let mut soonest: Option<i64> = None;
+        for entry in heads {
+            if entry.next_attempt_at > now_ms() {
+                soonest = Some(soonest.map_or(entry.next_attempt_at, |s| s.min(entry.next_attempt_at)));
+            } else if d.busy.lock().unwrap().insert(entry.job) {
+                tokio::spawn(d.clone().deliver_head(entry));
+            }
+        }
+        self.idle = soonest.map(|t| Duration::from_millis((t - now_ms()).clamp(10, 1000) as u64)).or(self.idle);
+        Ok(())
+    }
+}
+
+impl Deliverer {
     /// Deliver a job's oldest event (once a slot is free), then let the
     /// dispatcher hand out the job's next one.
     async fn deliver_head(self: Arc<Self>, seen: OutboxEntry) {

@@ -22,7 +22,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-pub use deliver::{Deliverer, WebhookConfig};
+pub use deliver::{Deliverer, WebhookConfig, WebhookLoop};
 pub use destination::{DestinationError, check_destination, check_url};
 
 use crate::model::TaskRecord;
