@@ -10,7 +10,9 @@
 //!   tenant's `tasks_in_flight` quota, and at most `workers` across the
 //!   daemon. Free workers are shared among tenants first, then among each
 //!   tenant's jobs, so one tenant's huge job cannot starve another's small
-//!   one (`dispatch` hands out the worker slots);
+//!   one;
+//! - `executor`: runs the claimed tasks: the local worker pool (`dispatch`
+//!   hands out its worker slots), or a cluster's workers;
 //! - `worker`: streams each object through the plugin into uploads that are
 //!   completed only if the task succeeds;
 //! - `committer`: records results in groups, one transaction for up to
@@ -23,6 +25,7 @@ mod claims;
 mod committer;
 mod dispatch;
 pub mod dry_run;
+mod executor;
 mod lifecycle;
 pub mod limits;
 mod planner;
@@ -72,9 +75,9 @@ pub(crate) struct Inner {
     pub max_attempts: u32,
     commit_batch: usize,
     commit_delay: Duration,
-    /// Which claimed task gets the next worker: fair by tasks running, within the memory budget.
-    dispatcher: Arc<dispatch::Dispatcher>,
-    worker_count: usize,
+    /// Where claimed tasks run: the local worker pool (whose dispatcher gives
+    /// the next free worker fairly by tasks running, within the memory budget).
+    executor: Arc<dyn executor::Executor>,
     /// Tasks that may wait for a worker in memory, across the daemon.
     claim_ahead: usize,
     results: mpsc::UnboundedSender<TaskResult>,
@@ -187,8 +190,7 @@ impl Jobs {
             max_attempts: config.max_attempts.max(1),
             commit_batch: config.commit_batch,
             commit_delay: Duration::from_millis(config.commit_delay_ms),
-            dispatcher: dispatch::Dispatcher::new(config.workers, config.runtime.memory_budget()),
-            worker_count: config.workers,
+            executor: Arc::new(executor::LocalPool::new(config.workers, config.runtime.memory_budget())),
             claim_ahead: config.workers * CLAIM_AHEAD_PER_WORKER,
             results: tx,
             uncommitted: Default::default(),

@@ -100,7 +100,7 @@ impl crate::background::Background for Scheduler {
 }
 
 async fn claim_round(inner: &Arc<Inner>, turn: &mut usize) {
-    let slots = inner.worker_count + inner.claim_ahead;
+    let slots = inner.executor.slots() + inner.claim_ahead;
     loop {
         // Stopping, or the store cannot record claims (a full disk): claim nothing.
         if inner.stopping.load(std::sync::atomic::Ordering::SeqCst) || inner.store.unavailable().is_some() {
@@ -118,7 +118,7 @@ async fn claim_round(inner: &Arc<Inner>, turn: &mut usize) {
         // tenant's slots may at most double them.
         let mut ceiling = (2 * slots).saturating_sub(in_flight);
         let fair = slots.div_ceil(with_work.max(1));
-        let idle = inner.dispatcher.idle();
+        let idle = inner.executor.idle();
         // Rotate who goes first, so each tenant and each job gets its turn.
         let k = *turn % tenants.len();
         tenants.rotate_left(k);
@@ -162,7 +162,7 @@ async fn claim_round(inner: &Arc<Inner>, turn: &mut usize) {
                 budget -= tasks.len();
                 capacity = capacity.saturating_sub(tasks.len());
                 ceiling -= tasks.len();
-                spawn_workers(inner, id, stops, tasks);
+                execute(inner, id, stops, tasks);
             }
         }
         if !claimed_any {
@@ -171,9 +171,9 @@ async fn claim_round(inner: &Arc<Inner>, turn: &mut usize) {
     }
 }
 
-/// Start one worker per claimed task; each waits for a worker permit.
+/// Hand a job's claimed tasks to the executor.
 /// `stops`: the job's `Active::stops` when the tasks were claimed.
-fn spawn_workers(inner: &Arc<Inner>, id: JobId, stops: u64, tasks: Vec<crate::model::TaskRecord>) {
+fn execute(inner: &Arc<Inner>, id: JobId, stops: u64, tasks: Vec<crate::model::TaskRecord>) {
     let prepared = {
         let mut active = inner.active.lock().unwrap();
         let Some(a) = active.get_mut(&id) else { return };
@@ -181,55 +181,27 @@ fn spawn_workers(inner: &Arc<Inner>, id: JobId, stops: u64, tasks: Vec<crate::mo
         a.started(tasks.len());
         a.prepared.clone()
     };
-    for task in tasks {
-        let (inner, prepared) = (inner.clone(), prepared.clone());
-        tokio::spawn(async move {
-            // Claimed ahead: wait for a worker here, not in the scheduler.
-            let tenant = prepared.tenant.as_deref().unwrap_or_default();
-            let permit = inner.dispatcher.acquire(tenant, prepared.limits.max_memory).await;
-            let stopped = inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
-                || inner.active.lock().unwrap().get(&id).is_none_or(|a| a.stops != stops);
-            let result = if stopped {
-                drop(permit);
-                TaskResult::Released { job: id, seq: task.seq }
-            } else {
-                let started = std::time::Instant::now();
-                let result = worker::run(&inner, &prepared, task).await;
-                drop(permit);
-                record_metrics(&result, started.elapsed());
-                result
-            };
-            // The slot is free as soon as the work is done: waiting
-            // for the group commit here would cap throughput at
-            // `concurrency` tasks per commit interval. The result is
-            // counted as uncommitted before the task stops counting as in
-            // flight, so a drain never misses it.
-            let failed = matches!(result, TaskResult::Failed { .. });
-            send_result(&inner, result);
-            if let Some(a) = inner.active.lock().unwrap().get_mut(&id) {
-                a.in_flight = a.in_flight.saturating_sub(1);
-                if prepared.spec.fast_fail && failed {
-                    // Fast-fail acts on the first failure, not on its commit
-                    // a few milliseconds later: no new task, and none of
-                    // those waiting for a worker, starts after it.
-                    a.halted = true;
-                    a.stops += 1;
-                }
-            }
-            inner.wake.notify_one();
-        });
-    }
+    inner.executor.execute(inner, id, stops, prepared, tasks);
 }
 
-fn record_metrics(result: &TaskResult, took: Duration) {
-    let m = crate::metrics::global();
-    match result {
-        TaskResult::Succeeded { bytes_in, bytes_out, .. } => m.task_finished("succeeded", took, *bytes_in, *bytes_out),
-        TaskResult::Failed { bytes_in, .. } => m.task_finished("failed", took, *bytes_in, 0),
-        TaskResult::Retry { .. } => m.task_finished("retry", took, 0, 0),
-        TaskResult::Skipped { .. } => m.task_finished("skipped", took, 0, 0),
-        TaskResult::Claimed { .. } | TaskResult::Released { .. } => {}
+/// A task the executor ran (or released unstarted) is done: its result goes
+/// to the committer, and it no longer counts as in flight.
+pub(super) fn task_done(inner: &Arc<Inner>, id: JobId, prepared: &Prepared, result: TaskResult) {
+    // The result is counted as uncommitted before the task stops counting as
+    // in flight, so a drain never misses it.
+    let failed = matches!(result, TaskResult::Failed { .. });
+    send_result(inner, result);
+    if let Some(a) = inner.active.lock().unwrap().get_mut(&id) {
+        a.in_flight = a.in_flight.saturating_sub(1);
+        if prepared.spec.fast_fail && failed {
+            // Fast-fail acts on the first failure, not on its commit
+            // a few milliseconds later: no new task, and none of
+            // those waiting for a worker, starts after it.
+            a.halted = true;
+            a.stops += 1;
+        }
     }
+    inner.wake.notify_one();
 }
 
 /// Drop a job from the scheduler once it is no longer Running and nothing of it is in flight.

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use crate::auth::Access;
 use crate::model::{TaskErrorRecord, TaskRecord, now};
 use crate::objects::ObjectsError;
-use crate::runtime::{ObjectMeta, Task, TaskErrorKind};
+use crate::runtime::{ObjectMeta, Runtime, Task, TaskErrorKind};
 use crate::store::TaskResult;
 use crate::template::Vars;
 
@@ -72,7 +72,7 @@ fn disk_full(message: &str) -> bool {
 
 pub(super) async fn run(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord) -> TaskResult {
     let attempts = task.attempts;
-    let result = attempt(inner, prepared, task).await;
+    let result = attempt_here(inner, prepared, task).await;
     if let TaskResult::Retry { .. } = result {
         // Exponential backoff before the task is Pending again: 100 ms, 200 ms, 400 ms, ...
         tokio::time::sleep(std::time::Duration::from_millis(100 << attempts.min(6))).await;
@@ -80,56 +80,92 @@ pub(super) async fn run(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: Task
     result
 }
 
-async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord) -> TaskResult {
-    let started = Instant::now();
+/// One attempt, run here: what [`attempt`] needs from the daemon (the
+/// source's etag at the last successful run, for `skip_unchanged`) is read
+/// first, and a full disk suspends the job.
+async fn attempt_here(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord) -> TaskResult {
     let (job, seq) = (task.job, task.seq);
     // Which run of the job this task belongs to: a full disk met by a task of
     // an earlier run (before a resume) must not suspend the run after it.
     let activation = super::activation(inner, job);
-    let elapsed = || started.elapsed().as_millis() as u64;
+    let last_etag = if prepared.spec.skip_unchanged {
+        let (definition, key) = (prepared.definition.clone(), task.source_key.clone());
+        inner.store.call(move |s| s.last_etag(&definition, &key)).await.ok().flatten()
+    } else {
+        None
+    };
     let may_retry = task.attempts < inner.max_attempts;
+    match attempt(&inner.runtime, prepared, task, may_retry, last_etag).await {
+        Attempted::Done(result) => result,
+        Attempted::DiskFull(message) => {
+            if super::activation(inner, job) == activation {
+                super::suspend_for_full_disk(inner, job, message).await;
+            }
+            TaskResult::Released { job, seq }
+        }
+    }
+}
+
+/// How an attempt ended.
+pub(super) enum Attempted {
+    Done(TaskResult),
+    /// The disk (or quota) of an output is full: a pause for the job, not a
+    /// verdict on this object; the task is released unstarted.
+    DiskFull(String),
+}
+
+/// One attempt at one task, needing nothing of the daemon but the plugin
+/// runtime: whoever runs it (this daemon's pool, or a cluster's worker)
+/// passes whether a failure may be retried and, for `skip_unchanged`, the
+/// source's etag when the job's definition last processed it.
+pub(super) async fn attempt(
+    runtime: &Runtime,
+    prepared: &Arc<Prepared>,
+    task: TaskRecord,
+    may_retry: bool,
+    last_etag: Option<String>,
+) -> Attempted {
+    let started = Instant::now();
+    let (job, seq) = (task.job, task.seq);
+    let elapsed = || started.elapsed().as_millis() as u64;
+    use Attempted::Done;
 
     if let Some(role) = &prepared.role
         && let Err(e) = role.allows(&prepared.spec.input.bucket, &task.source_key, Access::Read)
     {
-        return TaskResult::Failed {
+        return Done(TaskResult::Failed {
             job,
             seq,
             error: error(TaskErrorKind::Grant, e),
             duration_ms: elapsed(),
             bytes_in: 0,
-        };
+        });
     }
     let (meta, input) = match prepared.input.open(&task.source_key).await {
         Ok(opened) => opened,
         Err(e @ (ObjectsError::NotFound { .. } | ObjectsError::BadKey { .. })) => {
-            return TaskResult::Failed {
+            return Done(TaskResult::Failed {
                 job,
                 seq,
                 error: error(TaskErrorKind::NotFound, e),
                 duration_ms: elapsed(),
                 bytes_in: 0,
-            };
+            });
         }
-        Err(e) if may_retry => return TaskResult::Retry { job, seq, error: error(TaskErrorKind::Io, e) },
+        Err(e) if may_retry => return Done(TaskResult::Retry { job, seq, error: error(TaskErrorKind::Io, e) }),
         Err(e) => {
-            return TaskResult::Failed {
+            return Done(TaskResult::Failed {
                 job,
                 seq,
                 error: error(TaskErrorKind::Io, e),
                 duration_ms: elapsed(),
                 bytes_in: 0,
-            };
+            });
         }
     };
 
-    if prepared.spec.skip_unchanged
-        && let Some(etag) = meta.etag.clone()
-    {
-        let (definition, key) = (prepared.definition.clone(), task.source_key.clone());
-        if inner.store.call(move |s| s.last_etag(&definition, &key)).await.ok().flatten() == Some(etag) {
-            return TaskResult::Skipped { job, seq };
-        }
+    if prepared.spec.skip_unchanged && meta.etag.is_some() && meta.etag == last_etag {
+        return Done(TaskResult::Skipped { job, seq });
     }
     let source_etag = meta.etag.clone();
 
@@ -182,7 +218,7 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
         target: prepared.output.target(render),
         limits: prepared.limits,
     };
-    match inner.runtime.run(&prepared.plugin, run).await {
+    Done(match runtime.run(&prepared.plugin, run).await {
         Ok(outcome) => TaskResult::Succeeded {
             job,
             seq,
@@ -195,22 +231,25 @@ async fn attempt(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRecord)
         },
         Err(e) => {
             if let Some((kind, msg)) = template_error.lock().unwrap().take() {
-                return TaskResult::Failed { job, seq, error: error(kind, msg), duration_ms: elapsed(), bytes_in: 0 };
+                return Done(TaskResult::Failed {
+                    job,
+                    seq,
+                    error: error(kind, msg),
+                    duration_ms: elapsed(),
+                    bytes_in: 0,
+                });
             }
             // A full disk is a pause, not a verdict on this object.
             if e.kind() == TaskErrorKind::Io && disk_full(&e.to_string()) {
-                if super::activation(inner, job) == activation {
-                    super::suspend_for_full_disk(inner, job, e.to_string()).await;
-                }
-                return TaskResult::Released { job, seq };
+                return Attempted::DiskFull(e.to_string());
             }
             // Only I/O failures are transient; a plugin's verdict or a limit is not.
             if e.kind() == TaskErrorKind::Io && may_retry {
-                return TaskResult::Retry { job, seq, error: error(TaskErrorKind::Io, &e) };
+                return Done(TaskResult::Retry { job, seq, error: error(TaskErrorKind::Io, &e) });
             }
             TaskResult::Failed { job, seq, error: error(e.kind(), &e), duration_ms: elapsed(), bytes_in: 0 }
         }
-    }
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,86 @@
+//! Where claimed tasks run. The scheduler decides *which* tasks run next
+//! (fair share, priority, pacing, quotas) and claims them; an [`Executor`]
+//! runs them and hands each result to the committer. Today's executor is
+//! the local worker pool; a cluster's reaches workers on other machines.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::dispatch::Dispatcher;
+use super::scheduler::task_done;
+use super::{Inner, Prepared, worker};
+use crate::model::{JobId, TaskRecord};
+use crate::store::TaskResult;
+
+/// Runs claimed tasks.
+pub(super) trait Executor: Send + Sync + 'static {
+    /// Tasks it can run at once: what the scheduler claims for (plus a few ahead).
+    fn slots(&self) -> usize;
+    /// Slots free now (0 while every one is busy).
+    fn idle(&self) -> usize;
+    /// Run a job's claimed `tasks`: each ends in [`task_done`] with its result,
+    /// or with [`TaskResult::Released`] if the job stopped (`stops` moved on)
+    /// before the task started.
+    fn execute(&self, inner: &Arc<Inner>, job: JobId, stops: u64, prepared: Arc<Prepared>, tasks: Vec<TaskRecord>);
+}
+
+/// The local worker pool: each task waits for a slot of the [`Dispatcher`]
+/// (fair among tenants, within the memory budget), then runs here.
+pub(super) struct LocalPool {
+    workers: usize,
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl LocalPool {
+    pub fn new(workers: usize, memory_budget: u64) -> LocalPool {
+        LocalPool { workers, dispatcher: Dispatcher::new(workers, memory_budget) }
+    }
+}
+
+impl Executor for LocalPool {
+    fn slots(&self) -> usize {
+        self.workers
+    }
+
+    fn idle(&self) -> usize {
+        self.dispatcher.idle()
+    }
+
+    fn execute(&self, inner: &Arc<Inner>, job: JobId, stops: u64, prepared: Arc<Prepared>, tasks: Vec<TaskRecord>) {
+        for task in tasks {
+            let (inner, prepared, dispatcher) = (inner.clone(), prepared.clone(), self.dispatcher.clone());
+            tokio::spawn(async move {
+                // Claimed ahead: wait for a worker here, not in the scheduler.
+                let tenant = prepared.tenant.as_deref().unwrap_or_default();
+                let permit = dispatcher.acquire(tenant, prepared.limits.max_memory).await;
+                let stopped = inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
+                    || inner.active.lock().unwrap().get(&job).is_none_or(|a| a.stops != stops);
+                let result = if stopped {
+                    drop(permit);
+                    TaskResult::Released { job, seq: task.seq }
+                } else {
+                    let started = std::time::Instant::now();
+                    let result = worker::run(&inner, &prepared, task).await;
+                    // The slot is free as soon as the work is done: waiting
+                    // for the group commit here would cap throughput at
+                    // `concurrency` tasks per commit interval.
+                    drop(permit);
+                    record_metrics(&result, started.elapsed());
+                    result
+                };
+                task_done(&inner, job, &prepared, result);
+            });
+        }
+    }
+}
+
+fn record_metrics(result: &TaskResult, took: Duration) {
+    let m = crate::metrics::global();
+    match result {
+        TaskResult::Succeeded { bytes_in, bytes_out, .. } => m.task_finished("succeeded", took, *bytes_in, *bytes_out),
+        TaskResult::Failed { bytes_in, .. } => m.task_finished("failed", took, *bytes_in, 0),
+        TaskResult::Retry { .. } => m.task_finished("retry", took, 0, 0),
+        TaskResult::Skipped { .. } => m.task_finished("skipped", took, 0, 0),
+        TaskResult::Claimed { .. } | TaskResult::Released { .. } => {}
+    }
+}
