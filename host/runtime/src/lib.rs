@@ -5,9 +5,14 @@
 //! A [`Plugin`] is a loaded, checked and pre-instantiated component. Each task
 //! instantiates it afresh from its `InstancePre` (microseconds with the pool),
 //! streams the source through it, and commits its outputs only if it succeeds.
+//!
+//! This file is [`Runtime`]'s whole life, a little over 500 lines on purpose:
+//! building the engine, loading a plugin, asking it `info` and `validate`, and
+//! running a task read best in order; each piece they use is a module.
 
 pub mod bindings;
 mod cache;
+mod config;
 mod console;
 mod errors;
 mod exports;
@@ -18,10 +23,11 @@ mod info;
 mod inspect;
 mod lifted;
 mod limits;
+mod outcome;
 mod streams;
 mod text;
+mod wasi;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -30,12 +36,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use bindings::Contract;
 pub use cache::CacheOutcome;
 use cache::CompileCache;
+pub use config::RuntimeConfig;
+use config::pooling;
 use console::ConsoleTail;
 pub use errors::{LoadError, TaskError, TaskErrorKind};
 use exports::ExportIndices;
@@ -43,70 +51,12 @@ pub use info::{ActionInfo, ParamInfo, PluginInfo, check_variable_name};
 pub use lifted::{MAX_ITEMS as MAX_TEXT_ITEMS, MAX_LIFT as MAX_TEXT_CAP};
 use limits::TaskLimiter;
 pub use limits::{LimitCeilings, LimitHit, Limits};
+pub use outcome::MAX_RESULT;
+use outcome::{classify_trap, control_call, control_deadline_hit, task_result_of};
 use streams::{InputHandle, OutputsHandle};
 pub use streams::{InputSource, OutputSpec, OutputTarget, OutputWriter, RandomAccess};
 pub use text::{TextLimits, bounded};
-
-/// Engine-wide settings. Per-task [`Limits`] are defaults: a tenant's quotas
-/// lower them, and a job may ask for others up to [`LimitCeilings`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RuntimeConfig {
-    /// Default per-task limits; `limits.max_memory` is also the pool's slot size.
-    pub limits: Limits,
-    /// The most a job may raise `limits.deadline` and `limits.max_output` to.
-    pub max_limits: LimitCeilings,
-    /// WebAssembly call-stack size, in bytes.
-    pub max_stack: usize,
-    /// Plugin instances alive at once (the pool's size): the ceiling on tasks in flight.
-    pub max_instances: u32,
-    /// Largest plugin accepted, in bytes.
-    pub max_plugin_size: usize,
-    /// Where compiled artifacts are cached; `None` compiles on every load.
-    pub cache_dir: Option<PathBuf>,
-    /// Wall-clock time for `info()` and `validate()`: they answer API requests
-    /// (job and style creation, uploads), so a plugin that hangs in them must
-    /// not hold a request for the whole task deadline.
-    #[serde(with = "humantime_serde")]
-    pub control_deadline: Duration,
-    /// Caps on the text a plugin returns or logs.
-    pub text: TextLimits,
-    /// Bytes that the memory limits of all running tasks may add up to: a
-    /// task starts only while its limit fits beside the running ones'.
-    /// Unset: half the machine's memory. Never below `limits.max_memory`.
-    pub memory_budget: Option<u64>,
-}
-
-impl RuntimeConfig {
-    /// The memory budget in effect (see [`RuntimeConfig::memory_budget`]).
-    pub fn memory_budget(&self) -> u64 {
-        self.memory_budget.unwrap_or_else(|| machine_memory().map_or(4 << 30, |m| m / 2)).max(self.limits.max_memory)
-    }
-}
-
-/// The machine's memory in bytes (`MemTotal` of `/proc/meminfo`).
-fn machine_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: u64 =
-        info.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().strip_suffix("kB")?.trim().parse().ok()?;
-    Some(kib * 1024)
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        RuntimeConfig {
-            limits: Limits::default(),
-            max_limits: LimitCeilings::default(),
-            max_stack: 512 << 10,
-            max_instances: 64,
-            max_plugin_size: 64 << 20,
-            cache_dir: None,
-            control_deadline: Duration::from_secs(1),
-            text: TextLimits::default(),
-            memory_budget: None,
-        }
-    }
-}
+use wasi::{add_allowed_wasi, spawn_ticker};
 
 /// Epoch tick: the granularity of deadlines, and how often a busy plugin
 /// yields to the async executor so it cannot starve other tasks.
@@ -627,138 +577,4 @@ impl Runtime {
         });
         store
     }
-}
-
-/// Largest task result, in bytes of JSON.
-pub const MAX_RESULT: usize = 64 << 10;
-
-/// A 0.2.0 task's result: JSON of at most [`MAX_RESULT`] bytes, or the task fails.
-fn task_result_of(returned: &lifted::LiftedStr) -> Result<serde_json::Value, TaskError> {
-    if returned.len > MAX_RESULT {
-        return Err(TaskError::limit(LimitHit::Result { len: returned.len, cap: MAX_RESULT }, String::new()));
-    }
-    serde_json::from_str(&returned.head).map_err(|e| TaskError::Failed {
-        message: format!("the plugin's result is not JSON ({e}): a result is one JSON value"),
-        console: String::new(),
-    })
-}
-
-/// The state of an `info()` or `validate()` call, whose deadline is the control deadline.
-fn control_call(store: &mut Store<TaskState>) -> &TaskState {
-    if let Some(LimitHit::Deadline(d)) = store.data().hit {
-        store.data_mut().hit = Some(LimitHit::ControlDeadline(d));
-    }
-    store.data()
-}
-
-/// The message of an `info()` that outlived the control deadline.
-fn control_deadline_hit(deadline: Duration) -> String {
-    LimitHit::ControlDeadline(deadline).to_string()
-}
-
-/// Turn a trap into the task error a user can act on: the limit that was hit,
-/// or the trap with the tail of the plugin's stderr (where a panic's message is).
-fn classify_trap(err: wasmtime::Error, state: &TaskState, config: &RuntimeConfig) -> TaskError {
-    let console = state.console.text();
-    if let Some(hit) = state.hit.clone().or_else(|| state.limiter.hit.clone()) {
-        return TaskError::limit(hit, console);
-    }
-    if let Some(Trap::StackOverflow) = err.downcast_ref::<Trap>() {
-        return TaskError::limit(LimitHit::Stack(config.max_stack), console);
-    }
-    if let Some(io) = &state.host_error {
-        return TaskError::Io(io.clone());
-    }
-    if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return TaskError::Exited { status: exit.0, console };
-    }
-    let trap = match err.downcast_ref::<Trap>() {
-        // Rust's panic handler prints its message, then aborts via `unreachable`.
-        Some(Trap::UnreachableCodeReached) if console.contains("panicked at") => "panic".to_string(),
-        Some(trap) => trap.to_string(),
-        None => format!("{err:#}"),
-    };
-    TaskError::Crashed { trap, console }
-}
-
-fn pooling(config: &RuntimeConfig) -> PoolingAllocationConfig {
-    let n = config.max_instances.max(1);
-    let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(n);
-    // A Rust component holds a handful of core instances (its module and the
-    // shims wasm-component-ld adds), one memory and a few tables; a Python
-    // component from componentize-py holds ~40 core instances and several
-    // memories (libc, the interpreter, extension modules).
-    pool.total_core_instances((n * 16).max(128));
-    pool.max_core_instances_per_component(64);
-    pool.total_memories((n * 4).max(32));
-    pool.max_memories_per_component(16);
-    pool.total_tables((n * 16).max(128));
-    pool.max_tables_per_component(32);
-    pool.max_memory_size(config.limits.max_memory as usize);
-    // Keep a few MiB of each slot resident: without it every task pays
-    // madvise and page faults for the guest's first megabyte (its shadow stack).
-    pool.linear_memory_keep_resident(4 << 20);
-    pool.table_keep_resident(64 << 10);
-    // Likewise for the fiber stacks of async calls: two calls per task.
-    pool.async_stack_keep_resident(128 << 10);
-    // No batching of decommits: a batch keeps up to (cores × (batch - 1))
-    // released slots resident, each as large as its task let it grow (822 MB
-    // stayed resident after a job with a batch of 16), which no memory
-    // budget could account for.
-    pool.decommit_batch_size(1);
-    // With PAGEMAP_SCAN (Linux 6.7+) a slot's reset zeroes only the pages the
-    // task touched; without it, the whole kept-resident part of the memory
-    // (all of a small plugin's 2 MiB) is zeroed after every task.
-    pool.pagemap_scan(wasmtime::Enabled::Auto);
-    pool
-}
-
-/// The WASI interfaces a plugin may use: io, clocks, random and cli (empty
-/// environment, captured stdio), and a filesystem with no directories in it.
-/// The filesystem is linked because Rust's std and other runtimes import it
-/// whenever any library they link can touch a file (a font loader, a syntax
-/// highlighter); with no preopened directory, every open fails and no file of
-/// the host can be named. Sockets are never linked.
-fn add_allowed_wasi(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
-    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
-    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
-    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
-    use wasmtime_wasi::random::WasiRandom;
-    type T = TaskState;
-    let l = linker;
-    wasmtime_wasi_io::add_to_linker_async(l)?;
-    clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
-    random::random::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
-    random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
-    random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
-    // No `preopened_dir` is ever given to a task's `WasiCtx`: the list of
-    // directories is empty, and a descriptor can only come from that list.
-    filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
-    filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
-    cli::exit::add_to_linker::<T, WasiCli>(l, T::cli)?;
-    cli::environment::add_to_linker::<T, WasiCli>(l, T::cli)?;
-    cli::stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
-    cli::stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
-    cli::stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
-    cli::terminal_input::add_to_linker::<T, WasiCli>(l, T::cli)?;
-    cli::terminal_output::add_to_linker::<T, WasiCli>(l, T::cli)?;
-    cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
-    cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
-    cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
-    Ok(())
-}
-
-fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) {
-    std::thread::Builder::new()
-        .name("kiln-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(TICK);
-                engine.increment_epoch();
-            }
-        })
-        .expect("spawning the epoch ticker thread");
 }

@@ -13,6 +13,7 @@ mod plugins;
 mod problem;
 mod report;
 mod routes;
+mod styles;
 mod tenancy;
 
 use std::sync::Arc;
@@ -73,6 +74,7 @@ fn api(max_plugin_size: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(status))
         .routes(routes!(openapi::openapi_json))
         .merge(routes::router())
+        .merge(styles::router())
         .merge(events::router())
         .merge(report::router())
         .merge(tenancy::router())

@@ -2,14 +2,18 @@
 
 mod admin;
 mod bench;
+mod bucket;
 mod client;
 mod human;
+mod job;
 mod local_files;
 mod plugin_new;
 mod precompile;
 mod process;
 mod serve;
 mod store;
+mod style;
+mod task;
 mod watch;
 
 use std::process::ExitCode;
@@ -54,7 +58,7 @@ enum Command {
         #[command(flatten)]
         client: client::ClientArgs,
         #[command(subcommand)]
-        command: client::JobCommand,
+        command: job::JobCommand,
     },
     /// A job's tasks: list (with filters and pagination) and get.
     #[command(
@@ -64,7 +68,7 @@ enum Command {
         #[command(flatten)]
         client: client::ClientArgs,
         #[command(subcommand)]
-        command: client::TaskCommand,
+        command: task::TaskCommand,
     },
     /// Saved styles: create, list, get, delete.
     #[command(after_help = "Examples:\n  kiln style create thumb 'image/resize,w_256/format,webp'\n  kiln style list")]
@@ -72,7 +76,7 @@ enum Command {
         #[command(flatten)]
         client: client::ClientArgs,
         #[command(subcommand)]
-        command: client::StyleCommand,
+        command: style::StyleCommand,
     },
     /// The daemon's buckets.
     #[command(after_help = "Examples:\n  kiln buckets")]
@@ -213,10 +217,10 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Process(args) => process::run(args).await,
             Command::Serve(args) => serve::run(args).await,
-            Command::Job { client, command } => client::job(&client::Client::new(&client), command).await,
-            Command::Task { client, command } => client::task(&client::Client::new(&client), command).await,
-            Command::Style { client, command } => client::style(&client::Client::new(&client), command).await,
-            Command::Buckets { client } => client::buckets(&client::Client::new(&client)).await,
+            Command::Job { client, command } => job::job(&client::Client::new(&client), command).await,
+            Command::Task { client, command } => task::task(&client::Client::new(&client), command).await,
+            Command::Style { client, command } => style::style(&client::Client::new(&client), command).await,
+            Command::Buckets { client } => bucket::buckets(&client::Client::new(&client)).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Precompile(args) => precompile::run(args).await,
             Command::Plugin { client, command } => admin::plugin(&client::Client::new(&client), command).await,
