@@ -28,6 +28,7 @@ pub mod dry_run;
 mod executor;
 mod lifecycle;
 pub mod limits;
+pub mod order;
 mod planner;
 mod plugin_compile;
 mod plugins;
