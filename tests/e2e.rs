@@ -7,6 +7,7 @@
 mod common;
 
 mod azure;
+mod cluster;
 mod contract;
 mod crash_recovery;
 mod daemon;

@@ -49,6 +49,18 @@ pub struct Config {
     /// plugin `compiling`.
     #[serde(with = "humantime_serde")]
     pub plugin_upload_wait: std::time::Duration,
+    /// Scale-out: with `nats` set, tasks run on `kiln worker`s (see docs/cluster.md).
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: this daemon as the coordinator of workers reached through NATS JetStream.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The NATS server, `nats://host:4222` (flag `--nats`, env `KILN_NATS`).
+    pub nats: Option<String>,
+    /// Tasks the coordinator runs itself besides its workers' (default 0).
+    pub local_workers: usize,
 }
 
 impl Default for Config {
@@ -68,6 +80,7 @@ impl Default for Config {
             webhooks: crate::notify::WebhookConfig::default(),
             shutdown_grace: std::time::Duration::from_secs(10),
             plugin_upload_wait: std::time::Duration::from_secs(2),
+            cluster: ClusterConfig::default(),
         }
     }
 }

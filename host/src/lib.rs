@@ -5,6 +5,7 @@ pub mod auth;
 pub mod background;
 pub mod bundled;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod jobs;

@@ -72,6 +72,7 @@ fn api(max_plugin_size: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
         .routes(routes!(store_backup))
         .routes(routes!(status))
+        .routes(routes!(workers))
         .routes(routes!(openapi::openapi_json))
         .merge(routes::router())
         .merge(styles::router())
@@ -116,6 +117,18 @@ async fn readyz(state: State<AppState>) -> axum::response::Response {
 )]
 async fn store_backup(state: State<AppState>, caller: auth::Caller) -> Result<axum::response::Response, Problem> {
     observe::backup(state, caller).await
+}
+
+/// The workers of a cluster (`[cluster] nats`), the admin's: each live
+/// worker's name, version, slots, load, tasks done and reachable buckets.
+#[utoipa::path(
+    get,
+    path = "/v1/workers",
+    tag = "health",
+    responses((status = 200, description = "The workers", body = observe::ClusterWorkers), Problems<401, 403, 503>),
+)]
+async fn workers(state: State<AppState>, caller: auth::Caller) -> Result<axum::Json<observe::ClusterWorkers>, Problem> {
+    observe::workers(state, caller).await
 }
 
 /// The daemon's status, the admin's: its version, what each background loop

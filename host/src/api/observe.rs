@@ -108,6 +108,23 @@ pub async fn status(State(s): State<AppState>, caller: Caller) -> Result<axum::J
     }))
 }
 
+/// What `GET /v1/workers` shows the admin.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ClusterWorkers {
+    /// Whether this daemon coordinates workers (`[cluster] nats`).
+    pub cluster: bool,
+    pub workers: Vec<crate::cluster::WorkerBeat>,
+}
+
+pub async fn workers(State(s): State<AppState>, caller: Caller) -> Result<axum::Json<ClusterWorkers>, Problem> {
+    caller.admin_only("list the workers")?;
+    match s.jobs.cluster_workers().await {
+        None => Ok(axum::Json(ClusterWorkers { cluster: false, workers: Vec::new() })),
+        Some(Ok(workers)) => Ok(axum::Json(ClusterWorkers { cluster: true, workers })),
+        Some(Err(e)) => Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "nats-unavailable", format!("{e:#}"))),
+    }
+}
+
 /// `GET /v1/store/backup`: a consistent copy of the store, taken while the
 /// daemon runs (see `store::check`); the admin's. The copy is built beside the
 /// store, unlinked at once, and streamed from the open file.

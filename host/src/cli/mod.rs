@@ -15,6 +15,7 @@ mod store;
 mod style;
 mod task;
 mod watch;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,11 @@ enum Command {
         after_help = "Examples:\n  kiln serve\n  kiln serve --data-dir /srv/kiln --listen 0.0.0.0:7878 --workers 8\n  KILN_ADMIN_TOKEN=$(cat token) kiln serve --config kiln.toml"
     )]
     Serve(serve::ServeArgs),
+    /// Run a coordinator's tasks (`kiln serve --nats`), or list its workers.
+    #[command(
+        after_help = "Examples:\n  kiln worker --nats nats://coordinator:4222 --config worker.toml --slots 8\n  kiln worker list"
+    )]
+    Worker(worker::WorkerArgs),
     /// Jobs: create, list, get, suspend, resume, cancel, retry-failed, delete, wait.
     #[command(
         after_help = "Examples:\n  kiln job create --bucket photos --suffix .jpg --style thumb --output-bucket thumbs --output '{dirname}/{barename}.{autoext}' --wait\n  kiln job list --state running\n  kiln job wait 7"
@@ -217,6 +223,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Process(args) => process::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Worker(args) => worker::run(args).await,
             Command::Job { client, command } => job::job(&client::Client::new(&client), command).await,
             Command::Task { client, command } => task::task(&client::Client::new(&client), command).await,
             Command::Style { client, command } => style::style(&client::Client::new(&client), command).await,

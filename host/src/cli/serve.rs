@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// addresses (`[webhooks] allow_private_networks`).
     #[arg(long, env = "KILN_WEBHOOKS_ALLOW_PRIVATE_NETWORKS")]
     webhooks_allow_private_networks: bool,
+    /// Coordinate `kiln worker`s through the NATS server at this URL
+    /// (`[cluster] nats`): tasks run on them instead of here.
+    #[arg(long, env = "KILN_NATS")]
+    nats: Option<String>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -56,6 +60,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(w) = args.workers {
         config.workers = w;
+    }
+    if let Some(n) = args.nats {
+        config.cluster.nats = Some(n);
     }
     if let Some(t) = args.admin_token {
         config.admin_token = Some(t);
@@ -189,7 +196,7 @@ async fn admin_token_digest(config: &Config, store: &Store) -> anyhow::Result<St
     Ok(digest)
 }
 
-async fn signal() {
+pub(super) async fn signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

