@@ -200,3 +200,53 @@ async fn a_coordinator_killed_mid_job_goes_on_after_its_restart() {
     assert_eq!(tasks.len(), N);
     assert!(tasks.iter().all(|t| t["state"] == "succeeded"), "{:?}", tasks.iter().find(|t| t["state"] != "succeeded"));
 }
+
+#[tokio::test]
+async fn a_suspended_job_orders_nothing_more_and_resumes_on_the_workers() {
+    let Some(nats) = nats() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 600;
+    let d = coordinator(&nats, dir.path(), N);
+    let w1 = Worker::start(&nats, &d.data_dir, "w1", 2);
+    let w2 = Worker::start(&nats, &d.data_dir, "w2", 2);
+    wait_for_workers(&d, 2, &[&w1, &w2]).await;
+    let id = copy_job(&d).await;
+    wait_for_progress(&d, id, 100).await;
+    let (status, suspended) = d.post(&format!("/v1/jobs/{id}/suspend"), json!({})).await;
+    assert_eq!((status, suspended["state"].as_str()), (200, Some("suspended")), "{suspended}");
+    // What was already ordered may finish (at most the window: twice the 4 slots); then nothing moves.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, before) = d.get(&format!("/v1/jobs/{id}")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, after) = d.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(before["counters"], after["counters"], "a suspended job ran on");
+    assert!(after["counters"]["succeeded"].as_u64().unwrap() < N as u64, "{after}");
+    let (status, resumed) = d.post(&format!("/v1/jobs/{id}/resume"), json!({})).await;
+    assert_eq!(status, 200, "{resumed}");
+    let done = d.wait_job(id, LONG).await;
+    all_copied(&d, &done, N);
+}
+
+#[tokio::test]
+async fn a_worker_of_another_version_refuses_to_start() {
+    let Some(nats) = nats() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // As a coordinator of another version would have announced itself.
+    let js = kiln::cluster::connect(&format!("nats://127.0.0.1:{}", nats.port)).await.unwrap();
+    let parts = kiln::cluster::ensure(&js).await.unwrap();
+    parts.workers.put(kiln::cluster::COORDINATOR_KEY, br#"{"version":"0.0.1"}"#.to_vec().into()).await.unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut w = Worker::start(&nats, &data, "old", 1);
+    let deadline = Instant::now() + LONG;
+    let status = loop {
+        if let Some(status) = w.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the worker kept running: {}", w.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    let log = w.log();
+    assert!(log.contains("Kiln 0.0.1") && log.contains(env!("CARGO_PKG_VERSION")), "{log}");
+}

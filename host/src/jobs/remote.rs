@@ -155,6 +155,13 @@ impl Executor for RemotePool {
         let (remote, inner) = (self.0.clone(), inner.clone());
         tokio::spawn(async move {
             for task in tasks {
+                // As the local pool: a job stopped since the claim publishes nothing more.
+                let stopped = inner.stopping.load(Ordering::SeqCst)
+                    || inner.active.lock().unwrap().get(&job).is_none_or(|a| a.stops != stops);
+                if stopped {
+                    task_done(&inner, job, &prepared, TaskResult::Released { job, seq: task.seq });
+                    continue;
+                }
                 remote.publish(&inner, job, &prepared, task).await;
             }
         });
@@ -251,12 +258,17 @@ impl Results {
             }
             Outcome::Retry { error } => TaskResult::Retry { job, seq, error },
             Outcome::Skipped => TaskResult::Skipped { job, seq },
-            Outcome::Released { why } => {
-                if let Some(why) = why {
-                    tracing::warn!(job, seq, worker = %r.worker, %why, "a worker could not run a task");
-                }
-                TaskResult::Released { job, seq }
+            Outcome::Released { why: Some(why) } => {
+                tracing::warn!(job, seq, worker = %r.worker, %why, "a worker could not run a task; it is ordered again");
+                // Not at once: a task no live worker can run would otherwise go round as fast as it can.
+                let inner = self.inner.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    task_done(&inner, job, &p.prepared, TaskResult::Released { job, seq });
+                });
+                return;
             }
+            Outcome::Released { why: None } => TaskResult::Released { job, seq },
             Outcome::DiskFull { message } => {
                 super::suspend_for_full_disk(&self.inner, job, message).await;
                 TaskResult::Released { job, seq }
