@@ -214,8 +214,9 @@ async fn a_suspended_job_orders_nothing_more_and_resumes_on_the_workers() {
     wait_for_progress(&d, id, 100).await;
     let (status, suspended) = d.post(&format!("/v1/jobs/{id}/suspend"), json!({})).await;
     assert_eq!((status, suspended["state"].as_str()), (200, Some("suspended")), "{suspended}");
-    // What was already ordered may finish (at most the window: twice the 4 slots); then nothing moves.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Its orders are taken back from JetStream; the few running finish, unrecorded; nothing moves.
+    wait_for_empty_queue(&nats).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let (_, before) = d.get(&format!("/v1/jobs/{id}")).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, after) = d.get(&format!("/v1/jobs/{id}")).await;
@@ -225,6 +226,43 @@ async fn a_suspended_job_orders_nothing_more_and_resumes_on_the_workers() {
     assert_eq!(status, 200, "{resumed}");
     let done = d.wait_job(id, LONG).await;
     all_copied(&d, &done, N);
+}
+
+/// Wait until `KILN_TASKS` holds no order.
+async fn wait_for_empty_queue(nats: &Emulator) {
+    let js = kiln::cluster::connect(&format!("nats://127.0.0.1:{}", nats.port)).await.unwrap();
+    let mut stream = js.get_stream(kiln::cluster::TASKS).await.unwrap();
+    let deadline = Instant::now() + LONG;
+    loop {
+        let held = stream.info().await.unwrap().state.messages;
+        if held == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{held} orders stay queued");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_job_takes_its_orders_back_and_its_counters_add_up() {
+    let Some(nats) = nats() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 600;
+    let d = coordinator(&nats, dir.path(), N);
+    let w1 = Worker::start(&nats, &d.data_dir, "w1", 2);
+    wait_for_workers(&d, 1, &[&w1]).await;
+    let id = copy_job(&d).await;
+    wait_for_progress(&d, id, 50).await;
+    let (status, cancelled) = d.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(status, 200, "{cancelled}");
+    wait_for_empty_queue(&nats).await;
+    let done = d.wait_job(id, LONG).await;
+    assert_eq!(done["state"], "cancelled", "{done}");
+    let c = &done["counters"];
+    let sum: u64 =
+        ["pending", "running", "succeeded", "failed", "skipped"].iter().map(|k| c[k].as_u64().unwrap()).sum();
+    assert_eq!((sum, c["total"].as_u64().unwrap(), c["running"].as_u64()), (N as u64, N as u64, Some(0)), "{done}");
+    assert!(c["succeeded"].as_u64().unwrap() < N as u64, "{done}");
 }
 
 #[tokio::test]

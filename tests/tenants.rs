@@ -652,7 +652,9 @@ async fn the_admin_sees_the_background_loops_and_a_tenant_does_not() {
         let has = |name: &str| s["loops"].as_array().unwrap().iter().any(|l| l["name"] == name);
         let planned = has(&planner)
             && s["loops"].as_array().unwrap().iter().any(|l| l["name"] == planner && l["rounds"].as_u64() >= Some(1));
-        if planned && report.exists() {
+        let (_, job) = d.get(&format!("/v1/jobs/{}", following["id"])).await;
+        let backfilled = job["counters"]["succeeded"] == 3 && s["uncommitted"] == 0;
+        if planned && report.exists() && backfilled {
             break s;
         }
         assert!(Instant::now() < deadline, "no planner rounds or report: {s}");

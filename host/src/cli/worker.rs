@@ -25,6 +25,7 @@ pub struct WorkerArgs {
 #[derive(Subcommand)]
 enum WorkerCommand {
     /// The live workers: name, version, slots, load, tasks done, buckets.
+    #[command(after_help = "Examples:\n  kiln worker list\n  kiln worker list --json")]
     List {
         #[command(flatten)]
         client: ClientArgs,

@@ -22,6 +22,9 @@ pub(super) trait Executor: Send + Sync + 'static {
     /// or with [`TaskResult::Released`] if the job stopped (`stops` moved on)
     /// before the task started.
     fn execute(&self, inner: &Arc<Inner>, job: JobId, stops: u64, prepared: Arc<Prepared>, tasks: Vec<TaskRecord>);
+    /// The job left Running (suspended, cancelled, ended): its tasks that
+    /// have not started should not. The local pool's check at start does it.
+    fn job_stopped(&self, _inner: &Inner, _job: JobId) {}
 }
 
 /// The local worker pool: each task waits for a slot of the [`Dispatcher`]

@@ -303,10 +303,10 @@ async fn jobs_store_tenants(store: &Store) -> anyhow::Result<Vec<crate::auth::Te
 
 /// Tell live listeners and the webhook deliverer that a job changed.
 fn publish(inner: &Inner, job: &JobRecord) {
-    if job.state != JobState::Running
-        && let Some(a) = inner.active.lock().unwrap().get_mut(&job.id)
-    {
-        a.stops += 1;
+    let stopped =
+        job.state != JobState::Running && inner.active.lock().unwrap().get_mut(&job.id).map(|a| a.stops += 1).is_some();
+    if stopped {
+        inner.executor.job_stopped(inner, job.id);
     }
     let _ = inner.updates.send(JobUpdate::Changed(Box::new(job.clone())));
     inner.outbox_wake.notify_one();

@@ -145,6 +145,42 @@ impl Executor for RemotePool {
         remote + self.0.local.as_ref().map_or(0, |l| l.idle())
     }
 
+    /// Take the job's orders back from JetStream (purge its subject), and
+    /// release the tasks this coordinator waits for: a worker running one
+    /// finishes it, but its result is no longer waited for, and the task
+    /// runs again if the job is resumed (outputs are deterministic).
+    fn job_stopped(&self, inner: &Inner, job: JobId) {
+        if let Some(local) = &self.0.local {
+            local.job_stopped(inner, job);
+        }
+        let released: Vec<(u64, Pending)> = {
+            let mut pending = self.0.pending.lock().unwrap();
+            let seqs: Vec<u64> = pending.keys().filter(|(j, _)| *j == job).map(|(_, s)| *s).collect();
+            seqs.into_iter().filter_map(|s| pending.remove(&(job, s)).map(|p| (s, p))).collect()
+        };
+        let js = self.0.js.clone();
+        tokio::spawn(async move {
+            let purged = match js.get_stream(crate::cluster::TASKS).await {
+                Ok(stream) => stream
+                    .purge()
+                    .filter(format!("kiln.tasks.*.{job}"))
+                    .await
+                    .map(|r| r.purged)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match purged {
+                Ok(n) => tracing::debug!(job, purged = n, "the job's queued orders taken back"),
+                Err(e) => {
+                    tracing::warn!(job, error = %e, "taking the job's queued orders back failed; they run and are ignored")
+                }
+            }
+        });
+        for (seq, p) in released {
+            task_done(inner, job, &p.prepared, TaskResult::Released { job, seq });
+        }
+    }
+
     fn execute(&self, inner: &Arc<Inner>, job: JobId, stops: u64, prepared: Arc<Prepared>, mut tasks: Vec<TaskRecord>) {
         if let Some(local) = &self.0.local {
             let here = local.idle().min(tasks.len());

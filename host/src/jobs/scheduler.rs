@@ -186,7 +186,7 @@ fn execute(inner: &Arc<Inner>, id: JobId, stops: u64, tasks: Vec<crate::model::T
 
 /// A task the executor ran (or released unstarted) is done: its result goes
 /// to the committer, and it no longer counts as in flight.
-pub(super) fn task_done(inner: &Arc<Inner>, id: JobId, prepared: &Prepared, result: TaskResult) {
+pub(super) fn task_done(inner: &Inner, id: JobId, prepared: &Prepared, result: TaskResult) {
     // The result is counted as uncommitted before the task stops counting as
     // in flight, so a drain never misses it.
     let failed = matches!(result, TaskResult::Failed { .. });
