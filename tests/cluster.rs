@@ -153,6 +153,16 @@ async fn a_job_runs_on_two_workers_through_jetstream() {
     assert!(done_by.iter().all(|&n| n > 0), "both workers ran tasks: {workers:?}");
     assert!(workers.iter().all(|w| w["version"] == env!("CARGO_PKG_VERSION") && w["slots"] == 2), "{workers:?}");
 
+    // So does /metrics, with the tasks counted as they finished and nothing left queued.
+    let r = d.http.get(format!("{}/metrics", d.url)).bearer_auth(&d.token).send().await.unwrap();
+    let text = r.text().await.unwrap();
+    for (w, n) in workers.iter().zip(&done_by) {
+        let line = format!("kiln_worker_tasks_done{{worker=\"{}\"}} {n}", w["name"].as_str().unwrap());
+        assert!(text.contains(&line), "/metrics lacks `{line}`:\n{text}");
+    }
+    assert!(text.contains("kiln_worker_slots{worker=\"w1\"} 2") && text.contains("kiln_cluster_queued 0"), "{text}");
+    assert!(text.contains(&format!("kiln_tasks_finished_total{{state=\"succeeded\"}} {N}")), "{text}");
+
     // The CLI shows the same.
     let listed = d.cli(&["worker", "list"]);
     assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));

@@ -28,6 +28,12 @@ pub struct HttpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabel {
+    /// A cluster worker's name.
+    pub worker: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabel {
     /// `hit` or `compiled`.
     pub cache: String,
@@ -50,6 +56,12 @@ pub struct Metrics {
     pub jobs_running: Gauge,
     /// Webhook delivery attempts, by result (delivered, failed, given_up).
     pub webhooks: Family<StateLabel, Counter>,
+    /// A cluster's workers, set at scrape time from their beats.
+    pub worker_done: Family<WorkerLabel, Gauge>,
+    pub worker_busy: Family<WorkerLabel, Gauge>,
+    pub worker_slots: Family<WorkerLabel, Gauge>,
+    /// Task orders waiting in JetStream for a worker.
+    pub cluster_queued: Gauge,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -73,6 +85,10 @@ impl Metrics {
             queue_depth: Gauge::default(),
             jobs_running: Gauge::default(),
             webhooks: Family::default(),
+            worker_done: Family::default(),
+            worker_busy: Family::default(),
+            worker_slots: Family::default(),
+            cluster_queued: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -121,6 +137,14 @@ impl Metrics {
         registry.register("queue_depth", "Pending tasks of Running jobs", m.queue_depth.clone());
         registry.register("jobs_running", "Jobs in the Running state", m.jobs_running.clone());
         registry.register("webhook_attempts", "Webhook delivery attempts, by result", m.webhooks.clone());
+        registry.register(
+            "worker_tasks_done",
+            "Tasks a cluster worker finished since it started",
+            m.worker_done.clone(),
+        );
+        registry.register("worker_busy", "Tasks a cluster worker runs now", m.worker_busy.clone());
+        registry.register("worker_slots", "Tasks a cluster worker runs at once, at most", m.worker_slots.clone());
+        registry.register("cluster_queued", "Task orders waiting in JetStream for a worker", m.cluster_queued.clone());
         Metrics { registry, ..m }
     }
 

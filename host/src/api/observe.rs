@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::auth::Caller;
 use super::problem::Problem;
-use crate::metrics::{HttpLabels, StateLabel, global};
+use crate::metrics::{HttpLabels, StateLabel, WorkerLabel, global};
 use crate::model::{JobState, TaskState};
 
 /// Count every request by method, route pattern and status, and time it.
@@ -62,6 +62,19 @@ pub async fn metrics(State(s): State<AppState>, caller: Caller) -> Result<Respon
     }
     m.queue_depth.set(queue);
     m.jobs_running.set(running);
+    if let Some((workers, queued)) = s.jobs.cluster_state().await {
+        // Only the live workers: one gone since the last scrape leaves no series behind.
+        for family in [&m.worker_done, &m.worker_busy, &m.worker_slots] {
+            family.clear();
+        }
+        for w in workers {
+            let label = WorkerLabel { worker: w.name };
+            m.worker_done.get_or_create(&label).set(w.done as i64);
+            m.worker_busy.get_or_create(&label).set(w.busy as i64);
+            m.worker_slots.get_or_create(&label).set(w.slots as i64);
+        }
+        m.cluster_queued.set(queued as i64);
+    }
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
         .into_response())
 }

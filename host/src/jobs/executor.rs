@@ -77,7 +77,8 @@ impl Executor for LocalPool {
     }
 }
 
-fn record_metrics(result: &TaskResult, took: Duration) {
+/// Count a finished attempt in `/metrics`, wherever it ran.
+pub(super) fn record_metrics(result: &TaskResult, took: Duration) {
     let m = crate::metrics::global();
     match result {
         TaskResult::Succeeded { bytes_in, bytes_out, .. } => m.task_finished("succeeded", took, *bytes_in, *bytes_out),

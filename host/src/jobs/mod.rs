@@ -276,6 +276,13 @@ impl Jobs {
         Some(remote.workers().await)
     }
 
+    /// For `/metrics`: a cluster's live workers and the orders queued for
+    /// them (what NATS cannot answer now is left out); `None` outside a cluster.
+    pub async fn cluster_state(&self) -> Option<(Vec<crate::cluster::WorkerBeat>, u64)> {
+        let remote = self.inner.remote.lock().unwrap().clone()?;
+        Some((remote.workers().await.unwrap_or_default(), remote.queued().await.unwrap_or_default()))
+    }
+
     /// What the daemon's background loops are doing.
     pub fn loops(&self) -> Vec<crate::background::LoopStatus> {
         self.inner.loops.status()

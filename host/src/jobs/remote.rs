@@ -79,6 +79,12 @@ impl Remote {
         crate::cluster::live_workers(&self.workers).await
     }
 
+    /// Task orders waiting in JetStream.
+    pub async fn queued(&self) -> anyhow::Result<u64> {
+        let mut stream = self.js.get_stream(crate::cluster::TASKS).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(stream.info().await.map_err(|e| anyhow::anyhow!("{e}"))?.state.messages)
+    }
+
     /// Put the job's plugin into the object store, once.
     async fn upload(&self, inner: &Inner, prepared: &Prepared) -> anyhow::Result<()> {
         let sha = &prepared.plugin.sha256;
@@ -310,6 +316,11 @@ impl Results {
                 TaskResult::Released { job, seq }
             }
         };
+        let took = match &result {
+            TaskResult::Succeeded { duration_ms, .. } | TaskResult::Failed { duration_ms, .. } => *duration_ms,
+            _ => 0,
+        };
+        super::executor::record_metrics(&result, std::time::Duration::from_millis(took));
         task_done(&self.inner, job, &p.prepared, result);
     }
 }
