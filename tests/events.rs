@@ -349,11 +349,17 @@ async fn delivery_checks_the_destination_again() {
     let (inbox, _dir, mut d, id) = queued_then_killed(1, false).await;
     std::fs::write(d.data_dir.join("kiln.toml"), "[webhooks]\nfirst_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n")
         .unwrap();
-    let before = {
-        let mut i = inbox.lock().unwrap();
-        i.down = false;
-        i.requests.len()
-    };
+    // A request the killed daemon sent just before it died may land a moment later: wait until none does.
+    let mut before = inbox.lock().unwrap().requests.len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = inbox.lock().unwrap().requests.len();
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    inbox.lock().unwrap().down = false;
     d.kill9_and_restart();
     let started = std::time::Instant::now();
     loop {
