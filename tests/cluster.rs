@@ -27,11 +27,30 @@ struct Worker {
 
 impl Worker {
     fn start(nats: &Emulator, data_dir: &std::path::Path, name: &str, slots: usize) -> Worker {
+        Worker::start_with(nats, data_dir, name, slots, None)
+    }
+
+    /// With its own `--config` file.
+    fn start_with(
+        nats: &Emulator,
+        data_dir: &std::path::Path,
+        name: &str,
+        slots: usize,
+        config: Option<&std::path::Path>,
+    ) -> Worker {
         let log = data_dir.join(format!("../{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(common::kiln_bin())
-            .args(["worker", "--nats", &format!("nats://127.0.0.1:{}", nats.port), "--name", name])
-            .args(["--slots", &slots.to_string(), "--data-dir", data_dir.to_str().unwrap()])
+        let mut command = Command::new(common::kiln_bin());
+        command.args(["worker", "--nats", &format!("nats://127.0.0.1:{}", nats.port), "--name", name]).args([
+            "--slots",
+            &slots.to_string(),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ]);
+        if let Some(config) = config {
+            command.args(["--config", config.to_str().unwrap()]);
+        }
+        let child = command
             .env("KILN_LOG", "info")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
@@ -56,6 +75,11 @@ impl Drop for Worker {
 /// Objects `files/0000.txt`… in bucket `in`, an empty bucket `out`, and a
 /// coordinator on `nats`.
 fn coordinator(nats: &Emulator, dir: &std::path::Path, n: usize) -> Daemon {
+    coordinator_with(nats, dir, n, "")
+}
+
+/// The same, with more of `[cluster]`.
+fn coordinator_with(nats: &Emulator, dir: &std::path::Path, n: usize, cluster: &str) -> Daemon {
     let data = dir.join("data");
     let input = data.join("buckets/in/files");
     std::fs::create_dir_all(&input).unwrap();
@@ -63,7 +87,7 @@ fn coordinator(nats: &Emulator, dir: &std::path::Path, n: usize) -> Daemon {
     for i in 0..n {
         std::fs::write(input.join(format!("{i:04}.txt")), format!("object {i}\n")).unwrap();
     }
-    let config = format!("[cluster]\nnats = \"nats://127.0.0.1:{}\"\n", nats.port);
+    let config = format!("[cluster]\nnats = \"nats://127.0.0.1:{}\"\n{cluster}", nats.port);
     Daemon::start(&data, Some(&config))
 }
 
@@ -168,6 +192,175 @@ async fn a_job_runs_on_two_workers_through_jetstream() {
     assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
     let text = String::from_utf8_lossy(&listed.stdout);
     assert!(text.contains("w1") && text.contains("w2"), "{text}");
+
+    // Each task names the worker that ran it, and the counts agree with the workers'.
+    let tasks = d.all_tasks(id, "").await;
+    for (w, n) in workers.iter().zip(&done_by) {
+        let ran = tasks.iter().filter(|t| t["worker"] == w["name"]).count() as u64;
+        assert_eq!(ran, *n, "tasks naming {}", w["name"]);
+    }
+    // So does the report.
+    let r = d.http.get(format!("{}/v1/jobs/{id}/report", d.url)).bearer_auth(&d.token).send().await.unwrap();
+    let csv = r.text().await.unwrap();
+    assert!(csv.starts_with("source_key,") && csv.lines().next().unwrap().ends_with(",worker"), "{csv:.200}");
+    let on_w1 = csv.lines().filter(|l| l.ends_with(",w1")).count() as u64;
+    assert_eq!(on_w1, done_by[0], "report rows naming w1");
+}
+
+/// A worker whose configuration lacks a bucket never receives a task that
+/// needs it, and still runs the tasks of the buckets it has.
+#[tokio::test]
+async fn a_worker_without_a_bucket_never_receives_its_tasks() {
+    let Some(nats) = nats() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 300;
+    let d = coordinator(&nats, dir.path(), N);
+    let full = Worker::start(&nats, &d.data_dir, "full", 2);
+    // `partial` reaches `in` (the same folder) and nothing else: no `out`.
+    let partial_data = dir.path().join("partial");
+    std::fs::create_dir_all(partial_data.join("buckets")).unwrap();
+    let config = dir.path().join("partial.toml");
+    let in_path = d.data_dir.join("buckets/in");
+    std::fs::write(&config, format!("[buckets.in]\nkind = \"local\"\npath = {:?}\n", in_path.to_str().unwrap()))
+        .unwrap();
+    let partial = Worker::start_with(&nats, &partial_data, "partial", 2, Some(&config));
+    wait_for_workers(&d, 2, &[&full, &partial]).await;
+    let (_, listed) = d.get("/v1/workers").await;
+    let partial_beat = listed["workers"].as_array().unwrap().iter().find(|w| w["name"] == "partial").unwrap().clone();
+    assert_eq!(partial_beat["buckets"], json!(["in"]), "{listed}");
+
+    // in → out: only `full` reaches both.
+    let id = copy_job(&d).await;
+    let done = d.wait_job(id, LONG).await;
+    all_copied(&d, &done, N);
+    let tasks = d.all_tasks(id, "").await;
+    assert!(tasks.iter().all(|t| t["worker"] == "full"), "{:?}", tasks.iter().find(|t| t["worker"] != "full"));
+    assert!(!partial.log().contains("task not run here"), "{}", partial.log());
+
+    // in → in: both reach it, so both run its tasks.
+    let job = json!({"input": {"bucket": "in", "prefix": "files/"}, "style": "copy", "output": {"bucket": "in", "template": "again/{key}"}});
+    let (status, created) = d.post("/v1/jobs", job).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    let done = d.wait_job(id, LONG).await;
+    assert_eq!((done["state"].as_str(), done["counters"]["succeeded"].as_u64()), (Some("succeeded"), Some(N as u64)));
+    let tasks = d.all_tasks(id, "").await;
+    let on_partial = tasks.iter().filter(|t| t["worker"] == "partial").count();
+    assert!(on_partial > 0 && on_partial < N, "{on_partial} of {N} on `partial`");
+    assert_eq!(std::fs::read_to_string(in_path.join("again/files/0007.txt")).unwrap(), "object 7\n");
+}
+
+/// A task whose every worker vanishes while running it fails with
+/// `worker-lost` once it was handed out `max_deliveries` times.
+#[tokio::test]
+async fn a_task_whose_workers_keep_vanishing_fails_with_worker_lost() {
+    let Some(nats) = nats() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = coordinator_with(&nats, dir.path(), 1, "ack_wait = \"2s\"\nmax_deliveries = 2\n");
+    std::fs::create_dir_all(d.data_dir.join("plugins")).unwrap();
+    let (status, p) =
+        d.upload_plugin("/v1/plugins?name=echo&version=1", std::fs::read(kiln_test_plugins::ECHO).unwrap()).await;
+    assert_eq!(status, 201, "{p}");
+    let job = json!({"input": {"bucket": "in", "prefix": "files/"}, "style": "echo/sleep,ms_60000", "output": {"bucket": "out", "template": "slow/{key}"}});
+    let (status, created) = d.post("/v1/jobs", job).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    // Two workers in turn take the task and are killed while it runs.
+    for name in ["w1", "w2"] {
+        let mut w = Worker::start(&nats, &d.data_dir, name, 1);
+        common::poll_until(
+            LONG,
+            async || {
+                let (_, listed) = d.get("/v1/workers").await;
+                listed["workers"].as_array().unwrap().iter().any(|b| b["name"] == name && b["busy"] == 1).then_some(())
+            },
+            || format!("{name} never took the task:\n{}", w.log()),
+        )
+        .await;
+        w.child.kill().unwrap();
+        w.child.wait().unwrap();
+    }
+    // The third delivery is one too many: the worker that receives it fails the task.
+    let w3 = Worker::start(&nats, &d.data_dir, "w3", 1);
+    let done = d.wait_job(id, LONG).await;
+    assert_eq!(done["state"], "failed", "{done}\n{}", w3.log());
+    let tasks = d.all_tasks(id, "").await;
+    assert_eq!(tasks[0]["error"]["kind"], "worker-lost", "{:?}", tasks[0]);
+    assert_eq!(tasks[0]["worker"], "w3", "{:?}", tasks[0]);
+    let message = tasks[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("2 times") && message.contains("2s"), "{message}");
+    assert!(!d.data_dir.join("buckets/out/slow/files/0000.txt").exists(), "nothing written");
+    wait_for_empty_queue(&nats).await;
+}
+
+/// retry-failed orders the failed tasks from the workers again.
+#[tokio::test]
+async fn retry_failed_runs_the_failed_tasks_again_on_the_workers() {
+    let Some(nats) = nats() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 200;
+    let d = coordinator(&nats, dir.path(), N);
+    let w1 = Worker::start(&nats, &d.data_dir, "w1", 2);
+    let w2 = Worker::start(&nats, &d.data_dir, "w2", 2);
+    wait_for_workers(&d, 2, &[&w1, &w2]).await;
+    // Twenty keys that do not exist yet: their tasks fail (not-found).
+    let mut keys: Vec<String> = (0..N).map(|i| format!("files/{i:04}.txt")).collect();
+    keys.extend((0..20).map(|i| format!("late/{i:02}.txt")));
+    let job = json!({"input": {"bucket": "in", "keys": keys}, "style": "copy", "output": {"bucket": "out", "template": "copies/{key}"}});
+    let (status, created) = d.post("/v1/jobs", job).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    let done = d.wait_job(id, LONG).await;
+    assert_eq!((done["state"].as_str(), done["counters"]["failed"].as_u64()), (Some("failed"), Some(20)), "{done}");
+    let failed = d.all_tasks(id, "&state=failed").await;
+    assert!(failed.iter().all(|t| t["error"]["kind"] == "not-found" && t["worker"].is_string()), "{failed:?}");
+
+    let late = d.data_dir.join("buckets/in/late");
+    std::fs::create_dir_all(&late).unwrap();
+    for i in 0..20 {
+        std::fs::write(late.join(format!("{i:02}.txt")), format!("late {i}\n")).unwrap();
+    }
+    let (status, retried) = d.post(&format!("/v1/jobs/{id}/retry-failed"), json!({})).await;
+    assert_eq!(status, 200, "{retried}");
+    let done = common::poll_until(
+        LONG,
+        async || {
+            let (_, job) = d.get(&format!("/v1/jobs/{id}")).await;
+            (job["state"] == "succeeded").then_some(job)
+        },
+        || "the retried job never succeeded".into(),
+    )
+    .await;
+    let c = &done["counters"];
+    assert_eq!((c["succeeded"].as_u64(), c["failed"].as_u64()), (Some(N as u64 + 20), Some(0)), "{done}");
+    let tasks = d.all_tasks(id, "").await;
+    let attempts: u64 = tasks.iter().map(|t| t["attempts"].as_u64().unwrap()).sum();
+    assert_eq!(attempts, N as u64 + 40, "the failed tasks ran once more, the others not");
+    assert!(tasks.iter().all(|t| t["worker"] == "w1" || t["worker"] == "w2"));
+    assert_eq!(std::fs::read_to_string(d.data_dir.join("buckets/out/copies/late/13.txt")).unwrap(), "late 13\n");
+}
+
+/// The NATS server killed and restarted mid-job (its store on disk): the
+/// queued orders and results survive, and everyone reconnects.
+#[tokio::test]
+async fn a_nats_server_restarted_mid_job_loses_nothing() {
+    let Some(mut nats) = nats() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 1000;
+    let d = coordinator_with(&nats, dir.path(), N, "ack_wait = \"5s\"\n");
+    let w1 = Worker::start(&nats, &d.data_dir, "w1", 2);
+    let w2 = Worker::start(&nats, &d.data_dir, "w2", 2);
+    wait_for_workers(&d, 2, &[&w1, &w2]).await;
+    let id = copy_job(&d).await;
+    wait_for_progress(&d, id, 150).await;
+    nats.restart();
+    let done = d.wait_job(id, LONG).await;
+    all_copied(&d, &done, N);
+    let tasks = d.all_tasks(id, "").await;
+    assert_eq!(tasks.len(), N);
+    assert!(tasks.iter().all(|t| t["state"] == "succeeded" && t["attempts"].as_u64() >= Some(1)));
+    let (_, listed) = d.get("/v1/workers").await;
+    assert_eq!(listed["workers"].as_array().unwrap().len(), 2, "both workers came back: {listed}");
 }
 
 #[tokio::test]

@@ -68,7 +68,7 @@ fn by_source(csv: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     let header = &rows[0];
     assert_eq!(
         header.join(","),
-        "source_key,outputs,state,error_kind,error_message,attempts,bytes_in,bytes_out,duration_ms,result"
+        "source_key,outputs,state,error_kind,error_message,attempts,bytes_in,bytes_out,duration_ms,result,worker"
     );
     rows[1..].iter().map(|r| (r[0].clone(), header.iter().cloned().zip(r.iter().cloned()).collect())).collect()
 }

@@ -54,13 +54,27 @@ pub struct Config {
 }
 
 /// `[cluster]`: this daemon as the coordinator of workers reached through NATS JetStream.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// The NATS server, `nats://host:4222` (flag `--nats`, env `KILN_NATS`).
     pub nats: Option<String>,
     /// Tasks the coordinator runs itself besides its workers' (default 0).
     pub local_workers: usize,
+    /// How long a task may go without a sign of life from its worker (a
+    /// running task acks progress at a third of it) before JetStream hands
+    /// it to another worker.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: std::time::Duration,
+    /// How many times a task may be handed to a worker; when every one of
+    /// them stopped answering, the task fails with `worker-lost`.
+    pub max_deliveries: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { nats: None, local_workers: 0, ack_wait: std::time::Duration::from_secs(30), max_deliveries: 3 }
+    }
 }
 
 impl Default for Config {
@@ -190,6 +204,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.workers == 0 {
             return Err(ConfigError::Invalid("`workers` must be at least 1".into()));
+        }
+        if self.cluster.ack_wait < std::time::Duration::from_secs(1) {
+            return Err(ConfigError::Invalid("`cluster.ack_wait` must be at least 1s".into()));
+        }
+        if !(1..=100).contains(&self.cluster.max_deliveries) {
+            return Err(ConfigError::Invalid("`cluster.max_deliveries` must be between 1 and 100".into()));
         }
         if self.commit_batch == 0 {
             return Err(ConfigError::Invalid("`commit_batch` must be at least 1".into()));

@@ -465,6 +465,10 @@ pub struct TaskRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<serde_json::Value>)]
     pub result: Option<serde_json::Value>,
+    /// In a cluster, the worker that ran the task's last attempt (its
+    /// `--name`); absent when the daemon ran it itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl TaskRecord {
@@ -486,6 +490,7 @@ impl TaskRecord {
             bytes_out: 0,
             finished_at: None,
             result: None,
+            worker: None,
         }
     }
 }

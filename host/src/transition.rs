@@ -38,11 +38,14 @@ pub enum TaskResult {
         etag: Option<String>,
         /// What a 0.2.0 plugin returned from `process`.
         result: Option<serde_json::Value>,
+        /// The cluster worker that ran it (`None`: this daemon).
+        worker: Option<String>,
     },
     /// The source is unchanged since the last successful run of the same job definition.
     Skipped {
         job: JobId,
         seq: u64,
+        worker: Option<String>,
     },
     Failed {
         job: JobId,
@@ -50,6 +53,7 @@ pub enum TaskResult {
         error: TaskErrorRecord,
         duration_ms: u64,
         bytes_in: u64,
+        worker: Option<String>,
     },
     /// A transient failure: back to Pending for another attempt.
     Retry {
@@ -68,7 +72,7 @@ impl TaskResult {
             | TaskResult::Succeeded { job, seq, .. }
             | TaskResult::Failed { job, seq, .. }
             | TaskResult::Retry { job, seq, .. }
-            | TaskResult::Skipped { job, seq } => (*job, *seq),
+            | TaskResult::Skipped { job, seq, .. } => (*job, *seq),
         }
     }
 }
@@ -100,7 +104,8 @@ pub fn apply(job: &mut JobRecord, task: &mut TaskRecord, result: &TaskResult, at
             task.attempts = task.attempts.saturating_sub(1);
             TaskState::Pending
         }
-        TaskResult::Succeeded { outputs, bytes_in, bytes_out, duration_ms, etag, result, .. } => {
+        TaskResult::Succeeded { outputs, bytes_in, bytes_out, duration_ms, etag, result, worker, .. } => {
+            task.worker = worker.clone();
             if let Some(etag) = etag {
                 if job.spec.skip_unchanged {
                     remember_etag = Some(etag.clone());
@@ -117,7 +122,8 @@ pub fn apply(job: &mut JobRecord, task: &mut TaskRecord, result: &TaskResult, at
             job.counters.bytes_out += bytes_out;
             TaskState::Succeeded
         }
-        TaskResult::Failed { error, duration_ms, bytes_in, .. } => {
+        TaskResult::Failed { error, duration_ms, bytes_in, worker, .. } => {
+            task.worker = worker.clone();
             task.error = Some(error.clone());
             task.duration_ms = Some(*duration_ms);
             task.bytes_in = *bytes_in;
@@ -134,7 +140,10 @@ pub fn apply(job: &mut JobRecord, task: &mut TaskRecord, result: &TaskResult, at
             task.error = Some(error.clone());
             TaskState::Pending
         }
-        TaskResult::Skipped { .. } => TaskState::Skipped,
+        TaskResult::Skipped { worker, .. } => {
+            task.worker = worker.clone();
+            TaskState::Skipped
+        }
     };
     if to.is_finished() {
         task.finished_at = Some(at);
@@ -188,6 +197,7 @@ mod tests {
             duration_ms: 3,
             etag: Some("e".into()),
             result: None,
+            worker: None,
         }
     }
 
@@ -215,11 +225,36 @@ mod tests {
     }
 
     #[test]
+    fn the_worker_that_ran_the_last_attempt_is_recorded() {
+        let (mut j, mut t) = (job(false, false, 1), task(1));
+        let claim = TaskResult::Claimed { job: 1, seq: 1 };
+        apply(&mut j, &mut t, &claim, 100);
+        let failed = TaskResult::Failed {
+            job: 1,
+            seq: 1,
+            error: error(),
+            duration_ms: 1,
+            bytes_in: 0,
+            worker: Some("w1".into()),
+        };
+        apply(&mut j, &mut t, &failed, 101);
+        assert_eq!(t.worker.as_deref(), Some("w1"));
+        // retry-failed, and the next attempt runs on the coordinator itself.
+        t.state = TaskState::Running;
+        j.counters.moved(TaskState::Failed, TaskState::Running);
+        apply(&mut j, &mut t, &succeeded(1), 102);
+        assert_eq!(t.worker, None);
+    }
+
+    #[test]
     fn a_result_for_a_task_not_running_changes_nothing() {
         // A restart re-queued the task (Pending) before the old attempt's result arrived.
         let (mut j, mut t) = (job(false, false, 1), task(1));
         let before = (j.clone(), t.clone());
-        for r in [succeeded(1), TaskResult::Failed { job: 1, seq: 1, error: error(), duration_ms: 1, bytes_in: 5 }] {
+        for r in [
+            succeeded(1),
+            TaskResult::Failed { job: 1, seq: 1, error: error(), duration_ms: 1, bytes_in: 5, worker: None },
+        ] {
             assert_eq!(apply(&mut j, &mut t, &r, 100), Applied::Ignored);
         }
         assert_eq!((j, t), before);
@@ -249,7 +284,7 @@ mod tests {
         for t in [&mut a, &mut b] {
             apply(&mut j, t, &TaskResult::Claimed { job: 1, seq: t.seq }, 0);
         }
-        let failed = TaskResult::Failed { job: 1, seq: 2, error: error(), duration_ms: 1, bytes_in: 4 };
+        let failed = TaskResult::Failed { job: 1, seq: 2, error: error(), duration_ms: 1, bytes_in: 4, worker: None };
         apply(&mut j, &mut b, &failed, 9);
         assert_eq!((j.state, j.finished_at), (JobState::Failed, Some(9)));
         assert!(
@@ -274,7 +309,7 @@ mod tests {
         let (mut j, mut t) = (job(false, true, 1), task(1));
         apply(&mut j, &mut t, &TaskResult::Claimed { job: 1, seq: 1 }, 0);
         assert_eq!(
-            apply(&mut j, &mut t, &TaskResult::Skipped { job: 1, seq: 1 }, 1),
+            apply(&mut j, &mut t, &TaskResult::Skipped { job: 1, seq: 1, worker: None }, 1),
             Applied::Moved { to: TaskState::Skipped, remember_etag: None }
         );
         assert_eq!((j.counters.skipped, t.finished_at), (1, Some(1)));

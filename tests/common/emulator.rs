@@ -48,6 +48,8 @@ pub fn free_port() -> u16 {
 /// A running emulator, killed (with its work dir removed) on drop.
 pub struct Emulator {
     child: Child,
+    /// How it was started (args with the port filled in), for [`Emulator::restart`].
+    command: (PathBuf, Vec<String>),
     pub port: u16,
     pub url: String,
     pub dir: tempfile::TempDir,
@@ -66,34 +68,55 @@ impl Emulator {
     pub fn start(program: &std::path::Path, args: &[&str]) -> Emulator {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("emulator.log")).unwrap();
-        let child = Command::new(program)
-            .args(args.iter().map(|a| a.replace("{port}", &port.to_string())))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
-        let mut emulator = Emulator { child, port, url: format!("http://127.0.0.1:{port}"), dir };
+        let args: Vec<String> = args.iter().map(|a| a.replace("{port}", &port.to_string())).collect();
+        let child = spawn(program, &args, dir.path());
+        let command = (program.to_path_buf(), args);
+        let mut emulator = Emulator { child, command, port, url: format!("http://127.0.0.1:{port}"), dir };
+        emulator.wait_listening();
+        emulator
+    }
+
+    /// Kill it (`kill -9`) and start it again on the same port and work dir
+    /// (what it stored on disk is still there).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.command.0, &self.command.1, self.dir.path());
+        self.wait_listening();
+    }
+
+    fn wait_listening(&mut self) {
+        let (program, port) = (self.command.0.clone(), self.port);
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = emulator.child.try_wait() {
-                panic!("{} exited with {status} before listening:\n{}", program.display(), emulator.log());
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{} exited with {status} before listening:\n{}", program.display(), self.log());
             }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "{} did not listen on port {port}:\n{}",
                 program.display(),
-                emulator.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        emulator
     }
 
     /// What the emulator printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("emulator.log")).unwrap_or_default()
     }
+}
+
+/// Start `program` in `dir`, its output appended to `emulator.log` there.
+fn spawn(program: &std::path::Path, args: &[String], dir: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("emulator.log")).unwrap();
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()))
 }

@@ -450,3 +450,19 @@ pub fn assert_counters_add_up(job: &serde_json::Value) {
     let n = |k: &str| c[k].as_u64().unwrap();
     assert_eq!(n("total"), n("pending") + n("running") + n("succeeded") + n("failed") + n("skipped"), "{c}");
 }
+
+/// Ask `check` every 100 ms until it answers; after `timeout`, fail with `what()`.
+pub async fn poll_until<T>(
+    timeout: std::time::Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+    what: impl Fn() -> String,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(answer) = check().await {
+            return answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "gave up waiting: {}", what());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -53,13 +53,16 @@ pub enum TaskErrorKind {
     Template,
     /// The job's role does not grant the source or the output key.
     Grant,
+    /// In a cluster: every worker the task was handed to stopped answering
+    /// (died, hung or lost its connection) before it finished.
+    WorkerLost,
     /// A kind this build does not know (a record written by another version).
     #[serde(other)]
     Unknown,
 }
 
 impl TaskErrorKind {
-    pub const ALL: [TaskErrorKind; 10] = [
+    pub const ALL: [TaskErrorKind; 11] = [
         TaskErrorKind::InvalidParams,
         TaskErrorKind::UnsupportedInput,
         TaskErrorKind::Failed,
@@ -69,6 +72,7 @@ impl TaskErrorKind {
         TaskErrorKind::NotFound,
         TaskErrorKind::Template,
         TaskErrorKind::Grant,
+        TaskErrorKind::WorkerLost,
         TaskErrorKind::Unknown,
     ];
 
@@ -83,6 +87,7 @@ impl TaskErrorKind {
             TaskErrorKind::NotFound => "not-found",
             TaskErrorKind::Template => "template",
             TaskErrorKind::Grant => "grant",
+            TaskErrorKind::WorkerLost => "worker-lost",
             TaskErrorKind::Unknown => "unknown",
         }
     }

@@ -131,10 +131,10 @@ pub struct ClusterWorkers {
 
 pub async fn workers(State(s): State<AppState>, caller: Caller) -> Result<axum::Json<ClusterWorkers>, Problem> {
     caller.admin_only("list the workers")?;
-    match s.jobs.cluster_workers().await {
+    match s.jobs.cluster_workers() {
         None => Ok(axum::Json(ClusterWorkers { cluster: false, workers: Vec::new() })),
         Some(Ok(workers)) => Ok(axum::Json(ClusterWorkers { cluster: true, workers })),
-        Some(Err(e)) => Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "nats-unavailable", format!("{e:#}"))),
+        Some(Err(e)) => Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "nats-unavailable", e)),
     }
 }
 

@@ -2,8 +2,12 @@
 //! `[cluster] nats`) and its workers (`kiln worker`) share. redb stays the
 //! single source of truth on the coordinator; JetStream carries the work.
 //!
-//! - stream `KILN_TASKS` (work queue), subjects `kiln.tasks.{tenant}.{job}`:
-//!   one [`crate::jobs::order::TaskOrder`] per task attempt (see [`task_msg_id`]);
+//! - stream `KILN_TASKS` (work queue), subjects `kiln.tasks.{route}.{tenant}.{job}`:
+//!   one [`crate::jobs::order::TaskOrder`] per task attempt (see [`task_msg_id`]).
+//!   A [`Route`] is the set of buckets a task needs; each has its own consumer
+//!   (`kiln-route-{id}`, the buckets in its metadata), and a worker pulls only
+//!   from the routes whose buckets its own configuration reaches, so a task
+//!   never reaches a worker that cannot run it;
 //! - stream `KILN_RESULTS`, subjects `kiln.results.{job}`: one [`ResultMsg`]
 //!   per attempt that ran;
 //! - object store `kiln-plugins`: plugin components by sha256;
@@ -23,19 +27,75 @@ pub const TASKS: &str = "KILN_TASKS";
 pub const RESULTS: &str = "KILN_RESULTS";
 pub const PLUGINS: &str = "kiln-plugins";
 pub const WORKERS: &str = "kiln-workers";
-/// The workers' shared consumer of [`TASKS`].
-pub const WORKERS_CONSUMER: &str = "kiln-workers";
 /// The coordinator's consumer of [`RESULTS`].
 pub const COORDINATOR_CONSUMER: &str = "kiln-coordinator";
-/// How long a task may go without a progress ack before JetStream hands it
-/// to another worker; a running task acks progress at a third of it.
-pub const ACK_WAIT: Duration = Duration::from_secs(30);
+/// Route consumers' names start with it.
+const ROUTE_CONSUMER: &str = "kiln-route-";
+/// The metadata key of a route consumer that lists its buckets (a JSON array).
+const ROUTE_BUCKETS: &str = "kiln-buckets";
 /// How often a worker says it is alive; it counts as gone after three missed beats.
 pub const BEAT: Duration = Duration::from_secs(2);
 
+/// The buckets a task reads and writes, and the short id its subject and
+/// consumer carry (bucket names may hold characters a subject cannot).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Route {
+    pub id: String,
+    pub buckets: Vec<String>,
+}
+
+impl Route {
+    /// The route of tasks that need `buckets` (sorted, without repeats).
+    pub fn of(buckets: Vec<String>) -> Route {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(buckets.join("\n").as_bytes());
+        Route { id: hex::encode(&digest[..8]), buckets }
+    }
+
+    pub fn consumer(&self) -> String {
+        format!("{ROUTE_CONSUMER}{}", self.id)
+    }
+
+    /// Whether a worker reaching `reachable` can run its tasks.
+    pub fn served_by(&self, reachable: &[String]) -> bool {
+        self.buckets.iter().all(|b| reachable.contains(b))
+    }
+
+    /// The route a consumer serves, from its name and metadata; `None` for another consumer.
+    pub fn of_consumer(info: &consumer::Info) -> Option<Route> {
+        let id = info.name.strip_prefix(ROUTE_CONSUMER)?;
+        let buckets = serde_json::from_str(info.config.metadata.get(ROUTE_BUCKETS)?).ok()?;
+        Some(Route { id: id.to_string(), buckets })
+    }
+
+    /// Create its consumer, or bring its settings up to date.
+    pub async fn ensure(&self, js: &jetstream::Context, ack_wait: Duration) -> anyhow::Result<()> {
+        let stream = js.get_stream(TASKS).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let buckets = serde_json::to_string(&self.buckets).expect("names serialise");
+        stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(self.consumer()),
+                filter_subject: format!("kiln.tasks.{}.>", self.id),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait,
+                max_ack_pending: -1,
+                metadata: [(ROUTE_BUCKETS.to_string(), buckets)].into(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("setting up the consumer of buckets {:?}: {e}", self.buckets))?;
+        Ok(())
+    }
+}
+
 /// The subject of a task order.
-pub fn task_subject(tenant: Option<&str>, job: JobId) -> String {
-    format!("kiln.tasks.{}.{job}", tenant.unwrap_or("_admin"))
+pub fn task_subject(route: &Route, tenant: Option<&str>, job: JobId) -> String {
+    format!("kiln.tasks.{}.{}.{job}", route.id, tenant.unwrap_or("_admin"))
+}
+
+/// A subject filter for every task order of `job`.
+pub fn job_subjects(job: JobId) -> String {
+    format!("kiln.tasks.*.*.{job}")
 }
 
 /// The `Nats-Msg-Id` of one publication of a task attempt: JetStream stores
@@ -116,10 +176,10 @@ pub async fn connect(url: &str) -> anyhow::Result<jetstream::Context> {
     Ok(jetstream::new(client))
 }
 
-/// The streams, stores and consumers, created if missing (by whichever of
-/// the coordinator and the workers comes first).
+/// The streams and stores, created if missing (by whichever of the
+/// coordinator and the workers comes first).
 pub struct Parts {
-    pub tasks: consumer::PullConsumer,
+    pub tasks: stream::Stream,
     pub results: consumer::PullConsumer,
     pub plugins: object_store::ObjectStore,
     pub workers: kv::Store,
@@ -148,19 +208,6 @@ pub async fn ensure(js: &jetstream::Context) -> anyhow::Result<Parts> {
         })
         .await
         .map_err(|e| err(RESULTS, &e))?;
-    let tasks = tasks
-        .get_or_create_consumer(
-            WORKERS_CONSUMER,
-            consumer::pull::Config {
-                durable_name: Some(WORKERS_CONSUMER.into()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: ACK_WAIT,
-                max_ack_pending: -1,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| err(WORKERS_CONSUMER, &e))?;
     let results = results
         .get_or_create_consumer(
             COORDINATOR_CONSUMER,

@@ -1,23 +1,24 @@
 //! `kiln worker`: runs the tasks a coordinator orders, with no redb and no
-//! HTTP API. It pulls one task per free slot (no prefetch), acks progress
-//! while a task runs, publishes the result, and only then acks the task, so
-//! a worker that dies mid-task leaves it to be redelivered to another.
+//! HTTP API. It pulls one task per free slot (no prefetch), from the routes
+//! whose buckets it reaches, acks progress while a task runs, publishes the
+//! result, and only then acks the task, so a worker that dies mid-task
+//! leaves it to be redelivered to another.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 use tokio::io::AsyncReadExt;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{OnceCell, Semaphore};
 
-use super::{ACK_WAIT, BEAT, Outcome, Parts, ResultMsg, WorkerBeat};
+use super::{BEAT, Outcome, Parts, ResultMsg, Route, WorkerBeat};
 use crate::jobs::order::TaskOrder;
 use crate::jobs::worker::{Attempted, attempt};
 use crate::objects::Buckets;
-use crate::runtime::{Plugin, Runtime};
+use crate::runtime::{Plugin, Runtime, TaskErrorKind};
 use crate::store::TaskResult;
 
 /// A worker's settings.
@@ -34,8 +35,12 @@ struct Worker {
     runtime: Arc<Runtime>,
     buckets: Buckets,
     name: String,
-    /// Plugins loaded so far, by sha256.
-    plugins: Mutex<HashMap<String, Plugin>>,
+    /// The buckets this worker's configuration reaches.
+    reachable: Vec<String>,
+    /// The consumers of the routes it serves, by route id (see [`Route`]).
+    routes: std::sync::Mutex<HashMap<String, PullConsumer>>,
+    /// Plugins by sha256, each loaded once (tasks of other plugins do not wait for it).
+    plugins: std::sync::Mutex<HashMap<String, Arc<OnceCell<Plugin>>>>,
     busy: AtomicUsize,
     done: AtomicU64,
 }
@@ -60,43 +65,40 @@ pub async fn run(
             env!("CARGO_PKG_VERSION")
         );
     }
+    let reachable = buckets.list().into_iter().map(|b| b.name).collect();
     let worker = Arc::new(Worker {
         js,
         parts,
         runtime,
         buckets,
         name: options.name.clone(),
-        plugins: Mutex::default(),
+        reachable,
+        routes: Default::default(),
+        plugins: Default::default(),
         busy: AtomicUsize::new(0),
         done: AtomicU64::new(0),
     });
     let slots = Arc::new(Semaphore::new(options.slots.max(1)));
     tokio::spawn(beat(worker.clone(), options.slots, stop.clone()));
     tracing::info!(name = %options.name, slots = options.slots, "worker ready");
+    let mut turn = 0;
     while !stop.load(Ordering::SeqCst) {
         let permit = slots.clone().acquire_owned().await.expect("never closed");
+        let routes: Vec<PullConsumer> = worker.routes.lock().unwrap().values().cloned().collect();
+        if routes.is_empty() {
+            // No job has needed buckets this worker reaches yet.
+            tokio::time::sleep(BEAT / 4).await;
+            continue;
+        }
         // One message per free slot, so no task waits here behind a slow one.
-        let batch = worker.parts.tasks.fetch().max_messages(1).expires(Duration::from_secs(1)).messages().await;
-        let mut batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "pulling a task");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        match batch.next().await {
-            Some(Ok(message)) => {
-                let w = worker.clone();
-                tokio::spawn(async move {
-                    w.busy.fetch_add(1, Ordering::SeqCst);
-                    w.take(message).await;
-                    w.busy.fetch_sub(1, Ordering::SeqCst);
-                    drop(permit);
-                });
-            }
-            Some(Err(e)) => tracing::warn!(error = %e, "pulling a task"),
-            None => {}
+        if let Some((message, ack_wait)) = next_task(&routes, &mut turn).await {
+            let w = worker.clone();
+            tokio::spawn(async move {
+                w.busy.fetch_add(1, Ordering::SeqCst);
+                w.take(message, ack_wait).await;
+                w.busy.fetch_sub(1, Ordering::SeqCst);
+                drop(permit);
+            });
         }
     }
     // Stopping: wait for the running tasks, within the grace.
@@ -107,10 +109,53 @@ pub async fn run(
     Ok(())
 }
 
-/// Say every [`BEAT`] that this worker is alive, and how busy.
+/// The next task of any route, taking the routes in turn; when none has one
+/// ready, wait on one of them for a moment. With its consumer's ack wait.
+async fn next_task(routes: &[PullConsumer], turn: &mut usize) -> Option<(jetstream::Message, Duration)> {
+    let n = routes.len();
+    if n > 1 {
+        for i in 0..n {
+            let route = &routes[(*turn + i) % n];
+            if let Some(message) = pull(route, None).await {
+                *turn = (*turn + i + 1) % n;
+                return Some((message, route.cached_info().config.ack_wait));
+            }
+        }
+    }
+    let route = &routes[*turn % n];
+    *turn = (*turn + 1) % n;
+    let wait = if n == 1 { Duration::from_secs(1) } else { Duration::from_millis(250) };
+    pull(route, Some(wait)).await.map(|m| (m, route.cached_info().config.ack_wait))
+}
+
+/// One message of `route`: one ready now (`wait` `None`), or within `wait`.
+async fn pull(route: &PullConsumer, wait: Option<Duration>) -> Option<jetstream::Message> {
+    let batch = match wait {
+        None => route.fetch().max_messages(1).messages().await,
+        Some(wait) => route.batch().max_messages(1).expires(wait).messages().await,
+    };
+    let failed = |e: &dyn std::fmt::Display| tracing::warn!(error = %e, "pulling a task");
+    match batch {
+        Ok(mut batch) => match batch.next().await {
+            Some(Ok(message)) => return Some(message),
+            Some(Err(e)) => failed(&e),
+            None => return None,
+        },
+        Err(e) => failed(&e),
+    }
+    // NATS is away: do not spin.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    None
+}
+
+/// Say every [`BEAT`] that this worker is alive, and how busy; and follow
+/// the routes, serving those whose buckets it reaches.
 async fn beat(worker: Arc<Worker>, slots: usize, stop: Arc<AtomicBool>) {
-    let buckets: Vec<String> = worker.buckets.list().into_iter().map(|b| b.name).collect();
+    let buckets = worker.reachable.clone();
     while !stop.load(Ordering::SeqCst) {
+        if let Err(e) = worker.follow_routes().await {
+            tracing::warn!(error = %e, "listing the task routes");
+        }
         let beat = WorkerBeat {
             name: worker.name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -128,8 +173,30 @@ async fn beat(worker: Arc<Worker>, slots: usize, stop: Arc<AtomicBool>) {
 }
 
 impl Worker {
+    /// Add the consumers of routes this worker can serve and has not joined yet.
+    async fn follow_routes(&self) -> anyhow::Result<()> {
+        let mut consumers = self.parts.tasks.consumers();
+        let mut serve = Vec::new();
+        while let Some(info) = consumers.next().await {
+            let info = info.map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(route) = Route::of_consumer(&info)
+                && route.served_by(&self.reachable)
+                && !self.routes.lock().unwrap().contains_key(&route.id)
+            {
+                serve.push(route);
+            }
+        }
+        for route in serve {
+            let consumer: PullConsumer =
+                self.parts.tasks.get_consumer(&route.consumer()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::info!(buckets = ?route.buckets, "serving the tasks of these buckets");
+            self.routes.lock().unwrap().insert(route.id, consumer);
+        }
+        Ok(())
+    }
+
     /// Run one task message: the result is published before the task is acked.
-    async fn take(&self, message: jetstream::Message) {
+    async fn take(&self, message: jetstream::Message, ack_wait: Duration) {
         let order: TaskOrder = match serde_json::from_slice(&message.payload) {
             Ok(o) => o,
             Err(e) => {
@@ -140,16 +207,31 @@ impl Worker {
             }
         };
         let (job, seq, attempt_no) = (order.task.job, order.task.seq, order.task.attempts);
-        // Progress acks while it runs, so a long task is not handed to another worker.
-        let acker = async {
-            loop {
-                tokio::time::sleep(ACK_WAIT / 3).await;
-                let _ = message.ack_with(AckKind::Progress).await;
+        let delivered = message.info().map_or(1, |i| i.delivered.max(1) as u64);
+        let outcome = if delivered > u64::from(order.max_deliveries) {
+            // Every worker it was handed to before went silent: do not risk this one too.
+            let error = crate::model::TaskErrorRecord::new(
+                TaskErrorKind::WorkerLost,
+                format!(
+                    "the task was handed to a worker {} times and each stopped answering for the ack wait of {}s \
+                     (it died, hung or lost its connection): it is not handed out again",
+                    delivered - 1,
+                    ack_wait.as_secs()
+                ),
+            );
+            Outcome::Failed { error, duration_ms: 0, bytes_in: 0 }
+        } else {
+            // Progress acks while it runs, so a long task is not handed to another worker.
+            let acker = async {
+                loop {
+                    tokio::time::sleep(ack_wait / 3).await;
+                    let _ = message.ack_with(AckKind::Progress).await;
+                }
+            };
+            tokio::select! {
+                outcome = self.run(&order) => outcome,
+                _ = acker => unreachable!("the acker never ends"),
             }
-        };
-        let outcome = tokio::select! {
-            outcome = self.run(&order) => outcome,
-            _ = acker => unreachable!("the acker never ends"),
         };
         let result = ResultMsg { job, seq, attempt: attempt_no, worker: self.name.clone(), outcome };
         let payload = serde_json::to_vec(&result).expect("results serialise");
@@ -202,18 +284,18 @@ impl Worker {
     /// object store, checked against its digest, and loaded (from this
     /// worker's compile cache when it was compiled here before).
     async fn plugin(&self, sha256: &str) -> anyhow::Result<Plugin> {
-        let mut plugins = self.plugins.lock().await;
-        if let Some(p) = plugins.get(sha256) {
-            return Ok(p.clone());
-        }
-        let mut object = self.parts.plugins.get(sha256).await.map_err(|e| anyhow::anyhow!("fetching: {e}"))?;
-        let mut wasm = Vec::new();
-        object.read_to_end(&mut wasm).await?;
-        use sha2::Digest;
-        let got = hex::encode(sha2::Sha256::digest(&wasm));
-        anyhow::ensure!(got == sha256, "the object store holds a component of digest {got} under its name");
-        let plugin = self.runtime.load(&wasm).await.map_err(|e| anyhow::anyhow!("loading: {e}"))?;
-        plugins.insert(sha256.to_string(), plugin.clone());
-        Ok(plugin)
+        let cell = self.plugins.lock().unwrap().entry(sha256.to_string()).or_default().clone();
+        let plugin = cell
+            .get_or_try_init(|| async {
+                let mut object = self.parts.plugins.get(sha256).await.map_err(|e| anyhow::anyhow!("fetching: {e}"))?;
+                let mut wasm = Vec::new();
+                object.read_to_end(&mut wasm).await?;
+                use sha2::Digest;
+                let got = hex::encode(sha2::Sha256::digest(&wasm));
+                anyhow::ensure!(got == sha256, "the object store holds a component of digest {got} under its name");
+                self.runtime.load(&wasm).await.map_err(|e| anyhow::anyhow!("loading: {e}"))
+            })
+            .await?;
+        Ok(plugin.clone())
     }
 }

@@ -191,8 +191,7 @@ impl Jobs {
         let (executor, claim_ahead, remote): (Arc<dyn executor::Executor>, usize, _) = match &config.cluster.nats {
             None => (Arc::new(executor::LocalPool::new(config.workers, memory_budget)), config.workers, None),
             Some(url) => {
-                let (remote, results) =
-                    remote::Remote::connect(url, config.cluster.local_workers, memory_budget).await?;
+                let (remote, results) = remote::Remote::connect(url, &config.cluster, memory_budget).await?;
                 let pool = Arc::new(remote::RemotePool(remote.clone()));
                 (pool, config.cluster.local_workers, Some((remote, results)))
             }
@@ -248,6 +247,7 @@ impl Jobs {
                 inner: inner.clone(),
                 remote: remote.clone(),
                 consumer,
+                messages: None,
                 batch: Vec::new(),
             });
             jobs.inner.loops.spawn(remote::Workers { inner, remote: remote.clone(), first: true });
@@ -271,16 +271,16 @@ impl Jobs {
         &self.inner.runtime
     }
     /// The live workers of a cluster; `None` for a daemon that runs its tasks itself.
-    pub async fn cluster_workers(&self) -> Option<anyhow::Result<Vec<crate::cluster::WorkerBeat>>> {
+    pub fn cluster_workers(&self) -> Option<Result<Vec<crate::cluster::WorkerBeat>, String>> {
         let remote = self.inner.remote.lock().unwrap().clone()?;
-        Some(remote.workers().await)
+        Some(remote.workers())
     }
 
     /// For `/metrics`: a cluster's live workers and the orders queued for
     /// them (what NATS cannot answer now is left out); `None` outside a cluster.
     pub async fn cluster_state(&self) -> Option<(Vec<crate::cluster::WorkerBeat>, u64)> {
         let remote = self.inner.remote.lock().unwrap().clone()?;
-        Some((remote.workers().await.unwrap_or_default(), remote.queued().await.unwrap_or_default()))
+        Some((remote.workers().unwrap_or_default(), remote.queued().await.unwrap_or_default()))
     }
 
     /// What the daemon's background loops are doing.

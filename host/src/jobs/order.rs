@@ -42,6 +42,9 @@ pub struct TaskOrder {
     pub may_retry: bool,
     /// For `skip_unchanged`: the source's etag when the job's definition last processed it.
     pub last_etag: Option<String>,
+    /// How many times the order may be handed to a worker: the worker that
+    /// receives it once more fails it with `worker-lost` instead of running it.
+    pub max_deliveries: u32,
 }
 
 /// Why a worker cannot run an order.
@@ -78,7 +81,16 @@ impl TaskOrder {
             task,
             may_retry,
             last_etag,
+            max_deliveries: crate::config::ClusterConfig::default().max_deliveries,
         }
+    }
+
+    /// The buckets the task reads and writes: a worker runs it only if it reaches all of them.
+    pub fn buckets(spec: &JobSpec) -> Vec<String> {
+        let mut buckets = vec![spec.input.bucket.clone(), spec.output.bucket.clone()];
+        buckets.sort();
+        buckets.dedup();
+        buckets
     }
 
     /// The job as this worker runs it: `plugin` (loaded by the order's

@@ -18,7 +18,8 @@ use super::executor::{Executor, LocalPool};
 use super::order::TaskOrder;
 use super::scheduler::task_done;
 use super::{Inner, Prepared};
-use crate::cluster::{Outcome, ResultMsg, WorkerBeat};
+use crate::cluster::{Outcome, ResultMsg, Route, WorkerBeat};
+use crate::config::ClusterConfig;
 use crate::model::{JobId, TaskRecord};
 use crate::store::TaskResult;
 
@@ -33,10 +34,18 @@ pub(super) struct Remote {
     js: jetstream::Context,
     plugins: object_store::ObjectStore,
     workers: kv::Store,
+    settings: ClusterConfig,
     /// Components known to be in the object store, by sha256.
     uploaded: tokio::sync::Mutex<HashSet<String>>,
+    /// Routes whose consumer is set up, by id.
+    routes: tokio::sync::Mutex<HashSet<String>>,
+    /// The live workers, from their last beats (this Kiln version's only),
+    /// or why NATS could not tell.
+    beats: Mutex<Result<Vec<WorkerBeat>, String>>,
     /// The live workers' slots, from their beats.
     live_slots: AtomicUsize,
+    /// Jobs already warned about that no live worker reaches their buckets.
+    unserved: Mutex<HashSet<JobId>>,
     pending: Mutex<HashMap<(JobId, u64), Pending>>,
     /// Tasks of this coordinator's also run here.
     local: Option<LocalPool>,
@@ -51,17 +60,22 @@ impl Remote {
     /// Connect and set up the streams; `local_workers` run tasks here too.
     pub async fn connect(
         url: &str,
-        local_workers: usize,
+        settings: &ClusterConfig,
         memory_budget: u64,
     ) -> anyhow::Result<(Arc<Remote>, jetstream::consumer::PullConsumer)> {
         let js = crate::cluster::connect(url).await?;
         let parts = crate::cluster::ensure(&js).await?;
+        let local_workers = settings.local_workers;
         let remote = Remote {
             js,
             plugins: parts.plugins,
             workers: parts.workers,
+            settings: settings.clone(),
             uploaded: Default::default(),
+            routes: Default::default(),
+            beats: Mutex::new(Ok(Vec::new())),
             live_slots: AtomicUsize::new(0),
+            unserved: Mutex::default(),
             pending: Mutex::default(),
             local: (local_workers > 0).then(|| LocalPool::new(local_workers, memory_budget)),
             // Unique across restarts: a task released and ordered again is a new message.
@@ -74,9 +88,24 @@ impl Remote {
         self.pending.lock().unwrap().len()
     }
 
-    /// The workers that beat lately.
-    pub async fn workers(&self) -> anyhow::Result<Vec<WorkerBeat>> {
-        crate::cluster::live_workers(&self.workers).await
+    /// The workers that beat lately, as the `workers` loop last saw them.
+    pub fn workers(&self) -> Result<Vec<WorkerBeat>, String> {
+        self.beats.lock().unwrap().clone()
+    }
+
+    /// Whether a live worker reaches every bucket of `route`.
+    fn served(&self, route: &Route) -> bool {
+        self.beats.lock().unwrap().as_ref().is_ok_and(|beats| beats.iter().any(|b| route.served_by(&b.buckets)))
+    }
+
+    /// Set up the consumer of `route`, once.
+    async fn open_route(&self, route: &Route) -> anyhow::Result<()> {
+        let mut routes = self.routes.lock().await;
+        if !routes.contains(&route.id) {
+            route.ensure(&self.js, self.settings.ack_wait).await?;
+            routes.insert(route.id.clone());
+        }
+        Ok(())
     }
 
     /// Task orders waiting in JetStream.
@@ -115,11 +144,16 @@ impl Remote {
         } else {
             None
         };
-        let order = TaskOrder::of(prepared, task, may_retry, last_etag);
+        let order = TaskOrder {
+            max_deliveries: self.settings.max_deliveries,
+            ..TaskOrder::of(prepared, task, may_retry, last_etag)
+        };
         self.pending.lock().unwrap().insert((job, seq), Pending { prepared: prepared.clone(), attempt });
         let sent = async {
             self.upload(inner, prepared).await?;
-            let subject = crate::cluster::task_subject(prepared.tenant.as_deref(), job);
+            let route = Route::of(TaskOrder::buckets(&prepared.spec));
+            self.open_route(&route).await?;
+            let subject = crate::cluster::task_subject(&route, prepared.tenant.as_deref(), job);
             let message = PublishMessage::build()
                 .payload(serde_json::to_vec(&order).expect("orders serialise").into())
                 .message_id(crate::cluster::task_msg_id(
@@ -169,7 +203,7 @@ impl Executor for RemotePool {
             let purged = match js.get_stream(crate::cluster::TASKS).await {
                 Ok(stream) => stream
                     .purge()
-                    .filter(format!("kiln.tasks.*.{job}"))
+                    .filter(crate::cluster::job_subjects(job))
                     .await
                     .map(|r| r.purged)
                     .map_err(|e| e.to_string()),
@@ -195,6 +229,23 @@ impl Executor for RemotePool {
             tasks = rest;
         }
         let (remote, inner) = (self.0.clone(), inner.clone());
+        let route = Route::of(TaskOrder::buckets(&prepared.spec));
+        if !remote.served(&route) {
+            // Ordered, they would wait in a queue no worker pulls, holding
+            // the window other jobs need: give them back, to be claimed a
+            // moment later (a worker that reaches the buckets may start).
+            if remote.unserved.lock().unwrap().insert(job) {
+                tracing::warn!(job, buckets = ?route.buckets, "no live worker reaches the job's buckets; its tasks wait");
+            }
+            tokio::spawn(async move {
+                tokio::time::sleep(crate::cluster::BEAT).await;
+                for task in tasks {
+                    task_done(&inner, job, &prepared, TaskResult::Released { job, seq: task.seq });
+                }
+            });
+            return;
+        }
+        remote.unserved.lock().unwrap().remove(&job);
         tokio::spawn(async move {
             for task in tasks {
                 // As the local pool: a job stopped since the claim publishes nothing more.
@@ -232,6 +283,8 @@ pub(super) struct Results {
     pub inner: Arc<Inner>,
     pub remote: Arc<Remote>,
     pub consumer: jetstream::consumer::PullConsumer,
+    /// The consumer's messages, pulled ahead (opened at the first wait).
+    pub messages: Option<jetstream::consumer::pull::Stream>,
     pub batch: Vec<jetstream::Message>,
 }
 
@@ -240,19 +293,32 @@ impl crate::background::Background for Results {
         "results".into()
     }
 
+    /// Wait for a result, then take those already here too (up to 256).
     async fn wait(&mut self) -> bool {
+        use futures::FutureExt;
         loop {
-            let fetched =
-                self.consumer.fetch().max_messages(256).expires(std::time::Duration::from_secs(1)).messages().await;
-            match fetched {
-                Ok(mut messages) => {
-                    while let Some(Ok(m)) = messages.next().await {
-                        self.batch.push(m);
+            let messages = match &mut self.messages {
+                Some(m) => m,
+                None => match self.consumer.stream().max_messages_per_batch(256).messages().await {
+                    Ok(m) => self.messages.insert(m),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pulling results");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
                     }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "pulling results");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                },
+            };
+            match messages.next().await {
+                Some(Ok(m)) => self.batch.push(m),
+                // A missed heartbeat while NATS restarts: the stream goes on.
+                Some(Err(e)) => tracing::debug!(error = %e, "pulling results"),
+                None => self.messages = None,
+            }
+            if let Some(messages) = &mut self.messages {
+                while self.batch.len() < 256
+                    && let Some(Some(Ok(m))) = messages.next().now_or_never()
+                {
+                    self.batch.push(m);
                 }
             }
             if !self.batch.is_empty() {
@@ -292,14 +358,22 @@ impl Results {
         };
         let (job, seq) = (r.job, r.seq);
         let result = match r.outcome {
-            Outcome::Succeeded { etag, outputs, bytes_in, bytes_out, duration_ms, result } => {
-                TaskResult::Succeeded { job, seq, etag, outputs, bytes_in, bytes_out, duration_ms, result }
-            }
+            Outcome::Succeeded { etag, outputs, bytes_in, bytes_out, duration_ms, result } => TaskResult::Succeeded {
+                job,
+                seq,
+                etag,
+                outputs,
+                bytes_in,
+                bytes_out,
+                duration_ms,
+                result,
+                worker: Some(r.worker.clone()),
+            },
             Outcome::Failed { error, duration_ms, bytes_in } => {
-                TaskResult::Failed { job, seq, error, duration_ms, bytes_in }
+                TaskResult::Failed { job, seq, error, duration_ms, bytes_in, worker: Some(r.worker.clone()) }
             }
             Outcome::Retry { error } => TaskResult::Retry { job, seq, error },
-            Outcome::Skipped => TaskResult::Skipped { job, seq },
+            Outcome::Skipped => TaskResult::Skipped { job, seq, worker: Some(r.worker.clone()) },
             Outcome::Released { why: Some(why) } => {
                 tracing::warn!(job, seq, worker = %r.worker, %why, "a worker could not run a task; it is ordered again");
                 // Not at once: a task no live worker can run would otherwise go round as fast as it can.
@@ -354,8 +428,17 @@ impl crate::background::Background for Workers {
             .put(crate::cluster::COORDINATOR_KEY, coordinator.into())
             .await
             .map_err(|e| e.to_string())?;
-        let beats = self.remote.workers().await.map_err(|e| e.to_string())?;
-        let slots = beats.iter().filter(|b| b.version == version).map(|b| b.slots).sum();
+        let listed = crate::cluster::live_workers(&self.remote.workers).await;
+        let mut beats = match listed {
+            Ok(beats) => beats,
+            Err(e) => {
+                *self.remote.beats.lock().unwrap() = Err(format!("{e:#}"));
+                return Err(format!("{e:#}"));
+            }
+        };
+        beats.retain(|b| b.version == version);
+        let slots = beats.iter().map(|b| b.slots).sum();
+        *self.remote.beats.lock().unwrap() = Ok(beats);
         if self.remote.live_slots.swap(slots, Ordering::SeqCst) != slots {
             self.inner.wake.notify_one();
         }

@@ -21,7 +21,7 @@ use super::{Inner, JobError};
 const PAGE: usize = 500;
 
 /// The CSV header; JSON Lines rows have the same names.
-pub const COLUMNS: [&str; 10] = [
+pub const COLUMNS: [&str; 11] = [
     "source_key",
     "outputs",
     "state",
@@ -32,6 +32,7 @@ pub const COLUMNS: [&str; 10] = [
     "bytes_out",
     "duration_ms",
     "result",
+    "worker",
 ];
 
 impl ReportFormat {
@@ -117,6 +118,7 @@ pub fn csv_row(out: &mut String, t: &TaskRecord) {
         t.bytes_out.to_string(),
         t.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
         t.result.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+        t.worker.clone().unwrap_or_default(),
     ];
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
@@ -140,6 +142,7 @@ pub fn jsonl_row(out: &mut String, t: &TaskRecord) {
         "bytes_out": t.bytes_out,
         "duration_ms": t.duration_ms,
         "result": t.result,
+        "worker": t.worker,
     });
     out.push_str(&row.to_string());
     out.push('\n');
@@ -319,6 +322,7 @@ mod tests {
             bytes_out: 0,
             finished_at: None,
             result: None,
+            worker: None,
         }
     }
 
@@ -329,16 +333,16 @@ mod tests {
             Some(TaskErrorRecord { kind: crate::runtime::TaskErrorKind::Failed, message: "line one\nline two".into() });
         let mut out = String::new();
         csv_row(&mut out, &t);
-        assert_eq!(out, "\"a,b \"\"c\"\".txt\",,failed,failed,\"line one\nline two\",1,3,0,7,\r\n");
+        assert_eq!(out, "\"a,b \"\"c\"\".txt\",,failed,failed,\"line one\nline two\",1,3,0,7,,\r\n");
         let mut t = task("x.txt", TaskState::Succeeded);
         t.outputs = vec!["o/1.txt".into(), "o/2.txt".into()];
         t.duration_ms = None;
         let mut out = String::new();
         csv_row(&mut out, &t);
-        assert_eq!(out, "x.txt,o/1.txt;o/2.txt,succeeded,,,1,3,0,,\r\n");
+        assert_eq!(out, "x.txt,o/1.txt;o/2.txt,succeeded,,,1,3,0,,,\r\n");
         assert_eq!(
             csv_header(),
-            "source_key,outputs,state,error_kind,error_message,attempts,bytes_in,bytes_out,duration_ms,result\r\n"
+            "source_key,outputs,state,error_kind,error_message,attempts,bytes_in,bytes_out,duration_ms,result,worker\r\n"
         );
     }
 

@@ -139,6 +139,7 @@ pub(crate) async fn attempt(
             error: error(TaskErrorKind::Grant, e),
             duration_ms: elapsed(),
             bytes_in: 0,
+            worker: None,
         });
     }
     let (meta, input) = match prepared.input.open(&task.source_key).await {
@@ -150,6 +151,7 @@ pub(crate) async fn attempt(
                 error: error(TaskErrorKind::NotFound, e),
                 duration_ms: elapsed(),
                 bytes_in: 0,
+                worker: None,
             });
         }
         Err(e) if may_retry => return Done(TaskResult::Retry { job, seq, error: error(TaskErrorKind::Io, e) }),
@@ -160,12 +162,13 @@ pub(crate) async fn attempt(
                 error: error(TaskErrorKind::Io, e),
                 duration_ms: elapsed(),
                 bytes_in: 0,
+                worker: None,
             });
         }
     };
 
     if prepared.spec.skip_unchanged && meta.etag.is_some() && meta.etag == last_etag {
-        return Done(TaskResult::Skipped { job, seq });
+        return Done(TaskResult::Skipped { job, seq, worker: None });
     }
     let source_etag = meta.etag.clone();
 
@@ -228,6 +231,7 @@ pub(crate) async fn attempt(
             bytes_out: outcome.bytes_out,
             duration_ms: elapsed(),
             result: outcome.result,
+            worker: None,
         },
         Err(e) => {
             if let Some((kind, msg)) = template_error.lock().unwrap().take() {
@@ -237,6 +241,7 @@ pub(crate) async fn attempt(
                     error: error(kind, msg),
                     duration_ms: elapsed(),
                     bytes_in: 0,
+                    worker: None,
                 });
             }
             // A full disk is a pause, not a verdict on this object.
@@ -247,7 +252,14 @@ pub(crate) async fn attempt(
             if e.kind() == TaskErrorKind::Io && may_retry {
                 return Done(TaskResult::Retry { job, seq, error: error(TaskErrorKind::Io, &e) });
             }
-            TaskResult::Failed { job, seq, error: error(e.kind(), &e), duration_ms: elapsed(), bytes_in: 0 }
+            TaskResult::Failed {
+                job,
+                seq,
+                error: error(e.kind(), &e),
+                duration_ms: elapsed(),
+                bytes_in: 0,
+                worker: None,
+            }
         }
     })
 }

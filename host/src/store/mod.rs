@@ -575,8 +575,9 @@ mod tests {
                 duration_ms: 1,
                 etag: None,
                 result: None,
+                worker: None,
             },
-            TaskResult::Failed { job: job.id, seq: 2, error: err.clone(), duration_ms: 1, bytes_in: 0 },
+            TaskResult::Failed { job: job.id, seq: 2, error: err.clone(), duration_ms: 1, bytes_in: 0, worker: None },
             TaskResult::Retry { job: job.id, seq: 3, error: err.clone() },
             // A duplicate result counts once.
             TaskResult::Succeeded {
@@ -588,6 +589,7 @@ mod tests {
                 duration_ms: 1,
                 etag: None,
                 result: None,
+                worker: None,
             },
         ];
         store.commit_results(&results).unwrap();
@@ -610,6 +612,7 @@ mod tests {
                 duration_ms: 0,
                 etag: None,
                 result: None,
+                worker: None,
             })
             .collect();
         let touched = store.commit_results(&done).unwrap();
@@ -628,6 +631,7 @@ mod tests {
                 duration_ms: 0,
                 etag: None,
                 result: None,
+                worker: None,
             }])
             .unwrap();
         assert_eq!(touched[0].state, JobState::Succeeded);
@@ -648,6 +652,7 @@ mod tests {
                 error: failed,
                 duration_ms: 0,
                 bytes_in: 0,
+                worker: None,
             }])
             .unwrap();
         // The caller saw a Failed job; a cancel lands before its retry does.

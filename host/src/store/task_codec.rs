@@ -6,10 +6,11 @@
 //! a version byte. Version 2 also keeps each output key as a reference into
 //! the source key where they share a piece (`copy/{key}`, `thumbs/{barename}.webp`):
 //! output keys are mostly the source key again, and in a copy job they were a
-//! quarter of the record. A finished copy task takes 70 bytes (the test below;
-//! 85 in version 1, 302 as JSON). Records of version 1 and JSON records of earlier versions
-//! are still read (JSON starts with `{`, never with a version byte), and
-//! rewritten in the current form whenever they change.
+//! quarter of the record. A finished copy task takes 71 bytes (the test below;
+//! 70 in version 2, 85 in version 1, 302 as JSON). Version 3 appends the cluster worker that
+//! ran the task (one byte when the daemon ran it). Records of versions 1 and 2
+//! and JSON records of earlier versions are still read (JSON starts with `{`,
+//! never with a version byte), and rewritten in the current form whenever they change.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,9 +18,11 @@ use crate::model::{JobId, TaskErrorRecord, TaskRecord, TaskState};
 use crate::runtime::TaskErrorKind;
 
 /// The first byte of a compact record: outputs written whole (version 1),
-/// or as references into the source key (version 2, written now).
+/// or as references into the source key (version 2); version 3 (written
+/// now) is version 2 followed by the worker's name.
 const V1: u8 = 1;
 const V2: u8 = 2;
+const V3: u8 = 3;
 
 /// An output key as `head`, then `len` bytes of the source key from byte
 /// `from`, then `tail`.
@@ -117,7 +120,8 @@ struct Read<O> {
 
 pub(super) fn encode(task: &TaskRecord) -> Vec<u8> {
     let outputs: Vec<_> = task.outputs.iter().map(|o| output_key(&task.source_key, o)).collect();
-    encode_as(task, V2, outputs)
+    let bytes = encode_as(task, V3, outputs);
+    postcard::to_extend(&task.worker.as_deref(), bytes).expect("task records always serialise")
 }
 
 /// `task` as record version `version`, its outputs given as that version writes them.
@@ -145,17 +149,26 @@ fn encode_as<O: Serialize>(task: &TaskRecord, version: u8, outputs: O) -> Vec<u8
 /// of a comparison. `None` for a JSON record, or a damaged one.
 pub(super) fn source_key(bytes: &[u8]) -> Option<&str> {
     match bytes.split_first() {
-        Some((&(V1 | V2), rest)) => postcard::take_from_bytes::<&str>(rest).ok().map(|(key, _)| key),
+        Some((&(V1 | V2 | V3), rest)) => postcard::take_from_bytes::<&str>(rest).ok().map(|(key, _)| key),
         _ => None,
     }
 }
 
 /// Decode a record of task `seq` of `job`; the error says what is wrong with it.
 pub(super) fn decode(job: JobId, seq: u64, bytes: &[u8]) -> Result<TaskRecord, String> {
+    let references = |source: &str, keys: Vec<OutputKey<String, String>>| {
+        keys.into_iter().map(|k| resolve(source, k)).collect::<Result<Vec<_>, _>>()
+    };
     match bytes.first() {
+        Some(&V3) => {
+            let (r, rest): (Read<OutputKey<String, String>>, _) =
+                postcard::take_from_bytes(&bytes[1..]).map_err(|e| e.to_string())?;
+            let worker: Option<String> = postcard::from_bytes(rest).map_err(|e| format!("the task's worker: {e}"))?;
+            Ok(TaskRecord { worker, ..into_task(job, seq, r, references)? })
+        }
         Some(&V2) => {
             let r: Read<OutputKey<String, String>> = postcard::from_bytes(&bytes[1..]).map_err(|e| e.to_string())?;
-            into_task(job, seq, r, |source, keys| keys.into_iter().map(|k| resolve(source, k)).collect())
+            into_task(job, seq, r, references)
         }
         Some(&V1) => {
             let r: Read<String> = postcard::from_bytes(&bytes[1..]).map_err(|e| e.to_string())?;
@@ -199,6 +212,7 @@ fn into_task<O>(
         bytes_out: r.bytes_out,
         finished_at: r.finished_at,
         result,
+        worker: None,
     })
 }
 
@@ -223,6 +237,7 @@ mod tests {
             bytes_out: 1024,
             finished_at: Some(1_764_892_801),
             result: None,
+            worker: None,
         }
     }
 
@@ -233,7 +248,16 @@ mod tests {
         assert_eq!(decode(7, 123_456, &bytes).unwrap(), task);
         let json = serde_json::to_vec(&task).unwrap();
         assert!(bytes.len() * 3 < json.len(), "{} bytes against JSON's {}", bytes.len(), json.len());
-        assert!(bytes.len() <= 70, "{}", bytes.len());
+        assert!(bytes.len() <= 71, "{}", bytes.len());
+    }
+
+    #[test]
+    fn the_worker_round_trips() {
+        let task = TaskRecord { worker: Some("worker-b.example".into()), ..finished() };
+        let bytes = encode(&task);
+        assert_eq!(bytes[0], V3);
+        assert_eq!(decode(7, 123_456, &bytes).unwrap(), task);
+        assert_eq!(source_key(&bytes), Some("d42/obj-123456.bin"));
     }
 
     #[test]
@@ -291,9 +315,11 @@ mod tests {
     }
 
     #[test]
-    fn version_1_records_are_read() {
+    fn version_1_and_2_records_are_read() {
         let t = finished();
         assert_eq!(decode(7, 123_456, &encode_as(&t, V1, &t.outputs)).unwrap(), t);
+        let references: Vec<_> = t.outputs.iter().map(|o| output_key(&t.source_key, o)).collect();
+        assert_eq!(decode(7, 123_456, &encode_as(&t, V2, references)).unwrap(), t);
     }
 
     #[test]

@@ -218,9 +218,23 @@ mod tests {
         store.commit_results(&[claim(1), claim(2), claim(3), claim(4)]).unwrap();
         store
             .commit_results(&[
-                TaskResult::Failed { job, seq: 2, error: error("disk on fire"), duration_ms: 1, bytes_in: 0 },
+                TaskResult::Failed {
+                    job,
+                    seq: 2,
+                    error: error("disk on fire"),
+                    duration_ms: 1,
+                    bytes_in: 0,
+                    worker: None,
+                },
                 TaskResult::Retry { job, seq: 3, error: error("timed out") },
-                TaskResult::Failed { job, seq: 4, error: error("timed out again"), duration_ms: 1, bytes_in: 0 },
+                TaskResult::Failed {
+                    job,
+                    seq: 4,
+                    error: error("timed out again"),
+                    duration_ms: 1,
+                    bytes_in: 0,
+                    worker: None,
+                },
             ])
             .unwrap();
         let errors =
@@ -241,19 +255,18 @@ mod tests {
                 duration_ms: 1,
                 etag: None,
                 result: None,
+                worker: None,
             }])
             .unwrap();
         assert_eq!(errors("timed out"), vec!["d"]);
         store.commit_results(&[claim(1)]).unwrap();
-        store
-            .commit_results(&[TaskResult::Failed { job, seq: 1, error: error("x"), duration_ms: 1, bytes_in: 0 }])
-            .unwrap();
+        let fail_1 =
+            || TaskResult::Failed { job, seq: 1, error: error("x"), duration_ms: 1, bytes_in: 0, worker: None };
+        store.commit_results(&[fail_1()]).unwrap();
         store.retry_failed(job).unwrap().unwrap();
         assert!(errors("").is_empty());
         store.commit_results(&[claim(1)]).unwrap();
-        store
-            .commit_results(&[TaskResult::Failed { job, seq: 1, error: error("x"), duration_ms: 1, bytes_in: 0 }])
-            .unwrap();
+        store.commit_results(&[fail_1()]).unwrap();
         let indexed = |store: &Store| store.begin_read().unwrap().open_table(TASK_ERRORS).unwrap().len().unwrap();
         assert_eq!(indexed(&store), 1);
 

@@ -436,6 +436,7 @@ mod tests {
             duration_ms: 0,
             etag: None,
             result: None,
+            worker: None,
         };
         let err = crate::model::TaskErrorRecord { kind: crate::runtime::TaskErrorKind::Io, message: "again".into() };
         store
