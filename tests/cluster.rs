@@ -500,3 +500,68 @@ async fn a_worker_of_another_version_refuses_to_start() {
     let log = w.log();
     assert!(log.contains("Kiln 0.0.1") && log.contains(env!("CARGO_PKG_VERSION")), "{log}");
 }
+
+/// Fair share at the workers: a tenant whose tasks only sleep holds its
+/// share of the workers' slots, and another tenant's job still runs beside it.
+#[tokio::test]
+async fn a_tenant_whose_tasks_sleep_holds_only_its_share_of_the_workers() {
+    let Some(nats) = nats() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = coordinator(&nats, dir.path(), 0);
+    for (prefix, n) in [("sleepy", 40), ("fast", 600)] {
+        let p = d.data_dir.join("buckets/in").join(prefix);
+        std::fs::create_dir_all(&p).unwrap();
+        for i in 0..n {
+            std::fs::write(p.join(format!("{i:04}.txt")), format!("{prefix} {i}")).unwrap();
+        }
+    }
+    let w1 = Worker::start(&nats, &d.data_dir, "w1", 2);
+    let w2 = Worker::start(&nats, &d.data_dir, "w2", 2);
+    wait_for_workers(&d, 2, &[&w1, &w2]).await;
+    let (status, p) =
+        d.upload_plugin("/v1/plugins?name=echo&version=1", std::fs::read(kiln_test_plugins::ECHO).unwrap()).await;
+    assert_eq!(status, 201, "{p}");
+    let (status, p) = d.patch("/v1/plugins/echo", json!({"public": true})).await;
+    assert_eq!(status, 200, "{p}");
+    let own = |name: &str| {
+        json!([
+            {"bucket": "in", "prefix": format!("{name}/"), "access": "read"},
+            {"bucket": "out", "prefix": format!("{name}/"), "access": "write"}
+        ])
+    };
+    let sleepy = d.tenant("sleepy", own("sleepy"), json!({"tasks_in_flight": 64})).await;
+    let fast = d.tenant("fast", own("fast"), json!({})).await;
+    let run_fast = |round: &'static str| {
+        let fast = &fast;
+        async move {
+            let started = Instant::now();
+            let job = json!({"input": {"bucket": "in", "prefix": "fast/"}, "style": "copy", "output": {"bucket": "out", "template": format!("fast/{round}/{{basename}}")}});
+            let (status, created) = fast.post("/v1/jobs", job).await;
+            assert_eq!(status, 201, "{created}");
+            let done = fast.wait_job(created["id"].as_u64().unwrap(), LONG).await;
+            assert_eq!(
+                (done["state"].as_str(), done["counters"]["succeeded"].as_u64()),
+                (Some("succeeded"), Some(600))
+            );
+            started.elapsed()
+        }
+    };
+    let alone = run_fast("alone").await;
+    // 40 tasks of 5 s, all allowed in flight: holding all 4 slots they would take 50 s.
+    let job = json!({"input": {"bucket": "in", "prefix": "sleepy/"}, "style": "echo/sleep,ms_5000", "output": {"bucket": "out", "template": "sleepy/{barename}.{autoext}"}, "concurrency": 40});
+    let (status, created) = sleepy.post("/v1/jobs", job).await;
+    assert_eq!(status, 201, "{created}");
+    let sleepy_id = created["id"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let beside = run_fast("beside").await;
+    eprintln!("across two workers the fast job took {alone:?} alone and {beside:?} beside the sleeping one");
+    let (_, sleeping) = sleepy.get(&format!("/v1/jobs/{sleepy_id}")).await;
+    assert_eq!(sleeping["state"], "running", "{sleeping}");
+    // It waits at most for the sleeping tasks started or queued before it came
+    // (two rounds of 5 s), then shares the slots half and half.
+    assert!(
+        beside <= alone * 2 + Duration::from_secs(12),
+        "beside a sleeping tenant the fast job took {beside:?}, alone {alone:?}"
+    );
+    sleepy.post(&format!("/v1/jobs/{sleepy_id}/cancel"), json!({})).await;
+}

@@ -36,10 +36,7 @@ async fn ok(d: &Daemon, path: &str, body: Value) -> Value {
 
 /// Create a role, a tenant holding it, and a token; the tenant's view of the daemon.
 async fn tenant(d: &Daemon, name: &str, grants: Value, quotas: Value) -> Daemon {
-    ok(d, "/v1/roles", json!({"name": format!("{name}-role"), "grants": grants})).await;
-    ok(d, "/v1/tenants", json!({"name": name, "roles": [format!("{name}-role")], "quotas": quotas})).await;
-    let t = ok(d, &format!("/v1/tenants/{name}/tokens"), json!({"label": "test"})).await;
-    d.as_token(t["token"].as_str().unwrap())
+    d.tenant(name, grants, quotas).await
 }
 
 fn own_prefix(name: &str) -> Value {

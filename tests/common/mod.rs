@@ -413,6 +413,22 @@ impl Daemon {
         (done, tasks)
     }
 
+    /// Create a role with `grants`, a tenant holding it with `quotas`, and
+    /// a token: the tenant's view of the daemon.
+    pub async fn tenant(&self, name: &str, grants: serde_json::Value, quotas: serde_json::Value) -> Daemon {
+        let role = format!("{name}-role");
+        for (path, body) in [
+            ("/v1/roles".to_string(), serde_json::json!({"name": role, "grants": grants})),
+            ("/v1/tenants".to_string(), serde_json::json!({"name": name, "roles": [role], "quotas": quotas})),
+        ] {
+            let (status, v) = self.post(&path, body).await;
+            assert!(status == 201 || status == 200, "POST {path}: {status} {v}");
+        }
+        let (status, t) = self.post(&format!("/v1/tenants/{name}/tokens"), serde_json::json!({"label": "test"})).await;
+        assert_eq!(status, 201, "{t}");
+        self.as_token(t["token"].as_str().unwrap())
+    }
+
     /// Every task of a job, following cursors.
     pub async fn all_tasks(&self, id: u64, query: &str) -> Vec<serde_json::Value> {
         let mut out = Vec::new();

@@ -4,10 +4,11 @@
 //!
 //! - stream `KILN_TASKS` (work queue), subjects `kiln.tasks.{route}.{tenant}.{job}`:
 //!   one [`crate::jobs::order::TaskOrder`] per task attempt (see [`task_msg_id`]).
-//!   A [`Route`] is the set of buckets a task needs; each has its own consumer
-//!   (`kiln-route-{id}`, the buckets in its metadata), and a worker pulls only
-//!   from the routes whose buckets its own configuration reaches, so a task
-//!   never reaches a worker that cannot run it;
+//!   A [`Route`] is the set of buckets a task needs; each route and tenant
+//!   has its own consumer (`kiln-route-{id}-{tenant}`, the buckets in its
+//!   metadata), and a worker pulls only from the routes whose buckets its own
+//!   configuration reaches, so a task never reaches a worker that cannot run
+//!   it; it takes the consumers in turn, so tenants take turns at its slots;
 //! - stream `KILN_RESULTS`, subjects `kiln.results.{job}`: one [`ResultMsg`]
 //!   per attempt that ran;
 //! - object store `kiln-plugins`: plugin components by sha256;
@@ -52,8 +53,9 @@ impl Route {
         Route { id: hex::encode(&digest[..8]), buckets }
     }
 
-    pub fn consumer(&self) -> String {
-        format!("{ROUTE_CONSUMER}{}", self.id)
+    /// The name of the consumer of its orders of `tenant` (`None`: the admin's).
+    pub fn consumer(&self, tenant: Option<&str>) -> String {
+        format!("{ROUTE_CONSUMER}{}-{}", self.id, tenant_token(tenant))
     }
 
     /// Whether a worker reaching `reachable` can run its tasks.
@@ -63,19 +65,24 @@ impl Route {
 
     /// The route a consumer serves, from its name and metadata; `None` for another consumer.
     pub fn of_consumer(info: &consumer::Info) -> Option<Route> {
-        let id = info.name.strip_prefix(ROUTE_CONSUMER)?;
+        let (id, _tenant) = info.name.strip_prefix(ROUTE_CONSUMER)?.split_once('-')?;
         let buckets = serde_json::from_str(info.config.metadata.get(ROUTE_BUCKETS)?).ok()?;
         Some(Route { id: id.to_string(), buckets })
     }
 
-    /// Create its consumer, or bring its settings up to date.
-    pub async fn ensure(&self, js: &jetstream::Context, ack_wait: Duration) -> anyhow::Result<()> {
+    /// Create the consumer of its orders of `tenant`, or bring its settings up to date.
+    pub async fn ensure(
+        &self,
+        js: &jetstream::Context,
+        tenant: Option<&str>,
+        ack_wait: Duration,
+    ) -> anyhow::Result<()> {
         let stream = js.get_stream(TASKS).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let buckets = serde_json::to_string(&self.buckets).expect("names serialise");
         stream
             .create_consumer(consumer::pull::Config {
-                durable_name: Some(self.consumer()),
-                filter_subject: format!("kiln.tasks.{}.>", self.id),
+                durable_name: Some(self.consumer(tenant)),
+                filter_subject: format!("kiln.tasks.{}.{}.>", self.id, tenant_token(tenant)),
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait,
                 max_ack_pending: -1,
@@ -90,7 +97,13 @@ impl Route {
 
 /// The subject of a task order.
 pub fn task_subject(route: &Route, tenant: Option<&str>, job: JobId) -> String {
-    format!("kiln.tasks.{}.{}.{job}", route.id, tenant.unwrap_or("_admin"))
+    format!("kiln.tasks.{}.{}.{job}", route.id, tenant_token(tenant))
+}
+
+/// A tenant in subjects and consumer names (tenant names are lower-case
+/// letters, digits and `-`); the admin's jobs are `_admin`'s.
+fn tenant_token(tenant: Option<&str>) -> &str {
+    tenant.unwrap_or("_admin")
 }
 
 /// A subject filter for every task order of `job`.

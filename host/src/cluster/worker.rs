@@ -37,8 +37,8 @@ struct Worker {
     name: String,
     /// The buckets this worker's configuration reaches.
     reachable: Vec<String>,
-    /// The consumers of the routes it serves, by route id (see [`Route`]).
-    routes: std::sync::Mutex<HashMap<String, PullConsumer>>,
+    /// The consumers of the routes it serves, by name (one per route and tenant, see [`Route`]).
+    routes: std::sync::Mutex<std::collections::BTreeMap<String, PullConsumer>>,
     /// Plugins by sha256, each loaded once (tasks of other plugins do not wait for it).
     plugins: std::sync::Mutex<HashMap<String, Arc<OnceCell<Plugin>>>>,
     busy: AtomicUsize,
@@ -181,16 +181,16 @@ impl Worker {
             let info = info.map_err(|e| anyhow::anyhow!("{e}"))?;
             if let Some(route) = Route::of_consumer(&info)
                 && route.served_by(&self.reachable)
-                && !self.routes.lock().unwrap().contains_key(&route.id)
+                && !self.routes.lock().unwrap().contains_key(&info.name)
             {
-                serve.push(route);
+                serve.push((info.name.clone(), route));
             }
         }
-        for route in serve {
+        for (name, route) in serve {
             let consumer: PullConsumer =
-                self.parts.tasks.get_consumer(&route.consumer()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            tracing::info!(buckets = ?route.buckets, "serving the tasks of these buckets");
-            self.routes.lock().unwrap().insert(route.id, consumer);
+                self.parts.tasks.get_consumer(&name).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::info!(buckets = ?route.buckets, consumer = %name, "serving these tasks");
+            self.routes.lock().unwrap().insert(name, consumer);
         }
         Ok(())
     }

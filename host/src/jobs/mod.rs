@@ -36,6 +36,7 @@ mod prepare;
 mod remote;
 pub mod report;
 mod scheduler;
+mod shares;
 pub(crate) mod worker;
 
 use std::collections::{BTreeMap, HashMap};

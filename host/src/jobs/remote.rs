@@ -5,7 +5,8 @@
 //! The scheduler still decides what runs next (fair share, priority, pacing,
 //! quotas): this executor only offers it a window of about twice the live
 //! workers' slots, so JetStream never holds more than the workers can start
-//! soon. `local_workers` lets the coordinator run tasks itself too.
+//! soon, and orders each tenant's claimed tasks within its share of the
+//! workers ([`super::shares`]). `local_workers` lets the coordinator run tasks itself too.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +18,7 @@ use futures::StreamExt;
 use super::executor::{Executor, LocalPool};
 use super::order::TaskOrder;
 use super::scheduler::task_done;
+use super::shares::Shares;
 use super::{Inner, Prepared};
 use crate::cluster::{Outcome, ResultMsg, Route, WorkerBeat};
 use crate::config::ClusterConfig;
@@ -29,6 +31,19 @@ struct Pending {
     attempt: u32,
 }
 
+/// A claimed task waiting for its tenant's share of the workers.
+struct Held {
+    job: JobId,
+    stops: u64,
+    prepared: Arc<Prepared>,
+    task: TaskRecord,
+}
+
+/// The tenant a job's orders count against (`""`: the admin's).
+fn tenant_of(prepared: &Prepared) -> &str {
+    prepared.tenant.as_deref().unwrap_or_default()
+}
+
 /// What the executor and its two loops (`results`, `workers`) share.
 pub(super) struct Remote {
     js: jetstream::Context,
@@ -37,8 +52,10 @@ pub(super) struct Remote {
     settings: ClusterConfig,
     /// Components known to be in the object store, by sha256.
     uploaded: tokio::sync::Mutex<HashSet<String>>,
-    /// Routes whose consumer is set up, by id.
+    /// Route consumers set up, by name.
     routes: tokio::sync::Mutex<HashSet<String>>,
+    /// Claimed tasks not yet ordered, and orders out, per tenant.
+    shares: Mutex<Shares<Held>>,
     /// The live workers, from their last beats (this Kiln version's only),
     /// or why NATS could not tell.
     beats: Mutex<Result<Vec<WorkerBeat>, String>>,
@@ -73,6 +90,7 @@ impl Remote {
             settings: settings.clone(),
             uploaded: Default::default(),
             routes: Default::default(),
+            shares: Mutex::default(),
             beats: Mutex::new(Ok(Vec::new())),
             live_slots: AtomicUsize::new(0),
             unserved: Mutex::default(),
@@ -84,8 +102,37 @@ impl Remote {
         Ok((Arc::new(remote), parts.results))
     }
 
+    /// Tasks claimed for the workers and not answered: ordered, or held for their share.
     fn published(&self) -> usize {
-        self.pending.lock().unwrap().len()
+        self.pending.lock().unwrap().len() + self.shares.lock().unwrap().held()
+    }
+
+    /// Order the held tasks their tenants' shares now allow.
+    fn pump(self: &Arc<Self>, inner: &Arc<Inner>) {
+        let released = self.shares.lock().unwrap().release(self.live_slots.load(Ordering::SeqCst));
+        if released.is_empty() {
+            return;
+        }
+        let (remote, inner) = (self.clone(), inner.clone());
+        tokio::spawn(async move {
+            for (tenant, Held { job, stops, prepared, task }) in released {
+                // As the local pool: a job stopped since the claim publishes nothing more.
+                let stopped = inner.stopping.load(Ordering::SeqCst)
+                    || inner.active.lock().unwrap().get(&job).is_none_or(|a| a.stops != stops);
+                if stopped {
+                    remote.shares.lock().unwrap().answered(&tenant);
+                    task_done(&inner, job, &prepared, TaskResult::Released { job, seq: task.seq });
+                    continue;
+                }
+                remote.publish(&inner, job, &prepared, task).await;
+            }
+        });
+    }
+
+    /// An order of `prepared`'s tenant was answered: its share has room again.
+    fn answered(self: &Arc<Self>, inner: &Arc<Inner>, prepared: &Prepared) {
+        self.shares.lock().unwrap().answered(tenant_of(prepared));
+        self.pump(inner);
     }
 
     /// The workers that beat lately, as the `workers` loop last saw them.
@@ -98,12 +145,13 @@ impl Remote {
         self.beats.lock().unwrap().as_ref().is_ok_and(|beats| beats.iter().any(|b| route.served_by(&b.buckets)))
     }
 
-    /// Set up the consumer of `route`, once.
-    async fn open_route(&self, route: &Route) -> anyhow::Result<()> {
+    /// Set up the consumer of `route`'s orders of `tenant`, once.
+    async fn open_route(&self, route: &Route, tenant: Option<&str>) -> anyhow::Result<()> {
         let mut routes = self.routes.lock().await;
-        if !routes.contains(&route.id) {
-            route.ensure(&self.js, self.settings.ack_wait).await?;
-            routes.insert(route.id.clone());
+        let name = route.consumer(tenant);
+        if !routes.contains(&name) {
+            route.ensure(&self.js, tenant, self.settings.ack_wait).await?;
+            routes.insert(name);
         }
         Ok(())
     }
@@ -135,7 +183,7 @@ impl Remote {
     }
 
     /// Order one task from the workers; on failure it is released, to be claimed again.
-    async fn publish(&self, inner: &Arc<Inner>, job: JobId, prepared: &Arc<Prepared>, task: TaskRecord) {
+    async fn publish(self: &Arc<Self>, inner: &Arc<Inner>, job: JobId, prepared: &Arc<Prepared>, task: TaskRecord) {
         let (seq, attempt) = (task.seq, task.attempts);
         let may_retry = task.attempts < inner.max_attempts;
         let last_etag = if prepared.spec.skip_unchanged {
@@ -152,7 +200,7 @@ impl Remote {
         let sent = async {
             self.upload(inner, prepared).await?;
             let route = Route::of(TaskOrder::buckets(&prepared.spec));
-            self.open_route(&route).await?;
+            self.open_route(&route, prepared.tenant.as_deref()).await?;
             let subject = crate::cluster::task_subject(&route, prepared.tenant.as_deref(), job);
             let message = PublishMessage::build()
                 .payload(serde_json::to_vec(&order).expect("orders serialise").into())
@@ -168,7 +216,9 @@ impl Remote {
         };
         if let Err(e) = sent.await {
             tracing::warn!(job, seq, error = %e, "ordering a task from the workers failed; it is released");
-            if let Some(p) = self.pending.lock().unwrap().remove(&(job, seq)) {
+            let removed = self.pending.lock().unwrap().remove(&(job, seq));
+            if let Some(p) = removed {
+                self.answered(inner, &p.prepared);
                 task_done(inner, job, &p.prepared, TaskResult::Released { job, seq });
             }
         }
@@ -198,6 +248,10 @@ impl Executor for RemotePool {
             let seqs: Vec<u64> = pending.keys().filter(|(j, _)| *j == job).map(|(_, s)| *s).collect();
             seqs.into_iter().filter_map(|s| pending.remove(&(job, s)).map(|p| (s, p))).collect()
         };
+        let held = self.0.shares.lock().unwrap().take_back(|h| h.job == job);
+        for h in held {
+            task_done(inner, job, &h.prepared, TaskResult::Released { job, seq: h.task.seq });
+        }
         let js = self.0.js.clone();
         tokio::spawn(async move {
             let purged = match js.get_stream(crate::cluster::TASKS).await {
@@ -217,6 +271,7 @@ impl Executor for RemotePool {
             }
         });
         for (seq, p) in released {
+            self.0.shares.lock().unwrap().answered(tenant_of(&p.prepared));
             task_done(inner, job, &p.prepared, TaskResult::Released { job, seq });
         }
     }
@@ -246,18 +301,13 @@ impl Executor for RemotePool {
             return;
         }
         remote.unserved.lock().unwrap().remove(&job);
-        tokio::spawn(async move {
+        {
+            let mut shares = remote.shares.lock().unwrap();
             for task in tasks {
-                // As the local pool: a job stopped since the claim publishes nothing more.
-                let stopped = inner.stopping.load(Ordering::SeqCst)
-                    || inner.active.lock().unwrap().get(&job).is_none_or(|a| a.stops != stops);
-                if stopped {
-                    task_done(&inner, job, &prepared, TaskResult::Released { job, seq: task.seq });
-                    continue;
-                }
-                remote.publish(&inner, job, &prepared, task).await;
+                shares.hold(tenant_of(&prepared), Held { job, stops, prepared: prepared.clone(), task });
             }
-        });
+        }
+        remote.pump(&inner);
     }
 }
 
@@ -356,6 +406,7 @@ impl Results {
             tracing::debug!(job = r.job, seq = r.seq, attempt = r.attempt, "a result no task waits for: ignored");
             return;
         };
+        self.remote.answered(&self.inner, &p.prepared);
         let (job, seq) = (r.job, r.seq);
         let result = match r.outcome {
             Outcome::Succeeded { etag, outputs, bytes_in, bytes_out, duration_ms, result } => TaskResult::Succeeded {
@@ -442,6 +493,8 @@ impl crate::background::Background for Workers {
         if self.remote.live_slots.swap(slots, Ordering::SeqCst) != slots {
             self.inner.wake.notify_one();
         }
+        // More slots may leave room in the tenants' shares.
+        self.remote.pump(&self.inner);
         Ok(())
     }
 }
