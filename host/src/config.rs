@@ -69,11 +69,20 @@ pub struct ClusterConfig {
     /// How many times a task may be handed to a worker; when every one of
     /// them stopped answering, the task fails with `worker-lost`.
     pub max_deliveries: u32,
+    /// Copies JetStream keeps of each stream, on as many NATS servers of a
+    /// NATS cluster (1, 3 or 5): with 3, the work survives losing one server.
+    pub replicas: usize,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { nats: None, local_workers: 0, ack_wait: std::time::Duration::from_secs(30), max_deliveries: 3 }
+        ClusterConfig {
+            nats: None,
+            local_workers: 0,
+            ack_wait: std::time::Duration::from_secs(30),
+            max_deliveries: 3,
+            replicas: 1,
+        }
     }
 }
 
@@ -207,6 +216,9 @@ impl Config {
         }
         if self.cluster.ack_wait < std::time::Duration::from_secs(1) {
             return Err(ConfigError::Invalid("`cluster.ack_wait` must be at least 1s".into()));
+        }
+        if ![1, 3, 5].contains(&self.cluster.replicas) {
+            return Err(ConfigError::Invalid("`cluster.replicas` must be 1, 3 or 5".into()));
         }
         if !(1..=100).contains(&self.cluster.max_deliveries) {
             return Err(ConfigError::Invalid("`cluster.max_deliveries` must be between 1 and 100".into()));

@@ -34,6 +34,9 @@ pub const COORDINATOR_CONSUMER: &str = "kiln-coordinator";
 const ROUTE_CONSUMER: &str = "kiln-route-";
 /// The metadata key of a route consumer that lists its buckets (a JSON array).
 const ROUTE_BUCKETS: &str = "kiln-buckets";
+/// Where the coordinator says it opened a route consumer (plain NATS, not
+/// kept): workers look at once instead of at their next beat.
+pub const ROUTES_SUBJECT: &str = "kiln.routes";
 /// How often a worker says it is alive; it counts as gone after three missed beats.
 pub const BEAT: Duration = Duration::from_secs(2);
 
@@ -179,11 +182,14 @@ pub struct WorkerBeat {
     pub buckets: Vec<String>,
 }
 
-/// Connect to the NATS server at `url`.
+/// Connect to the NATS server at `url`, or to one of a NATS cluster's
+/// (`nats://a:4222,nats://b:4222`; the client learns the others from it,
+/// and moves to another when its server goes away).
 pub async fn connect(url: &str) -> anyhow::Result<jetstream::Context> {
+    let servers: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     let client = async_nats::ConnectOptions::new()
         .name(format!("kiln {}", env!("CARGO_PKG_VERSION")))
-        .connect(url)
+        .connect(servers)
         .await
         .map_err(|e| anyhow::anyhow!("connecting to NATS at {url}: {e}"))?;
     Ok(jetstream::new(client))
@@ -198,29 +204,32 @@ pub struct Parts {
     pub workers: kv::Store,
 }
 
-pub async fn ensure(js: &jetstream::Context) -> anyhow::Result<Parts> {
+/// `replicas`: the coordinator's `[cluster] replicas`, to which it brings
+/// the streams it finds; a worker passes `None` and takes them as they are
+/// (creating them with one replica only if it comes first).
+pub async fn ensure(js: &jetstream::Context, replicas: Option<usize>) -> anyhow::Result<Parts> {
     let err = |what: &str, e: &dyn std::fmt::Display| anyhow::anyhow!("setting up JetStream {what}: {e}");
-    let tasks = js
-        .get_or_create_stream(stream::Config {
-            name: TASKS.into(),
-            subjects: vec!["kiln.tasks.>".into()],
-            retention: stream::RetentionPolicy::WorkQueue,
-            storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| err(TASKS, &e))?;
-    let results = js
-        .get_or_create_stream(stream::Config {
-            name: RESULTS.into(),
-            subjects: vec!["kiln.results.>".into()],
-            retention: stream::RetentionPolicy::WorkQueue,
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| err(RESULTS, &e))?;
+    let num_replicas = replicas.unwrap_or(1);
+    let work_queue = |name: &str, subjects: &str, duplicate_window: Duration| stream::Config {
+        name: name.into(),
+        subjects: vec![subjects.into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        duplicate_window,
+        num_replicas,
+        ..Default::default()
+    };
+    let open = |config: stream::Config| async move {
+        let name = config.name.clone();
+        if replicas.is_some() {
+            js.create_or_update_stream(config).await.map_err(|e| err(&name, &e))?;
+            js.get_stream(&name).await.map_err(|e| err(&name, &e))
+        } else {
+            js.get_or_create_stream(config).await.map_err(|e| err(&name, &e))
+        }
+    };
+    let tasks = open(work_queue(TASKS, "kiln.tasks.>", Duration::from_secs(120))).await?;
+    let results = open(work_queue(RESULTS, "kiln.results.>", Duration::from_secs(120))).await?;
     let results = results
         .get_or_create_consumer(
             COORDINATOR_CONSUMER,
@@ -236,14 +245,19 @@ pub async fn ensure(js: &jetstream::Context) -> anyhow::Result<Parts> {
     let plugins = match js.get_object_store(PLUGINS).await {
         Ok(store) => store,
         Err(_) => js
-            .create_object_store(object_store::Config { bucket: PLUGINS.into(), ..Default::default() })
+            .create_object_store(object_store::Config { bucket: PLUGINS.into(), num_replicas, ..Default::default() })
             .await
             .map_err(|e| err(PLUGINS, &e))?,
     };
     let workers = match js.get_key_value(WORKERS).await {
         Ok(store) => store,
         Err(_) => js
-            .create_key_value(kv::Config { bucket: WORKERS.into(), max_age: BEAT * 3, ..Default::default() })
+            .create_key_value(kv::Config {
+                bucket: WORKERS.into(),
+                max_age: BEAT * 3,
+                num_replicas,
+                ..Default::default()
+            })
             .await
             .map_err(|e| err(WORKERS, &e))?,
     };

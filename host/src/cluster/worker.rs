@@ -54,7 +54,7 @@ pub async fn run(
     options: WorkerOptions,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let parts = super::ensure(&js).await?;
+    let parts = super::ensure(&js, None).await?;
     if let Ok(Some(entry)) = parts.workers.get(super::COORDINATOR_KEY).await
         && let Ok(c) = serde_json::from_slice::<serde_json::Value>(&entry)
         && let Some(theirs) = c["version"].as_str()
@@ -80,6 +80,15 @@ pub async fn run(
     });
     let slots = Arc::new(Semaphore::new(options.slots.max(1)));
     tokio::spawn(beat(worker.clone(), options.slots, stop.clone()));
+    let mut opened = worker.js.client().subscribe(super::ROUTES_SUBJECT).await?;
+    let w = worker.clone();
+    tokio::spawn(async move {
+        while opened.next().await.is_some() {
+            if let Err(e) = w.follow_routes().await {
+                tracing::warn!(error = %e, "listing the task routes");
+            }
+        }
+    });
     tracing::info!(name = %options.name, slots = options.slots, "worker ready");
     let mut turn = 0;
     while !stop.load(Ordering::SeqCst) {

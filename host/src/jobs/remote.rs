@@ -81,7 +81,7 @@ impl Remote {
         memory_budget: u64,
     ) -> anyhow::Result<(Arc<Remote>, jetstream::consumer::PullConsumer)> {
         let js = crate::cluster::connect(url).await?;
-        let parts = crate::cluster::ensure(&js).await?;
+        let parts = crate::cluster::ensure(&js, Some(settings.replicas)).await?;
         let local_workers = settings.local_workers;
         let remote = Remote {
             js,
@@ -115,6 +115,8 @@ impl Remote {
         }
         let (remote, inner) = (self.clone(), inner.clone());
         tokio::spawn(async move {
+            // Sent one after another, their acks awaited together: one round trip for the lot.
+            let mut acks = Vec::new();
             for (tenant, Held { job, stops, prepared, task }) in released {
                 // As the local pool: a job stopped since the claim publishes nothing more.
                 let stopped = inner.stopping.load(Ordering::SeqCst)
@@ -124,7 +126,16 @@ impl Remote {
                     task_done(&inner, job, &prepared, TaskResult::Released { job, seq: task.seq });
                     continue;
                 }
-                remote.publish(&inner, job, &prepared, task).await;
+                let seq = task.seq;
+                match remote.send(&inner, job, &prepared, task).await {
+                    Ok(ack) => acks.push((job, seq, ack)),
+                    Err(e) => remote.not_ordered(&inner, job, seq, e),
+                }
+            }
+            for (job, seq, ack) in acks {
+                if let Err(e) = ack.await {
+                    remote.not_ordered(&inner, job, seq, anyhow::anyhow!("{e}"));
+                }
             }
         });
     }
@@ -151,6 +162,8 @@ impl Remote {
         let name = route.consumer(tenant);
         if !routes.contains(&name) {
             route.ensure(&self.js, tenant, self.settings.ack_wait).await?;
+            // Workers look for new routes at every beat; this tells them now.
+            let _ = self.js.client().publish(crate::cluster::ROUTES_SUBJECT, name.clone().into()).await;
             routes.insert(name);
         }
         Ok(())
@@ -182,8 +195,14 @@ impl Remote {
         Ok(())
     }
 
-    /// Order one task from the workers; on failure it is released, to be claimed again.
-    async fn publish(self: &Arc<Self>, inner: &Arc<Inner>, job: JobId, prepared: &Arc<Prepared>, task: TaskRecord) {
+    /// Send one task's order to the workers; its ack is to be awaited.
+    async fn send(
+        self: &Arc<Self>,
+        inner: &Arc<Inner>,
+        job: JobId,
+        prepared: &Arc<Prepared>,
+        task: TaskRecord,
+    ) -> anyhow::Result<jetstream::context::PublishAckFuture> {
         let (seq, attempt) = (task.seq, task.attempts);
         let may_retry = task.attempts < inner.max_attempts;
         let last_etag = if prepared.spec.skip_unchanged {
@@ -197,30 +216,24 @@ impl Remote {
             ..TaskOrder::of(prepared, task, may_retry, last_etag)
         };
         self.pending.lock().unwrap().insert((job, seq), Pending { prepared: prepared.clone(), attempt });
-        let sent = async {
-            self.upload(inner, prepared).await?;
-            let route = Route::of(TaskOrder::buckets(&prepared.spec));
-            self.open_route(&route, prepared.tenant.as_deref()).await?;
-            let subject = crate::cluster::task_subject(&route, prepared.tenant.as_deref(), job);
-            let message = PublishMessage::build()
-                .payload(serde_json::to_vec(&order).expect("orders serialise").into())
-                .message_id(crate::cluster::task_msg_id(
-                    job,
-                    seq,
-                    attempt,
-                    self.publications.fetch_add(1, Ordering::SeqCst),
-                ));
-            let ack = self.js.send_publish(subject, message).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            ack.await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            anyhow::Ok(())
-        };
-        if let Err(e) = sent.await {
-            tracing::warn!(job, seq, error = %e, "ordering a task from the workers failed; it is released");
-            let removed = self.pending.lock().unwrap().remove(&(job, seq));
-            if let Some(p) = removed {
-                self.answered(inner, &p.prepared);
-                task_done(inner, job, &p.prepared, TaskResult::Released { job, seq });
-            }
+        self.upload(inner, prepared).await?;
+        let route = Route::of(TaskOrder::buckets(&prepared.spec));
+        self.open_route(&route, prepared.tenant.as_deref()).await?;
+        let subject = crate::cluster::task_subject(&route, prepared.tenant.as_deref(), job);
+        let message =
+            PublishMessage::build().payload(serde_json::to_vec(&order).expect("orders serialise").into()).message_id(
+                crate::cluster::task_msg_id(job, seq, attempt, self.publications.fetch_add(1, Ordering::SeqCst)),
+            );
+        self.js.send_publish(subject, message).await.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// A task could not be ordered: it is released, to be claimed again.
+    fn not_ordered(self: &Arc<Self>, inner: &Arc<Inner>, job: JobId, seq: u64, e: anyhow::Error) {
+        tracing::warn!(job, seq, error = %e, "ordering a task from the workers failed; it is released");
+        let removed = self.pending.lock().unwrap().remove(&(job, seq));
+        if let Some(p) = removed {
+            self.answered(inner, &p.prepared);
+            task_done(inner, job, &p.prepared, TaskResult::Released { job, seq });
         }
     }
 }
