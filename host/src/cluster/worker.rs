@@ -1,5 +1,5 @@
 //! `kiln worker`: runs the tasks a coordinator orders, with no redb and no
-//! HTTP API. It pulls one task per free slot (no prefetch), from the routes
+//! HTTP API. It pulls as many tasks as it has free slots (no prefetch), from the routes
 //! whose buckets it reaches, acks progress while a task runs, publishes the
 //! result, and only then acks the task, so a worker that dies mid-task
 //! leaves it to be redelivered to another.
@@ -92,15 +92,19 @@ pub async fn run(
     tracing::info!(name = %options.name, slots = options.slots, "worker ready");
     let mut turn = 0;
     while !stop.load(Ordering::SeqCst) {
-        let permit = slots.clone().acquire_owned().await.expect("never closed");
+        // As many tasks as slots are free, so no task waits here behind a slow one.
+        let mut free = vec![slots.clone().acquire_owned().await.expect("never closed")];
+        while let Ok(permit) = slots.clone().try_acquire_owned() {
+            free.push(permit);
+        }
         let routes: Vec<PullConsumer> = worker.routes.lock().unwrap().values().cloned().collect();
         if routes.is_empty() {
             // No job has needed buckets this worker reaches yet.
             tokio::time::sleep(BEAT / 4).await;
             continue;
         }
-        // One message per free slot, so no task waits here behind a slow one.
-        if let Some((message, ack_wait)) = next_task(&routes, &mut turn).await {
+        next_tasks(&routes, &mut turn, free.len(), |message, ack_wait| {
+            let permit = free.pop().expect("one task per free slot");
             let w = worker.clone();
             tokio::spawn(async move {
                 w.busy.fetch_add(1, Ordering::SeqCst);
@@ -108,7 +112,8 @@ pub async fn run(
                 w.busy.fetch_sub(1, Ordering::SeqCst);
                 drop(permit);
             });
-        }
+        })
+        .await;
     }
     // Stopping: wait for the running tasks, within the grace.
     let all = options.slots.max(1) as u32;
@@ -118,43 +123,81 @@ pub async fn run(
     Ok(())
 }
 
-/// The next task of any route, taking the routes in turn; when none has one
-/// ready, wait on one of them for a moment. With its consumer's ack wait.
-async fn next_task(routes: &[PullConsumer], turn: &mut usize) -> Option<(jetstream::Message, Duration)> {
+/// Up to `max` tasks, each handed to `each` with its consumer's ack wait as
+/// it arrives: those ready now on the routes, taken in turn; when none is
+/// ready, whatever comes on one of them within a moment.
+async fn next_tasks(
+    routes: &[PullConsumer],
+    turn: &mut usize,
+    max: usize,
+    mut each: impl FnMut(jetstream::Message, Duration),
+) {
     let n = routes.len();
+    let mut got = 0;
     if n > 1 {
-        for i in 0..n {
-            let route = &routes[(*turn + i) % n];
-            if let Some(message) = pull(route, None).await {
-                *turn = (*turn + i + 1) % n;
-                return Some((message, route.cached_info().config.ack_wait));
+        // Each route its part of the free slots first, then what is left in turn.
+        let part = max.div_ceil(n);
+        for limit in [part, max] {
+            for i in 0..n {
+                let route = &routes[(*turn + i) % n];
+                got += pull(route, None, limit.min(max - got), &mut each).await;
+                if got == max {
+                    *turn = (*turn + i + 1) % n;
+                    return;
+                }
             }
+        }
+        if got > 0 {
+            *turn = (*turn + 1) % n;
+            return;
         }
     }
     let route = &routes[*turn % n];
     *turn = (*turn + 1) % n;
     let wait = if n == 1 { Duration::from_secs(1) } else { Duration::from_millis(250) };
-    pull(route, Some(wait)).await.map(|m| (m, route.cached_info().config.ack_wait))
+    pull(route, Some(wait), max, &mut each).await;
 }
 
-/// One message of `route`: one ready now (`wait` `None`), or within `wait`.
-async fn pull(route: &PullConsumer, wait: Option<Duration>) -> Option<jetstream::Message> {
+/// Up to `max` messages of `route`: those ready now (`wait` `None`), or
+/// those that come within `wait`, each handed to `each` as it arrives.
+async fn pull(
+    route: &PullConsumer,
+    wait: Option<Duration>,
+    max: usize,
+    each: &mut impl FnMut(jetstream::Message, Duration),
+) -> usize {
     let batch = match wait {
-        None => route.fetch().max_messages(1).messages().await,
-        Some(wait) => route.batch().max_messages(1).expires(wait).messages().await,
+        None => route.fetch().max_messages(max).messages().await,
+        Some(wait) => route.batch().max_messages(max).expires(wait).messages().await,
     };
+    let ack_wait = route.cached_info().config.ack_wait;
+    let mut got = 0;
     let failed = |e: &dyn std::fmt::Display| tracing::warn!(error = %e, "pulling a task");
     match batch {
-        Ok(mut batch) => match batch.next().await {
-            Some(Ok(message)) => return Some(message),
-            Some(Err(e)) => failed(&e),
-            None => return None,
-        },
+        Ok(mut batch) => {
+            while let Some(message) = batch.next().await {
+                match message {
+                    Ok(message) => {
+                        each(message, ack_wait);
+                        got += 1;
+                    }
+                    Err(e) => {
+                        failed(&e);
+                        break;
+                    }
+                }
+            }
+            if got > 0 || wait.is_none() {
+                return got;
+            }
+        }
         Err(e) => failed(&e),
     }
-    // NATS is away: do not spin.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    None
+    // Nothing came: with a pull that waited, NATS may be away; do not spin.
+    if wait.is_some() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    got
 }
 
 /// Say every [`BEAT`] that this worker is alive, and how busy; and follow
@@ -251,7 +294,9 @@ impl Worker {
         match published {
             Ok(()) => {
                 self.done.fetch_add(1, Ordering::SeqCst);
-                let _ = message.double_ack().await;
+                // Not waited for: an ack lost on the way only makes the task
+                // run again after the ack wait, and its second result is dropped.
+                let _ = message.ack().await;
             }
             // Not acked: JetStream hands the task to a worker again after the ack wait.
             Err(e) => tracing::warn!(job, seq, error = %e, "publishing a result failed; the task will be redelivered"),
