@@ -32,7 +32,7 @@ struct Worker {
 
 impl Worker {
     fn start(nats: &Emulator, data_dir: &std::path::Path, name: &str, slots: usize) -> Worker {
-        Worker::start_with(&url(nats), data_dir, name, slots, None)
+        Worker::start_with(&url(nats), data_dir, name, slots, None, &[])
     }
 
     /// With its own `--config` file.
@@ -42,6 +42,7 @@ impl Worker {
         name: &str,
         slots: usize,
         config: Option<&std::path::Path>,
+        env: &[(&str, &str)],
     ) -> Worker {
         let log = data_dir.join(format!("../{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
@@ -55,6 +56,11 @@ impl Worker {
         if let Some(config) = config {
             command.args(["--config", config.to_str().unwrap()]);
         }
+        // Credentials only where a test gives them.
+        for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+            command.env_remove(var);
+        }
+        command.envs(env.iter().copied());
         let child = command
             .env("KILN_LOG", "info")
             .stdin(Stdio::null())
@@ -228,7 +234,7 @@ async fn a_worker_without_a_bucket_never_receives_its_tasks() {
     let in_path = d.data_dir.join("buckets/in");
     std::fs::write(&config, format!("[buckets.in]\nkind = \"local\"\npath = {:?}\n", in_path.to_str().unwrap()))
         .unwrap();
-    let partial = Worker::start_with(&url(&nats), &partial_data, "partial", 2, Some(&config));
+    let partial = Worker::start_with(&url(&nats), &partial_data, "partial", 2, Some(&config), &[]);
     wait_for_workers(&d, 2, &[&full, &partial]).await;
     let (_, listed) = d.get("/v1/workers").await;
     let partial_beat = listed["workers"].as_array().unwrap().iter().find(|w| w["name"] == "partial").unwrap().clone();
@@ -603,8 +609,8 @@ async fn a_three_node_nats_cluster_losing_its_stream_leader_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     const N: usize = 1000;
     let d = coordinator_with(&urls, dir.path(), N, "replicas = 3\nack_wait = \"5s\"\n");
-    let w1 = Worker::start_with(&urls, &d.data_dir, "w1", 2, None);
-    let w2 = Worker::start_with(&urls, &d.data_dir, "w2", 2, None);
+    let w1 = Worker::start_with(&urls, &d.data_dir, "w1", 2, None, &[]);
+    let w2 = Worker::start_with(&urls, &d.data_dir, "w2", 2, None, &[]);
     wait_for_workers(&d, 2, &[&w1, &w2]).await;
     let id = copy_job(&d).await;
     wait_for_progress(&d, id, 150).await;
@@ -620,4 +626,59 @@ async fn a_three_node_nats_cluster_losing_its_stream_leader_loses_nothing() {
     assert!(tasks.iter().all(|t| t["state"] == "succeeded"));
     let new_leader = js.get_stream(kiln::cluster::TASKS).await.unwrap().info().await.unwrap().cluster.clone();
     assert_ne!(new_leader.and_then(|c| c.leader), Some(leader), "another server leads the stream");
+}
+
+/// A cloud bucket of the coordinator's reaches the workers through NATS
+/// without its secrets: a worker with credentials of its own runs its
+/// tasks, and one without never receives them.
+#[tokio::test]
+async fn a_worker_without_a_buckets_credentials_never_receives_its_tasks() {
+    let Some(nats) = nats() else { return };
+    let Some(moto) = common::cloud::moto_with_buckets().await else { return };
+    const N: usize = 40;
+    let http = reqwest::Client::new();
+    for i in 0..N {
+        let r =
+            http.put(format!("{}/photos/in/{i:02}.txt", moto.url)).body(format!("cloud {i}\n")).send().await.unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = format!(
+        "\n[buckets.cloud]\nkind = \"s3\"\nbucket = \"photos\"\nendpoint = \"{}\"\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\npath_style = true\nallow_http = true\n",
+        moto.url
+    );
+    let d = coordinator_with(&url(&nats), dir.path(), 0, &cloud);
+    let keyed = Worker::start_with(
+        &url(&nats),
+        &d.data_dir,
+        "keyed",
+        2,
+        None,
+        &[("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")],
+    );
+    let keyless = Worker::start_with(&url(&nats), &d.data_dir, "keyless", 2, None, &[]);
+    wait_for_workers(&d, 2, &[&keyed, &keyless]).await;
+    let (_, listed) = d.get("/v1/workers").await;
+    let buckets_of = |name: &str| {
+        listed["workers"].as_array().unwrap().iter().find(|w| w["name"] == name).unwrap()["buckets"].clone()
+    };
+    assert!(buckets_of("keyed").as_array().unwrap().contains(&json!("cloud")), "{listed}");
+    assert!(!buckets_of("keyless").as_array().unwrap().contains(&json!("cloud")), "{listed}");
+    assert!(keyless.log().contains("cannot reach"), "{}", keyless.log());
+    // Nothing secret went through NATS.
+    let js = kiln::cluster::connect(&url(&nats)).await.unwrap();
+    let shared = kiln::cluster::shared_buckets(&js).await.unwrap();
+    let text = serde_json::to_string(&shared["cloud"]).unwrap();
+    assert!(text.contains("photos") && !text.contains("\"test\""), "{text}");
+
+    let job = json!({"input": {"bucket": "cloud", "prefix": "in/"}, "style": "copy", "output": {"bucket": "out", "template": "c/{key}"}});
+    let (status, created) = d.post("/v1/jobs", job).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    let done = d.wait_job(id, LONG).await;
+    assert_eq!((done["state"].as_str(), done["counters"]["succeeded"].as_u64()), (Some("succeeded"), Some(N as u64)));
+    let tasks = d.all_tasks(id, "").await;
+    assert!(tasks.iter().all(|t| t["worker"] == "keyed"), "{:?}", tasks.iter().find(|t| t["worker"] != "keyed"));
+    let out = std::fs::read_to_string(d.data_dir.join("buckets/out/c/in/07.txt")).unwrap();
+    assert_eq!(out, "cloud 7\n");
 }

@@ -186,6 +186,39 @@ pub enum BucketConfig {
     },
 }
 
+impl BucketConfig {
+    /// The definition as a cluster shares it with its workers: a cloud
+    /// bucket without its secrets (each worker uses its own credentials,
+    /// from its environment); `None` for a local or memory bucket, which
+    /// means nothing on another machine.
+    pub fn shareable(&self) -> Option<BucketConfig> {
+        match self {
+            BucketConfig::Local { .. } | BucketConfig::Memory => None,
+            BucketConfig::S3 { .. } => {
+                let mut shared = self.clone();
+                if let BucketConfig::S3 { access_key_id, secret_access_key, .. } = &mut shared {
+                    (*access_key_id, *secret_access_key) = (None, None);
+                }
+                Some(shared)
+            }
+            BucketConfig::Gcs { .. } => {
+                let mut shared = self.clone();
+                if let BucketConfig::Gcs { service_account_path, bearer_token, .. } = &mut shared {
+                    (*service_account_path, *bearer_token) = (None, None);
+                }
+                Some(shared)
+            }
+            BucketConfig::Azure { .. } => {
+                let mut shared = self.clone();
+                if let BucketConfig::Azure { access_key, .. } = &mut shared {
+                    *access_key = None;
+                }
+                Some(shared)
+            }
+        }
+    }
+}
+
 fn default_region() -> String {
     "us-east-1".into()
 }
@@ -319,6 +352,40 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_bucket_definitions_hold_no_secrets() {
+        let cfg: Config = toml::from_str(
+            r#"
+            [buckets.s3]
+            kind = "s3"
+            bucket = "b"
+            access_key_id = "AKIA-SECRET"
+            secret_access_key = "very-secret"
+            [buckets.gcs]
+            kind = "gcs"
+            bucket = "g"
+            bearer_token = "ya29.secret"
+            [buckets.az]
+            kind = "azure"
+            account = "acct"
+            container = "c"
+            access_key = "secret-key"
+            [buckets.disk]
+            kind = "local"
+            path = "/tmp/x"
+            "#,
+        )
+        .unwrap();
+        for name in ["s3", "gcs", "az"] {
+            let shared = serde_json::to_string(&cfg.buckets[name].shareable().unwrap()).unwrap();
+            for secret in ["AKIA-SECRET", "very-secret", "ya29.secret", "secret-key"] {
+                assert!(!shared.contains(secret), "{shared}");
+            }
+        }
+        assert!(matches!(cfg.buckets["s3"].shareable(), Some(BucketConfig::S3 { bucket, .. }) if bucket == "b"));
+        assert_eq!(cfg.buckets["disk"].shareable(), None, "a local folder means nothing elsewhere");
+    }
 
     #[test]
     fn parses_every_bucket_kind_and_refuses_unknown_fields() {

@@ -289,6 +289,15 @@ impl Bucket {
             .boxed())
     }
 
+    /// Whether this machine reaches the bucket with its credentials: a
+    /// missing object is an answer, a refusal or no answer is not.
+    pub async fn probe(&self) -> Result<(), ObjectsError> {
+        match self.head(".kiln-probe").await {
+            Ok(_) | Err(ObjectsError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn head(&self, key: &str) -> Result<ObjectMeta, ObjectsError> {
         let path = store_path(key)?;
         self.store.head(&path).await.map(|m| self.meta(m)).map_err(|e| self.err(key, e))

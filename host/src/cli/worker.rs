@@ -86,6 +86,9 @@ async fn list(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a worker waits for a shared bucket to answer its probe at start.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn work(args: RunArgs) -> anyhow::Result<()> {
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(d) = args.data_dir {
@@ -100,12 +103,35 @@ async fn work(args: RunArgs) -> anyhow::Result<()> {
         max_instances: (slots as u32 + 2).max(config.runtime.max_instances),
         ..config.runtime.clone()
     })?);
+    let js = crate::cluster::connect(&url).await?;
+    // The coordinator's cloud buckets this worker's configuration does not
+    // name: reached with this machine's own credentials, if it has them.
+    let mut shared = Vec::new();
+    for (name, definition) in crate::cluster::shared_buckets(&js).await? {
+        if !config.buckets.contains_key(&name) && !config.local_buckets_dir().join(&name).is_dir() {
+            config.buckets.insert(name.clone(), definition);
+            shared.push(name);
+        }
+    }
     let buckets = Buckets::new(&config)?;
+    let mut unreachable = Vec::new();
+    for name in shared {
+        let bucket = buckets.get(&name)?;
+        let why = match tokio::time::timeout(PROBE_WAIT, bucket.probe()).await {
+            Ok(Ok(())) => {
+                tracing::info!(bucket = %name, "a bucket of the coordinator's, reached with this machine's credentials");
+                continue;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {}s", PROBE_WAIT.as_secs()),
+        };
+        tracing::warn!(bucket = %name, %why, "a bucket of the coordinator's this worker cannot reach: its tasks go to other workers");
+        unreachable.push(name);
+    }
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
     let name = args
         .name
         .unwrap_or_else(|| format!("{}-{}", if host.is_empty() { "worker" } else { &host }, std::process::id()));
-    let js = crate::cluster::connect(&url).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
     tokio::spawn(async move {
@@ -115,6 +141,6 @@ async fn work(args: RunArgs) -> anyhow::Result<()> {
         super::serve::signal().await;
         std::process::exit(130);
     });
-    let options = crate::cluster::worker::WorkerOptions { name, slots, grace: config.shutdown_grace };
+    let options = crate::cluster::worker::WorkerOptions { name, slots, grace: config.shutdown_grace, unreachable };
     crate::cluster::worker::run(js, runtime, buckets, options, stop).await
 }

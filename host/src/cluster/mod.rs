@@ -13,7 +13,10 @@
 //!   per attempt that ran;
 //! - object store `kiln-plugins`: plugin components by sha256;
 //! - KV bucket `kiln-workers`: each worker's [`WorkerBeat`], expiring when it
-//!   stops beating, and the coordinator's version under [`COORDINATOR_KEY`].
+//!   stops beating, and the coordinator's version under [`COORDINATOR_KEY`];
+//! - KV bucket `kiln-buckets`: the coordinator's cloud bucket definitions
+//!   without their secrets ([`crate::config::BucketConfig::shareable`]), for
+//!   workers whose own configuration does not name them.
 
 pub mod worker;
 
@@ -28,6 +31,7 @@ pub const TASKS: &str = "KILN_TASKS";
 pub const RESULTS: &str = "KILN_RESULTS";
 pub const PLUGINS: &str = "kiln-plugins";
 pub const WORKERS: &str = "kiln-workers";
+pub const BUCKETS: &str = "kiln-buckets";
 /// The coordinator's consumer of [`RESULTS`].
 pub const COORDINATOR_CONSUMER: &str = "kiln-coordinator";
 /// Route consumers' names start with it.
@@ -202,6 +206,7 @@ pub struct Parts {
     pub results: consumer::PullConsumer,
     pub plugins: object_store::ObjectStore,
     pub workers: kv::Store,
+    pub buckets: kv::Store,
 }
 
 /// `replicas`: the coordinator's `[cluster] replicas`, to which it brings
@@ -261,7 +266,66 @@ pub async fn ensure(js: &jetstream::Context, replicas: Option<usize>) -> anyhow:
             .await
             .map_err(|e| err(WORKERS, &e))?,
     };
-    Ok(Parts { tasks, results, plugins, workers })
+    let buckets = match js.get_key_value(BUCKETS).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_key_value(kv::Config { bucket: BUCKETS.into(), num_replicas, ..Default::default() })
+            .await
+            .map_err(|e| err(BUCKETS, &e))?,
+    };
+    Ok(Parts { tasks, results, plugins, workers, buckets })
+}
+
+/// Share the coordinator's cloud bucket definitions (without secrets) in
+/// [`BUCKETS`], and take out those it no longer has.
+pub async fn share_buckets(
+    store: &kv::Store,
+    buckets: &std::collections::BTreeMap<String, crate::config::BucketConfig>,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let shared: std::collections::BTreeMap<&String, crate::config::BucketConfig> =
+        buckets.iter().filter_map(|(name, b)| b.shareable().map(|s| (name, s))).collect();
+    let failed = |e: &dyn std::fmt::Display| anyhow::anyhow!("sharing the bucket definitions: {e}");
+    for (name, definition) in &shared {
+        let bytes = serde_json::to_vec(definition).expect("definitions serialise");
+        store.put(name.as_str(), bytes.into()).await.map_err(|e| failed(&e))?;
+    }
+    let mut keys = store.keys().await.map_err(|e| failed(&e))?;
+    let mut gone = Vec::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(|e| failed(&e))?;
+        if !shared.contains_key(&key) {
+            gone.push(key);
+        }
+    }
+    for key in gone {
+        store.delete(&key).await.map_err(|e| failed(&e))?;
+    }
+    Ok(())
+}
+
+/// The bucket definitions the coordinator shares (none before it first started).
+pub async fn shared_buckets(
+    js: &jetstream::Context,
+) -> anyhow::Result<std::collections::BTreeMap<String, crate::config::BucketConfig>> {
+    use futures::StreamExt;
+    let mut shared = std::collections::BTreeMap::new();
+    let Ok(store) = js.get_key_value(BUCKETS).await else { return Ok(shared) };
+    let mut keys = store.keys().await.map_err(|e| anyhow::anyhow!("reading the shared buckets: {e}"))?;
+    while let Some(key) = keys.next().await {
+        let Ok(key) = key else { continue };
+        if let Ok(Some(bytes)) = store.get(&key).await {
+            match serde_json::from_slice(&bytes) {
+                Ok(definition) => {
+                    shared.insert(key, definition);
+                }
+                Err(e) => {
+                    tracing::warn!(bucket = %key, error = %e, "a shared bucket definition this worker cannot read")
+                }
+            }
+        }
+    }
+    Ok(shared)
 }
 
 /// The workers that beat lately.

@@ -27,6 +27,8 @@ pub struct WorkerOptions {
     pub slots: usize,
     /// How long a stopping worker lets its running tasks finish.
     pub grace: Duration,
+    /// Buckets it has a definition of but cannot reach: not advertised.
+    pub unreachable: Vec<String>,
 }
 
 struct Worker {
@@ -65,7 +67,8 @@ pub async fn run(
             env!("CARGO_PKG_VERSION")
         );
     }
-    let reachable = buckets.list().into_iter().map(|b| b.name).collect();
+    let reachable =
+        buckets.list().into_iter().map(|b| b.name).filter(|name| !options.unreachable.contains(name)).collect();
     let worker = Arc::new(Worker {
         js,
         parts,

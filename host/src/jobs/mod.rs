@@ -192,7 +192,7 @@ impl Jobs {
         let (executor, claim_ahead, remote): (Arc<dyn executor::Executor>, usize, _) = match &config.cluster.nats {
             None => (Arc::new(executor::LocalPool::new(config.workers, memory_budget)), config.workers, None),
             Some(url) => {
-                let (remote, results) = remote::Remote::connect(url, &config.cluster, memory_budget).await?;
+                let (remote, results) = remote::Remote::connect(config, url, memory_budget).await?;
                 let pool = Arc::new(remote::RemotePool(remote.clone()));
                 (pool, config.cluster.local_workers, Some((remote, results)))
             }

@@ -76,12 +76,14 @@ pub(super) struct RemotePool(pub Arc<Remote>);
 impl Remote {
     /// Connect and set up the streams; `local_workers` run tasks here too.
     pub async fn connect(
+        config: &crate::config::Config,
         url: &str,
-        settings: &ClusterConfig,
         memory_budget: u64,
     ) -> anyhow::Result<(Arc<Remote>, jetstream::consumer::PullConsumer)> {
+        let settings = &config.cluster;
         let js = crate::cluster::connect(url).await?;
         let parts = crate::cluster::ensure(&js, Some(settings.replicas)).await?;
+        crate::cluster::share_buckets(&parts.buckets, &config.buckets).await?;
         let local_workers = settings.local_workers;
         let remote = Remote {
             js,
