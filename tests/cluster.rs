@@ -249,13 +249,8 @@ async fn a_worker_without_a_bucket_never_receives_its_tasks() {
     assert!(!partial.log().contains("task not run here"), "{}", partial.log());
 
     // in → in: both reach it, so both run its tasks.
-    let job = json!({"input": {"bucket": "in", "prefix": "files/"}, "style": "copy", "output": {"bucket": "in", "template": "again/{key}"}});
-    let (status, created) = d.post("/v1/jobs", job).await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_u64().unwrap();
-    let done = d.wait_job(id, LONG).await;
+    let (done, tasks) = d.run_job(json!({"input": {"bucket": "in", "prefix": "files/"}, "style": "copy", "output": {"bucket": "in", "template": "again/{key}"}}), LONG).await;
     assert_eq!((done["state"].as_str(), done["counters"]["succeeded"].as_u64()), (Some("succeeded"), Some(N as u64)));
-    let tasks = d.all_tasks(id, "").await;
     let on_partial = tasks.iter().filter(|t| t["worker"] == "partial").count();
     assert!(on_partial > 0 && on_partial < N, "{on_partial} of {N} on `partial`");
     assert_eq!(std::fs::read_to_string(in_path.join("again/files/0007.txt")).unwrap(), "object 7\n");
@@ -671,13 +666,8 @@ async fn a_worker_without_a_buckets_credentials_never_receives_its_tasks() {
     let text = serde_json::to_string(&shared["cloud"]).unwrap();
     assert!(text.contains("photos") && !text.contains("\"test\""), "{text}");
 
-    let job = json!({"input": {"bucket": "cloud", "prefix": "in/"}, "style": "copy", "output": {"bucket": "out", "template": "c/{key}"}});
-    let (status, created) = d.post("/v1/jobs", job).await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_u64().unwrap();
-    let done = d.wait_job(id, LONG).await;
+    let (done, tasks) = d.run_job(json!({"input": {"bucket": "cloud", "prefix": "in/"}, "style": "copy", "output": {"bucket": "out", "template": "c/{key}"}}), LONG).await;
     assert_eq!((done["state"].as_str(), done["counters"]["succeeded"].as_u64()), (Some("succeeded"), Some(N as u64)));
-    let tasks = d.all_tasks(id, "").await;
     assert!(tasks.iter().all(|t| t["worker"] == "keyed"), "{:?}", tasks.iter().find(|t| t["worker"] != "keyed"));
     let out = std::fs::read_to_string(d.data_dir.join("buckets/out/c/in/07.txt")).unwrap();
     assert_eq!(out, "cloud 7\n");
