@@ -8,19 +8,24 @@
 //! soon, and orders each tenant's claimed tasks within its share of the
 //! workers ([`super::shares`]). `local_workers` lets the coordinator run tasks itself too.
 
+mod beats;
+mod results;
+
+pub(in crate::jobs) use beats::Workers;
+pub(in crate::jobs) use results::Results;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_nats::jetstream::{self, AckKind, kv, message::PublishMessage, object_store};
-use futures::StreamExt;
+use async_nats::jetstream::{self, kv, message::PublishMessage, object_store};
 
 use super::executor::{Executor, LocalPool};
 use super::order::TaskOrder;
 use super::scheduler::task_done;
 use super::shares::Shares;
 use super::{Inner, Prepared};
-use crate::cluster::{Outcome, ResultMsg, Route, WorkerBeat};
+use crate::cluster::{Route, WorkerBeat};
 use crate::config::ClusterConfig;
 use crate::model::{JobId, TaskRecord};
 use crate::store::TaskResult;
@@ -338,178 +343,4 @@ fn component_bytes(inner: &Inner, prepared: &Prepared) -> Option<Vec<u8>> {
         .map(|(_, wasm)| *wasm)
         .find(|wasm| hex::encode(sha2::Sha256::digest(wasm)) == *sha)
         .map(<[u8]>::to_vec)
-}
-
-/// Takes the workers' results (`results`): each goes the way a local
-/// task's does. A result for no task waiting (a duplicate, or an attempt
-/// this coordinator no longer waits for) is acked and dropped: the first
-/// result of an attempt wins.
-pub(super) struct Results {
-    pub inner: Arc<Inner>,
-    pub remote: Arc<Remote>,
-    pub consumer: jetstream::consumer::PullConsumer,
-    /// The consumer's messages, pulled ahead (opened at the first wait).
-    pub messages: Option<jetstream::consumer::pull::Stream>,
-    pub batch: Vec<jetstream::Message>,
-}
-
-impl crate::background::Background for Results {
-    fn name(&self) -> String {
-        "results".into()
-    }
-
-    /// Wait for a result, then take those already here too (up to 256).
-    async fn wait(&mut self) -> bool {
-        use futures::FutureExt;
-        loop {
-            let messages = match &mut self.messages {
-                Some(m) => m,
-                None => match self.consumer.stream().max_messages_per_batch(256).messages().await {
-                    Ok(m) => self.messages.insert(m),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "pulling results");
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                        continue;
-                    }
-                },
-            };
-            match messages.next().await {
-                Some(Ok(m)) => self.batch.push(m),
-                // A missed heartbeat while NATS restarts: the stream goes on.
-                Some(Err(e)) => tracing::debug!(error = %e, "pulling results"),
-                None => self.messages = None,
-            }
-            if let Some(messages) = &mut self.messages {
-                while self.batch.len() < 256
-                    && let Some(Some(Ok(m))) = messages.next().now_or_never()
-                {
-                    self.batch.push(m);
-                }
-            }
-            if !self.batch.is_empty() {
-                return true;
-            }
-        }
-    }
-
-    async fn round(&mut self) -> Result<(), String> {
-        let mut errors = 0;
-        for message in std::mem::take(&mut self.batch) {
-            match serde_json::from_slice::<ResultMsg>(&message.payload) {
-                Ok(result) => self.apply(result).await,
-                Err(e) => {
-                    errors += 1;
-                    tracing::error!(error = %e, "a result that is not one: dropped");
-                }
-            }
-            let _ = message.ack_with(AckKind::Ack).await;
-        }
-        if errors > 0 { Err(format!("{errors} unreadable results dropped")) } else { Ok(()) }
-    }
-}
-
-impl Results {
-    async fn apply(&self, r: ResultMsg) {
-        let waiting = {
-            let mut pending = self.remote.pending.lock().unwrap();
-            match pending.get(&(r.job, r.seq)) {
-                Some(p) if p.attempt == r.attempt => pending.remove(&(r.job, r.seq)),
-                _ => None,
-            }
-        };
-        let Some(p) = waiting else {
-            tracing::debug!(job = r.job, seq = r.seq, attempt = r.attempt, "a result no task waits for: ignored");
-            return;
-        };
-        self.remote.answered(&self.inner, &p.prepared);
-        let (job, seq) = (r.job, r.seq);
-        let result = match r.outcome {
-            Outcome::Succeeded { etag, outputs, bytes_in, bytes_out, duration_ms, result } => TaskResult::Succeeded {
-                job,
-                seq,
-                etag,
-                outputs,
-                bytes_in,
-                bytes_out,
-                duration_ms,
-                result,
-                worker: Some(r.worker.clone()),
-            },
-            Outcome::Failed { error, duration_ms, bytes_in } => {
-                TaskResult::Failed { job, seq, error, duration_ms, bytes_in, worker: Some(r.worker.clone()) }
-            }
-            Outcome::Retry { error } => TaskResult::Retry { job, seq, error },
-            Outcome::Skipped => TaskResult::Skipped { job, seq, worker: Some(r.worker.clone()) },
-            Outcome::Released { why: Some(why) } => {
-                tracing::warn!(job, seq, worker = %r.worker, %why, "a worker could not run a task; it is ordered again");
-                // Not at once: a task no live worker can run would otherwise go round as fast as it can.
-                let inner = self.inner.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    task_done(&inner, job, &p.prepared, TaskResult::Released { job, seq });
-                });
-                return;
-            }
-            Outcome::Released { why: None } => TaskResult::Released { job, seq },
-            Outcome::DiskFull { message } => {
-                super::suspend_for_full_disk(&self.inner, job, message).await;
-                TaskResult::Released { job, seq }
-            }
-        };
-        let took = match &result {
-            TaskResult::Succeeded { duration_ms, .. } | TaskResult::Failed { duration_ms, .. } => *duration_ms,
-            _ => 0,
-        };
-        super::executor::record_metrics(&result, std::time::Duration::from_millis(took));
-        task_done(&self.inner, job, &p.prepared, result);
-    }
-}
-
-/// Follows the workers' beats (`workers`): the window of tasks the
-/// scheduler may claim grows and shrinks with the live workers' slots.
-pub(super) struct Workers {
-    pub inner: Arc<Inner>,
-    pub remote: Arc<Remote>,
-    pub first: bool,
-}
-
-impl crate::background::Background for Workers {
-    fn name(&self) -> String {
-        "workers".into()
-    }
-
-    async fn wait(&mut self) -> bool {
-        if !std::mem::replace(&mut self.first, false) {
-            tokio::time::sleep(crate::cluster::BEAT / 2).await;
-        }
-        true
-    }
-
-    async fn round(&mut self) -> Result<(), String> {
-        let version = env!("CARGO_PKG_VERSION");
-        // Workers check it at start: one of another version refuses to run.
-        let coordinator = serde_json::json!({"version": version}).to_string();
-        self.remote
-            .workers
-            .put(crate::cluster::COORDINATOR_KEY, coordinator.into())
-            .await
-            .map_err(|e| e.to_string())?;
-        let listed = crate::cluster::live_workers(&self.remote.workers).await;
-        let mut beats = match listed {
-            Ok(beats) => beats,
-            Err(e) => {
-                *self.remote.beats.lock().unwrap() = Err(format!("{e:#}"));
-                return Err(format!("{e:#}"));
-            }
-        };
-        beats.retain(|b| b.version == version);
-        let slots = beats.iter().map(|b| b.slots).sum();
-        *self.remote.beats.lock().unwrap() = Ok(beats);
-        if self.remote.live_slots.swap(slots, Ordering::SeqCst) != slots {
-            self.inner.wake.notify_one();
-        }
-        // More slots may leave room in the tenants' shares.
-        self.remote.pump(&self.inner);
-        Ok(())
-    }
 }
