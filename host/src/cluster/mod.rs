@@ -234,6 +234,11 @@ pub async fn ensure(js: &jetstream::Context, replicas: Option<usize>) -> anyhow:
         }
     };
     let tasks = open(work_queue(TASKS, "kiln.tasks.>", Duration::from_secs(120))).await?;
+    if replicas.is_some() {
+        // The one consumer of every order of the first cluster version: it
+        // would overlap the routes' consumers, which the work queue refuses.
+        let _ = tasks.delete_consumer("kiln-workers").await;
+    }
     let results = open(work_queue(RESULTS, "kiln.results.>", Duration::from_secs(120))).await?;
     let results = results
         .get_or_create_consumer(
@@ -247,6 +252,9 @@ pub async fn ensure(js: &jetstream::Context, replicas: Option<usize>) -> anyhow:
         )
         .await
         .map_err(|e| err(COORDINATOR_CONSUMER, &e))?;
+    if replicas.is_some() {
+        bring_stores_to(js, num_replicas).await?;
+    }
     let plugins = match js.get_object_store(PLUGINS).await {
         Ok(store) => store,
         Err(_) => js
@@ -274,6 +282,21 @@ pub async fn ensure(js: &jetstream::Context, replicas: Option<usize>) -> anyhow:
             .map_err(|e| err(BUCKETS, &e))?,
     };
     Ok(Parts { tasks, results, plugins, workers, buckets })
+}
+
+/// Keep the KV buckets' and the object store's streams on `replicas`
+/// servers too (they may have been created with one, by a worker that came
+/// first, or before `replicas` was raised).
+async fn bring_stores_to(js: &jetstream::Context, replicas: usize) -> anyhow::Result<()> {
+    for name in [format!("KV_{WORKERS}"), format!("KV_{BUCKETS}"), format!("OBJ_{PLUGINS}")] {
+        let Ok(mut stream) = js.get_stream(&name).await else { continue };
+        let mut config = stream.info().await.map_err(|e| anyhow::anyhow!("reading {name}: {e}"))?.config.clone();
+        if config.num_replicas != replicas {
+            config.num_replicas = replicas;
+            js.update_stream(config).await.map_err(|e| anyhow::anyhow!("keeping {name} on {replicas} servers: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Share the coordinator's cloud bucket definitions (without secrets) in

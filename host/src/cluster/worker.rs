@@ -39,8 +39,9 @@ struct Worker {
     name: String,
     /// The buckets this worker's configuration reaches.
     reachable: Vec<String>,
-    /// The consumers of the routes it serves, by name (one per route and tenant, see [`Route`]).
-    routes: std::sync::Mutex<std::collections::BTreeMap<String, PullConsumer>>,
+    /// The consumers of the routes it serves, by name (one per route and
+    /// tenant, see [`Route`]), each with its ack wait as last listed.
+    routes: std::sync::Mutex<std::collections::BTreeMap<String, (PullConsumer, Duration)>>,
     /// Plugins by sha256, each loaded once (tasks of other plugins do not wait for it).
     plugins: std::sync::Mutex<HashMap<String, Arc<OnceCell<Plugin>>>>,
     busy: AtomicUsize,
@@ -100,7 +101,7 @@ pub async fn run(
         while let Ok(permit) = slots.clone().try_acquire_owned() {
             free.push(permit);
         }
-        let routes: Vec<PullConsumer> = worker.routes.lock().unwrap().values().cloned().collect();
+        let routes: Vec<(PullConsumer, Duration)> = worker.routes.lock().unwrap().values().cloned().collect();
         if routes.is_empty() {
             // No job has needed buckets this worker reaches yet.
             tokio::time::sleep(BEAT / 4).await;
@@ -130,7 +131,7 @@ pub async fn run(
 /// it arrives: those ready now on the routes, taken in turn; when none is
 /// ready, whatever comes on one of them within a moment.
 async fn next_tasks(
-    routes: &[PullConsumer],
+    routes: &[(PullConsumer, Duration)],
     turn: &mut usize,
     max: usize,
     mut each: impl FnMut(jetstream::Message, Duration),
@@ -164,7 +165,7 @@ async fn next_tasks(
 /// Up to `max` messages of `route`: those ready now (`wait` `None`), or
 /// those that come within `wait`, each handed to `each` as it arrives.
 async fn pull(
-    route: &PullConsumer,
+    (route, ack_wait): &(PullConsumer, Duration),
     wait: Option<Duration>,
     max: usize,
     each: &mut impl FnMut(jetstream::Message, Duration),
@@ -173,12 +174,15 @@ async fn pull(
         None => route.fetch().max_messages(max).messages().await,
         Some(wait) => route.batch().max_messages(max).expires(wait).messages().await,
     };
-    let ack_wait = route.cached_info().config.ack_wait;
+    let ack_wait = *ack_wait;
     let mut got = 0;
     let failed = |e: &dyn std::fmt::Display| tracing::warn!(error = %e, "pulling a task");
+    // A pull whose request or answer was lost (NATS restarting) must not
+    // hold the loop for ever: a no-wait fetch has no timer of its own.
+    let patience = wait.unwrap_or_default() + Duration::from_secs(5);
     match batch {
         Ok(mut batch) => {
-            while let Some(message) = batch.next().await {
+            while let Ok(Some(message)) = tokio::time::timeout(patience, batch.next()).await {
                 match message {
                     Ok(message) => {
                         each(message, ack_wait);
@@ -228,24 +232,25 @@ async fn beat(worker: Arc<Worker>, slots: usize, stop: Arc<AtomicBool>) {
 }
 
 impl Worker {
-    /// Add the consumers of routes this worker can serve and has not joined yet.
+    /// Add the consumers of routes this worker can serve and has not joined
+    /// yet, and take up the ack wait of those it has (the coordinator may change it).
     async fn follow_routes(&self) -> anyhow::Result<()> {
         let mut consumers = self.parts.tasks.consumers();
         let mut serve = Vec::new();
         while let Some(info) = consumers.next().await {
             let info = info.map_err(|e| anyhow::anyhow!("{e}"))?;
-            if let Some(route) = Route::of_consumer(&info)
-                && route.served_by(&self.reachable)
-                && !self.routes.lock().unwrap().contains_key(&info.name)
-            {
-                serve.push((info.name.clone(), route));
+            let Some(route) = Route::of_consumer(&info).filter(|r| r.served_by(&self.reachable)) else { continue };
+            let ack_wait = info.config.ack_wait;
+            match self.routes.lock().unwrap().get_mut(&info.name) {
+                Some(known) => known.1 = ack_wait,
+                None => serve.push((info.name.clone(), route, ack_wait)),
             }
         }
-        for (name, route) in serve {
+        for (name, route, ack_wait) in serve {
             let consumer: PullConsumer =
                 self.parts.tasks.get_consumer(&name).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             tracing::info!(buckets = ?route.buckets, consumer = %name, "serving these tasks");
-            self.routes.lock().unwrap().insert(name, consumer);
+            self.routes.lock().unwrap().insert(name, (consumer, ack_wait));
         }
         Ok(())
     }

@@ -134,7 +134,7 @@ impl Remote {
                     continue;
                 }
                 let seq = task.seq;
-                match remote.send(&inner, job, &prepared, task).await {
+                match remote.send(&inner, job, stops, &prepared, task).await {
                     Ok(ack) => acks.push((job, seq, ack)),
                     Err(e) => remote.not_ordered(&inner, job, seq, e),
                 }
@@ -203,10 +203,13 @@ impl Remote {
     }
 
     /// Send one task's order to the workers; its ack is to be awaited.
+    /// `stops`: the job's when the task was claimed; a job stopped since is
+    /// an error (the task is then released by whoever takes it out of `pending`).
     async fn send(
         self: &Arc<Self>,
         inner: &Arc<Inner>,
         job: JobId,
+        stops: u64,
         prepared: &Arc<Prepared>,
         task: TaskRecord,
     ) -> anyhow::Result<jetstream::context::PublishAckFuture> {
@@ -223,6 +226,11 @@ impl Remote {
             ..TaskOrder::of(prepared, task, may_retry, last_etag)
         };
         self.pending.lock().unwrap().insert((job, seq), Pending { prepared: prepared.clone(), attempt });
+        // The job may have stopped while the etag was read: `job_stopped`
+        // found nothing of this task to take back, so it is not ordered.
+        let stopped = inner.stopping.load(Ordering::SeqCst)
+            || inner.active.lock().unwrap().get(&job).is_none_or(|a| a.stops != stops);
+        anyhow::ensure!(!stopped, "the job stopped before its task was ordered");
         self.upload(inner, prepared).await?;
         let route = Route::of(TaskOrder::buckets(&prepared.spec));
         self.open_route(&route, prepared.tenant.as_deref()).await?;
