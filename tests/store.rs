@@ -233,9 +233,9 @@ async fn backup_while_running_checks_clean_and_a_damaged_record_is_named_not_fat
     d.stop();
     let path = data.join("kiln.redb");
     let mut bytes = std::fs::read(&path).unwrap();
-    // A compact task record starts with its version byte (2), then the key's
+    // A compact task record starts with its version byte (3), then the key's
     // length and bytes: make it a version no Kiln wrote.
-    let (from, to) = (b"\x02\x07k03.bin", b"\x09\x07k03.bin");
+    let (from, to) = (b"\x03\x07k03.bin", b"\x09\x07k03.bin");
     let mut hits = 0;
     for i in 0..bytes.len().saturating_sub(from.len()) {
         if &bytes[i..i + from.len()] == from {
