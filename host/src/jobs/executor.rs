@@ -56,8 +56,7 @@ impl Executor for LocalPool {
                 // Claimed ahead: wait for a worker here, not in the scheduler.
                 let tenant = prepared.tenant.as_deref().unwrap_or_default();
                 let permit = dispatcher.acquire(tenant, prepared.limits.max_memory).await;
-                let stopped = inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
-                    || inner.active.lock().unwrap().get(&job).is_none_or(|a| a.stops != stops);
+                let stopped = inner.stopped_since(job, stops);
                 let result = if stopped {
                     drop(permit);
                     TaskResult::Released { job, seq: task.seq }

@@ -108,6 +108,16 @@ pub(crate) struct Inner {
     remote: Mutex<Option<Arc<remote::Remote>>>,
 }
 
+impl Inner {
+    /// Whether the daemon is stopping, or job `job` stopped (suspended,
+    /// cancelled, fast-failed, ended) since a claim made at its `stops`: its
+    /// claimed tasks that have not started then do not.
+    fn stopped_since(&self, job: JobId, stops: u64) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+            || self.active.lock().unwrap().get(&job).is_none_or(|a| a.stops != stops)
+    }
+}
+
 /// A change to a job, as live listeners (SSE) hear of it.
 #[derive(Debug, Clone)]
 pub enum JobUpdate {

@@ -126,9 +126,7 @@ impl Remote {
             let mut acks = Vec::new();
             for (tenant, Held { job, stops, prepared, task }) in released {
                 // As the local pool: a job stopped since the claim publishes nothing more.
-                let stopped = inner.stopping.load(Ordering::SeqCst)
-                    || inner.active.lock().unwrap().get(&job).is_none_or(|a| a.stops != stops);
-                if stopped {
+                if inner.stopped_since(job, stops) {
                     remote.shares.lock().unwrap().answered(&tenant);
                     task_done(&inner, job, &prepared, TaskResult::Released { job, seq: task.seq });
                     continue;
@@ -228,9 +226,7 @@ impl Remote {
         self.pending.lock().unwrap().insert((job, seq), Pending { prepared: prepared.clone(), attempt });
         // The job may have stopped while the etag was read: `job_stopped`
         // found nothing of this task to take back, so it is not ordered.
-        let stopped = inner.stopping.load(Ordering::SeqCst)
-            || inner.active.lock().unwrap().get(&job).is_none_or(|a| a.stops != stops);
-        anyhow::ensure!(!stopped, "the job stopped before its task was ordered");
+        anyhow::ensure!(!inner.stopped_since(job, stops), "the job stopped before its task was ordered");
         self.upload(inner, prepared).await?;
         let route = Route::of(TaskOrder::buckets(&prepared.spec));
         self.open_route(&route, prepared.tenant.as_deref()).await?;
