@@ -3,7 +3,7 @@
 //! single source of truth on the coordinator; JetStream carries the work.
 //!
 //! - stream `KILN_TASKS` (work queue), subjects `kiln.tasks.{route}.{tenant}.{job}`:
-//!   one [`crate::jobs::order::TaskOrder`] per task attempt (see [`task_msg_id`]).
+//!   one task order per task attempt ([`crate::jobs::order`], see [`task_msg_id`]).
 //!   A [`Route`] is the set of buckets a task needs; each route and tenant
 //!   has its own consumer (`kiln-route-{id}-{tenant}`, the buckets in its
 //!   metadata), and a worker pulls only from the routes whose buckets its own
@@ -140,9 +140,11 @@ pub struct ResultMsg {
     pub outcome: Outcome,
 }
 
-/// [`crate::store::TaskResult`] on the wire.
+/// [`crate::store::TaskResult`] on the wire. Externally tagged: an
+/// internally tagged enum is read through a buffer of the whole value, which
+/// cost the coordinator's results loop more than the rest of its parsing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Succeeded {
         etag: Option<String>,

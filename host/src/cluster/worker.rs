@@ -15,7 +15,8 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::{BEAT, Outcome, Parts, ResultMsg, Route, WorkerBeat};
-use crate::jobs::order::TaskOrder;
+use crate::jobs::Prepared;
+use crate::jobs::order::{JobPart, OrderIn};
 use crate::jobs::worker::{Attempted, attempt};
 use crate::objects::Buckets;
 use crate::runtime::{Plugin, Runtime, TaskErrorKind};
@@ -44,9 +45,21 @@ struct Worker {
     routes: std::sync::Mutex<std::collections::BTreeMap<String, (PullConsumer, Duration)>>,
     /// Plugins by sha256, each loaded once (tasks of other plugins do not wait for it).
     plugins: std::sync::Mutex<HashMap<String, Arc<OnceCell<Plugin>>>>,
+    /// The jobs prepared here, by the digest of their orders' part.
+    jobs: std::sync::Mutex<HashMap<String, Job>>,
     busy: AtomicUsize,
     done: AtomicU64,
 }
+
+/// A job as this worker runs its tasks: its orders' part, prepared.
+#[derive(Clone)]
+struct Job {
+    part: Arc<JobPart>,
+    prepared: Arc<Prepared>,
+}
+
+/// Jobs kept prepared, at most (then forgotten all at once: a few parse again).
+const JOBS_KEPT: usize = 256;
 
 /// Run until `stop` is set: then take no new task, and let those running
 /// finish (for `grace`; what is left is redelivered to another worker).
@@ -79,6 +92,7 @@ pub async fn run(
         reachable,
         routes: Default::default(),
         plugins: Default::default(),
+        jobs: Default::default(),
         busy: AtomicUsize::new(0),
         done: AtomicU64::new(0),
     });
@@ -257,7 +271,7 @@ impl Worker {
 
     /// Run one task message: the result is published before the task is acked.
     async fn take(&self, message: jetstream::Message, ack_wait: Duration) {
-        let order: TaskOrder = match serde_json::from_slice(&message.payload) {
+        let order = match OrderIn::read(&message.payload) {
             Ok(o) => o,
             Err(e) => {
                 // Not a task order: no worker could run it.
@@ -268,29 +282,36 @@ impl Worker {
         };
         let (job, seq, attempt_no) = (order.task.job, order.task.seq, order.task.attempts);
         let delivered = message.info().map_or(1, |i| i.delivered.max(1) as u64);
-        let outcome = if delivered > u64::from(order.max_deliveries) {
-            // Every worker it was handed to before went silent: do not risk this one too.
-            let error = crate::model::TaskErrorRecord::new(
-                TaskErrorKind::WorkerLost,
-                format!(
-                    "the task was handed to a worker {} times and each stopped answering for the ack wait of {}s \
-                     (it died, hung or lost its connection): it is not handed out again",
-                    delivered - 1,
-                    ack_wait.as_secs()
-                ),
-            );
-            Outcome::Failed { error, duration_ms: 0, bytes_in: 0 }
-        } else {
-            // Progress acks while it runs, so a long task is not handed to another worker.
-            let acker = async {
-                loop {
-                    tokio::time::sleep(ack_wait / 3).await;
-                    let _ = message.ack_with(AckKind::Progress).await;
+        let outcome = match self.job(&order).await {
+            Err(why) => {
+                tracing::warn!(job, seq, %why, "task not run here");
+                Outcome::Released { why: Some(why) }
+            }
+            Ok(prepared) if delivered > u64::from(prepared.part.max_deliveries) => {
+                // Every worker it was handed to before went silent: do not risk this one too.
+                let error = crate::model::TaskErrorRecord::new(
+                    TaskErrorKind::WorkerLost,
+                    format!(
+                        "the task was handed to a worker {} times and each stopped answering for the ack wait of {}s \
+                         (it died, hung or lost its connection): it is not handed out again",
+                        delivered - 1,
+                        ack_wait.as_secs()
+                    ),
+                );
+                Outcome::Failed { error, duration_ms: 0, bytes_in: 0 }
+            }
+            Ok(prepared) => {
+                // Progress acks while it runs, so a long task is not handed to another worker.
+                let acker = async {
+                    loop {
+                        tokio::time::sleep(ack_wait / 3).await;
+                        let _ = message.ack_with(AckKind::Progress).await;
+                    }
+                };
+                tokio::select! {
+                    outcome = self.run(&prepared.prepared, &order) => outcome,
+                    _ = acker => unreachable!("the acker never ends"),
                 }
-            };
-            tokio::select! {
-                outcome = self.run(&order) => outcome,
-                _ = acker => unreachable!("the acker never ends"),
             }
         };
         let result = ResultMsg { job, seq, attempt: attempt_no, worker: self.name.clone(), outcome };
@@ -311,21 +332,33 @@ impl Worker {
         }
     }
 
-    async fn run(&self, order: &TaskOrder) -> Outcome {
-        let released = |why: String| {
-            tracing::warn!(job = order.task.job, seq = order.task.seq, %why, "task not run here");
-            Outcome::Released { why: Some(why) }
-        };
-        let plugin = match self.plugin(&order.plugin_sha256).await {
-            Ok(p) => p,
-            Err(e) => return released(format!("plugin `{}` ({}): {e}", order.plugin, order.plugin_sha256)),
-        };
-        let prepared = match order.prepare(&self.buckets, plugin) {
-            Ok(p) => p,
-            Err(e) => return released(e.to_string()),
-        };
+    /// The order's job, prepared here: once per job (by its part's digest),
+    /// after the order's version is checked. Why not, when it cannot run here.
+    async fn job(&self, order: &OrderIn<'_>) -> Result<Job, String> {
+        let known = self.jobs.lock().unwrap().get(&order.part_digest).cloned();
+        if let Some(job) = known {
+            // The version is the order's, not the part's: checked for every order.
+            order.part(Some(job.part.clone())).map_err(|e| e.to_string())?;
+            return Ok(job);
+        }
+        let part = order.part(None).map_err(|e| e.to_string())?;
+        let plugin = self
+            .plugin(&part.plugin_sha256)
+            .await
+            .map_err(|e| format!("plugin `{}` ({}): {e}", part.plugin, part.plugin_sha256))?;
+        let prepared = part.prepare(&self.buckets, plugin).map_err(|e| e.to_string())?;
+        let job = Job { part, prepared };
+        let mut jobs = self.jobs.lock().unwrap();
+        if jobs.len() >= JOBS_KEPT {
+            jobs.clear();
+        }
+        jobs.insert(order.part_digest.clone(), job.clone());
+        Ok(job)
+    }
+
+    async fn run(&self, prepared: &Arc<Prepared>, order: &OrderIn<'_>) -> Outcome {
         let attempted =
-            attempt(&self.runtime, &prepared, order.task.clone(), order.may_retry, order.last_etag.clone()).await;
+            attempt(&self.runtime, prepared, order.task.clone(), order.may_retry, order.last_etag.clone()).await;
         match attempted {
             Attempted::DiskFull(message) => Outcome::DiskFull { message },
             Attempted::Done(result) => match result {

@@ -5,11 +5,13 @@
 //! worker's own configuration, so secrets never travel with a task.
 //!
 //! It is what a cluster's executor sends a worker (issue 18's coordinator);
-//! the local pool runs [`Prepared`] directly.
+//! the local pool runs [`Prepared`] directly. A message is the task and its
+//! job's [`JobPart`], the part written once per job and named by its digest.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::Prepared;
 use crate::auth::RoleRecord;
@@ -18,11 +20,12 @@ use crate::objects::Buckets;
 use crate::runtime::{Limits, Plugin};
 use crate::template::Template;
 
-/// One task, self-contained.
+/// What every task of one job shares. Sent with each order as JSON made
+/// once per job ([`WirePart`]) with its digest beside it, so the coordinator
+/// does not serialise the job's spec per task, nor a worker parse and
+/// prepare it per task: it prepares a job's part once and keeps it by digest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskOrder {
-    /// The Kiln version that sent it: a worker of another version refuses it.
-    pub kiln: String,
+pub struct JobPart {
     pub tenant: Option<String>,
     pub role: Option<RoleRecord>,
     pub limits: Limits,
@@ -37,14 +40,39 @@ pub struct TaskOrder {
     /// Whether the job writes into the bucket it lists (its selection then
     /// guards the outputs): decided with the keys the spec no longer holds.
     pub own_selection: bool,
-    pub task: TaskRecord,
-    /// Whether an I/O failure may be retried (attempts left).
-    pub may_retry: bool,
-    /// For `skip_unchanged`: the source's etag when the job's definition last processed it.
-    pub last_etag: Option<String>,
-    /// How many times the order may be handed to a worker: the worker that
+    /// How many times an order may be handed to a worker: the worker that
     /// receives it once more fails it with `worker-lost` instead of running it.
     pub max_deliveries: u32,
+}
+
+/// A job's part as it goes out: serialised once, and its digest.
+pub struct WirePart {
+    pub digest: String,
+    json: Box<RawValue>,
+}
+
+/// A task message as written: the part as JSON made beforehand.
+#[derive(Serialize)]
+struct OrderOut<'a> {
+    kiln: &'a str,
+    part_digest: &'a str,
+    part: &'a RawValue,
+    task: &'a TaskRecord,
+    may_retry: bool,
+    last_etag: Option<&'a str>,
+}
+
+/// A task message as read: the part left unparsed until the version is
+/// checked and the digest is not known here.
+#[derive(Deserialize)]
+pub struct OrderIn<'a> {
+    pub kiln: String,
+    pub part_digest: String,
+    #[serde(borrow)]
+    part: &'a RawValue,
+    pub task: TaskRecord,
+    pub may_retry: bool,
+    pub last_etag: Option<String>,
 }
 
 /// Why a worker cannot run an order.
@@ -54,6 +82,8 @@ pub enum OrderError {
         "the task was sent by Kiln {sent}, and this worker is Kiln {own}: run workers of the coordinator's version"
     )]
     Version { sent: String, own: String },
+    #[error("the task's job description does not read: {0}")]
+    Part(String),
     #[error("the plugin `{plugin}` loaded for this task has digest {loaded}, not the {wanted} the task names")]
     WrongPlugin { plugin: String, loaded: String, wanted: String },
     #[error("bucket `{bucket}` ({field}) is not one this worker can reach: {reason}")]
@@ -62,13 +92,12 @@ pub enum OrderError {
     Template(String),
 }
 
-impl TaskOrder {
-    /// The order for one claimed task of a prepared job.
-    pub fn of(prepared: &Prepared, task: TaskRecord, may_retry: bool, last_etag: Option<String>) -> TaskOrder {
+impl JobPart {
+    /// The part of a prepared job's orders.
+    pub fn of(prepared: &Prepared, max_deliveries: u32) -> JobPart {
         let mut spec = prepared.spec.clone();
         spec.input.keys = Vec::new();
-        TaskOrder {
-            kiln: env!("CARGO_PKG_VERSION").to_string(),
+        JobPart {
             tenant: prepared.tenant.clone(),
             role: prepared.role.clone(),
             limits: prepared.limits,
@@ -78,28 +107,13 @@ impl TaskOrder {
             params: prepared.params.clone(),
             spec,
             own_selection: prepared.own_selection.is_some(),
-            task,
-            may_retry,
-            last_etag,
-            max_deliveries: crate::config::ClusterConfig::default().max_deliveries,
+            max_deliveries,
         }
     }
 
-    /// The buckets the task reads and writes: a worker runs it only if it reaches all of them.
-    pub fn buckets(spec: &JobSpec) -> Vec<String> {
-        let mut buckets = vec![spec.input.bucket.clone(), spec.output.bucket.clone()];
-        buckets.sort();
-        buckets.dedup();
-        buckets
-    }
-
-    /// The job as this worker runs it: `plugin` (loaded by the order's
+    /// The job as this worker runs it: `plugin` (loaded by the part's
     /// digest) and the buckets of the worker's own configuration.
     pub fn prepare(&self, buckets: &Buckets, plugin: Plugin) -> Result<Arc<Prepared>, OrderError> {
-        let own = env!("CARGO_PKG_VERSION");
-        if self.kiln != own {
-            return Err(OrderError::Version { sent: self.kiln.clone(), own: own.to_string() });
-        }
         if plugin.sha256 != self.plugin_sha256 {
             return Err(OrderError::WrongPlugin {
                 plugin: self.plugin.clone(),
@@ -129,6 +143,49 @@ impl TaskOrder {
             own_selection,
         }))
     }
+}
+
+impl WirePart {
+    pub fn of(part: &JobPart) -> WirePart {
+        use sha2::Digest;
+        let json = serde_json::to_string(part).expect("job parts serialise");
+        let digest = hex::encode(sha2::Sha256::digest(json.as_bytes()));
+        WirePart { digest, json: RawValue::from_string(json).expect("serde_json writes JSON") }
+    }
+
+    /// The message of one task of this part.
+    pub fn order(&self, task: &TaskRecord, may_retry: bool, last_etag: Option<&str>) -> Vec<u8> {
+        let kiln = env!("CARGO_PKG_VERSION");
+        let order = OrderOut { kiln, part_digest: &self.digest, part: &self.json, task, may_retry, last_etag };
+        serde_json::to_vec(&order).expect("orders serialise")
+    }
+}
+
+impl<'a> OrderIn<'a> {
+    /// Read a task message; the part stays unparsed.
+    pub fn read(payload: &'a [u8]) -> serde_json::Result<OrderIn<'a>> {
+        serde_json::from_slice(payload)
+    }
+
+    /// The version check, then the part: `known` when this worker has it already.
+    pub fn part(&self, known: Option<Arc<JobPart>>) -> Result<Arc<JobPart>, OrderError> {
+        let own = env!("CARGO_PKG_VERSION");
+        if self.kiln != own {
+            return Err(OrderError::Version { sent: self.kiln.clone(), own: own.to_string() });
+        }
+        match known {
+            Some(part) => Ok(part),
+            None => serde_json::from_str(self.part.get()).map(Arc::new).map_err(|e| OrderError::Part(e.to_string())),
+        }
+    }
+}
+
+/// The buckets a job's tasks read and write: a worker runs them only if it reaches all of them.
+pub fn buckets(spec: &JobSpec) -> Vec<String> {
+    let mut buckets = vec![spec.input.bucket.clone(), spec.output.bucket.clone()];
+    buckets.sort();
+    buckets.dedup();
+    buckets
 }
 
 #[cfg(test)]
@@ -171,13 +228,20 @@ mod tests {
             own_selection: None,
         };
         let task = TaskRecord::new(7, 1, "photos/a.txt".into());
-        let order = TaskOrder::of(&prepared, task, true, None);
-        assert!(order.spec.input.keys.is_empty(), "the job's keys stay home");
+        let wire = WirePart::of(&JobPart::of(&prepared, 3));
+        let message = wire.order(&task, true, None);
 
         // On the worker: the order as it arrived, its own buckets and plugin.
-        let arrived: TaskOrder = serde_json::from_slice(&serde_json::to_vec(&order).unwrap()).unwrap();
-        assert_eq!(arrived, order);
-        let here = arrived.prepare(&buckets, plugin.clone()).unwrap();
+        let arrived = OrderIn::read(&message).unwrap();
+        assert_eq!((arrived.task.clone(), arrived.may_retry, arrived.last_etag.clone()), (task, true, None));
+        assert_eq!(arrived.part_digest, wire.digest);
+        let part = arrived.part(None).unwrap();
+        assert!(part.spec.input.keys.is_empty(), "the job's keys stay home");
+        assert_eq!(part.max_deliveries, 3);
+        // A second task of the job: the same part and digest, parsed once per worker.
+        let again = wire.order(&TaskRecord::new(7, 2, "photos/b.txt".into()), true, None);
+        assert_eq!(OrderIn::read(&again).unwrap().part_digest, wire.digest);
+        let here = part.prepare(&buckets, plugin.clone()).unwrap();
         let Attempted::Done(TaskResult::Succeeded { outputs, .. }) =
             attempt(&runtime, &here, arrived.task.clone(), arrived.may_retry, arrived.last_etag.clone()).await
         else {
@@ -186,13 +250,17 @@ mod tests {
         assert_eq!(outputs, ["copies/a.txt"]);
         assert_eq!(std::fs::read_to_string(config.local_buckets_dir().join("out/copies/a.txt")).unwrap(), "hello");
 
-        let mut other = arrived.clone();
-        other.kiln = "0.0.1".into();
-        assert!(matches!(other.prepare(&buckets, plugin.clone()), Err(OrderError::Version { .. })));
-        let mut other = arrived.clone();
+        // Another version's order is refused before its part is read (its shape may differ).
+        let mut other: serde_json::Value = serde_json::from_slice(&message).unwrap();
+        other["kiln"] = "0.0.1".into();
+        other["part"] = serde_json::json!({"shape": "of another version"});
+        let other = serde_json::to_vec(&other).unwrap();
+        let err = OrderIn::read(&other).unwrap().part(None).unwrap_err();
+        assert!(matches!(err, OrderError::Version { .. }), "{err}");
+        let mut other = (*part).clone();
         other.plugin_sha256 = "0".repeat(64);
         assert!(matches!(other.prepare(&buckets, plugin.clone()), Err(OrderError::WrongPlugin { .. })));
-        let mut other = arrived;
+        let mut other = (*part).clone();
         other.spec.output.bucket = "elsewhere".into();
         let Err(err) = other.prepare(&buckets, plugin) else { panic!("a bucket this worker lacks") };
         assert!(err.to_string().contains("`elsewhere` (output.bucket)"), "{err}");

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use async_nats::jetstream::{self, kv, message::PublishMessage, object_store};
 
 use super::executor::{Executor, LocalPool};
-use super::order::TaskOrder;
+use super::order::{JobPart, WirePart};
 use super::scheduler::task_done;
 use super::shares::Shares;
 use super::{Inner, Prepared};
@@ -42,6 +42,15 @@ struct Held {
     stops: u64,
     prepared: Arc<Prepared>,
     task: TaskRecord,
+}
+
+/// What every order of one job shares, made once for the [`Prepared`] it
+/// came from (a job resumed is prepared anew).
+struct JobOrders {
+    made_for: Arc<Prepared>,
+    part: WirePart,
+    route: Route,
+    subject: String,
 }
 
 /// The tenant a job's orders count against (`""`: the admin's).
@@ -69,6 +78,8 @@ pub(super) struct Remote {
     /// Jobs already warned about that no live worker reaches their buckets.
     unserved: Mutex<HashSet<JobId>>,
     pending: Mutex<HashMap<(JobId, u64), Pending>>,
+    /// What each job's orders share, made once per job.
+    parts: Mutex<HashMap<JobId, Arc<JobOrders>>>,
     /// Tasks of this coordinator's also run here.
     local: Option<LocalPool>,
     /// Numbers each publication: see [`crate::cluster::task_msg_id`].
@@ -102,6 +113,7 @@ impl Remote {
             live_slots: AtomicUsize::new(0),
             unserved: Mutex::default(),
             pending: Mutex::default(),
+            parts: Mutex::default(),
             local: (local_workers > 0).then(|| LocalPool::new(local_workers, memory_budget)),
             // Unique across restarts: a task released and ordered again is a new message.
             publications: std::sync::atomic::AtomicU64::new(crate::model::now() as u64 * 1000),
@@ -219,23 +231,45 @@ impl Remote {
         } else {
             None
         };
-        let order = TaskOrder {
-            max_deliveries: self.settings.max_deliveries,
-            ..TaskOrder::of(prepared, task, may_retry, last_etag)
-        };
+        let orders = self.orders(job, prepared);
+        let payload = orders.part.order(&task, may_retry, last_etag.as_deref());
         self.pending.lock().unwrap().insert((job, seq), Pending { prepared: prepared.clone(), attempt });
         // The job may have stopped while the etag was read: `job_stopped`
         // found nothing of this task to take back, so it is not ordered.
         anyhow::ensure!(!inner.stopped_since(job, stops), "the job stopped before its task was ordered");
         self.upload(inner, prepared).await?;
-        let route = Route::of(TaskOrder::buckets(&prepared.spec));
-        self.open_route(&route, prepared.tenant.as_deref()).await?;
-        let subject = crate::cluster::task_subject(&route, prepared.tenant.as_deref(), job);
-        let message =
-            PublishMessage::build().payload(serde_json::to_vec(&order).expect("orders serialise").into()).message_id(
-                crate::cluster::task_msg_id(job, seq, attempt, self.publications.fetch_add(1, Ordering::SeqCst)),
-            );
+        self.open_route(&orders.route, prepared.tenant.as_deref()).await?;
+        let message = PublishMessage::build().payload(payload.into()).message_id(crate::cluster::task_msg_id(
+            job,
+            seq,
+            attempt,
+            self.publications.fetch_add(1, Ordering::SeqCst),
+        ));
+        let subject = orders.subject.clone();
         self.js.send_publish(subject, message).await.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// What `job`'s orders share: made at its first order.
+    fn orders(&self, job: JobId, prepared: &Arc<Prepared>) -> Arc<JobOrders> {
+        let mut parts = self.parts.lock().unwrap();
+        if let Some(orders) = parts.get(&job)
+            && Arc::ptr_eq(&orders.made_for, prepared)
+        {
+            return orders.clone();
+        }
+        // Bounded: the jobs that ended are forgotten with the rest now and then.
+        if parts.len() >= 1024 {
+            parts.clear();
+        }
+        let route = Route::of(super::order::buckets(&prepared.spec));
+        let orders = Arc::new(JobOrders {
+            made_for: prepared.clone(),
+            part: WirePart::of(&JobPart::of(prepared, self.settings.max_deliveries)),
+            subject: crate::cluster::task_subject(&route, prepared.tenant.as_deref(), job),
+            route,
+        });
+        parts.insert(job, orders.clone());
+        orders
     }
 
     /// A task could not be ordered: it is released, to be claimed again.
@@ -272,6 +306,7 @@ impl Executor for RemotePool {
             let seqs: Vec<u64> = pending.keys().filter(|(j, _)| *j == job).map(|(_, s)| *s).collect();
             seqs.into_iter().filter_map(|s| pending.remove(&(job, s)).map(|p| (s, p))).collect()
         };
+        self.0.parts.lock().unwrap().remove(&job);
         let held = self.0.shares.lock().unwrap().take_back(|h| h.job == job);
         for h in held {
             task_done(inner, job, &h.prepared, TaskResult::Released { job, seq: h.task.seq });
@@ -308,13 +343,13 @@ impl Executor for RemotePool {
             tasks = rest;
         }
         let (remote, inner) = (self.0.clone(), inner.clone());
-        let route = Route::of(TaskOrder::buckets(&prepared.spec));
-        if !remote.served(&route) {
+        let orders = remote.orders(job, &prepared);
+        if !remote.served(&orders.route) {
             // Ordered, they would wait in a queue no worker pulls, holding
             // the window other jobs need: give them back, to be claimed a
             // moment later (a worker that reaches the buckets may start).
             if remote.unserved.lock().unwrap().insert(job) {
-                tracing::warn!(job, buckets = ?route.buckets, "no live worker reaches the job's buckets; its tasks wait");
+                tracing::warn!(job, buckets = ?orders.route.buckets, "no live worker reaches the job's buckets; its tasks wait");
             }
             tokio::spawn(async move {
                 tokio::time::sleep(crate::cluster::BEAT).await;
