@@ -79,11 +79,7 @@ pub(super) async fn claim(inner: &Inner, id: JobId, n: usize) -> Result<Vec<Task
     // Sorted, searched in halves: the held tasks lead the pending index, so
     // each claim tests every one of them (hashing each with SipHash cost more).
     skip.sort_unstable();
-    // On this thread, not the blocking pool: a read transaction never waits
-    // for the writer, and reads at most `n` records of pages the job keeps
-    // hot; the hop to the pool and back cost more than the read (two thread
-    // wake-ups per claim, and claims come a few tasks at a time).
-    let mut tasks = inner.store.pending(id, n, |seq| skip.binary_search(&seq).is_ok())?;
+    let mut tasks = inner.store.call(move |s| s.pending(id, n, |seq| skip.binary_search(&seq).is_ok())).await?;
     {
         let mut held = claims.held.lock().unwrap();
         let job = held.entry(id).or_default();
