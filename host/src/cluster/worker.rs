@@ -16,8 +16,9 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use super::{BEAT, Outcome, Parts, ResultMsg, Route, WorkerBeat};
 use crate::jobs::Prepared;
-use crate::jobs::order::{JobPart, OrderIn};
+use crate::jobs::order::{JobPart, OrderIn, OrderStub};
 use crate::jobs::worker::{Attempted, attempt};
+use crate::model::JobId;
 use crate::objects::Buckets;
 use crate::runtime::{Plugin, Runtime, TaskErrorKind};
 use crate::store::TaskResult;
@@ -274,6 +275,15 @@ impl Worker {
         let order = match OrderIn::read(&message.payload) {
             Ok(o) => o,
             Err(e) => {
+                if let Some((stub, refused)) = OrderStub::of_another_version(&message.payload) {
+                    // Of another version (a worker left running through an
+                    // upgrade): answered, so the coordinator orders it again.
+                    let why = refused.to_string();
+                    tracing::warn!(job = stub.task.job, seq = stub.task.seq, %why, "task not run here");
+                    let outcome = Outcome::Released { why: Some(why) };
+                    self.answer(&message, stub.task.job, stub.task.seq, stub.task.attempts, outcome).await;
+                    return;
+                }
                 // Not a task order: no worker could run it.
                 tracing::error!(error = %e, "a task message that is not a task order: dropped");
                 let _ = message.ack_with(AckKind::Term).await;
@@ -282,38 +292,48 @@ impl Worker {
         };
         let (job, seq, attempt_no) = (order.task.job, order.task.seq, order.task.attempts);
         let delivered = message.info().map_or(1, |i| i.delivered.max(1) as u64);
-        let outcome = match self.job(&order).await {
-            Err(why) => {
-                tracing::warn!(job, seq, %why, "task not run here");
-                Outcome::Released { why: Some(why) }
-            }
-            Ok(prepared) if delivered > u64::from(prepared.part.max_deliveries) => {
-                // Every worker it was handed to before went silent: do not risk this one too.
-                let error = crate::model::TaskErrorRecord::new(
-                    TaskErrorKind::WorkerLost,
-                    format!(
-                        "the task was handed to a worker {} times and each stopped answering for the ack wait of {}s \
-                         (it died, hung or lost its connection): it is not handed out again",
-                        delivered - 1,
-                        ack_wait.as_secs()
-                    ),
-                );
-                Outcome::Failed { error, duration_ms: 0, bytes_in: 0 }
-            }
-            Ok(prepared) => {
-                // Progress acks while it runs, so a long task is not handed to another worker.
-                let acker = async {
-                    loop {
-                        tokio::time::sleep(ack_wait / 3).await;
-                        let _ = message.ack_with(AckKind::Progress).await;
-                    }
-                };
-                tokio::select! {
-                    outcome = self.run(&prepared.prepared, &order) => outcome,
-                    _ = acker => unreachable!("the acker never ends"),
+        let outcome = if delivered > u64::from(order.max_deliveries) {
+            // Every worker it was handed to before went silent: do not risk
+            // this one too (not even fetching and compiling its plugin).
+            let error = crate::model::TaskErrorRecord::new(
+                TaskErrorKind::WorkerLost,
+                format!(
+                    "the task was handed to a worker {} times and each stopped answering for the ack wait of {}s \
+                     (it died, hung or lost its connection): it is not handed out again",
+                    delivered - 1,
+                    ack_wait.as_secs()
+                ),
+            );
+            Outcome::Failed { error, duration_ms: 0, bytes_in: 0 }
+        } else {
+            // Progress acks while the job is prepared (a first compile of its
+            // plugin may take longer than the ack wait) and the task runs, so
+            // it is not handed to another worker meanwhile.
+            let acker = async {
+                loop {
+                    tokio::time::sleep(ack_wait / 3).await;
+                    let _ = message.ack_with(AckKind::Progress).await;
                 }
+            };
+            let prepare_and_run = async {
+                match self.job(&order).await {
+                    Ok(here) => self.run(&here.prepared, &order).await,
+                    Err(why) => {
+                        tracing::warn!(job, seq, %why, "task not run here");
+                        Outcome::Released { why: Some(why) }
+                    }
+                }
+            };
+            tokio::select! {
+                outcome = prepare_and_run => outcome,
+                _ = acker => unreachable!("the acker never ends"),
             }
         };
+        self.answer(&message, job, seq, attempt_no, outcome).await;
+    }
+
+    /// Publish a task's result, then ack its message.
+    async fn answer(&self, message: &jetstream::Message, job: JobId, seq: u64, attempt_no: u32, outcome: Outcome) {
         let result = ResultMsg { job, seq, attempt: attempt_no, worker: self.name.clone(), outcome };
         let payload = serde_json::to_vec(&result).expect("results serialise");
         let published = match self.js.publish(format!("kiln.results.{job}"), payload.into()).await {

@@ -40,21 +40,20 @@ pub struct JobPart {
     /// Whether the job writes into the bucket it lists (its selection then
     /// guards the outputs): decided with the keys the spec no longer holds.
     pub own_selection: bool,
-    /// How many times an order may be handed to a worker: the worker that
-    /// receives it once more fails it with `worker-lost` instead of running it.
-    pub max_deliveries: u32,
 }
 
 /// A job's part as it goes out: serialised once, and its digest.
 pub struct WirePart {
     pub digest: String,
     json: Box<RawValue>,
+    max_deliveries: u32,
 }
 
 /// A task message as written: the part as JSON made beforehand.
 #[derive(Serialize)]
 struct OrderOut<'a> {
     kiln: &'a str,
+    max_deliveries: u32,
     part_digest: &'a str,
     part: &'a RawValue,
     task: &'a TaskRecord,
@@ -67,6 +66,11 @@ struct OrderOut<'a> {
 #[derive(Deserialize)]
 pub struct OrderIn<'a> {
     pub kiln: String,
+    /// How many times the order may be handed to a worker: the worker that
+    /// receives it once more fails it with `worker-lost` instead of running
+    /// it. Outside the part: it is tested before the job is prepared here
+    /// (which may fetch and compile its plugin, what may have killed the others).
+    pub max_deliveries: u32,
     pub part_digest: String,
     #[serde(borrow)]
     part: &'a RawValue,
@@ -94,7 +98,7 @@ pub enum OrderError {
 
 impl JobPart {
     /// The part of a prepared job's orders.
-    pub fn of(prepared: &Prepared, max_deliveries: u32) -> JobPart {
+    pub fn of(prepared: &Prepared) -> JobPart {
         let mut spec = prepared.spec.clone();
         spec.input.keys = Vec::new();
         JobPart {
@@ -107,7 +111,6 @@ impl JobPart {
             params: prepared.params.clone(),
             spec,
             own_selection: prepared.own_selection.is_some(),
-            max_deliveries,
         }
     }
 
@@ -146,18 +149,55 @@ impl JobPart {
 }
 
 impl WirePart {
-    pub fn of(part: &JobPart) -> WirePart {
+    /// `max_deliveries`: the cluster's, sent with each order.
+    pub fn of(part: &JobPart, max_deliveries: u32) -> WirePart {
         use sha2::Digest;
         let json = serde_json::to_string(part).expect("job parts serialise");
         let digest = hex::encode(sha2::Sha256::digest(json.as_bytes()));
-        WirePart { digest, json: RawValue::from_string(json).expect("serde_json writes JSON") }
+        WirePart { digest, json: RawValue::from_string(json).expect("serde_json writes JSON"), max_deliveries }
     }
 
     /// The message of one task of this part.
     pub fn order(&self, task: &TaskRecord, may_retry: bool, last_etag: Option<&str>) -> Vec<u8> {
         let kiln = env!("CARGO_PKG_VERSION");
-        let order = OrderOut { kiln, part_digest: &self.digest, part: &self.json, task, may_retry, last_etag };
+        let order = OrderOut {
+            kiln,
+            max_deliveries: self.max_deliveries,
+            part_digest: &self.digest,
+            part: &self.json,
+            task,
+            may_retry,
+            last_etag,
+        };
         serde_json::to_vec(&order).expect("orders serialise")
+    }
+}
+
+/// What a task message of any version holds: enough to answer one this
+/// worker cannot read with why.
+#[derive(Deserialize)]
+pub struct OrderStub {
+    pub kiln: String,
+    pub task: TaskStub,
+}
+
+#[derive(Deserialize)]
+pub struct TaskStub {
+    pub job: crate::model::JobId,
+    pub seq: u64,
+    pub attempts: u32,
+}
+
+impl OrderStub {
+    /// A message that is not an order of this version: of another version
+    /// (then its stub, and the refusal to answer with), or `None`.
+    pub fn of_another_version(payload: &[u8]) -> Option<(OrderStub, OrderError)> {
+        let own = env!("CARGO_PKG_VERSION");
+        let stub: OrderStub = serde_json::from_slice(payload).ok()?;
+        (stub.kiln != own).then(|| {
+            let error = OrderError::Version { sent: stub.kiln.clone(), own: own.to_string() };
+            (stub, error)
+        })
     }
 }
 
@@ -228,7 +268,7 @@ mod tests {
             own_selection: None,
         };
         let task = TaskRecord::new(7, 1, "photos/a.txt".into());
-        let wire = WirePart::of(&JobPart::of(&prepared, 3));
+        let wire = WirePart::of(&JobPart::of(&prepared), 3);
         let message = wire.order(&task, true, None);
 
         // On the worker: the order as it arrived, its own buckets and plugin.
@@ -237,7 +277,7 @@ mod tests {
         assert_eq!(arrived.part_digest, wire.digest);
         let part = arrived.part(None).unwrap();
         assert!(part.spec.input.keys.is_empty(), "the job's keys stay home");
-        assert_eq!(part.max_deliveries, 3);
+        assert_eq!(arrived.max_deliveries, 3);
         // A second task of the job: the same part and digest, parsed once per worker.
         let again = wire.order(&TaskRecord::new(7, 2, "photos/b.txt".into()), true, None);
         assert_eq!(OrderIn::read(&again).unwrap().part_digest, wire.digest);
@@ -257,6 +297,16 @@ mod tests {
         let other = serde_json::to_vec(&other).unwrap();
         let err = OrderIn::read(&other).unwrap().part(None).unwrap_err();
         assert!(matches!(err, OrderError::Version { .. }), "{err}");
+        // One whose whole shape differs is still answered: its task, and why.
+        let other = serde_json::to_vec(&serde_json::json!({
+            "kiln": "0.0.1", "order": "of another shape", "task": {"job": 7, "seq": 1, "attempts": 1, "more": true},
+        }))
+        .unwrap();
+        assert!(OrderIn::read(&other).is_err());
+        let (stub, err) = OrderStub::of_another_version(&other).unwrap();
+        assert_eq!((stub.task.job, stub.task.seq, stub.task.attempts), (7, 1, 1));
+        assert!(err.to_string().contains("Kiln 0.0.1"), "{err}");
+        assert!(OrderStub::of_another_version(&message).is_none(), "this version's order is no stub");
         let mut other = (*part).clone();
         other.plugin_sha256 = "0".repeat(64);
         assert!(matches!(other.prepare(&buckets, plugin.clone()), Err(OrderError::WrongPlugin { .. })));

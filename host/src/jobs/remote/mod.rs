@@ -231,12 +231,13 @@ impl Remote {
         } else {
             None
         };
-        let orders = self.orders(job, prepared);
-        let payload = orders.part.order(&task, may_retry, last_etag.as_deref());
         self.pending.lock().unwrap().insert((job, seq), Pending { prepared: prepared.clone(), attempt });
         // The job may have stopped while the etag was read: `job_stopped`
-        // found nothing of this task to take back, so it is not ordered.
+        // found nothing of this task to take back, so it is not ordered
+        // (nor its part kept again, which `job_stopped` dropped).
         anyhow::ensure!(!inner.stopped_since(job, stops), "the job stopped before its task was ordered");
+        let orders = self.orders(job, prepared);
+        let payload = orders.part.order(&task, may_retry, last_etag.as_deref());
         self.upload(inner, prepared).await?;
         self.open_route(&orders.route, prepared.tenant.as_deref()).await?;
         let message = PublishMessage::build().payload(payload.into()).message_id(crate::cluster::task_msg_id(
@@ -264,7 +265,7 @@ impl Remote {
         let route = Route::of(super::order::buckets(&prepared.spec));
         let orders = Arc::new(JobOrders {
             made_for: prepared.clone(),
-            part: WirePart::of(&JobPart::of(prepared, self.settings.max_deliveries)),
+            part: WirePart::of(&JobPart::of(prepared), self.settings.max_deliveries),
             subject: crate::cluster::task_subject(&route, prepared.tenant.as_deref(), job),
             route,
         });
