@@ -16,7 +16,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use super::{BEAT, Outcome, Parts, ResultMsg, Route, WorkerBeat};
 use crate::jobs::Prepared;
-use crate::jobs::order::{JobPart, OrderIn, OrderStub};
+use crate::jobs::order::{OrderIn, OrderStub};
 use crate::jobs::worker::{Attempted, attempt};
 use crate::model::JobId;
 use crate::objects::Buckets;
@@ -47,16 +47,9 @@ struct Worker {
     /// Plugins by sha256, each loaded once (tasks of other plugins do not wait for it).
     plugins: std::sync::Mutex<HashMap<String, Arc<OnceCell<Plugin>>>>,
     /// The jobs prepared here, by the digest of their orders' part.
-    jobs: std::sync::Mutex<HashMap<String, Job>>,
+    jobs: std::sync::Mutex<HashMap<String, Arc<Prepared>>>,
     busy: AtomicUsize,
     done: AtomicU64,
-}
-
-/// A job as this worker runs its tasks: its orders' part, prepared.
-#[derive(Clone)]
-struct Job {
-    part: Arc<JobPart>,
-    prepared: Arc<Prepared>,
 }
 
 /// Jobs kept prepared, at most (then forgotten all at once: a few parse again).
@@ -317,7 +310,7 @@ impl Worker {
             };
             let prepare_and_run = async {
                 match self.job(&order).await {
-                    Ok(here) => self.run(&here.prepared, &order).await,
+                    Ok(prepared) => self.run(&prepared, &order).await,
                     Err(why) => {
                         tracing::warn!(job, seq, %why, "task not run here");
                         Outcome::Released { why: Some(why) }
@@ -354,26 +347,24 @@ impl Worker {
 
     /// The order's job, prepared here: once per job (by its part's digest),
     /// after the order's version is checked. Why not, when it cannot run here.
-    async fn job(&self, order: &OrderIn<'_>) -> Result<Job, String> {
-        let known = self.jobs.lock().unwrap().get(&order.part_digest).cloned();
-        if let Some(job) = known {
-            // The version is the order's, not the part's: checked for every order.
-            order.part(Some(job.part.clone())).map_err(|e| e.to_string())?;
-            return Ok(job);
+    async fn job(&self, order: &OrderIn<'_>) -> Result<Arc<Prepared>, String> {
+        // The version is the order's, not the part's: checked for every order.
+        order.check_version().map_err(|e| e.to_string())?;
+        if let Some(prepared) = self.jobs.lock().unwrap().get(&order.part_digest).cloned() {
+            return Ok(prepared);
         }
-        let part = order.part(None).map_err(|e| e.to_string())?;
+        let part = order.part().map_err(|e| e.to_string())?;
         let plugin = self
             .plugin(&part.plugin_sha256)
             .await
             .map_err(|e| format!("plugin `{}` ({}): {e}", part.plugin, part.plugin_sha256))?;
         let prepared = part.prepare(&self.buckets, plugin).map_err(|e| e.to_string())?;
-        let job = Job { part, prepared };
         let mut jobs = self.jobs.lock().unwrap();
         if jobs.len() >= JOBS_KEPT {
             jobs.clear();
         }
-        jobs.insert(order.part_digest.clone(), job.clone());
-        Ok(job)
+        jobs.insert(order.part_digest.clone(), prepared.clone());
+        Ok(prepared)
     }
 
     async fn run(&self, prepared: &Arc<Prepared>, order: &OrderIn<'_>) -> Outcome {

@@ -192,13 +192,15 @@ impl OrderStub {
     /// A message that is not an order of this version: of another version
     /// (then its stub, and the refusal to answer with), or `None`.
     pub fn of_another_version(payload: &[u8]) -> Option<(OrderStub, OrderError)> {
-        let own = env!("CARGO_PKG_VERSION");
         let stub: OrderStub = serde_json::from_slice(payload).ok()?;
-        (stub.kiln != own).then(|| {
-            let error = OrderError::Version { sent: stub.kiln.clone(), own: own.to_string() };
-            (stub, error)
-        })
+        same_version(&stub.kiln).err().map(|refused| (stub, refused))
     }
+}
+
+/// Refused unless `sent` is this worker's Kiln version.
+fn same_version(sent: &str) -> Result<(), OrderError> {
+    let own = env!("CARGO_PKG_VERSION");
+    if sent == own { Ok(()) } else { Err(OrderError::Version { sent: sent.to_string(), own: own.to_string() }) }
 }
 
 impl<'a> OrderIn<'a> {
@@ -207,16 +209,14 @@ impl<'a> OrderIn<'a> {
         serde_json::from_slice(payload)
     }
 
-    /// The version check, then the part: `known` when this worker has it already.
-    pub fn part(&self, known: Option<Arc<JobPart>>) -> Result<Arc<JobPart>, OrderError> {
-        let own = env!("CARGO_PKG_VERSION");
-        if self.kiln != own {
-            return Err(OrderError::Version { sent: self.kiln.clone(), own: own.to_string() });
-        }
-        match known {
-            Some(part) => Ok(part),
-            None => serde_json::from_str(self.part.get()).map(Arc::new).map_err(|e| OrderError::Part(e.to_string())),
-        }
+    /// Refused unless sent by this Kiln version (whose shape the part then has).
+    pub fn check_version(&self) -> Result<(), OrderError> {
+        same_version(&self.kiln)
+    }
+
+    /// The job's part, parsed: after [`Self::check_version`].
+    pub fn part(&self) -> Result<JobPart, OrderError> {
+        serde_json::from_str(self.part.get()).map_err(|e| OrderError::Part(e.to_string()))
     }
 }
 
@@ -275,7 +275,8 @@ mod tests {
         let arrived = OrderIn::read(&message).unwrap();
         assert_eq!((arrived.task.clone(), arrived.may_retry, arrived.last_etag.clone()), (task, true, None));
         assert_eq!(arrived.part_digest, wire.digest);
-        let part = arrived.part(None).unwrap();
+        arrived.check_version().unwrap();
+        let part = arrived.part().unwrap();
         assert!(part.spec.input.keys.is_empty(), "the job's keys stay home");
         assert_eq!(arrived.max_deliveries, 3);
         // A second task of the job: the same part and digest, parsed once per worker.
@@ -295,7 +296,7 @@ mod tests {
         other["kiln"] = "0.0.1".into();
         other["part"] = serde_json::json!({"shape": "of another version"});
         let other = serde_json::to_vec(&other).unwrap();
-        let err = OrderIn::read(&other).unwrap().part(None).unwrap_err();
+        let err = OrderIn::read(&other).unwrap().check_version().unwrap_err();
         assert!(matches!(err, OrderError::Version { .. }), "{err}");
         // One whose whole shape differs is still answered: its task, and why.
         let other = serde_json::to_vec(&serde_json::json!({
@@ -307,10 +308,10 @@ mod tests {
         assert_eq!((stub.task.job, stub.task.seq, stub.task.attempts), (7, 1, 1));
         assert!(err.to_string().contains("Kiln 0.0.1"), "{err}");
         assert!(OrderStub::of_another_version(&message).is_none(), "this version's order is no stub");
-        let mut other = (*part).clone();
+        let mut other = part.clone();
         other.plugin_sha256 = "0".repeat(64);
         assert!(matches!(other.prepare(&buckets, plugin.clone()), Err(OrderError::WrongPlugin { .. })));
-        let mut other = (*part).clone();
+        let mut other = part.clone();
         other.spec.output.bucket = "elsewhere".into();
         let Err(err) = other.prepare(&buckets, plugin) else { panic!("a bucket this worker lacks") };
         assert!(err.to_string().contains("`elsewhere` (output.bucket)"), "{err}");
