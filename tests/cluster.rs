@@ -197,6 +197,14 @@ async fn a_job_runs_on_two_workers_through_jetstream() {
     }
     assert!(text.contains("kiln_worker_slots{worker=\"w1\"} 2") && text.contains("kiln_cluster_queued 0"), "{text}");
     assert!(text.contains(&format!("kiln_tasks_finished_total{{state=\"succeeded\"}} {N}")), "{text}");
+    // The copies are short: once measured, they went out in bundles, several to an order.
+    let counter = |name: &str| -> u64 {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("/metrics lacks {name}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (orders, ordered) = (counter("kiln_cluster_orders_total "), counter("kiln_cluster_tasks_ordered_total "));
+    assert_eq!(ordered, N as u64, "every task ordered once");
+    assert!(orders * 4 < ordered, "{orders} orders carried the {ordered} tasks: short tasks should be bundled");
 
     // The CLI shows the same.
     let listed = d.cli(&["worker", "list"]);
@@ -248,8 +256,12 @@ async fn a_worker_without_a_bucket_never_receives_its_tasks() {
     assert!(tasks.iter().all(|t| t["worker"] == "full"), "{:?}", tasks.iter().find(|t| t["worker"] != "full"));
     assert!(!partial.log().contains("task not run here"), "{}", partial.log());
 
-    // in → in: both reach it, so both run its tasks.
-    let (done, tasks) = d.run_job(json!({"input": {"bucket": "in", "prefix": "files/"}, "style": "copy", "output": {"bucket": "in", "template": "again/{key}"}}), LONG).await;
+    // in → in: both reach it, so both run its tasks (copies that take 10 ms,
+    // so the job lasts long enough for both to have joined its route).
+    let (status, p) =
+        d.upload_plugin("/v1/plugins?name=echo&version=1", std::fs::read(kiln_test_plugins::ECHO).unwrap()).await;
+    assert_eq!(status, 201, "{p}");
+    let (done, tasks) = d.run_job(json!({"input": {"bucket": "in", "prefix": "files/"}, "style": "echo/sleep,ms_10", "output": {"bucket": "in", "template": "again/{key}"}}), LONG).await;
     assert_eq!((done["state"].as_str(), done["counters"]["succeeded"].as_u64()), (Some("succeeded"), Some(N as u64)));
     let on_partial = tasks.iter().filter(|t| t["worker"] == "partial").count();
     assert!(on_partial > 0 && on_partial < N, "{on_partial} of {N} on `partial`");

@@ -62,6 +62,9 @@ pub struct Metrics {
     pub worker_slots: Family<WorkerLabel, Gauge>,
     /// Task orders waiting in JetStream for a worker.
     pub cluster_queued: Gauge,
+    /// Orders sent to the workers, and the tasks they carried (a bundle carries several).
+    pub cluster_orders: Counter,
+    pub cluster_tasks_ordered: Counter,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -89,6 +92,8 @@ impl Metrics {
             worker_busy: Family::default(),
             worker_slots: Family::default(),
             cluster_queued: Gauge::default(),
+            cluster_orders: Counter::default(),
+            cluster_tasks_ordered: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -145,6 +150,16 @@ impl Metrics {
         registry.register("worker_busy", "Tasks a cluster worker runs now", m.worker_busy.clone());
         registry.register("worker_slots", "Tasks a cluster worker runs at once, at most", m.worker_slots.clone());
         registry.register("cluster_queued", "Task orders waiting in JetStream for a worker", m.cluster_queued.clone());
+        registry.register(
+            "cluster_orders",
+            "Orders sent to the cluster's workers (each one task, or a bundle of short ones)",
+            m.cluster_orders.clone(),
+        );
+        registry.register(
+            "cluster_tasks_ordered",
+            "Tasks sent to the cluster's workers, in orders",
+            m.cluster_tasks_ordered.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -3,14 +3,15 @@
 //! single source of truth on the coordinator; JetStream carries the work.
 //!
 //! - stream `KILN_TASKS` (work queue), subjects `kiln.tasks.{route}.{tenant}.{job}`:
-//!   one task order per task attempt ([`crate::jobs::order`], see [`task_msg_id`]).
+//!   one order per task attempt, or per bundle of a job's short tasks
+//!   ([`crate::jobs::order`], see [`task_msg_id`]).
 //!   A [`Route`] is the set of buckets a task needs; each route and tenant
 //!   has its own consumer (`kiln-route-{id}-{tenant}`, the buckets in its
 //!   metadata), and a worker pulls only from the routes whose buckets its own
 //!   configuration reaches, so a task never reaches a worker that cannot run
 //!   it; it takes the consumers in turn, so tenants take turns at its slots;
 //! - stream `KILN_RESULTS`, subjects `kiln.results.{job}`: one [`ResultMsg`]
-//!   per attempt that ran;
+//!   per order that ran;
 //! - object store `kiln-plugins`: plugin components by sha256;
 //! - KV bucket `kiln-workers`: each worker's [`WorkerBeat`], expiring when it
 //!   stops beating, and the coordinator's version under [`COORDINATOR_KEY`];
@@ -128,15 +129,24 @@ pub fn task_msg_id(job: JobId, seq: u64, attempt: u32, publication: u64) -> Stri
 /// The key of the coordinator's own entry in [`WORKERS`]: its version.
 pub const COORDINATOR_KEY: &str = "_coordinator";
 
-/// What one task attempt ended in, as a worker sends it back.
+/// What the tasks of one order ended in, as a worker sends them back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultMsg {
     pub job: JobId,
+    /// The worker that ran them.
+    pub worker: String,
+    /// How long running them took there, in µs (prepared job and plugin
+    /// aside): the coordinator sizes the job's bundles by it.
+    pub took_us: u64,
+    pub results: Vec<TaskOutcome>,
+}
+
+/// What one task attempt ended in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskOutcome {
     pub seq: u64,
     /// The attempt (the task's `attempts` when it was ordered).
     pub attempt: u32,
-    /// The worker that ran it.
-    pub worker: String,
     pub outcome: Outcome,
 }
 

@@ -1,5 +1,5 @@
 //! `kiln worker`: runs the tasks a coordinator orders, with no redb and no
-//! HTTP API. It pulls as many tasks as it has free slots (no prefetch), from the routes
+//! HTTP API. It pulls as many orders as it has free slots (no prefetch), from the routes
 //! whose buckets it reaches, acks progress while a task runs, publishes the
 //! result, and only then acks the task, so a worker that dies mid-task
 //! leaves it to be redelivered to another.
@@ -14,9 +14,9 @@ use futures::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{OnceCell, Semaphore};
 
-use super::{BEAT, Outcome, Parts, ResultMsg, Route, WorkerBeat};
+use super::{BEAT, Outcome, Parts, ResultMsg, Route, TaskOutcome, WorkerBeat};
 use crate::jobs::Prepared;
-use crate::jobs::order::{OrderIn, OrderStub};
+use crate::jobs::order::{OrderIn, OrderStub, TaskIn};
 use crate::jobs::worker::{Attempted, attempt};
 use crate::model::JobId;
 use crate::objects::Buckets;
@@ -263,7 +263,8 @@ impl Worker {
         Ok(())
     }
 
-    /// Run one task message: the result is published before the task is acked.
+    /// Run one order (a task, or a bundle of short ones, one after another
+    /// in this slot): its result is published before the order is acked.
     async fn take(&self, message: jetstream::Message, ack_wait: Duration) {
         let order = match OrderIn::read(&message.payload) {
             Ok(o) => o,
@@ -272,9 +273,17 @@ impl Worker {
                     // Of another version (a worker left running through an
                     // upgrade): answered, so the coordinator orders it again.
                     let why = refused.to_string();
-                    tracing::warn!(job = stub.task.job, seq = stub.task.seq, %why, "task not run here");
-                    let outcome = Outcome::Released { why: Some(why) };
-                    self.answer(&message, stub.task.job, stub.task.seq, stub.task.attempts, outcome).await;
+                    let tasks = stub.tasks();
+                    tracing::warn!(job = tasks[0].job, tasks = tasks.len(), %why, "tasks not run here");
+                    let results = tasks
+                        .iter()
+                        .map(|t| TaskOutcome {
+                            seq: t.seq,
+                            attempt: t.attempts,
+                            outcome: Outcome::Released { why: Some(why.clone()) },
+                        })
+                        .collect();
+                    self.answer(&message, tasks[0].job, results, 0).await;
                     return;
                 }
                 // Not a task order: no worker could run it.
@@ -283,9 +292,14 @@ impl Worker {
                 return;
             }
         };
-        let (job, seq, attempt_no) = (order.task.job, order.task.seq, order.task.attempts);
+        let job = order.tasks[0].task.job;
         let delivered = message.info().map_or(1, |i| i.delivered.max(1) as u64);
-        let outcome = if delivered > u64::from(order.max_deliveries) {
+        let outcome_of_all = |outcome: Outcome| -> Vec<TaskOutcome> {
+            let of = |t: &TaskIn| TaskOutcome { seq: t.task.seq, attempt: t.task.attempts, outcome: outcome.clone() };
+            order.tasks.iter().map(of).collect()
+        };
+        let started = std::time::Instant::now();
+        let results = if delivered > u64::from(order.max_deliveries) {
             // Every worker it was handed to before went silent: do not risk
             // this one too (not even fetching and compiling its plugin).
             let error = crate::model::TaskErrorRecord::new(
@@ -297,11 +311,11 @@ impl Worker {
                     ack_wait.as_secs()
                 ),
             );
-            Outcome::Failed { error, duration_ms: 0, bytes_in: 0 }
+            outcome_of_all(Outcome::Failed { error, duration_ms: 0, bytes_in: 0 })
         } else {
             // Progress acks while the job is prepared (a first compile of its
-            // plugin may take longer than the ack wait) and the task runs, so
-            // it is not handed to another worker meanwhile.
+            // plugin may take longer than the ack wait) and the tasks run, so
+            // the order is not handed to another worker meanwhile.
             let acker = async {
                 loop {
                     tokio::time::sleep(ack_wait / 3).await;
@@ -310,24 +324,33 @@ impl Worker {
             };
             let prepare_and_run = async {
                 match self.job(&order).await {
-                    Ok(prepared) => self.run(&prepared, &order).await,
+                    Ok(prepared) => {
+                        let mut results = Vec::with_capacity(order.tasks.len());
+                        for t in &order.tasks {
+                            let outcome = self.run(&prepared, t).await;
+                            results.push(TaskOutcome { seq: t.task.seq, attempt: t.task.attempts, outcome });
+                        }
+                        results
+                    }
                     Err(why) => {
-                        tracing::warn!(job, seq, %why, "task not run here");
-                        Outcome::Released { why: Some(why) }
+                        tracing::warn!(job, tasks = order.tasks.len(), %why, "tasks not run here");
+                        outcome_of_all(Outcome::Released { why: Some(why) })
                     }
                 }
             };
             tokio::select! {
-                outcome = prepare_and_run => outcome,
+                results = prepare_and_run => results,
                 _ = acker => unreachable!("the acker never ends"),
             }
         };
-        self.answer(&message, job, seq, attempt_no, outcome).await;
+        let took_us = started.elapsed().as_micros() as u64;
+        self.answer(&message, job, results, took_us).await;
     }
 
-    /// Publish a task's result, then ack its message.
-    async fn answer(&self, message: &jetstream::Message, job: JobId, seq: u64, attempt_no: u32, outcome: Outcome) {
-        let result = ResultMsg { job, seq, attempt: attempt_no, worker: self.name.clone(), outcome };
+    /// Publish an order's result, then ack its message.
+    async fn answer(&self, message: &jetstream::Message, job: JobId, results: Vec<TaskOutcome>, took_us: u64) {
+        let tasks = results.len() as u64;
+        let result = ResultMsg { job, worker: self.name.clone(), took_us, results };
         let payload = serde_json::to_vec(&result).expect("results serialise");
         let published = match self.js.publish(format!("kiln.results.{job}"), payload.into()).await {
             Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
@@ -335,13 +358,15 @@ impl Worker {
         };
         match published {
             Ok(()) => {
-                self.done.fetch_add(1, Ordering::SeqCst);
-                // Not waited for: an ack lost on the way only makes the task
+                self.done.fetch_add(tasks, Ordering::SeqCst);
+                // Not waited for: an ack lost on the way only makes the order
                 // run again after the ack wait, and its second result is dropped.
                 let _ = message.ack().await;
             }
-            // Not acked: JetStream hands the task to a worker again after the ack wait.
-            Err(e) => tracing::warn!(job, seq, error = %e, "publishing a result failed; the task will be redelivered"),
+            // Not acked: JetStream hands the order to a worker again after the ack wait.
+            Err(e) => {
+                tracing::warn!(job, tasks, error = %e, "publishing a result failed; the order will be redelivered")
+            }
         }
     }
 
@@ -367,9 +392,8 @@ impl Worker {
         Ok(prepared)
     }
 
-    async fn run(&self, prepared: &Arc<Prepared>, order: &OrderIn<'_>) -> Outcome {
-        let attempted =
-            attempt(&self.runtime, prepared, order.task.clone(), order.may_retry, order.last_etag.clone()).await;
+    async fn run(&self, prepared: &Arc<Prepared>, t: &TaskIn) -> Outcome {
+        let attempted = attempt(&self.runtime, prepared, t.task.clone(), t.may_retry, t.last_etag.clone()).await;
         match attempted {
             Attempted::DiskFull(message) => Outcome::DiskFull { message },
             Attempted::Done(result) => match result {

@@ -18,6 +18,12 @@ pub(super) trait Executor: Send + Sync + 'static {
     fn slots(&self) -> usize;
     /// Slots free now (0 while every one is busy).
     fn idle(&self) -> usize;
+    /// Tasks of `job` it may hold at once (claimed and not done), when that is
+    /// less than [`Self::slots`]: a job whose tasks go out one per order holds
+    /// no more than the orders the workers may hold.
+    fn job_window(&self, _job: JobId) -> usize {
+        usize::MAX
+    }
     /// Run a job's claimed `tasks`: each ends in [`task_done`] with its result,
     /// or with [`TaskResult::Released`] if the job stopped (`stops` moved on)
     /// before the task started.

@@ -5,7 +5,8 @@
 //! worker's own configuration, so secrets never travel with a task.
 //!
 //! It is what a cluster's executor sends a worker (issue 18's coordinator);
-//! the local pool runs [`Prepared`] directly. A message is the task and its
+//! the local pool runs [`Prepared`] directly. A message is one task, or a
+//! bundle of a job's short tasks (see [`crate::jobs::remote`]), and their
 //! job's [`JobPart`], the part written once per job and named by its digest.
 
 use std::sync::Arc;
@@ -56,9 +57,25 @@ struct OrderOut<'a> {
     max_deliveries: u32,
     part_digest: &'a str,
     part: &'a RawValue,
-    task: &'a TaskRecord,
-    may_retry: bool,
-    last_etag: Option<&'a str>,
+    tasks: &'a [TaskOut<'a>],
+}
+
+/// One task of an order, as written.
+#[derive(Serialize)]
+pub struct TaskOut<'a> {
+    pub task: &'a TaskRecord,
+    /// Whether a failure may be retried (attempts are left).
+    pub may_retry: bool,
+    /// The etag of the source when the job's definition last ran it (`skip_unchanged`).
+    pub last_etag: Option<&'a str>,
+}
+
+/// One task of an order, as read.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TaskIn {
+    pub task: TaskRecord,
+    pub may_retry: bool,
+    pub last_etag: Option<String>,
 }
 
 /// A task message as read: the part left unparsed until the version is
@@ -74,9 +91,9 @@ pub struct OrderIn<'a> {
     pub part_digest: String,
     #[serde(borrow)]
     part: &'a RawValue,
-    pub task: TaskRecord,
-    pub may_retry: bool,
-    pub last_etag: Option<String>,
+    /// One task, or a bundle of short ones, all of the part's job: run one
+    /// after another in one slot, and answered by one result.
+    pub tasks: Vec<TaskIn>,
 }
 
 /// Why a worker cannot run an order.
@@ -94,6 +111,10 @@ pub enum OrderError {
     Bucket { field: &'static str, bucket: String, reason: String },
     #[error("the task's output template does not parse here: {0}")]
     Template(String),
+    #[error("the order holds no task")]
+    Empty,
+    #[error("the task order does not read: {0}")]
+    Unreadable(String),
 }
 
 impl JobPart {
@@ -157,31 +178,33 @@ impl WirePart {
         WirePart { digest, json: RawValue::from_string(json).expect("serde_json writes JSON"), max_deliveries }
     }
 
-    /// The message of one task of this part.
-    pub fn order(&self, task: &TaskRecord, may_retry: bool, last_etag: Option<&str>) -> Vec<u8> {
+    /// The message of `tasks`, of this part's job.
+    pub fn order(&self, tasks: &[TaskOut<'_>]) -> Vec<u8> {
         let kiln = env!("CARGO_PKG_VERSION");
-        let order = OrderOut {
-            kiln,
-            max_deliveries: self.max_deliveries,
-            part_digest: &self.digest,
-            part: &self.json,
-            task,
-            may_retry,
-            last_etag,
-        };
+        let order =
+            OrderOut { kiln, max_deliveries: self.max_deliveries, part_digest: &self.digest, part: &self.json, tasks };
         serde_json::to_vec(&order).expect("orders serialise")
     }
 }
 
 /// What a task message of any version holds: enough to answer one this
-/// worker cannot read with why.
+/// worker cannot read with why. Its tasks are under `tasks` (a bundle), or
+/// `task` (one, as the first cluster versions sent them).
 #[derive(Deserialize)]
 pub struct OrderStub {
     pub kiln: String,
-    pub task: TaskStub,
+    #[serde(default)]
+    task: Option<TaskStub>,
+    #[serde(default)]
+    tasks: Vec<TaskStubIn>,
 }
 
 #[derive(Deserialize)]
+struct TaskStubIn {
+    task: TaskStub,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct TaskStub {
     pub job: crate::model::JobId,
     pub seq: u64,
@@ -193,7 +216,15 @@ impl OrderStub {
     /// (then its stub, and the refusal to answer with), or `None`.
     pub fn of_another_version(payload: &[u8]) -> Option<(OrderStub, OrderError)> {
         let stub: OrderStub = serde_json::from_slice(payload).ok()?;
+        if stub.tasks().is_empty() {
+            return None;
+        }
         same_version(&stub.kiln).err().map(|refused| (stub, refused))
+    }
+
+    /// The tasks it orders, whatever its shape.
+    pub fn tasks(&self) -> Vec<TaskStub> {
+        self.task.iter().copied().chain(self.tasks.iter().map(|t| t.task)).collect()
     }
 }
 
@@ -205,8 +236,12 @@ fn same_version(sent: &str) -> Result<(), OrderError> {
 
 impl<'a> OrderIn<'a> {
     /// Read a task message; the part stays unparsed.
-    pub fn read(payload: &'a [u8]) -> serde_json::Result<OrderIn<'a>> {
-        serde_json::from_slice(payload)
+    pub fn read(payload: &'a [u8]) -> Result<OrderIn<'a>, OrderError> {
+        let order: OrderIn = serde_json::from_slice(payload).map_err(|e| OrderError::Unreadable(e.to_string()))?;
+        if order.tasks.is_empty() {
+            return Err(OrderError::Empty);
+        }
+        Ok(order)
     }
 
     /// Refused unless sent by this Kiln version (whose shape the part then has).
@@ -269,22 +304,31 @@ mod tests {
         };
         let task = TaskRecord::new(7, 1, "photos/a.txt".into());
         let wire = WirePart::of(&JobPart::of(&prepared), 3);
-        let message = wire.order(&task, true, None);
+        let message = wire.order(&[TaskOut { task: &task, may_retry: true, last_etag: None }]);
 
         // On the worker: the order as it arrived, its own buckets and plugin.
         let arrived = OrderIn::read(&message).unwrap();
-        assert_eq!((arrived.task.clone(), arrived.may_retry, arrived.last_etag.clone()), (task, true, None));
+        let one = TaskIn { task: task.clone(), may_retry: true, last_etag: None };
+        assert_eq!(arrived.tasks, std::slice::from_ref(&one));
         assert_eq!(arrived.part_digest, wire.digest);
         arrived.check_version().unwrap();
         let part = arrived.part().unwrap();
         assert!(part.spec.input.keys.is_empty(), "the job's keys stay home");
         assert_eq!(arrived.max_deliveries, 3);
-        // A second task of the job: the same part and digest, parsed once per worker.
-        let again = wire.order(&TaskRecord::new(7, 2, "photos/b.txt".into()), true, None);
-        assert_eq!(OrderIn::read(&again).unwrap().part_digest, wire.digest);
+        // A bundle of two tasks of the job: the same part and digest, parsed once per worker.
+        let b = TaskRecord::new(7, 2, "photos/b.txt".into());
+        let bundle = wire.order(&[
+            TaskOut { task: &task, may_retry: true, last_etag: None },
+            TaskOut { task: &b, may_retry: false, last_etag: Some("\"e1\"") },
+        ]);
+        let two = OrderIn::read(&bundle).unwrap();
+        assert_eq!(two.part_digest, wire.digest);
+        assert_eq!(two.tasks, [one, TaskIn { task: b, may_retry: false, last_etag: Some("\"e1\"".into()) }]);
+        let empty = wire.order(&[]);
+        assert!(matches!(OrderIn::read(&empty), Err(OrderError::Empty)));
         let here = part.prepare(&buckets, plugin.clone()).unwrap();
         let Attempted::Done(TaskResult::Succeeded { outputs, .. }) =
-            attempt(&runtime, &here, arrived.task.clone(), arrived.may_retry, arrived.last_etag.clone()).await
+            attempt(&runtime, &here, arrived.tasks[0].task.clone(), true, None).await
         else {
             panic!("the copy did not succeed")
         };
@@ -305,9 +349,14 @@ mod tests {
         .unwrap();
         assert!(OrderIn::read(&other).is_err());
         let (stub, err) = OrderStub::of_another_version(&other).unwrap();
-        assert_eq!((stub.task.job, stub.task.seq, stub.task.attempts), (7, 1, 1));
+        assert_eq!(stub.tasks(), [TaskStub { job: 7, seq: 1, attempts: 1 }]);
         assert!(err.to_string().contains("Kiln 0.0.1"), "{err}");
         assert!(OrderStub::of_another_version(&message).is_none(), "this version's order is no stub");
+        // A bundle of another version: every task of it is answered.
+        let mut other: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
+        other["kiln"] = "0.0.1".into();
+        let (stub, _) = OrderStub::of_another_version(&serde_json::to_vec(&other).unwrap()).unwrap();
+        assert_eq!(stub.tasks().iter().map(|t| t.seq).collect::<Vec<_>>(), [1, 2]);
         let mut other = part.clone();
         other.plugin_sha256 = "0".repeat(64);
         assert!(matches!(other.prepare(&buckets, plugin.clone()), Err(OrderError::WrongPlugin { .. })));

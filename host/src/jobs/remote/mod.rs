@@ -6,9 +6,11 @@
 //! quotas): this executor only offers it a window of about twice the live
 //! workers' slots, so JetStream never holds more than the workers can start
 //! soon, and orders each tenant's claimed tasks within its share of the
-//! workers ([`super::shares`]). `local_workers` lets the coordinator run tasks itself too.
+//! workers ([`super::shares`]). Short tasks go out in bundles, several to an
+//! order ([`bundles`]). `local_workers` lets the coordinator run tasks itself too.
 
 mod beats;
+mod bundles;
 mod results;
 
 pub(in crate::jobs) use beats::Workers;
@@ -21,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use async_nats::jetstream::{self, kv, message::PublishMessage, object_store};
 
 use super::executor::{Executor, LocalPool};
-use super::order::{JobPart, WirePart};
+use super::order::{JobPart, TaskOut, WirePart};
 use super::scheduler::task_done;
 use super::shares::Shares;
 use super::{Inner, Prepared};
@@ -34,14 +36,19 @@ use crate::store::TaskResult;
 struct Pending {
     prepared: Arc<Prepared>,
     attempt: u32,
+    /// Tasks of its order not yet answered: the order's slot is free at 0.
+    order_left: Arc<AtomicUsize>,
 }
 
-/// A claimed task waiting for its tenant's share of the workers.
+/// Claimed tasks of one job waiting for their tenant's share of the
+/// workers, to go out in one order.
 struct Held {
     job: JobId,
     stops: u64,
     prepared: Arc<Prepared>,
-    task: TaskRecord,
+    tasks: Vec<TaskRecord>,
+    /// Tasks the order may carry: the job's bundle when it was started.
+    bundle: usize,
 }
 
 /// What every order of one job shares, made once for the [`Prepared`] it
@@ -70,6 +77,12 @@ pub(super) struct Remote {
     routes: tokio::sync::Mutex<HashSet<String>>,
     /// Claimed tasks not yet ordered, and orders out, per tenant.
     shares: Mutex<Shares<Held>>,
+    /// Tasks held in `shares`.
+    held_tasks: AtomicUsize,
+    /// How many of each job's tasks go in one order.
+    paces: Mutex<bundles::Paces>,
+    /// The largest bundle of any job, from `paces`: the window's tasks per order.
+    largest_bundle: AtomicUsize,
     /// The live workers, from their last beats (this Kiln version's only),
     /// or why NATS could not tell.
     beats: Mutex<Result<Vec<WorkerBeat>, String>>,
@@ -109,6 +122,9 @@ impl Remote {
             uploaded: Default::default(),
             routes: Default::default(),
             shares: Mutex::default(),
+            held_tasks: AtomicUsize::new(0),
+            paces: Mutex::default(),
+            largest_bundle: AtomicUsize::new(1),
             beats: Mutex::new(Ok(Vec::new())),
             live_slots: AtomicUsize::new(0),
             unserved: Mutex::default(),
@@ -123,44 +139,72 @@ impl Remote {
 
     /// Tasks claimed for the workers and not answered: ordered, or held for their share.
     fn published(&self) -> usize {
-        self.pending.lock().unwrap().len() + self.shares.lock().unwrap().held()
+        self.pending.lock().unwrap().len() + self.held_tasks.load(Ordering::SeqCst)
+    }
+
+    /// Orders the workers may hold at once (ordered and not answered): twice their slots.
+    fn window(&self) -> usize {
+        2 * self.live_slots.load(Ordering::SeqCst)
     }
 
     /// Order the held tasks their tenants' shares now allow.
     fn pump(self: &Arc<Self>, inner: &Arc<Inner>) {
-        let released = self.shares.lock().unwrap().release(self.live_slots.load(Ordering::SeqCst));
+        let released = self.shares.lock().unwrap().release(self.live_slots.load(Ordering::SeqCst), self.window());
         if released.is_empty() {
             return;
         }
+        let tasks: usize = released.iter().map(|(_, h)| h.tasks.len()).sum();
+        self.held_tasks.fetch_sub(tasks, Ordering::SeqCst);
         let (remote, inner) = (self.clone(), inner.clone());
         tokio::spawn(async move {
             // Sent one after another, their acks awaited together: one round trip for the lot.
             let mut acks = Vec::new();
-            for (tenant, Held { job, stops, prepared, task }) in released {
+            for (tenant, Held { job, stops, prepared, tasks, .. }) in released {
                 // As the local pool: a job stopped since the claim publishes nothing more.
                 if inner.stopped_since(job, stops) {
                     remote.shares.lock().unwrap().answered(&tenant);
-                    task_done(&inner, job, &prepared, TaskResult::Released { job, seq: task.seq });
+                    for task in tasks {
+                        task_done(&inner, job, &prepared, TaskResult::Released { job, seq: task.seq });
+                    }
                     continue;
                 }
-                let seq = task.seq;
-                match remote.send(&inner, job, stops, &prepared, task).await {
-                    Ok(ack) => acks.push((job, seq, ack)),
-                    Err(e) => remote.not_ordered(&inner, job, seq, e),
+                let seqs: Vec<u64> = tasks.iter().map(|t| t.seq).collect();
+                match remote.send(&inner, job, stops, &prepared, tasks).await {
+                    Ok(ack) => acks.push((job, seqs, ack)),
+                    Err(e) => remote.not_ordered(&inner, job, &seqs, e),
                 }
             }
-            for (job, seq, ack) in acks {
+            for (job, seqs, ack) in acks {
                 if let Err(e) = ack.await {
-                    remote.not_ordered(&inner, job, seq, anyhow::anyhow!("{e}"));
+                    remote.not_ordered(&inner, job, &seqs, anyhow::anyhow!("{e}"));
                 }
             }
         });
     }
 
-    /// An order of `prepared`'s tenant was answered: its share has room again.
-    fn answered(self: &Arc<Self>, inner: &Arc<Inner>, prepared: &Prepared) {
-        self.shares.lock().unwrap().answered(tenant_of(prepared));
-        self.pump(inner);
+    /// A task taken out of `pending` (answered, or given up): when it was
+    /// the last of its order, the order's slot in its tenant's share is free.
+    /// Whether it was (then [`Self::pump`] may order more).
+    fn settle(&self, p: &Pending) -> bool {
+        let last = p.order_left.fetch_sub(1, Ordering::SeqCst) == 1;
+        if last {
+            self.shares.lock().unwrap().answered(tenant_of(&p.prepared));
+        }
+        last
+    }
+
+    /// As [`Self::settle`], then order what the share now allows.
+    fn answered(self: &Arc<Self>, inner: &Arc<Inner>, p: &Pending) {
+        if self.settle(p) {
+            self.pump(inner);
+        }
+    }
+
+    /// A result of `job`'s: `tasks` ran at a worker for `took_us`.
+    fn measured(&self, job: JobId, tasks: usize, took_us: u64) {
+        let mut paces = self.paces.lock().unwrap();
+        paces.record(job, tasks, took_us);
+        self.largest_bundle.store(paces.largest(), Ordering::SeqCst);
     }
 
     /// The workers that beat lately, as the `workers` loop last saw them.
@@ -212,40 +256,64 @@ impl Remote {
         Ok(())
     }
 
-    /// Send one task's order to the workers; its ack is to be awaited.
-    /// `stops`: the job's when the task was claimed; a job stopped since is
-    /// an error (the task is then released by whoever takes it out of `pending`).
+    /// Send one order of `tasks` (of one job) to the workers; its ack is to
+    /// be awaited. `stops`: the job's when the tasks were claimed; a job
+    /// stopped since is an error (its tasks are then released by whoever
+    /// takes them out of `pending`).
     async fn send(
         self: &Arc<Self>,
         inner: &Arc<Inner>,
         job: JobId,
         stops: u64,
         prepared: &Arc<Prepared>,
-        task: TaskRecord,
+        tasks: Vec<TaskRecord>,
     ) -> anyhow::Result<jetstream::context::PublishAckFuture> {
-        let (seq, attempt) = (task.seq, task.attempts);
-        let may_retry = task.attempts < inner.max_attempts;
-        let last_etag = if prepared.spec.skip_unchanged {
-            let (definition, key) = (prepared.definition.clone(), task.source_key.clone());
-            inner.store.call(move |s| s.last_etag(&definition, &key)).await.ok().flatten()
+        let last_etags: Vec<Option<String>> = if prepared.spec.skip_unchanged {
+            let definition = prepared.definition.clone();
+            let keys: Vec<String> = tasks.iter().map(|t| t.source_key.clone()).collect();
+            let read = inner
+                .store
+                .call(move |s| keys.iter().map(|k| s.last_etag(&definition, k)).collect::<Result<Vec<_>, _>>())
+                .await;
+            read.unwrap_or_else(|_| vec![None; tasks.len()])
         } else {
-            None
+            vec![None; tasks.len()]
         };
-        self.pending.lock().unwrap().insert((job, seq), Pending { prepared: prepared.clone(), attempt });
-        // The job may have stopped while the etag was read: `job_stopped`
-        // found nothing of this task to take back, so it is not ordered
-        // (nor its part kept again, which `job_stopped` dropped).
-        anyhow::ensure!(!inner.stopped_since(job, stops), "the job stopped before its task was ordered");
+        {
+            let order_left = Arc::new(AtomicUsize::new(tasks.len()));
+            let mut pending = self.pending.lock().unwrap();
+            for task in &tasks {
+                let p = Pending { prepared: prepared.clone(), attempt: task.attempts, order_left: order_left.clone() };
+                pending.insert((job, task.seq), p);
+            }
+        }
+        // The job may have stopped while the etags were read: `job_stopped`
+        // found nothing of these tasks to take back, so they are not ordered
+        // (nor the job's part kept again, which `job_stopped` dropped).
+        anyhow::ensure!(!inner.stopped_since(job, stops), "the job stopped before its tasks were ordered");
         let orders = self.orders(job, prepared);
-        let payload = orders.part.order(&task, may_retry, last_etag.as_deref());
+        let out: Vec<TaskOut> = tasks
+            .iter()
+            .zip(&last_etags)
+            .map(|(task, etag)| TaskOut {
+                task,
+                may_retry: task.attempts < inner.max_attempts,
+                last_etag: etag.as_deref(),
+            })
+            .collect();
+        let payload = orders.part.order(&out);
         self.upload(inner, prepared).await?;
         self.open_route(&orders.route, prepared.tenant.as_deref()).await?;
+        let first = &tasks[0];
         let message = PublishMessage::build().payload(payload.into()).message_id(crate::cluster::task_msg_id(
             job,
-            seq,
-            attempt,
+            first.seq,
+            first.attempts,
             self.publications.fetch_add(1, Ordering::SeqCst),
         ));
+        let m = crate::metrics::global();
+        m.cluster_orders.inc();
+        m.cluster_tasks_ordered.inc_by(tasks.len() as u64);
         let subject = orders.subject.clone();
         self.js.send_publish(subject, message).await.map_err(|e| anyhow::anyhow!("{e}"))
     }
@@ -273,24 +341,34 @@ impl Remote {
         orders
     }
 
-    /// A task could not be ordered: it is released, to be claimed again.
-    fn not_ordered(self: &Arc<Self>, inner: &Arc<Inner>, job: JobId, seq: u64, e: anyhow::Error) {
-        tracing::warn!(job, seq, error = %e, "ordering a task from the workers failed; it is released");
-        let removed = self.pending.lock().unwrap().remove(&(job, seq));
-        if let Some(p) = removed {
-            self.answered(inner, &p.prepared);
-            task_done(inner, job, &p.prepared, TaskResult::Released { job, seq });
+    /// An order could not be sent: its tasks are released, to be claimed again.
+    fn not_ordered(self: &Arc<Self>, inner: &Arc<Inner>, job: JobId, seqs: &[u64], e: anyhow::Error) {
+        tracing::warn!(job, seq = seqs[0], tasks = seqs.len(), error = %e, "ordering tasks from the workers failed; they are released");
+        for &seq in seqs {
+            let removed = self.pending.lock().unwrap().remove(&(job, seq));
+            if let Some(p) = removed {
+                self.answered(inner, &p);
+                task_done(inner, job, &p.prepared, TaskResult::Released { job, seq });
+            }
         }
     }
 }
 
 impl Executor for RemotePool {
+    /// The window, in tasks: its orders at the largest bundle (each job's
+    /// orders are sized by its own, and [`Shares`] keeps the orders out within the window).
     fn slots(&self) -> usize {
-        2 * self.0.live_slots.load(Ordering::SeqCst) + self.0.local.as_ref().map_or(0, |l| l.slots())
+        self.0.window() * self.0.largest_bundle.load(Ordering::SeqCst) + self.0.local.as_ref().map_or(0, |l| l.slots())
+    }
+
+    fn job_window(&self, job: JobId) -> usize {
+        let bundle = self.0.paces.lock().unwrap().bundle(job);
+        self.0.window() * bundle + self.0.local.as_ref().map_or(0, |l| l.slots())
     }
 
     fn idle(&self) -> usize {
-        let remote = (2 * self.0.live_slots.load(Ordering::SeqCst)).saturating_sub(self.0.published());
+        let remote =
+            (self.0.window() * self.0.largest_bundle.load(Ordering::SeqCst)).saturating_sub(self.0.published());
         remote + self.0.local.as_ref().map_or(0, |l| l.idle())
     }
 
@@ -308,9 +386,13 @@ impl Executor for RemotePool {
             seqs.into_iter().filter_map(|s| pending.remove(&(job, s)).map(|p| (s, p))).collect()
         };
         self.0.parts.lock().unwrap().remove(&job);
+        self.0.paces.lock().unwrap().forget(job);
         let held = self.0.shares.lock().unwrap().take_back(|h| h.job == job);
         for h in held {
-            task_done(inner, job, &h.prepared, TaskResult::Released { job, seq: h.task.seq });
+            self.0.held_tasks.fetch_sub(h.tasks.len(), Ordering::SeqCst);
+            for task in h.tasks {
+                task_done(inner, job, &h.prepared, TaskResult::Released { job, seq: task.seq });
+            }
         }
         let js = self.0.js.clone();
         tokio::spawn(async move {
@@ -331,7 +413,7 @@ impl Executor for RemotePool {
             }
         });
         for (seq, p) in released {
-            self.0.shares.lock().unwrap().answered(tenant_of(&p.prepared));
+            self.0.settle(&p);
             task_done(inner, job, &p.prepared, TaskResult::Released { job, seq });
         }
     }
@@ -361,10 +443,27 @@ impl Executor for RemotePool {
             return;
         }
         remote.unserved.lock().unwrap().remove(&job);
+        let bundle = remote.paces.lock().unwrap().bundle(job);
+        remote.held_tasks.fetch_add(tasks.len(), Ordering::SeqCst);
         {
+            // Into the job's last order held, while it has room; then new ones.
             let mut shares = remote.shares.lock().unwrap();
-            for task in tasks {
-                shares.hold(tenant_of(&prepared), Held { job, stops, prepared: prepared.clone(), task });
+            let tenant = tenant_of(&prepared);
+            let mut tasks = tasks.into_iter().peekable();
+            if let Some(last) = shares.last_held(tenant)
+                && last.job == job
+                && last.stops == stops
+                && Arc::ptr_eq(&last.prepared, &prepared)
+            {
+                while last.tasks.len() < last.bundle
+                    && let Some(task) = tasks.next()
+                {
+                    last.tasks.push(task);
+                }
+            }
+            while tasks.peek().is_some() {
+                let order: Vec<TaskRecord> = tasks.by_ref().take(bundle).collect();
+                shares.hold(tenant, Held { job, stops, prepared: prepared.clone(), tasks: order, bundle });
             }
         }
         remote.pump(&inner);

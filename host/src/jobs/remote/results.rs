@@ -6,15 +6,16 @@ use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 
 use super::Remote;
-use crate::cluster::{Outcome, ResultMsg};
+use crate::cluster::{Outcome, ResultMsg, TaskOutcome};
 use crate::jobs::Inner;
 use crate::jobs::scheduler::task_done;
+use crate::model::JobId;
 use crate::store::TaskResult;
 
-/// Takes the workers' results (`results`): each goes the way a local
-/// task's does. A result for no task waiting (a duplicate, or an attempt
-/// this coordinator no longer waits for) is acked and dropped: the first
-/// result of an attempt wins.
+/// Takes the workers' results (`results`), one per order: each task's goes
+/// the way a local task's does. A result for no task waiting (a duplicate,
+/// or an attempt this coordinator no longer waits for) is dropped: the
+/// first result of an attempt wins.
 pub(in crate::jobs) struct Results {
     pub inner: Arc<Inner>,
     pub remote: Arc<Remote>,
@@ -67,7 +68,12 @@ impl crate::background::Background for Results {
         let mut errors = 0;
         for message in std::mem::take(&mut self.batch) {
             match serde_json::from_slice::<ResultMsg>(&message.payload) {
-                Ok(result) => self.apply(result).await,
+                Ok(ResultMsg { job, worker, took_us, results }) => {
+                    self.remote.measured(job, results.len(), took_us);
+                    for r in results {
+                        self.apply(job, &worker, r).await;
+                    }
+                }
                 Err(e) => {
                     errors += 1;
                     tracing::error!(error = %e, "a result that is not one: dropped");
@@ -80,20 +86,20 @@ impl crate::background::Background for Results {
 }
 
 impl Results {
-    async fn apply(&self, r: ResultMsg) {
+    async fn apply(&self, job: JobId, worker: &str, r: TaskOutcome) {
+        let seq = r.seq;
         let waiting = {
             let mut pending = self.remote.pending.lock().unwrap();
-            match pending.get(&(r.job, r.seq)) {
-                Some(p) if p.attempt == r.attempt => pending.remove(&(r.job, r.seq)),
+            match pending.get(&(job, seq)) {
+                Some(p) if p.attempt == r.attempt => pending.remove(&(job, seq)),
                 _ => None,
             }
         };
         let Some(p) = waiting else {
-            tracing::debug!(job = r.job, seq = r.seq, attempt = r.attempt, "a result no task waits for: ignored");
+            tracing::debug!(job, seq, attempt = r.attempt, "a result no task waits for: ignored");
             return;
         };
-        self.remote.answered(&self.inner, &p.prepared);
-        let (job, seq) = (r.job, r.seq);
+        self.remote.answered(&self.inner, &p);
         let result = match r.outcome {
             Outcome::Succeeded { etag, outputs, bytes_in, bytes_out, duration_ms, result } => TaskResult::Succeeded {
                 job,
@@ -104,15 +110,15 @@ impl Results {
                 bytes_out,
                 duration_ms,
                 result,
-                worker: Some(r.worker.clone()),
+                worker: Some(worker.to_string()),
             },
             Outcome::Failed { error, duration_ms, bytes_in } => {
-                TaskResult::Failed { job, seq, error, duration_ms, bytes_in, worker: Some(r.worker.clone()) }
+                TaskResult::Failed { job, seq, error, duration_ms, bytes_in, worker: Some(worker.to_string()) }
             }
             Outcome::Retry { error } => TaskResult::Retry { job, seq, error },
-            Outcome::Skipped => TaskResult::Skipped { job, seq, worker: Some(r.worker.clone()) },
+            Outcome::Skipped => TaskResult::Skipped { job, seq, worker: Some(worker.to_string()) },
             Outcome::Released { why: Some(why) } => {
-                tracing::warn!(job, seq, worker = %r.worker, %why, "a worker could not run a task; it is ordered again");
+                tracing::warn!(job, seq, %worker, %why, "a worker could not run a task; it is ordered again");
                 // Not at once: a task no live worker can run would otherwise go round as fast as it can.
                 let inner = self.inner.clone();
                 tokio::spawn(async move {
