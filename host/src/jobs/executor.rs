@@ -24,6 +24,11 @@ pub(super) trait Executor: Send + Sync + 'static {
     fn job_window(&self, _job: JobId) -> usize {
         usize::MAX
     }
+    /// How many of `job`'s tasks share one slot, one after another (a job's
+    /// `concurrency` counts slots): 1 but for a cluster's bundles of short tasks.
+    fn tasks_per_slot(&self, _job: JobId) -> usize {
+        1
+    }
     /// Run a job's claimed `tasks`: each ends in [`task_done`] with its result,
     /// or with [`TaskResult::Released`] if the job stopped (`stops` moved on)
     /// before the task started.

@@ -51,7 +51,8 @@ fn candidates_by_tenant(inner: &Inner) -> (Vec<TenantWork>, usize, usize) {
         entry.quota_room = entry.quota_room.saturating_sub(a.in_flight);
         entry.in_flight += a.in_flight;
         // A cluster's window is in orders: a job's part of it, in tasks, is its bundle's.
-        let room = a.room().min(inner.executor.job_window(*id).saturating_sub(a.in_flight));
+        let room =
+            a.room(inner.executor.tasks_per_slot(*id)).min(inner.executor.job_window(*id).saturating_sub(a.in_flight));
         if room > 0 {
             entry.jobs.push(Candidate {
                 id: *id,

@@ -361,6 +361,10 @@ impl Executor for RemotePool {
         self.0.window() * self.0.largest_bundle.load(Ordering::SeqCst) + self.0.local.as_ref().map_or(0, |l| l.slots())
     }
 
+    fn tasks_per_slot(&self, job: JobId) -> usize {
+        self.0.paces.lock().unwrap().bundle(job)
+    }
+
     fn job_window(&self, job: JobId) -> usize {
         let bundle = self.0.paces.lock().unwrap().bundle(job);
         self.0.window() * bundle + self.0.local.as_ref().map_or(0, |l| l.slots())
