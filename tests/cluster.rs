@@ -256,12 +256,12 @@ async fn a_worker_without_a_bucket_never_receives_its_tasks() {
     assert!(tasks.iter().all(|t| t["worker"] == "full"), "{:?}", tasks.iter().find(|t| t["worker"] != "full"));
     assert!(!partial.log().contains("task not run here"), "{}", partial.log());
 
-    // in → in: both reach it, so both run its tasks (copies that take 10 ms,
+    // in → in: both reach it, so both run its tasks (copies that take 20 ms,
     // so the job lasts long enough for both to have joined its route).
     let (status, p) =
         d.upload_plugin("/v1/plugins?name=echo&version=1", std::fs::read(kiln_test_plugins::ECHO).unwrap()).await;
     assert_eq!(status, 201, "{p}");
-    let (done, tasks) = d.run_job(json!({"input": {"bucket": "in", "prefix": "files/"}, "style": "echo/sleep,ms_10", "output": {"bucket": "in", "template": "again/{key}"}}), LONG).await;
+    let (done, tasks) = d.run_job(json!({"input": {"bucket": "in", "prefix": "files/"}, "style": "echo/sleep,ms_20", "output": {"bucket": "in", "template": "again/{key}"}}), LONG).await;
     assert_eq!((done["state"].as_str(), done["counters"]["succeeded"].as_u64()), (Some("succeeded"), Some(N as u64)));
     let on_partial = tasks.iter().filter(|t| t["worker"] == "partial").count();
     assert!(on_partial > 0 && on_partial < N, "{on_partial} of {N} on `partial`");

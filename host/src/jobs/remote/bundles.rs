@@ -12,9 +12,11 @@ use std::collections::HashMap;
 use crate::model::JobId;
 
 /// About how long a bundle should run at a worker: long enough that the
-/// messages are a small part of the work, short enough that a bundle holds
-/// a slot no longer than a task of an ordinary job would.
-pub const BUNDLE_TARGET_US: f64 = 10_000.0;
+/// messages are a small part of the work even for thumbnails of a few
+/// milliseconds (an order costs the coordinator about twice what a task
+/// does), short enough that a bundle holds a slot no longer than a task of
+/// an ordinary job would, and that a job's last bundles end together.
+pub const BUNDLE_TARGET_US: f64 = 50_000.0;
 /// Tasks in one order, at most: past this the messages cost little, and a
 /// bundle lost with its worker is run again whole.
 pub const MAX_BUNDLE: usize = 32;
@@ -81,18 +83,18 @@ mod tests {
         // 32 tasks of 200 µs: as many as the target allows, at most MAX_BUNDLE.
         p.record(1, 32, 32 * 200);
         assert_eq!(p.bundle(1), MAX_BUNDLE);
-        // 2 ms per task: five per order (10 ms).
-        p.record(2, 1, 2_000);
-        assert_eq!(p.bundle(2), 5);
-        // Thumbnails of 80 ms: one each.
+        // Small thumbnails of 5 ms: ten per order (50 ms).
+        p.record(2, 1, 5_000);
+        assert_eq!(p.bundle(2), 10);
+        // Large ones of 80 ms: one each.
         p.record(3, 1, 80_000);
         assert_eq!(p.bundle(3), 1);
         assert_eq!(p.largest(), MAX_BUNDLE);
         p.forget(1);
-        assert_eq!(p.largest(), 5);
+        assert_eq!(p.largest(), 10);
         // Nothing measured (a released order): no change.
         p.record(2, 4, 0);
-        assert_eq!(p.bundle(2), 5);
+        assert_eq!(p.bundle(2), 10);
     }
 
     #[test]
@@ -100,9 +102,9 @@ mod tests {
         let mut p = Paces::default();
         p.record(1, 32, 32 * 100);
         assert_eq!(p.bundle(1), MAX_BUNDLE);
-        // Its tasks now take 5 ms each: within a few orders, two per order.
+        // Its tasks now take 20 ms each: within a few orders, two per order.
         for _ in 0..12 {
-            p.record(1, p.bundle(1), p.bundle(1) as u64 * 5_000);
+            p.record(1, p.bundle(1), p.bundle(1) as u64 * 20_000);
         }
         assert_eq!(p.bundle(1), 2);
     }
