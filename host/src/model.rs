@@ -1,4 +1,8 @@
 //! The records Kiln keeps: jobs, tasks and styles, as stored and as the API shows them.
+//!
+//! Over 500 lines on purpose: these are plain records (fields, their
+//! defaults and their docs, which are also the OpenAPI schema), kept in one
+//! file so the API's shapes are read in one place.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,7 @@
 //! `kiln job …`: create, list, show, follow, act on and report jobs.
+//!
+//! Just over 500 lines: one subcommand family, whose options and output
+//! formats share helpers; split, they would be read across files.
 
 use std::time::Duration;
 

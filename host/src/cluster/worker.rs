@@ -298,7 +298,9 @@ impl Worker {
             let of = |t: &TaskIn| TaskOutcome { seq: t.task.seq, attempt: t.task.attempts, outcome: outcome.clone() };
             order.tasks.iter().map(of).collect()
         };
-        let started = std::time::Instant::now();
+        // What running the tasks took (the job's preparing aside), 0 when none ran:
+        // the coordinator sizes the job's bundles by it.
+        let mut took_us = 0;
         let results = if delivered > u64::from(order.max_deliveries) {
             // Every worker it was handed to before went silent: do not risk
             // this one too (not even fetching and compiling its plugin).
@@ -325,11 +327,13 @@ impl Worker {
             let prepare_and_run = async {
                 match self.job(&order).await {
                     Ok(prepared) => {
+                        let started = std::time::Instant::now();
                         let mut results = Vec::with_capacity(order.tasks.len());
                         for t in &order.tasks {
                             let outcome = self.run(&prepared, t).await;
                             results.push(TaskOutcome { seq: t.task.seq, attempt: t.task.attempts, outcome });
                         }
+                        took_us = started.elapsed().as_micros() as u64;
                         results
                     }
                     Err(why) => {
@@ -343,7 +347,6 @@ impl Worker {
                 _ = acker => unreachable!("the acker never ends"),
             }
         };
-        let took_us = started.elapsed().as_micros() as u64;
         self.answer(&message, job, results, took_us).await;
     }
 

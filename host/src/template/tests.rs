@@ -1,3 +1,6 @@
+//! The template's unit tests: a case per variable, path rule and error, so
+//! the file is long (over 500 lines) and each case short.
+
 use super::render::Civil;
 use super::*;
 

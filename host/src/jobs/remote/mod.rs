@@ -40,6 +40,14 @@ struct Pending {
     order_left: Arc<AtomicUsize>,
 }
 
+/// An order on its way out: its job, its tasks, and the count of them
+/// unanswered that their [`Pending`] entries share.
+struct Order {
+    job: JobId,
+    seqs: Vec<u64>,
+    left: Arc<AtomicUsize>,
+}
+
 /// Claimed tasks of one job waiting for their tenant's share of the
 /// workers, to go out in one order.
 struct Held {
@@ -159,24 +167,30 @@ impl Remote {
         tokio::spawn(async move {
             // Sent one after another, their acks awaited together: one round trip for the lot.
             let mut acks = Vec::new();
+            let mut freed = false;
             for (tenant, Held { job, stops, prepared, tasks, .. }) in released {
                 // As the local pool: a job stopped since the claim publishes nothing more.
                 if inner.stopped_since(job, stops) {
                     remote.shares.lock().unwrap().answered(&tenant);
+                    freed = true;
                     for task in tasks {
                         task_done(&inner, job, &prepared, TaskResult::Released { job, seq: task.seq });
                     }
                     continue;
                 }
-                let seqs: Vec<u64> = tasks.iter().map(|t| t.seq).collect();
-                match remote.send(&inner, job, stops, &prepared, tasks).await {
-                    Ok(ack) => acks.push((job, seqs, ack)),
-                    Err(e) => remote.not_ordered(&inner, job, &seqs, e),
+                let order = Order { job, seqs: tasks.iter().map(|t| t.seq).collect(), left: Arc::default() };
+                match remote.send(&inner, &order, stops, &prepared, tasks).await {
+                    Ok(ack) => acks.push((order, ack)),
+                    Err(e) => remote.not_ordered(&inner, &order, e),
                 }
             }
-            for (job, seqs, ack) in acks {
+            if freed {
+                // Their slots went unused: others' held orders may take them.
+                remote.pump(&inner);
+            }
+            for (order, ack) in acks {
                 if let Err(e) = ack.await {
-                    remote.not_ordered(&inner, job, &seqs, anyhow::anyhow!("{e}"));
+                    remote.not_ordered(&inner, &order, anyhow::anyhow!("{e}"));
                 }
             }
         });
@@ -256,14 +270,13 @@ impl Remote {
         Ok(())
     }
 
-    /// Send one order of `tasks` (of one job) to the workers; its ack is to
-    /// be awaited. `stops`: the job's when the tasks were claimed; a job
-    /// stopped since is an error (its tasks are then released by whoever
-    /// takes them out of `pending`).
+    /// Send `order`, of `tasks`, to the workers; its ack is to be awaited.
+    /// `stops`: the job's when the tasks were claimed; a job stopped since is
+    /// an error (its tasks are then released by whoever takes them out of `pending`).
     async fn send(
         self: &Arc<Self>,
         inner: &Arc<Inner>,
-        job: JobId,
+        order: &Order,
         stops: u64,
         prepared: &Arc<Prepared>,
         tasks: Vec<TaskRecord>,
@@ -279,11 +292,12 @@ impl Remote {
         } else {
             vec![None; tasks.len()]
         };
+        let job = order.job;
         {
-            let order_left = Arc::new(AtomicUsize::new(tasks.len()));
+            order.left.store(tasks.len(), Ordering::SeqCst);
             let mut pending = self.pending.lock().unwrap();
             for task in &tasks {
-                let p = Pending { prepared: prepared.clone(), attempt: task.attempts, order_left: order_left.clone() };
+                let p = Pending { prepared: prepared.clone(), attempt: task.attempts, order_left: order.left.clone() };
                 pending.insert((job, task.seq), p);
             }
         }
@@ -341,11 +355,20 @@ impl Remote {
         orders
     }
 
-    /// An order could not be sent: its tasks are released, to be claimed again.
-    fn not_ordered(self: &Arc<Self>, inner: &Arc<Inner>, job: JobId, seqs: &[u64], e: anyhow::Error) {
-        tracing::warn!(job, seq = seqs[0], tasks = seqs.len(), error = %e, "ordering tasks from the workers failed; they are released");
-        for &seq in seqs {
-            let removed = self.pending.lock().unwrap().remove(&(job, seq));
+    /// An order could not be sent: its tasks are released, to be claimed
+    /// again. Only its own: a task of it already answered may have been
+    /// ordered again since, in another order.
+    fn not_ordered(self: &Arc<Self>, inner: &Arc<Inner>, order: &Order, e: anyhow::Error) {
+        let job = order.job;
+        tracing::warn!(job, seq = order.seqs[0], tasks = order.seqs.len(), error = %e, "ordering tasks from the workers failed; they are released");
+        for &seq in &order.seqs {
+            let removed = {
+                let mut pending = self.pending.lock().unwrap();
+                match pending.get(&(job, seq)) {
+                    Some(p) if Arc::ptr_eq(&p.order_left, &order.left) => pending.remove(&(job, seq)),
+                    _ => None,
+                }
+            };
             if let Some(p) = removed {
                 self.answered(inner, &p);
                 task_done(inner, job, &p.prepared, TaskResult::Released { job, seq });
@@ -390,7 +413,11 @@ impl Executor for RemotePool {
             seqs.into_iter().filter_map(|s| pending.remove(&(job, s)).map(|p| (s, p))).collect()
         };
         self.0.parts.lock().unwrap().remove(&job);
-        self.0.paces.lock().unwrap().forget(job);
+        {
+            let mut paces = self.0.paces.lock().unwrap();
+            paces.forget(job);
+            self.0.largest_bundle.store(paces.largest(), Ordering::SeqCst);
+        }
         let held = self.0.shares.lock().unwrap().take_back(|h| h.job == job);
         for h in held {
             self.0.held_tasks.fetch_sub(h.tasks.len(), Ordering::SeqCst);

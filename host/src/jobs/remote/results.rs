@@ -69,9 +69,15 @@ impl crate::background::Background for Results {
         for message in std::mem::take(&mut self.batch) {
             match serde_json::from_slice::<ResultMsg>(&message.payload) {
                 Ok(ResultMsg { job, worker, took_us, results }) => {
-                    self.remote.measured(job, results.len(), took_us);
+                    let n = results.len();
+                    let mut waited = false;
                     for r in results {
-                        self.apply(job, &worker, r).await;
+                        waited |= self.apply(job, &worker, r).await;
+                    }
+                    // Only an order this coordinator waited for sizes the job's
+                    // bundles (not one of a job stopped since, nor a duplicate).
+                    if waited {
+                        self.remote.measured(job, n, took_us);
                     }
                 }
                 Err(e) => {
@@ -86,7 +92,8 @@ impl crate::background::Background for Results {
 }
 
 impl Results {
-    async fn apply(&self, job: JobId, worker: &str, r: TaskOutcome) {
+    /// Whether the task's result was waited for.
+    async fn apply(&self, job: JobId, worker: &str, r: TaskOutcome) -> bool {
         let seq = r.seq;
         let waiting = {
             let mut pending = self.remote.pending.lock().unwrap();
@@ -97,7 +104,7 @@ impl Results {
         };
         let Some(p) = waiting else {
             tracing::debug!(job, seq, attempt = r.attempt, "a result no task waits for: ignored");
-            return;
+            return false;
         };
         self.remote.answered(&self.inner, &p);
         let result = match r.outcome {
@@ -125,7 +132,7 @@ impl Results {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     task_done(&inner, job, &p.prepared, TaskResult::Released { job, seq });
                 });
-                return;
+                return true;
             }
             Outcome::Released { why: None } => TaskResult::Released { job, seq },
             Outcome::DiskFull { message } => {
@@ -139,5 +146,6 @@ impl Results {
         };
         crate::jobs::executor::record_metrics(&result, std::time::Duration::from_millis(took));
         task_done(&self.inner, job, &p.prepared, result);
+        true
     }
 }
