@@ -215,6 +215,12 @@ async fn pull(
     got
 }
 
+/// The same `outcome` for each task of an order, by (seq, attempt): an order
+/// not run (another version, a job that cannot be prepared here, worker-lost).
+fn all_ending(tasks: impl Iterator<Item = (u64, u32)>, outcome: Outcome) -> Vec<TaskOutcome> {
+    tasks.map(|(seq, attempt)| TaskOutcome { seq, attempt, outcome: outcome.clone() }).collect()
+}
+
 /// Say every [`BEAT`] that this worker is alive, and how busy; and follow
 /// the routes, serving those whose buckets it reaches.
 async fn beat(worker: Arc<Worker>, slots: usize, stop: Arc<AtomicBool>) {
@@ -275,14 +281,8 @@ impl Worker {
                     let why = refused.to_string();
                     let tasks = stub.tasks();
                     tracing::warn!(job = tasks[0].job, tasks = tasks.len(), %why, "tasks not run here");
-                    let results = tasks
-                        .iter()
-                        .map(|t| TaskOutcome {
-                            seq: t.seq,
-                            attempt: t.attempts,
-                            outcome: Outcome::Released { why: Some(why.clone()) },
-                        })
-                        .collect();
+                    let results =
+                        all_ending(tasks.iter().map(|t| (t.seq, t.attempts)), Outcome::Released { why: Some(why) });
                     self.answer(&message, tasks[0].job, results, 0).await;
                     return;
                 }
@@ -294,10 +294,7 @@ impl Worker {
         };
         let job = order.tasks[0].task.job;
         let delivered = message.info().map_or(1, |i| i.delivered.max(1) as u64);
-        let outcome_of_all = |outcome: Outcome| -> Vec<TaskOutcome> {
-            let of = |t: &TaskIn| TaskOutcome { seq: t.task.seq, attempt: t.task.attempts, outcome: outcome.clone() };
-            order.tasks.iter().map(of).collect()
-        };
+        let outcome_of_all = |outcome| all_ending(order.tasks.iter().map(|t| (t.task.seq, t.task.attempts)), outcome);
         // What running the tasks took (the job's preparing aside), 0 when none ran:
         // the coordinator sizes the job's bundles by it.
         let mut took_us = 0;

@@ -178,7 +178,8 @@ impl Remote {
                     }
                     continue;
                 }
-                let order = Order { job, seqs: tasks.iter().map(|t| t.seq).collect(), left: Arc::default() };
+                let seqs: Vec<u64> = tasks.iter().map(|t| t.seq).collect();
+                let order = Order { job, left: Arc::new(AtomicUsize::new(seqs.len())), seqs };
                 match remote.send(&inner, &order, stops, &prepared, tasks).await {
                     Ok(ack) => acks.push((order, ack)),
                     Err(e) => remote.not_ordered(&inner, &order, e),
@@ -294,7 +295,6 @@ impl Remote {
         };
         let job = order.job;
         {
-            order.left.store(tasks.len(), Ordering::SeqCst);
             let mut pending = self.pending.lock().unwrap();
             for task in &tasks {
                 let p = Pending { prepared: prepared.clone(), attempt: task.attempts, order_left: order.left.clone() };
