@@ -416,7 +416,7 @@ async fn dry_run_reports_keys_outside_the_role_and_works_from_the_cli() {
 async fn manifest_planning_resumes_after_kill_9() {
     const N: usize = 6000;
     let (_dir, mut d) = daemon(&[]);
-    // Keys that do not exist: only planning matters here, and slow tasks keep the job running.
+    // Keys that do not exist: only planning matters here.
     let manifest: String =
         std::iter::once("key\n".to_string()).chain((0..N).map(|i| format!("k/{i:05}.txt\n"))).collect();
     write(&d, "lists", "big.csv", &manifest);
@@ -446,8 +446,10 @@ async fn manifest_planning_resumes_after_kill_9() {
     let keys = sources(&d.all_tasks(id, "").await);
     let expected: Vec<String> = (0..N).map(|i| format!("k/{i:05}.txt")).collect();
     assert_eq!(keys, expected, "each line planned exactly once");
-    let (status, _) = d.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
-    assert_eq!(status, 200);
+    // Its tasks fail at once (the keys do not exist), so the job may have
+    // ended already: a cancel then answers 409 (not running).
+    let (status, body) = d.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
+    assert!(status == 200 || status == 409, "{status} {body}");
 }
 
 /// In the bucket it reads, a job may write into a folder of its own (its

@@ -11,15 +11,23 @@
 //! most twice `workers` tasks run at once, and the busy tenant starts nothing
 //! more until it is back under its share.
 //!
+//! A job runs at most its `concurrency` tasks at once. That is enforced
+//! here, not by what the scheduler claims: fast tasks are claimed dozens
+//! ahead per worker (see `executor::TaskPace`), more than a job's concurrency,
+//! and a task whose job is at its limit waits while later ones of other jobs
+//! start.
+//!
 //! Every running task also holds its memory limit against
 //! `runtime.memory_budget`: a task starts only while the limits of all the
 //! running ones and its own fit, so tasks that each stay under their cap can
 //! never, together, take more memory than the budget.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
+
+use crate::model::JobId;
 
 /// Hands out worker slots. See the module's comment.
 pub(super) struct Dispatcher {
@@ -32,6 +40,8 @@ pub(super) struct Dispatcher {
 struct State {
     /// Per tenant (the admin's under `""`): tasks running and tasks waiting.
     tenants: BTreeMap<Arc<str>, TenantSlots>,
+    /// Tasks running per job (jobs with none are not kept).
+    jobs: HashMap<JobId, usize>,
     running: usize,
     /// Sum of the memory limits of the running tasks.
     reserved: u64,
@@ -44,14 +54,27 @@ struct TenantSlots {
 }
 
 struct Waiter {
+    job: JobId,
+    /// The job's concurrency: its tasks running at most.
+    limit: usize,
     memory: u64,
     wake: oneshot::Sender<()>,
+}
+
+/// What a task asks a slot for: its tenant (the admin's is `""`), its job and
+/// that job's concurrency, and its memory limit.
+pub(super) struct Ask<'a> {
+    pub tenant: &'a str,
+    pub job: JobId,
+    pub concurrency: usize,
+    pub memory: u64,
 }
 
 /// A worker slot: released (and the next task dispatched) when dropped.
 pub(super) struct Slot {
     dispatcher: Arc<Dispatcher>,
     tenant: Arc<str>,
+    job: JobId,
     memory: u64,
 }
 
@@ -63,6 +86,12 @@ impl Drop for Slot {
         if let Some(t) = st.tenants.get_mut(&self.tenant) {
             t.running -= 1;
         }
+        if let std::collections::hash_map::Entry::Occupied(mut e) = st.jobs.entry(self.job) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
         self.dispatcher.dispatch(&mut st);
     }
 }
@@ -73,19 +102,20 @@ impl Dispatcher {
         Arc::new(Dispatcher { workers: workers.max(1), memory_budget, state: Mutex::default() })
     }
 
-    /// Wait for a slot for a task of `tenant` whose memory limit is `memory`.
-    pub async fn acquire(self: &Arc<Self>, tenant: &str, memory: u64) -> Slot {
-        let memory = memory.min(self.memory_budget);
-        let tenant: Arc<str> = Arc::from(tenant);
+    /// Wait for a slot for a task.
+    pub async fn acquire(self: &Arc<Self>, ask: Ask<'_>) -> Slot {
+        let memory = ask.memory.min(self.memory_budget);
+        let tenant: Arc<str> = Arc::from(ask.tenant);
         let (wake, woken) = oneshot::channel();
         {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.tenants.entry(tenant.clone()).or_default().waiting.push_back(Waiter { memory, wake });
+            let waiter = Waiter { job: ask.job, limit: ask.concurrency.max(1), memory, wake };
+            st.tenants.entry(tenant.clone()).or_default().waiting.push_back(waiter);
             self.dispatch(&mut st);
         }
         // The dispatcher counted the slot as taken when it woke this waiter.
         woken.await.expect("the dispatcher outlives its waiters");
-        Slot { dispatcher: self.clone(), tenant, memory }
+        Slot { dispatcher: self.clone(), tenant, job: ask.job, memory }
     }
 
     /// Workers not running a task (0 while oversubscribed).
@@ -102,28 +132,38 @@ impl Dispatcher {
     }
 
     /// Start every waiting task that may start now, the tenant with the
-    /// fewest running first.
+    /// fewest running first; within a tenant, the first waiting task whose
+    /// job is under its concurrency.
     fn dispatch(&self, st: &mut State) {
         st.tenants.retain(|_, t| t.running > 0 || !t.waiting.is_empty());
         let share = self.workers.div_ceil(st.tenants.len().max(1));
         loop {
-            let next = st
-                .tenants
-                .iter()
-                .filter(|(_, t)| !t.waiting.is_empty())
-                .min_by_key(|(_, t)| t.running)
-                .map(|(name, t)| (name.clone(), t.running, t.waiting[0].memory));
-            let Some((name, running, memory)) = next else { return };
+            let State { tenants, jobs, .. } = &*st;
+            // (tenant, its tasks running, the waiter's place in its queue)
+            let mut next: Option<(&Arc<str>, usize, usize)> = None;
+            for (name, t) in tenants {
+                if next.is_some_and(|(_, running, _)| running <= t.running) {
+                    continue;
+                }
+                let startable = t.waiting.iter().position(|w| jobs.get(&w.job).copied().unwrap_or(0) < w.limit);
+                if let Some(at) = startable {
+                    next = Some((name, t.running, at));
+                }
+            }
+            let Some((name, running, at)) = next else { return };
+            let name = name.clone();
+            let memory = tenants[&name].waiting[at].memory;
             let worker_free = st.running < self.workers || (running < share && st.running < 2 * self.workers);
             if !worker_free || st.reserved + memory > self.memory_budget {
                 return;
             }
             let t = st.tenants.get_mut(&name).expect("picked from the map");
-            let waiter = t.waiting.pop_front().expect("not empty");
+            let waiter = t.waiting.remove(at).expect("picked from the queue");
             if waiter.wake.send(()).is_ok() {
                 t.running += 1;
                 st.running += 1;
                 st.reserved += memory;
+                *st.jobs.entry(waiter.job).or_default() += 1;
             }
         }
     }
@@ -136,8 +176,18 @@ mod tests {
     use super::*;
 
     async fn started(d: &Arc<Dispatcher>, tenant: &'static str, memory: u64) -> tokio::task::JoinHandle<Slot> {
+        started_in(d, tenant, 1, 64, memory).await
+    }
+
+    async fn started_in(
+        d: &Arc<Dispatcher>,
+        tenant: &'static str,
+        job: JobId,
+        concurrency: usize,
+        memory: u64,
+    ) -> tokio::task::JoinHandle<Slot> {
         let d = d.clone();
-        let h = tokio::spawn(async move { d.acquire(tenant, memory).await });
+        let h = tokio::spawn(async move { d.acquire(Ask { tenant, job, concurrency, memory }).await });
         tokio::time::sleep(Duration::from_millis(5)).await;
         h
     }
@@ -184,5 +234,23 @@ mod tests {
         drop(b.await.unwrap());
         let huge = started(&d, "t", 5000).await;
         assert!(huge.is_finished());
+    }
+
+    #[tokio::test]
+    async fn a_job_runs_at_most_its_concurrency_and_others_pass_it() {
+        let d = Dispatcher::new(4, u64::MAX);
+        let a1 = started_in(&d, "t", 1, 2, 1).await;
+        let a2 = started_in(&d, "t", 1, 2, 1).await;
+        let a3 = started_in(&d, "t", 1, 2, 1).await;
+        assert!(a1.is_finished() && a2.is_finished() && !a3.is_finished(), "job 1 runs 2, its concurrency");
+        // A later task of another job of the same tenant passes the waiting one.
+        let b1 = started_in(&d, "t", 2, 8, 1).await;
+        assert!(b1.is_finished());
+        assert_eq!(d.idle(), 1);
+        drop(a1.await.unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(a3.is_finished(), "job 1 is under its concurrency again");
+        drop((a2.await.unwrap(), a3.await.unwrap(), b1.await.unwrap()));
+        assert_eq!(d.idle(), 4);
     }
 }

@@ -61,10 +61,6 @@ use crate::runtime::Runtime;
 use crate::select::Pager;
 use crate::store::{PlannedObject, RetryRefused, Store, TaskResult};
 
-/// Claimed tasks that may wait for a worker, per worker. Enough to cover a
-/// claim's latency; few, because a waiting task is past priority and fair share.
-const CLAIM_AHEAD_PER_WORKER: usize = 2;
-
 #[derive(Clone)]
 pub struct Jobs {
     inner: Arc<Inner>,
@@ -81,8 +77,6 @@ pub(crate) struct Inner {
     /// Where claimed tasks run: the local worker pool (whose dispatcher gives
     /// the next free worker fairly by tasks running, within the memory budget).
     executor: Arc<dyn executor::Executor>,
-    /// Tasks that may wait for a worker in memory, across the daemon.
-    claim_ahead: usize,
     results: mpsc::UnboundedSender<TaskResult>,
     /// Results sent to the committer and not yet committed.
     uncommitted: std::sync::atomic::AtomicUsize,
@@ -201,12 +195,12 @@ impl Jobs {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let memory_budget = config.runtime.memory_budget();
         // In a cluster the workers run the tasks (and `local_workers` here).
-        let (executor, claim_ahead, remote): (Arc<dyn executor::Executor>, usize, _) = match &config.cluster.nats {
-            None => (Arc::new(executor::LocalPool::new(config.workers, memory_budget)), config.workers, None),
+        let (executor, remote): (Arc<dyn executor::Executor>, _) = match &config.cluster.nats {
+            None => (Arc::new(executor::LocalPool::new(config.workers, memory_budget)), None),
             Some(url) => {
                 let (remote, results) = remote::Remote::connect(config, url, memory_budget).await?;
                 let pool = Arc::new(remote::RemotePool(remote.clone()));
-                (pool, config.cluster.local_workers, Some((remote, results)))
+                (pool, Some((remote, results)))
             }
         };
         let inner = Arc::new(Inner {
@@ -218,7 +212,6 @@ impl Jobs {
             commit_batch: config.commit_batch,
             commit_delay: Duration::from_millis(config.commit_delay_ms),
             executor,
-            claim_ahead: claim_ahead * CLAIM_AHEAD_PER_WORKER,
             results: tx,
             uncommitted: Default::default(),
             stopping: Default::default(),

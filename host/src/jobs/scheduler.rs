@@ -7,11 +7,12 @@ use super::*;
 /// Tasks claimed per transaction, at most.
 const CLAIM_BATCH: usize = 64;
 
-/// A job the scheduler may claim for now: its id, free slots, concurrency and priority.
+/// A job the scheduler may claim for now: its id, free slots, the tasks its
+/// concurrency lets it hold claimed, and its priority.
 struct Candidate {
     id: JobId,
     room: usize,
-    concurrency: usize,
+    may_hold: usize,
     priority: i32,
     /// `Active::stops` before the claim: read first, so a stop that the
     /// claim's snapshot missed is seen by the task.
@@ -51,13 +52,13 @@ fn candidates_by_tenant(inner: &Inner) -> (Vec<TenantWork>, usize, usize) {
         entry.quota_room = entry.quota_room.saturating_sub(a.in_flight);
         entry.in_flight += a.in_flight;
         // A cluster's window is in orders: a job's part of it, in tasks, is its bundle's.
-        let room =
-            a.room(inner.executor.tasks_per_slot(*id)).min(inner.executor.job_window(*id).saturating_sub(a.in_flight));
+        let per_slot = inner.executor.tasks_per_slot(*id);
+        let room = a.room(per_slot).min(inner.executor.job_window(*id).saturating_sub(a.in_flight));
         if room > 0 {
             entry.jobs.push(Candidate {
                 id: *id,
                 room,
-                concurrency: a.prepared.spec.concurrency as usize,
+                may_hold: a.prepared.spec.concurrency as usize * per_slot,
                 priority: a.priority,
                 stops: a.stops,
                 halted: a.halted,
@@ -102,7 +103,8 @@ impl crate::background::Background for Scheduler {
 }
 
 async fn claim_round(inner: &Arc<Inner>, turn: &mut usize) {
-    let slots = inner.executor.slots() + inner.claim_ahead;
+    let claim_ahead = inner.executor.claim_ahead();
+    let slots = inner.executor.slots() + claim_ahead;
     loop {
         // Stopping, or the store cannot record claims (a full disk): claim nothing.
         if inner.stopping.load(std::sync::atomic::Ordering::SeqCst) || inner.store.unavailable().is_some() {
@@ -135,7 +137,7 @@ async fn claim_round(inner: &Arc<Inner>, turn: &mut usize) {
             // Only when tenants compete: alone, a tenant's fair part is everything.
             let under_fair = if with_work > 1 { fair.saturating_sub(tenant_in_flight) } else { 0 };
             let mut budget = share.min(capacity).max(under_fair).min(quota_room).min(ceiling);
-            for Candidate { id, room, concurrency, stops, halted, .. } in jobs {
+            for Candidate { id, room, may_hold, stops, halted, .. } in jobs {
                 if halted {
                     // Gone from the scheduler once its failure is recorded and nothing is in flight.
                     retire_if_idle(inner, id).await;
@@ -145,7 +147,7 @@ async fn claim_round(inner: &Arc<Inner>, turn: &mut usize) {
                 if n == 0 {
                     break;
                 }
-                if idle == 0 && under_fair == 0 && n < worker::low_water(concurrency, inner.claim_ahead) {
+                if idle == 0 && under_fair == 0 && n < worker::low_water(may_hold, claim_ahead) {
                     // Every worker is busy: wait until one claim can serve several tasks.
                     continue;
                 }

@@ -15,11 +15,11 @@ use crate::template::Vars;
 use super::{Inner, Prepared};
 
 /// While every worker is busy, the fewest tasks worth one claim for a job:
-/// a quarter of its concurrency, or of the tasks the daemon may hold waiting
-/// for a worker, whichever is less. One claim then serves several tasks,
-/// and the others still queued cover the claim's latency.
-pub(super) fn low_water(concurrency: usize, claim_ahead: usize) -> usize {
-    (concurrency / 4).min(claim_ahead / 4).max(1)
+/// a quarter of what it may hold claimed, or of the tasks the daemon may hold
+/// waiting for a worker, whichever is less. One claim then serves several
+/// tasks, and the others still queued cover the claim's latency.
+pub(super) fn low_water(may_hold: usize, claim_ahead: usize) -> usize {
+    (may_hold / 4).min(claim_ahead / 4).max(1)
 }
 
 /// Gather results for one group commit, up to `max` or for `delay`. It sleeps

@@ -393,6 +393,11 @@ impl Executor for RemotePool {
         self.0.window() * bundle + self.0.local.as_ref().map_or(0, |l| l.slots())
     }
 
+    /// Orders wait in JetStream, not here: only the local workers' claim ahead.
+    fn claim_ahead(&self) -> usize {
+        self.0.local.as_ref().map_or(0, |l| l.claim_ahead())
+    }
+
     fn idle(&self) -> usize {
         let remote =
             (self.0.window() * self.0.largest_bundle.load(Ordering::SeqCst)).saturating_sub(self.0.published());
