@@ -6,6 +6,11 @@
 //! byte order, so "everything after key K" is a resumable cursor. Only one
 //! directory's entries per level are held in memory, and a bounded channel
 //! gives backpressure, so memory does not grow with the listing.
+//!
+//! Objects go through the channel [`BATCH`] at a time: one wake-up of the
+//! planner per object cost more than reading the directory. Each file is
+//! stat'ed relative to its directory (`fstatat` on the open directory), not
+//! by its whole path from the root.
 
 use std::path::{Path, PathBuf};
 
@@ -21,33 +26,48 @@ pub fn sorted(
     prefix: String,
     after: Option<String>,
 ) -> BoxStream<'static, Result<ObjectMeta, ObjectsError>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::task::spawn_blocking(move || {
-        let walk = Walk { bucket: &bucket, prefix: &prefix, after: after.as_deref(), tx: &tx };
+        let mut walk = Walk { bucket: &bucket, prefix: &prefix, after: after.as_deref(), tx: &tx, batch: Vec::new() };
         if let Err(e) = walk.dir(&root, "") {
-            let _ = tx.blocking_send(Err(ObjectsError::Store { bucket: bucket.clone(), message: e.to_string() }));
+            walk.batch.push(Err(ObjectsError::Store { bucket: bucket.clone(), message: e.to_string() }));
         }
+        // Whatever is gathered (a receiver gone takes nothing, which is fine).
+        walk.flush();
     });
     tokio_stream_from(rx)
 }
 
-fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> BoxStream<'static, T> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+/// Objects sent to the planner at once.
+const BATCH: usize = 128;
+
+type Batch = Vec<Result<ObjectMeta, ObjectsError>>;
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Batch>,
+) -> BoxStream<'static, Result<ObjectMeta, ObjectsError>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).flat_map(futures::stream::iter).boxed()
 }
 
 struct Walk<'a> {
     bucket: &'a str,
     prefix: &'a str,
     after: Option<&'a str>,
-    tx: &'a tokio::sync::mpsc::Sender<Result<ObjectMeta, ObjectsError>>,
+    tx: &'a tokio::sync::mpsc::Sender<Batch>,
+    batch: Batch,
 }
 
 /// Whether the walk goes on (the receiver is still listening).
 type Go = bool;
 
 impl Walk<'_> {
-    fn dir(&self, dir: &Path, key_prefix: &str) -> std::io::Result<Go> {
-        let mut entries: Vec<(String, bool)> = Vec::new();
+    /// Send what is gathered; whether the receiver still listens.
+    fn flush(&mut self) -> Go {
+        self.batch.is_empty() || self.tx.blocking_send(std::mem::take(&mut self.batch)).is_ok()
+    }
+
+    fn dir(&mut self, dir: &Path, key_prefix: &str) -> std::io::Result<Go> {
+        let mut entries: Vec<(String, bool, std::fs::DirEntry)> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let Ok(name) = entry.file_name().into_string() else { continue };
@@ -56,10 +76,10 @@ impl Walk<'_> {
                 continue;
             }
             let is_dir = entry.file_type()?.is_dir();
-            entries.push((if is_dir { format!("{name}/") } else { name }, is_dir));
+            entries.push((if is_dir { format!("{name}/") } else { name }, is_dir, entry));
         }
-        entries.sort_unstable();
-        for (name, is_dir) in entries {
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (name, is_dir, entry) in entries {
             let key = format!("{key_prefix}{name}");
             if is_dir {
                 // Every key below starts with `key` (which ends in `/`).
@@ -73,10 +93,14 @@ impl Walk<'_> {
             if !key.starts_with(self.prefix) || self.after.is_some_and(|a| key.as_str() <= a) {
                 continue;
             }
-            let meta = std::fs::metadata(dir.join(&name))?;
+            // Relative to the open directory; a symbolic link is followed, as a read would.
+            let mut meta = entry.metadata()?;
+            if meta.is_symlink() {
+                meta = std::fs::metadata(dir.join(&name))?;
+            }
             // The same etag scheme as object_store's local `head` and the fast path's `open`.
-            let object = super::local::object_meta(self.bucket, key, &meta);
-            if self.tx.blocking_send(Ok(object)).is_err() {
+            self.batch.push(Ok(super::local::object_meta(self.bucket, key, &meta)));
+            if self.batch.len() >= BATCH && !self.flush() {
                 return Ok(false);
             }
         }
