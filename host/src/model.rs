@@ -201,7 +201,8 @@ pub struct JobSpec {
     /// A saved style's name, or an inline style `PLUGIN/params`.
     pub style: String,
     pub output: OutputSpec,
-    /// Tasks of this job in flight at once.
+    /// Tasks of this job running at once (short tasks are claimed ahead of
+    /// the workers, so more may be claimed).
     #[serde(default = "default_concurrency")]
     #[schema(minimum = 1, maximum = 10000)]
     pub concurrency: u32,

@@ -189,7 +189,7 @@ pub struct CreateJob {
     /// A name for people; jobs are found by id.
     #[arg(long)]
     name: Option<String>,
-    /// Tasks of this job in flight at once [default: 8].
+    /// Tasks of this job running at once [default: 8].
     #[arg(long)]
     concurrency: Option<u32>,
     /// Stop the job at its first failed task.
