@@ -13,7 +13,7 @@
 //!
 //! A job runs at most its `concurrency` tasks at once. That is enforced
 //! here, not by what the scheduler claims: fast tasks are claimed dozens
-//! ahead per worker (see `executor::TaskPace`), more than a job's concurrency,
+//! ahead per worker (see `executor::TaskPaces`), more than a job's concurrency,
 //! and a task whose job is at its limit waits while later ones of other jobs
 //! start.
 //!
@@ -102,8 +102,8 @@ impl Dispatcher {
         Arc::new(Dispatcher { workers: workers.max(1), memory_budget, state: Mutex::default() })
     }
 
-    /// Wait for a slot for a task.
-    pub async fn acquire(self: &Arc<Self>, ask: Ask<'_>) -> Slot {
+    /// Wait for a slot for a task; `None` if its job stopped meanwhile ([`Self::release_job`]).
+    pub async fn acquire(self: &Arc<Self>, ask: Ask<'_>) -> Option<Slot> {
         let memory = ask.memory.min(self.memory_budget);
         let tenant: Arc<str> = Arc::from(ask.tenant);
         let (wake, woken) = oneshot::channel();
@@ -113,9 +113,20 @@ impl Dispatcher {
             st.tenants.entry(tenant.clone()).or_default().waiting.push_back(waiter);
             self.dispatch(&mut st);
         }
-        // The dispatcher counted the slot as taken when it woke this waiter.
-        woken.await.expect("the dispatcher outlives its waiters");
-        Slot { dispatcher: self.clone(), tenant, job: ask.job, memory }
+        // The dispatcher counted the slot as taken when it woke this waiter;
+        // a waiter dropped unwoken was released.
+        woken.await.ok()?;
+        Some(Slot { dispatcher: self.clone(), tenant, job: ask.job, memory })
+    }
+
+    /// A job stopped: its tasks waiting for a slot are released at once
+    /// (their `acquire` ends in `None`), and the others may start in their place.
+    pub fn release_job(&self, job: JobId) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for t in st.tenants.values_mut() {
+            t.waiting.retain(|w| w.job != job);
+        }
+        self.dispatch(&mut st);
     }
 
     /// Workers not running a task (0 while oversubscribed).
@@ -187,7 +198,7 @@ mod tests {
         memory: u64,
     ) -> tokio::task::JoinHandle<Slot> {
         let d = d.clone();
-        let h = tokio::spawn(async move { d.acquire(Ask { tenant, job, concurrency, memory }).await });
+        let h = tokio::spawn(async move { d.acquire(Ask { tenant, job, concurrency, memory }).await.unwrap() });
         tokio::time::sleep(Duration::from_millis(5)).await;
         h
     }
@@ -252,5 +263,22 @@ mod tests {
         assert!(a3.is_finished(), "job 1 is under its concurrency again");
         drop((a2.await.unwrap(), a3.await.unwrap(), b1.await.unwrap()));
         assert_eq!(d.idle(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_jobs_waiting_tasks_are_released_at_once() {
+        let d = Dispatcher::new(2, u64::MAX);
+        let running = started_in(&d, "t", 1, 1, 1).await;
+        let waiting = {
+            let d = d.clone();
+            tokio::spawn(async move { d.acquire(Ask { tenant: "t", job: 1, concurrency: 1, memory: 1 }).await })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!waiting.is_finished(), "job 1 is at its concurrency");
+        d.release_job(1);
+        assert!(waiting.await.unwrap().is_none(), "released without a slot");
+        assert_eq!(d.idle(), 1, "only the running task holds a slot");
+        drop(running.await.unwrap());
+        assert_eq!(d.idle(), 2);
     }
 }

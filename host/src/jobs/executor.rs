@@ -28,12 +28,17 @@ pub(super) trait Executor: Send + Sync + 'static {
     fn job_window(&self, _job: JobId) -> usize {
         usize::MAX
     }
-    /// How many of `job`'s tasks one slot may hold claimed (a job's
-    /// `concurrency` counts slots): a cluster's bundle of short tasks, run one
-    /// after another; the local pool's task running and those claimed ahead
-    /// to follow it (its dispatcher bounds the job's running tasks).
+    /// How many of `job`'s tasks share one slot, one after another (a job's
+    /// `concurrency` counts slots): 1 but for a cluster's bundles of short tasks.
     fn tasks_per_slot(&self, _job: JobId) -> usize {
         1
+    }
+    /// Tasks of `job` claimed ahead per slot of its concurrency, to wait for
+    /// it: the local pool's, by how long the job's tasks take (its dispatcher
+    /// bounds the job's running tasks). Not for a tenant with a
+    /// `tasks_in_flight` quota, which counts them (see the scheduler).
+    fn ahead_per_slot(&self, _job: JobId) -> usize {
+        0
     }
     /// Run a job's claimed `tasks`: each ends in [`task_done`] with its result,
     /// or with [`TaskResult::Released`] if the job stopped (`stops` moved on)
@@ -49,46 +54,24 @@ pub(super) trait Executor: Send + Sync + 'static {
 pub(super) struct LocalPool {
     workers: usize,
     dispatcher: Arc<Dispatcher>,
-    /// How long a task holds a slot, as a moving average: sizes the claim-ahead.
-    pace: Arc<TaskPace>,
+    /// How long each job's tasks hold a slot: sizes what is claimed ahead.
+    paces: Arc<TaskPaces>,
+    /// The daemon's own pool: tasks are claimed ahead by their pace, and the
+    /// dispatcher bounds each job's running tasks by its concurrency. Beside
+    /// a cluster's workers, the coordinator's window bounds a job instead,
+    /// and two tasks per worker are claimed ahead.
+    alone: bool,
 }
 
 impl LocalPool {
     pub fn new(workers: usize, memory_budget: u64) -> LocalPool {
-        LocalPool { workers, dispatcher: Dispatcher::new(workers, memory_budget), pace: Arc::default() }
-    }
-}
-
-/// How long the claimed-ahead tasks of one worker may take, together: the
-/// longest a newcomer of higher priority waits behind them.
-const AHEAD_WORK: Duration = Duration::from_millis(2);
-/// Tasks claimed ahead per worker: at least two, to cover a claim's latency
-/// (one store call); at most 32. A 1 KiB copy (about 60 us) gets 32, so one
-/// claim serves dozens of tasks instead of two; a 5 ms thumbnail gets 2.
-const AHEAD_PER_WORKER: (usize, usize) = (2, 32);
-
-/// A moving average of how long tasks hold a slot (weight 1/16 per task), in
-/// nanoseconds; 0 until the first task ends. Racy updates lose a sample now
-/// and then, which an average does not mind.
-#[derive(Default)]
-pub(super) struct TaskPace(std::sync::atomic::AtomicU64);
-
-impl TaskPace {
-    pub(super) fn record(&self, took: Duration) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let took = took.as_nanos().min(u64::MAX as u128 / 2) as u64;
-        let old = self.0.load(Relaxed);
-        let average = if old == 0 { took } else { old - old / 16 + took / 16 };
-        self.0.store(average.max(1), Relaxed);
+        let dispatcher = Dispatcher::new(workers, memory_budget);
+        LocalPool { workers, dispatcher, paces: Arc::default(), alone: true }
     }
 
-    /// Tasks to claim ahead per worker, by [`AHEAD_WORK`].
-    pub(super) fn ahead_per_worker(&self) -> usize {
-        let (least, most) = AHEAD_PER_WORKER;
-        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
-            0 => least,
-            average => ((AHEAD_WORK.as_nanos() as u64 / average) as usize).clamp(least, most),
-        }
+    /// The `local_workers` of a cluster's coordinator.
+    pub fn beside_workers(workers: usize, memory_budget: u64) -> LocalPool {
+        LocalPool { alone: false, ..LocalPool::new(workers, memory_budget) }
     }
 }
 
@@ -102,30 +85,40 @@ impl Executor for LocalPool {
     }
 
     fn claim_ahead(&self) -> usize {
-        self.workers * self.pace.ahead_per_worker()
+        match self.alone {
+            true => self.workers * self.paces.most_ahead_per_worker(),
+            false => self.workers * AHEAD_PER_WORKER.0,
+        }
     }
 
-    fn tasks_per_slot(&self, _job: JobId) -> usize {
-        1 + self.pace.ahead_per_worker()
+    fn ahead_per_slot(&self, job: JobId) -> usize {
+        match self.alone {
+            true => self.paces.ahead_per_worker(job),
+            false => 0,
+        }
+    }
+
+    /// Its tasks waiting for a slot go back to Pending at once (not once a
+    /// slot frees: a job at its concurrency would keep them until one of its
+    /// own running tasks ends), and its pace is forgotten.
+    fn job_stopped(&self, _inner: &Inner, job: JobId) {
+        self.dispatcher.release_job(job);
+        self.paces.forget(job);
     }
 
     fn execute(&self, inner: &Arc<Inner>, job: JobId, stops: u64, prepared: Arc<Prepared>, tasks: Vec<TaskRecord>) {
         for task in tasks {
             let (inner, prepared, dispatcher) = (inner.clone(), prepared.clone(), self.dispatcher.clone());
-            let pace = self.pace.clone();
+            let (paces, alone) = (self.paces.clone(), self.alone);
             tokio::spawn(async move {
                 // Claimed ahead: wait for a worker here, not in the scheduler.
                 let tenant = prepared.tenant.as_deref().unwrap_or_default();
-                let permit = dispatcher
-                    .acquire(Ask {
-                        tenant,
-                        job,
-                        concurrency: prepared.spec.concurrency as usize,
-                        memory: prepared.limits.max_memory,
-                    })
-                    .await;
-                let stopped = inner.stopped_since(job, stops);
-                let result = if stopped {
+                // Beside a cluster's workers, the coordinator bounds the job.
+                let concurrency = if alone { prepared.spec.concurrency as usize } else { usize::MAX };
+                let permit =
+                    dispatcher.acquire(Ask { tenant, job, concurrency, memory: prepared.limits.max_memory }).await;
+                // None: the job stopped while the task waited (`job_stopped`).
+                let result = if permit.is_none() || inner.stopped_since(job, stops) {
                     drop(permit);
                     TaskResult::Released { job, seq: task.seq }
                 } else {
@@ -136,7 +129,7 @@ impl Executor for LocalPool {
                     // `concurrency` tasks per commit interval.
                     drop(permit);
                     let took = started.elapsed();
-                    pace.record(took);
+                    paces.record(job, took);
                     record_metrics(&result, took);
                     result
                 };
@@ -155,5 +148,77 @@ pub(super) fn record_metrics(result: &TaskResult, took: Duration) {
         TaskResult::Retry { .. } => m.task_finished("retry", took, 0, 0),
         TaskResult::Skipped { .. } => m.task_finished("skipped", took, 0, 0),
         TaskResult::Claimed { .. } | TaskResult::Released { .. } => {}
+    }
+}
+
+/// How long the claimed-ahead tasks of one worker may take, together: about
+/// the longest a task of another job of the same tenant waits behind them.
+const AHEAD_WORK: Duration = Duration::from_millis(2);
+/// Tasks claimed ahead per worker: at least two, to cover a claim's latency
+/// (one store call); at most 32. A 1 KiB copy (about 60 us) gets 32, so one
+/// claim serves dozens of tasks instead of two; a 5 ms thumbnail gets 2.
+const AHEAD_PER_WORKER: (usize, usize) = (2, 32);
+/// Jobs whose pace is kept: a job's is forgotten when it stops, so this only
+/// bounds the map if stops were missed.
+const PACES_KEPT: usize = 4096;
+
+/// Per job, a moving average of how long its tasks hold a slot (weight 1/16
+/// per task), in nanoseconds. A job without one (new, or resumed) claims
+/// the least ahead until its first task ends: one job's fast tasks never
+/// size another's claims.
+#[derive(Default)]
+pub(super) struct TaskPaces(std::sync::Mutex<std::collections::HashMap<JobId, u64>>);
+
+impl TaskPaces {
+    pub(super) fn record(&self, job: JobId, took: Duration) {
+        let took = took.as_nanos().min(u64::MAX as u128 / 2) as u64;
+        let mut paces = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if paces.len() >= PACES_KEPT && !paces.contains_key(&job) {
+            paces.clear();
+        }
+        let average = paces.entry(job).or_insert(took);
+        *average = (*average - *average / 16 + took / 16).max(1);
+    }
+
+    pub(super) fn forget(&self, job: JobId) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&job);
+    }
+
+    /// Tasks to claim ahead per worker for `job`, by [`AHEAD_WORK`].
+    pub(super) fn ahead_per_worker(&self, job: JobId) -> usize {
+        let paces = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        paces.get(&job).map_or(AHEAD_PER_WORKER.0, |average| ahead_for(*average))
+    }
+
+    /// The most any job claims ahead per worker: the daemon's claim-ahead.
+    pub(super) fn most_ahead_per_worker(&self) -> usize {
+        let paces = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        paces.values().map(|average| ahead_for(*average)).max().unwrap_or(AHEAD_PER_WORKER.0)
+    }
+}
+
+fn ahead_for(average_ns: u64) -> usize {
+    let (least, most) = AHEAD_PER_WORKER;
+    ((AHEAD_WORK.as_nanos() as u64 / average_ns.max(1)) as usize).clamp(least, most)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_job_claims_ahead_by_its_own_pace() {
+        let paces = TaskPaces::default();
+        assert_eq!(paces.ahead_per_worker(1), 2, "unmeasured: the least");
+        for _ in 0..20 {
+            paces.record(1, Duration::from_micros(60));
+            paces.record(2, Duration::from_millis(5));
+        }
+        assert_eq!(paces.ahead_per_worker(1), 32, "1 KiB copies: the most");
+        assert_eq!(paces.ahead_per_worker(2), 2, "5 ms thumbnails: the least");
+        assert_eq!(paces.ahead_per_worker(3), 2, "a new job is not sized by the others");
+        assert_eq!(paces.most_ahead_per_worker(), 32);
+        paces.forget(1);
+        assert_eq!((paces.ahead_per_worker(1), paces.most_ahead_per_worker()), (2, 2));
     }
 }

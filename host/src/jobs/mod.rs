@@ -6,11 +6,12 @@
 //! - `planner`: pages through the selection and writes tasks in batches,
 //!   each with the listing cursor, so planning resumes after a crash;
 //! - `scheduler`: claims pending tasks (in memory; see `claims`) while a job
-//!   is Running, keeping at most its `concurrency` in flight, at most its
-//!   tenant's `tasks_in_flight` quota, and at most `workers` across the
-//!   daemon. Free workers are shared among tenants first, then among each
-//!   tenant's jobs, so one tenant's huge job cannot starve another's small
-//!   one;
+//!   is Running: its `concurrency` and, for short tasks, some claimed ahead
+//!   to wait for a worker (see `executor::TaskPaces`), at most its tenant's
+//!   `tasks_in_flight` quota, and at most `workers` and their claim-ahead
+//!   across the daemon. Free workers are shared among tenants first, then
+//!   among each tenant's jobs, so one tenant's huge job cannot starve
+//!   another's small one; `dispatch` runs at most a job's `concurrency`;
 //! - `executor`: runs the claimed tasks: the local worker pool (`dispatch`
 //!   hands out its worker slots), or a cluster's workers;
 //! - `worker`: streams each object through the plugin into uploads that are

@@ -12,6 +12,9 @@ const CLAIM_BATCH: usize = 64;
 struct Candidate {
     id: JobId,
     room: usize,
+    /// Tasks it may still claim before it holds its concurrency (the rest of
+    /// its room is claimed ahead).
+    below_concurrency: usize,
     may_hold: usize,
     priority: i32,
     /// `Active::stops` before the claim: read first, so a stop that the
@@ -24,6 +27,8 @@ struct Candidate {
 /// `tasks_in_flight` quota leaves, and its tasks in flight (claimed, waiting
 /// for a worker or running).
 struct TenantWork {
+    /// Whether the tenant has a `tasks_in_flight` quota (the admin has none).
+    has_quota: bool,
     quota_room: usize,
     in_flight: usize,
     jobs: Vec<Candidate>,
@@ -46,28 +51,52 @@ fn candidates_by_tenant(inner: &Inner) -> (Vec<TenantWork>, usize, usize) {
                 .tenant
                 .as_ref()
                 .map_or(usize::MAX, |t| quotas.get(t).copied().unwrap_or_default().tasks_in_flight as usize);
-            TenantWork { quota_room: quota, in_flight: 0, jobs: Vec::new() }
+            TenantWork { has_quota: a.prepared.tenant.is_some(), quota_room: quota, in_flight: 0, jobs: Vec::new() }
         });
         // The tenant's room is its quota less everything of it in flight.
         entry.quota_room = entry.quota_room.saturating_sub(a.in_flight);
         entry.in_flight += a.in_flight;
         // A cluster's window is in orders: a job's part of it, in tasks, is its bundle's.
         let per_slot = inner.executor.tasks_per_slot(*id);
-        let room = a.room(per_slot).min(inner.executor.job_window(*id).saturating_sub(a.in_flight));
+        let ahead = inner.executor.ahead_per_slot(*id);
+        let room = a.room(per_slot + ahead).min(inner.executor.job_window(*id).saturating_sub(a.in_flight));
         if room > 0 {
+            let concurrency = a.prepared.spec.concurrency as usize * per_slot;
             entry.jobs.push(Candidate {
                 id: *id,
                 room,
-                may_hold: a.prepared.spec.concurrency as usize * per_slot,
+                below_concurrency: concurrency.saturating_sub(a.in_flight),
+                may_hold: concurrency * (1 + ahead / per_slot.max(1)),
                 priority: a.priority,
                 stops: a.stops,
                 halted: a.halted,
             });
         }
     }
+    for t in by_tenant.values_mut() {
+        reserve_quota_for_concurrency(t);
+    }
     let with_work = by_tenant.values().filter(|t| t.in_flight > 0 || !t.jobs.is_empty()).count();
     let claimable = by_tenant.into_values().filter(|t| t.quota_room > 0 && !t.jobs.is_empty()).collect();
     (claimable, in_flight, with_work)
+}
+
+/// Tasks claimed ahead (beyond a job's concurrency, waiting for its running
+/// ones) count against the tenant's `tasks_in_flight` quota, so a job may
+/// claim ahead only from the quota its tenant's other jobs do not need to
+/// run their concurrency: a job of concurrency 1 never holds the quota while
+/// a job beside it runs less than it may.
+fn reserve_quota_for_concurrency(t: &mut TenantWork) {
+    if !t.has_quota {
+        return;
+    }
+    let below: usize = t.jobs.iter().map(|c| c.below_concurrency).sum();
+    for c in &mut t.jobs {
+        let others = below - c.below_concurrency;
+        let ahead = t.quota_room.saturating_sub(others).saturating_sub(c.below_concurrency);
+        c.room = c.room.min(c.below_concurrency + ahead);
+    }
+    t.jobs.retain(|c| c.room > 0);
 }
 
 /// Claim tasks for active jobs and hand them to workers: tenants in turn,
@@ -129,7 +158,7 @@ async fn claim_round(inner: &Arc<Inner>, turn: &mut usize) {
         *turn = turn.wrapping_add(1);
         let share = (capacity / tenants.len()).max(1);
         let mut claimed_any = false;
-        for TenantWork { quota_room, in_flight: tenant_in_flight, mut jobs } in tenants {
+        for TenantWork { quota_room, in_flight: tenant_in_flight, mut jobs, .. } in tenants {
             // Jobs of equal priority take turns; a higher priority goes first.
             let k = *turn % jobs.len();
             jobs.rotate_left(k);
@@ -230,5 +259,32 @@ pub(super) fn send_result(inner: &Inner, result: TaskResult) {
     inner.uncommitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     if inner.results.send(result).is_err() {
         inner.uncommitted.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: JobId, room: usize, below_concurrency: usize) -> Candidate {
+        Candidate { id, room, below_concurrency, may_hold: room, priority: 0, stops: 0, halted: false }
+    }
+
+    #[test]
+    fn claims_ahead_never_take_the_quota_another_job_needs_to_run() {
+        // Quota room 16: job 1 (concurrency 1, holding none) may claim 33; job 2 (concurrency 15) 15.
+        let mut t =
+            TenantWork { has_quota: true, quota_room: 16, in_flight: 0, jobs: vec![job(1, 33, 1), job(2, 15, 15)] };
+        reserve_quota_for_concurrency(&mut t);
+        let rooms: Vec<_> = t.jobs.iter().map(|c| (c.id, c.room)).collect();
+        assert_eq!(rooms, vec![(1, 1), (2, 15)], "job 1 claims nothing ahead while job 2 needs the quota");
+        // Alone, a job claims ahead up to the quota.
+        let mut t = TenantWork { has_quota: true, quota_room: 16, in_flight: 0, jobs: vec![job(1, 33, 1)] };
+        reserve_quota_for_concurrency(&mut t);
+        assert_eq!(t.jobs[0].room, 16);
+        // The admin has no quota.
+        let mut t = TenantWork { has_quota: false, quota_room: 16, in_flight: 0, jobs: vec![job(1, 33, 1)] };
+        reserve_quota_for_concurrency(&mut t);
+        assert_eq!(t.jobs[0].room, 33);
     }
 }

@@ -19,8 +19,13 @@ use super::{Inner, Prepared};
 /// waiting for a worker, whichever is less. One claim then serves several
 /// tasks, and the others still queued cover the claim's latency.
 pub(super) fn low_water(may_hold: usize, claim_ahead: usize) -> usize {
-    (may_hold / 4).min(claim_ahead / 4).max(1)
+    (may_hold / 4).min(claim_ahead / 4).clamp(1, LOW_WATER_MOST)
 }
+
+/// At most this many: a claim takes at most `CLAIM_BATCH` (64) tasks, so a
+/// larger low water would never be met and claims would stop while every
+/// worker is busy (16 workers, a default job and fast tasks: 66).
+const LOW_WATER_MOST: usize = 16;
 
 /// Gather results for one group commit, up to `max` or for `delay`. It sleeps
 /// and drains in a few steps rather than waking once per result: at tens of
@@ -283,5 +288,6 @@ mod tests {
         assert_eq!(low_water(8, 32), 2, "a quarter of a small job's concurrency");
         assert_eq!(low_water(1, 32), 1, "a job of one task at a time still claims");
         assert_eq!(low_water(2, 2), 1);
+        assert_eq!(low_water(8 * 33, 16 * 32), 16, "never above what one claim takes");
     }
 }

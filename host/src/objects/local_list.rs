@@ -8,9 +8,7 @@
 //! gives backpressure, so memory does not grow with the listing.
 //!
 //! Objects go through the channel [`BATCH`] at a time: one wake-up of the
-//! planner per object cost more than reading the directory. Each file is
-//! stat'ed relative to its directory (`fstatat` on the open directory), not
-//! by its whole path from the root.
+//! planner per object cost more than reading the directory.
 
 use std::path::{Path, PathBuf};
 
@@ -67,7 +65,7 @@ impl Walk<'_> {
     }
 
     fn dir(&mut self, dir: &Path, key_prefix: &str) -> std::io::Result<Go> {
-        let mut entries: Vec<(String, bool, std::fs::DirEntry)> = Vec::new();
+        let mut entries: Vec<(String, bool)> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let Ok(name) = entry.file_name().into_string() else { continue };
@@ -76,10 +74,11 @@ impl Walk<'_> {
                 continue;
             }
             let is_dir = entry.file_type()?.is_dir();
-            entries.push((if is_dir { format!("{name}/") } else { name }, is_dir, entry));
+            entries.push((if is_dir { format!("{name}/") } else { name }, is_dir));
         }
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (name, is_dir, entry) in entries {
+        // The directory is closed before going down: a deep tree holds no descriptor per level.
+        entries.sort_unstable();
+        for (name, is_dir) in entries {
             let key = format!("{key_prefix}{name}");
             if is_dir {
                 // Every key below starts with `key` (which ends in `/`).
@@ -93,11 +92,7 @@ impl Walk<'_> {
             if !key.starts_with(self.prefix) || self.after.is_some_and(|a| key.as_str() <= a) {
                 continue;
             }
-            // Relative to the open directory; a symbolic link is followed, as a read would.
-            let mut meta = entry.metadata()?;
-            if meta.is_symlink() {
-                meta = std::fs::metadata(dir.join(&name))?;
-            }
+            let meta = std::fs::metadata(dir.join(&name))?;
             // The same etag scheme as object_store's local `head` and the fast path's `open`.
             self.batch.push(Ok(super::local::object_meta(self.bucket, key, &meta)));
             if self.batch.len() >= BATCH && !self.flush() {

@@ -138,7 +138,7 @@ impl Remote {
             unserved: Mutex::default(),
             pending: Mutex::default(),
             parts: Mutex::default(),
-            local: (local_workers > 0).then(|| LocalPool::new(local_workers, memory_budget)),
+            local: (local_workers > 0).then(|| LocalPool::beside_workers(local_workers, memory_budget)),
             // Unique across restarts: a task released and ordered again is a new message.
             publications: std::sync::atomic::AtomicU64::new(crate::model::now() as u64 * 1000),
         };
