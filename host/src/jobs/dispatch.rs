@@ -122,9 +122,18 @@ impl Dispatcher {
     /// A job stopped: its tasks waiting for a slot are released at once
     /// (their `acquire` ends in `None`), and the others may start in their place.
     pub fn release_job(&self, job: JobId) {
+        self.release(|w| w.job == job);
+    }
+
+    /// The daemon is stopping: every task waiting for a slot is released.
+    pub fn release_all(&self) {
+        self.release(|_| true);
+    }
+
+    fn release(&self, released: impl Fn(&Waiter) -> bool) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for t in st.tenants.values_mut() {
-            t.waiting.retain(|w| w.job != job);
+            t.waiting.retain(|w| !released(w));
         }
         self.dispatch(&mut st);
     }

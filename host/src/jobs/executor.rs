@@ -33,11 +33,11 @@ pub(super) trait Executor: Send + Sync + 'static {
     fn tasks_per_slot(&self, _job: JobId) -> usize {
         1
     }
-    /// Tasks of `job` claimed ahead per slot of its concurrency, to wait for
-    /// it: the local pool's, by how long the job's tasks take (its dispatcher
-    /// bounds the job's running tasks). Not for a tenant with a
-    /// `tasks_in_flight` quota, which counts them (see the scheduler).
-    fn ahead_per_slot(&self, _job: JobId) -> usize {
+    /// Tasks of `job` (whose concurrency allows `concurrency` claimed) it
+    /// may hold claimed beyond that, to wait for a slot: the local pool's, by
+    /// how long the job's tasks take (its dispatcher bounds the job's running
+    /// tasks). A tenant's quota counts them (see the scheduler).
+    fn claim_ahead_for(&self, _job: JobId, _concurrency: usize) -> usize {
         0
     }
     /// Run a job's claimed `tasks`: each ends in [`task_done`] with its result,
@@ -47,6 +47,9 @@ pub(super) trait Executor: Send + Sync + 'static {
     /// The job left Running (suspended, cancelled, ended): its tasks that
     /// have not started should not. The local pool's check at start does it.
     fn job_stopped(&self, _inner: &Inner, _job: JobId) {}
+    /// The daemon is stopping: tasks waiting for a local slot go back to
+    /// Pending now, not as slots free.
+    fn stopping(&self) {}
 }
 
 /// The local worker pool: each task waits for a slot of the [`Dispatcher`]
@@ -91,10 +94,22 @@ impl Executor for LocalPool {
         }
     }
 
-    fn ahead_per_slot(&self, job: JobId) -> usize {
+    /// Per worker it may use: a job of concurrency 1 claims one worker's
+    /// part, and no job more than every worker's.
+    fn claim_ahead_for(&self, job: JobId, concurrency: usize) -> usize {
         match self.alone {
-            true => self.paces.ahead_per_worker(job),
+            true => concurrency.min(self.workers) * self.paces.ahead_per_worker(job),
             false => 0,
+        }
+    }
+
+    /// At most its running tasks and their claim-ahead: a job of slow tasks
+    /// and a high concurrency holds no more waiting than before claims
+    /// were sized (two per worker).
+    fn job_window(&self, job: JobId) -> usize {
+        match self.alone {
+            true => self.workers * (1 + self.paces.ahead_per_worker(job)),
+            false => usize::MAX,
         }
     }
 
@@ -104,6 +119,10 @@ impl Executor for LocalPool {
     fn job_stopped(&self, _inner: &Inner, job: JobId) {
         self.dispatcher.release_job(job);
         self.paces.forget(job);
+    }
+
+    fn stopping(&self) {
+        self.dispatcher.release_all();
     }
 
     fn execute(&self, inner: &Arc<Inner>, job: JobId, stops: u64, prepared: Arc<Prepared>, tasks: Vec<TaskRecord>) {
@@ -129,7 +148,10 @@ impl Executor for LocalPool {
                     // `concurrency` tasks per commit interval.
                     drop(permit);
                     let took = started.elapsed();
-                    paces.record(job, took);
+                    // Not for a job stopped meanwhile: its pace was forgotten.
+                    if !inner.stopped_since(job, stops) {
+                        paces.record(job, took);
+                    }
                     record_metrics(&result, took);
                     result
                 };

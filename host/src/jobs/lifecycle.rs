@@ -90,6 +90,7 @@ impl Jobs {
     /// not started go back to Pending, their attempt uncounted.
     pub fn stop_claiming(&self) {
         self.inner.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.executor.stopping();
         self.inner.wake.notify_one();
     }
 

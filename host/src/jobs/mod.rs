@@ -162,8 +162,9 @@ impl Active {
     /// Tasks the job may start now: its concurrency left, capped by its pace.
     /// `per_slot`: tasks that share one slot, one after another (a cluster's
     /// bundle): concurrency counts slots, so it allows that many more tasks.
-    fn room(&mut self, per_slot: usize) -> usize {
-        let room = (self.prepared.spec.concurrency as usize * per_slot).saturating_sub(self.in_flight);
+    /// `ahead`: tasks it may hold claimed beyond that, to wait for a worker.
+    fn room(&mut self, per_slot: usize, ahead: usize) -> usize {
+        let room = (self.prepared.spec.concurrency as usize * per_slot + ahead).saturating_sub(self.in_flight);
         let Some(rate) = self.prepared.spec.max_tasks_per_second else { return room };
         let rate = f64::from(rate);
         let now = std::time::Instant::now();

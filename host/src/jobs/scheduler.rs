@@ -58,15 +58,15 @@ fn candidates_by_tenant(inner: &Inner) -> (Vec<TenantWork>, usize, usize) {
         entry.in_flight += a.in_flight;
         // A cluster's window is in orders: a job's part of it, in tasks, is its bundle's.
         let per_slot = inner.executor.tasks_per_slot(*id);
-        let ahead = inner.executor.ahead_per_slot(*id);
-        let room = a.room(per_slot + ahead).min(inner.executor.job_window(*id).saturating_sub(a.in_flight));
+        let concurrency = a.prepared.spec.concurrency as usize * per_slot;
+        let ahead = inner.executor.claim_ahead_for(*id, concurrency);
+        let room = a.room(per_slot, ahead).min(inner.executor.job_window(*id).saturating_sub(a.in_flight));
         if room > 0 {
-            let concurrency = a.prepared.spec.concurrency as usize * per_slot;
             entry.jobs.push(Candidate {
                 id: *id,
                 room,
                 below_concurrency: concurrency.saturating_sub(a.in_flight),
-                may_hold: concurrency * (1 + ahead / per_slot.max(1)),
+                may_hold: concurrency + ahead,
                 priority: a.priority,
                 stops: a.stops,
                 halted: a.halted,

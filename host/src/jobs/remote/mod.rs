@@ -393,6 +393,12 @@ impl Executor for RemotePool {
         self.0.window() * bundle + self.0.local.as_ref().map_or(0, |l| l.slots())
     }
 
+    fn stopping(&self) {
+        if let Some(local) = &self.0.local {
+            local.stopping();
+        }
+    }
+
     /// Orders wait in JetStream, not here: only the local workers' claim ahead.
     fn claim_ahead(&self) -> usize {
         self.0.local.as_ref().map_or(0, |l| l.claim_ahead())
