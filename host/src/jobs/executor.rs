@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::dispatch::{Ask, Dispatcher};
+use super::pace::{Paces, Sizing};
 use super::scheduler::task_done;
 use super::{Inner, Prepared, worker};
 use crate::model::{JobId, TaskRecord};
@@ -90,7 +91,7 @@ impl Executor for LocalPool {
     fn claim_ahead(&self) -> usize {
         match self.alone {
             true => self.workers * self.paces.most_ahead_per_worker(),
-            false => self.workers * AHEAD_PER_WORKER.0,
+            false => self.workers * AHEAD_PER_WORKER.least,
         }
     }
 
@@ -173,74 +174,44 @@ pub(super) fn record_metrics(result: &TaskResult, took: Duration) {
     }
 }
 
-/// How long the claimed-ahead tasks of one worker may take, together: about
-/// the longest a task of another job of the same tenant waits behind them.
-const AHEAD_WORK: Duration = Duration::from_millis(2);
-/// Tasks claimed ahead per worker: at least two, to cover a claim's latency
-/// (one store call); at most 32. A 1 KiB copy (about 60 us) gets 32, so one
-/// claim serves dozens of tasks instead of two; a 5 ms thumbnail gets 2.
-const AHEAD_PER_WORKER: (usize, usize) = (2, 32);
-/// Jobs whose pace is kept: a job's is forgotten when it stops, so this only
-/// bounds the map if stops were missed.
-const PACES_KEPT: usize = 4096;
+/// Tasks claimed ahead per worker: about 2 ms of the job's work together
+/// (about the longest a task of another job of the same tenant waits behind
+/// them); at least two, to cover a claim's latency (one store call); at most
+/// 32. A 1 KiB copy (about 60 us) gets 32, so one claim serves dozens of
+/// tasks instead of two; a 5 ms thumbnail gets 2.
+const AHEAD_PER_WORKER: Sizing = Sizing { work: Duration::from_millis(2), least: 2, most: 32 };
 
-/// Per job, a moving average of how long its tasks hold a slot (weight 1/16
-/// per task), in nanoseconds. A job without one (new, or resumed) claims
-/// the least ahead until its first task ends: one job's fast tasks never
-/// size another's claims.
-#[derive(Default)]
-pub(super) struct TaskPaces(std::sync::Mutex<std::collections::HashMap<JobId, u64>>);
+/// Per job, how long its tasks hold a slot: a moving average measured per
+/// task (each weighs 1/16). A job without one (new, or resumed) claims the
+/// least ahead until its first task ends.
+pub(super) struct TaskPaces(std::sync::Mutex<Paces>);
+
+impl Default for TaskPaces {
+    fn default() -> Self {
+        TaskPaces(std::sync::Mutex::new(Paces::new(1.0 / 16.0)))
+    }
+}
 
 impl TaskPaces {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Paces> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(super) fn record(&self, job: JobId, took: Duration) {
-        let took = took.as_nanos().min(u64::MAX as u128 / 2) as u64;
-        let mut paces = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if paces.len() >= PACES_KEPT && !paces.contains_key(&job) {
-            paces.clear();
-        }
-        let average = paces.entry(job).or_insert(took);
-        *average = (*average - *average / 16 + took / 16).max(1);
+        self.lock().record(job, 1, took);
     }
 
     pub(super) fn forget(&self, job: JobId) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&job);
+        self.lock().forget(job);
     }
 
-    /// Tasks to claim ahead per worker for `job`, by [`AHEAD_WORK`].
+    /// Tasks to claim ahead per worker for `job`.
     pub(super) fn ahead_per_worker(&self, job: JobId) -> usize {
-        let paces = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        paces.get(&job).map_or(AHEAD_PER_WORKER.0, |average| ahead_for(*average))
+        self.lock().tasks(job, AHEAD_PER_WORKER)
     }
 
     /// The most any job claims ahead per worker: the daemon's claim-ahead.
     pub(super) fn most_ahead_per_worker(&self) -> usize {
-        let paces = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        paces.values().map(|average| ahead_for(*average)).max().unwrap_or(AHEAD_PER_WORKER.0)
-    }
-}
-
-fn ahead_for(average_ns: u64) -> usize {
-    let (least, most) = AHEAD_PER_WORKER;
-    ((AHEAD_WORK.as_nanos() as u64 / average_ns.max(1)) as usize).clamp(least, most)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_job_claims_ahead_by_its_own_pace() {
-        let paces = TaskPaces::default();
-        assert_eq!(paces.ahead_per_worker(1), 2, "unmeasured: the least");
-        for _ in 0..20 {
-            paces.record(1, Duration::from_micros(60));
-            paces.record(2, Duration::from_millis(5));
-        }
-        assert_eq!(paces.ahead_per_worker(1), 32, "1 KiB copies: the most");
-        assert_eq!(paces.ahead_per_worker(2), 2, "5 ms thumbnails: the least");
-        assert_eq!(paces.ahead_per_worker(3), 2, "a new job is not sized by the others");
-        assert_eq!(paces.most_ahead_per_worker(), 32);
-        paces.forget(1);
-        assert_eq!((paces.ahead_per_worker(1), paces.most_ahead_per_worker()), (2, 2));
+        self.lock().most_tasks(AHEAD_PER_WORKER)
     }
 }

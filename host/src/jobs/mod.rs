@@ -30,6 +30,7 @@ mod executor;
 mod lifecycle;
 pub mod limits;
 pub mod order;
+mod pace;
 mod planner;
 mod plugin_compile;
 mod plugins;

@@ -4,8 +4,9 @@
 
 use super::*;
 
-/// Tasks claimed per transaction, at most.
-const CLAIM_BATCH: usize = 64;
+/// Tasks claimed per transaction, at most: twice the largest low water
+/// (`worker::LOW_WATER_MOST`), so a claim at the low water always fits.
+pub(super) const CLAIM_BATCH: usize = 128;
 
 /// A job the scheduler may claim for now: its id, free slots, the tasks its
 /// concurrency lets it hold claimed, and its priority.

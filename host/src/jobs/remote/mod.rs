@@ -19,6 +19,7 @@ pub(in crate::jobs) use results::Results;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, message::PublishMessage, object_store};
 
@@ -88,7 +89,7 @@ pub(super) struct Remote {
     /// Tasks held in `shares`.
     held_tasks: AtomicUsize,
     /// How many of each job's tasks go in one order.
-    paces: Mutex<bundles::Paces>,
+    paces: Mutex<crate::jobs::pace::Paces>,
     /// The largest bundle of any job, from `paces`: the window's tasks per order.
     largest_bundle: AtomicUsize,
     /// The live workers, from their last beats (this Kiln version's only),
@@ -131,7 +132,7 @@ impl Remote {
             routes: Default::default(),
             shares: Mutex::default(),
             held_tasks: AtomicUsize::new(0),
-            paces: Mutex::default(),
+            paces: Mutex::new(bundles::paces()),
             largest_bundle: AtomicUsize::new(1),
             beats: Mutex::new(Ok(Vec::new())),
             live_slots: AtomicUsize::new(0),
@@ -218,8 +219,8 @@ impl Remote {
     /// A result of `job`'s: `tasks` ran at a worker for `took_us`.
     fn measured(&self, job: JobId, tasks: usize, took_us: u64) {
         let mut paces = self.paces.lock().unwrap();
-        paces.record(job, tasks, took_us);
-        self.largest_bundle.store(paces.largest(), Ordering::SeqCst);
+        paces.record(job, tasks, Duration::from_micros(took_us));
+        self.largest_bundle.store(paces.most_tasks(bundles::BUNDLE), Ordering::SeqCst);
     }
 
     /// The workers that beat lately, as the `workers` loop last saw them.
@@ -385,11 +386,11 @@ impl Executor for RemotePool {
     }
 
     fn tasks_per_slot(&self, job: JobId) -> usize {
-        self.0.paces.lock().unwrap().bundle(job)
+        self.0.paces.lock().unwrap().tasks(job, bundles::BUNDLE)
     }
 
     fn job_window(&self, job: JobId) -> usize {
-        let bundle = self.0.paces.lock().unwrap().bundle(job);
+        let bundle = self.0.paces.lock().unwrap().tasks(job, bundles::BUNDLE);
         self.0.window() * bundle + self.0.local.as_ref().map_or(0, |l| l.slots())
     }
 
@@ -427,7 +428,7 @@ impl Executor for RemotePool {
         {
             let mut paces = self.0.paces.lock().unwrap();
             paces.forget(job);
-            self.0.largest_bundle.store(paces.largest(), Ordering::SeqCst);
+            self.0.largest_bundle.store(paces.most_tasks(bundles::BUNDLE), Ordering::SeqCst);
         }
         let held = self.0.shares.lock().unwrap().take_back(|h| h.job == job);
         for h in held {
@@ -485,7 +486,7 @@ impl Executor for RemotePool {
             return;
         }
         remote.unserved.lock().unwrap().remove(&job);
-        let bundle = remote.paces.lock().unwrap().bundle(job);
+        let bundle = remote.paces.lock().unwrap().tasks(job, bundles::BUNDLE);
         remote.held_tasks.fetch_add(tasks.len(), Ordering::SeqCst);
         {
             // Into the job's last order held, while it has room; then new ones.
