@@ -178,8 +178,13 @@ async fn compile_cache_spares_the_second_load() {
         RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), max_instances: 4, ..RuntimeConfig::default() };
     let wasm = std::fs::read(plugins::ECHO).unwrap();
 
-    let first = Runtime::new(config.clone()).unwrap().load(&wasm).await.unwrap();
+    let first_rt = Runtime::new(config.clone()).unwrap();
+    let first = first_rt.load(&wasm).await.unwrap();
     assert_eq!(first.cache, CacheOutcome::Compiled);
+    // Compiled, it is served from the file it was written to (mapped, as a
+    // warm start would): it runs as the compiled copy did.
+    let (ok, _) = run(&first_rt, &first, "", "a.txt", b"compiled").await;
+    assert!(ok.is_ok());
     // A new runtime, as after a restart, finds the artifact on disk.
     let rt = Runtime::new(config).unwrap();
     let second = rt.load(&wasm).await.unwrap();

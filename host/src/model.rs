@@ -365,6 +365,9 @@ fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> 
 pub struct Counters {
     pub total: u64,
     pub pending: u64,
+    /// Claimed and not yet recorded: running, or claimed ahead and waiting
+    /// in memory for a worker (short tasks are claimed dozens per worker
+    /// ahead; the job's `concurrency` bounds those that run at once).
     pub running: u64,
     pub succeeded: u64,
     pub failed: u64,

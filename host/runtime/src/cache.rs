@@ -85,21 +85,22 @@ impl CompileCache {
             tracing::warn!(path = %path.display(), error = %e, "could not write compile cache entry");
             return Ok((component, CacheOutcome::Compiled));
         }
-        // Serve it from the file just written, as a warm start would: mapped
+        // Serve it from the file just written, as a warm start does: mapped
         // from the file, only the code that runs is resident, where the
         // compiled copy keeps all of it in anonymous memory (a first start
-        // held about 170 MiB more than a warm one at rest, the 35 MB `doc`
-        // plugin's code among it).
-        drop(component);
-        super::heap::release_freed();
+        // held about 100 MiB more than a warm one at rest, the 35 MB `doc`
+        // plugin's code among it). If the file cannot be mapped (a cache on
+        // a `noexec` mount), the compiled copy serves.
         // SAFETY: as above; the file is the one `store` wrote a moment ago.
         match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(component) => Ok((component, CacheOutcome::Compiled)),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "reading back a compile cache entry; compiling again");
-                let component = Component::new(engine, wasm);
+            Ok(mapped) => {
+                drop(component);
                 super::heap::release_freed();
-                Ok((component?, CacheOutcome::Compiled))
+                Ok((mapped, CacheOutcome::Compiled))
+            }
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "serving the compiled copy: the cache entry could not be mapped");
+                Ok((component, CacheOutcome::Compiled))
             }
         }
     }

@@ -16,7 +16,8 @@ struct Candidate {
     /// Tasks it may still claim before it holds its concurrency (the rest of
     /// its room is claimed ahead).
     below_concurrency: usize,
-    may_hold: usize,
+    /// Its tasks claimed and not done.
+    in_flight: usize,
     priority: i32,
     /// `Active::stops` before the claim: read first, so a stop that the
     /// claim's snapshot missed is seen by the task.
@@ -67,7 +68,7 @@ fn candidates_by_tenant(inner: &Inner) -> (Vec<TenantWork>, usize, usize) {
                 id: *id,
                 room,
                 below_concurrency: concurrency.saturating_sub(a.in_flight),
-                may_hold: concurrency + ahead,
+                in_flight: a.in_flight,
                 priority: a.priority,
                 stops: a.stops,
                 halted: a.halted,
@@ -167,7 +168,7 @@ async fn claim_round(inner: &Arc<Inner>, turn: &mut usize) {
             // Only when tenants compete: alone, a tenant's fair part is everything.
             let under_fair = if with_work > 1 { fair.saturating_sub(tenant_in_flight) } else { 0 };
             let mut budget = share.min(capacity).max(under_fair).min(quota_room).min(ceiling);
-            for Candidate { id, room, may_hold, stops, halted, .. } in jobs {
+            for Candidate { id, room, in_flight: held, stops, halted, .. } in jobs {
                 if halted {
                     // Gone from the scheduler once its failure is recorded and nothing is in flight.
                     retire_if_idle(inner, id).await;
@@ -177,7 +178,10 @@ async fn claim_round(inner: &Arc<Inner>, turn: &mut usize) {
                 if n == 0 {
                     break;
                 }
-                if idle == 0 && under_fair == 0 && n < worker::low_water(may_hold, claim_ahead) {
+                // What it could hold now: every cap (its concurrency and
+                // claim-ahead, the window, the tenant's quota, its pace, the
+                // daemon's room) is in `n`.
+                if idle == 0 && under_fair == 0 && n < worker::low_water(held + n, claim_ahead) {
                     // Every worker is busy: wait until one claim can serve several tasks.
                     continue;
                 }
@@ -268,7 +272,7 @@ mod tests {
     use super::*;
 
     fn job(id: JobId, room: usize, below_concurrency: usize) -> Candidate {
-        Candidate { id, room, below_concurrency, may_hold: room, priority: 0, stops: 0, halted: false }
+        Candidate { id, room, below_concurrency, in_flight: 0, priority: 0, stops: 0, halted: false }
     }
 
     #[test]

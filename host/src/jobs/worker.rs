@@ -14,16 +14,20 @@ use crate::template::Vars;
 
 use super::{Inner, Prepared};
 
-/// While every worker is busy, the fewest tasks worth one claim for a job:
-/// half of what it may hold claimed, or of the tasks the daemon may hold
+/// While every worker is busy, the fewest tasks worth one claim for a job
+/// that could hold `reachable` (those it holds and those it may claim now,
+/// within every cap): half of that, or of the tasks the daemon may hold
 /// waiting for a worker, whichever is less. One claim then serves many
-/// tasks, and the half still queued covers the claim's latency (claims
-/// ahead are sized to about 2 ms of each worker's work, so 1 ms of it).
+/// tasks, and the half still held covers the claim's latency (claims ahead
+/// are sized to about 2 ms of each worker's work, so 1 ms of it). Half of
+/// what is reachable is always met as the job's tasks end: a low water from
+/// a cap the job cannot reach (its window, its tenant's quota, its pace)
+/// would keep it from claiming while another job keeps the workers busy.
 /// Each claim is a hand-off to the blocking pool (a thread woken, then
 /// parked again): at 30,000 tasks/s, claims of 16 cost a copy about as
 /// much CPU as its `process` call.
-pub(super) fn low_water(may_hold: usize, claim_ahead: usize) -> usize {
-    (may_hold / 2).min(claim_ahead / 2).clamp(1, LOW_WATER_MOST)
+pub(super) fn low_water(reachable: usize, claim_ahead: usize) -> usize {
+    (reachable / 2).min(claim_ahead / 2).clamp(1, LOW_WATER_MOST)
 }
 
 /// At most this many: a claim takes at most `scheduler::CLAIM_BATCH` (128)
@@ -291,9 +295,21 @@ mod tests {
     #[test]
     fn claims_in_batches_while_workers_are_busy() {
         assert_eq!(low_water(64, 32), 16, "half of what may wait");
-        assert_eq!(low_water(8, 32), 4, "half of a small job's concurrency");
+        assert_eq!(low_water(8, 32), 4, "half of what a small job can hold");
+        assert_eq!(low_water(12, 128), 6, "a slow job within its window, beside a fast one");
         assert_eq!(low_water(1, 32), 1, "a job of one task at a time still claims");
         assert_eq!(low_water(2, 2), 1);
         assert_eq!(low_water(8 * 33, 16 * 32), 64, "never above what one claim takes");
+    }
+
+    /// A job holding nothing claims whatever it may: the low water of what
+    /// it can reach is never above it, whatever caps made it small.
+    #[test]
+    fn the_low_water_is_always_reachable() {
+        for reachable in 1..300 {
+            for claim_ahead in [0, 1, 2, 8, 64, 128, 1024] {
+                assert!(low_water(reachable, claim_ahead) <= reachable, "{reachable} {claim_ahead}");
+            }
+        }
     }
 }
