@@ -198,7 +198,7 @@ async fn a_job_runs_on_two_workers_through_jetstream() {
     let done_by: Vec<u64> = workers.iter().map(|w| w["done"].as_u64().unwrap()).collect();
     assert_eq!(done_by.iter().sum::<u64>(), N as u64, "{workers:?}");
     assert!(done_by.iter().all(|&n| n > 0), "both workers ran tasks: {workers:?}");
-    assert!(workers.iter().all(|w| w["version"] == env!("CARGO_PKG_VERSION") && w["slots"] == 2), "{workers:?}");
+    assert!(workers.iter().all(|w| w["version"] == kiln::cluster::WIRE_VERSION && w["slots"] == 2), "{workers:?}");
 
     // So does /metrics, with the tasks counted as they finished and nothing left queued.
     let r = d.http.get(format!("{}/metrics", d.url)).bearer_auth(&d.token).send().await.unwrap();
@@ -522,7 +522,7 @@ async fn a_worker_of_another_version_refuses_to_start() {
     .await;
     assert!(!status.success());
     let log = w.log();
-    assert!(log.contains("Kiln 0.0.1") && log.contains(env!("CARGO_PKG_VERSION")), "{log}");
+    assert!(log.contains("Kiln 0.0.1") && log.contains(kiln::cluster::WIRE_VERSION), "{log}");
 }
 
 /// Fair share at the workers: a tenant whose tasks only sleep holds its

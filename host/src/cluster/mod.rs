@@ -126,7 +126,15 @@ pub fn task_msg_id(job: JobId, seq: u64, attempt: u32, publication: u64) -> Stri
     format!("{job}-{seq}-{attempt}-{publication}")
 }
 
-/// The key of the coordinator's own entry in [`WORKERS`]: its version.
+/// What a coordinator and its workers must share to work together: the Kiln
+/// version, and the number of the wire format (orders, results, beats),
+/// raised whenever their shape changes. Development builds keep one Kiln
+/// version across changes of the format (single tasks became bundles of
+/// them under 0.1.0), so the version alone let a worker built before a
+/// change take orders it would misread. Shown as the workers' `version`.
+pub const WIRE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+wire.2");
+
+/// The key of the coordinator's own entry in [`WORKERS`]: its [`WIRE_VERSION`].
 pub const COORDINATOR_KEY: &str = "_coordinator";
 
 /// What the tasks of one order ended in, as a worker sends them back.

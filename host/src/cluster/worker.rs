@@ -68,11 +68,11 @@ pub async fn run(
     if let Ok(Some(entry)) = parts.workers.get(super::COORDINATOR_KEY).await
         && let Ok(c) = serde_json::from_slice::<serde_json::Value>(&entry)
         && let Some(theirs) = c["version"].as_str()
-        && theirs != env!("CARGO_PKG_VERSION")
+        && theirs != super::WIRE_VERSION
     {
         anyhow::bail!(
             "the coordinator is Kiln {theirs} and this worker is Kiln {}: run workers of the coordinator's version",
-            env!("CARGO_PKG_VERSION")
+            super::WIRE_VERSION
         );
     }
     let reachable =
@@ -231,7 +231,7 @@ async fn beat(worker: Arc<Worker>, slots: usize, stop: Arc<AtomicBool>) {
         }
         let beat = WorkerBeat {
             name: worker.name.clone(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: super::WIRE_VERSION.to_string(),
             slots,
             busy: worker.busy.load(Ordering::SeqCst),
             done: worker.done.load(Ordering::SeqCst),

@@ -180,7 +180,7 @@ impl WirePart {
 
     /// The message of `tasks`, of this part's job.
     pub fn order(&self, tasks: &[TaskOut<'_>]) -> Vec<u8> {
-        let kiln = env!("CARGO_PKG_VERSION");
+        let kiln = crate::cluster::WIRE_VERSION;
         let order =
             OrderOut { kiln, max_deliveries: self.max_deliveries, part_digest: &self.digest, part: &self.json, tasks };
         serde_json::to_vec(&order).expect("orders serialise")
@@ -228,9 +228,9 @@ impl OrderStub {
     }
 }
 
-/// Refused unless `sent` is this worker's Kiln version.
+/// Refused unless `sent` is this worker's Kiln version and wire format.
 fn same_version(sent: &str) -> Result<(), OrderError> {
-    let own = env!("CARGO_PKG_VERSION");
+    let own = crate::cluster::WIRE_VERSION;
     if sent == own { Ok(()) } else { Err(OrderError::Version { sent: sent.to_string(), own: own.to_string() }) }
 }
 
@@ -342,6 +342,12 @@ mod tests {
         let other = serde_json::to_vec(&other).unwrap();
         let err = OrderIn::read(&other).unwrap().check_version().unwrap_err();
         assert!(matches!(err, OrderError::Version { .. }), "{err}");
+        // So is one of this Kiln version from a build of an older wire format,
+        // which sent the bare version: its part's shape may differ as well.
+        let mut older: serde_json::Value = serde_json::from_slice(&message).unwrap();
+        older["kiln"] = env!("CARGO_PKG_VERSION").into();
+        let err = OrderIn::read(&serde_json::to_vec(&older).unwrap()).unwrap().check_version().unwrap_err();
+        assert!(err.to_string().contains(crate::cluster::WIRE_VERSION), "{err}");
         // One whose whole shape differs is still answered: its task, and why.
         let other = serde_json::to_vec(&serde_json::json!({
             "kiln": "0.0.1", "order": "of another shape", "task": {"job": 7, "seq": 1, "attempts": 1, "more": true},

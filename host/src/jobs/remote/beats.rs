@@ -27,7 +27,7 @@ impl crate::background::Background for Workers {
     }
 
     async fn round(&mut self) -> Result<(), String> {
-        let version = env!("CARGO_PKG_VERSION");
+        let version = crate::cluster::WIRE_VERSION;
         // Workers check it at start: one of another version refuses to run.
         let coordinator = serde_json::json!({"version": version}).to_string();
         self.remote
