@@ -6,7 +6,8 @@ Usage: scripts/flamegraph.py STACKS.txt OUT.svg [TITLE]
 Each sample's stack is read leaf first (as perf prints it) and drawn root at the
 bottom; a frame's width is its share of the samples. Frames under 0.05% of the
 samples are left out, so the file stays small. Hover a frame for its name, its
-samples and its share. Written for `scripts/profile-tasks` (`FLAME=OUT.svg`).
+samples and its share. Written for `scripts/profile-tasks` (`FLAME=OUT.svg`), whose
+phases read the samples with `stacks` too.
 """
 import html
 import re
