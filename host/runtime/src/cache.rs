@@ -78,29 +78,30 @@ impl CompileCache {
                 Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile cache entry"),
             }
         }
-        let component = Component::new(engine, wasm);
+        let served = Component::new(engine, wasm).map(|compiled| self.store_and_map(engine, dir, &path, compiled));
+        // Once for all it freed: Cranelift's arenas, the serialized copy (as
+        // large as the code), and the compiled copy once the file serves.
         super::heap::release_freed();
-        let component = component?;
-        if let Err(e) = self.store(dir, &path, &component) {
+        Ok((served?, CacheOutcome::Compiled))
+    }
+
+    /// Store `compiled` at `path`, then serve it from that file, as a warm
+    /// start does: mapped from the file, only the code that runs is
+    /// resident, where the compiled copy keeps all of it in anonymous memory
+    /// (a first start held about 100 MiB more than a warm one at rest, the
+    /// 35 MB `doc` plugin's code among it). If the file cannot be written or
+    /// mapped (a cache on a `noexec` mount), the compiled copy serves.
+    fn store_and_map(&self, engine: &Engine, dir: &Path, path: &Path, compiled: Component) -> Component {
+        if let Err(e) = self.store(dir, path, &compiled) {
             tracing::warn!(path = %path.display(), error = %e, "could not write compile cache entry");
-            return Ok((component, CacheOutcome::Compiled));
+            return compiled;
         }
-        // Serve it from the file just written, as a warm start does: mapped
-        // from the file, only the code that runs is resident, where the
-        // compiled copy keeps all of it in anonymous memory (a first start
-        // held about 100 MiB more than a warm one at rest, the 35 MB `doc`
-        // plugin's code among it). If the file cannot be mapped (a cache on
-        // a `noexec` mount), the compiled copy serves.
-        // SAFETY: as above; the file is the one `store` wrote a moment ago.
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(mapped) => {
-                drop(component);
-                super::heap::release_freed();
-                Ok((mapped, CacheOutcome::Compiled))
-            }
+        // SAFETY: as in `load_or_compile`; the file is the one `store` wrote a moment ago.
+        match unsafe { Component::deserialize_file(engine, path) } {
+            Ok(mapped) => mapped,
             Err(e) => {
                 tracing::debug!(path = %path.display(), error = %e, "serving the compiled copy: the cache entry could not be mapped");
-                Ok((component, CacheOutcome::Compiled))
+                compiled
             }
         }
     }
@@ -112,9 +113,6 @@ impl CompileCache {
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         std::io::Write::write_all(&mut tmp, &bytes)?;
         tmp.persist(path)?;
-        // The serialized copy is as large as the code: back to the system too.
-        drop(bytes);
-        super::heap::release_freed();
         Ok(())
     }
 }
